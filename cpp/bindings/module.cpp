@@ -1,0 +1,318 @@
+// The only file that knows Python: converts NumPy arrays to raw views, checks every shape, dtype and
+// index bound *before* releasing the GIL (the kernels trust their inputs), then runs the kernels with
+// the GIL released. Errors become ValueError/TypeError; nothing C++ throws escapes an OpenMP region.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <cmath>
+#include <stdexcept>
+#include <string>
+
+#include "afm/common.hpp"
+#include "afm/libfm.hpp"
+#include "afm/model.hpp"
+#include "afm/optimizer.hpp"
+#include "afm/predict.hpp"
+#include "afm/rng.hpp"
+#include "afm/trainer.hpp"
+
+namespace py = pybind11;
+using namespace pybind11::literals;
+
+namespace {
+
+std::string shape_str(const py::array& a) {
+    std::string s = "(";
+    for (py::ssize_t i = 0; i < a.ndim(); ++i) s += (i ? ", " : "") + std::to_string(a.shape(i));
+    return s + (a.ndim() == 1 ? ",)" : ")");
+}
+
+// Checks dtype, C order and shape (-1 = any) of an array argument; returns its data pointer.
+template <class T>
+T* checked(const py::array& a, const std::string& name, std::initializer_list<py::ssize_t> shape,
+           bool writable = false) {
+    if (!py::isinstance<py::array_t<T>>(a))  // dtype equivalence (not identity: unpickled dtypes are new objects)
+        throw py::type_error(name + " must have dtype " + std::string(py::str(py::dtype::of<T>())) + ", got " +
+                             std::string(py::str(a.dtype())));
+    if (!(a.flags() & py::array::c_style)) throw py::value_error(name + " must be C-contiguous");
+    if (a.ndim() != static_cast<py::ssize_t>(shape.size()))
+        throw py::value_error(name + " must be " + std::to_string(shape.size()) + "-D, got shape " + shape_str(a));
+    py::ssize_t i = 0;
+    for (py::ssize_t want : shape) {
+        if (want >= 0 && a.shape(i) != want)
+            throw py::value_error(name + " has shape " + shape_str(a) + ", dimension " + std::to_string(i) +
+                                  " should be " + std::to_string(want));
+        ++i;
+    }
+    if (writable && !a.writeable()) throw py::value_error(name + " must be writable");
+    return static_cast<T*>(const_cast<void*>(a.data()));
+}
+
+py::array param(const py::dict& d, const char* key, const std::string& what) {
+    if (!d.contains(key)) throw py::value_error(what + " is missing the array '" + key + "'");
+    return py::reinterpret_borrow<py::array>(d[key]);
+}
+
+// A model (or optimizer state) given as a dict of float32 arrays w0 (1,), w (n,), V (n,k), W (t,k), b, h (t,), p (k,).
+afm::ModelView model_view(const py::dict& d, const std::string& what, bool writable) {
+    afm::ModelView m;
+    py::array V = param(d, "V", what), W = param(d, "W", what);
+    if (V.ndim() != 2 || W.ndim() != 2) throw py::value_error(what + ": V and W must be 2-D");
+    m.n_features = V.shape(0);
+    m.k = static_cast<int>(V.shape(1));
+    m.t = static_cast<int>(W.shape(0));
+    if (m.k <= 0 || m.t <= 0) throw py::value_error(what + ": embedding and attention sizes must be positive");
+    m.V = checked<float>(V, what + "['V']", {m.n_features, m.k}, writable);
+    m.W = checked<float>(W, what + "['W']", {m.t, m.k}, writable);
+    m.w0 = checked<float>(param(d, "w0", what), what + "['w0']", {1}, writable);
+    m.w = checked<float>(param(d, "w", what), what + "['w']", {m.n_features}, writable);
+    m.b = checked<float>(param(d, "b", what), what + "['b']", {m.t}, writable);
+    m.h = checked<float>(param(d, "h", what), what + "['h']", {m.t}, writable);
+    m.p = checked<float>(param(d, "p", what), what + "['p']", {m.k}, writable);
+    return m;
+}
+
+void check_same_shapes(const afm::ModelView& a, const afm::ModelView& b) {
+    if (a.n_features != b.n_features || a.k != b.k || a.t != b.t)
+        throw py::value_error("optimizer state and model have different shapes");
+}
+
+// CSR arrays: indptr int64 (n_rows+1), indices int32, values float32; every id in [0, n_features).
+afm::CsrView csr_view(const py::array& indptr, const py::array& indices, const py::array& values, int64_t n_features) {
+    afm::CsrView X;
+    const int64_t* ip = checked<int64_t>(indptr, "indptr", {-1});
+    if (indptr.shape(0) < 1) throw py::value_error("indptr must have at least one element");
+    const int64_t n_rows = indptr.shape(0) - 1;
+    const int64_t nnz = indices.ndim() == 1 ? indices.shape(0) : -1;
+    X.indices = checked<afm::feature_t>(indices, "indices", {-1});
+    X.values = checked<float>(values, "values", {nnz});
+    if (ip[0] != 0) throw py::value_error("indptr[0] must be 0");
+    for (int64_t r = 0; r < n_rows; ++r)
+        if (ip[r + 1] < ip[r]) throw py::value_error("indptr must be non-decreasing (row " + std::to_string(r) + ")");
+    if (ip[n_rows] != nnz)
+        throw py::value_error("indptr[-1] = " + std::to_string(ip[n_rows]) + " but there are " + std::to_string(nnz) +
+                              " indices");
+    for (int64_t j = 0; j < nnz; ++j) {
+        const int64_t f = X.indices[j];
+        if (f < 0 || f >= n_features)
+            throw py::value_error("feature id " + std::to_string(f) + " is out of range [0, " +
+                                  std::to_string(n_features) + ")");
+    }
+    X.indptr = ip;
+    X.n_rows = n_rows;
+    return X;
+}
+
+const int64_t* row_list(const py::array& rows, const char* name, int64_t n_rows, int64_t* count) {
+    const int64_t* r = checked<int64_t>(rows, name, {-1});
+    *count = rows.shape(0);
+    for (int64_t i = 0; i < *count; ++i)
+        if (r[i] < 0 || r[i] >= n_rows)
+            throw py::value_error(std::string(name) + " holds row " + std::to_string(r[i]) + ", outside [0, " +
+                                  std::to_string(n_rows) + ")");
+    return r;
+}
+
+void check_config(const afm::TrainConfig& c) {
+    if (!(c.learning_rate > 0.0f) || !std::isfinite(c.learning_rate))
+        throw py::value_error("learning_rate must be a positive finite number");
+    if (!(c.dropout >= 0.0f && c.dropout < 1.0f)) throw py::value_error("dropout must be in [0, 1)");
+    if (!(c.attention_l2 >= 0.0f) || !(c.l2 >= 0.0f)) throw py::value_error("L2 strengths must be >= 0");
+    if (c.batch_size <= 0) throw py::value_error("batch_size must be positive");
+    if (c.n_threads < 0) throw py::value_error("n_threads must be >= 0");
+}
+
+py::array_t<float> to_array(const std::vector<float>& v, std::vector<py::ssize_t> shape) {
+    py::array_t<float> out(shape);
+    std::copy(v.begin(), v.end(), out.mutable_data());
+    return out;
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_core, mod) {
+    mod.doc() = "fastafm compiled core: AFM training, prediction and libFM parsing kernels";
+    mod.attr("__version__") = FASTAFM_VERSION;
+
+    mod.def("openmp_enabled", &afm::openmp_enabled, "True when the core was built with OpenMP.");
+    mod.def("resolve_threads", &afm::resolve_threads, "requested"_a,
+            "Number of threads a kernel uses for `requested` (0 = all cores).");
+
+    py::enum_<afm::Loss>(mod, "Loss").value("squared", afm::Loss::squared).value("logistic", afm::Loss::logistic);
+    py::enum_<afm::Optimizer>(mod, "Optimizer")
+        .value("adagrad", afm::Optimizer::adagrad)
+        .value("sgd", afm::Optimizer::sgd);
+
+    py::class_<afm::TrainConfig>(mod, "TrainConfig", "Settings of a training call (see docs/model.md).")
+        .def(py::init<>())
+        .def_readwrite("loss", &afm::TrainConfig::loss)
+        .def_readwrite("optimizer", &afm::TrainConfig::optimizer)
+        .def_readwrite("attention", &afm::TrainConfig::attention)
+        .def_readwrite("dropout", &afm::TrainConfig::dropout)
+        .def_readwrite("attention_l2", &afm::TrainConfig::attention_l2)
+        .def_readwrite("l2", &afm::TrainConfig::l2)
+        .def_readwrite("learning_rate", &afm::TrainConfig::learning_rate)
+        .def_readwrite("batch_size", &afm::TrainConfig::batch_size)
+        .def_readwrite("seed", &afm::TrainConfig::seed)
+        .def_readwrite("epoch", &afm::TrainConfig::epoch)
+        .def_readwrite("n_threads", &afm::TrainConfig::n_threads);
+
+    mod.def(
+        "train_epoch",
+        [](const py::dict& params, const py::dict& accum, const py::array& indptr, const py::array& indices,
+           const py::array& values, const py::array& y, const py::array& order, const afm::TrainConfig& cfg) {
+            check_config(cfg);
+            afm::ModelView m = model_view(params, "params", true);
+            afm::ModelView acc = model_view(accum, "accumulators", true);
+            check_same_shapes(m, acc);
+            afm::CsrView X = csr_view(indptr, indices, values, m.n_features);
+            const float* yp = checked<float>(y, "y", {X.n_rows});
+            int64_t n_order = 0;
+            const int64_t* ord = row_list(order, "order", X.n_rows, &n_order);
+            afm::EpochResult res;
+            {
+                py::gil_scoped_release nogil;
+                afm::Trainer trainer(m, acc, X, yp, cfg);
+                res = trainer.run_epoch(ord, n_order);
+            }
+            return py::dict("loss_sum"_a = res.loss_sum, "n_rows"_a = res.n_rows, "n_batches"_a = res.n_batches);
+        },
+        "params"_a, "accumulators"_a, "indptr"_a, "indices"_a, "values"_a, "y"_a, "order"_a, "config"_a,
+        "Train one epoch in place over the rows `order` (mini-batches of config.batch_size). Returns a dict with\n"
+        "loss_sum (summed data loss), n_rows and n_batches.");
+
+    mod.def(
+        "batch_gradients",
+        [](const py::dict& params, const py::array& indptr, const py::array& indices, const py::array& values,
+           const py::array& y, const py::array& rows, const afm::TrainConfig& cfg, bool use_dropout) {
+            check_config(cfg);
+            afm::ModelView m = model_view(params, "params", false);
+            afm::CsrView X = csr_view(indptr, indices, values, m.n_features);
+            const float* yp = checked<float>(y, "y", {X.n_rows});
+            int64_t n = 0;
+            const int64_t* rp = row_list(rows, "rows", X.n_rows, &n);
+            afm::BatchGradients g;
+            {
+                py::gil_scoped_release nogil;
+                afm::Trainer trainer(m, m, X, yp, cfg);
+                trainer.batch_gradients(rp, n, use_dropout, g);
+            }
+            const py::ssize_t k = m.k, t = m.t, nt = static_cast<py::ssize_t>(g.touched.size());
+            std::vector<float> W(g.dense.W(), g.dense.W() + t * k), b(g.dense.b(), g.dense.b() + t),
+                h(g.dense.h(), g.dense.h() + t), p(g.dense.p(), g.dense.p() + k);
+            py::array_t<int32_t> touched(nt);
+            std::copy(g.touched.begin(), g.touched.end(), touched.mutable_data());
+            return py::dict("objective"_a = g.objective, "w0"_a = g.dense.w0, "W"_a = to_array(W, {t, k}),
+                            "b"_a = to_array(b, {t}), "h"_a = to_array(h, {t}), "p"_a = to_array(p, {k}),
+                            "touched"_a = touched, "V"_a = to_array(g.dV, {nt, k}), "w"_a = to_array(g.dw, {nt}));
+        },
+        "params"_a, "indptr"_a, "indices"_a, "values"_a, "y"_a, "rows"_a, "config"_a, "use_dropout"_a = false,
+        "Objective J and its gradient over `rows` taken as one mini-batch (the training step's own code path).\n"
+        "Sparse gradients are given for the distinct `touched` ids only (rows of V and w).");
+
+    mod.def(
+        "predict",
+        [](const py::dict& params, const py::array& indptr, const py::array& indices, const py::array& values,
+           bool attention, int n_threads) {
+            if (n_threads < 0) throw py::value_error("n_threads must be >= 0");
+            afm::ModelView m = model_view(params, "params", false);
+            afm::CsrView X = csr_view(indptr, indices, values, m.n_features);
+            py::array_t<float> out(X.n_rows);
+            float* o = out.mutable_data();
+            {
+                py::gil_scoped_release nogil;
+                afm::predict(m, X, attention, o, n_threads);
+            }
+            return out;
+        },
+        "params"_a, "indptr"_a, "indices"_a, "values"_a, "attention"_a = true, "n_threads"_a = 0,
+        "Raw model output y for every CSR row (float32).");
+
+    mod.def(
+        "pair_attention",
+        [](const py::dict& params, const py::array& indptr, const py::array& indices, const py::array& values,
+           const py::array& pair_indptr, bool attention, int n_threads) {
+            if (n_threads < 0) throw py::value_error("n_threads must be >= 0");
+            afm::ModelView m = model_view(params, "params", false);
+            afm::CsrView X = csr_view(indptr, indices, values, m.n_features);
+            const int64_t* pp = checked<int64_t>(pair_indptr, "pair_indptr", {X.n_rows + 1});
+            if (pp[0] != 0) throw py::value_error("pair_indptr[0] must be 0");
+            for (int64_t r = 0; r < X.n_rows; ++r)
+                if (pp[r + 1] - pp[r] != afm::pair_count(X.indptr[r + 1] - X.indptr[r]))
+                    throw py::value_error("pair_indptr does not match the rows' pair counts at row " +
+                                          std::to_string(r));
+            py::array_t<float> out(pp[X.n_rows]);
+            float* o = out.mutable_data();
+            {
+                py::gil_scoped_release nogil;
+                afm::pair_attention(m, X, attention, pp, o, n_threads);
+            }
+            return out;
+        },
+        "params"_a, "indptr"_a, "indices"_a, "values"_a, "pair_indptr"_a, "attention"_a = true, "n_threads"_a = 0,
+        "Attention weight of every pair (r<s, storage order) of every row, concatenated by pair_indptr.");
+
+    mod.def(
+        "dropout_mask",
+        [](uint64_t seed, uint64_t epoch, const py::array& rows, int k, float rho) {
+            if (k <= 0) throw py::value_error("k must be positive");
+            if (!(rho >= 0.0f && rho < 1.0f)) throw py::value_error("rho must be in [0, 1)");
+            const int64_t* r = checked<int64_t>(rows, "rows", {-1});
+            const py::ssize_t n = rows.shape(0);
+            py::array_t<float> out({n, static_cast<py::ssize_t>(k)});
+            for (py::ssize_t i = 0; i < n; ++i)
+                afm::dropout_mask_row(seed, epoch, static_cast<uint64_t>(r[i]), k, rho, out.mutable_data() + i * k);
+            return out;
+        },
+        "seed"_a, "epoch"_a, "rows"_a, "k"_a, "rho"_a,
+        "The dropout factors (0 or 1/(1-rho)) that training uses for the given data rows in this epoch.");
+
+    mod.def(
+        "adagrad_update_",
+        [](const py::array& theta, const py::array& accum, const py::array& grad, float lr) {
+            const py::ssize_t n = theta.ndim() == 1 ? theta.shape(0) : -1;
+            float* th = checked<float>(theta, "theta", {n}, true);
+            float* ac = checked<float>(accum, "accum", {n}, true);
+            const float* g = checked<float>(grad, "grad", {n});
+            afm::adagrad_update(th, ac, g, n, lr);
+        },
+        "theta"_a.noconvert(), "accum"_a.noconvert(), "grad"_a, "learning_rate"_a,
+        "In place: accum += grad**2; theta -= learning_rate * grad / sqrt(accum).");
+
+    mod.def(
+        "sgd_update_",
+        [](const py::array& theta, const py::array& grad, float lr) {
+            const py::ssize_t n = theta.ndim() == 1 ? theta.shape(0) : -1;
+            float* th = checked<float>(theta, "theta", {n}, true);
+            afm::sgd_update(th, checked<float>(grad, "grad", {n}), n, lr);
+        },
+        "theta"_a.noconvert(), "grad"_a, "learning_rate"_a, "In place: theta -= learning_rate * grad.");
+
+    mod.def(
+        "parse_libfm_file",
+        [](const std::string& path) {
+            afm::LibfmData data;
+            afm::ParseError err;
+            bool ok;
+            {
+                py::gil_scoped_release nogil;
+                ok = afm::parse_libfm_file(path, data, err);
+            }
+            if (!ok) {
+                if (err.line > 0) throw py::value_error(path + ":" + std::to_string(err.line) + ": " + err.message);
+                throw py::value_error(path + ": " + err.message);
+            }
+            auto arr = [](const auto& v) {
+                using T = typename std::decay_t<decltype(v)>::value_type;
+                py::array_t<T> out(static_cast<py::ssize_t>(v.size()));
+                std::copy(v.begin(), v.end(), out.mutable_data());
+                return out;
+            };
+            return py::make_tuple(arr(data.indptr), arr(data.indices), arr(data.values), arr(data.labels),
+                                  data.max_feature_id);
+        },
+        "path"_a,
+        "Parse a libFM/libSVM file. Returns (indptr int64, indices int32, values float32, labels float32,\n"
+        "max_feature_id); raises ValueError 'path:line: message' on a malformed line.");
+}

@@ -1,0 +1,43 @@
+// The AFM parameters as raw views, and the settings of a training run.
+//
+//   y = w0 + sum_r w[i_r] x_r + p . (d * sum_{r<s} a_rs e_rs),   e_rs = V[i_r] * V[i_s] * x_r * x_s
+//   a = softmax over the row's pairs of h . ReLU(W e_rs + b)
+//
+// Shapes: w (n_features), V (n_features x k), W (t x k), b (t), h (t), p (k); all float32, row-major.
+// See docs/model.md for the full contract. The arrays are owned by Python; the core only views them.
+#pragma once
+#include <cstdint>
+
+namespace afm {
+
+struct ModelView {
+    float* w0 = nullptr;  // one float
+    float* w = nullptr;
+    float* V = nullptr;
+    float* W = nullptr;
+    float* b = nullptr;
+    float* h = nullptr;
+    float* p = nullptr;
+    int64_t n_features = 0;
+    int k = 0;  // embedding_dim
+    int t = 0;  // attention_dim
+};
+
+enum class Loss { squared = 0, logistic = 1 };
+enum class Optimizer { adagrad = 0, sgd = 1 };
+
+struct TrainConfig {
+    Loss loss = Loss::squared;
+    Optimizer optimizer = Optimizer::adagrad;
+    bool attention = true;      // false: FM-like uniform pooling (all a_rs = 1)
+    float dropout = 0.0f;       // drop ratio on the pooled pair-wise layer
+    float attention_l2 = 0.0f;  // L2 on W, once per batch
+    float l2 = 0.0f;            // L2 on touched rows of V and w, once per batch
+    float learning_rate = 0.01f;
+    int batch_size = 128;
+    uint64_t seed = 0;          // dropout stream
+    uint64_t epoch = 0;         // dropout stream
+    int n_threads = 0;          // 0 = all cores
+};
+
+}  // namespace afm

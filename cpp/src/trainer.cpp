@@ -1,0 +1,251 @@
+#include "afm/trainer.hpp"
+
+#include <algorithm>
+#include <cmath>
+
+#include "afm/optimizer.hpp"
+#include "afm/rng.hpp"
+
+namespace afm {
+
+double row_loss(Loss loss, float y_pred, float label, float* grad) {
+    if (loss == Loss::squared) {
+        const double r = static_cast<double>(y_pred) - label;
+        *grad = static_cast<float>(r);
+        return 0.5 * r * r;
+    }
+    // logistic: l = log(1 + exp(-t y)) = softplus(-t y);  dl/dy = -t * sigmoid(-t y)
+    const double z = -static_cast<double>(label) * y_pred;
+    const double softplus = std::max(z, 0.0) + std::log1p(std::exp(-std::abs(z)));
+    const double sig = z >= 0 ? 1.0 / (1.0 + std::exp(-z)) : std::exp(z) / (1.0 + std::exp(z));
+    *grad = static_cast<float>(-label * sig);
+    return softplus;
+}
+
+Trainer::Trainer(const ModelView& model, const ModelView& accum, const CsrView& X, const float* y,
+                 const TrainConfig& cfg)
+    : m_(model), acc_(accum), X_(X), y_(y), cfg_(cfg), n_threads_(resolve_threads(cfg.n_threads)) {
+    const int k = m_.k, t = m_.t;
+    dense_size_ = static_cast<int64_t>(t) * k + 2 * t + k;
+    int64_t max_nnz = 0;
+    for (int64_t r = 0; r < X_.n_rows; ++r) max_nnz = std::max(max_nnz, X_.indptr[r + 1] - X_.indptr[r]);
+    scratch_.resize(n_threads_);
+    dense_.resize(n_threads_);
+    for (int i = 0; i < n_threads_; ++i) {
+        scratch_[i].reserve(pair_count(max_nnz), k, t);
+        dense_[i].resize(k, t);
+    }
+    loss_.assign(n_threads_, 0.0);
+    total_.resize(k, t);
+    slot_of_feature_.assign(static_cast<size_t>(m_.n_features), -1);
+}
+
+void Trainer::prepare_buffers(const int64_t* order, int64_t n_order) {
+    // Largest number of non-zeros in one batch of this epoch, so that the batch loop never allocates.
+    const int64_t bs = std::max(cfg_.batch_size, 1);
+    int64_t max_batch_nnz = 0;
+    for (int64_t b0 = 0; b0 < n_order; b0 += bs) {
+        int64_t nnz = 0;
+        const int64_t b1 = std::min(n_order, b0 + bs);
+        for (int64_t i = b0; i < b1; ++i) nnz += X_.indptr[order[i] + 1] - X_.indptr[order[i]];
+        max_batch_nnz = std::max(max_batch_nnz, nnz);
+    }
+    const size_t nz = static_cast<size_t>(std::max<int64_t>(max_batch_nnz, 1));
+    if (dw_nz_.size() < nz) {
+        dV_nz_.resize(nz * m_.k);
+        dw_nz_.resize(nz);
+        nz_slot_.resize(nz);
+        touched_.resize(nz);
+        slot_ptr_.resize(nz + 1);
+        slot_nz_.resize(nz);
+        dV_touched_.resize(nz * m_.k);
+        dw_touched_.resize(nz);
+    }
+    nz_offset_.resize(static_cast<size_t>(std::min(bs, std::max<int64_t>(n_order, 1))) + 1);
+}
+
+void Trainer::batch_setup(const int64_t* rows, int64_t nb) {
+    // Non-zero offsets of each row inside the batch, and a slot per distinct feature.
+    nz_offset_[0] = 0;
+    int64_t pos = 0;
+    n_touched_ = 0;
+    for (int64_t i = 0; i < nb; ++i) {
+        const int64_t lo = X_.indptr[rows[i]], hi = X_.indptr[rows[i] + 1];
+        for (int64_t j = lo; j < hi; ++j, ++pos) {
+            const feature_t f = X_.indices[j];
+            int32_t slot = slot_of_feature_[f];
+            if (slot < 0) {
+                slot = static_cast<int32_t>(n_touched_++);
+                slot_of_feature_[f] = slot;
+                touched_[slot] = f;
+            }
+            nz_slot_[pos] = slot;
+        }
+        nz_offset_[i + 1] = pos;
+    }
+    // Group non-zero positions by slot (counting sort, stable: row order kept within a feature).
+    std::fill(slot_ptr_.begin(), slot_ptr_.begin() + n_touched_ + 1, 0);
+    for (int64_t j = 0; j < pos; ++j) ++slot_ptr_[nz_slot_[j] + 1];
+    for (int64_t s = 0; s < n_touched_; ++s) slot_ptr_[s + 1] += slot_ptr_[s];
+    for (int64_t j = 0; j < pos; ++j) slot_nz_[slot_ptr_[nz_slot_[j]]++] = j;
+    for (int64_t s = n_touched_; s > 0; --s) slot_ptr_[s] = slot_ptr_[s - 1];
+    slot_ptr_[0] = 0;
+}
+
+// Called by every thread of the team (orphaned worksharing constructs).
+void Trainer::batch_compute(const int64_t* rows, int64_t nb, bool use_dropout) {
+    const int k = m_.k;
+    const int tid = thread_id();
+    RowScratch& sc = scratch_[tid];
+    DenseGrad& dg = dense_[tid];
+    dg.zero();
+    const bool drop = use_dropout && cfg_.dropout > 0.0f;
+    double loss_sum = 0.0;
+
+#pragma omp for schedule(static)
+    for (int64_t i = 0; i < nb; ++i) {
+        const int64_t row = rows[i];
+        const int64_t lo = X_.indptr[row], nnz = X_.indptr[row + 1] - lo;
+        const feature_t* idx = X_.indices + lo;
+        const float* x = X_.values + lo;
+        const float* mask = nullptr;
+        if (drop) {
+            dropout_mask_row(cfg_.seed, cfg_.epoch, static_cast<uint64_t>(row), k, cfg_.dropout, sc.mask.data());
+            mask = sc.mask.data();
+        }
+        const float y_pred = row_forward(m_, idx, x, nnz, cfg_.attention, mask, sc);
+        float g = 0.0f;
+        loss_sum += row_loss(cfg_.loss, y_pred, y_[row], &g);
+        row_backward(m_, idx, x, nnz, cfg_.attention, mask, g, sc, dg, dV_nz_.data() + nz_offset_[i] * k,
+                     dw_nz_.data() + nz_offset_[i]);
+    }
+    loss_[tid] += loss_sum;
+
+    // Dense gradients: sum the thread buffers in thread order, element-parallel.
+    float* tot = total_.data.data();
+#pragma omp for schedule(static)
+    for (int64_t e = 0; e < dense_size_; ++e) {
+        float acc = 0.0f;
+        for (int th = 0; th < n_threads_; ++th) acc += dense_[th].data[e];
+        tot[e] = acc;
+    }
+#pragma omp single
+    {
+        double w0 = 0.0;
+        for (int th = 0; th < n_threads_; ++th) w0 += dense_[th].w0;
+        total_.w0 = w0;
+    }
+    if (cfg_.attention_l2 > 0.0f) {
+        const int64_t nW = static_cast<int64_t>(m_.t) * k;
+#pragma omp for schedule(static)
+        for (int64_t e = 0; e < nW; ++e) tot[e] += cfg_.attention_l2 * m_.W[e];
+    }
+
+    // Sparse gradients: per touched feature, sum its non-zeros' gradients in row order (+ lazy L2).
+#pragma omp for schedule(static)
+    for (int64_t s = 0; s < n_touched_; ++s) {
+        const feature_t f = touched_[s];
+        float* dv = dV_touched_.data() + s * k;
+        float dw = 0.0f;
+        std::fill(dv, dv + k, 0.0f);
+        for (int64_t j = slot_ptr_[s]; j < slot_ptr_[s + 1]; ++j) {
+            const int64_t nz = slot_nz_[j];
+            const float* src = dV_nz_.data() + nz * k;
+#pragma omp simd
+            for (int f2 = 0; f2 < k; ++f2) dv[f2] += src[f2];
+            dw += dw_nz_[nz];
+        }
+        if (cfg_.l2 > 0.0f) {
+            const float* v = m_.V + static_cast<int64_t>(f) * k;
+            for (int f2 = 0; f2 < k; ++f2) dv[f2] += cfg_.l2 * v[f2];
+            dw += cfg_.l2 * m_.w[f];
+        }
+        dw_touched_[s] = dw;
+    }
+}
+
+void Trainer::batch_update() {
+    const int k = m_.k, t = m_.t;
+    const float lr = cfg_.learning_rate;
+    const Optimizer opt = cfg_.optimizer;
+    const bool ada = opt == Optimizer::adagrad;
+#pragma omp for schedule(static)
+    for (int64_t s = 0; s < n_touched_; ++s) {
+        const int64_t f = touched_[s];
+        apply_update(opt, m_.V + f * k, ada ? acc_.V + f * k : nullptr, dV_touched_.data() + s * k, k, lr);
+        apply_update(opt, m_.w + f, ada ? acc_.w + f : nullptr, dw_touched_.data() + s, 1, lr);
+        slot_of_feature_[f] = -1;
+    }
+    // Dense parameters, in row blocks of W so both threads share the largest array.
+#pragma omp for schedule(static)
+    for (int j = 0; j < t; ++j) {
+        const int64_t off = static_cast<int64_t>(j) * k;
+        apply_update(opt, m_.W + off, ada ? acc_.W + off : nullptr, total_.W() + off, k, lr);
+    }
+#pragma omp single
+    {
+        apply_update(opt, m_.b, ada ? acc_.b : nullptr, total_.b(), t, lr);
+        apply_update(opt, m_.h, ada ? acc_.h : nullptr, total_.h(), t, lr);
+        apply_update(opt, m_.p, ada ? acc_.p : nullptr, total_.p(), k, lr);
+        const float gw0 = static_cast<float>(total_.w0);
+        apply_update(opt, m_.w0, ada ? acc_.w0 : nullptr, &gw0, 1, lr);
+    }  // implicit barrier: the next batch may start
+}
+
+EpochResult Trainer::run_epoch(const int64_t* order, int64_t n_order) {
+    EpochResult res;
+    if (n_order <= 0) return res;
+    prepare_buffers(order, n_order);
+    std::fill(loss_.begin(), loss_.end(), 0.0);
+    const int64_t bs = std::max(cfg_.batch_size, 1);
+
+#pragma omp parallel num_threads(n_threads_)
+    {
+        FlushDenormals ftz;
+        for (int64_t b0 = 0; b0 < n_order; b0 += bs) {
+            const int64_t nb = std::min(bs, n_order - b0);
+#pragma omp single
+            batch_setup(order + b0, nb);
+            batch_compute(order + b0, nb, /*use_dropout=*/true);
+            batch_update();
+        }
+    }
+    for (double l : loss_) res.loss_sum += l;
+    res.n_rows = n_order;
+    res.n_batches = (n_order + bs - 1) / bs;
+    return res;
+}
+
+void Trainer::batch_gradients(const int64_t* rows, int64_t nb, bool use_dropout, BatchGradients& out) {
+    const int k = m_.k;
+    const int64_t saved_bs = cfg_.batch_size;
+    cfg_.batch_size = static_cast<int>(std::max<int64_t>(nb, 1));
+    prepare_buffers(rows, nb);
+    std::fill(loss_.begin(), loss_.end(), 0.0);
+#pragma omp parallel num_threads(n_threads_)
+    {
+        FlushDenormals ftz;
+#pragma omp single
+        batch_setup(rows, nb);
+        batch_compute(rows, nb, use_dropout);
+    }
+    cfg_.batch_size = static_cast<int>(saved_bs);
+
+    double obj = 0.0;
+    for (double l : loss_) obj += l;
+    double regW = 0.0, regV = 0.0;
+    for (int64_t e = 0; e < static_cast<int64_t>(m_.t) * k; ++e) regW += static_cast<double>(m_.W[e]) * m_.W[e];
+    out.touched.assign(touched_.begin(), touched_.begin() + n_touched_);
+    for (feature_t f : out.touched) {
+        const float* v = m_.V + static_cast<int64_t>(f) * k;
+        for (int f2 = 0; f2 < k; ++f2) regV += static_cast<double>(v[f2]) * v[f2];
+        regV += static_cast<double>(m_.w[f]) * m_.w[f];
+        slot_of_feature_[f] = -1;
+    }
+    out.objective = obj + 0.5 * cfg_.attention_l2 * regW + 0.5 * cfg_.l2 * regV;
+    out.dense = total_;
+    out.dV.assign(dV_touched_.begin(), dV_touched_.begin() + n_touched_ * k);
+    out.dw.assign(dw_touched_.begin(), dw_touched_.begin() + n_touched_);
+}
+
+}  // namespace afm

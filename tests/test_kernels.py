@@ -1,0 +1,201 @@
+"""The compiled core against the float64 NumPy reference: predictions, attention weights, batch gradients
+(the training step's own code path) and one optimizer step, on fresh random rows including the edge cases
+(empty rows, one non-zero, repeated ids, very long rows)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from fastafm import _core, reference
+from fastafm._validation import csr_arrays
+from conftest import random_csr, random_params, to_core
+
+SHAPES = [(1, 1), (3, 5), (16, 8), (33, 17)]
+EDGE_NNZ = [0, 1, 2, 3, 0, 7, 1, 12, 2, 5]
+
+
+def core_config(loss="squared", attention=True, attention_l2=0.0, l2=0.0, dropout=0.0, n_threads=1, lr=0.05,
+                optimizer="adagrad", seed=0, epoch=0, batch_size=128):
+    cfg = _core.TrainConfig()
+    cfg.loss = getattr(_core.Loss, loss)
+    cfg.optimizer = getattr(_core.Optimizer, optimizer)
+    cfg.attention = attention
+    cfg.attention_l2 = attention_l2
+    cfg.l2 = l2
+    cfg.dropout = dropout
+    cfg.n_threads = n_threads
+    cfg.learning_rate = lr
+    cfg.seed = seed
+    cfg.epoch = epoch
+    cfg.batch_size = batch_size
+    return cfg
+
+
+def assert_close(actual, expected, name, rtol=2e-4):
+    """float32 core vs float64 reference: error relative to the array's scale."""
+    actual = np.asarray(actual, np.float64)
+    expected = np.asarray(expected, np.float64)
+    scale = max(np.max(np.abs(expected)), 1e-3)
+    err = np.max(np.abs(actual - expected)) if expected.size else 0.0
+    assert err <= rtol * scale, f"{name}: max error {err:.3g} vs scale {scale:.3g}"
+
+
+@pytest.mark.parametrize("k,t", SHAPES)
+@pytest.mark.parametrize("attention", [True, False])
+@pytest.mark.parametrize("n_threads", [1, 2])
+def test_predict_matches_reference(rng, k, t, attention, n_threads):
+    X = random_csr(rng, EDGE_NNZ + list(rng.integers(0, 9, size=20)), n_features=11)
+    params = random_params(rng, 11, k, t)
+    got = _core.predict(to_core(params), *csr_arrays(X), attention, n_threads)
+    want = reference.forward(params, X, attention=attention)
+    assert got.dtype == np.float32 and got.shape == (X.shape[0],)
+    assert_close(got, want, "y")
+
+
+@pytest.mark.parametrize("k,t", SHAPES[1:])
+def test_pair_attention_matches_reference(rng, k, t):
+    X = random_csr(rng, EDGE_NNZ, n_features=9)
+    params = random_params(rng, 9, k, t, v_std=1.2)
+    pair_indptr, positions, want = reference.pair_attention(params, X)
+    got = _core.pair_attention(to_core(params), *csr_arrays(X), pair_indptr.astype(np.int64))
+    assert got.shape == want.shape
+    assert_close(got, want, "a")
+    # Non-trivial attention: not all weights of the long row are equal.
+    long_row = want[pair_indptr[7] : pair_indptr[8]]
+    assert np.ptp(long_row) > 0.5 * long_row.mean()
+
+
+@pytest.mark.parametrize("k,t", SHAPES)
+@pytest.mark.parametrize("loss", ["squared", "logistic"])
+@pytest.mark.parametrize("attention", [True, False])
+@pytest.mark.parametrize("regularised", [False, True])
+@pytest.mark.parametrize("n_threads", [1, 2])
+def test_batch_gradients_match_reference(rng, k, t, loss, attention, regularised, n_threads):
+    n_features = 13
+    X = random_csr(rng, EDGE_NNZ + list(rng.integers(0, 8, size=10)), n_features=n_features)
+    y = rng.normal(size=X.shape[0]) if loss == "squared" else rng.choice([-1.0, 1.0], size=X.shape[0])
+    params = random_params(rng, n_features, k, t)
+    l2s = dict(attention_l2=0.7, l2=0.3) if regularised else dict(attention_l2=0.0, l2=0.0)
+    rows = np.arange(X.shape[0], dtype=np.int64)
+    got = _core.batch_gradients(to_core(params), *csr_arrays(X), y.astype(np.float32), rows,
+                                core_config(loss=loss, attention=attention, n_threads=n_threads, **l2s))
+    want_obj, want = reference.gradients(params, X, y, loss=loss, attention=attention, **l2s)
+    assert got["objective"] == pytest.approx(want_obj, rel=1e-5)
+    assert_close(got["w0"], want.w0, "w0")
+    for name in ("W", "b", "h", "p"):
+        assert_close(got[name], getattr(want, name), name)
+    touched = got["touched"]
+    np.testing.assert_array_equal(np.sort(touched), reference.touched_features(X))
+    assert_close(got["V"], want.V[touched], "V")
+    assert_close(got["w"], want.w[touched], "w")
+
+
+@pytest.mark.parametrize("rho", [0.2, 0.6])
+def test_dropout_gradients_use_the_documented_mask(rng, rho):
+    k, t, n_features = 8, 6, 10
+    X = random_csr(rng, [3, 5, 0, 2, 6, 4], n_features=n_features)
+    y = rng.normal(size=X.shape[0])
+    params = random_params(rng, n_features, k, t)
+    rows = np.arange(X.shape[0], dtype=np.int64)
+    mask = _core.dropout_mask(1234, 3, rows, k, rho)
+    kept = mask[mask != 0]
+    np.testing.assert_allclose(kept, 1.0 / (1.0 - rho), rtol=1e-6)
+    assert 0 < np.mean(mask == 0) < 1
+    got = _core.batch_gradients(to_core(params), *csr_arrays(X), y.astype(np.float32), rows,
+                                core_config(dropout=rho, seed=1234, epoch=3), use_dropout=True)
+    want_obj, want = reference.gradients(params, X, y, dropout_mask=mask.astype(np.float64))
+    assert got["objective"] == pytest.approx(want_obj, rel=1e-5)
+    assert_close(got["p"], want.p, "p")
+    assert_close(got["W"], want.W, "W")
+    assert_close(got["V"], want.V[got["touched"]], "V")
+
+
+def test_dropout_mask_is_seeded_and_keyed_by_row():
+    rows = np.arange(50, dtype=np.int64)
+    a = _core.dropout_mask(7, 0, rows, 16, 0.5)
+    np.testing.assert_array_equal(a, _core.dropout_mask(7, 0, rows, 16, 0.5))
+    np.testing.assert_array_equal(a[::-1], _core.dropout_mask(7, 0, rows[::-1].copy(), 16, 0.5))
+    assert not np.array_equal(a, _core.dropout_mask(8, 0, rows, 16, 0.5))
+    assert not np.array_equal(a, _core.dropout_mask(7, 1, rows, 16, 0.5))
+    assert abs(np.mean(a == 0) - 0.5) < 0.05
+
+
+def test_very_long_row(rng):
+    """One row with 300 non-zeros (44,850 pairs) next to short ones."""
+    k, t, n_features = 8, 4, 500
+    X = random_csr(rng, [300, 1, 0, 4], n_features=n_features, value_scale=0.5)
+    y = rng.normal(size=4)
+    params = random_params(rng, n_features, k, t, v_std=0.2)
+    assert_close(_core.predict(to_core(params), *csr_arrays(X)), reference.forward(params, X), "y")
+    rows = np.arange(4, dtype=np.int64)
+    got = _core.batch_gradients(to_core(params), *csr_arrays(X), y.astype(np.float32), rows,
+                                core_config(n_threads=2))
+    _, want = reference.gradients(params, X, y)
+    assert_close(got["W"], want.W, "W", rtol=1e-3)
+    assert_close(got["V"], want.V[got["touched"]], "V", rtol=1e-3)
+
+
+@pytest.mark.parametrize("optimizer", ["adagrad", "sgd"])
+@pytest.mark.parametrize("n_threads", [1, 2])
+def test_one_training_step_matches_reference(rng, optimizer, n_threads):
+    """An epoch with a single batch is exactly one reference gradient + optimizer step; untouched rows of
+    V and w, and their accumulators, stay bit-identical."""
+    k, t, n_features, lr = 6, 5, 40, 0.05
+    X = random_csr(rng, [4, 0, 3, 1, 6, 2], n_features=n_features)
+    y = rng.normal(size=X.shape[0])
+    params = random_params(rng, n_features, k, t)
+    core = to_core(params)
+    accum = {name: np.full_like(a, reference.ADAGRAD_INITIAL_ACCUMULATOR) for name, a in core.items()}
+    before = {name: a.copy() for name, a in core.items()}
+    order = np.arange(X.shape[0], dtype=np.int64)
+    res = _core.train_epoch(core, accum, *csr_arrays(X), y.astype(np.float32), order,
+                            core_config(optimizer=optimizer, lr=lr, n_threads=n_threads, l2=0.1, attention_l2=0.2))
+    assert res["n_batches"] == 1 and res["n_rows"] == X.shape[0]
+
+    # The step must be the reference optimizer applied to the core's own batch gradient (whose agreement with
+    # the reference gradient is tested above). Comparing against the reference gradient directly would be
+    # ill-conditioned: Adagrad's first step lr*g/sqrt(1e-8 + g^2) turns a float32 rounding residue
+    # |g| ~ 1e-7 (where the exact gradient is 0) into a step of ~1e-4.
+    cg = _core.batch_gradients(before, *csr_arrays(X),
+                               y.astype(np.float32), order, core_config(l2=0.1, attention_l2=0.2))
+    touched = reference.touched_features(X)
+    np.testing.assert_array_equal(np.sort(cg["touched"]), touched)
+    grads = reference.Params(w0=float(cg["w0"]), w=np.zeros(n_features), V=np.zeros((n_features, k)),
+                             W=cg["W"], b=cg["b"], h=cg["h"], p=cg["p"])
+    grads.V[cg["touched"]] = cg["V"]
+    grads.w[cg["touched"]] = cg["w"]
+    want = params.copy()
+    if optimizer == "adagrad":
+        acc = reference.init_accumulators(params)
+        reference.adagrad_step(want, acc, grads, touched, lr)
+        assert_close(accum["V"][touched], acc.V[touched], "accum V", rtol=1e-5)
+        assert_close(accum["W"], acc.W, "accum W", rtol=1e-5)
+    else:
+        reference.sgd_step(want, grads, touched, lr)
+    for name in ("w", "V", "W", "b", "h", "p"):
+        step = core[name].astype(np.float64) - before[name]
+        assert_close(step, getattr(want, name) - getattr(params, name), name, rtol=1e-4)
+    assert core["w0"][0] - before["w0"][0] == pytest.approx(want.w0 - params.w0, rel=1e-4, abs=1e-7)
+
+    untouched = np.setdiff1d(np.arange(n_features), touched)
+    assert untouched.size > 0
+    np.testing.assert_array_equal(core["V"][untouched], before["V"][untouched])
+    np.testing.assert_array_equal(core["w"][untouched], before["w"][untouched])
+    np.testing.assert_array_equal(accum["V"][untouched], np.float32(reference.ADAGRAD_INITIAL_ACCUMULATOR))
+    assert not np.array_equal(core["V"][touched], before["V"][touched])
+
+
+def test_optimizer_kernels_in_place(rng):
+    theta = rng.normal(size=17).astype(np.float32)
+    acc = np.full(17, 0.5, np.float32)
+    grad = rng.normal(size=17).astype(np.float32)
+    want_acc = acc.astype(np.float64) + grad.astype(np.float64) ** 2
+    want = theta - 0.1 * grad / np.sqrt(want_acc)
+    _core.adagrad_update_(theta, acc, grad, 0.1)
+    np.testing.assert_allclose(acc, want_acc, rtol=1e-6)
+    np.testing.assert_allclose(theta, want, rtol=1e-5, atol=1e-6)
+    before = theta.copy()
+    _core.sgd_update_(theta, grad, 0.5)
+    np.testing.assert_allclose(theta, before - 0.5 * grad, rtol=1e-6, atol=1e-7)
+    with pytest.raises(TypeError):
+        _core.sgd_update_(theta.astype(np.float64), grad, 0.5)  # a silently converted copy would lose the update
