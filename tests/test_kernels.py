@@ -199,3 +199,54 @@ def test_optimizer_kernels_in_place(rng):
     np.testing.assert_allclose(theta, before - 0.5 * grad, rtol=1e-6, atol=1e-7)
     with pytest.raises(TypeError):
         _core.sgd_update_(theta.astype(np.float64), grad, 0.5)  # a silently converted copy would lose the update
+
+
+def _epoch_args(rng, n_rows=400):
+    X = random_csr(rng, list(rng.integers(2, 6, size=n_rows)), n_features=30)
+    params = to_core(random_params(rng, 30, 4, 4))
+    accum = {name: np.full_like(a, reference.ADAGRAD_INITIAL_ACCUMULATOR) for name, a in params.items()}
+    y = rng.normal(size=n_rows).astype(np.float32)
+    return params, accum, csr_arrays(X), y, np.arange(n_rows, dtype=np.int64)
+
+
+def test_progress_callback_sees_rows_and_can_stop(rng):
+    params, accum, arrays, y, order = _epoch_args(rng)
+    seen = []
+    res = _core.train_epoch(params, accum, *arrays, y, order, core_config(batch_size=50), progress=seen.append,
+                            progress_interval=0.0)
+    assert seen == list(range(50, 401, 50)) and not res["stopped"] and res["n_rows"] == 400
+
+    calls = []
+
+    def stop_after_two(rows_done):
+        calls.append(rows_done)
+        return len(calls) < 2
+
+    before = params["V"].copy()
+    res = _core.train_epoch(params, accum, *arrays, y, order, core_config(batch_size=50), progress=stop_after_two,
+                            progress_interval=0.0)
+    assert res["stopped"] and res["n_rows"] == 100 and res["n_batches"] == 2
+    assert not np.array_equal(params["V"], before)  # the completed batches were applied
+
+
+def test_progress_callback_exception_propagates(rng):
+    params, accum, arrays, y, order = _epoch_args(rng)
+
+    def boom(rows_done):
+        raise RuntimeError(f"stop at {rows_done}")
+
+    with pytest.raises(RuntimeError, match="stop at 50"):
+        _core.train_epoch(params, accum, *arrays, y, order, core_config(batch_size=50), progress=boom,
+                          progress_interval=0.0)
+
+
+def test_fixed_projection_is_not_trained(rng):
+    params, accum, arrays, y, order = _epoch_args(rng)
+    cfg = core_config(batch_size=50, attention=False)
+    cfg.learn_projection = False
+    p_before = params["p"].copy()
+    _core.train_epoch(params, accum, *arrays, y, order, cfg)
+    np.testing.assert_array_equal(params["p"], p_before)
+    cfg.learn_projection = True
+    _core.train_epoch(params, accum, *arrays, y, order, cfg)
+    assert not np.array_equal(params["p"], p_before)

@@ -6,9 +6,11 @@
 #include <pybind11/stl.h>
 
 #include <cmath>
+#include <memory>
 #include <stdexcept>
 #include <string>
 
+#include "afm/block_kernels.hpp"
 #include "afm/common.hpp"
 #include "afm/libfm.hpp"
 #include "afm/model.hpp"
@@ -149,6 +151,7 @@ PYBIND11_MODULE(_core, mod) {
         .def_readwrite("loss", &afm::TrainConfig::loss)
         .def_readwrite("optimizer", &afm::TrainConfig::optimizer)
         .def_readwrite("attention", &afm::TrainConfig::attention)
+        .def_readwrite("learn_projection", &afm::TrainConfig::learn_projection)
         .def_readwrite("dropout", &afm::TrainConfig::dropout)
         .def_readwrite("attention_l2", &afm::TrainConfig::attention_l2)
         .def_readwrite("l2", &afm::TrainConfig::l2)
@@ -161,7 +164,8 @@ PYBIND11_MODULE(_core, mod) {
     mod.def(
         "train_epoch",
         [](const py::dict& params, const py::dict& accum, const py::array& indptr, const py::array& indices,
-           const py::array& values, const py::array& y, const py::array& order, const afm::TrainConfig& cfg) {
+           const py::array& values, const py::array& y, const py::array& order, const afm::TrainConfig& cfg,
+           const py::object& progress, double progress_interval) {
             check_config(cfg);
             afm::ModelView m = model_view(params, "params", true);
             afm::ModelView acc = model_view(accum, "accumulators", true);
@@ -170,17 +174,66 @@ PYBIND11_MODULE(_core, mod) {
             const float* yp = checked<float>(y, "y", {X.n_rows});
             int64_t n_order = 0;
             const int64_t* ord = row_list(order, "order", X.n_rows, &n_order);
+
+            // Between batches the calling thread takes the GIL back briefly: Ctrl-C (SIGINT) then stops the
+            // epoch after the batch in progress, and `progress(rows_done)` can drive a progress bar.
+            std::unique_ptr<py::error_already_set> error;
+            afm::ProgressHook hook;
+            hook.interval_seconds = progress_interval;
+            hook.callback = [&](int64_t rows_done) -> bool {
+                py::gil_scoped_acquire gil;
+                if (PyErr_CheckSignals() != 0) {
+                    error = std::make_unique<py::error_already_set>();
+                    return false;
+                }
+                if (progress.is_none()) return true;
+                try {
+                    py::object verdict = progress(rows_done);
+                    return !(verdict.ptr() == Py_False);
+                } catch (py::error_already_set& e) {
+                    error = std::make_unique<py::error_already_set>(std::move(e));
+                    return false;
+                }
+            };
             afm::EpochResult res;
             {
                 py::gil_scoped_release nogil;
                 afm::Trainer trainer(m, acc, X, yp, cfg);
-                res = trainer.run_epoch(ord, n_order);
+                res = trainer.run_epoch(ord, n_order, &hook);
             }
-            return py::dict("loss_sum"_a = res.loss_sum, "n_rows"_a = res.n_rows, "n_batches"_a = res.n_batches);
+            if (error) throw py::error_already_set(std::move(*error));
+            return py::dict("loss_sum"_a = res.loss_sum, "n_rows"_a = res.n_rows, "n_batches"_a = res.n_batches,
+                            "stopped"_a = res.stopped);
         },
         "params"_a, "accumulators"_a, "indptr"_a, "indices"_a, "values"_a, "y"_a, "order"_a, "config"_a,
+        "progress"_a = py::none(), "progress_interval"_a = 0.1,
         "Train one epoch in place over the rows `order` (mini-batches of config.batch_size). Returns a dict with\n"
-        "loss_sum (summed data loss), n_rows and n_batches.");
+        "loss_sum (summed data loss), n_rows, n_batches and stopped. Every `progress_interval` seconds, between\n"
+        "batches, pending signals are handled (KeyboardInterrupt is raised after the batch in progress) and\n"
+        "`progress(rows_done)` is called; returning False stops the epoch.");
+
+    mod.def("active_isa", &afm::active_isa, "The instruction set the kernels use now (avx512, avx2 or baseline).");
+    mod.def("supported_isas", &afm::supported_isas, "Instruction sets this build and CPU can use, best first.");
+    mod.def(
+        "select_isa",
+        [](const std::string& name) {
+            if (!afm::select_isa(name))
+                throw py::value_error("instruction set '" + name + "' is not available here (available: " +
+                                      std::string(py::str(py::cast(afm::supported_isas()))) + ")");
+        },
+        "name"_a, "Use the kernels of instruction set `name` from now on (FASTAFM_ISA sets it at import).");
+    mod.def(
+        "gemm",
+        [](const py::array& A, const py::array& B) {
+            const py::ssize_t M = A.ndim() == 2 ? A.shape(0) : -1, K = A.ndim() == 2 ? A.shape(1) : -1;
+            const float* a = checked<float>(A, "A", {M, K});
+            const float* b = checked<float>(B, "B", {K, -1});
+            const py::ssize_t N = B.shape(1);
+            py::array_t<float> C({M, N});
+            afm::kernels().gemm(M, N, K, a, K, 1, b, N, C.mutable_data(), N, nullptr, false);
+            return C;
+        },
+        "A"_a, "B"_a, "A @ B with the active instruction set's GEMM kernel (float32; for tests and benchmarks).");
 
     mod.def(
         "batch_gradients",

@@ -3,33 +3,57 @@
 #include <algorithm>
 #include <vector>
 
-#include "afm/row_kernels.hpp"
+#include "afm/block_kernels.hpp"
+#include "afm/trainer.hpp"
 
 namespace afm {
 
 namespace {
 
-int64_t max_row_nnz(const CsrView& X) {
-    int64_t mx = 0;
-    for (int64_t r = 0; r < X.n_rows; ++r) mx = std::max(mx, X.indptr[r + 1] - X.indptr[r]);
-    return mx;
-}
-
-// Runs the forward pass over all rows and hands each finished row to `emit(row, y, scratch)`.
+// Runs the forward pass over all rows, block by block, and hands every finished block to
+// `emit(first_row, block, scratch)`. Chunks of rows are shared out dynamically; each output element is
+// written by one thread and does not depend on the split.
 template <class Emit>
-void forward_rows(const ModelView& m, const CsrView& X, bool attention, int n_threads, Emit emit) {
+void forward_blocks(const ModelView& m, const CsrView& X, bool attention, int n_threads, Emit emit) {
+    const IsaKernels& isa = kernels();
     const int nt = resolve_threads(n_threads);
-    const int64_t max_pairs = pair_count(max_row_nnz(X));
+    int64_t max_nnz = 0;
+    for (int64_t r = 0; r < X.n_rows; ++r) max_nnz = std::max(max_nnz, X.indptr[r + 1] - X.indptr[r]);
+    const int64_t pair_cap = std::max(block_pair_target(m.k, m.t), pair_count(max_nnz));
+    std::vector<float> Wt(static_cast<size_t>(m.t) * m.k);
+    if (attention) transpose(m.W, m.t, m.k, Wt.data());
+    // Allocated here, outside the parallel region: an allocation failure must not happen inside it.
+    std::vector<BlockScratch> scratch(nt);
+    for (auto& s : scratch) s.reserve(pair_cap, kMaxBlockRows, m.k, m.t);
+    constexpr int64_t kChunk = 256;
+    const int64_t n_chunks = (X.n_rows + kChunk - 1) / kChunk;
+
 #pragma omp parallel num_threads(nt)
     {
         FlushDenormals ftz;
-        RowScratch sc;
-        sc.reserve(max_pairs, m.k, m.t);
-#pragma omp for schedule(dynamic, 64)
-        for (int64_t r = 0; r < X.n_rows; ++r) {
-            const int64_t lo = X.indptr[r], nnz = X.indptr[r + 1] - lo;
-            const float y = row_forward(m, X.indices + lo, X.values + lo, nnz, attention, nullptr, sc);
-            emit(r, y, sc);
+        BlockScratch& sc = scratch[thread_id()];
+        BlockRows block;
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t chunk = 0; chunk < n_chunks; ++chunk) {
+            const int64_t hi = std::min(X.n_rows, (chunk + 1) * kChunk);
+            for (int64_t row = chunk * kChunk; row < hi;) {
+                const int64_t first = row;
+                block.n = 0;
+                int64_t pairs = 0;
+                while (row < hi && block.n < sc.row_cap) {
+                    const int64_t start = X.indptr[row], nnz = X.indptr[row + 1] - start;
+                    const int64_t P = pair_count(nnz);
+                    if (block.n > 0 && pairs + P > sc.pair_cap) break;
+                    const int r = block.n++;
+                    block.idx[r] = X.indices + start;
+                    block.x[r] = X.values + start;
+                    block.nnz[r] = nnz;
+                    pairs += P;
+                    ++row;
+                }
+                isa.forward(m, Wt.data(), attention, block, sc);
+                emit(first, block, sc);
+            }
         }
     }
 }
@@ -37,14 +61,20 @@ void forward_rows(const ModelView& m, const CsrView& X, bool attention, int n_th
 }  // namespace
 
 void predict(const ModelView& m, const CsrView& X, bool attention, float* out, int n_threads) {
-    forward_rows(m, X, attention, n_threads, [out](int64_t r, float y, const RowScratch&) { out[r] = y; });
+    forward_blocks(m, X, attention, n_threads, [out](int64_t first, const BlockRows& block, const BlockScratch& sc) {
+        for (int r = 0; r < block.n; ++r) out[first + r] = sc.y[r];
+    });
 }
 
 void pair_attention(const ModelView& m, const CsrView& X, bool attention, const int64_t* pair_indptr, float* out,
                     int n_threads) {
-    forward_rows(m, X, attention, n_threads, [&](int64_t r, float, const RowScratch& sc) {
-        const int64_t P = pair_indptr[r + 1] - pair_indptr[r];
-        std::copy(sc.a.data(), sc.a.data() + P, out + pair_indptr[r]);
+    if (!attention) {  // uniform pooling: every pair weighs 1
+        std::fill(out, out + pair_indptr[X.n_rows], 1.0f);
+        return;
+    }
+    forward_blocks(m, X, attention, n_threads, [&](int64_t first, const BlockRows& block, const BlockScratch& sc) {
+        const int64_t P = sc.pair_off[block.n];
+        std::copy(sc.a.data(), sc.a.data() + P, out + pair_indptr[first]);
     });
 }
 

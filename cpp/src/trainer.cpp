@@ -1,12 +1,34 @@
 #include "afm/trainer.hpp"
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 
 #include "afm/optimizer.hpp"
 #include "afm/rng.hpp"
 
 namespace afm {
+
+void DenseGrad::resize(int k_, int t_) {
+    k = k_;
+    t = t_;
+    data.assign(static_cast<size_t>(t) * k + 2 * static_cast<size_t>(t) + k, 0.0f);
+    w0 = 0.0;
+}
+
+int64_t block_pair_target(int k, int t) {
+    constexpr int64_t kL2Budget = 256 * 1024;  // bytes of E and Z tiles per block
+    const int64_t per_pair = 4 * static_cast<int64_t>(k + t);
+    return std::max<int64_t>(kL2Budget / per_pair, 8);
+}
+
+void transpose(const float* W, int t, int k, float* Wt) {
+    constexpr int B = 32;  // cache blocks
+    for (int j0 = 0; j0 < t; j0 += B)
+        for (int f0 = 0; f0 < k; f0 += B)
+            for (int j = j0; j < std::min(t, j0 + B); ++j)
+                for (int f = f0; f < std::min(k, f0 + B); ++f) Wt[static_cast<int64_t>(f) * t + j] = W[static_cast<int64_t>(j) * k + f];
+}
 
 double row_loss(Loss loss, float y_pred, float label, float* grad) {
     if (loss == Loss::squared) {
@@ -24,15 +46,18 @@ double row_loss(Loss loss, float y_pred, float label, float* grad) {
 
 Trainer::Trainer(const ModelView& model, const ModelView& accum, const CsrView& X, const float* y,
                  const TrainConfig& cfg)
-    : m_(model), acc_(accum), X_(X), y_(y), cfg_(cfg), n_threads_(resolve_threads(cfg.n_threads)) {
+    : m_(model), acc_(accum), X_(X), y_(y), cfg_(cfg), isa_(kernels()), n_threads_(resolve_threads(cfg.n_threads)) {
     const int k = m_.k, t = m_.t;
     dense_size_ = static_cast<int64_t>(t) * k + 2 * t + k;
     int64_t max_nnz = 0;
     for (int64_t r = 0; r < X_.n_rows; ++r) max_nnz = std::max(max_nnz, X_.indptr[r + 1] - X_.indptr[r]);
+    max_row_pairs_ = pair_count(max_nnz);
+    const int64_t pair_cap = std::max(block_pair_target(k, t), max_row_pairs_);
+    Wt_.assign(static_cast<size_t>(t) * k, 0.0f);
     scratch_.resize(n_threads_);
     dense_.resize(n_threads_);
     for (int i = 0; i < n_threads_; ++i) {
-        scratch_[i].reserve(pair_count(max_nnz), k, t);
+        scratch_[i].reserve(pair_cap, kMaxBlockRows, k, t);
         dense_[i].resize(k, t);
     }
     loss_.assign(n_threads_, 0.0);
@@ -90,49 +115,66 @@ void Trainer::batch_setup(const int64_t* rows, int64_t nb) {
     for (int64_t j = 0; j < pos; ++j) slot_nz_[slot_ptr_[nz_slot_[j]]++] = j;
     for (int64_t s = n_touched_; s > 0; --s) slot_ptr_[s] = slot_ptr_[s - 1];
     slot_ptr_[0] = 0;
+    if (cfg_.attention) transpose(m_.W, m_.t, m_.k, Wt_.data());
 }
 
 // Called by every thread of the team (orphaned worksharing constructs).
 void Trainer::batch_compute(const int64_t* rows, int64_t nb, bool use_dropout) {
     const int k = m_.k;
     const int tid = thread_id();
-    RowScratch& sc = scratch_[tid];
+    BlockScratch& sc = scratch_[tid];
     DenseGrad& dg = dense_[tid];
-    dg.zero();
+    std::fill(dg.data.begin(), dg.data.end(), 0.0f);
+    dg.w0 = 0.0;
     const bool drop = use_dropout && cfg_.dropout > 0.0f;
     double loss_sum = 0.0;
 
-#pragma omp for schedule(static)
-    for (int64_t i = 0; i < nb; ++i) {
-        const int64_t row = rows[i];
-        const int64_t lo = X_.indptr[row], nnz = X_.indptr[row + 1] - lo;
-        const feature_t* idx = X_.indices + lo;
-        const float* x = X_.values + lo;
-        const float* mask = nullptr;
-        if (drop) {
-            dropout_mask_row(cfg_.seed, cfg_.epoch, static_cast<uint64_t>(row), k, cfg_.dropout, sc.mask.data());
-            mask = sc.mask.data();
+    // This thread's fixed chunk of the batch, walked in blocks of whole rows that fit the scratch tiles.
+    const int team = team_size();  // may be below n_threads_ if the OpenMP runtime limits the team
+    const int64_t per_thread = (nb + team - 1) / team;
+    const int64_t lo = std::min(nb, tid * per_thread), hi = std::min(nb, lo + per_thread);
+    BlockRows block;
+    block.has_mask = drop;
+    for (int64_t i = lo; i < hi;) {
+        block.n = 0;
+        int64_t pairs = 0;
+        while (i < hi && block.n < sc.row_cap) {
+            const int64_t row = rows[i];
+            const int64_t start = X_.indptr[row], nnz = X_.indptr[row + 1] - start;
+            const int64_t P = pair_count(nnz);
+            if (block.n > 0 && pairs + P > sc.pair_cap) break;
+            const int r = block.n++;
+            block.idx[r] = X_.indices + start;
+            block.x[r] = X_.values + start;
+            block.nnz[r] = nnz;
+            block.dV[r] = dV_nz_.data() + nz_offset_[i] * k;
+            block.dw[r] = dw_nz_.data() + nz_offset_[i];
+            if (drop)
+                dropout_mask_row(cfg_.seed, cfg_.epoch, static_cast<uint64_t>(row), k, cfg_.dropout,
+                                 sc.mask.data() + static_cast<int64_t>(r) * k);
+            pairs += P;
+            ++i;
         }
-        const float y_pred = row_forward(m_, idx, x, nnz, cfg_.attention, mask, sc);
-        float g = 0.0f;
-        loss_sum += row_loss(cfg_.loss, y_pred, y_[row], &g);
-        row_backward(m_, idx, x, nnz, cfg_.attention, mask, g, sc, dg, dV_nz_.data() + nz_offset_[i] * k,
-                     dw_nz_.data() + nz_offset_[i]);
+        isa_.forward(m_, Wt_.data(), cfg_.attention, block, sc);
+        const int64_t first = i - block.n;
+        for (int r = 0; r < block.n; ++r) loss_sum += row_loss(cfg_.loss, sc.y[r], y_[rows[first + r]], &sc.g[r]);
+        isa_.backward(m_, cfg_.attention, block, sc, dg.view());
     }
     loss_[tid] += loss_sum;
+#pragma omp barrier
 
     // Dense gradients: sum the thread buffers in thread order, element-parallel.
     float* tot = total_.data.data();
 #pragma omp for schedule(static)
     for (int64_t e = 0; e < dense_size_; ++e) {
         float acc = 0.0f;
-        for (int th = 0; th < n_threads_; ++th) acc += dense_[th].data[e];
+        for (int th = 0; th < team; ++th) acc += dense_[th].data[e];
         tot[e] = acc;
     }
 #pragma omp single
     {
         double w0 = 0.0;
-        for (int th = 0; th < n_threads_; ++th) w0 += dense_[th].w0;
+        for (int th = 0; th < team; ++th) w0 += dense_[th].w0;
         total_.w0 = w0;
     }
     if (cfg_.attention_l2 > 0.0f) {
@@ -186,18 +228,22 @@ void Trainer::batch_update() {
     {
         apply_update(opt, m_.b, ada ? acc_.b : nullptr, total_.b(), t, lr);
         apply_update(opt, m_.h, ada ? acc_.h : nullptr, total_.h(), t, lr);
-        apply_update(opt, m_.p, ada ? acc_.p : nullptr, total_.p(), k, lr);
+        if (cfg_.learn_projection) apply_update(opt, m_.p, ada ? acc_.p : nullptr, total_.p(), k, lr);
         const float gw0 = static_cast<float>(total_.w0);
         apply_update(opt, m_.w0, ada ? acc_.w0 : nullptr, &gw0, 1, lr);
     }  // implicit barrier: the next batch may start
 }
 
-EpochResult Trainer::run_epoch(const int64_t* order, int64_t n_order) {
+EpochResult Trainer::run_epoch(const int64_t* order, int64_t n_order, const ProgressHook* hook) {
     EpochResult res;
     if (n_order <= 0) return res;
     prepare_buffers(order, n_order);
     std::fill(loss_.begin(), loss_.end(), 0.0);
     const int64_t bs = std::max(cfg_.batch_size, 1);
+    using clock = std::chrono::steady_clock;
+    auto last_call = clock::now();
+    bool stop = false;
+    int64_t rows_done = 0;
 
 #pragma omp parallel num_threads(n_threads_)
     {
@@ -208,11 +254,26 @@ EpochResult Trainer::run_epoch(const int64_t* order, int64_t n_order) {
             batch_setup(order + b0, nb);
             batch_compute(order + b0, nb, /*use_dropout=*/true);
             batch_update();
+            if (hook && hook->callback) {
+                // The calling thread (the team's master) reports progress; every thread then reads its verdict.
+#pragma omp master
+                {
+                    rows_done = b0 + nb;
+                    const auto now = clock::now();
+                    if (std::chrono::duration<double>(now - last_call).count() >= hook->interval_seconds) {
+                        last_call = now;
+                        if (!hook->callback(rows_done)) stop = true;
+                    }
+                }
+#pragma omp barrier
+                if (stop) break;
+            }
         }
     }
     for (double l : loss_) res.loss_sum += l;
-    res.n_rows = n_order;
-    res.n_batches = (n_order + bs - 1) / bs;
+    res.n_rows = stop ? rows_done : n_order;
+    res.n_batches = (res.n_rows + bs - 1) / bs;
+    res.stopped = stop;
     return res;
 }
 

@@ -30,6 +30,14 @@ inline int thread_id() {
 #endif
 }
 
+inline int team_size() {
+#ifdef _OPENMP
+    return omp_get_num_threads();
+#else
+    return 1;
+#endif
+}
+
 // 0 means "all cores"; without OpenMP the answer is always 1.
 inline int resolve_threads(int requested) {
 #ifdef _OPENMP
@@ -80,6 +88,9 @@ struct CsrView {
     const float* values = nullptr;
     offset_t n_rows = 0;
 };
+
+// Rows per block of the fused kernels (a block also ends when its pairs would overflow L2).
+constexpr int kMaxBlockRows = 64;
 
 inline int64_t pair_count(int64_t nnz) { return nnz < 2 ? 0 : nnz * (nnz - 1) / 2; }
 

@@ -30,6 +30,7 @@ struct TrainConfig {
     Loss loss = Loss::squared;
     Optimizer optimizer = Optimizer::adagrad;
     bool attention = true;      // false: FM-like uniform pooling (all a_rs = 1)
+    bool learn_projection = true;  // false: p stays fixed (p = 1 gives the plain FM pair term)
     float dropout = 0.0f;       // drop ratio on the pooled pair-wise layer
     float attention_l2 = 0.0f;  // L2 on W, once per batch
     float l2 = 0.0f;            // L2 on touched rows of V and w, once per batch

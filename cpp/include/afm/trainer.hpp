@@ -1,26 +1,49 @@
 // Mini-batch training over CSR rows: one call runs a whole epoch in C++.
 //
-// Per batch: (1) threads take fixed contiguous chunks of the batch's rows (static schedule), run the
-// row forward/backward passes, and add dense gradients to their own buffers; (2) the per-thread dense
-// buffers are reduced in thread order and the per-non-zero sparse gradients are summed per feature in
-// row order; (3) Adagrad/SGD updates the dense parameters and the touched rows of V and w.
-// Hence a fit is bit-identical for a fixed seed and thread count (sparse sums even for any thread count).
+// Per batch: (1) each thread takes a fixed contiguous chunk of the batch's rows and runs the fused block
+// kernels (afm/block_kernels.hpp) over it, adding dense gradients to its own buffer; (2) the per-thread dense
+// buffers are reduced in thread order and the per-non-zero sparse gradients are summed per feature in row
+// order; (3) Adagrad/SGD updates the dense parameters and the touched rows of V and w.
+// Hence a fit is bit-identical for a fixed seed and thread count.
 //
-// Threading contract: the model and accumulators are written only in step (3), by disjoint ranges;
-// one OpenMP team persists over all batches of the epoch; nothing is allocated inside the batch loop.
+// Threading contract: the model and accumulators are written only in step (3), by disjoint ranges; one
+// OpenMP team persists over all batches of the epoch; nothing is allocated inside the batch loop.
 #pragma once
+#include <functional>
 #include <vector>
 
+#include "afm/block_kernels.hpp"
 #include "afm/common.hpp"
 #include "afm/model.hpp"
-#include "afm/row_kernels.hpp"
 
 namespace afm {
 
+// Dense gradient of one thread (or of a batch): one flat buffer [W (t*k) | b (t) | h (t) | p (k)] and w0,
+// so that threads' buffers reduce in one loop.
+struct DenseGrad {
+    std::vector<float> data;
+    double w0 = 0.0;
+    int k = 0, t = 0;
+    void resize(int k_, int t_);
+    float* W() { return data.data(); }
+    float* b() { return data.data() + static_cast<size_t>(t) * k; }
+    float* h() { return b() + t; }
+    float* p() { return h() + t; }
+    DenseGradView view() { return {W(), b(), h(), p(), &w0}; }
+};
+
 struct EpochResult {
-    double loss_sum = 0.0;  // summed data loss of the epoch's rows (before the update of their batch)
-    int64_t n_rows = 0;
+    double loss_sum = 0.0;  // summed data loss of the rows trained (each before its batch's update)
+    int64_t n_rows = 0;     // rows trained (fewer than asked when stopped)
     int64_t n_batches = 0;
+    bool stopped = false;   // the progress callback asked to stop
+};
+
+// Called by the calling thread between batches, at most every `interval_seconds`, with the rows done so
+// far; returning false stops the epoch after the batch just completed (the model stays consistent).
+struct ProgressHook {
+    std::function<bool(int64_t)> callback;
+    double interval_seconds = 0.1;
 };
 
 // Gradient of the batch objective J(B) (docs/model.md), for tests and diagnostics.
@@ -38,32 +61,35 @@ public:
     Trainer(const ModelView& model, const ModelView& accum, const CsrView& X, const float* y, const TrainConfig& cfg);
 
     // One epoch over the rows order[0..n_order), in batches of cfg.batch_size.
-    EpochResult run_epoch(const int64_t* order, int64_t n_order);
+    EpochResult run_epoch(const int64_t* order, int64_t n_order, const ProgressHook* hook = nullptr);
 
     // Gradient of J over the given rows as one batch; the model is not changed.
     void batch_gradients(const int64_t* rows, int64_t n_rows, bool use_dropout, BatchGradients& out);
 
 private:
     void prepare_buffers(const int64_t* order, int64_t n_order);
-    void batch_setup(const int64_t* rows, int64_t nb);                         // one thread
-    void batch_compute(const int64_t* rows, int64_t nb, bool use_dropout);     // all threads
-    void batch_update();                                                       // all threads
+    void batch_setup(const int64_t* rows, int64_t nb);                      // one thread
+    void batch_compute(const int64_t* rows, int64_t nb, bool use_dropout);  // all threads
+    void batch_update();                                                    // all threads
 
     ModelView m_;
     ModelView acc_;
     CsrView X_;
     const float* y_;
     TrainConfig cfg_;
+    const IsaKernels& isa_;
     int n_threads_;
     int64_t dense_size_;
+    int64_t max_row_pairs_ = 0;
 
-    std::vector<RowScratch> scratch_;   // per thread
-    std::vector<DenseGrad> dense_;      // per thread
-    std::vector<double> loss_;          // per thread
-    DenseGrad total_;                   // reduced dense gradient of the batch
+    std::vector<float> Wt_;              // W transposed (k x t), refreshed per batch
+    std::vector<BlockScratch> scratch_;  // per thread
+    std::vector<DenseGrad> dense_;       // per thread
+    std::vector<double> loss_;           // per thread
+    DenseGrad total_;                    // reduced dense gradient of the batch
 
-    std::vector<int64_t> nz_offset_;    // batch rows' first non-zero in the batch's nz order
-    std::vector<float> dV_nz_, dw_nz_;  // per non-zero sparse gradients
+    std::vector<int64_t> nz_offset_;        // batch rows' first non-zero in the batch's nz order
+    std::vector<float> dV_nz_, dw_nz_;      // per non-zero sparse gradients
     std::vector<int32_t> slot_of_feature_;  // n_features, -1 when untouched in this batch
     std::vector<int32_t> nz_slot_;
     std::vector<feature_t> touched_;
@@ -74,5 +100,11 @@ private:
 
 // Loss and dloss/dy of one row; for logistic, label is -1 or +1.
 double row_loss(Loss loss, float y_pred, float label, float* grad);
+
+// Pairs a block may hold so that its E and Z tiles stay in L2 (at least one row's worth).
+int64_t block_pair_target(int k, int t);
+
+// Transposes W (t x k) into Wt (k x t).
+void transpose(const float* W, int t, int k, float* Wt);
 
 }  // namespace afm

@@ -1,0 +1,80 @@
+// AFM's hot path on a block of whole rows, compiled once per instruction set and chosen at run time.
+//
+// A block is a few consecutive rows whose pairs fit in L2 (E: P x k, Z: P x t). Per block:
+//   forward:  E = pair products; Z = E W^T + b (GEMM, P x t x k); s = ReLU(Z) h; per row a = softmax(s),
+//             q = a^T E, y = w0 + w.x + p.(d*q)
+//   backward: given g = dloss/dy per row: ds = a (c.e - c.q) with c = g p*d; delta = ds h * [Z > 0]
+//             (in place over Z); dW += delta^T E (GEMM); dE = delta W (GEMM, in place over E) + a c;
+//             per non-zero gradients of V rows; dh, db, dp, dw0 into the thread's dense buffers.
+//   uniform pooling (attention = false, FM-like): q = ((sum v x)^2 - sum (v x)^2) / 2, O(k nnz) per row.
+// FLOPs per pair: forward 2tk, backward 4tk (+ O(k + t)).
+//
+// Why one source compiled three times (isa_avx512.cpp, isa_avx2.cpp, isa_baseline.cpp): wheels must run on
+// any x86-64, so no -march flag can be global; each copy lives in its own namespace and the best one the CPU
+// supports is picked once (FASTAFM_ISA=avx512|avx2|baseline forces one, e.g. to test every path).
+// Threading: every pointer a call writes belongs to the calling thread.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "afm/common.hpp"
+#include "afm/model.hpp"
+
+namespace afm {
+
+// Work memory of one thread, sized once per call for the largest block (no allocation per batch).
+struct BlockScratch {
+    int64_t pair_cap = 0;  // pairs a block may hold
+    int row_cap = 0;       // rows a block may hold
+    std::vector<float> E;  // pair_cap x k: pair products, then dloss/de
+    std::vector<float> Z;  // pair_cap x t: pre-activations, then dloss/dz
+    std::vector<float> a;  // pair_cap: scores, then attention weights
+    std::vector<float> ds; // pair_cap: dloss/dscore
+    std::vector<float> q, c, mask;     // row_cap x k: pooled vectors, dloss/dq, dropout factors
+    std::vector<float> y, g;           // row_cap: outputs, dloss/dy
+    std::vector<int64_t> pair_off;     // row_cap + 1: first pair of each row in the block
+    void reserve(int64_t pairs, int rows, int k, int t);
+};
+
+// The rows of one block: non-zeros of row r are idx[r][0..nnz[r]), x[r][...].
+struct BlockRows {
+    int n = 0;
+    const feature_t* idx[kMaxBlockRows];
+    const float* x[kMaxBlockRows];
+    int64_t nnz[kMaxBlockRows];
+    float* dV[kMaxBlockRows];  // backward: per non-zero V gradients (nnz x k), overwritten
+    float* dw[kMaxBlockRows];  // backward: per non-zero w gradients (nnz), overwritten
+    bool has_mask = false;     // dropout factors are in scratch.mask
+};
+
+// Dense gradient buffer of one thread: [W (t*k) | b (t) | h (t) | p (k)] and w0.
+struct DenseGradView {
+    float* W;
+    float* b;
+    float* h;
+    float* p;
+    double* w0;
+};
+
+struct IsaKernels {
+    const char* name;
+    // Forward pass of a block; Wt is W transposed (k x t). Fills scratch y (and E, Z, a, q for backward).
+    void (*forward)(const ModelView& m, const float* Wt, bool attention, const BlockRows& rows, BlockScratch& s);
+    // Backward pass after forward on the same block, with dloss/dy in scratch.g.
+    void (*backward)(const ModelView& m, bool attention, const BlockRows& rows, BlockScratch& s, DenseGradView dg);
+    // C (M x N, ldc) = [bias row | C if accumulate | 0] + A B, with A(i, l) = A[i*a_rs + l*a_cs], B row-major.
+    void (*gemm)(int64_t M, int64_t N, int64_t K, const float* A, int64_t a_rs, int64_t a_cs, const float* B,
+                 int64_t ldb, float* C, int64_t ldc, const float* bias, bool accumulate);
+};
+
+const IsaKernels& kernels();                  // the active kernel set
+bool select_isa(const std::string& name);     // false if unknown or unsupported by this CPU
+std::vector<std::string> supported_isas();    // best first
+std::string active_isa();
+
+namespace isa_avx512 { const IsaKernels& table(); }
+namespace isa_avx2 { const IsaKernels& table(); }
+namespace isa_baseline { const IsaKernels& table(); }
+
+}  // namespace afm

@@ -1,0 +1,81 @@
+// Picks the kernel set for this CPU once; FASTAFM_ISA (avx512 | avx2 | baseline) forces one.
+#include <cstdlib>
+#include <mutex>
+
+#include "afm/block_kernels.hpp"
+
+namespace afm {
+
+namespace {
+
+bool cpu_has(const std::string& name) {
+#if defined(AFM_X86) && (defined(__GNUC__) || defined(__clang__))
+    __builtin_cpu_init();
+    if (name == "avx512") return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq");
+    if (name == "avx2") return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#endif
+    return name == "baseline";
+}
+
+const IsaKernels* table_for(const std::string& name) {
+#ifdef AFM_HAVE_ISA_CLONES
+    if (name == "avx512") return &isa_avx512::table();
+    if (name == "avx2") return &isa_avx2::table();
+#endif
+    if (name == "baseline") return &isa_baseline::table();
+    return nullptr;
+}
+
+const IsaKernels* g_active = nullptr;
+std::once_flag g_once;
+
+void init_default() {
+    std::call_once(g_once, [] {
+        // An unknown or unsupported FASTAFM_ISA falls back to the best path; active_isa() tells which.
+        const char* forced = std::getenv("FASTAFM_ISA");
+        if (forced && *forced && table_for(forced) && cpu_has(forced)) g_active = table_for(forced);
+        else g_active = table_for(supported_isas().front());
+    });
+}
+
+}  // namespace
+
+std::vector<std::string> supported_isas() {
+    std::vector<std::string> out;
+    for (const char* name : {"avx512", "avx2", "baseline"})
+        if (table_for(name) && cpu_has(name)) out.emplace_back(name);
+    return out;
+}
+
+bool select_isa(const std::string& name) {
+    const IsaKernels* t = table_for(name);
+    if (!t || !cpu_has(name)) return false;
+    init_default();
+    g_active = t;
+    return true;
+}
+
+const IsaKernels& kernels() {
+    init_default();
+    return *g_active;
+}
+
+std::string active_isa() { return kernels().name; }
+
+void BlockScratch::reserve(int64_t pairs, int rows, int k, int t) {
+    pair_cap = pairs < 1 ? 1 : pairs;
+    row_cap = rows < 1 ? 1 : rows;
+    const size_t P = static_cast<size_t>(pair_cap), R = static_cast<size_t>(row_cap);
+    E.assign(P * k, 0.0f);
+    Z.assign(P * t, 0.0f);
+    a.assign(P, 0.0f);
+    ds.assign(P, 0.0f);
+    q.assign(R * k, 0.0f);
+    c.assign(R * k, 0.0f);
+    mask.assign(R * k, 1.0f);
+    y.assign(R, 0.0f);
+    g.assign(R, 0.0f);
+    pair_off.assign(R + 1, 0);
+}
+
+}  // namespace afm

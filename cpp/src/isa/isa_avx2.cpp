@@ -1,0 +1,10 @@
+// The fused block kernels compiled for one instruction set (flags set per file in CMakeLists.txt).
+#include "afm/block_kernels.hpp"
+
+namespace afm {
+namespace isa_avx2 {
+#define AFM_ISA_NAME "avx2"
+#include "block_kernels.inc"
+#undef AFM_ISA_NAME
+}  // namespace isa_avx2
+}  // namespace afm
