@@ -24,7 +24,7 @@ except ImportError:  # pragma: no cover - exercised only without scikit-learn
 
     class TransformerMixin:  # type: ignore[no-redef]
         def fit_transform(self, X, y=None, **fit_params):
-            return self.fit(X, y, **fit_params).transform(X)
+            return self.fit(X, y, **fit_params).transform(X)  # type: ignore[attr-defined]
 
 
 __all__ = ["FieldEncoder"]
@@ -129,7 +129,7 @@ class FieldEncoder(TransformerMixin, BaseEstimator):
 
     # ------------------------------------------------------------------ scikit-learn protocol
     def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()  # type: ignore[misc]
+        tags = super().__sklearn_tags__()
         tags.input_tags.allow_nan = True
         tags.input_tags.categorical = True
         tags.input_tags.string = True
