@@ -227,3 +227,13 @@ def test_classifier_pipeline():
     pipe.fit(df, labels)
     assert set(pipe.predict(df)) <= {"yes", "no"}
     assert pipe.score(df, labels) > 0.7
+
+
+def test_scikit_learn_tags_declare_dataframe_input():
+    get_tags = pytest.importorskip("sklearn.utils").__dict__.get("get_tags")
+    if get_tags is None:  # scikit-learn < 1.6 reads _more_tags
+        assert FieldEncoder()._more_tags()["allow_nan"] is True
+        return
+    tags = get_tags(FieldEncoder())
+    assert tags.input_tags.categorical and tags.input_tags.string and tags.input_tags.allow_nan
+    assert not tags.input_tags.two_d_array

@@ -94,7 +94,7 @@ run auditwheel-show "$WORK/venv-build/bin/auditwheel" show "$WHEEL"
 BUNDLED="$("$BPY" - "$WHEEL" <<'EOF'
 import sys, zipfile
 names = zipfile.ZipFile(sys.argv[1]).namelist()
-libs = sorted(n.split("/")[-1] for n in names if ".libs/" in n)
+libs = sorted(n.split("/")[-1] for n in names if ".libs/" in n and not n.endswith("/"))
 print(" ".join(libs))
 missing = [f for f in ("fastafm/_core.pyi", "fastafm/py.typed") if f not in names]
 if missing:
@@ -106,7 +106,7 @@ case "$BUNDLED" in
     *) echo "FAILED: the repaired wheel bundles no libgomp (bundled: ${BUNDLED:-nothing})" >&2; exit 1 ;;
 esac
 note "repaired wheel: $(basename "$WHEEL") ($(du -k "$WHEEL" | cut -f1) KiB); bundles: $BUNDLED"
-note "auditwheel: $(grep -m1 -iE 'consistent with the following platform tag|is consistent' "$LOGS/auditwheel-show.log" | sed 's/^ *//' | tr -s ' ' | cut -c1-140)"
+note "auditwheel show: $(tr '\n' ' ' < "$LOGS/auditwheel-show.log" | grep -oE 'following platform tag: "[^"]+"' | head -1)"
 
 step "fresh venv with no compiler on PATH"
 "$PYTHON" -m venv "$WORK/venv-test"
@@ -136,7 +136,7 @@ case "$WHERE" in
 esac
 note "imported from: $(echo "$WHERE" | head -1 | sed "s|$WORK|<work>|"); OpenMP enabled: $(echo "$WHERE" | tail -1)"
 run demo env PATH="$CLEAN_PATH" fastafm demo --rows 5000 --epochs 3
-note "fastafm demo --rows 5000 --epochs 3: $(grep -E "AFM's RMSE is" "$LOGS/demo.log")"
+note "fastafm demo --rows 5000 --epochs 3: $(grep -E '^\| (uniform|AFM)' "$LOGS/demo.log" | tr -s ' |' ' ' | tr '\n' ';')"
 if [ "$TESTS" = 1 ]; then
     run pytest env PATH="$CLEAN_PATH" "$TPY" -m pytest -q -p no:cacheprovider tests
     note "tests against the installed wheel: $(tail -n 1 "$LOGS/pytest.log" | tr -d '=' | sed 's/^ *//')"
