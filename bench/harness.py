@@ -58,6 +58,7 @@ class Settings:
     smoke: bool
     rows: int | None
     criteo_rows: int
+    torch_rows: int | None
     threads: int
     rounds: int
     libfm_mb: float
@@ -69,6 +70,14 @@ class Settings:
         if name == "criteo":
             return self.criteo_rows
         return self.rows or DEFAULT_ROWS.get(k, 10_000)
+
+    def torch_rows_for(self, name: str, k: int) -> int:
+        rows = self.rows_for(name, k)
+        return min(rows, self.torch_rows) if self.torch_rows and not self.smoke else rows
+
+    def warmup_rounds(self, n_rows: int) -> int:
+        """One untimed round for short data; none in smoke runs or where a round is long anyway."""
+        return 0 if self.smoke or n_rows >= 50_000 else 1
 
     def dataset_name(self, name: str) -> str:
         return self.frappe_data if name == "frappe" else name

@@ -2,6 +2,7 @@
 
     python bench/report.py out.json                    # machine header, results table, issue-3 targets
     python bench/report.py out.json --stat median      # rates from the median round instead of the best
+    python bench/report.py out.json --scaling scaling.json --memory mem.json -o bench/RESULTS.md
 
 Columns: group, case (shape), implementation, rows/s (elements/s for Adagrad), GFLOP/s by bench/flops.py,
 % of the measured FMA peak for the threads used, and ratios: to the reference of the same shape (the NumPy
@@ -167,10 +168,74 @@ def header(doc: dict, stat: str) -> str:
     return "\n".join(lines)
 
 
-def render(doc: dict, stat: str = "min") -> str:
+def flop_model() -> str:
+    """The FLOP model (bench/flops.py) per row for the benchmark shapes."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import flops
+
+    out = ["Per pair (P = m(m-1)/2 pairs for m non-zeros): training 6tk + 14k + 9t + 7 FLOPs, prediction "
+           "2tk + 4k + 4t + 5 (bench/flops.py; the GEMM part is 6tk and 2tk).", "",
+           "| data | m | P | k = t | training MFLOP/row | of which GEMM | prediction MFLOP/row |",
+           "|---|---:|---:|---:|---:|---:|---:|"]
+    for name, m, ks in (("frappe", 10, (16, 64, 256)), ("criteo", 39, (16,))):
+        for k in ks:
+            s = flops.summary([m] * 1000, k, k, 128)
+            out.append(f"| {name} | {m} | {flops.pairs(m)} | {k} | {s['train_flops_per_row'] / 1e6:.3f} | "
+                       f"{100 * s['gemm_share_train']:.1f}% | {s['predict_flops_per_row'] / 1e6:.3f} |")
+    return "\n".join(out)
+
+
+def scaling_section(sc: dict) -> str:
+    """Table of bench/thread_scaling.py's JSON and the 2-thread target."""
+    st = sc.get("settings", {})
+    out = [f"`{sc.get('command', 'bench/thread_scaling.py')}`: {st.get('data')} rows={st.get('rows')} "
+           f"k={st.get('k')} t={st.get('t')} batch={st.get('batch')}", "",
+           "| threads | s/epoch | rows/s | speedup vs 1 | efficiency | GFLOP/s | % of peak |",
+           "|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in sc.get("results", []):
+        out.append(f"| {r['threads']} | {r['best_s']:.3f} | {r['rows_per_s']:,.0f} | "
+                   f"{_fmt(r.get('speedup'), '.2f', 'x')} | {_fmt(100 * r['efficiency'] if 'efficiency' in r else None, '.0f', '%')} | "
+                   f"{r['gflops']:.2f} | {_fmt(r.get('pct_peak'), '.1f', '%')} |")
+    two = [r for r in sc.get("results", []) if r["threads"] == 2 and "speedup" in r]
+    if two:
+        v = two[0]["speedup"]
+        out += ["", f"Target 2 threads >= 1.8x one thread: {v:.2f}x, {'met' if v >= 1.8 else 'missed'}."]
+    return "\n".join(out)
+
+
+def memory_section(mem: dict) -> str:
+    """Summary of bench/memory.py's JSON."""
+    st, exp = mem.get("settings", {}), mem.get("expected", {})
+
+    def mb(x):
+        return "n/a" if x is None else f"{x / 1e6:,.1f} MB"
+
+    out = [f"`{mem.get('command', 'bench/memory.py')}`: {st.get('data')} rows={st.get('rows')} k={st.get('k')} "
+           f"t={st.get('t')} batch={st.get('batch')} threads={st.get('threads')}", "",
+           f"data {mb(exp.get('data'))} + parameters {mb(exp.get('params'))} + Adagrad state "
+           f"{mb(exp.get('adagrad_state'))} = {mb(mem.get('held_bytes'))}; expected work memory "
+           f"{mb(exp.get('work_expected'))}; batch x P x k would be {mb(exp.get('forbidden_batch_PxK'))}", "",
+           "| phase | RSS before | peak | growth | peak - (RSS after imports + held) |", "|---|---:|---:|---:|---:|"]
+    for key, label in (("core_epoch", "_core.train_epoch"), ("epoch", "partial_fit (1 epoch)"),
+                       ("fit", "fit (init + 1 epoch)")):
+        ph = mem.get(key)
+        if ph:
+            out.append(f"| {label} | {mb(ph.get('rss_before'))} | {mb(ph.get('peak'))} | {mb(ph.get('growth'))} | "
+                       f"{mb(ph.get('over_held')) if 'over_held' in ph else ''} |")
+    return "\n".join(out)
+
+
+def render(doc: dict, stat: str = "min", with_model: bool = True, scaling: dict | None = None,
+           memory: dict | None = None) -> str:
     rows = _rows(doc, stat)
     parts = ["## Machine and run", header(doc, stat), "", "## Results", table(rows), "",
              "## Issue 3 targets", targets(rows)]
+    if scaling:
+        parts += ["", "## Thread scaling", scaling_section(scaling)]
+    if memory:
+        parts += ["", "## Memory", memory_section(memory)]
+    if with_model:
+        parts += ["", "## FLOP model", flop_model()]
     return "\n".join(parts) + "\n"
 
 
@@ -180,9 +245,14 @@ def main(argv=None) -> int:
     ap.add_argument("--stat", default="min", choices=["min", "median", "mean", "max"],
                     help="round statistic the rates come from (default min, the best round)")
     ap.add_argument("-o", "--output", help="write the markdown here as well")
+    ap.add_argument("--no-model", action="store_true", help="leave out the FLOP model section")
+    ap.add_argument("--scaling", help="JSON of bench/thread_scaling.py --json, added as a section")
+    ap.add_argument("--memory", help="JSON of bench/memory.py --json, added as a section")
     args = ap.parse_args(argv)
     doc = json.loads(Path(args.json).read_text())
-    text = render(doc, args.stat)
+    extra = {name: json.loads(Path(p).read_text()) if p else None
+             for name, p in (("scaling", args.scaling), ("memory", args.memory))}
+    text = render(doc, args.stat, with_model=not args.no_model, **extra)
     print(text, end="")
     if args.output:
         Path(args.output).write_text(text)

@@ -38,7 +38,7 @@ def test_epoch(benchmark, settings, peak, case):
         return (params, accum, *arrays, ds.y, order, cfg), {}
 
     res = benchmark.pedantic(_core.train_epoch, setup=setup, rounds=settings.rounds,
-                             warmup_rounds=0 if settings.smoke else 1)
+                             warmup_rounds=settings.warmup_rounds(ds.n_rows))
     harness.finish(benchmark)
     assert res["n_rows"] == ds.n_rows and np.isfinite(res["loss_sum"])
 
@@ -59,6 +59,6 @@ def test_predict(benchmark, settings, peak, case):
                    flops=flops.epoch_flops_predict(ds.row_nnz, k, k), threads=settings.threads,
                    data=ds.name, n_rows=ds.n_rows, k=k, t=k)
     out = benchmark.pedantic(model.predict, args=(ds.X,), rounds=settings.rounds,
-                             warmup_rounds=0 if settings.smoke else 1)
+                             warmup_rounds=settings.warmup_rounds(ds.n_rows))
     harness.finish(benchmark)
     assert out.shape == (ds.n_rows,)

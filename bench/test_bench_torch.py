@@ -27,6 +27,8 @@ def test_torch_epoch(benchmark, settings, peak, case):
     name, k, batch = case
     benchmark.group = "torch"
     ds = harness.dataset(settings.dataset_name(name), settings.rows_for(name, k))
+    if settings.torch_rows_for(name, k) < ds.n_rows:
+        ds = ds.head(settings.torch_rows_for(name, k))
     sparse = name == "criteo"  # 1e6 hashed ids: a dense Adagrad over all of V each step would be a strawman
     harness.record(benchmark, peak, impl="torch", shape=shape_key(name, k, k, batch), items=ds.n_rows,
                    flops=harness.epoch_flops(ds, k, k, batch)[0], threads=settings.threads,
