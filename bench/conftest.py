@@ -69,8 +69,9 @@ def _measure_peak(config):
     path = Path(config.getoption("bench_peak_json"))
     try:
         if config.getoption("benchmark_disable") and not path.exists():
-            config._fastafm_peak_source = "quick smoke measurement, not cached"
-            return fma_peak.measure(threads=threads, min_time=0.01, repeats=1)
+            # Smoke: exercise compile + run on one thread only (other counts are scaled from it).
+            config._fastafm_peak_source = "quick 1-thread smoke measurement, not cached"
+            return fma_peak.measure(threads=[1], min_time=0.01, repeats=1)
         result = fma_peak.load_or_measure(path, threads=threads, remeasure=config.getoption("bench_remeasure_peak"))
         config._fastafm_peak_source = f"{path}, measured {result['settings'].get('when')}"
         return result
