@@ -146,12 +146,22 @@ def main(argv=None) -> int:
     order = np.random.default_rng(0).permutation(ds.n_rows).astype(np.int64)
     cfg = model._config()
     rss_ready = rss_bytes()
-    core = measure_phase(lambda: fastafm._core.train_epoch(model._params_, model._accum_, *arrays, y, order, cfg))
-    del arrays, order
-    epoch = measure_phase(lambda: model.partial_fit(X, y))
-    del model
+
+    def core_epoch():
+        fastafm._core.train_epoch(model._params_, model._accum_, *arrays, y, order, cfg)
+
+    def estimator_epoch():
+        model.partial_fit(X, y)
+
+    def estimator_fit():
+        fastafm.AFMRegressor(n_epochs=1, **kw).fit(X, y)
+
+    core = measure_phase(core_epoch)
+    arrays = order = None
+    epoch = measure_phase(estimator_epoch)
+    model = None
     gc.collect()
-    fit = measure_phase(lambda: fastafm.AFMRegressor(n_epochs=1, **kw).fit(X, y))
+    fit = measure_phase(estimator_fit)
 
     held = exp["data"] + exp["params"] + exp["adagrad_state"]
     out = {

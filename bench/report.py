@@ -163,8 +163,9 @@ def header(doc: dict, stat: str) -> str:
     build = fa.get("build", {})
     if build:
         lines.append("- core build: " + ", ".join(f"{k}={v}" for k, v in build.items() if k != "cmake_cache"))
-    lines.append(f"- fastafm {fa.get('fastafm')}, OpenMP {fa.get('openmp')}, SIMD path {fa.get('core_isa') or 'not reported'}"
-                 f", threads {fa.get('bench_threads')}; numpy {fa.get('numpy')}, torch {fa.get('torch')}")
+    lines.append(f"- fastafm {fa.get('fastafm')}, OpenMP {fa.get('openmp')}, SIMD path "
+                 f"{fa.get('core_isa') or 'not reported'}, threads {fa.get('bench_threads')}; "
+                 f"numpy {fa.get('numpy')}, torch {fa.get('torch')}")
     return "\n".join(lines)
 
 
@@ -193,8 +194,9 @@ def scaling_section(sc: dict) -> str:
            "| threads | s/epoch | rows/s | speedup vs 1 | efficiency | GFLOP/s | % of peak |",
            "|---:|---:|---:|---:|---:|---:|---:|"]
     for r in sc.get("results", []):
+        eff = 100 * r["efficiency"] if "efficiency" in r else None
         out.append(f"| {r['threads']} | {r['best_s']:.3f} | {r['rows_per_s']:,.0f} | "
-                   f"{_fmt(r.get('speedup'), '.2f', 'x')} | {_fmt(100 * r['efficiency'] if 'efficiency' in r else None, '.0f', '%')} | "
+                   f"{_fmt(r.get('speedup'), '.2f', 'x')} | {_fmt(eff, '.0f', '%')} | "
                    f"{r['gflops']:.2f} | {_fmt(r.get('pct_peak'), '.1f', '%')} |")
     two = [r for r in sc.get("results", []) if r["threads"] == 2 and "speedup" in r]
     if two:

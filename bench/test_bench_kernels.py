@@ -45,7 +45,8 @@ def test_forward_core(benchmark, settings, peak, case, attention):
                    flops=flops.epoch_flops_predict(ds.row_nnz, k, k, attention), threads=settings.threads)
     out = benchmark(_core.predict, params, *arrays, attention, settings.threads)
     harness.finish(benchmark)
-    assert out.shape == (ds.n_rows,) and np.all(np.isfinite(out))
+    assert out.shape == (ds.n_rows,)
+    assert np.all(np.isfinite(out))
 
 
 @pytest.mark.parametrize("attention", [False, True], ids=["pairwise", "attention"])

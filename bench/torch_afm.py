@@ -154,7 +154,8 @@ def main(argv=None) -> int:
     sec = train_epoch_seconds(ds, args.k, t, args.batch, args.threads, repeats=args.repeats, sparse=args.sparse)
     gf = flops.epoch_flops_train(ds.row_nnz, args.k, t, args.batch) / sec / 1e9
     print(f"torch {torch.__version__} {args.data} rows={ds.n_rows} k={args.k} t={t} batch={args.batch} "
-          f"threads={args.threads} sparse={args.sparse}: {sec:.3f} s/epoch, {ds.n_rows / sec:,.0f} rows/s, {gf:.2f} GFLOP/s")
+          f"threads={args.threads} sparse={args.sparse}: {sec:.3f} s/epoch, {ds.n_rows / sec:,.0f} rows/s, "
+          f"{gf:.2f} GFLOP/s")
     return 0
 
 
