@@ -10,6 +10,8 @@ an initialised model (AFMRegressor(n_epochs=0).fit), then measures three phases:
   fit    a fresh AFMRegressor(n_epochs=1).fit(X, y) from scratch (initialisation included: it draws the
          parameters in float64 before rounding them to float32)
 
+The script re-executes itself with fixed glibc malloc thresholds (MALLOC_MMAP_THRESHOLD_=65536,
+MALLOC_TRIM_THRESHOLD_=0) so that freed arrays leave the resident set (--no-reexec keeps the defaults).
 Each phase's peak is the kernel's high-water mark VmHWM, reset before the phase by writing 5 to
 /proc/self/clear_refs (Linux); resource.getrusage(RUSAGE_SELF).ru_maxrss, the process-lifetime peak, is
 printed too. The growth is compared with the work memory a fused trainer needs (order array, per-thread
@@ -24,6 +26,7 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import os
 import resource
 import sys
 import time
@@ -130,8 +133,16 @@ def main(argv=None) -> int:
     ap.add_argument("--batch", type=int, default=256)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--json", help="write the results here")
+    ap.add_argument("--no-reexec", action="store_true", help="keep glibc's default malloc thresholds")
     args = ap.parse_args(argv)
     t = args.t or args.k
+    if not args.no_reexec and "MALLOC_MMAP_THRESHOLD_" not in os.environ:
+        # glibc raises its mmap threshold after large frees and then keeps freed blocks in the heap, so RSS
+        # would carry the data generation's garbage. Fixed thresholds make every large array its own mapping,
+        # returned to the OS when freed: RSS then tracks live memory. Re-run this script with them.
+        env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536", MALLOC_TRIM_THRESHOLD_="0")
+        argv = sys.argv[1:] if argv is None else list(argv)
+        os.execve(sys.executable, [sys.executable, str(Path(__file__).resolve()), *argv], env)
 
     rss_imports = rss_bytes()
     ds = bench_data.make(args.data, args.rows)
@@ -177,6 +188,7 @@ def main(argv=None) -> int:
         "epoch": epoch,
         "fit": fit,
         "ru_maxrss": maxrss_bytes(),
+        "malloc_env": {k: os.environ.get(k) for k in ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_")},
     }
     # The bound: peak <= (process before data) + data + params + state + small constant.
     for ph in (core, epoch):
