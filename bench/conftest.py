@@ -118,8 +118,9 @@ def pytest_benchmark_update_machine_info(config, machine_info):
     except ImportError:
         info["torch"] = None
     if result:
-        info["fma_peak"] = {k: result[k] for k in ("gflops", "best", "clock_ghz", "flops_per_cycle",
-                                                   "isa_available", "settings") if k in result}
+        keys = ("gflops", "best", "clock_ghz", "flops_per_cycle", "idle_estimate_gflops", "isa_available",
+                "settings")
+        info["fma_peak"] = {k: result[k] for k in keys if k in result}
     machine_info["fastafm"] = json.loads(json.dumps(info, default=str))
 
 

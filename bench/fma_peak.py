@@ -85,7 +85,7 @@ def compile_binary(workdir: Path, cxx: str | None = None) -> Path:
 
 
 def _parse(output: str) -> dict:
-    available, clock, peaks = {}, {}, {}
+    available, clock, peaks, fpc = {}, {}, {}, {}
     procs = None
     for line in output.splitlines():
         parts = line.split()
@@ -99,7 +99,9 @@ def _parse(output: str) -> dict:
             clock[parts[1]] = float(parts[2])
         elif parts[0] == "peak":
             peaks.setdefault(parts[1], {})[parts[2]] = float(parts[3])
-    return {"omp_procs": procs, "isa_available": available, "clock_ghz": clock, "gflops": peaks}
+            fpc.setdefault(parts[1], {})[parts[2]] = float(parts[4])
+    return {"omp_procs": procs, "isa_available": available, "clock_ghz": clock, "gflops": peaks,
+            "flops_per_cycle": fpc}
 
 
 def measure(threads=None, isas=None, min_time: float = 0.2, repeats: int = 5, cxx: str | None = None,
@@ -120,7 +122,8 @@ def measure(threads=None, isas=None, min_time: float = 0.2, repeats: int = 5, cx
     Returns
     -------
     dict with keys format, cpu (cpu_info()), gflops {isa: {threads: GFLOP/s}}, clock_ghz {threads: GHz per
-    thread}, flops_per_cycle {isa: {threads: per core per cycle}}, best {threads: {isa, gflops}},
+    thread}, flops_per_cycle {isa: {threads: per thread per cycle}}, idle_estimate_gflops (flops_per_cycle x
+    fastest clock x threads: what an idle machine should give), best {threads: {isa, gflops}},
     isa_available, settings.
     """
     cores = n_cores()
@@ -138,9 +141,12 @@ def measure(threads=None, isas=None, min_time: float = 0.2, repeats: int = 5, cx
     if res.returncode != 0:
         raise RuntimeError(f"fma_peak failed ({res.returncode}):\n{res.stderr}")
     out = _parse(res.stdout)
-    out["flops_per_cycle"] = {
-        isa: {t: round(g / (out["clock_ghz"][t] * int(t)), 2) for t, g in per.items() if out["clock_ghz"].get(t)}
-        for isa, per in out["gflops"].items()
+    # Robust to load: FLOPs/cycle/thread (median of FMA trials each paired with a clock trial) times the
+    # fastest clock seen times threads (at most the cores) estimates what an idle machine gives.
+    fastest = max(out["clock_ghz"].values(), default=0.0)
+    out["idle_estimate_gflops"] = {
+        isa: {t: round(f * fastest * min(int(t), cores), 1) for t, f in per.items()}
+        for isa, per in out["flops_per_cycle"].items()
     }
     out["best"] = {}
     for t in map(str, threads):
@@ -233,7 +239,9 @@ def format_table(result: dict) -> str:
         for t in threads:
             g = per.get(str(t))
             fpc = result.get("flops_per_cycle", {}).get(isa, {}).get(str(t))
-            cells.append("" if g is None else f"{g:.1f} GFLOP/s" + (f" ({fpc:.0f}/cyc/core)" if fpc else ""))
+            est = result.get("idle_estimate_gflops", {}).get(isa, {}).get(str(t))
+            cells.append("" if g is None else f"{g:.1f} GFLOP/s" + (f" ({fpc:.1f}/cyc/thr" if fpc else "")
+                         + (f", idle est. {est:.0f})" if est else ")" if fpc else ""))
         lines.append(f"| {isa} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

@@ -157,9 +157,15 @@ def header(doc: dict, stat: str) -> str:
         parts = [f"{t} thr {v['gflops']:.1f} GFLOP/s ({v['isa']})" for t, v in sorted(best.items(),
                                                                                      key=lambda x: int(x[0]))]
         lines.append("- measured FMA peak (best ISA): " + "; ".join(parts))
+        fpc = peak.get("flops_per_cycle", {})
         for isa, per in peak.get("gflops", {}).items():
-            lines.append(f"  - {isa}: " + ", ".join(f"{t} thr {g:.1f}" for t, g in
-                                                    sorted(per.items(), key=lambda x: int(x[0]))))
+            lines.append(f"  - {isa}: " + ", ".join(
+                f"{t} thr {g:.1f}" + (f" ({fpc[isa][t]:.1f} FLOP/cycle/thread)" if t in fpc.get(isa, {}) else "")
+                for t, g in sorted(per.items(), key=lambda x: int(x[0]))))
+        clocks = peak.get("clock_ghz", {})
+        if clocks:
+            lines.append("  - measured clock: " + ", ".join(f"{t} thr {g:.2f} GHz" for t, g in
+                                                            sorted(clocks.items(), key=lambda x: int(x[0]))))
     build = fa.get("build", {})
     if build:
         lines.append("- core build: " + ", ".join(f"{k}={v}" for k, v in build.items() if k != "cmake_cache"))
