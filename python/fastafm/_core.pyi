@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy
 import numpy.typing
 import typing
-__all__: list[str] = ['Loss', 'Optimizer', 'TrainConfig', 'adagrad_update_', 'batch_gradients', 'dropout_mask', 'openmp_enabled', 'pair_attention', 'parse_libfm_file', 'predict', 'resolve_threads', 'sgd_update_', 'train_epoch']
+__all__: list[str] = ['Loss', 'Optimizer', 'TrainConfig', 'active_isa', 'adagrad_update_', 'batch_gradients', 'dropout_mask', 'gemm', 'openmp_enabled', 'pair_attention', 'parse_libfm_file', 'predict', 'resolve_threads', 'select_isa', 'sgd_update_', 'supported_isas', 'train_epoch']
 class Loss:
     """
     Members:
@@ -102,6 +102,7 @@ class TrainConfig:
     Settings of a training call (see docs/model.md).
     """
     attention: bool
+    learn_projection: bool
     loss: Loss
     optimizer: Optimizer
     def __init__(self) -> None:
@@ -154,6 +155,10 @@ class TrainConfig:
     @seed.setter
     def seed(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> None:
         ...
+def active_isa() -> str:
+    """
+    The instruction set the kernels use now (avx512, avx2 or baseline).
+    """
 def adagrad_update_(theta: numpy.ndarray, accum: numpy.ndarray, grad: numpy.ndarray, learning_rate: typing.SupportsFloat | typing.SupportsIndex) -> None:
     """
     In place: accum += grad**2; theta -= learning_rate * grad / sqrt(accum).
@@ -166,6 +171,10 @@ def batch_gradients(params: dict, indptr: numpy.ndarray, indices: numpy.ndarray,
 def dropout_mask(seed: typing.SupportsInt | typing.SupportsIndex, epoch: typing.SupportsInt | typing.SupportsIndex, rows: numpy.ndarray, k: typing.SupportsInt | typing.SupportsIndex, rho: typing.SupportsFloat | typing.SupportsIndex) -> numpy.typing.NDArray[numpy.float32]:
     """
     The dropout factors (0 or 1/(1-rho)) that training uses for the given data rows in this epoch.
+    """
+def gemm(A: numpy.ndarray, B: numpy.ndarray) -> numpy.typing.NDArray[numpy.float32]:
+    """
+    A @ B with the active instruction set's GEMM kernel (float32; for tests and benchmarks).
     """
 def openmp_enabled() -> bool:
     """
@@ -188,13 +197,23 @@ def resolve_threads(requested: typing.SupportsInt | typing.SupportsIndex) -> int
     """
     Number of threads a kernel uses for `requested` (0 = all cores).
     """
+def select_isa(name: str) -> None:
+    """
+    Use the kernels of instruction set `name` from now on (FASTAFM_ISA sets it at import).
+    """
 def sgd_update_(theta: numpy.ndarray, grad: numpy.ndarray, learning_rate: typing.SupportsFloat | typing.SupportsIndex) -> None:
     """
     In place: theta -= learning_rate * grad.
     """
-def train_epoch(params: dict, accumulators: dict, indptr: numpy.ndarray, indices: numpy.ndarray, values: numpy.ndarray, y: numpy.ndarray, order: numpy.ndarray, config: TrainConfig) -> dict:
+def supported_isas() -> list[str]:
+    """
+    Instruction sets this build and CPU can use, best first.
+    """
+def train_epoch(params: dict, accumulators: dict, indptr: numpy.ndarray, indices: numpy.ndarray, values: numpy.ndarray, y: numpy.ndarray, order: numpy.ndarray, config: TrainConfig, progress: typing.Any = None, progress_interval: typing.SupportsFloat | typing.SupportsIndex = 0.1) -> dict:
     """
     Train one epoch in place over the rows `order` (mini-batches of config.batch_size). Returns a dict with
-    loss_sum (summed data loss), n_rows and n_batches.
+    loss_sum (summed data loss), n_rows, n_batches and stopped. Every `progress_interval` seconds, between
+    batches, pending signals are handled (KeyboardInterrupt is raised after the batch in progress) and
+    `progress(rows_done)` is called; returning False stops the epoch.
     """
 __version__: str
