@@ -193,8 +193,8 @@ def _wider(X, extra=3):
 
 
 METHOD_CASES = [
-    ("more columns", lambda X: _wider(X), ValueError, "X has 23 features, but the model is expecting 20"),
-    ("fewer columns", lambda X: X[:, :19], ValueError, "X has 19 features, but the model is expecting 20"),
+    ("more columns", lambda X: _wider(X), ValueError, "X has 23 features, but AFMRegressor is expecting 20"),
+    ("fewer columns", lambda X: X[:, :19], ValueError, "X has 19 features, but AFMRegressor is expecting 20"),
     ("NaN", lambda X: _set(X, np.nan), ValueError, "X contains NaN"),
     ("1-D", lambda X: np.ones(20), ValueError, "X must be 2-D"),
     ("strings", lambda X: np.full((3, 20), "x"), TypeError, "X must hold real numbers"),
@@ -216,7 +216,7 @@ def test_fitted_methods_reject_bad_X(data, fitted, method, what, make, exc, mess
 @pytest.mark.parametrize("method", ["predict_proba", "decision_function", "predict"])
 def test_classifier_methods_reject_bad_X(data, fitted_classifier, method):
     X, _ = data
-    with pytest.raises(ValueError, match="X has 23 features, but the model is expecting 20"):
+    with pytest.raises(ValueError, match="X has 23 features, but AFMClassifier is expecting 20"):
         getattr(fitted_classifier, method)(_wider(X))
 
 
@@ -230,7 +230,7 @@ def test_methods_before_fit_raise(method, tmp_path):
 def test_partial_fit_checks_width_of_later_batches(data):
     X, y = data
     model = fastafm.AFMRegressor(n_epochs=1, embedding_dim=2, attention_dim=2, random_state=0).partial_fit(X, y)
-    with pytest.raises(ValueError, match="X has 23 features, but the model is expecting 20"):
+    with pytest.raises(ValueError, match="X has 23 features, but AFMRegressor is expecting 20"):
         model.partial_fit(_wider(X), y)
     with pytest.raises(ValueError, match="y has 299 values"):
         model.partial_fit(X, y[:-1])

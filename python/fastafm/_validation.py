@@ -54,7 +54,7 @@ def _numeric_array(X, name: str) -> np.ndarray:
     return arr
 
 
-def as_csr(X, name: str = "X", n_features: int | None = None) -> sp.csr_matrix:
+def as_csr(X, name: str = "X", n_features: int | None = None, owner: str = "the model") -> sp.csr_matrix:
     """Return X as a CSR matrix with int64 indptr, int32 indices and float32 finite values.
 
     Accepts SciPy sparse matrices/arrays (any format; CSR kept as is, so repeated and unsorted ids in a row
@@ -98,7 +98,10 @@ def as_csr(X, name: str = "X", n_features: int | None = None) -> sp.csr_matrix:
             raise TypeError(f"{name} must be a 2-D array or a SciPy sparse matrix, got {type(X).__name__}")
         arr = _numeric_array(X, name)
         if arr.ndim != 2:
-            raise ValueError(f"{name} must be 2-D (n_rows, n_features), got shape {arr.shape}")
+            raise ValueError(
+                f"{name} must be 2-D (n_rows, n_features), got shape {arr.shape}. Reshape your data either using "
+                "array.reshape(-1, 1) if it has a single feature or array.reshape(1, -1) if it holds a single row."
+            )
         arr = _as_float32(arr, name)
         X = sp.csr_matrix(arr)
         X = sp.csr_matrix(
@@ -114,7 +117,7 @@ def as_csr(X, name: str = "X", n_features: int | None = None) -> sp.csr_matrix:
     if n_cols > _INT32_MAX:
         raise ValueError(f"{name} has {n_cols} columns; at most {_INT32_MAX} are supported")
     if n_features is not None and n_cols != n_features:
-        raise ValueError(f"{name} has {n_cols} features, but the model is expecting {n_features} features as input")
+        raise ValueError(f"{name} has {n_cols} features, but {owner} is expecting {n_features} features as input")
     return X
 
 

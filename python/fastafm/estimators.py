@@ -154,7 +154,7 @@ class _BaseAFM(BaseEstimator):
             y_enc = self._encode_targets(y, X.shape[0], fitting=True, classes=classes)
             self._initialize(X.shape[1])
         else:
-            X = as_csr(X, n_features=self.n_features_in_)
+            X = as_csr(X, n_features=self.n_features_in_, owner=type(self).__name__)
             y_enc = self._encode_targets(y, X.shape[0], fitting=False, classes=classes)
         self._train(X, y_enc, 1, None)
         return self
@@ -162,7 +162,7 @@ class _BaseAFM(BaseEstimator):
     def decision_function(self, X) -> np.ndarray:
         """Raw model output y(x) (the logit for the classifier), float64 of shape (n_rows,)."""
         self._check_fitted()
-        X = as_csr(X, n_features=self.n_features_in_)
+        X = as_csr(X, n_features=self.n_features_in_, owner=type(self).__name__)
         check_kernel_memory(X, self._params_["V"].shape[1], self._params_["W"].shape[0], int(self.n_threads))
         out = _core.predict(self._params_, *csr_arrays(X), bool(self.attention), int(self.n_threads))
         return out.astype(np.float64)
@@ -180,7 +180,7 @@ class _BaseAFM(BaseEstimator):
             a_rs; they sum to 1 over each row with at least two non-zeros.
         """
         self._check_fitted()
-        X = as_csr(X, n_features=self.n_features_in_)
+        X = as_csr(X, n_features=self.n_features_in_, owner=type(self).__name__)
         check_kernel_memory(X, self._params_["V"].shape[1], self._params_["W"].shape[0], int(self.n_threads))
         nnz = np.diff(X.indptr)
         counts = nnz * (nnz - 1) // 2
@@ -279,7 +279,7 @@ class _BaseAFM(BaseEstimator):
             eval_set = eval_set[0]
         if not isinstance(eval_set, tuple) or len(eval_set) != 2:
             raise ValueError("eval_set must be a tuple (X_eval, y_eval)")
-        X_eval = as_csr(eval_set[0], name="eval_set X", n_features=n_features)
+        X_eval = as_csr(eval_set[0], name="eval_set X", n_features=n_features, owner=type(self).__name__)
         y_eval = as_targets(eval_set[1], X_eval.shape[0], name="eval_set y")
         return X_eval, y_eval
 
@@ -330,10 +330,10 @@ class _BaseAFM(BaseEstimator):
                     f"keeps the parameters from the end of epoch {epoch - 1}. Try a smaller learning_rate (now "
                     f"{self.learning_rate}), or scale the feature values down"
                 )
-            self.n_epochs_done_ += 1
             if evaluation is not None:
                 record.update(self._evaluate(*evaluation))
             self.history_.append(record)
+            self.n_epochs_done_ += 1
             if self.verbose:
                 extras = "  ".join(f"{k}={v:.5f}" for k, v in record.items() if k.startswith("eval_"))
                 print(f"epoch {record['epoch']:3d}  train_loss={record['train_loss']:.5f}  {extras}  "
@@ -445,7 +445,8 @@ class AFMClassifier(ClassifierMixin, _BaseAFM):
                     raise ValueError(f"y contains labels not in classes: {unknown[:5]}")
                 found = declared
             if found.shape[0] != 2:
-                raise ValueError(f"AFMClassifier needs two classes in y, got {found.shape[0]} class(es): {found[:5]}")
+                raise ValueError(f"AFMClassifier needs two classes in y, got {found.shape[0]} class(es): {found[:5]}"
+                                 + ("; Only binary classification is supported." if found.shape[0] > 2 else ""))
             self.classes_ = found
         else:
             if classes is not None and not np.array_equal(np.unique(np.asarray(classes)), self.classes_):
@@ -467,7 +468,8 @@ class AFMClassifier(ClassifierMixin, _BaseAFM):
 
     def predict(self, X) -> np.ndarray:
         """Predicted class labels."""
-        return self.classes_[(self.decision_function(X) > 0).astype(int)]
+        positive = self.decision_function(X) > 0
+        return self.classes_[positive.astype(int)]
 
     def _evaluate(self, X_eval, y_eval):
         z = self.decision_function(X_eval)
