@@ -5,21 +5,64 @@ call into the compiled core (`_core.train_epoch`), which runs every mini-batch i
 """
 from __future__ import annotations
 
+import functools
+import threading
 import time
 
 import numpy as np
 
 from . import _core, metrics, reference
 from ._compat import BaseEstimator, ClassifierMixin, RegressorMixin
-from ._validation import as_csr, as_targets, check_float, check_int, csr_arrays
+from ._validation import (as_csr, as_targets, check_float, check_int, check_kernel_memory, check_model_memory,
+                          column_or_1d, csr_arrays)
 
 PARAM_NAMES = reference.PARAM_NAMES  # ("w0", "w", "V", "W", "b", "h", "p")
+_INT32_MAX = 2**31 - 1
+
+# fit/partial_fit of one estimator may not run in two threads at once (the core updates the parameter arrays
+# in place); the same thread may re-enter. Maps id(estimator) -> [owner thread ident, depth].
+_FITTING: dict = {}
+_FITTING_GUARD = threading.Lock()
+
+
+def _exclusive(method):
+    """Refuse a second concurrent fit/partial_fit of the same estimator with a RuntimeError."""
+
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        me = threading.get_ident()
+        with _FITTING_GUARD:
+            entry = _FITTING.get(id(self))
+            if entry is not None and entry[0] != me:
+                raise RuntimeError(
+                    f"{type(self).__name__}.{method.__name__}: this estimator is already being fitted in another "
+                    "thread; fit and partial_fit of one estimator must not run concurrently (fit a "
+                    "sklearn.base.clone(...) of it in each thread instead)"
+                )
+            if entry is None:
+                _FITTING[id(self)] = [me, 1]
+            else:
+                entry[1] += 1
+        try:
+            return method(self, *args, **kwargs)
+        finally:
+            with _FITTING_GUARD:
+                entry = _FITTING[id(self)]
+                entry[1] -= 1
+                if entry[1] == 0:
+                    del _FITTING[id(self)]
+
+    return wrapper
 
 
 def _as_generator(random_state) -> np.random.Generator:
     if isinstance(random_state, np.random.RandomState):
         return np.random.default_rng(random_state.randint(0, 2**31 - 1))
-    if random_state is None or isinstance(random_state, (int, np.integer, np.random.Generator)):
+    if isinstance(random_state, (int, np.integer)) and not isinstance(random_state, (bool, np.bool_)):
+        if random_state < 0:
+            raise ValueError(f"random_state must be a non-negative integer, got {random_state}")
+        return np.random.default_rng(int(random_state))
+    if random_state is None or isinstance(random_state, np.random.Generator):
         return np.random.default_rng(random_state)
     raise TypeError(f"random_state must be None, an int or a numpy Generator/RandomState, got {random_state!r}")
 
@@ -79,6 +122,7 @@ class _BaseAFM(BaseEstimator):
         return {name: arr.copy() for name, arr in self._params_.items()}
 
     # ------------------------------------------------------------------ public API
+    @_exclusive
     def fit(self, X, y, eval_set=None):
         """Train from scratch for `n_epochs` epochs.
 
@@ -99,24 +143,27 @@ class _BaseAFM(BaseEstimator):
         self._train(X, y_enc, int(self.n_epochs), evaluation)
         return self
 
-    def partial_fit(self, X, y):
+    @_exclusive
+    def partial_fit(self, X, y, classes=None):
         """One more epoch over (X, y), continuing from the current parameters and optimizer state
-        (initialising them first if the model is not fitted yet)."""
+        (initialising them first if the model is not fitted yet). `classes` (classifier only, optional): the
+        two labels, for a first batch that may hold only one of them."""
         if not hasattr(self, "_params_"):
             self._check_hyperparameters()
             X = as_csr(X)
-            y_enc = self._encode_targets(y, X.shape[0], fitting=True)
+            y_enc = self._encode_targets(y, X.shape[0], fitting=True, classes=classes)
             self._initialize(X.shape[1])
         else:
-            X = as_csr(X, n_features=self.n_features_in_)
-            y_enc = self._encode_targets(y, X.shape[0], fitting=False)
+            X = as_csr(X, n_features=self.n_features_in_, owner=type(self).__name__)
+            y_enc = self._encode_targets(y, X.shape[0], fitting=False, classes=classes)
         self._train(X, y_enc, 1, None)
         return self
 
     def decision_function(self, X) -> np.ndarray:
         """Raw model output y(x) (the logit for the classifier), float64 of shape (n_rows,)."""
         self._check_fitted()
-        X = as_csr(X, n_features=self.n_features_in_)
+        X = as_csr(X, n_features=self.n_features_in_, owner=type(self).__name__)
+        check_kernel_memory(X, self._params_["V"].shape[1], self._params_["W"].shape[0], int(self.n_threads))
         out = _core.predict(self._params_, *csr_arrays(X), bool(self.attention), int(self.n_threads))
         return out.astype(np.float64)
 
@@ -133,7 +180,8 @@ class _BaseAFM(BaseEstimator):
             a_rs; they sum to 1 over each row with at least two non-zeros.
         """
         self._check_fitted()
-        X = as_csr(X, n_features=self.n_features_in_)
+        X = as_csr(X, n_features=self.n_features_in_, owner=type(self).__name__)
+        check_kernel_memory(X, self._params_["V"].shape[1], self._params_["W"].shape[0], int(self.n_threads))
         nnz = np.diff(X.indptr)
         counts = nnz * (nnz - 1) // 2
         pair_indptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
@@ -166,24 +214,34 @@ class _BaseAFM(BaseEstimator):
                 NotFittedError = AttributeError  # noqa: N806
             raise NotFittedError(f"This {type(self).__name__} instance is not fitted yet; call fit first.")
 
+    def __sklearn_tags__(self):  # scikit-learn >= 1.6
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True
+        tags.input_tags.allow_nan = False
+        return tags
+
     def _check_hyperparameters(self):
-        check_int(self.embedding_dim, "embedding_dim", 1)
-        check_int(self.attention_dim, "attention_dim", 1)
+        check_int(self.embedding_dim, "embedding_dim", 1, maximum=_INT32_MAX)
+        check_int(self.attention_dim, "attention_dim", 1, maximum=_INT32_MAX)
         check_float(self.dropout, "dropout", 0.0, 1.0)
         check_float(self.attention_l2, "attention_l2", 0.0)
         check_float(self.l2, "l2", 0.0)
         check_float(self.learning_rate, "learning_rate", 0.0, low_open=True)
         if self.optimizer not in ("adagrad", "sgd"):
             raise ValueError(f"optimizer must be 'adagrad' or 'sgd', got {self.optimizer!r}")
-        check_int(self.batch_size, "batch_size", 1)
+        check_int(self.batch_size, "batch_size", 1, maximum=_INT32_MAX)
         check_int(self.n_epochs, "n_epochs", 0)
         check_float(self.init_std, "init_std", 0.0)
         if not isinstance(self.attention, (bool, np.bool_)):
             raise TypeError(f"attention must be True or False, got {self.attention!r}")
-        check_int(self.n_threads, "n_threads", 0)
+        check_int(self.n_threads, "n_threads", 0, maximum=4096)
         check_int(self.verbose, "verbose", 0)
+        if not (self.random_state is None or isinstance(self.random_state, (np.random.Generator,
+                                                                           np.random.RandomState))):
+            check_int(self.random_state, "random_state", 0)
 
     def _initialize(self, n_features: int):
+        check_model_memory(n_features, self.embedding_dim, self.attention_dim)
         self._rng_ = _as_generator(self.random_state)
         ref = reference.init_params(n_features, int(self.embedding_dim), int(self.attention_dim),
                                     init_std=float(self.init_std), rng=self._rng_)
@@ -221,32 +279,61 @@ class _BaseAFM(BaseEstimator):
             eval_set = eval_set[0]
         if not isinstance(eval_set, tuple) or len(eval_set) != 2:
             raise ValueError("eval_set must be a tuple (X_eval, y_eval)")
-        X_eval = as_csr(eval_set[0], name="eval_set X", n_features=n_features)
+        X_eval = as_csr(eval_set[0], name="eval_set X", n_features=n_features, owner=type(self).__name__)
         y_eval = as_targets(eval_set[1], X_eval.shape[0], name="eval_set y")
         return X_eval, y_eval
+
+    def _finite_state(self) -> bool:
+        """True when every parameter and Adagrad accumulator is finite (float64 sums: no false overflow)."""
+        return all(np.isfinite(np.sum(a, dtype=np.float64)) for d in (self._params_, self._accum_)
+                   for a in d.values())
 
     def _train(self, X, y_enc, n_epochs, evaluation):
         cfg = self._config()
         n = X.shape[0]
         arrays = csr_arrays(X)
+        check_kernel_memory(X, int(self.embedding_dim), int(self.attention_dim), int(self.n_threads),
+                            batch_size=int(self.batch_size))
+        # Start-of-epoch snapshot (buffers allocated once): a diverged epoch is rolled back to it, so the model
+        # keeps the last finite parameters, optimizer state and shuffling stream.
+        saved = {key: {name: np.empty_like(a) for name, a in d.items()}
+                 for key, d in (("params", self._params_), ("accum", self._accum_))} if n_epochs else {}
+
+        def restore(rng_state):
+            for key, d in (("params", self._params_), ("accum", self._accum_)):
+                for name, a in d.items():
+                    np.copyto(a, saved[key][name])
+            self._rng_.bit_generator.state = rng_state
+
         for _ in range(n_epochs):
             cfg.epoch = self.n_epochs_done_
+            epoch = self.n_epochs_done_ + 1
+            for key, d in (("params", self._params_), ("accum", self._accum_)):
+                for name, a in d.items():
+                    np.copyto(saved[key][name], a)
+            rng_state = self._rng_.bit_generator.state
             order = self._rng_.permutation(n).astype(np.int64)
             start = time.perf_counter()
-            res = _core.train_epoch(self._params_, self._accum_, *arrays, y_enc, order, cfg)
-            record = {"epoch": self.n_epochs_done_ + 1, "train_loss": res["loss_sum"] / n,
-                      "seconds": time.perf_counter() - start}
-            self.n_epochs_done_ += 1
-            if not np.isfinite(record["train_loss"]) or not all(
-                np.isfinite(np.sum(a)) for a in self._params_.values()
-            ):
+            try:
+                res = _core.train_epoch(self._params_, self._accum_, *arrays, y_enc, order, cfg)
+            except BaseException:
+                # KeyboardInterrupt (Ctrl-C: raised after the batch in progress) or a progress callback's error:
+                # the model keeps every completed batch, unless one of them went non-finite.
+                if not self._finite_state():
+                    restore(rng_state)
+                raise
+            record = {"epoch": epoch, "train_loss": res["loss_sum"] / n, "seconds": time.perf_counter() - start}
+            if not np.isfinite(record["train_loss"]) or not self._finite_state():
+                restore(rng_state)
                 raise FloatingPointError(
-                    f"training diverged in epoch {record['epoch']} (non-finite loss or parameters); "
-                    f"try a smaller learning_rate (now {self.learning_rate})"
+                    f"training diverged in epoch {epoch}: the loss or a parameter became NaN or infinite; the model "
+                    f"keeps the parameters from the end of epoch {epoch - 1}. Try a smaller learning_rate (now "
+                    f"{self.learning_rate}), or scale the feature values down"
                 )
             if evaluation is not None:
                 record.update(self._evaluate(*evaluation))
             self.history_.append(record)
+            self.n_epochs_done_ += 1
             if self.verbose:
                 extras = "  ".join(f"{k}={v:.5f}" for k, v in record.items() if k.startswith("eval_"))
                 print(f"epoch {record['epoch']:3d}  train_loss={record['train_loss']:.5f}  {extras}  "
@@ -294,7 +381,9 @@ class AFMRegressor(RegressorMixin, _BaseAFM):
 
     _loss = "squared"
 
-    def _encode_targets(self, y, n_rows, fitting):
+    def _encode_targets(self, y, n_rows, fitting, classes=None):
+        if classes is not None:
+            raise ValueError(f"classes is only for classifiers, not {type(self).__name__}")
         y = as_targets(y, n_rows)
         if fitting:
             self.label_range_ = (float(y.min()), float(y.max()))
@@ -318,22 +407,50 @@ class AFMClassifier(ClassifierMixin, _BaseAFM):
 
     _loss = "logistic"
 
-    def _encode_targets(self, y, n_rows, fitting):
-        arr = np.asarray(y)
-        if arr.ndim == 2 and arr.shape[1] == 1:
-            arr = arr[:, 0]
-        if arr.ndim != 1:
-            raise ValueError(f"y must be 1-D, got shape {arr.shape}")
+    def __sklearn_tags__(self):  # scikit-learn >= 1.6
+        tags = super().__sklearn_tags__()
+        tags.classifier_tags.multi_class = False
+        return tags
+
+    def _encode_targets(self, y, n_rows, fitting, classes=None):
+        if y is None:
+            raise ValueError("y is None: AFMClassifier requires y to be passed, but the target y is None")
+        try:
+            arr = np.asarray(y)
+        except (ValueError, TypeError) as exc:
+            raise ValueError(f"y is not a 1-D array of labels: {exc}") from None
+        arr = column_or_1d(arr, "y")
         if arr.shape[0] != n_rows:
             raise ValueError(f"y has {arr.shape[0]} values but X has {n_rows} rows")
+        if arr.dtype.kind == "c":
+            raise ValueError("y must hold class labels: Complex data not supported")
         if arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
             raise ValueError("y contains NaN or infinity")
+        if arr.dtype == object and any(v is None or (isinstance(v, float) and not np.isfinite(v)) for v in arr):
+            raise ValueError("y contains missing labels (None or NaN)")
         if fitting:
-            classes = np.unique(arr)
-            if classes.shape[0] != 2:
-                raise ValueError(f"AFMClassifier needs exactly two classes in y, got {classes.shape[0]}: {classes[:5]}")
-            self.classes_ = classes
+            if arr.dtype.kind == "f" and np.any(arr != np.round(arr)):
+                raise ValueError("Unknown label type: continuous values in y; AFMClassifier needs two class "
+                                 "labels (use AFMRegressor for real-valued targets)")
+            try:
+                found = np.unique(arr)
+            except TypeError as exc:  # labels of mixed, unorderable types
+                raise TypeError(f"y must hold labels of one type: {exc}") from None
+            if classes is not None:
+                declared = np.unique(np.asarray(classes))
+                if declared.ndim != 1 or declared.shape[0] != 2:
+                    raise ValueError(f"classes must hold exactly two labels, got {declared}")
+                unknown = np.setdiff1d(found, declared)
+                if unknown.size:
+                    raise ValueError(f"y contains labels not in classes: {unknown[:5]}")
+                found = declared
+            if found.shape[0] != 2:
+                raise ValueError(f"AFMClassifier needs two classes in y, got {found.shape[0]} class(es): {found[:5]}"
+                                 + ("; Only binary classification is supported." if found.shape[0] > 2 else ""))
+            self.classes_ = found
         else:
+            if classes is not None and not np.array_equal(np.unique(np.asarray(classes)), self.classes_):
+                raise ValueError(f"classes {classes} differ from classes_ {self.classes_} of the fitted model")
             unknown = np.setdiff1d(np.unique(arr), self.classes_)
             if unknown.size:
                 raise ValueError(f"y contains labels not seen in fit: {unknown[:5]}")
@@ -351,7 +468,8 @@ class AFMClassifier(ClassifierMixin, _BaseAFM):
 
     def predict(self, X) -> np.ndarray:
         """Predicted class labels."""
-        return self.classes_[(self.decision_function(X) > 0).astype(int)]
+        positive = self.decision_function(X) > 0
+        return self.classes_[positive.astype(int)]
 
     def _evaluate(self, X_eval, y_eval):
         z = self.decision_function(X_eval)

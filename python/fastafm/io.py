@@ -21,7 +21,7 @@ def load_libfm(path, n_features=None):
 
     Parameters
     ----------
-    path : str or os.PathLike
+    path : str, bytes or os.PathLike
         The file to read.
     n_features : int, optional
         Number of columns of ``X``. By default the largest feature id plus one
@@ -87,10 +87,10 @@ def load_libfm(path, n_features=None):
     >>> X, y = load_libfm("train.libfm")                    # doctest: +SKIP
     >>> X_test, y_test = load_libfm("test.libfm", n_features=X.shape[1])  # doctest: +SKIP
     """
-    if isinstance(path, (str, os.PathLike)):
+    if isinstance(path, (str, bytes, os.PathLike)):
         path = os.fsdecode(os.fspath(path))
     else:
-        raise TypeError(f"path must be a str or os.PathLike, got {type(path).__name__}")
+        raise TypeError(f"path must be a str, bytes or os.PathLike, got {type(path).__name__}")
     if n_features is not None:
         if isinstance(n_features, (bool, np.bool_)) or not isinstance(n_features, numbers.Integral):
             raise TypeError(f"n_features must be a positive integer or None, got {n_features!r}")
@@ -102,9 +102,7 @@ def load_libfm(path, n_features=None):
     if os.path.isdir(path):
         raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), path)
 
-    from fastafm import _core
-
-    indptr, indices, values, labels, max_feature_id = _core.parse_libfm_file(path)
+    indptr, indices, values, labels, max_feature_id = _parse(path)
     max_feature_id = int(max_feature_id)
     if n_features is None:
         n_features = max_feature_id + 1
@@ -118,3 +116,28 @@ def load_libfm(path, n_features=None):
     # only picks the index dtype for the shape (indptr usually becomes int32).
     X = sp.csr_matrix((values, indices, indptr), shape=(n_rows, n_features), copy=False)
     return X, np.asarray(labels, dtype=np.float32)
+
+
+def _parse(path: str):
+    """The core's parser on `path`. A file name that is not valid UTF-8 (POSIX bytes that os.fsdecode turned
+    into surrogates) cannot cross pybind11 as a std::string: the core then reads the file through an open
+    descriptor (/dev/fd/N), and messages name the file with its odd bytes escaped."""
+    from fastafm import _core
+
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        shown = path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            proxy = f"/dev/fd/{fd}"
+            try:
+                return _core.parse_libfm_file(proxy)
+            except ValueError as exc:
+                message = str(exc)
+                if message.startswith(proxy):
+                    message = shown + message[len(proxy):]
+                raise ValueError(message) from None
+        finally:
+            os.close(fd)
+    return _core.parse_libfm_file(path)

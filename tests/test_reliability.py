@@ -1,0 +1,296 @@
+"""Long, unattended training on messy data: divergence, Ctrl-C, threads, memory, determinism."""
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+import zipfile
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+import fastafm
+from fastafm import _core, estimators
+
+
+def planted(n_rows=600, seed=0):
+    X, y, _ = fastafm.make_planted(n_rows=n_rows, n_fields=5, cardinality=6, planted_pairs=((0, 1),), random_state=seed)
+    return X, y
+
+
+def small(**kw):
+    params = dict(embedding_dim=4, attention_dim=4, n_epochs=1, random_state=0, n_threads=1)
+    params.update(kw)
+    return fastafm.AFMRegressor(**params)
+
+
+def long_rows(n_rows=3000, nnz=60, n_features=500, seed=0):
+    """Rows of 60 non-zeros (1770 pairs each): with k = t = 64 an epoch takes several seconds."""
+    rng = np.random.default_rng(seed)
+    X = sp.csr_matrix((rng.uniform(0.5, 1.0, n_rows * nnz).astype(np.float32),
+                       rng.integers(0, n_features, n_rows * nnz).astype(np.int32),
+                       np.arange(0, n_rows * nnz + 1, nnz)), shape=(n_rows, n_features))
+    return X, rng.normal(size=n_rows)
+
+
+def assert_consistent(model, X):
+    params = model.get_model_params()
+    assert all(np.isfinite(a).all() for a in params.values())
+    assert all(np.isfinite(a).all() and (a > 0).all() for a in model._accum_.values())
+    assert model.n_epochs_done_ == len(model.history_)
+    assert np.isfinite(model.predict(X)).all()
+
+
+def same_params(a, b):
+    return all(np.array_equal(a._params_[k], b._params_[k]) and np.array_equal(a._accum_[k], b._accum_[k])
+               for k in a._params_)
+
+
+# -------------------------------------------------------------------------------------------- divergence
+
+
+def test_divergence_names_the_epoch_and_keeps_the_last_finite_model():
+    X, y = planted()
+    model = small(n_epochs=2).fit(X, y)
+    before = {k: v.copy() for k, v in model.get_model_params().items()}
+    model.set_params(learning_rate=1e30)
+    with pytest.raises(FloatingPointError, match=r"diverged in epoch 3.*end of epoch 2.*smaller learning_rate \(now 1e\+30\)"):
+        model.partial_fit(X, y)
+    assert model.n_epochs_done_ == 2 and len(model.history_) == 2
+    for name, arr in model.get_model_params().items():
+        np.testing.assert_array_equal(arr, before[name], err_msg=name)
+    assert_consistent(model, X)
+    # Rolled back exactly, shuffling stream included: going on with the old rate is the run that never diverged.
+    model.set_params(learning_rate=0.05).partial_fit(X, y)
+    assert same_params(model, small(n_epochs=3).fit(X, y))
+
+
+def test_divergence_in_the_first_epoch_keeps_the_initial_model():
+    X, y = planted()
+    model = small(learning_rate=1e30, n_epochs=5)
+    with pytest.raises(FloatingPointError, match="diverged in epoch 1"):
+        model.fit(X, y)
+    assert model.n_epochs_done_ == 0 and model.history_ == []
+    assert_consistent(model, X)
+    init = small(n_epochs=0).fit(X, y)  # n_epochs=0: the initial parameters of the same seed
+    assert same_params(model, init)
+
+
+@pytest.mark.parametrize("scale", [1e25, 3e38])
+def test_huge_feature_values_diverge_cleanly(scale):
+    X, y = planted()
+    X = X * np.float32(scale)
+    with pytest.raises(FloatingPointError, match="scale the feature values down"):
+        small(n_epochs=3, optimizer="sgd").fit(X, y)
+
+
+# --------------------------------------------------------------------------------------------- Ctrl-C
+
+
+def _interrupt_after(seconds, sent):
+    def fire():
+        sent.append(time.perf_counter())
+        os.kill(os.getpid(), signal.SIGINT)
+
+    timer = threading.Timer(seconds, fire)
+    timer.daemon = True
+    timer.start()
+    return timer
+
+
+@pytest.mark.skipif(threading.current_thread() is not threading.main_thread(), reason="signals need the main thread")
+def test_sigint_stops_a_long_epoch_within_a_second():
+    X, y = long_rows()
+    model = fastafm.AFMRegressor(embedding_dim=64, attention_dim=64, batch_size=16, n_epochs=50, n_threads=1,
+                                 random_state=0)
+    init = fastafm.AFMRegressor(embedding_dim=64, attention_dim=64, n_epochs=0, random_state=0).fit(X, y)
+    sent = []
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    timer = _interrupt_after(1.0, sent)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            model.fit(X, y)  # 50 epochs of ~7 s each unless interrupted
+        caught = time.perf_counter()
+    finally:
+        timer.cancel()
+        signal.signal(signal.SIGINT, previous)
+    assert sent, "the timer never fired"
+    assert caught - sent[0] < 1.0, f"KeyboardInterrupt came {caught - sent[0]:.2f} s after SIGINT"
+    # The model holds the completed batches of epoch 1: consistent, finite, usable, and it can go on.
+    assert model.n_epochs_done_ == 0 and model.history_ == []
+    assert not np.array_equal(model.V_, init.V_)
+    assert_consistent(model, X[:50])
+    model.set_params(n_epochs=1)
+    model.partial_fit(X[:64], y[:64])
+    assert model.n_epochs_done_ == 1
+    assert_consistent(model, X[:50])
+
+
+# ------------------------------------------------------------------------------------------- threads
+
+
+def test_concurrent_predict_on_one_model_is_correct():
+    X, y = planted(n_rows=2400, seed=1)
+    model = small(embedding_dim=8, attention_dim=8, n_threads=2, n_epochs=1).fit(X, y)
+    chunks = [X[i:i + 300] for i in range(0, 2400, 300)]
+    expected = [model.predict(c) for c in chunks]
+    attention = model.attention_weights(chunks[0])[2]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        futures = [(i % 8, pool.submit(model.predict, chunks[i % 8])) for i in range(24)]
+        futures += [(-1, pool.submit(lambda: model.attention_weights(chunks[0])[2])) for _ in range(4)]
+        for i, fut in futures:
+            np.testing.assert_array_equal(fut.result(), attention if i < 0 else expected[i])
+
+
+def test_two_threads_fitting_one_model_is_refused():
+    X, y = long_rows(n_rows=400)
+    model = fastafm.AFMRegressor(embedding_dim=64, attention_dim=64, batch_size=16, n_epochs=1, n_threads=1,
+                                 random_state=0)
+    errors = []
+
+    def fit():
+        try:
+            model.fit(X, y)
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    worker = threading.Thread(target=fit)
+    worker.start()
+    deadline = time.monotonic() + 30
+    while id(model) not in estimators._FITTING and worker.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.001)
+    assert worker.is_alive(), "the first fit ended before the second could start"
+    with pytest.raises(RuntimeError, match="already being fitted in another thread"):
+        model.fit(X, y)
+    with pytest.raises(RuntimeError, match="already being fitted in another thread"):
+        model.partial_fit(X, y)
+    worker.join()
+    assert not errors
+    assert model.n_epochs_done_ == 1  # the first fit finished undisturbed
+    model.partial_fit(X[:32], y[:32])  # and the lock is released
+    assert model.n_epochs_done_ == 2
+
+
+def test_different_models_fit_concurrently_and_deterministically():
+    X, y = planted(n_rows=2000, seed=2)
+    serial = [small(random_state=s, n_epochs=2).fit(X, y) for s in range(4)]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        parallel = list(pool.map(lambda s: small(random_state=s, n_epochs=2).fit(X, y), range(4)))
+    for a, b in zip(serial, parallel):
+        assert same_params(a, b)
+
+
+# -------------------------------------------------------------------------------------------- memory
+
+
+def _rss_bytes() -> int:
+    with open("/proc/self/statm") as fh:
+        return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/statm"), reason="needs /proc (Linux)")
+def test_rss_stays_flat_over_200_fit_predict_cycles(tmp_path):
+    X, y = planted(n_rows=300, seed=3)
+    labels = y > 0
+
+    def cycle(i):
+        reg = small(n_epochs=1, random_state=i).fit(X, y)
+        reg.predict(X)
+        reg.attention_weights(X[:20])
+        clf = fastafm.AFMClassifier(embedding_dim=4, attention_dim=4, n_epochs=1, n_threads=1,
+                                    random_state=i).fit(X, labels)
+        clf.predict_proba(X)
+        if i % 20 == 0:
+            reg.save(tmp_path / "m.afm")
+            fastafm.load(tmp_path / "m.afm").predict(X)
+
+    for i in range(30):  # warm up: allocator pools, lazy imports
+        cycle(i)
+    start = _rss_bytes()
+    for i in range(200):
+        cycle(i)
+    growth = _rss_bytes() - start
+    assert growth < 4 * 2**20, f"RSS grew by {growth / 2**20:.1f} MiB over 200 cycles"
+
+
+def test_impossible_model_size_is_a_memory_error_fast():
+    X = sp.csr_matrix((np.ones(2, np.float32), np.array([0, 1], np.int32), np.array([0, 1, 2])), shape=(2, 2**31 - 1))
+    start = time.perf_counter()
+    with pytest.raises(MemoryError, match=r"n_features=2147483647, embedding_dim=1048576"):
+        fastafm.AFMRegressor(embedding_dim=2**20, n_epochs=1).fit(X, [1.0, 2.0])
+    with pytest.raises(MemoryError, match="embedding_dim=2147483647"):
+        fastafm.AFMRegressor(embedding_dim=2**31 - 1, n_epochs=1).fit(np.eye(3), [1.0, 2.0, 3.0])
+    with pytest.raises(MemoryError, match="attention_dim=1073741824"):
+        fastafm.AFMRegressor(embedding_dim=64, attention_dim=2**30, n_epochs=1).fit(np.eye(3), [1.0, 2.0, 3.0])
+    assert time.perf_counter() - start < 5
+
+
+def _one_long_row(n_features=200_000):
+    return sp.csr_matrix((np.ones(n_features, np.float32), np.arange(n_features, dtype=np.int32),
+                          np.array([0, n_features])), shape=(1, n_features))
+
+
+def test_a_row_too_long_for_the_pair_layer_is_a_memory_error():
+    """A dense row of 200,000 non-zeros has 2e10 feature pairs: the kernels' pair tiles cannot exist."""
+    X = _one_long_row()
+    model = small(embedding_dim=2, attention_dim=2)
+    with pytest.raises(MemoryError, match="a row of 200000 non-zeros"):
+        model.fit(X, [1.0])
+    model = small(embedding_dim=2, attention_dim=2).fit(sp.csr_matrix(X.shape), [1.0])  # no pairs: fits
+    for method in (model.predict, model.attention_weights):
+        with pytest.raises(MemoryError, match="a row of 200000 non-zeros"):
+            method(X)
+
+
+def test_the_core_turns_bad_alloc_into_memory_error(monkeypatch):
+    """Without the Python pre-check (or where it cannot know the free memory), the core's std::bad_alloc
+    becomes a MemoryError, raised before any parallel region starts."""
+    monkeypatch.setenv("FASTAFM_SKIP_MEMORY_CHECK", "1")
+    X = _one_long_row()
+    model = small(embedding_dim=2, attention_dim=2).fit(sp.csr_matrix(X.shape), [1.0])
+    with pytest.raises(MemoryError):
+        model.predict(X)
+    with pytest.raises(MemoryError):
+        small(embedding_dim=2, attention_dim=2).fit(X, [1.0])
+
+
+# --------------------------------------------------------------------------------------- determinism
+
+
+@pytest.mark.parametrize("n_threads", [1, 2])
+def test_same_seed_and_threads_give_bit_identical_models_and_files(tmp_path, n_threads):
+    X, y = planted(n_rows=800, seed=4)
+    kw = dict(n_threads=n_threads, n_epochs=3, dropout=0.3, random_state=11)
+    a, b = small(**kw).fit(X, y), small(**kw).fit(X, y)
+    assert same_params(a, b)
+    a.save(tmp_path / "a.afm")
+    b.save(tmp_path / "b.afm")
+    with zipfile.ZipFile(tmp_path / "a.afm") as za, zipfile.ZipFile(tmp_path / "b.afm") as zb:
+        for name in za.namelist():  # the metadata differs only by the epochs' timings
+            if name != "meta.npy":
+                assert za.read(name) == zb.read(name), name
+    # Across save/load: continuing a reloaded model is the run that never stopped.
+    loaded = fastafm.load(tmp_path / "a.afm")
+    assert same_params(loaded, a)
+    for model in (a, loaded):
+        model.partial_fit(X, y)
+    assert same_params(a, loaded)
+    assert same_params(a, small(**{**kw, "n_epochs": 4}).fit(X, y))
+
+
+def test_prediction_does_not_depend_on_the_thread_count():
+    X, y = planted(n_rows=1000, seed=5)
+    model = small(n_threads=2, n_epochs=1).fit(X, y)
+    outputs = []
+    for n_threads in (1, 2, 3):
+        model.set_params(n_threads=n_threads)
+        outputs.append(model.predict(X))
+    np.testing.assert_array_equal(outputs[0], outputs[1])
+    np.testing.assert_array_equal(outputs[0], outputs[2])
+
+
+def test_core_version_is_exposed():
+    assert _core.__version__ == fastafm.__version__

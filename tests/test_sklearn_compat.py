@@ -1,0 +1,121 @@
+"""scikit-learn compatibility: the estimator checks, tags, clone, Pipeline and GridSearchCV; and fastafm
+without scikit-learn installed (it is an optional dependency)."""
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+import fastafm
+
+sklearn = pytest.importorskip("sklearn")
+from sklearn.base import clone  # noqa: E402
+from sklearn.model_selection import GridSearchCV  # noqa: E402
+from sklearn.pipeline import make_pipeline  # noqa: E402
+from sklearn.preprocessing import MaxAbsScaler  # noqa: E402
+from sklearn.utils import estimator_checks  # noqa: E402
+
+SKLEARN_VERSION = tuple(int(p) for p in sklearn.__version__.split(".")[:2])
+
+# Checks that fail by design, with the reason (sklearn >= 1.6 reports them as expected failures).
+EXPECTED_FAILED_CHECKS = {
+    "AFMRegressor": {
+        "check_regressors_no_decision_function": "decision_function is the raw model output y(x), shared by both "
+        "estimators (the regressor's predict returns it unchanged)",
+    },
+    "AFMClassifier": {},
+}
+
+
+def _small(cls):
+    return cls(embedding_dim=4, attention_dim=4, n_epochs=20, n_threads=1, random_state=0)
+
+
+def _expected_failed(estimator):
+    return EXPECTED_FAILED_CHECKS[type(estimator).__name__]
+
+
+if SKLEARN_VERSION >= (1, 6):
+    @estimator_checks.parametrize_with_checks(
+        [_small(fastafm.AFMRegressor), _small(fastafm.AFMClassifier)], expected_failed_checks=_expected_failed
+    )
+    def test_sklearn_estimator_checks(estimator, check):
+        check(estimator)
+
+
+def test_tags_declare_sparse_input_and_a_binary_classifier():
+    if SKLEARN_VERSION < (1, 6):
+        pytest.skip("__sklearn_tags__ needs scikit-learn >= 1.6")
+    from sklearn.utils import get_tags
+
+    for cls in (fastafm.AFMRegressor, fastafm.AFMClassifier):
+        tags = get_tags(cls())
+        assert tags.input_tags.sparse and not tags.input_tags.allow_nan
+    assert get_tags(fastafm.AFMClassifier()).classifier_tags.multi_class is False
+    assert get_tags(fastafm.AFMRegressor()).estimator_type == "regressor"
+    assert get_tags(fastafm.AFMClassifier()).estimator_type == "classifier"
+
+
+@pytest.fixture(scope="module")
+def data():
+    X, y, _ = fastafm.make_planted(n_rows=600, n_fields=4, cardinality=5, planted_pairs=((0, 1),), random_state=0)
+    return X, y
+
+
+def test_clone_gives_an_unfitted_copy_with_the_same_parameters(data):
+    X, y = data
+    model = _small(fastafm.AFMRegressor).set_params(dropout=0.1).fit(X, y)
+    copy = clone(model)
+    assert copy.get_params() == model.get_params()
+    assert not hasattr(copy, "_params_") and not hasattr(copy, "n_features_in_")
+    np.testing.assert_array_equal(copy.fit(X, y).predict(X), model.predict(X))
+
+
+def test_pipeline(data):
+    X, y = data
+    pipe = make_pipeline(MaxAbsScaler(), _small(fastafm.AFMClassifier))
+    pipe.fit(X, y > 0)
+    assert pipe.score(X, y > 0) > 0.6
+    assert pipe.predict_proba(X).shape == (600, 2)
+    reg = make_pipeline(MaxAbsScaler(), _small(fastafm.AFMRegressor)).fit(X, y)
+    assert reg.predict(X).shape == (600,)
+
+
+def test_grid_search(data):
+    X, y = data
+    grid = GridSearchCV(_small(fastafm.AFMRegressor).set_params(n_epochs=3),
+                        {"embedding_dim": [2, 4], "learning_rate": [0.02, 0.1]}, cv=2)
+    grid.fit(X, y)
+    assert set(grid.best_params_) == {"embedding_dim", "learning_rate"}
+    assert len(grid.cv_results_["mean_test_score"]) == 4
+    assert grid.best_estimator_.n_epochs_done_ == 3
+
+
+def test_fastafm_works_without_scikit_learn(tmp_path):
+    """scikit-learn is optional: with it blocked, the estimators, validation and model files still work."""
+    script = textwrap.dedent(f"""
+        import sys
+        sys.modules["sklearn"] = None  # any `import sklearn...` now raises ImportError
+        import numpy as np
+        import fastafm
+        from fastafm import _compat
+        assert not _compat.HAVE_SKLEARN
+        X, y, _ = fastafm.make_planted(n_rows=200, n_fields=3, cardinality=4, planted_pairs=((0, 1),), random_state=0)
+        model = fastafm.AFMClassifier(embedding_dim=2, attention_dim=2, n_epochs=2, random_state=0).fit(X, y > 0)
+        assert model.score(X, y > 0) > 0.5
+        model.save({str(tmp_path / "m.afm")!r})
+        assert (fastafm.load({str(tmp_path / "m.afm")!r}).predict(X) == model.predict(X)).all()
+        try:
+            fastafm.AFMRegressor().predict(X)
+        except AttributeError as exc:
+            assert "not fitted" in str(exc)
+        else:
+            raise AssertionError("predict before fit did not raise")
+        print("ok")
+    """)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "ok"
