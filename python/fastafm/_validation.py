@@ -29,7 +29,7 @@ except ImportError:  # pragma: no cover
 def _as_float32(arr: np.ndarray, name: str) -> np.ndarray:
     """arr as float32, and an error (not a RuntimeWarning) when a value is NaN/inf or beyond float32."""
     with np.errstate(over="ignore", invalid="ignore"):
-        out = arr.astype(np.float32)
+        out = arr.astype(np.float32, copy=False)  # no second copy of data that is float32 already
     if not np.all(np.isfinite(out)):
         raise ValueError(f"{name} contains NaN or infinity (or values too large for float32)")
     return out
@@ -91,7 +91,8 @@ def as_csr(X, name: str = "X", n_features: int | None = None, owner: str = "the 
             raise ValueError(f"{name} has column indices outside [0, {n_cols})")
         values = _as_float32(data, name)
         X = sp.csr_matrix(
-            (values, indices.astype(np.int32), indptr.astype(np.int64)), shape=(n_rows, n_cols), copy=False
+            (values, indices.astype(np.int32, copy=False), indptr.astype(np.int64, copy=False)),
+            shape=(n_rows, n_cols), copy=False
         )
     else:
         if isinstance(X, (str, bytes)) or X is None:
