@@ -1,0 +1,151 @@
+// Checks the 16-wide (AVX-512) configuration of the block kernels against the 4-wide one on random inputs.
+//
+// Why: a CPU without AVX-512 cannot run the real AVX-512 copy, but GCC lowers 64-byte vector types to
+// narrower instructions, so the same source with AFM_VW = 16, AFM_MR = 8, AFM_NV = 3 (tile shapes, tails,
+// packing, remainders) runs anywhere. tests/test_vector_widths.py compiles and runs this file.
+#include <cmath>
+#include <cstdio>
+#include <random>
+#include <vector>
+
+#include "afm/block_kernels.hpp"
+
+namespace afm {
+namespace wide {
+#define AFM_ISA_NAME "wide16"
+#define AFM_VW 16
+#define AFM_MR 8
+#define AFM_NV 3
+#include "isa/block_kernels.inc"
+#undef AFM_ISA_NAME
+}  // namespace wide
+namespace narrow {
+#define AFM_ISA_NAME "narrow4"
+#define AFM_VW 4
+#define AFM_MR 6
+#define AFM_NV 2
+#include "isa/block_kernels.inc"
+#undef AFM_ISA_NAME
+}  // namespace narrow
+
+// Not linked from the library: the two helpers the kernels' header declares for BlockScratch.
+void BlockScratch::reserve(int64_t pairs, int rows, int k, int t) {
+    pair_cap = pairs;
+    row_cap = rows;
+    E.assign(pairs * k, 0.0f);
+    Z.assign(pairs * t, 0.0f);
+    a.assign(pairs, 0.0f);
+    ds.assign(pairs, 0.0f);
+    q.assign(static_cast<size_t>(rows) * k, 0.0f);
+    c.assign(static_cast<size_t>(rows) * k, 0.0f);
+    mask.assign(static_cast<size_t>(rows) * k, 1.0f);
+    y.assign(rows, 0.0f);
+    g.assign(rows, 0.0f);
+    pair_off.assign(rows + 1, 0);
+}
+}  // namespace afm
+
+using namespace afm;
+
+static int failures = 0, passes = 0;
+
+static void check(const char* what, const std::vector<float>& a, const std::vector<float>& b, int k, int t) {
+    double scale = 1e-3, err = 0.0;
+    for (size_t i = 0; i < a.size(); ++i) {
+        scale = std::fmax(scale, std::fabs(b[i]));
+        err = std::fmax(err, std::fabs(a[i] - b[i]));
+    }
+    if (err <= 2e-4 * scale) {
+        ++passes;
+    } else {
+        ++failures;
+        std::printf("FAILED %s k=%d t=%d: max error %g, scale %g\n", what, k, t, err, scale);
+    }
+}
+
+int main() {
+    std::mt19937 gen(12345);
+    std::normal_distribution<float> normal(0.0f, 1.0f);
+    auto fill = [&](std::vector<float>& v, float sd) { for (auto& x : v) x = sd * normal(gen); };
+
+    // GEMM on odd shapes, with and without bias/accumulation and strided A.
+    for (int M : {1, 5, 9, 17, 40}) for (int N : {1, 7, 16, 33, 48, 50}) for (int K : {1, 3, 64, 300}) {
+        std::vector<float> A(M * K), B(K * N), bias(N), C1(M * N), C2(M * N);
+        fill(A, 1.0f); fill(B, 1.0f); fill(bias, 1.0f); fill(C1, 1.0f);
+        C2 = C1;
+        wide::table().gemm(M, N, K, A.data(), 1, M, B.data(), N, C1.data(), N, nullptr, true);  // A transposed
+        narrow::table().gemm(M, N, K, A.data(), 1, M, B.data(), N, C2.data(), N, nullptr, true);
+        check("gemm accumulate", C1, C2, K, N);
+        wide::table().gemm(M, N, K, A.data(), K, 1, B.data(), N, C1.data(), N, bias.data(), false);
+        narrow::table().gemm(M, N, K, A.data(), K, 1, B.data(), N, C2.data(), N, bias.data(), false);
+        check("gemm bias", C1, C2, K, N);
+    }
+
+    // Forward and backward of a block of rows (0, 1, 2 and many non-zeros, repeated ids), with dropout.
+    for (int k : {1, 3, 16, 17, 40, 64}) for (int t : {1, 5, 16, 33, 64}) for (bool attention : {true, false}) {
+        const int64_t nf = 23;
+        std::vector<float> w0(1), w(nf), V(nf * k), W(t * k), Wt(k * t), b(t), h(t), p(k);
+        fill(w0, 1.0f); fill(w, 0.3f); fill(V, 0.5f); fill(W, 0.5f); fill(b, 0.3f); fill(h, 1.5f); fill(p, 1.0f);
+        for (int j = 0; j < t; ++j) for (int f = 0; f < k; ++f) Wt[f * t + j] = W[j * k + f];
+        ModelView m{w0.data(), w.data(), V.data(), W.data(), b.data(), h.data(), p.data(), nf, k, t};
+        const int nnz[] = {0, 1, 2, 9, 3, 14};
+        const int n_rows = 6;
+        std::vector<int32_t> idx;
+        std::vector<float> x;
+        for (int r = 0; r < n_rows; ++r) for (int j = 0; j < nnz[r]; ++j) {
+            idx.push_back(static_cast<int32_t>(gen() % nf));
+            x.push_back(0.5f + 0.5f * std::fabs(normal(gen)));
+        }
+        int64_t pairs = 0;
+        for (int r = 0; r < n_rows; ++r) pairs += nnz[r] * (nnz[r] - 1) / 2;
+        std::vector<float> dV1(idx.size() * k), dV2(dV1.size()), dw1(idx.size()), dw2(idx.size());
+        std::vector<float> grads[2];
+        std::vector<float> outs[2];
+        for (int variant = 0; variant < 2; ++variant) {
+            const IsaKernels& isa = variant == 0 ? wide::table() : narrow::table();
+            BlockScratch s;
+            s.reserve(pairs, n_rows, k, t);
+            BlockRows rows;
+            rows.n = n_rows;
+            rows.has_mask = true;
+            int64_t off = 0;
+            for (int r = 0; r < n_rows; ++r) {
+                rows.idx[r] = idx.data() + off;
+                rows.x[r] = x.data() + off;
+                rows.nnz[r] = nnz[r];
+                rows.dV[r] = (variant == 0 ? dV1 : dV2).data() + off * k;
+                rows.dw[r] = (variant == 0 ? dw1 : dw2).data() + off;
+                for (int f = 0; f < k; ++f) s.mask[r * k + f] = (f % 3 == 1) ? 0.0f : 1.5f;
+                off += nnz[r];
+            }
+            isa.forward(m, Wt.data(), attention, rows, s);
+            outs[variant] = s.y;
+            for (int r = 0; r < n_rows; ++r) s.g[r] = 0.7f - 0.3f * r;
+            std::vector<float> dense(t * k + 2 * t + k, 0.0f);
+            double dw0 = 0.0;
+            DenseGradView dg{dense.data(), dense.data() + t * k, dense.data() + t * k + t, dense.data() + t * k + 2 * t,
+                             &dw0};
+            isa.backward(m, attention, rows, s, dg);
+            grads[variant] = dense;
+        }
+        check(attention ? "forward y" : "forward y (uniform)", outs[0], outs[1], k, t);
+        check("backward dense", grads[0], grads[1], k, t);
+        check("backward dV", dV1, dV2, k, t);
+        check("backward dw", dw1, dw2, k, t);
+    }
+
+    // Optimizers.
+    for (int n : {1, 7, 16, 33, 100}) {
+        std::vector<float> th1(n), g(n), acc1(n, 0.5f);
+        fill(th1, 1.0f); fill(g, 1.0f);
+        std::vector<float> th2 = th1, acc2 = acc1;
+        wide::table().adagrad(th1.data(), acc1.data(), g.data(), n, 0.1f);
+        narrow::table().adagrad(th2.data(), acc2.data(), g.data(), n, 0.1f);
+        check("adagrad", th1, th2, n, 0);
+        wide::table().sgd(th1.data(), g.data(), n, 0.1f);
+        narrow::table().sgd(th2.data(), g.data(), n, 0.1f);
+        check("sgd", th1, th2, n, 0);
+    }
+    std::printf("%d passed, %d failed\n", passes, failures);
+    return failures == 0 ? 0 : 1;
+}
