@@ -3,6 +3,8 @@
 Public API
 ----------
 AFMRegressor, AFMClassifier    scikit-learn style estimators
+FMRegressor, FMClassifier      the factorization machine baseline (warm start for AFM: fit(..., init=fm))
+field_pair_attention           mean attention weight per pair of fields
 from_fields, make_planted      building sparse rows
 load_libfm                     libFM/libSVM files, parsed in C++
 load                           read a model written by `model.save(path)`
@@ -11,14 +13,18 @@ reference                      the float64 NumPy reference implementation (the t
 from . import metrics, reference
 from ._core import __version__
 from .data import from_fields, make_planted
-from .estimators import AFMClassifier, AFMRegressor
+from .estimators import AFMClassifier, AFMRegressor, FMClassifier, FMRegressor
+from .interpret import field_pair_attention
 from .io import load_libfm
 from .persistence import load_model as load
 
 __all__ = [
     "AFMClassifier",
     "AFMRegressor",
+    "FMClassifier",
+    "FMRegressor",
     "__version__",
+    "field_pair_attention",
     "from_fields",
     "load",
     "load_libfm",
