@@ -14,7 +14,6 @@
 #include "afm/common.hpp"
 #include "afm/libfm.hpp"
 #include "afm/model.hpp"
-#include "afm/optimizer.hpp"
 #include "afm/predict.hpp"
 #include "afm/rng.hpp"
 #include "afm/trainer.hpp"
@@ -328,7 +327,7 @@ PYBIND11_MODULE(_core, mod) {
             float* th = checked<float>(theta, "theta", {n}, true);
             float* ac = checked<float>(accum, "accum", {n}, true);
             const float* g = checked<float>(grad, "grad", {n});
-            afm::adagrad_update(th, ac, g, n, lr);
+            afm::kernels().adagrad(th, ac, g, n, lr);
         },
         "theta"_a.noconvert(), "accum"_a.noconvert(), "grad"_a, "learning_rate"_a,
         "In place: accum += grad**2; theta -= learning_rate * grad / sqrt(accum).");
@@ -338,7 +337,7 @@ PYBIND11_MODULE(_core, mod) {
         [](const py::array& theta, const py::array& grad, float lr) {
             const py::ssize_t n = theta.ndim() == 1 ? theta.shape(0) : -1;
             float* th = checked<float>(theta, "theta", {n}, true);
-            afm::sgd_update(th, checked<float>(grad, "grad", {n}), n, lr);
+            afm::kernels().sgd(th, checked<float>(grad, "grad", {n}), n, lr);
         },
         "theta"_a.noconvert(), "grad"_a, "learning_rate"_a, "In place: theta -= learning_rate * grad.");
 

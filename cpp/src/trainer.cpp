@@ -3,8 +3,8 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstdlib>
 
-#include "afm/optimizer.hpp"
 #include "afm/rng.hpp"
 
 namespace afm {
@@ -17,9 +17,14 @@ void DenseGrad::resize(int k_, int t_) {
 }
 
 int64_t block_pair_target(int k, int t) {
-    constexpr int64_t kL2Budget = 256 * 1024;  // bytes of E and Z tiles per block
+    // Bytes of E and Z tiles per block; FASTAFM_BLOCK_BYTES overrides it (tuning and tests).
+    static const int64_t budget = [] {
+        const char* env = std::getenv("FASTAFM_BLOCK_BYTES");
+        const long long v = env ? std::atoll(env) : 0;
+        return v > 0 ? static_cast<int64_t>(v) : int64_t{256 * 1024};
+    }();
     const int64_t per_pair = 4 * static_cast<int64_t>(k + t);
-    return std::max<int64_t>(kL2Budget / per_pair, 8);
+    return std::max<int64_t>(budget / per_pair, 1);
 }
 
 void transpose(const float* W, int t, int k, float* Wt) {
@@ -209,28 +214,32 @@ void Trainer::batch_compute(const int64_t* rows, int64_t nb, bool use_dropout) {
 void Trainer::batch_update() {
     const int k = m_.k, t = m_.t;
     const float lr = cfg_.learning_rate;
-    const Optimizer opt = cfg_.optimizer;
-    const bool ada = opt == Optimizer::adagrad;
+    const bool ada = cfg_.optimizer == Optimizer::adagrad;
+    const IsaKernels& isa = isa_;
+    auto apply_update = [ada, &isa](float* theta, float* accum, const float* grad, int64_t n, float step) {
+        if (ada) isa.adagrad(theta, accum, grad, n, step);
+        else isa.sgd(theta, grad, n, step);
+    };
 #pragma omp for schedule(static)
     for (int64_t s = 0; s < n_touched_; ++s) {
         const int64_t f = touched_[s];
-        apply_update(opt, m_.V + f * k, ada ? acc_.V + f * k : nullptr, dV_touched_.data() + s * k, k, lr);
-        apply_update(opt, m_.w + f, ada ? acc_.w + f : nullptr, dw_touched_.data() + s, 1, lr);
+        apply_update(m_.V + f * k, ada ? acc_.V + f * k : nullptr, dV_touched_.data() + s * k, k, lr);
+        apply_update(m_.w + f, ada ? acc_.w + f : nullptr, dw_touched_.data() + s, 1, lr);
         slot_of_feature_[f] = -1;
     }
     // Dense parameters, in row blocks of W so both threads share the largest array.
 #pragma omp for schedule(static)
     for (int j = 0; j < t; ++j) {
         const int64_t off = static_cast<int64_t>(j) * k;
-        apply_update(opt, m_.W + off, ada ? acc_.W + off : nullptr, total_.W() + off, k, lr);
+        apply_update(m_.W + off, ada ? acc_.W + off : nullptr, total_.W() + off, k, lr);
     }
 #pragma omp single
     {
-        apply_update(opt, m_.b, ada ? acc_.b : nullptr, total_.b(), t, lr);
-        apply_update(opt, m_.h, ada ? acc_.h : nullptr, total_.h(), t, lr);
-        if (cfg_.learn_projection) apply_update(opt, m_.p, ada ? acc_.p : nullptr, total_.p(), k, lr);
+        apply_update(m_.b, ada ? acc_.b : nullptr, total_.b(), t, lr);
+        apply_update(m_.h, ada ? acc_.h : nullptr, total_.h(), t, lr);
+        if (cfg_.learn_projection) apply_update(m_.p, ada ? acc_.p : nullptr, total_.p(), k, lr);
         const float gw0 = static_cast<float>(total_.w0);
-        apply_update(opt, m_.w0, ada ? acc_.w0 : nullptr, &gw0, 1, lr);
+        apply_update(m_.w0, ada ? acc_.w0 : nullptr, &gw0, 1, lr);
     }  // implicit barrier: the next batch may start
 }
 

@@ -6,6 +6,7 @@ AFMRegressor, AFMClassifier    scikit-learn style estimators
 FMRegressor, FMClassifier      the factorization machine baseline (warm start for AFM: fit(..., init=fm))
 field_pair_attention           mean attention weight per pair of fields
 from_fields, make_planted      building sparse rows
+FieldEncoder                   pandas DataFrame -> one-field-per-column sparse rows (needs pandas)
 load_libfm                     libFM/libSVM files, parsed in C++
 load                           read a model written by `model.save(path)`
 reference                      the float64 NumPy reference implementation (the tests' oracle)
@@ -13,6 +14,7 @@ reference                      the float64 NumPy reference implementation (the t
 from . import metrics, reference
 from ._core import __version__
 from .data import from_fields, make_planted
+from .encoder import FieldEncoder
 from .estimators import AFMClassifier, AFMRegressor, FMClassifier, FMRegressor
 from .interpret import field_pair_attention
 from .io import load_libfm
@@ -23,6 +25,7 @@ __all__ = [
     "AFMRegressor",
     "FMClassifier",
     "FMRegressor",
+    "FieldEncoder",
     "__version__",
     "field_pair_attention",
     "from_fields",

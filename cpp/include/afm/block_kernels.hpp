@@ -66,6 +66,9 @@ struct IsaKernels {
     // C (M x N, ldc) = [bias row | C if accumulate | 0] + A B, with A(i, l) = A[i*a_rs + l*a_cs], B row-major.
     void (*gemm)(int64_t M, int64_t N, int64_t K, const float* A, int64_t a_rs, int64_t a_cs, const float* B,
                  int64_t ldb, float* C, int64_t ldc, const float* bias, bool accumulate);
+    // Adagrad (accum += g^2; theta -= lr g / sqrt(accum)) and SGD on n contiguous coordinates.
+    void (*adagrad)(float* theta, float* accum, const float* grad, int64_t n, float lr);
+    void (*sgd)(float* theta, const float* grad, int64_t n, float lr);
 };
 
 const IsaKernels& kernels();                  // the active kernel set

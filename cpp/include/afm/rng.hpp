@@ -15,14 +15,20 @@ inline uint64_t splitmix64(uint64_t x) {
 }
 
 // Inverted dropout mask for one row: out[f] = 0 with probability rho, else 1/(1-rho).
+// Each 64-bit hash gives two 24-bit uniforms (one from each half).
 inline void dropout_mask_row(uint64_t seed, uint64_t epoch, uint64_t row, int k, float rho, float* out) {
     const uint64_t key = splitmix64(splitmix64(seed) ^ splitmix64(epoch + 0x632BE59BD9B4E019ull) ^
                                     splitmix64(row * 0xD1B54A32D192ED03ull + 1));
     const float keep_scale = 1.0f / (1.0f - rho);
-    for (int f = 0; f < k; ++f) {
+    constexpr float kTo01 = 1.0f / 16777216.0f;  // 2^-24
+    for (int f = 0; f < k; f += 2) {
         const uint64_t bits = splitmix64(key + static_cast<uint64_t>(f));
-        const float u = static_cast<float>(bits >> 40) * (1.0f / 16777216.0f);  // [0, 1), 24 bits
-        out[f] = (u < rho) ? 0.0f : keep_scale;
+        const float u0 = static_cast<float>((bits >> 40) & 0xFFFFFFu) * kTo01;
+        out[f] = (u0 < rho) ? 0.0f : keep_scale;
+        if (f + 1 < k) {
+            const float u1 = static_cast<float>((bits >> 8) & 0xFFFFFFu) * kTo01;
+            out[f + 1] = (u1 < rho) ? 0.0f : keep_scale;
+        }
     }
 }
 

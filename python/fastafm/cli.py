@@ -1,0 +1,425 @@
+"""The `fastafm` command line: train, predict and eval on libFM/libSVM files, and the demo.
+
+    fastafm train TRAIN [--valid VALID] --model OUT [hyperparameters]
+    fastafm predict --model MODEL DATA [--out FILE]
+    fastafm eval --model MODEL DATA [--json]
+    fastafm demo [--rows N] [--epochs N] [--threads N] [--seed N] [--quiet]
+
+Exit codes (documented in `fastafm --help`): 0 success, 1 other failure (e.g. training diverged), 2 usage
+error, 3 bad input data or file, 4 model file problem. Errors print one line to stderr, no traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import textwrap
+import time
+from typing import Callable, Optional, Sequence
+
+import numpy as np
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+EXIT_DATA = 3
+EXIT_MODEL = 4
+
+EXIT_CODES_HELP = """\
+exit codes:
+  0  success
+  1  any other failure, e.g. training diverged (lower --learning-rate)
+  2  usage error: unknown command or option, or an invalid option value
+  3  bad input data or file: a data file missing, unreadable or malformed (the message gives
+     path:line), labels unusable for the task, or an output file that cannot be written
+  4  model file problem: --model missing, unreadable or not a fastafm model, or the model
+     cannot be written
+Errors are one line on stderr, starting with "fastafm: error:".
+"""
+
+DATA_FORMAT_HELP = ('Data files are libFM / libSVM text, one row per line: "label id:value id:value ...", '
+                    "ids zero-based, # starts a comment; fastafm.load_libfm documents the full format.")
+
+
+class CliError(Exception):
+    """An error to report in one line with the given exit code."""
+
+    def __init__(self, message: str, code: int):
+        super().__init__(message)
+        self.code = code
+
+
+# ---------------------------------------------------------------------- argument types
+def _int_at_least(minimum: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"invalid integer: {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
+        return value
+
+    return parse
+
+
+def _float_in(low: float, high: Optional[float] = None, low_open: bool = False) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"invalid number: {text!r}") from None
+        ok = np.isfinite(value) and (value > low if low_open else value >= low) and (high is None or value < high)
+        if not ok:
+            lo = "(" if low_open else "["
+            hi = "inf)" if high is None else f"{high})"
+            raise argparse.ArgumentTypeError(f"must be in {lo}{low}, {hi}, got {text}")
+        return value
+
+    return parse
+
+
+# ---------------------------------------------------------------------- parser
+def _wrap(*paragraphs: str) -> str:
+    return "\n\n".join(textwrap.fill(p, width=78) for p in paragraphs)
+
+
+def _estimator_defaults() -> dict:
+    from .estimators import AFMRegressor
+
+    return AFMRegressor().get_params()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    defaults = _estimator_defaults()
+    fmt = argparse.RawDescriptionHelpFormatter
+    parser = argparse.ArgumentParser(
+        prog="fastafm",
+        description=_wrap("Attentional Factorization Machines on the CPU: train, predict and evaluate on "
+                          "libFM/libSVM files, or run the demo. `fastafm COMMAND --help` documents each command."),
+        epilog=EXIT_CODES_HELP, formatter_class=fmt)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    # demo: unchanged from the first release
+    demo = sub.add_parser("demo", help="train FM-like pooling and AFM on synthetic planted data and compare them",
+                          description=_wrap("Train FM-like uniform pooling and AFM on synthetic data with "
+                                            "planted field pairs; print both test RMSEs and the field pairs "
+                                            "with the largest attention."),
+                          epilog=EXIT_CODES_HELP, formatter_class=fmt)
+    demo.add_argument("--rows", type=int, default=30000, help="number of synthetic rows (default 30000)")
+    demo.add_argument("--epochs", type=int, default=20, help="training epochs (default 20)")
+    demo.add_argument("--threads", type=int, default=0, help="OpenMP threads, 0 = all cores (default 0)")
+    demo.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    demo.add_argument("--quiet", action="store_true", help="no per-epoch lines")
+
+    train = sub.add_parser(
+        "train", help="train a model on a libFM/libSVM file and save it",
+        description=_wrap("Train an AFM model on TRAIN and write it to --model. Progress (one line per epoch "
+                          "with the training loss and, with --valid, the validation RMSE and MAE or log loss and "
+                          "AUC) goes to standard output unless --quiet.", DATA_FORMAT_HELP),
+        epilog=EXIT_CODES_HELP, formatter_class=fmt)
+    train.add_argument("train", metavar="TRAIN", help="training data file (libFM/libSVM)")
+    train.add_argument("--valid", metavar="VALID", help="validation data file, evaluated after every epoch")
+    train.add_argument("--model", metavar="OUT", required=True, help="where to write the trained model (required)")
+    train.add_argument("--task", choices=("regression", "classification"), default="regression",
+                       help="regression: squared loss (AFMRegressor); classification: logistic loss "
+                            "(AFMClassifier), the file must hold exactly two labels, e.g. 0/1 or -1/1, the "
+                            "larger one being the positive class (default regression)")
+    hp = train.add_argument_group("hyperparameters (defaults are the library's)")
+    hp.add_argument("--embedding-dim", type=_int_at_least(1), default=defaults["embedding_dim"], metavar="K",
+                    help="size k of the feature embeddings (default %(default)s)")
+    hp.add_argument("--attention-dim", type=_int_at_least(1), default=defaults["attention_dim"], metavar="T",
+                    help="hidden size t of the attention network (default %(default)s)")
+    hp.add_argument("--dropout", type=_float_in(0.0, 1.0), default=defaults["dropout"], metavar="RHO",
+                    help="drop ratio in [0, 1) on the pooled pair-wise layer, training only (default %(default)s)")
+    hp.add_argument("--attention-l2", type=_float_in(0.0), default=defaults["attention_l2"], metavar="LAMBDA",
+                    help="L2 strength on the attention weights W, once per mini-batch (default %(default)s)")
+    hp.add_argument("--l2", type=_float_in(0.0), default=defaults["l2"], metavar="L2",
+                    help="L2 strength on the embedding and linear weights a mini-batch touches "
+                         "(default %(default)s)")
+    hp.add_argument("--learning-rate", type=_float_in(0.0, low_open=True), default=defaults["learning_rate"],
+                    metavar="LR", help="step size; the batch loss is a sum over rows (default %(default)s)")
+    hp.add_argument("--optimizer", choices=("adagrad", "sgd"), default=defaults["optimizer"],
+                    help="optimizer (default %(default)s)")
+    hp.add_argument("--batch-size", type=_int_at_least(1), default=defaults["batch_size"], metavar="N",
+                    help="rows per mini-batch (default %(default)s)")
+    hp.add_argument("--epochs", type=_int_at_least(0), default=defaults["n_epochs"], metavar="N",
+                    help="training epochs (default %(default)s)")
+    hp.add_argument("--init-std", type=_float_in(0.0), default=defaults["init_std"], metavar="STD",
+                    help="standard deviation of the initial embeddings (default %(default)s)")
+    hp.add_argument("--no-attention", action="store_true",
+                    help="FM-like uniform pooling (every pair weight 1) instead of attention")
+    hp.add_argument("--threads", type=_int_at_least(0), default=defaults["n_threads"], metavar="N",
+                    help="OpenMP threads, 0 = all cores (default %(default)s)")
+    hp.add_argument("--seed", type=_int_at_least(0), default=0, metavar="N",
+                    help="random seed for initialisation, shuffling and dropout; with the same seed and --threads "
+                         "a run is bit-identical (default 0)")
+    train.add_argument("--n-features", type=_int_at_least(1), metavar="N",
+                       help="width of the model: feature ids must be < N (default: the largest id in TRAIN and "
+                            "VALID plus one). Set it when test files may hold larger ids")
+    train.add_argument("--quiet", action="store_true", help="no progress: no per-epoch lines or summaries")
+
+    predict = sub.add_parser(
+        "predict", help="write one prediction per line for a libFM/libSVM file",
+        description=_wrap("Predict every row of DATA with a saved model: one number per line, the predicted "
+                          "value (regression) or the probability of the positive class (classification). The "
+                          "labels in DATA are ignored. A one-line summary goes to standard error unless --quiet.",
+                          DATA_FORMAT_HELP),
+        epilog=EXIT_CODES_HELP, formatter_class=fmt)
+    predict.add_argument("data", metavar="DATA", help="data file (libFM/libSVM); its labels are ignored")
+    predict.add_argument("--model", metavar="MODEL", required=True, help="a model written by `fastafm train`")
+    predict.add_argument("--out", metavar="FILE", help="write the predictions to FILE (default: standard output)")
+    predict.add_argument("--threads", type=_int_at_least(0), default=None, metavar="N",
+                         help="OpenMP threads, 0 = all cores (default: the model's setting)")
+    predict.add_argument("--quiet", action="store_true", help="no summary on standard error")
+
+    ev = sub.add_parser(
+        "eval", help="print the model's metrics on a labelled libFM/libSVM file",
+        description=_wrap("Evaluate a saved model on DATA and print one 'name: value' line per metric (or "
+                          "one JSON object with --json). Regression: rows, rmse (predictions clipped to the "
+                          "training label range, as in the per-epoch eval lines and the AFM paper) and mae. "
+                          "Classification: rows, logloss, auc and accuracy; DATA's labels must be the two "
+                          "labels the model was trained on.", DATA_FORMAT_HELP),
+        epilog=EXIT_CODES_HELP, formatter_class=fmt)
+    ev.add_argument("data", metavar="DATA", help="labelled data file (libFM/libSVM)")
+    ev.add_argument("--model", metavar="MODEL", required=True, help="a model written by `fastafm train`")
+    ev.add_argument("--json", action="store_true", help="print the metrics as one JSON object")
+    ev.add_argument("--threads", type=_int_at_least(0), default=None, metavar="N",
+                    help="OpenMP threads, 0 = all cores (default: the model's setting)")
+    return parser
+
+
+def _version() -> str:
+    from . import __version__
+
+    return __version__
+
+
+# ---------------------------------------------------------------------- helpers
+def _status(args, message: str, stream=None) -> None:
+    if not getattr(args, "quiet", False):
+        print(message, file=stream or sys.stdout, flush=True)
+
+
+def _load_data(path: str, n_features: Optional[int] = None):
+    from .io import load_libfm
+
+    try:
+        return load_libfm(path, n_features=n_features)
+    except (ValueError, OSError, TypeError) as exc:
+        message = _describe(exc)
+        if isinstance(exc, OSError) or not message.startswith(path):
+            message = f"cannot read data file {path}: {message}"
+        if n_features is not None and "does not fit n_features" in message:
+            message += f"; the model has {n_features} features (train with --n-features to make room for more ids)"
+        raise CliError(message, EXIT_DATA) from exc
+
+
+def _widen(X, n_features: int):
+    import scipy.sparse as sp
+
+    return sp.csr_matrix((X.data, X.indices, X.indptr), shape=(X.shape[0], n_features), copy=False)
+
+
+def _load_model(path: str):
+    from .persistence import load_model
+
+    if not os.path.isfile(path):
+        raise CliError(f"cannot read model {path}: no such file", EXIT_MODEL)
+    try:
+        return load_model(path)
+    except (ValueError, OSError, KeyError, TypeError) as exc:
+        message = _describe(exc)
+        if message.startswith(f"{path}: "):
+            message = message[len(path) + 2:]
+        raise CliError(f"cannot read model {path}: {message}", EXIT_MODEL) from exc
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror + (f": {exc.filename}" if exc.filename else "")
+    text = str(exc).strip() or type(exc).__name__
+    return " ".join(text.split())  # one line
+
+
+def _check_writable(path: str, what: str, code: int) -> None:
+    directory = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        raise CliError(f"cannot write {what} {path}: it is a directory", code)
+    if not os.path.isdir(directory):
+        raise CliError(f"cannot write {what} {path}: no such directory {directory}", code)
+    if not os.access(directory, os.W_OK):
+        raise CliError(f"cannot write {what} {path}: permission denied", code)
+
+
+def _is_classifier(model) -> bool:
+    return hasattr(model, "classes_")
+
+
+# ---------------------------------------------------------------------- commands
+def _cmd_demo(args) -> int:
+    from .demo import run_demo
+
+    run_demo(n_rows=args.rows, n_epochs=args.epochs, n_threads=args.threads, random_state=args.seed,
+             verbose=0 if args.quiet else 1)
+    return EXIT_OK
+
+
+def _cmd_train(args) -> int:
+    from .estimators import AFMClassifier, AFMRegressor
+
+    _check_writable(args.model, "model", EXIT_MODEL)
+    start = time.perf_counter()
+    X, y = _load_data(args.train, args.n_features)
+    _status(args, f"read {args.train}: {X.shape[0]} rows, {X.nnz} non-zeros, max feature id {X.shape[1] - 1} "
+                  f"({time.perf_counter() - start:.2f} s)")
+    if X.shape[0] == 0:
+        raise CliError(f"cannot read data file {args.train}: no rows", EXIT_DATA)
+    eval_set = None
+    if args.valid is not None:
+        X_val, y_val = _load_data(args.valid, args.n_features)
+        if X_val.shape[0] == 0:
+            raise CliError(f"cannot read data file {args.valid}: no rows", EXIT_DATA)
+        width = max(X.shape[1], X_val.shape[1])
+        X, X_val = _widen(X, width), _widen(X_val, width)
+        eval_set = (X_val, y_val)
+        _status(args, f"read {args.valid}: {X_val.shape[0]} rows for validation")
+    cls = AFMClassifier if args.task == "classification" else AFMRegressor
+    model = cls(embedding_dim=args.embedding_dim, attention_dim=args.attention_dim, dropout=args.dropout,
+                attention_l2=args.attention_l2, l2=args.l2, learning_rate=args.learning_rate,
+                optimizer=args.optimizer, batch_size=args.batch_size, n_epochs=args.epochs,
+                init_std=args.init_std, attention=not args.no_attention, n_threads=args.threads,
+                random_state=args.seed, verbose=0 if args.quiet else 1)
+    if cls is AFMClassifier:
+        labels = np.unique(y)
+        if labels.shape[0] != 2:
+            raise CliError(f"{args.train}: classification needs exactly two labels, found {labels.shape[0]} "
+                           f"({', '.join(f'{v:g}' for v in labels[:5])}{', ...' if labels.shape[0] > 5 else ''})",
+                           EXIT_DATA)
+        if eval_set is not None:
+            unknown = np.setdiff1d(np.unique(eval_set[1]), labels)
+            if unknown.size:
+                raise CliError(f"{args.valid}: labels {', '.join(f'{v:g}' for v in unknown[:5])} are not among "
+                               f"the training labels {labels[0]:g}, {labels[1]:g}", EXIT_DATA)
+    _status(args, f"training {cls.__name__} for {args.epochs} epochs, {X.shape[1]} features")
+    start = time.perf_counter()
+    try:
+        model.fit(X, y, eval_set=eval_set)
+    except FloatingPointError as exc:
+        raise CliError(_describe(exc), EXIT_FAILURE) from exc
+    except (ValueError, TypeError) as exc:
+        raise CliError(f"cannot train on {args.train}: {_describe(exc)}", EXIT_DATA) from exc
+    seconds = time.perf_counter() - start
+    try:
+        model.save(args.model)
+    except OSError as exc:
+        raise CliError(f"cannot write model {args.model}: {_describe(exc)}", EXIT_MODEL) from exc
+    _status(args, f"trained in {seconds:.1f} s; model written to {args.model}")
+    return EXIT_OK
+
+
+def _predict(model, X, threads):
+    if threads is not None:
+        model.set_params(n_threads=threads)
+    if _is_classifier(model):
+        return model.predict_proba(X)[:, 1]
+    return model.predict(X)
+
+
+def _cmd_predict(args) -> int:
+    model = _load_model(args.model)
+    X, _ = _load_data(args.data, model.n_features_in_)
+    if args.out is not None:
+        _check_writable(args.out, "predictions", EXIT_DATA)
+    start = time.perf_counter()
+    pred = _predict(model, X, args.threads) if X.shape[0] else np.empty(0)
+    text = "".join(f"{v:.9g}\n" for v in pred.tolist())
+    if args.out is None:
+        try:
+            sys.stdout.write(text)
+            sys.stdout.flush()
+        except BrokenPipeError:  # e.g. `fastafm predict ... | head`
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            return EXIT_OK
+    else:
+        try:
+            with open(args.out, "w", encoding="ascii") as fh:
+                fh.write(text)
+        except OSError as exc:
+            raise CliError(f"cannot write predictions {args.out}: {_describe(exc)}", EXIT_DATA) from exc
+    what = "probabilities of the positive class" if _is_classifier(model) else "predictions"
+    _status(args, f"{X.shape[0]} {what} written to {args.out or 'standard output'} "
+                  f"({time.perf_counter() - start:.2f} s)", stream=sys.stderr)
+    return EXIT_OK
+
+
+def evaluate(model, X, y) -> dict:
+    """The metrics `fastafm eval` prints, as a dict (NaN AUC when DATA holds one class only)."""
+    from . import metrics
+
+    if _is_classifier(model):
+        classes = np.asarray(model.classes_)
+        if classes.dtype.kind not in "fiub":
+            raise CliError(f"the model's labels {classes.tolist()} are not numbers, so they cannot match the "
+                           f"labels of a libFM file", EXIT_DATA)
+        classes = classes.astype(np.float64)
+        unknown = np.setdiff1d(np.unique(y).astype(np.float64), classes)
+        if unknown.size:
+            raise CliError(f"labels {', '.join(f'{v:g}' for v in unknown[:5])} are not among the model's labels "
+                           f"{classes[0]:g}, {classes[1]:g}", EXIT_DATA)
+        proba = model.predict_proba(X)[:, 1]
+        y01 = (y == classes[1]).astype(np.float64)
+        return {"rows": int(X.shape[0]), "logloss": metrics.log_loss(y01, proba),
+                "auc": metrics.roc_auc(y01, proba), "accuracy": float(np.mean((proba > 0.5) == (y01 == 1.0)))}
+    pred = model.predict(X)
+    clip = getattr(model, "label_range_", None)
+    return {"rows": int(X.shape[0]), "rmse": metrics.rmse(y, pred, clip=clip), "mae": metrics.mae(y, pred)}
+
+
+def _cmd_eval(args) -> int:
+    model = _load_model(args.model)
+    X, y = _load_data(args.data, model.n_features_in_)
+    if X.shape[0] == 0:
+        raise CliError(f"cannot read data file {args.data}: no rows", EXIT_DATA)
+    if args.threads is not None:
+        model.set_params(n_threads=args.threads)
+    try:
+        result = evaluate(model, X, y)
+    except CliError as exc:
+        raise CliError(f"{args.data}: {exc}", exc.code) from exc
+    if args.json:
+        print(json.dumps({k: (None if isinstance(v, float) and not np.isfinite(v) else v)
+                          for k, v in result.items()}))
+    else:
+        for key, value in result.items():
+            print(f"{key}: {value}" if isinstance(value, int) else f"{key}: {value:.6f}")
+    return EXIT_OK
+
+
+COMMANDS = {"demo": _cmd_demo, "train": _cmd_train, "predict": _cmd_predict, "eval": _cmd_eval}
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Run the command line with `argv` (default sys.argv[1:]); returns the exit code.
+
+    Usage errors and --help/--version are reported by argparse and give their exit code (2 and 0) as the
+    return value rather than raising SystemExit.
+    """
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else EXIT_USAGE)
+    try:
+        return COMMANDS[args.command](args)
+    except CliError as exc:
+        sys.stdout.flush()
+        print(f"fastafm: error: {exc}", file=sys.stderr)
+        return exc.code
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

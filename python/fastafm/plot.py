@@ -1,0 +1,155 @@
+"""Plots of a trained model (matplotlib, an optional dependency: `pip install fastafm[plot]`).
+
+history(model)               training loss (left axis) and eval metrics (right axis) per epoch
+attention_heatmap(matrix)    a field x field mean-attention matrix, e.g. from interpret.field_pair_attention
+
+Both draw on the given Axes (or a new figure) and return the Axes; matplotlib is imported on first use.
+"""
+from __future__ import annotations
+
+from typing import Any, Optional, Sequence
+
+import numpy as np
+
+__all__ = ["attention_heatmap", "history"]
+
+_METRIC_LABELS = {"eval_rmse": "eval RMSE", "eval_mae": "eval MAE", "eval_logloss": "eval log loss",
+                  "eval_auc": "eval AUC"}
+
+
+def _pyplot():
+    try:
+        import matplotlib.pyplot as plt
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise ImportError(
+            "fastafm.plot needs matplotlib, which is not installed; install it with `pip install matplotlib` "
+            "(or `pip install fastafm[plot]`)"
+        ) from exc
+    return plt
+
+
+def _records(model_or_history) -> list:
+    records = getattr(model_or_history, "history_", model_or_history)
+    if records is None or not hasattr(records, "__iter__") or isinstance(records, (str, bytes, dict)):
+        raise TypeError("history() takes a fitted fastafm model or its history_ list of per-epoch dicts")
+    records = list(records)
+    if not records:
+        raise ValueError("the model has no training history to plot (fit it for at least one epoch)")
+    if not all(isinstance(r, dict) and "train_loss" in r for r in records):
+        raise ValueError("history records must be dicts with a 'train_loss' entry")
+    return records
+
+
+def history(model, ax=None, title: Optional[str] = None):
+    """Plot the training loss and each eval metric per epoch.
+
+    Parameters
+    ----------
+    model : fitted AFMRegressor/AFMClassifier, or its `history_` (a list of per-epoch dicts)
+    ax : matplotlib Axes, optional
+        Where to draw; default a new figure. The training loss goes on `ax` (left y-axis); the eval
+        metrics of an `eval_set` (eval_rmse, eval_mae, eval_logloss, eval_auc) on a twin right y-axis.
+    title : str, optional
+
+    Returns
+    -------
+    ax : the Axes of the training loss; the twin Axes of the metrics, if any, is ``ax.metrics_axis``.
+    """
+    records = _records(model)
+    plt = _pyplot()
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6.4, 4.0), layout="constrained")
+    epochs = np.array([r.get("epoch", i + 1) for i, r in enumerate(records)])
+    loss = np.array([r["train_loss"] for r in records], dtype=float)
+    lines = ax.plot(epochs, loss, marker="o", color="C0", label="training loss")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("training loss (mean per row)", color="C0")
+    ax.tick_params(axis="y", labelcolor="C0")
+    if len(epochs) <= 20:
+        ax.set_xticks(epochs)
+    ax.grid(True, alpha=0.3)
+    metric_names = [k for k in records[0] if k.startswith("eval_")]
+    metrics_ax: Any = None
+    if metric_names:
+        metrics_ax = ax.twinx()
+        for i, name in enumerate(metric_names):
+            values = np.array([r.get(name, np.nan) for r in records], dtype=float)
+            lines += metrics_ax.plot(epochs, values, marker="s", linestyle="--", color=f"C{i + 1}",
+                                     label=_METRIC_LABELS.get(name, name.replace("_", " ")))
+        metrics_ax.set_ylabel(", ".join(_METRIC_LABELS.get(n, n) for n in metric_names))
+    ax.legend(lines, [line.get_label() for line in lines], loc="best")
+    ax.set_title(title if title is not None else "training history")
+    ax.metrics_axis = metrics_ax
+    return ax
+
+
+def attention_heatmap(matrix, field_names: Optional[Sequence[str]] = None, ax=None, annotate: bool = True,
+                      cmap: Any = "viridis", fmt: str = "{:.3f}", title: Optional[str] = None):
+    """Draw a field x field mean-attention matrix as a labelled heatmap.
+
+    Parameters
+    ----------
+    matrix : array (n_fields, n_fields)
+        E.g. `fastafm.interpret.field_pair_attention(model, X, fields)`. NaN cells (field pairs that never
+        occur together, such as a field with itself) are left blank.
+    field_names : sequence of str, optional
+        Tick labels (e.g. `FieldEncoder.field_names_`); default the field numbers.
+    ax : matplotlib Axes, optional
+        Where to draw; default a new figure.
+    annotate : bool, default True
+        Write each cell's value in it (format `fmt`).
+    cmap : str or matplotlib Colormap, default "viridis"
+    title : str, optional
+
+    Returns
+    -------
+    ax : the Axes; its colour bar is ``ax.colorbar``.
+    """
+    arr = np.asarray(matrix, dtype=float)
+    if arr.ndim != 2 or arr.shape[0] != arr.shape[1] or arr.shape[0] == 0:
+        raise ValueError(f"matrix must be a non-empty square (n_fields, n_fields) array, got shape {arr.shape}")
+    n = arr.shape[0]
+    if field_names is None:
+        names = [str(i) for i in range(n)]
+    else:
+        names = [str(name) for name in field_names]
+        if len(names) != n:
+            raise ValueError(f"field_names has {len(names)} names but the matrix has {n} fields")
+    plt = _pyplot()
+    if ax is None:
+        side = min(max(4.0, 0.6 * n + 2.0), 14.0)
+        _, ax = plt.subplots(figsize=(side + 1.2, side), layout="constrained")
+    masked = np.ma.masked_invalid(arr)
+    import matplotlib
+
+    base = matplotlib.colormaps[cmap] if isinstance(cmap, str) else cmap
+    colormap = base.with_extremes(bad="white")  # NaN cells blank
+    image = ax.imshow(masked, cmap=colormap, interpolation="nearest")
+    ax.set_xticks(np.arange(n))
+    ax.set_yticks(np.arange(n))
+    ax.set_xticklabels(names, rotation=45 if n > 1 else 0, ha="right" if n > 1 else "center",
+                       rotation_mode="anchor")
+    ax.set_yticklabels(names)
+    ax.set_xlabel("field")
+    ax.set_ylabel("field")
+    ax.set_xticks(np.arange(n + 1) - 0.5, minor=True)
+    ax.set_yticks(np.arange(n + 1) - 0.5, minor=True)
+    ax.grid(which="minor", color="lightgrey", linewidth=0.5)
+    ax.tick_params(which="minor", length=0)
+    colorbar = ax.figure.colorbar(image, ax=ax, shrink=0.8)
+    colorbar.set_label("mean attention")
+    if annotate:
+        finite = arr[np.isfinite(arr)]
+        if finite.size:
+            lo, hi = float(finite.min()), float(finite.max())
+            norm = image.norm
+            for i in range(n):
+                for j in range(n):
+                    if np.isfinite(arr[i, j]):
+                        r, g, b, _ = colormap(norm(arr[i, j]) if hi > lo else 0.5)
+                        luminance = 0.299 * r + 0.587 * g + 0.114 * b
+                        ax.text(j, i, fmt.format(arr[i, j]), ha="center", va="center", fontsize=8,
+                                color="black" if luminance > 0.5 else "white")
+    ax.set_title(title if title is not None else "mean attention per field pair")
+    ax.colorbar = colorbar
+    return ax
