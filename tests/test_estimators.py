@@ -38,9 +38,13 @@ def test_attention_beats_uniform_pooling_on_planted_pairs():
         scores[attention] = metrics.rmse(y_test, model.predict(X_test))
     assert scores[True] < 0.93 * scores[False], scores
     assert scores[True] < 0.5 * np.std(y_test)  # far better than predicting the mean
-    # The attention singles out the planted field pairs.
-    top = top_field_pairs(field_pair_attention(model, X_test, fields), n=3)
+    # The attention singles out the planted field pairs, with fields given as a feature-id -> field map
+    # or as contiguous id ranges (top-level fastafm.field_pair_attention).
+    table = field_pair_attention(model, X_test, fields)
+    top = top_field_pairs(table, n=3)
     assert {(a, b) for a, b, _ in top} == set(PLANTED)
+    ranges = [(10 * f, 10 * (f + 1)) for f in range(8)]
+    np.testing.assert_array_equal(fastafm.field_pair_attention(model, X_test, ranges), table)
 
 
 def test_classifier_reaches_auc_on_planted_data():

@@ -3,6 +3,8 @@
 Public API
 ----------
 AFMRegressor, AFMClassifier    scikit-learn style estimators
+FMRegressor, FMClassifier      the factorization machine baseline (warm start for AFM: fit(..., init=fm))
+field_pair_attention           mean attention weight per pair of fields
 from_fields, make_planted      building sparse rows
 FieldEncoder                   pandas DataFrame -> one-field-per-column sparse rows (needs pandas)
 load_libfm                     libFM/libSVM files, parsed in C++
@@ -13,15 +15,19 @@ from . import metrics, reference
 from ._core import __version__
 from .data import from_fields, make_planted
 from .encoder import FieldEncoder
-from .estimators import AFMClassifier, AFMRegressor
+from .estimators import AFMClassifier, AFMRegressor, FMClassifier, FMRegressor
+from .interpret import field_pair_attention
 from .io import load_libfm
 from .persistence import load_model as load
 
 __all__ = [
     "AFMClassifier",
     "AFMRegressor",
+    "FMClassifier",
+    "FMRegressor",
     "FieldEncoder",
     "__version__",
+    "field_pair_attention",
     "from_fields",
     "load",
     "load_libfm",

@@ -5,6 +5,7 @@ call into the compiled core (`_core.train_epoch`), which runs every mini-batch i
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import threading
 import time
@@ -71,6 +72,7 @@ class _BaseAFM(BaseEstimator):
     """Shared training loop of the AFM estimators; see AFMRegressor for the parameters."""
 
     _loss = "squared"
+    _learn_projection = True  # False (FM): p stays 1, so the pair term is the plain FM sum
 
     def __init__(
         self,
@@ -88,6 +90,8 @@ class _BaseAFM(BaseEstimator):
         n_threads=0,
         random_state=None,
         verbose=0,
+        patience=None,
+        early_stopping_metric=None,
     ):
         self.embedding_dim = embedding_dim
         self.attention_dim = attention_dim
@@ -103,6 +107,8 @@ class _BaseAFM(BaseEstimator):
         self.n_threads = n_threads
         self.random_state = random_state
         self.verbose = verbose
+        self.patience = patience
+        self.early_stopping_metric = early_stopping_metric
 
     # ------------------------------------------------------------------ fitted parameters
     @property
@@ -123,7 +129,7 @@ class _BaseAFM(BaseEstimator):
 
     # ------------------------------------------------------------------ public API
     @_exclusive
-    def fit(self, X, y, eval_set=None):
+    def fit(self, X, y, eval_set=None, init=None):
         """Train from scratch for `n_epochs` epochs.
 
         Parameters
@@ -133,14 +139,29 @@ class _BaseAFM(BaseEstimator):
         y : array-like, shape (n_rows,)
             Regression targets, or two class labels for the classifier.
         eval_set : tuple (X_eval, y_eval) or list of one such tuple, optional
-            Evaluated after every epoch; the metrics go to `history_`.
+            Evaluated after every epoch; the metrics go to `history_`. Required when `patience` is set
+            (early stopping watches `early_stopping_metric` on it).
+        init : fitted FMRegressor/FMClassifier (or AFM estimator), or dict with "w0", "w", "V", optional
+            Warm start, as in the AFM paper: w0, w and V are copied from this model after the usual
+            initialisation (the attention network is initialised as usual and p = 1; the optimizer state
+            starts fresh). Its n_features and embedding_dim must match this estimator's.
         """
         self._check_hyperparameters()
+        metric = self._check_early_stopping(eval_set)
         X = as_csr(X)
         y_enc = self._encode_targets(y, X.shape[0], fitting=True)
         evaluation = self._prepare_eval_set(eval_set, X.shape[1])
+        init_params = None if init is None else _warm_start_params(init, X.shape[1], int(self.embedding_dim))
         self._initialize(X.shape[1])
-        self._train(X, y_enc, int(self.n_epochs), evaluation)
+        if init_params is not None:
+            for name, arr in init_params.items():
+                np.copyto(self._params_[name], arr)
+        if self.patience is None:
+            self._train(X, y_enc, int(self.n_epochs), evaluation)
+        else:
+            self._train_early_stopping(X, y_enc, int(self.n_epochs), evaluation, metric)
+        if evaluation is not None:
+            self._set_best(metric)
         return self
 
     @_exclusive
@@ -261,6 +282,7 @@ class _BaseAFM(BaseEstimator):
         cfg.loss = _core.Loss.squared if self._loss == "squared" else _core.Loss.logistic
         cfg.optimizer = _core.Optimizer.adagrad if self.optimizer == "adagrad" else _core.Optimizer.sgd
         cfg.attention = bool(self.attention)
+        cfg.learn_projection = self._learn_projection
         cfg.dropout = float(self.dropout)
         cfg.attention_l2 = float(self.attention_l2)
         cfg.l2 = float(self.l2)
@@ -315,7 +337,9 @@ class _BaseAFM(BaseEstimator):
             order = self._rng_.permutation(n).astype(np.int64)
             start = time.perf_counter()
             try:
-                res = _core.train_epoch(self._params_, self._accum_, *arrays, y_enc, order, cfg)
+                with _epoch_progress(self.verbose, n, epoch) as progress:
+                    res = _core.train_epoch(self._params_, self._accum_, *arrays, y_enc, order, cfg,
+                                            progress=progress)
             except BaseException:
                 # KeyboardInterrupt (Ctrl-C: raised after the batch in progress) or a progress callback's error:
                 # the model keeps every completed batch, unless one of them went non-finite.
@@ -338,6 +362,82 @@ class _BaseAFM(BaseEstimator):
                 extras = "  ".join(f"{k}={v:.5f}" for k, v in record.items() if k.startswith("eval_"))
                 print(f"epoch {record['epoch']:3d}  train_loss={record['train_loss']:.5f}  {extras}  "
                       f"{record['seconds']:.2f}s", flush=True)
+
+
+    # ------------------------------------------------------------------ accuracy: early stopping, attention
+    _metrics: tuple = ()  # eval metrics of this estimator (the eval_ keys of history_), lower is better except auc
+
+    def pair_attention(self, X):
+        """The attention of every row: its pairs (feature i, feature j) and their weights a_ij.
+
+        This is the issue's `model.attention(X)`; it cannot be called `attention` because that name is
+        already the boolean hyperparameter of AFMRegressor/AFMClassifier (scikit-learn keeps hyperparameters
+        as attributes of the same name, so a method `attention` would be shadowed by `self.attention`).
+
+        Returns
+        -------
+        fastafm.interpret.PairAttention
+            A sequence with one entry per row of X: `result[r]` is `(pairs, weights)`, pairs an int32 array
+            (P_r, 2) of feature ids (r < s in the row's storage order) and weights the float32 a_ij (P_r,),
+            summing to 1 over a row with at least two non-zeros. The flat arrays are `result.indptr`,
+            `result.pairs`, `result.weights` (what `attention_weights(X)` returns). For FMRegressor and
+            FMClassifier every weight is 1 (FM weighs all pairs equally).
+        """
+        from .interpret import PairAttention
+
+        return PairAttention(*self.attention_weights(X))
+
+    def _check_early_stopping(self, eval_set):
+        """Validates patience/early_stopping_metric; returns the metric name watched on the eval_set."""
+        check_int(self.patience, "patience", 1, allow_none=True)
+        metric = self.early_stopping_metric
+        if metric is None:
+            metric = self._metrics[0]
+        if metric not in self._metrics:
+            raise ValueError(f"early_stopping_metric must be one of {list(self._metrics)} for "
+                             f"{type(self).__name__}, got {self.early_stopping_metric!r}")
+        if self.patience is not None and eval_set is None:
+            raise ValueError("early stopping (patience is set) needs an eval_set to watch")
+        return metric
+
+    @staticmethod
+    def _better(metric, score, best):
+        if not np.isfinite(score):
+            return False
+        if best is None:
+            return True
+        return score > best if metric == "auc" else score < best
+
+    def _train_early_stopping(self, X, y_enc, n_epochs, evaluation, metric):
+        """Up to n_epochs epochs; stops once `patience` epochs in a row did not improve the eval metric, then
+        restores the parameters and Adagrad state of the best epoch (history_ keeps every epoch run)."""
+        best, best_epoch, snapshot = None, 0, None
+        for _ in range(n_epochs):
+            self._train(X, y_enc, 1, evaluation)
+            record = self.history_[-1]
+            score = record[f"eval_{metric}"]
+            if self._better(metric, score, best):
+                best, best_epoch = score, record["epoch"]
+                snapshot = ({k: a.copy() for k, a in self._params_.items()},
+                            {k: a.copy() for k, a in self._accum_.items()})
+            elif record["epoch"] - best_epoch >= int(self.patience):
+                if self.verbose:
+                    print(f"early stopping: no {metric} improvement for {self.patience} epochs; "
+                          f"restoring epoch {best_epoch} ({metric}={best:.5f})", flush=True)
+                break
+        if snapshot is not None:
+            self._params_, self._accum_ = snapshot
+
+    def _set_best(self, metric):
+        """best_epoch_ / best_score_ from history_ (with patience=None they are informational: the parameters
+        are the last epoch's)."""
+        best, best_epoch = None, None
+        for record in self.history_:
+            score = record.get(f"eval_{metric}")
+            if score is not None and self._better(metric, score, best):
+                best, best_epoch = score, record["epoch"]
+        self.best_epoch_ = best_epoch
+        self.best_score_ = float("nan") if best is None else float(best)
 
 
 class AFMRegressor(RegressorMixin, _BaseAFM):
@@ -369,17 +469,31 @@ class AFMRegressor(RegressorMixin, _BaseAFM):
     random_state : int, numpy Generator or None
         Seeds initialisation, shuffling and dropout; with a fixed seed and n_threads a fit is bit-identical.
     verbose : int, default 0
-        Print one line per epoch (loss, eval metrics, seconds) to stdout when > 0.
+        0: silent. 1: one line per epoch (loss, eval metrics, seconds) to stdout, and a tqdm progress bar
+        within each epoch (rows/s) on stderr when stderr is a terminal. 2: the progress bar also when it is
+        not (e.g. in a log file). Without tqdm installed there is no bar.
+    patience : int or None, default None
+        Early stopping: stop once `patience` epochs in a row did not improve `early_stopping_metric` on the
+        `eval_set` given to `fit`, and restore the parameters (and Adagrad state) of the best epoch.
+        None: run all `n_epochs` and keep the last epoch's parameters.
+    early_stopping_metric : str or None, default None
+        The eval metric early stopping watches: "rmse" (the default; predictions clipped to the training
+        label range, as the paper's code) or "mae" for the regressor, "logloss" (the default) or "auc"
+        for the classifier.
 
     Attributes
     ----------
     w0_, w_, V_, W_, b_, h_, p_ : learned parameters (float32)
     n_features_in_ : int
-    history_ : list of dict, one per epoch (train_loss, seconds, and eval_* metrics with an eval_set)
+    history_ : list of dict, one per epoch run (train_loss, seconds, and eval_* metrics with an eval_set)
+    best_epoch_, best_score_ : with an eval_set, the epoch (1-based) with the best `early_stopping_metric`
+        and its value; the parameters are that epoch's when `patience` is set, else the last epoch's.
+    n_epochs_done_ : int, epochs run (partial_fit continues with the next epoch's shuffling and dropout)
     label_range_ : (float, float), training label range used to clip predictions in eval RMSE
     """
 
     _loss = "squared"
+    _metrics = ("rmse", "mae")
 
     def _encode_targets(self, y, n_rows, fitting, classes=None):
         if classes is not None:
@@ -406,6 +520,7 @@ class AFMClassifier(ClassifierMixin, _BaseAFM):
     """
 
     _loss = "logistic"
+    _metrics = ("logloss", "auc")
 
     def __sklearn_tags__(self):  # scikit-learn >= 1.6
         tags = super().__sklearn_tags__()
@@ -476,3 +591,123 @@ class AFMClassifier(ClassifierMixin, _BaseAFM):
         y01 = (np.asarray(y_eval) == self.classes_[1]).astype(np.float64)
         proba = self.predict_proba(X_eval)[:, 1]
         return {"eval_logloss": metrics.log_loss(y01, proba), "eval_auc": metrics.roc_auc(y01, z)}
+
+
+# ---------------------------------------------------------------------- FM baseline, warm start, progress
+class _FMMixin:
+    """FM (Rendle 2010), the AFM paper's baseline, on the same core: uniform pooling (every pair weight 1,
+    computed in O(k·nnz) by the sum-of-squares identity) with the projection p fixed at 1, so the pair term is
+    exactly sum_{i<j} <v_i, v_j> x_i x_j. The attention network is unused; it is kept at its smallest shape
+    (attention_dim 1) because the core's parameter set always has one."""
+
+    attention = False
+    attention_dim = 1
+    attention_l2 = 0.0
+    _learn_projection = False
+
+    def __init__(
+        self,
+        embedding_dim=64,
+        dropout=0.2,
+        l2=0.0,
+        learning_rate=0.05,
+        optimizer="adagrad",
+        batch_size=128,
+        n_epochs=20,
+        init_std=0.01,
+        n_threads=0,
+        random_state=None,
+        verbose=0,
+        patience=None,
+        early_stopping_metric=None,
+    ):
+        self.embedding_dim = embedding_dim
+        self.dropout = dropout
+        self.l2 = l2
+        self.learning_rate = learning_rate
+        self.optimizer = optimizer
+        self.batch_size = batch_size
+        self.n_epochs = n_epochs
+        self.init_std = init_std
+        self.n_threads = n_threads
+        self.random_state = random_state
+        self.verbose = verbose
+        self.patience = patience
+        self.early_stopping_metric = early_stopping_metric
+
+
+class FMRegressor(_FMMixin, AFMRegressor):
+    """Factorization Machine for regression (squared loss): y = w0 + sum_i w_i x_i + sum_{i<j} <v_i, v_j> x_i x_j.
+
+    The AFM paper's baseline, trained by the same core with the same optimizer, mini-batching, dropout (on
+    the pooled pair-wise vector, as the authors' FM code) and early stopping. Parameters and attributes are
+    those of AFMRegressor without the attention ones (attention_dim, attention_l2, attention). A fitted FM is
+    the usual warm start of an AFM: ``AFMRegressor(...).fit(X, y, init=fm)``.
+
+    FMRegressor is a subclass of AFMRegressor (FM is AFM with uniform pooling and p = 1); `p_` stays all
+    ones and `W_`, `b_`, `h_` are unused placeholders of attention_dim 1.
+    """
+
+
+class FMClassifier(_FMMixin, AFMClassifier):
+    """Factorization Machine for binary classification (logistic loss); see FMRegressor and AFMClassifier."""
+
+
+def _warm_start_params(init, n_features: int, embedding_dim: int) -> dict:
+    """w0, w, V of the warm-start model `init` (a fitted estimator or a dict), checked against the shapes."""
+    if isinstance(init, dict):
+        missing = {"w0", "w", "V"} - set(init)
+        if missing:
+            raise ValueError(f"init dict is missing {sorted(missing)}; it needs 'w0', 'w' and 'V'")
+        source = {name: np.asarray(init[name], dtype=np.float32) for name in ("w0", "w", "V")}
+        what = "init"
+    elif hasattr(init, "get_model_params"):
+        if not hasattr(init, "_params_"):
+            raise ValueError(f"init must be a fitted model; this {type(init).__name__} is not fitted")
+        source = init.get_model_params()
+        what = f"init ({type(init).__name__})"
+    else:
+        raise TypeError(f"init must be a fitted FM/AFM estimator or a dict of w0, w, V; got {type(init).__name__}")
+    w0 = np.atleast_1d(source["w0"]).reshape(-1)
+    w, V = source["w"], source["V"]
+    if V.ndim != 2 or w.ndim != 1 or w0.shape != (1,) or w.shape[0] != V.shape[0]:
+        raise ValueError(f"{what}: w0, w, V have inconsistent shapes {w0.shape}, {w.shape}, {V.shape}")
+    if V.shape[0] != n_features:
+        raise ValueError(f"{what} has {V.shape[0]} features but X has {n_features}; warm start needs the same "
+                         "feature ids")
+    if V.shape[1] != embedding_dim:
+        raise ValueError(f"{what} has embedding_dim {V.shape[1]} but this model has embedding_dim {embedding_dim}")
+    if not all(np.all(np.isfinite(a)) for a in (w0, w, V)):
+        raise ValueError(f"{what} contains NaN or infinity")
+    return {"w0": w0, "w": w, "V": V}
+
+
+@contextlib.contextmanager
+def _epoch_progress(verbose, n_rows: int, epoch: int):
+    """A tqdm bar over the rows of one epoch, as the core's progress callback (None when verbose is 0 or
+    tqdm is missing). verbose=1 shows it only on a terminal (tqdm's own check); verbose>=2 always."""
+    bar = None
+    if verbose:
+        try:
+            from tqdm.auto import tqdm
+        except ImportError:  # optional: without tqdm, only the per-epoch lines
+            tqdm = None
+        if tqdm is not None:
+            bar = tqdm(total=n_rows, desc=f"epoch {epoch}", unit="rows", unit_scale=True, leave=False,
+                       disable=None if verbose < 2 else False, mininterval=0.5, dynamic_ncols=True)
+    if bar is None or bar.disable:
+        if bar is not None:
+            bar.close()
+        yield None
+        return
+    done = 0
+
+    def progress(rows_done):
+        nonlocal done
+        bar.update(rows_done - done)
+        done = rows_done
+
+    try:
+        yield progress
+    finally:
+        bar.close()
