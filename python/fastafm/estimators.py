@@ -8,6 +8,7 @@ from __future__ import annotations
 import functools
 import threading
 import time
+import warnings
 
 import numpy as np
 
@@ -165,6 +166,9 @@ class _BaseAFM(BaseEstimator):
         X = as_csr(X, n_features=self.n_features_in_, owner=type(self).__name__)
         check_kernel_memory(X, self._params_["V"].shape[1], self._params_["W"].shape[0], int(self.n_threads))
         out = _core.predict(self._params_, *csr_arrays(X), bool(self.attention), int(self.n_threads))
+        if not np.isfinite(out).all():  # finite model and input, but float32 overflowed: say so, never silently
+            warnings.warn(f"{int(np.count_nonzero(~np.isfinite(out)))} of {out.shape[0]} outputs are NaN or infinite "
+                          "(float32 overflow: feature values too large for this model?)", RuntimeWarning, stacklevel=2)
         return out.astype(np.float64)
 
     def attention_weights(self, X):
