@@ -268,6 +268,16 @@ def test_a_row_too_long_for_the_pair_layer_is_a_memory_error():
             method(X)
 
 
+def test_attention_weights_of_too_many_pairs_is_a_memory_error():
+    """1,000 rows of 20,000 non-zeros: 2e11 pairs, whose weights alone would take 800 GB."""
+    n, m = 1000, 20_000
+    X = sp.csr_matrix((np.ones(n * m, np.float32), np.tile(np.arange(m, dtype=np.int32), n),
+                       np.arange(0, n * m + 1, m)), shape=(n, m))
+    model = small(embedding_dim=2, attention_dim=2).fit(sp.csr_matrix((1, m)), [1.0])
+    with pytest.raises(MemoryError, match="attention weights of 199990000000 feature pairs"):
+        model.attention_weights(X)
+
+
 @pytest.mark.skipif(UNDER_ASAN, reason="ASan's operator new reports out-of-memory and aborts, never throws")
 def test_the_core_turns_bad_alloc_into_memory_error(monkeypatch):
     """Without the Python pre-check (or where it cannot know the free memory), the core's std::bad_alloc

@@ -14,8 +14,8 @@ import numpy as np
 
 from . import _core, metrics, reference
 from ._compat import BaseEstimator, ClassifierMixin, RegressorMixin
-from ._validation import (as_csr, as_targets, check_float, check_int, check_kernel_memory, check_model_memory,
-                          column_or_1d, csr_arrays)
+from ._validation import (as_csr, as_targets, check_float, check_int, check_kernel_memory, check_memory,
+                          check_model_memory, column_or_1d, csr_arrays)
 
 PARAM_NAMES = reference.PARAM_NAMES  # ("w0", "w", "V", "W", "b", "h", "p")
 _INT32_MAX = 2**31 - 1
@@ -189,6 +189,8 @@ class _BaseAFM(BaseEstimator):
         nnz = np.diff(X.indptr)
         counts = nnz * (nnz - 1) // 2
         pair_indptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        # Output: weights (4 bytes) and pairs (8) per pair, plus index temporaries while the pairs are built.
+        check_memory(int(pair_indptr[-1]) * 36, f"the attention weights of {int(pair_indptr[-1])} feature pairs")
         weights = _core.pair_attention(
             self._params_, *csr_arrays(X), pair_indptr, bool(self.attention), int(self.n_threads)
         )
