@@ -91,6 +91,11 @@ def _check_usable(model, path) -> None:
     model.n_threads = 1  # a file may ask for many threads; one is enough here
     X = sp.random(4, n, density=min(1.0, 3.0 / n), format="csr", dtype=np.float32, random_state=0)
     assert model.predict(X).shape == (4,)
+    y = model.classes_[[0, 1, 0, 1]] if hasattr(model, "classes_") else np.zeros(4)
+    try:
+        model.partial_fit(X, y)  # training can continue from any accepted file
+    except FloatingPointError:
+        pass  # e.g. a huge learning_rate in the file: refused cleanly, model rolled back
     model.save(path)
     again = fastafm.load(path)
     for name in shapes:

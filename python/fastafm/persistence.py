@@ -185,7 +185,7 @@ def _check_meta(meta: dict, cls, where: str) -> None:
     n = meta.get("n_features_in")
     _check(_is_int(n) and 1 <= n <= _INT32_MAX, where, f"n_features_in {n!r} is not a positive int32")
     ne = meta.get("n_epochs_done")
-    _check(_is_int(ne) and ne >= 0, where, f"n_epochs_done {ne!r} is not a non-negative integer")
+    _check(_is_int(ne) and 0 <= ne < 2**63, where, f"n_epochs_done {ne!r} is not a non-negative int64")
     hist = meta.get("history")
     _check(isinstance(hist, list) and all(isinstance(h, dict) for h in hist), where, "history is not a list of records")
     ds = meta.get("dropout_seed")
