@@ -176,8 +176,7 @@ def _pack(members) -> bytes:
 
 def _npy_payload(raw: bytes):
     with io.BytesIO(raw) as fh:
-        np.lib.format.read_magic(fh)
-        np.lib.format.read_array_header_1_0(fh, max_header_size=10000)
+        persistence._npy_header(fh, np.lib.format.read_magic(fh))
         return raw[: fh.tell()], raw[fh.tell():]
 
 

@@ -371,7 +371,8 @@ ARCHIVE_EDITS = [
     ("not an npy member", {"param.V.npy": b"\x93NUMPY junk"}, "unsupported .npy version"),
     ("npy version 3", {"param.V.npy": b"\x93NUMPY\x03\x00" + b"\x00" * 40}, r"unsupported .npy version \(3, 0\)"),
     ("no npy magic", {"param.V.npy": b"PK\x03\x04" + b"\x00" * 40}, "not a valid fastafm model file"),
-    ("huge npy header", {"param.V.npy": b"\x93NUMPY\x01\x00\xff\xff" + b" " * 65535}, "not a valid fastafm model"),
+    ("huge npy header", {"param.V.npy": b"\x93NUMPY\x01\x00\xff\xff" + b" " * 65535}, "npy header too long"),
+    ("huge npy 2.0 header", {"param.V.npy": b"\x93NUMPY\x02\x00\xff\xff\xff\x7f" + b" " * 100}, "npy header too long"),
 ]
 
 
