@@ -326,6 +326,7 @@ META_EDITS = [
     ("n_features_in huge", _set_meta("n_features_in", 2**40), "n_features_in 1099511627776"),
     ("n_features_in vs w", _set_meta("n_features_in", 13), r"param.w has shape \(12,\), expected \(13,\)"),
     ("n_epochs_done -1", _set_meta("n_epochs_done", -1), "n_epochs_done -1"),
+    ("n_epochs_done 2**63", _set_meta("n_epochs_done", 2**63), "n_epochs_done 9223372036854775808"),
     ("history not a list", _set_meta("history", "many"), "history is not a list"),
     ("dropout_seed negative", _set_meta("dropout_seed", -5), "dropout_seed -5"),
     ("dropout_seed float", _set_meta("dropout_seed", 1.5), "dropout_seed 1.5"),
@@ -370,7 +371,8 @@ ARCHIVE_EDITS = [
     ("not an npy member", {"param.V.npy": b"\x93NUMPY junk"}, "unsupported .npy version"),
     ("npy version 3", {"param.V.npy": b"\x93NUMPY\x03\x00" + b"\x00" * 40}, r"unsupported .npy version \(3, 0\)"),
     ("no npy magic", {"param.V.npy": b"PK\x03\x04" + b"\x00" * 40}, "not a valid fastafm model file"),
-    ("huge npy header", {"param.V.npy": b"\x93NUMPY\x01\x00\xff\xff" + b" " * 65535}, "not a valid fastafm model"),
+    ("huge npy header", {"param.V.npy": b"\x93NUMPY\x01\x00\xff\xff" + b" " * 65535}, "npy header too long"),
+    ("huge npy 2.0 header", {"param.V.npy": b"\x93NUMPY\x02\x00\xff\xff\xff\x7f" + b" " * 100}, "npy header too long"),
 ]
 
 

@@ -9,13 +9,14 @@ import contextlib
 import functools
 import threading
 import time
+import warnings
 
 import numpy as np
 
 from . import _core, metrics, reference
 from ._compat import BaseEstimator, ClassifierMixin, RegressorMixin
-from ._validation import (as_csr, as_targets, check_float, check_int, check_kernel_memory, check_model_memory,
-                          column_or_1d, csr_arrays)
+from ._validation import (as_csr, as_targets, check_float, check_int, check_kernel_memory, check_memory,
+                          check_model_memory, column_or_1d, csr_arrays)
 
 PARAM_NAMES = reference.PARAM_NAMES  # ("w0", "w", "V", "W", "b", "h", "p")
 _INT32_MAX = 2**31 - 1
@@ -186,6 +187,9 @@ class _BaseAFM(BaseEstimator):
         X = as_csr(X, n_features=self.n_features_in_, owner=type(self).__name__)
         check_kernel_memory(X, self._params_["V"].shape[1], self._params_["W"].shape[0], int(self.n_threads))
         out = _core.predict(self._params_, *csr_arrays(X), bool(self.attention), int(self.n_threads))
+        if not np.isfinite(out).all():  # finite model and input, but float32 overflowed: say so, never silently
+            warnings.warn(f"{int(np.count_nonzero(~np.isfinite(out)))} of {out.shape[0]} outputs are NaN or infinite "
+                          "(float32 overflow: feature values too large for this model?)", RuntimeWarning, stacklevel=2)
         return out.astype(np.float64)
 
     def attention_weights(self, X):
@@ -206,6 +210,8 @@ class _BaseAFM(BaseEstimator):
         nnz = np.diff(X.indptr)
         counts = nnz * (nnz - 1) // 2
         pair_indptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        # Output: weights (4 bytes) and pairs (8) per pair, plus index temporaries while the pairs are built.
+        check_memory(int(pair_indptr[-1]) * 36, f"the attention weights of {int(pair_indptr[-1])} feature pairs")
         weights = _core.pair_attention(
             self._params_, *csr_arrays(X), pair_indptr, bool(self.attention), int(self.n_threads)
         )

@@ -23,6 +23,7 @@ leaves a truncated model under the final name.
 from __future__ import annotations
 
 import hashlib
+import inspect
 import io
 import json
 import math
@@ -133,18 +134,34 @@ def save_model(model, path) -> None:
 
 # ---------------------------------------------------------------------------------------------- loading
 
+_MAX_HEADER = 10000
+# numpy >= 1.24 limits the header length it parses itself; with older ones the length is checked here first.
+_HEADER_KW = ({"max_header_size": _MAX_HEADER}
+              if "max_header_size" in inspect.signature(npy_format.read_array_header_1_0).parameters else {})
+
+
+def _npy_header(fh, version):
+    """(shape, fortran_order, dtype) of the .npy header at fh (after the magic), never parsing a long one."""
+    width = {(1, 0): 2, (2, 0): 4}.get(version)
+    if width is None:
+        raise ModelFileError(f"unsupported .npy version {version}")
+    raw = fh.read(width)
+    if len(raw) != width or int.from_bytes(raw, "little") > _MAX_HEADER:
+        raise ModelFileError(".npy header too long or truncated")
+    fh.seek(-width, io.SEEK_CUR)
+    read = npy_format.read_array_header_1_0 if version == (1, 0) else npy_format.read_array_header_2_0
+    return read(fh, **_HEADER_KW)
+
+
 def _read_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, key: str, dtype: np.dtype, shape, where: str):
     """The array of member `info` after checking its .npy header (dtype, order, shape, size) without reading
     its data; `shape` None accepts any 1-D shape. Returns a writable array owning its memory."""
     with zf.open(info) as fh:
         version = npy_format.read_magic(fh)
-        if version == (1, 0):
-            header = npy_format.read_array_header_1_0(fh, max_header_size=10000)
-        elif version == (2, 0):
-            header = npy_format.read_array_header_2_0(fh, max_header_size=10000)
-        else:
-            raise ModelFileError(f"{where}: array {key} has an unsupported .npy version {version}")
-        file_shape, fortran, file_dtype = header
+        try:
+            file_shape, fortran, file_dtype = _npy_header(fh, version)
+        except ModelFileError as exc:
+            raise ModelFileError(f"{where}: array {key}: {exc}") from None
         if file_dtype != dtype:  # object or structured dtypes end here, before any data is read
             raise ModelFileError(f"{where}: array {key} has dtype {file_dtype}, expected {np.dtype(dtype)}")
         if fortran and len(file_shape) > 1:
@@ -185,7 +202,7 @@ def _check_meta(meta: dict, cls, where: str) -> None:
     n = meta.get("n_features_in")
     _check(_is_int(n) and 1 <= n <= _INT32_MAX, where, f"n_features_in {n!r} is not a positive int32")
     ne = meta.get("n_epochs_done")
-    _check(_is_int(ne) and ne >= 0, where, f"n_epochs_done {ne!r} is not a non-negative integer")
+    _check(_is_int(ne) and 0 <= ne < 2**63, where, f"n_epochs_done {ne!r} is not a non-negative int64")
     hist = meta.get("history")
     _check(isinstance(hist, list) and all(isinstance(h, dict) for h in hist), where, "history is not a list of records")
     ds = meta.get("dropout_seed")
@@ -336,16 +353,14 @@ def resign(data: bytes) -> bytes:
             members = {i.filename: zf.read(i) for i in zf.infolist()}
         meta_raw = members["meta.npy"]
         with io.BytesIO(meta_raw) as fh:
-            npy_format.read_magic(fh)
-            npy_format.read_array_header_1_0(fh, max_header_size=10000)
+            _npy_header(fh, npy_format.read_magic(fh))
             meta = json.loads(meta_raw[fh.tell():].decode("utf-8"))
         digests = {"meta": _digest(_canonical(meta))}
         for key in ARRAY_KEYS:
             raw = members.get(f"{key}.npy")
             if raw is not None:
                 with io.BytesIO(raw) as fh:
-                    npy_format.read_magic(fh)
-                    npy_format.read_array_header_1_0(fh, max_header_size=10000)
+                    _npy_header(fh, npy_format.read_magic(fh))
                     digests[key] = _digest(raw[fh.tell():])
         meta["sha256"] = digests
         members["meta.npy"] = _npy_bytes(np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8))
