@@ -157,9 +157,9 @@ def check_int(value, name: str, minimum: int, allow_none: bool = False, maximum:
         return
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be an integer, got {value!r}")
-    if value < minimum:
+    if int(value) < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    if maximum is not None and value > maximum:
+    if maximum is not None and int(value) > maximum:
         raise ValueError(f"{name} must be <= {maximum}, got {value}")
 
 

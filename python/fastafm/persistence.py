@@ -30,9 +30,13 @@ import math
 import numbers
 import os
 import zipfile
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 from numpy.lib import format as npy_format
+
+if TYPE_CHECKING:  # TypeGuard is in typing from Python 3.10 only
+    from typing_extensions import TypeGuard
 
 FORMAT = "fastafm-model"
 VERSION = 2
@@ -176,7 +180,7 @@ def _read_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, key: str, dtype: np
             raise ModelFileError(f"{where}: array {key} holds {info.file_size - fh.tell()} data bytes, "
                                  f"its header says {nbytes} (truncated or edited)")
         buf = bytearray(nbytes)
-        if fh.readinto(buf) != nbytes or fh.read(1):
+        if cast(io.BufferedIOBase, fh).readinto(buf) != nbytes or fh.read(1):
             raise ModelFileError(f"{where}: array {key} is truncated")
     return np.frombuffer(buf, dtype=dtype).reshape(file_shape)
 
@@ -186,14 +190,15 @@ def _check(cond: bool, where: str, what: str) -> None:
         raise ModelFileError(f"{where}: {what}")
 
 
-def _is_int(v) -> bool:
+def _is_int(v) -> TypeGuard[int]:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
 def _check_meta(meta: dict, cls, where: str) -> None:
     """The metadata's fields, before anything is built from them."""
     hp = meta.get("hyperparameters")
-    _check(isinstance(hp, dict), where, "metadata has no hyperparameters record")
+    if not isinstance(hp, dict):
+        raise ModelFileError(f"{where}: metadata has no hyperparameters record")
     names = set(cls._get_param_names())
     unknown = sorted(set(hp) - names)
     _check(not unknown, where, f"unknown hyperparameters {unknown} for {cls.__name__}")
