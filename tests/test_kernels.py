@@ -250,3 +250,26 @@ def test_fixed_projection_is_not_trained(rng):
     cfg.learn_projection = True
     _core.train_epoch(params, accum, *arrays, y, order, cfg)
     assert not np.array_equal(params["p"], p_before)
+
+
+def test_divergence_stops_the_epoch_before_the_bad_update(rng):
+    params, accum, arrays, y, order = _epoch_args(rng)
+    y = (y * 1e35).astype(np.float32)  # SGD steps of ~1e41 overflow float32: the next batch's loss is not finite
+    res = _core.train_epoch(params, accum, *arrays, y, order, core_config(batch_size=50, lr=1e6, optimizer="sgd"))
+    assert res["diverged"] and res["stopped"] and res["n_rows"] < 400
+    assert not np.isfinite(res["loss_sum"])
+
+
+def test_uniform_pooling_needs_no_pair_tiles_for_long_rows(rng):
+    """A row of 20,000 non-zeros has ~2e8 pairs: attention would need GBs of pair tiles, uniform pooling
+    (O(k nnz)) needs none and matches the reference's explicit pair sum."""
+    X = random_csr(rng, [20000, 3], n_features=50, value_scale=0.05)
+    params = random_params(rng, 50, 4, 3, v_std=0.1)
+    got = _core.predict(to_core(params), *csr_arrays(X), False, 1)
+    short = X[1:]
+    assert_close(got[1:], reference.forward(params, short, attention=False), "y")
+    # The long row: ((sum v x)^2 - sum (v x)^2) / 2 . p, computed here in float64.
+    row = X[0]
+    vx = params.V[row.indices] * row.data[:, None]
+    want0 = params.w0 + params.w[row.indices] @ row.data + params.p @ (0.5 * (vx.sum(0) ** 2 - (vx ** 2).sum(0)))
+    assert got[0] == pytest.approx(want0, rel=1e-3, abs=1e-3)

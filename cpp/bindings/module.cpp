@@ -5,6 +5,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <climits>
 #include <cmath>
 #include <memory>
 #include <stdexcept>
@@ -60,6 +61,8 @@ afm::ModelView model_view(const py::dict& d, const std::string& what, bool writa
     afm::ModelView m;
     py::array V = param(d, "V", what), W = param(d, "W", what);
     if (V.ndim() != 2 || W.ndim() != 2) throw py::value_error(what + ": V and W must be 2-D");
+    if (V.shape(1) > INT_MAX || W.shape(0) > INT_MAX)
+        throw py::value_error(what + ": embedding and attention sizes must fit in int32");
     m.n_features = V.shape(0);
     m.k = static_cast<int>(V.shape(1));
     m.t = static_cast<int>(W.shape(0));
@@ -119,7 +122,8 @@ void check_config(const afm::TrainConfig& c) {
     if (!(c.learning_rate > 0.0f) || !std::isfinite(c.learning_rate))
         throw py::value_error("learning_rate must be a positive finite number");
     if (!(c.dropout >= 0.0f && c.dropout < 1.0f)) throw py::value_error("dropout must be in [0, 1)");
-    if (!(c.attention_l2 >= 0.0f) || !(c.l2 >= 0.0f)) throw py::value_error("L2 strengths must be >= 0");
+    if (!(c.attention_l2 >= 0.0f) || !(c.l2 >= 0.0f) || !std::isfinite(c.attention_l2) || !std::isfinite(c.l2))
+        throw py::value_error("L2 strengths must be finite and >= 0");
     if (c.batch_size <= 0) throw py::value_error("batch_size must be positive");
     if (c.n_threads < 0) throw py::value_error("n_threads must be >= 0");
 }
@@ -202,12 +206,13 @@ PYBIND11_MODULE(_core, mod) {
             }
             if (error) throw py::error_already_set(std::move(*error));
             return py::dict("loss_sum"_a = res.loss_sum, "n_rows"_a = res.n_rows, "n_batches"_a = res.n_batches,
-                            "stopped"_a = res.stopped);
+                            "stopped"_a = res.stopped, "diverged"_a = res.diverged);
         },
         "params"_a, "accumulators"_a, "indptr"_a, "indices"_a, "values"_a, "y"_a, "order"_a, "config"_a,
         "progress"_a = py::none(), "progress_interval"_a = 0.1,
         "Train one epoch in place over the rows `order` (mini-batches of config.batch_size). Returns a dict with\n"
-        "loss_sum (summed data loss), n_rows, n_batches and stopped. Every `progress_interval` seconds, between\n"
+        "loss_sum (summed data loss), n_rows, n_batches, stopped and diverged (a batch's loss was not finite:\n"
+        "the epoch stopped before that batch's update). Every `progress_interval` seconds, between\n"
         "batches, pending signals are handled (KeyboardInterrupt is raised after the batch in progress) and\n"
         "`progress(rows_done)` is called; returning False stops the epoch.");
 

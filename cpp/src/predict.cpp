@@ -19,7 +19,7 @@ void forward_blocks(const ModelView& m, const CsrView& X, bool attention, int n_
     const int nt = resolve_threads(n_threads);
     int64_t max_nnz = 0;
     for (int64_t r = 0; r < X.n_rows; ++r) max_nnz = std::max(max_nnz, X.indptr[r + 1] - X.indptr[r]);
-    const int64_t pair_cap = std::max(block_pair_target(m.k, m.t), pair_count(max_nnz));
+    const int64_t pair_cap = attention ? std::max(block_pair_target(m.k, m.t), pair_count(max_nnz)) : 1;
     std::vector<float> Wt(static_cast<size_t>(m.t) * m.k);
     if (attention) transpose(m.W, m.t, m.k, Wt.data());
     // Allocated here, outside the parallel region: an allocation failure must not happen inside it.
@@ -42,7 +42,7 @@ void forward_blocks(const ModelView& m, const CsrView& X, bool attention, int n_
                 int64_t pairs = 0;
                 while (row < hi && block.n < sc.row_cap) {
                     const int64_t start = X.indptr[row], nnz = X.indptr[row + 1] - start;
-                    const int64_t P = pair_count(nnz);
+                    const int64_t P = attention ? pair_count(nnz) : 0;
                     if (block.n > 0 && pairs + P > sc.pair_cap) break;
                     const int r = block.n++;
                     block.idx[r] = X.indices + start;

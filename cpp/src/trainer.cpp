@@ -56,8 +56,9 @@ Trainer::Trainer(const ModelView& model, const ModelView& accum, const CsrView& 
     dense_size_ = static_cast<int64_t>(t) * k + 2 * t + k;
     int64_t max_nnz = 0;
     for (int64_t r = 0; r < X_.n_rows; ++r) max_nnz = std::max(max_nnz, X_.indptr[r + 1] - X_.indptr[r]);
-    max_row_pairs_ = pair_count(max_nnz);
-    const int64_t pair_cap = std::max(block_pair_target(k, t), max_row_pairs_);
+    // Uniform pooling never forms pair tiles (O(k nnz) per row), so it reserves none.
+    max_row_pairs_ = cfg_.attention ? pair_count(max_nnz) : 0;
+    const int64_t pair_cap = cfg_.attention ? std::max(block_pair_target(k, t), max_row_pairs_) : 1;
     Wt_.assign(static_cast<size_t>(t) * k, 0.0f);
     scratch_.resize(n_threads_);
     dense_.resize(n_threads_);
@@ -146,7 +147,7 @@ void Trainer::batch_compute(const int64_t* rows, int64_t nb, bool use_dropout) {
         while (i < hi && block.n < sc.row_cap) {
             const int64_t row = rows[i];
             const int64_t start = X_.indptr[row], nnz = X_.indptr[row + 1] - start;
-            const int64_t P = pair_count(nnz);
+            const int64_t P = cfg_.attention ? pair_count(nnz) : 0;
             if (block.n > 0 && pairs + P > sc.pair_cap) break;
             const int r = block.n++;
             block.idx[r] = X_.indices + start;
@@ -251,7 +252,7 @@ EpochResult Trainer::run_epoch(const int64_t* order, int64_t n_order, const Prog
     const int64_t bs = std::max(cfg_.batch_size, 1);
     using clock = std::chrono::steady_clock;
     auto last_call = clock::now();
-    bool stop = false;
+    bool stop = false, diverged = false;
     int64_t rows_done = 0;
 
 #pragma omp parallel num_threads(n_threads_)
@@ -262,6 +263,17 @@ EpochResult Trainer::run_epoch(const int64_t* order, int64_t n_order, const Prog
 #pragma omp single
             batch_setup(order + b0, nb);
             batch_compute(order + b0, nb, /*use_dropout=*/true);
+#pragma omp single
+            {
+                // A non-finite loss means the model diverged: stop before this batch's update touches it.
+                double loss = 0.0;
+                for (double l : loss_) loss += l;
+                if (!std::isfinite(loss)) {
+                    diverged = true;
+                    rows_done = b0;
+                }
+            }  // implicit barrier: every thread sees `diverged`
+            if (diverged) break;
             batch_update();
             if (hook && hook->callback) {
                 // The calling thread (the team's master) reports progress; every thread then reads its verdict.
@@ -280,9 +292,10 @@ EpochResult Trainer::run_epoch(const int64_t* order, int64_t n_order, const Prog
         }
     }
     for (double l : loss_) res.loss_sum += l;
-    res.n_rows = stop ? rows_done : n_order;
+    res.n_rows = (stop || diverged) ? rows_done : n_order;
     res.n_batches = (res.n_rows + bs - 1) / bs;
-    res.stopped = stop;
+    res.stopped = stop || diverged;
+    res.diverged = diverged;
     return res;
 }
 

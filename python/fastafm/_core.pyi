@@ -212,7 +212,8 @@ def supported_isas() -> list[str]:
 def train_epoch(params: dict, accumulators: dict, indptr: numpy.ndarray, indices: numpy.ndarray, values: numpy.ndarray, y: numpy.ndarray, order: numpy.ndarray, config: TrainConfig, progress: typing.Any = None, progress_interval: typing.SupportsFloat | typing.SupportsIndex = 0.1) -> dict:
     """
     Train one epoch in place over the rows `order` (mini-batches of config.batch_size). Returns a dict with
-    loss_sum (summed data loss), n_rows, n_batches and stopped. Every `progress_interval` seconds, between
+    loss_sum (summed data loss), n_rows, n_batches, stopped and diverged (a batch's loss was not finite:
+    the epoch stopped before that batch's update). Every `progress_interval` seconds, between
     batches, pending signals are handled (KeyboardInterrupt is raised after the batch in progress) and
     `progress(rows_done)` is called; returning False stops the epoch.
     """

@@ -237,11 +237,12 @@ def check_memory(nbytes: int, what: str) -> None:
         raise MemoryError(f"{what} needs about {_gib(nbytes)} of memory, but only {_gib(avail)} is available")
 
 
-def _pair_scratch_bytes(max_row_nnz: int, k: int, t: int, n_threads: int) -> int:
+def _pair_scratch_bytes(max_row_nnz: int, k: int, t: int, n_threads: int, attention: bool = True) -> int:
     """Work memory of the core's block kernels: per thread, the E (pairs x k) and Z (pairs x t) tiles of the
-    largest block, which holds at least one whole row, i.e. m(m-1)/2 pairs for a row of m non-zeros."""
-    block_pairs = max(256 * 1024 // (4 * (k + t)), 8)
-    row_pairs = max_row_nnz * (max_row_nnz - 1) // 2
+    largest block, which holds at least one whole row, i.e. m(m-1)/2 pairs for a row of m non-zeros. Uniform
+    pooling (attention off, FM) forms no pair tiles."""
+    block_pairs = max(256 * 1024 // (4 * (k + t)), 8) if attention else 1
+    row_pairs = max_row_nnz * (max_row_nnz - 1) // 2 if attention else 1
     return n_threads * (max(block_pairs, row_pairs) * (k + t + 2) + 64 * (3 * k + 3)) * 4
 
 
@@ -259,14 +260,15 @@ def check_model_memory(n_features: int, k: int, t: int) -> None:
                  f"a model with n_features={n}, embedding_dim={k}, attention_dim={t}")
 
 
-def check_kernel_memory(X, k: int, t: int, n_threads: int, batch_size: int | None = None) -> None:
+def check_kernel_memory(X, k: int, t: int, n_threads: int, batch_size: int | None = None,
+                        attention: bool = True) -> None:
     """Before training (batch_size given) or predicting on X: the block kernels' scratch, which grows with the
     square of the longest row's non-zero count, plus the per-batch sparse gradient buffers."""
     from . import _core
 
     m = _max_row_nnz(X)
     threads = _core.resolve_threads(int(n_threads))
-    need = _pair_scratch_bytes(m, int(k), int(t), threads)
+    need = _pair_scratch_bytes(m, int(k), int(t), threads, attention)
     if batch_size is not None:
         need += min(int(batch_size), X.shape[0]) * m * (2 * int(k) + 8) * 4 + 4 * X.shape[1]
     check_memory(need, f"a row of {m} non-zeros ({m * (m - 1) // 2} feature pairs) with embedding_dim={k}, "

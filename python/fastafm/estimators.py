@@ -185,7 +185,8 @@ class _BaseAFM(BaseEstimator):
         """Raw model output y(x) (the logit for the classifier), float64 of shape (n_rows,)."""
         self._check_fitted()
         X = as_csr(X, n_features=self.n_features_in_, owner=type(self).__name__)
-        check_kernel_memory(X, self._params_["V"].shape[1], self._params_["W"].shape[0], int(self.n_threads))
+        check_kernel_memory(X, self._params_["V"].shape[1], self._params_["W"].shape[0], int(self.n_threads),
+                            attention=bool(self.attention))
         out = _core.predict(self._params_, *csr_arrays(X), bool(self.attention), int(self.n_threads))
         if not np.isfinite(out).all():  # finite model and input, but float32 overflowed: say so, never silently
             warnings.warn(f"{int(np.count_nonzero(~np.isfinite(out)))} of {out.shape[0]} outputs are NaN or infinite "
@@ -206,7 +207,8 @@ class _BaseAFM(BaseEstimator):
         """
         self._check_fitted()
         X = as_csr(X, n_features=self.n_features_in_, owner=type(self).__name__)
-        check_kernel_memory(X, self._params_["V"].shape[1], self._params_["W"].shape[0], int(self.n_threads))
+        check_kernel_memory(X, self._params_["V"].shape[1], self._params_["W"].shape[0], int(self.n_threads),
+                            attention=bool(self.attention))
         nnz = np.diff(X.indptr)
         counts = nnz * (nnz - 1) // 2
         pair_indptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
@@ -321,6 +323,7 @@ class _BaseAFM(BaseEstimator):
         n = X.shape[0]
         arrays = csr_arrays(X)
         check_kernel_memory(X, int(self.embedding_dim), int(self.attention_dim), int(self.n_threads),
+                            attention=bool(self.attention),
                             batch_size=int(self.batch_size))
         # Start-of-epoch snapshot (buffers allocated once): a diverged epoch is rolled back to it, so the model
         # keeps the last finite parameters, optimizer state and shuffling stream.

@@ -36,7 +36,8 @@ struct EpochResult {
     double loss_sum = 0.0;  // summed data loss of the rows trained (each before its batch's update)
     int64_t n_rows = 0;     // rows trained (fewer than asked when stopped)
     int64_t n_batches = 0;
-    bool stopped = false;   // the progress callback asked to stop
+    bool stopped = false;   // the progress callback asked to stop, or the loss diverged
+    bool diverged = false;  // a batch's loss was not finite; the epoch stopped before that batch's update
 };
 
 // Called by the calling thread between batches, at most every `interval_seconds`, with the rows done so
