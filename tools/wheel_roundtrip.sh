@@ -126,6 +126,8 @@ step "fastafm demo and the test suite, outside the source tree"
 RUN="$WORK/run"
 mkdir -p "$RUN"
 cp -r "$WORK/src/tests" "$RUN/tests"
+# The fuzz harnesses and their seed corpus are test inputs (tests/test_fuzz_corpus.py replays them), not source.
+cp -r "$WORK/src/fuzz" "$RUN/fuzz"
 # Only the pytest settings of pyproject.toml (strict markers, warnings as errors); no package source.
 awk '/^\[tool\.pytest\.ini_options\]/{on=1; print; next} /^\[/{on=0} on' "$WORK/src/pyproject.toml" > "$RUN/pyproject.toml"
 cd "$RUN"
