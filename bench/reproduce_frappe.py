@@ -2,7 +2,7 @@
 from that FM, trained on frappe.validation.libfm with early stopping on a fixed, seeded 10% of it, and
 evaluated on frappe.test.libfm (RMSE with predictions clipped to [-1, 1], as the paper's code).
 
-    python bench/reproduce_frappe.py [DATA_DIR] [--seeds 0 1 2] [--threads 0] [--embedding-dim 256]
+    python bench/reproduce_frappe.py [DATA_DIR] [--seeds 0 1 2] [--threads 1] [--embedding-dim 256]
                                      [--attention-dim 64] [--max-epochs 100] [--out bench/FRAPPE.md]
 
 DATA_DIR defaults to ../shared/data/frappe relative to the repository root (the files are never copied into the
@@ -44,7 +44,9 @@ def parse_args(argv=None):
     ap.add_argument("data_dir", nargs="?", default=str(DEFAULT_DATA),
                     help="directory holding frappe.validation.libfm and frappe.test.libfm (default: %(default)s)")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="model seeds (default: 0 1 2)")
-    ap.add_argument("--threads", type=int, default=0, help="OpenMP threads, 0 = all cores (default: 0)")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="OpenMP threads, 0 = all cores (default: 1; on the shared 2-core development machine two "
+                         "threads were slower than one whenever the other core was busy)")
     ap.add_argument("--embedding-dim", type=int, default=256, help="k for FM and AFM (default: 256, the paper's)")
     ap.add_argument("--attention-dim", type=int, default=64, help="t of AFM's attention network (default: 64)")
     ap.add_argument("--max-epochs", type=int, default=100, help="epoch limit of each fit (default: 100)")
@@ -52,9 +54,13 @@ def parse_args(argv=None):
                     help="early stopping: epochs without holdout-RMSE improvement (default: 5)")
     ap.add_argument("--fm-lr", type=float, default=0.05, help="FM learning rate (default: 0.05)")
     ap.add_argument("--fm-dropout", type=float, default=0.5, help="FM dropout on the pair-wise layer (default: 0.5)")
-    ap.add_argument("--afm-lr", type=float, default=0.05, help="AFM learning rate (default: 0.05)")
-    ap.add_argument("--afm-dropout", type=float, default=0.2, help="AFM dropout (default: 0.2, the paper's)")
-    ap.add_argument("--attention-l2", type=float, default=16.0, help="AFM's λ on W (default: 16, the paper's)")
+    ap.add_argument("--l2fm-l2", type=float, default=3e-4,
+                    help="L2 of the LibFM-like FM baseline (no dropout, as Table 2's LibFM; default: 3e-4)")
+    ap.add_argument("--l2fm-lr", type=float, default=0.05, help="learning rate of the LibFM-like FM (default: 0.05)")
+    ap.add_argument("--no-l2fm", action="store_true", help="skip the LibFM-like FM baseline")
+    ap.add_argument("--afm-lr", type=float, default=0.1, help="AFM learning rate (default: 0.1)")
+    ap.add_argument("--afm-dropout", type=float, default=0.5, help="AFM dropout (default: 0.5)")
+    ap.add_argument("--attention-l2", type=float, default=2.0, help="AFM's λ on W (default: 2)")
     ap.add_argument("--out", default=str(REPO / "bench" / "FRAPPE.md"),
                     help="markdown report to write (default: bench/FRAPPE.md); '' writes nothing")
     ap.add_argument("--quiet", action="store_true", help="no per-epoch lines")
@@ -115,51 +121,71 @@ def main(argv=None) -> int:
     common = dict(embedding_dim=args.embedding_dim, batch_size=128, optimizer="adagrad", n_epochs=args.max_epochs,
                   patience=args.patience, n_threads=args.threads, verbose=verbose)
     fm_settings = dict(learning_rate=args.fm_lr, dropout=args.fm_dropout)
+    l2fm_settings = dict(learning_rate=args.l2fm_lr, dropout=0.0, l2=args.l2fm_l2)
     afm_settings = dict(attention_dim=args.attention_dim, learning_rate=args.afm_lr, dropout=args.afm_dropout,
                         attention_l2=args.attention_l2)
+    k = args.embedding_dim
+    methods = {  # name -> settings shown in the table
+        "FM (L2, no dropout: LibFM-like)": f"k={k}, lr={args.l2fm_lr}, l2={args.l2fm_l2:g}, dropout=0",
+        "FM (dropout)": f"k={k}, lr={args.fm_lr}, dropout={args.fm_dropout}",
+        "AFM": (f"k={k}, t={args.attention_dim}, lr={args.afm_lr}, dropout={args.afm_dropout}, "
+                f"λ={args.attention_l2:g}, warm start from FM (dropout)"),
+    }
+    if args.no_l2fm:
+        del methods["FM (L2, no dropout: LibFM-like)"]
     print(f"Frappe: {train[0].shape[0]} training rows, {holdout[0].shape[0]} holdout rows (seed {HOLDOUT_SEED}), "
           f"{test[0].shape[0]} test rows; seeds {args.seeds}; {fastafm._core.resolve_threads(args.threads)} "
           f"threads, ISA {fastafm._core.active_isa()}", flush=True)
-    runs = []
+    runs = {name: [] for name in methods}  # name -> one result per seed
+
+    def report_fit(name, seed, res):
+        print(f"{name}, seed {seed}: best epoch {res['best_epoch']} of {res['epochs_run']}, test RMSE {res['rmse']:.4f}, "
+              f"{res['seconds']:.0f} s", flush=True)
+
     for seed in args.seeds:
-        print(f"\n== seed {seed}: FM", flush=True)
+        if "FM (L2, no dropout: LibFM-like)" in methods:
+            print(f"\n== seed {seed}: FM with L2, no dropout (LibFM-like)", flush=True)
+            res = fit_one(fastafm.FMRegressor(random_state=seed, **common, **l2fm_settings), train, holdout, test)
+            runs["FM (L2, no dropout: LibFM-like)"].append(res)
+            report_fit("FM (L2)", seed, res)
+        print(f"\n== seed {seed}: FM with dropout", flush=True)
         fm = fit_one(fastafm.FMRegressor(random_state=seed, **common, **fm_settings), train, holdout, test)
-        print(f"FM  seed {seed}: best epoch {fm['best_epoch']}/{fm['epochs_run']}, test RMSE {fm['rmse']:.4f}, "
-              f"{fm['seconds']:.0f} s", flush=True)
-        print(f"== seed {seed}: AFM warm-started from that FM", flush=True)
+        runs["FM (dropout)"].append(fm)
+        report_fit("FM (dropout)", seed, fm)
+        print(f"\n== seed {seed}: AFM warm-started from that FM", flush=True)
         afm = fit_one(fastafm.AFMRegressor(random_state=seed, **common, **afm_settings), train, holdout, test,
                       init=fm["model"])
-        print(f"AFM seed {seed}: best epoch {afm['best_epoch']}/{afm['epochs_run']}, test RMSE {afm['rmse']:.4f}, "
-              f"{afm['seconds']:.0f} s", flush=True)
-        runs.append((seed, fm, afm))
+        runs["AFM"].append(afm)
+        report_fit("AFM", seed, afm)
 
     # ------------------------------------------------------------------ report
-    fm_r = np.array([fm["rmse"] for _, fm, _ in runs])
-    afm_r = np.array([afm["rmse"] for _, _, afm in runs])
-    gains = 100.0 * (1.0 - afm_r / fm_r)
-    k = args.embedding_dim
-    fm_desc = f"k={k}, lr={args.fm_lr}, dropout={args.fm_dropout}"
-    afm_desc = (f"k={k}, t={args.attention_dim}, lr={args.afm_lr}, dropout={args.afm_dropout}, "
-                f"λ={args.attention_l2:g}, warm start from FM")
     lines = ["| method | settings | seed | best epoch (run) | test RMSE | seconds |", "|---|---|---:|---:|---:|---:|"]
-    for seed, fm, afm in runs:
-        lines.append(f"| FM | {fm_desc} | {seed} | {fm['best_epoch']} ({fm['epochs_run']}) | {fm['rmse']:.4f} | "
-                     f"{fm['seconds']:.0f} |")
-        lines.append(f"| AFM | {afm_desc} | {seed} | {afm['best_epoch']} ({afm['epochs_run']}) | {afm['rmse']:.4f} | "
-                     f"{afm['seconds']:.0f} |")
+    for i, seed in enumerate(args.seeds):
+        for name, desc in methods.items():
+            r = runs[name][i]
+            lines.append(f"| {name} | {desc} | {seed} | {r['best_epoch']} ({r['epochs_run']}) | {r['rmse']:.4f} | "
+                         f"{r['seconds']:.0f} |")
     table = "\n".join(lines)
-    spread = lambda a: f"{a.mean():.4f} ± {a.std(ddof=1) if a.size > 1 else 0.0:.4f} (min {a.min():.4f}, max {a.max():.4f})"  # noqa: E731
-    summary = "\n".join([
-        "| | test RMSE, mean ± sd over seeds |", "|---|---|",
-        f"| FM (this repo) | {spread(fm_r)} |",
-        f"| AFM (this repo) | {spread(afm_r)} |",
-        f"| AFM's gain over FM | {gains.mean():.1f}% (per seed: {', '.join(f'{g:.1f}%' for g in gains)}) |",
-    ])
+    rmse = {name: np.array([r["rmse"] for r in rs]) for name, rs in runs.items()}
+
+    def spread(a):
+        sd = a.std(ddof=1) if a.size > 1 else 0.0
+        return f"{a.mean():.4f} ± {sd:.4f} (min {a.min():.4f}, max {a.max():.4f})"
+
+    summary_lines = ["| method | test RMSE, mean ± sd over seeds | AFM's gain over it (per seed) |", "|---|---|---|"]
+    for name in methods:
+        if name == "AFM":
+            summary_lines.append(f"| AFM | {spread(rmse[name])} | |")
+            continue
+        gains = 100.0 * (1.0 - rmse["AFM"] / rmse[name])
+        summary_lines.append(f"| {name} | {spread(rmse[name])} | {100 * (1 - rmse['AFM'].mean() / rmse[name].mean()):.1f}% "
+                             f"({', '.join(f'{g:.1f}%' for g in gains)}) |")
+    summary = "\n".join(summary_lines)
     paper = "\n".join(["| method (paper, Table 2, full training split) | test RMSE |", "|---|---:|"]
                       + [f"| {name} | {value:.4f} |" for name, value in PAPER]
                       + [f"| AFM's gain over LibFM | {100 * (1 - 0.3102 / 0.3385):.1f}% |"])
 
-    afm_model = runs[0][2]["model"]
+    afm_model = runs["AFM"][0]["model"]
     matrix = fastafm.field_pair_attention(afm_model, test[0], FIELD_RANGES)
     top = fastafm.interpret.top_field_pairs(matrix, n=8)
     top_lines = "\n".join(f"{i + 1}. {FIELD_NAMES[a]} × {FIELD_NAMES[b]}: {w:.4f}" for i, (a, b, w) in enumerate(top))
@@ -196,7 +222,7 @@ fastafm._core.resolve_threads(args.threads)} thread(s), ISA {fastafm._core.activ
 
 {paper}
 
-## Field-pair attention (AFM, seed {runs[0][0]}, mean a_ij over the test rows)
+## Field-pair attention (AFM, seed {args.seeds[0]}, mean a_ij over the test rows)
 
 {markdown_matrix(matrix, FIELD_NAMES)}
 

@@ -79,10 +79,10 @@ class _BaseAFM(BaseEstimator):
         self,
         embedding_dim=64,
         attention_dim=64,
-        dropout=0.2,
-        attention_l2=0.0,
+        dropout=0.5,
+        attention_l2=2.0,
         l2=0.0,
-        learning_rate=0.05,
+        learning_rate=0.1,
         optimizer="adagrad",
         batch_size=128,
         n_epochs=20,
@@ -458,13 +458,14 @@ class AFMRegressor(RegressorMixin, _BaseAFM):
         Size k of the feature embeddings (rows of V).
     attention_dim : int, default 64
         Size t of the attention network's hidden layer.
-    dropout : float in [0, 1), default 0.2
+    dropout : float in [0, 1), default 0.5
         Drop ratio on the pooled pair-wise interaction layer during training (never at prediction).
-    attention_l2 : float, default 0.0
-        L2 strength λ on the attention weights W, added once per mini-batch (the paper's λ).
+    attention_l2 : float, default 2.0
+        L2 strength λ on the attention weights W, added once per mini-batch (the paper's λ). Without it the
+        attention network overfits within a few epochs on data like Frappe (docs/accuracy.md).
     l2 : float, default 0.0
         L2 strength on the rows of V and w touched by a mini-batch.
-    learning_rate : float, default 0.05
+    learning_rate : float, default 0.1
         Step size; the batch loss is summed over rows (see docs/model.md).
     optimizer : {"adagrad", "sgd"}, default "adagrad"
     batch_size : int, default 128
@@ -617,7 +618,7 @@ class _FMMixin:
     def __init__(
         self,
         embedding_dim=64,
-        dropout=0.2,
+        dropout=0.5,
         l2=0.0,
         learning_rate=0.05,
         optimizer="adagrad",
@@ -652,6 +653,8 @@ class FMRegressor(_FMMixin, AFMRegressor):
     the pooled pair-wise vector, as the authors' FM code) and early stopping. Parameters and attributes are
     those of AFMRegressor without the attention ones (attention_dim, attention_l2, attention). A fitted FM is
     the usual warm start of an AFM: ``AFMRegressor(...).fit(X, y, init=fm)``.
+
+    Defaults as AFM's except learning_rate 0.05 (AFM: 0.1), from the Frappe runs in docs/accuracy.md.
 
     FMRegressor is a subclass of AFMRegressor (FM is AFM with uniform pooling and p = 1); `p_` stays all
     ones and `W_`, `b_`, `h_` are unused placeholders of attention_dim 1.
