@@ -49,7 +49,7 @@ def parse_args(argv=None):
                          "threads were slower than one whenever the other core was busy)")
     ap.add_argument("--embedding-dim", type=int, default=256, help="k for FM and AFM (default: 256, the paper's)")
     ap.add_argument("--attention-dim", type=int, default=64, help="t of AFM's attention network (default: 64)")
-    ap.add_argument("--max-epochs", type=int, default=100, help="epoch limit of each fit (default: 100)")
+    ap.add_argument("--max-epochs", type=int, default=150, help="epoch limit of each fit (default: 150)")
     ap.add_argument("--patience", type=int, default=5,
                     help="early stopping: epochs without holdout-RMSE improvement (default: 5)")
     ap.add_argument("--fm-lr", type=float, default=0.05, help="FM learning rate (default: 0.05)")
@@ -58,7 +58,7 @@ def parse_args(argv=None):
                     help="L2 of the LibFM-like FM baseline (no dropout, as Table 2's LibFM; default: 3e-4)")
     ap.add_argument("--l2fm-lr", type=float, default=0.05, help="learning rate of the LibFM-like FM (default: 0.05)")
     ap.add_argument("--no-l2fm", action="store_true", help="skip the LibFM-like FM baseline")
-    ap.add_argument("--afm-lr", type=float, default=0.1, help="AFM learning rate (default: 0.1)")
+    ap.add_argument("--afm-lr", type=float, default=0.05, help="AFM learning rate (default: 0.05)")
     ap.add_argument("--afm-dropout", type=float, default=0.5, help="AFM dropout (default: 0.5)")
     ap.add_argument("--attention-l2", type=float, default=2.0, help="AFM's λ on W (default: 2)")
     ap.add_argument("--out", default=str(REPO / "bench" / "FRAPPE.md"),
@@ -181,6 +181,13 @@ def main(argv=None) -> int:
         summary_lines.append(f"| {name} | {spread(rmse[name])} | {100 * (1 - rmse['AFM'].mean() / rmse[name].mean()):.1f}% "
                              f"({', '.join(f'{g:.1f}%' for g in gains)}) |")
     summary = "\n".join(summary_lines)
+    verdicts = []
+    for name in methods:
+        if name != "AFM":
+            gain = 100 * (1 - rmse["AFM"].mean() / rmse[name].mean())
+            verdicts.append(f"{gain:.1f}% over {name}: {'met' if gain >= 8.0 else 'not met'}")
+    target = ("Target of issue 4, AFM's mean test RMSE at least 8% below FM's (the paper: 8.4% over LibFM): "
+              + "; ".join(verdicts) + ". What was tuned, and why the gain is smaller here, is in docs/accuracy.md.")
     paper = "\n".join(["| method (paper, Table 2, full training split) | test RMSE |", "|---|---:|"]
                       + [f"| {name} | {value:.4f} |" for name, value in PAPER]
                       + [f"| AFM's gain over LibFM | {100 * (1 - 0.3102 / 0.3385):.1f}% |"])
@@ -217,6 +224,8 @@ fastafm._core.resolve_threads(args.threads)} thread(s), ISA {fastafm._core.activ
 {table}
 
 {summary}
+
+{target}
 
 ## The paper's figures
 
