@@ -68,6 +68,27 @@ def test_fm_hyperparameters_are_fms_own():
     np.testing.assert_array_equal(pa.weights, 1.0)  # FM weighs every pair 1
 
 
+def test_fm_passes_the_sklearn_estimator_checks():
+    sklearn = pytest.importorskip("sklearn")
+    if tuple(int(p) for p in sklearn.__version__.split(".")[:2]) < (1, 6):
+        pytest.skip("check_estimator(on_fail=None) needs scikit-learn >= 1.6")
+    import warnings
+
+    from sklearn.exceptions import SkipTestWarning
+    from sklearn.utils.estimator_checks import check_estimator
+
+    # As AFMRegressor (tests/test_sklearn_compat.py): decision_function is the raw output, shared by both.
+    expected = {"check_regressors_no_decision_function": "decision_function is the raw model output"}
+    for est in (fastafm.FMRegressor(embedding_dim=4, n_epochs=20, n_threads=1, random_state=0),
+                fastafm.FMClassifier(embedding_dim=4, n_epochs=20, n_threads=1, random_state=0)):
+        with warnings.catch_warnings():  # the array-API check skips itself without SCIPY_ARRAY_API
+            warnings.simplefilter("ignore", SkipTestWarning)
+            results = check_estimator(est, on_fail=None,
+                                      expected_failed_checks=expected if isinstance(est, fastafm.FMRegressor) else {})
+        failed = sorted({r["check_name"] for r in results if r["status"] == "failed"})
+        assert len(results) > 40 and failed == [], (type(est).__name__, failed)
+
+
 # ---------------------------------------------------------------------------------------------- warm start
 def test_warm_start_copies_w0_w_V_and_initialises_the_rest_as_usual():
     X, y, _ = planted(n_rows=1500)
@@ -251,3 +272,17 @@ def test_verbose_2_forces_the_progress_bar(capsys):
     fastafm.FMRegressor(embedding_dim=8, n_epochs=1, batch_size=8, n_threads=1, random_state=0, verbose=2).fit(X, y)
     out, err = capsys.readouterr()
     assert "epoch   1" in out and "epoch 1" in err and "rows" in err
+
+
+# ---------------------------------------------------------------------------------------------- persistence
+@pytest.mark.xfail(raises=ValueError, strict=True,
+                   reason="persistence.py does not know FMRegressor/FMClassifier yet (its _registry and the "
+                          "classifier check in _check_meta name the AFM classes only); remove this mark when it does")
+@pytest.mark.parametrize("cls", [fastafm.FMRegressor, fastafm.FMClassifier])
+def test_fm_save_load_round_trip(tmp_path, cls):
+    X, y, _ = planted(n_rows=400, classification=cls is fastafm.FMClassifier)
+    model = cls(embedding_dim=4, n_epochs=2, n_threads=1, random_state=0).fit(X, y)
+    model.save(tmp_path / "fm.afm")
+    loaded = fastafm.load(tmp_path / "fm.afm")
+    assert type(loaded) is cls and loaded.get_params() == model.get_params()
+    np.testing.assert_array_equal(loaded.decision_function(X), model.decision_function(X))
