@@ -139,8 +139,8 @@ def main(argv=None) -> int:
     runs = {name: [] for name in methods}  # name -> one result per seed
 
     def report_fit(name, seed, res):
-        print(f"{name}, seed {seed}: best epoch {res['best_epoch']} of {res['epochs_run']}, test RMSE {res['rmse']:.4f}, "
-              f"{res['seconds']:.0f} s", flush=True)
+        print(f"{name}, seed {seed}: best epoch {res['best_epoch']} of {res['epochs_run']}, "
+              f"test RMSE {res['rmse']:.4f}, {res['seconds']:.0f} s", flush=True)
 
     for seed in args.seeds:
         if "FM (L2, no dropout: LibFM-like)" in methods:
@@ -178,7 +178,8 @@ def main(argv=None) -> int:
             summary_lines.append(f"| AFM | {spread(rmse[name])} | |")
             continue
         gains = 100.0 * (1.0 - rmse["AFM"] / rmse[name])
-        summary_lines.append(f"| {name} | {spread(rmse[name])} | {100 * (1 - rmse['AFM'].mean() / rmse[name].mean()):.1f}% "
+        mean_gain = 100.0 * (1.0 - rmse["AFM"].mean() / rmse[name].mean())
+        summary_lines.append(f"| {name} | {spread(rmse[name])} | {mean_gain:.1f}% "
                              f"({', '.join(f'{g:.1f}%' for g in gains)}) |")
     summary = "\n".join(summary_lines)
     verdicts = []

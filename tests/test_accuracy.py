@@ -58,7 +58,7 @@ def test_fm_hyperparameters_are_fms_own():
     assert "attention_dim" not in params and "attention_l2" not in params and "attention" not in params
     assert params["embedding_dim"] == 16 and params["patience"] is None
     assert clone(fm).get_params() == params
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="attention_dim"):
         fm.set_params(attention_dim=8)
     X, y, _ = planted(n_rows=400)
     fm.fit(X, y)
