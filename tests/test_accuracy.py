@@ -275,9 +275,6 @@ def test_verbose_2_forces_the_progress_bar(capsys):
 
 
 # ---------------------------------------------------------------------------------------------- persistence
-@pytest.mark.xfail(raises=ValueError, strict=True,
-                   reason="persistence.py does not know FMRegressor/FMClassifier yet (its _registry and the "
-                          "classifier check in _check_meta name the AFM classes only); remove this mark when it does")
 @pytest.mark.parametrize("cls", [fastafm.FMRegressor, fastafm.FMClassifier])
 def test_fm_save_load_round_trip(tmp_path, cls):
     X, y, _ = planted(n_rows=400, classification=cls is fastafm.FMClassifier)

@@ -53,9 +53,10 @@ class ModelFileError(ValueError):
 
 
 def _registry():
-    from .estimators import AFMClassifier, AFMRegressor
+    from .estimators import AFMClassifier, AFMRegressor, FMClassifier, FMRegressor
 
-    return {"AFMRegressor": AFMRegressor, "AFMClassifier": AFMClassifier}
+    return {"AFMRegressor": AFMRegressor, "AFMClassifier": AFMClassifier, "FMRegressor": FMRegressor,
+            "FMClassifier": FMClassifier}
 
 
 def _jsonable(value):
@@ -214,7 +215,7 @@ def _check_meta(meta: dict, cls, where: str) -> None:
     _check(_is_int(ds) and 0 <= ds < 2**64, where, f"dropout_seed {ds!r} is not a 64-bit unsigned integer")
     _check(isinstance(meta.get("rng_state"), dict), where, "rng_state is not a record")
     classes = meta.get("classes")
-    if cls.__name__ == "AFMClassifier":
+    if issubclass(cls, _registry()["AFMClassifier"]):
         _check(isinstance(classes, list) and len(classes) == 2
                and all(isinstance(c, (str, int, float, bool)) for c in classes)
                and all(not isinstance(c, float) or math.isfinite(c) for c in classes)
