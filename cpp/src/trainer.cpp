@@ -49,6 +49,11 @@ double row_loss(Loss loss, float y_pred, float label, float* grad) {
     return softplus;
 }
 
+namespace {
+// Floats between two threads' sparse_tmp_ rows: k rounded up to whole cache lines, plus one line.
+int64_t padded_row(int k) { return (static_cast<int64_t>(k) + 15) / 16 * 16 + 16; }
+}  // namespace
+
 Trainer::Trainer(const ModelView& model, const ModelView& accum, const CsrView& X, const float* y,
                  const TrainConfig& cfg)
     : m_(model), acc_(accum), X_(X), y_(y), cfg_(cfg), isa_(kernels()), n_threads_(resolve_threads(cfg.n_threads)) {
@@ -61,12 +66,12 @@ Trainer::Trainer(const ModelView& model, const ModelView& accum, const CsrView& 
     const int64_t pair_cap = cfg_.attention ? std::max(block_pair_target(k, t), max_row_pairs_) : 1;
     Wt_.assign(static_cast<size_t>(t) * k, 0.0f);
     scratch_.resize(n_threads_);
-    dense_.resize(n_threads_);
-    for (int i = 0; i < n_threads_; ++i) {
-        scratch_[i].reserve(pair_cap, kMaxBlockRows, k, t);
-        dense_[i].resize(k, t);
-    }
-    loss_.assign(n_threads_, 0.0);
+    for (int i = 0; i < n_threads_; ++i) scratch_[i].reserve(pair_cap, kMaxBlockRows, k, t);
+    sparse_tmp_.assign(static_cast<size_t>(n_threads_ * padded_row(k)), 0.0f);
+    n_chunks_max_ = kChunksPerThread * n_threads_;
+    dense_.resize(n_chunks_max_);
+    for (DenseGrad& d : dense_) d.resize(k, t);
+    loss_.assign(n_chunks_max_, 0.0);
     total_.resize(k, t);
     slot_of_feature_.assign(static_cast<size_t>(m_.n_features), -1);
 }
@@ -89,15 +94,19 @@ void Trainer::prepare_buffers(const int64_t* order, int64_t n_order) {
         touched_.resize(nz);
         slot_ptr_.resize(nz + 1);
         slot_nz_.resize(nz);
-        dV_touched_.resize(nz * m_.k);
-        dw_touched_.resize(nz);
     }
     nz_offset_.resize(static_cast<size_t>(std::min(bs, std::max<int64_t>(n_order, 1))) + 1);
 }
 
-void Trainer::batch_setup(const int64_t* rows, int64_t nb) {
-    // Non-zero offsets of each row inside the batch, and a slot per distinct feature.
+void Trainer::batch_offsets(const int64_t* rows, int64_t nb) {
+    // Non-zero offsets of each row inside the batch (where its per-non-zero gradients go), and the chunks.
     nz_offset_[0] = 0;
+    for (int64_t i = 0; i < nb; ++i) nz_offset_[i + 1] = nz_offset_[i] + X_.indptr[rows[i] + 1] - X_.indptr[rows[i]];
+    n_chunks_ = static_cast<int>(std::min<int64_t>(nb, n_chunks_max_));
+}
+
+void Trainer::batch_slots(const int64_t* rows, int64_t nb) {
+    // A slot per distinct feature of the batch, and its non-zero positions grouped by slot in row order.
     int64_t pos = 0;
     n_touched_ = 0;
     for (int64_t i = 0; i < nb; ++i) {
@@ -112,33 +121,26 @@ void Trainer::batch_setup(const int64_t* rows, int64_t nb) {
             }
             nz_slot_[pos] = slot;
         }
-        nz_offset_[i + 1] = pos;
     }
-    // Group non-zero positions by slot (counting sort, stable: row order kept within a feature).
+    // Counting sort, stable: row order kept within a feature.
     std::fill(slot_ptr_.begin(), slot_ptr_.begin() + n_touched_ + 1, 0);
     for (int64_t j = 0; j < pos; ++j) ++slot_ptr_[nz_slot_[j] + 1];
     for (int64_t s = 0; s < n_touched_; ++s) slot_ptr_[s + 1] += slot_ptr_[s];
     for (int64_t j = 0; j < pos; ++j) slot_nz_[slot_ptr_[nz_slot_[j]]++] = j;
     for (int64_t s = n_touched_; s > 0; --s) slot_ptr_[s] = slot_ptr_[s - 1];
     slot_ptr_[0] = 0;
-    if (cfg_.attention) transpose(m_.W, m_.t, m_.k, Wt_.data());
 }
 
-// Called by every thread of the team (orphaned worksharing constructs).
-void Trainer::batch_compute(const int64_t* rows, int64_t nb, bool use_dropout) {
+void Trainer::chunk_compute(const int64_t* rows, int64_t nb, int c, bool use_dropout) {
     const int k = m_.k;
-    const int tid = thread_id();
-    BlockScratch& sc = scratch_[tid];
-    DenseGrad& dg = dense_[tid];
+    BlockScratch& sc = scratch_[thread_id()];
+    DenseGrad& dg = dense_[c];
     std::fill(dg.data.begin(), dg.data.end(), 0.0f);
     dg.w0 = 0.0;
     const bool drop = use_dropout && cfg_.dropout > 0.0f;
     double loss_sum = 0.0;
-
-    // This thread's fixed chunk of the batch, walked in blocks of whole rows that fit the scratch tiles.
-    const int team = team_size();  // may be below n_threads_ if the OpenMP runtime limits the team
-    const int64_t per_thread = (nb + team - 1) / team;
-    const int64_t lo = std::min(nb, tid * per_thread), hi = std::min(nb, lo + per_thread);
+    // The chunk's rows, walked in blocks of whole rows that fit the scratch tiles.
+    const int64_t lo = nb * c / n_chunks_, hi = nb * (c + 1) / n_chunks_;
     BlockRows block;
     block.has_mask = drop;
     for (int64_t i = lo; i < hi;) {
@@ -166,50 +168,67 @@ void Trainer::batch_compute(const int64_t* rows, int64_t nb, bool use_dropout) {
         for (int r = 0; r < block.n; ++r) loss_sum += row_loss(cfg_.loss, sc.y[r], y_[rows[first + r]], &sc.g[r]);
         isa_.backward(m_, cfg_.attention, block, sc, dg.view());
     }
-    loss_[tid] += loss_sum;
-#pragma omp barrier
+    loss_[c] = loss_sum;
+}
 
-    // Dense gradients: sum the thread buffers in thread order, element-parallel.
-    float* tot = total_.data.data();
-#pragma omp for schedule(static)
-    for (int64_t e = 0; e < dense_size_; ++e) {
-        float acc = 0.0f;
-        for (int th = 0; th < team; ++th) acc += dense_[th].data[e];
-        tot[e] = acc;
-    }
+// Called by every thread of the team (orphaned worksharing constructs).
+void Trainer::batch_compute(const int64_t* rows, int64_t nb, bool use_dropout) {
 #pragma omp single
-    {
-        double w0 = 0.0;
-        for (int th = 0; th < team; ++th) w0 += dense_[th].w0;
-        total_.w0 = w0;
-    }
-    if (cfg_.attention_l2 > 0.0f) {
-        const int64_t nW = static_cast<int64_t>(m_.t) * k;
-#pragma omp for schedule(static)
-        for (int64_t e = 0; e < nW; ++e) tot[e] += cfg_.attention_l2 * m_.W[e];
-    }
+    batch_offsets(rows, nb);
+    // One thread builds the feature slots (needed only after the chunks) and then joins the chunks.
+#pragma omp single nowait
+    batch_slots(rows, nb);
+#pragma omp for schedule(dynamic, 1)
+    for (int c = 0; c < n_chunks_; ++c) chunk_compute(rows, nb, c, use_dropout);
 
-    // Sparse gradients: per touched feature, sum its non-zeros' gradients in row order (+ lazy L2).
-#pragma omp for schedule(static)
-    for (int64_t s = 0; s < n_touched_; ++s) {
-        const feature_t f = touched_[s];
-        float* dv = dV_touched_.data() + s * k;
-        float dw = 0.0f;
-        std::fill(dv, dv + k, 0.0f);
-        for (int64_t j = slot_ptr_[s]; j < slot_ptr_[s + 1]; ++j) {
-            const int64_t nz = slot_nz_[j];
-            const float* src = dV_nz_.data() + nz * k;
+    // Dense gradients: the chunks' buffers summed in chunk order (+ L2 on W), in slices of elements.
+    constexpr int64_t kSlice = 1024;
+    const int64_t n_slices = (dense_size_ + kSlice - 1) / kSlice;
+    const int64_t nW = cfg_.attention_l2 > 0.0f ? static_cast<int64_t>(m_.t) * m_.k : 0;
+    float* tot = total_.data.data();
+#pragma omp for schedule(static) nowait
+    for (int64_t sl = 0; sl < n_slices; ++sl) {
+        const int64_t e0 = sl * kSlice, e1 = std::min(dense_size_, e0 + kSlice);
+        std::fill(tot + e0, tot + e1, 0.0f);
+        for (int c = 0; c < n_chunks_; ++c) {
+            const float* src = dense_[c].data.data();
 #pragma omp simd
-            for (int f2 = 0; f2 < k; ++f2) dv[f2] += src[f2];
-            dw += dw_nz_[nz];
+            for (int64_t e = e0; e < e1; ++e) tot[e] += src[e];
         }
-        if (cfg_.l2 > 0.0f) {
-            const float* v = m_.V + static_cast<int64_t>(f) * k;
-            for (int f2 = 0; f2 < k; ++f2) dv[f2] += cfg_.l2 * v[f2];
-            dw += cfg_.l2 * m_.w[f];
-        }
-        dw_touched_[s] = dw;
+        const float l2 = cfg_.attention_l2;
+        for (int64_t e = e0; e < std::min(e1, nW); ++e) tot[e] += l2 * m_.W[e];
     }
+}
+
+// One thread, after batch_compute's chunks: the batch's loss and w0 gradient, in chunk order.
+static double sum_chunks(const std::vector<double>& loss, const std::vector<DenseGrad>& dense, int n, DenseGrad& total) {
+    double l = 0.0, w0 = 0.0;
+    for (int c = 0; c < n; ++c) {
+        l += loss[c];
+        w0 += dense[c].w0;
+    }
+    total.w0 = w0;
+    return l;
+}
+
+void Trainer::sparse_gradient(int64_t s, float* dv, float* dw_out) const {
+    const int k = m_.k;
+    const feature_t f = touched_[s];
+    float dw = 0.0f;
+    std::fill(dv, dv + k, 0.0f);
+    for (int64_t j = slot_ptr_[s]; j < slot_ptr_[s + 1]; ++j) {
+        const int64_t nz = slot_nz_[j];
+        const float* src = dV_nz_.data() + nz * k;
+#pragma omp simd
+        for (int f2 = 0; f2 < k; ++f2) dv[f2] += src[f2];
+        dw += dw_nz_[nz];
+    }
+    if (cfg_.l2 > 0.0f) {
+        const float* v = m_.V + static_cast<int64_t>(f) * k;
+        for (int f2 = 0; f2 < k; ++f2) dv[f2] += cfg_.l2 * v[f2];
+        dw += cfg_.l2 * m_.w[f];
+    }
+    *dw_out = dw;
 }
 
 void Trainer::batch_update() {
@@ -221,58 +240,66 @@ void Trainer::batch_update() {
         if (ada) isa.adagrad(theta, accum, grad, n, step);
         else isa.sgd(theta, grad, n, step);
     };
-#pragma omp for schedule(static)
+    // Touched rows of V and w: each row's gradient is summed and applied at once (dynamic: rows of frequent
+    // features sum many non-zeros).
+    float* dv = sparse_tmp_.data() + thread_id() * padded_row(k);
+#pragma omp for schedule(dynamic, 16) nowait
     for (int64_t s = 0; s < n_touched_; ++s) {
         const int64_t f = touched_[s];
-        apply_update(m_.V + f * k, ada ? acc_.V + f * k : nullptr, dV_touched_.data() + s * k, k, lr);
-        apply_update(m_.w + f, ada ? acc_.w + f : nullptr, dw_touched_.data() + s, 1, lr);
+        float dw;
+        sparse_gradient(s, dv, &dw);
+        apply_update(m_.V + f * k, ada ? acc_.V + f * k : nullptr, dv, k, lr);
+        apply_update(m_.w + f, ada ? acc_.w + f : nullptr, &dw, 1, lr);
         slot_of_feature_[f] = -1;
     }
-    // Dense parameters, in row blocks of W so both threads share the largest array.
-#pragma omp for schedule(static)
+    // Dense parameters, in row blocks of W so that threads share the largest array; each thread refreshes
+    // its rows' columns of W^T for the next batch's forward pass.
+#pragma omp for schedule(static) nowait
     for (int j = 0; j < t; ++j) {
         const int64_t off = static_cast<int64_t>(j) * k;
         apply_update(m_.W + off, ada ? acc_.W + off : nullptr, total_.W() + off, k, lr);
+        for (int f = 0; f < k; ++f) Wt_[static_cast<size_t>(f) * t + j] = m_.W[off + f];
     }
-#pragma omp single
+#pragma omp single nowait
     {
         apply_update(m_.b, ada ? acc_.b : nullptr, total_.b(), t, lr);
         apply_update(m_.h, ada ? acc_.h : nullptr, total_.h(), t, lr);
         if (cfg_.learn_projection) apply_update(m_.p, ada ? acc_.p : nullptr, total_.p(), k, lr);
         const float gw0 = static_cast<float>(total_.w0);
         apply_update(m_.w0, ada ? acc_.w0 : nullptr, &gw0, 1, lr);
-    }  // implicit barrier: the next batch may start
+    }
+#pragma omp barrier
 }
 
 EpochResult Trainer::run_epoch(const int64_t* order, int64_t n_order, const ProgressHook* hook) {
     EpochResult res;
     if (n_order <= 0) return res;
     prepare_buffers(order, n_order);
-    std::fill(loss_.begin(), loss_.end(), 0.0);
     const int64_t bs = std::max(cfg_.batch_size, 1);
     using clock = std::chrono::steady_clock;
     auto last_call = clock::now();
     bool stop = false, diverged = false;
     int64_t rows_done = 0;
+    double epoch_loss = 0.0;
 
 #pragma omp parallel num_threads(n_threads_)
     {
         FlushDenormals ftz;
+#pragma omp single
+        if (cfg_.attention) transpose(m_.W, m_.t, m_.k, Wt_.data());
         for (int64_t b0 = 0; b0 < n_order; b0 += bs) {
             const int64_t nb = std::min(bs, n_order - b0);
-#pragma omp single
-            batch_setup(order + b0, nb);
             batch_compute(order + b0, nb, /*use_dropout=*/true);
 #pragma omp single
             {
                 // A non-finite loss means the model diverged: stop before this batch's update touches it.
-                double loss = 0.0;
-                for (double l : loss_) loss += l;
+                const double loss = sum_chunks(loss_, dense_, n_chunks_, total_);
+                epoch_loss += loss;
                 if (!std::isfinite(loss)) {
                     diverged = true;
                     rows_done = b0;
                 }
-            }  // implicit barrier: every thread sees `diverged`
+            }  // implicit barrier: every thread sees `diverged`, and total_ is complete
             if (diverged) break;
             batch_update();
             if (hook && hook->callback) {
@@ -291,7 +318,7 @@ EpochResult Trainer::run_epoch(const int64_t* order, int64_t n_order, const Prog
             }
         }
     }
-    for (double l : loss_) res.loss_sum += l;
+    res.loss_sum = epoch_loss;
     res.n_rows = (stop || diverged) ? rows_done : n_order;
     res.n_batches = (res.n_rows + bs - 1) / bs;
     res.stopped = stop || diverged;
@@ -304,22 +331,24 @@ void Trainer::batch_gradients(const int64_t* rows, int64_t nb, bool use_dropout,
     const int64_t saved_bs = cfg_.batch_size;
     cfg_.batch_size = static_cast<int>(std::max<int64_t>(nb, 1));
     prepare_buffers(rows, nb);
-    std::fill(loss_.begin(), loss_.end(), 0.0);
 #pragma omp parallel num_threads(n_threads_)
     {
         FlushDenormals ftz;
 #pragma omp single
-        batch_setup(rows, nb);
+        if (cfg_.attention) transpose(m_.W, m_.t, m_.k, Wt_.data());
         batch_compute(rows, nb, use_dropout);
     }
     cfg_.batch_size = static_cast<int>(saved_bs);
 
-    double obj = 0.0;
-    for (double l : loss_) obj += l;
+    const double obj = sum_chunks(loss_, dense_, n_chunks_, total_);
     double regW = 0.0, regV = 0.0;
     for (int64_t e = 0; e < static_cast<int64_t>(m_.t) * k; ++e) regW += static_cast<double>(m_.W[e]) * m_.W[e];
     out.touched.assign(touched_.begin(), touched_.begin() + n_touched_);
-    for (feature_t f : out.touched) {
+    out.dV.assign(static_cast<size_t>(n_touched_) * k, 0.0f);
+    out.dw.assign(static_cast<size_t>(n_touched_), 0.0f);
+    for (int64_t s = 0; s < n_touched_; ++s) {
+        const feature_t f = touched_[s];
+        sparse_gradient(s, out.dV.data() + s * k, &out.dw[s]);
         const float* v = m_.V + static_cast<int64_t>(f) * k;
         for (int f2 = 0; f2 < k; ++f2) regV += static_cast<double>(v[f2]) * v[f2];
         regV += static_cast<double>(m_.w[f]) * m_.w[f];
@@ -327,8 +356,6 @@ void Trainer::batch_gradients(const int64_t* rows, int64_t nb, bool use_dropout,
     }
     out.objective = obj + 0.5 * cfg_.attention_l2 * regW + 0.5 * cfg_.l2 * regV;
     out.dense = total_;
-    out.dV.assign(dV_touched_.begin(), dV_touched_.begin() + n_touched_ * k);
-    out.dw.assign(dw_touched_.begin(), dw_touched_.begin() + n_touched_);
 }
 
 }  // namespace afm

@@ -270,6 +270,7 @@ def check_kernel_memory(X, k: int, t: int, n_threads: int, batch_size: int | Non
     threads = _core.resolve_threads(int(n_threads))
     need = _pair_scratch_bytes(m, int(k), int(t), threads, attention)
     if batch_size is not None:
-        need += min(int(batch_size), X.shape[0]) * m * (2 * int(k) + 8) * 4 + 4 * X.shape[1]
+        need += min(int(batch_size), X.shape[0]) * m * (int(k) + 8) * 4 + 4 * X.shape[1]
+        need += 4 * threads * (int(t) * int(k) + 2 * int(t) + int(k)) * 4  # the chunks' dense gradient buffers
     check_memory(need, f"a row of {m} non-zeros ({m * (m - 1) // 2} feature pairs) with embedding_dim={k}, "
                        f"attention_dim={t} on {threads} thread(s)")

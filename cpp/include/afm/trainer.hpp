@@ -1,13 +1,16 @@
 // Mini-batch training over CSR rows: one call runs a whole epoch in C++.
 //
-// Per batch: (1) each thread takes a fixed contiguous chunk of the batch's rows and runs the fused block
-// kernels (afm/block_kernels.hpp) over it, adding dense gradients to its own buffer; (2) the per-thread dense
-// buffers are reduced in thread order and the per-non-zero sparse gradients are summed per feature in row
-// order; (3) Adagrad/SGD updates the dense parameters and the touched rows of V and w.
-// Hence a fit is bit-identical for a fixed seed and thread count.
+// Per batch: (1) the batch's rows are cut into a fixed number of contiguous chunks (kChunksPerThread per
+// configured thread); threads claim chunks dynamically (a core that runs slower, e.g. shared with another
+// job, simply takes fewer) and run the fused block kernels (afm/block_kernels.hpp) over them, adding dense
+// gradients to the chunk's own buffer, while one thread builds the batch's feature slots; (2) the chunk
+// buffers are reduced in chunk order; (3) per touched feature, its non-zeros' gradients are summed in row
+// order and Adagrad/SGD updates that row of V and w at once; the dense parameters are updated likewise.
+// No sum depends on which thread ran what, so a fit is bit-identical for a fixed seed and thread count.
 //
 // Threading contract: the model and accumulators are written only in step (3), by disjoint ranges; one
-// OpenMP team persists over all batches of the epoch; nothing is allocated inside the batch loop.
+// OpenMP team persists over all batches of the epoch (four barriers per batch); nothing is allocated inside
+// the batch loop.
 #pragma once
 #include <functional>
 #include <vector>
@@ -56,6 +59,10 @@ struct BatchGradients {
     std::vector<float> dw;           // touched, includes l2 * w
 };
 
+// Chunks per configured thread: enough that a thread on a slower core waits at most a fraction of a chunk,
+// few enough that the chunks' dense gradient buffers (t*k + 2t + k floats each) stay small.
+constexpr int kChunksPerThread = 4;
+
 class Trainer {
 public:
     // `accum` must have the model's shapes (ignored for SGD). `y` holds regression targets or {-1,+1} labels.
@@ -69,9 +76,14 @@ public:
 
 private:
     void prepare_buffers(const int64_t* order, int64_t n_order);
-    void batch_setup(const int64_t* rows, int64_t nb);                      // one thread
-    void batch_compute(const int64_t* rows, int64_t nb, bool use_dropout);  // all threads
-    void batch_update();                                                    // all threads
+    void batch_offsets(const int64_t* rows, int64_t nb);                    // one thread
+    void batch_slots(const int64_t* rows, int64_t nb);                      // one thread
+    void chunk_compute(const int64_t* rows, int64_t nb, int c, bool use_dropout);  // the claiming thread
+    // All threads: offsets, slots and chunks (ends with a barrier), then the chunks' dense buffers reduced
+    // into total_ (no barrier after: the caller's next `single` provides it).
+    void batch_compute(const int64_t* rows, int64_t nb, bool use_dropout);
+    void sparse_gradient(int64_t slot, float* dv, float* dw) const;  // summed in row order, + L2
+    void batch_update();                                                    // all threads, ends with a barrier
 
     ModelView m_;
     ModelView acc_;
@@ -83,10 +95,14 @@ private:
     int64_t dense_size_;
     int64_t max_row_pairs_ = 0;
 
-    std::vector<float> Wt_;              // W transposed (k x t), refreshed per batch
+    std::vector<float> Wt_;              // W transposed (k x t), refreshed with every update of W
     std::vector<BlockScratch> scratch_;  // per thread
-    std::vector<DenseGrad> dense_;       // per thread
-    std::vector<double> loss_;           // per thread
+    std::vector<float> sparse_tmp_;      // per thread: one touched row's summed gradient (k floats)
+    int n_chunks_max_ = 1;
+    int n_chunks_ = 1;                   // of the current batch
+    std::vector<DenseGrad> dense_;       // per chunk
+    std::vector<double> loss_;           // per chunk
+    double batch_loss_ = 0.0;            // of the current batch
     DenseGrad total_;                    // reduced dense gradient of the batch
 
     std::vector<int64_t> nz_offset_;        // batch rows' first non-zero in the batch's nz order
@@ -95,7 +111,6 @@ private:
     std::vector<int32_t> nz_slot_;
     std::vector<feature_t> touched_;
     std::vector<int64_t> slot_ptr_, slot_nz_;  // non-zeros grouped by feature, in row order
-    std::vector<float> dV_touched_, dw_touched_;
     int64_t n_touched_ = 0;
 };
 
