@@ -20,8 +20,11 @@ void forward_blocks(const ModelView& m, const CsrView& X, bool attention, int n_
     int64_t max_nnz = 0;
     for (int64_t r = 0; r < X.n_rows; ++r) max_nnz = std::max(max_nnz, X.indptr[r + 1] - X.indptr[r]);
     const int64_t pair_cap = attention ? std::max(block_pair_target(m.k, m.t), pair_count(max_nnz)) : 1;
-    std::vector<float> Wt(static_cast<size_t>(m.t) * m.k);
-    if (attention) transpose(m.W, m.t, m.k, Wt.data());
+    PackedW Wp;
+    if (attention) {
+        Wp.resize(m.k, m.t);
+        Wp.pack(isa, m);
+    }
     // Allocated here, outside the parallel region: an allocation failure must not happen inside it.
     std::vector<BlockScratch> scratch(nt);
     for (auto& s : scratch) s.reserve(pair_cap, kMaxBlockRows, m.k, m.t);
@@ -51,7 +54,7 @@ void forward_blocks(const ModelView& m, const CsrView& X, bool attention, int n_
                     pairs += P;
                     ++row;
                 }
-                isa.forward(m, Wt.data(), attention, block, sc);
+                isa.forward(m, Wp, attention, block, sc);
                 emit(first, block, sc);
             }
         }

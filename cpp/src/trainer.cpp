@@ -27,14 +27,6 @@ int64_t block_pair_target(int k, int t) {
     return std::max<int64_t>(budget / per_pair, 1);
 }
 
-void transpose(const float* W, int t, int k, float* Wt) {
-    constexpr int B = 32;  // cache blocks
-    for (int j0 = 0; j0 < t; j0 += B)
-        for (int f0 = 0; f0 < k; f0 += B)
-            for (int j = j0; j < std::min(t, j0 + B); ++j)
-                for (int f = f0; f < std::min(k, f0 + B); ++f) Wt[static_cast<int64_t>(f) * t + j] = W[static_cast<int64_t>(j) * k + f];
-}
-
 double row_loss(Loss loss, float y_pred, float label, float* grad) {
     if (loss == Loss::squared) {
         const double r = static_cast<double>(y_pred) - label;
@@ -64,7 +56,7 @@ Trainer::Trainer(const ModelView& model, const ModelView& accum, const CsrView& 
     // Uniform pooling never forms pair tiles (O(k nnz) per row), so it reserves none.
     max_row_pairs_ = cfg_.attention ? pair_count(max_nnz) : 0;
     const int64_t pair_cap = cfg_.attention ? std::max(block_pair_target(k, t), max_row_pairs_) : 1;
-    Wt_.assign(static_cast<size_t>(t) * k, 0.0f);
+    packed_.resize(k, t);
     scratch_.resize(n_threads_);
     for (int i = 0; i < n_threads_; ++i) scratch_[i].reserve(pair_cap, kMaxBlockRows, k, t);
     sparse_tmp_.assign(static_cast<size_t>(n_threads_ * padded_row(k)), 0.0f);
@@ -99,10 +91,11 @@ void Trainer::prepare_buffers(const int64_t* order, int64_t n_order) {
 }
 
 void Trainer::batch_offsets(const int64_t* rows, int64_t nb) {
-    // Non-zero offsets of each row inside the batch (where its per-non-zero gradients go), and the chunks.
+    // Non-zero offsets of each row inside the batch (where its per-non-zero gradients go), the chunks, packed W.
     nz_offset_[0] = 0;
     for (int64_t i = 0; i < nb; ++i) nz_offset_[i + 1] = nz_offset_[i] + X_.indptr[rows[i] + 1] - X_.indptr[rows[i]];
     n_chunks_ = static_cast<int>(std::min<int64_t>(nb, n_chunks_max_));
+    if (cfg_.attention) packed_.pack(isa_, m_);  // W as the chunks' GEMMs read it
 }
 
 void Trainer::batch_slots(const int64_t* rows, int64_t nb) {
@@ -163,10 +156,10 @@ void Trainer::chunk_compute(const int64_t* rows, int64_t nb, int c, bool use_dro
             pairs += P;
             ++i;
         }
-        isa_.forward(m_, Wt_.data(), cfg_.attention, block, sc);
+        isa_.forward(m_, packed_, cfg_.attention, block, sc);
         const int64_t first = i - block.n;
         for (int r = 0; r < block.n; ++r) loss_sum += row_loss(cfg_.loss, sc.y[r], y_[rows[first + r]], &sc.g[r]);
-        isa_.backward(m_, cfg_.attention, block, sc, dg.view());
+        isa_.backward(m_, packed_, cfg_.attention, block, sc, dg.view());
     }
     loss_[c] = loss_sum;
 }
@@ -252,13 +245,11 @@ void Trainer::batch_update() {
         apply_update(m_.w + f, ada ? acc_.w + f : nullptr, &dw, 1, lr);
         slot_of_feature_[f] = -1;
     }
-    // Dense parameters, in row blocks of W so that threads share the largest array; each thread refreshes
-    // its rows' columns of W^T for the next batch's forward pass.
+    // Dense parameters, in row blocks of W so that threads share the largest array.
 #pragma omp for schedule(static) nowait
     for (int j = 0; j < t; ++j) {
         const int64_t off = static_cast<int64_t>(j) * k;
         apply_update(m_.W + off, ada ? acc_.W + off : nullptr, total_.W() + off, k, lr);
-        for (int f = 0; f < k; ++f) Wt_[static_cast<size_t>(f) * t + j] = m_.W[off + f];
     }
 #pragma omp single nowait
     {
@@ -285,8 +276,6 @@ EpochResult Trainer::run_epoch(const int64_t* order, int64_t n_order, const Prog
 #pragma omp parallel num_threads(n_threads_)
     {
         FlushDenormals ftz;
-#pragma omp single
-        if (cfg_.attention) transpose(m_.W, m_.t, m_.k, Wt_.data());
         for (int64_t b0 = 0; b0 < n_order; b0 += bs) {
             const int64_t nb = std::min(bs, n_order - b0);
             batch_compute(order + b0, nb, /*use_dropout=*/true);
@@ -334,8 +323,6 @@ void Trainer::batch_gradients(const int64_t* rows, int64_t nb, bool use_dropout,
 #pragma omp parallel num_threads(n_threads_)
     {
         FlushDenormals ftz;
-#pragma omp single
-        if (cfg_.attention) transpose(m_.W, m_.t, m_.k, Wt_.data());
         batch_compute(rows, nb, use_dropout);
     }
     cfg_.batch_size = static_cast<int>(saved_bs);

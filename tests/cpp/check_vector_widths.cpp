@@ -84,9 +84,8 @@ int main() {
     // Forward and backward of a block of rows (0, 1, 2 and many non-zeros, repeated ids), with dropout.
     for (int k : {1, 3, 16, 17, 40, 64}) for (int t : {1, 5, 16, 33, 64}) for (bool attention : {true, false}) {
         const int64_t nf = 23;
-        std::vector<float> w0(1), w(nf), V(nf * k), W(t * k), Wt(k * t), b(t), h(t), p(k);
+        std::vector<float> w0(1), w(nf), V(nf * k), W(t * k), b(t), h(t), p(k);
         fill(w0, 1.0f); fill(w, 0.3f); fill(V, 0.5f); fill(W, 0.5f); fill(b, 0.3f); fill(h, 1.5f); fill(p, 1.0f);
-        for (int j = 0; j < t; ++j) for (int f = 0; f < k; ++f) Wt[f * t + j] = W[j * k + f];
         ModelView m{w0.data(), w.data(), V.data(), W.data(), b.data(), h.data(), p.data(), nf, k, t};
         const int nnz[] = {0, 1, 2, 9, 3, 14};
         const int n_rows = 6;
@@ -118,14 +117,17 @@ int main() {
                 for (int f = 0; f < k; ++f) s.mask[r * k + f] = (f % 3 == 1) ? 0.0f : 1.5f;
                 off += nnz[r];
             }
-            isa.forward(m, Wt.data(), attention, rows, s);
+            PackedW Wp;  // W packed at this variant's vector width
+            Wp.resize(k, t);
+            Wp.pack(isa, m);
+            isa.forward(m, Wp, attention, rows, s);
             outs[variant] = s.y;
             for (int r = 0; r < n_rows; ++r) s.g[r] = 0.7f - 0.3f * r;
             std::vector<float> dense(t * k + 2 * t + k, 0.0f);
             double dw0 = 0.0;
             DenseGradView dg{dense.data(), dense.data() + t * k, dense.data() + t * k + t, dense.data() + t * k + 2 * t,
                              &dw0};
-            isa.backward(m, attention, rows, s, dg);
+            isa.backward(m, Wp, attention, rows, s, dg);
             grads[variant] = dense;
         }
         check(attention ? "forward y" : "forward y (uniform)", outs[0], outs[1], k, t);

@@ -57,19 +57,42 @@ struct DenseGradView {
     double* w0;
 };
 
+struct IsaKernels;
+
+// W packed for one kernel set's GEMMs, refreshed whenever W changes (once per batch): fwd is B = W^T (k x t)
+// of Z = E W^T + b, bwd is B = W (t x k) of dE = delta W. Sized once by resize (no allocation in pack).
+struct PackedW {
+    std::vector<float> fwd, bwd;
+    void resize(int k, int t);
+    void pack(const IsaKernels& isa, const ModelView& m);
+};
+
 struct IsaKernels {
     const char* name;
-    // Forward pass of a block; Wt is W transposed (k x t). Fills scratch y (and E, Z, a, q for backward).
-    void (*forward)(const ModelView& m, const float* Wt, bool attention, const BlockRows& rows, BlockScratch& s);
+    // Forward pass of a block, with m.W packed by this kernel set. Fills scratch y (and E, Z, a, q for backward).
+    void (*forward)(const ModelView& m, const PackedW& Wp, bool attention, const BlockRows& rows, BlockScratch& s);
     // Backward pass after forward on the same block, with dloss/dy in scratch.g.
-    void (*backward)(const ModelView& m, bool attention, const BlockRows& rows, BlockScratch& s, DenseGradView dg);
+    void (*backward)(const ModelView& m, const PackedW& Wp, bool attention, const BlockRows& rows, BlockScratch& s,
+                     DenseGradView dg);
     // C (M x N, ldc) = [bias row | C if accumulate | 0] + A B, with A(i, l) = A[i*a_rs + l*a_cs], B row-major.
     void (*gemm)(int64_t M, int64_t N, int64_t K, const float* A, int64_t a_rs, int64_t a_cs, const float* B,
                  int64_t ldb, float* C, int64_t ldc, const float* bias, bool accumulate);
+    // Packs B (K x N, B(l, c) = B[l*b_rs + c*b_cs]) into out, K*N floats, in the layout this set's GEMMs read.
+    void (*pack_b)(int64_t K, int64_t N, const float* B, int64_t b_rs, int64_t b_cs, float* out);
     // Adagrad (accum += g^2; theta -= lr g / sqrt(accum)) and SGD on n contiguous coordinates.
     void (*adagrad)(float* theta, float* accum, const float* grad, int64_t n, float lr);
     void (*sgd)(float* theta, const float* grad, int64_t n, float lr);
 };
+
+inline void PackedW::resize(int k, int t) {
+    fwd.assign(static_cast<size_t>(k) * t, 0.0f);
+    bwd.assign(static_cast<size_t>(k) * t, 0.0f);
+}
+
+inline void PackedW::pack(const IsaKernels& isa, const ModelView& m) {
+    isa.pack_b(m.k, m.t, m.W, 1, m.k, fwd.data());  // W^T: element (l, c) = W[c * k + l]
+    isa.pack_b(m.t, m.k, m.W, m.k, 1, bwd.data());
+}
 
 const IsaKernels& kernels();                  // the active kernel set
 bool select_isa(const std::string& name);     // false if unknown or unsupported by this CPU

@@ -95,7 +95,7 @@ private:
     int64_t dense_size_;
     int64_t max_row_pairs_ = 0;
 
-    std::vector<float> Wt_;              // W transposed (k x t), refreshed with every update of W
+    PackedW packed_;                     // W packed for the GEMMs, refreshed per batch
     std::vector<BlockScratch> scratch_;  // per thread
     std::vector<float> sparse_tmp_;      // per thread: one touched row's summed gradient (k floats)
     int n_chunks_max_ = 1;
@@ -119,8 +119,5 @@ double row_loss(Loss loss, float y_pred, float label, float* grad);
 
 // Pairs a block may hold so that its E and Z tiles stay in L2 (at least one row's worth).
 int64_t block_pair_target(int k, int t);
-
-// Transposes W (t x k) into Wt (k x t).
-void transpose(const float* W, int t, int k, float* Wt);
 
 }  // namespace afm
