@@ -8,6 +8,12 @@ background load hits all counts alike) for --epochs epochs; an epoch's time is A
     python bench/thread_scaling.py                                   # all defaults, on the machine's cores
     python bench/thread_scaling.py --rows 20000 --threads 1,2 --rounds 1 --epochs 1   # a quick check
     python bench/thread_scaling.py --json scaling.json --peak .benchmarks/fma_peak.json
+    python bench/thread_scaling.py --threads 1,2 --independent      # + the machine's own ceiling (see below)
+
+--independent also runs, for each thread count n > 1, n separate one-thread fits at the same time (processes
+sharing nothing) and reports their combined rows/s over one fit alone: the speedup the machine itself allows
+for this work (shared caches, memory, clock and the host's other guests), which the threaded trainer can
+approach but not exceed.
 """
 from __future__ import annotations
 
@@ -40,6 +46,29 @@ def run(ds, k: int, t: int, batch: int, threads, rounds: int, epochs: int, seed:
     return times
 
 
+def _independent_worker(args_tuple, barrier, queue) -> None:
+    data_name, rows, k, t, batch, rounds, epochs = args_tuple
+    ds = bench_data.make(data_name, rows)
+    barrier.wait()
+    queue.put(run(ds, k, t, batch, [1], rounds, epochs)[1])
+
+
+def run_independent(data_name: str, rows: int, k: int, t: int, batch: int, n: int, rounds: int, epochs: int):
+    """Epoch seconds of each of n one-thread fits run at the same time in separate processes."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")  # no fork after OpenMP started in this process
+    barrier, queue = ctx.Barrier(n), ctx.Queue()
+    procs = [ctx.Process(target=_independent_worker, args=((data_name, rows, k, t, batch, rounds, epochs),
+                                                            barrier, queue)) for _ in range(n)]
+    for p in procs:
+        p.start()
+    out = [queue.get() for _ in procs]
+    for p in procs:
+        p.join()
+    return out
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description="AFMRegressor training speed per thread count")
     ap.add_argument("--data", default="frappe", choices=["frappe", "frappe-real", "criteo"])
@@ -53,6 +82,8 @@ def main(argv=None) -> int:
     ap.add_argument("--epochs", type=int, default=2, help="epochs per fit (default 2)")
     ap.add_argument("--peak", help="fma_peak JSON for %% of peak (bench/fma_peak.py --json ...)")
     ap.add_argument("--measure-peak", action="store_true", help="measure the FMA peak for these counts first")
+    ap.add_argument("--independent", action="store_true",
+                    help="also time n separate one-thread fits at once per count n > 1 (the machine's ceiling)")
     ap.add_argument("--json", help="write the results here")
     args = ap.parse_args(argv)
 
@@ -102,11 +133,24 @@ def main(argv=None) -> int:
         print(f"| {n} | {best:.3f} | {med:.3f} | {row['rows_per_s']:,.0f} | "
               + (f"{row['speedup']:.2f}x | {100 * row['efficiency']:.0f}% | " if base else " |  | ")
               + f"{row['gflops']:.2f} | " + (f"{row['pct_peak']:.1f}% |" if "pct_peak" in row else " |"))
+    independent = []
+    if args.independent and base:
+        print()
+        print("| separate 1-thread fits at once | s/epoch (best of each) | combined rows/s | speedup vs 1 alone |")
+        print("|---:|---:|---:|---:|")
+        for n in threads[1:]:
+            runs = run_independent(args.data, args.rows, args.k, t, args.batch, n, args.rounds, args.epochs)
+            bests = [min(r) for r in runs]
+            combined = sum(ds.n_rows / b for b in bests)
+            independent.append({"processes": n, "best_s": bests, "rows_per_s": combined,
+                                "speedup": combined / (ds.n_rows / base)})
+            print(f"| {n} | {', '.join(f'{b:.3f}' for b in bests)} | {combined:,.0f} | "
+                  f"{independent[-1]['speedup']:.2f}x |")
     if args.json:
         out = {"format": "fastafm-thread-scaling/1", "cpu": cpu, "command": " ".join(sys.argv),
                "settings": {"data": ds.name, "rows": ds.n_rows, "k": args.k, "t": t, "batch": args.batch,
                             "rounds": args.rounds, "epochs": args.epochs, "skipped": skipped},
-               "epoch_flops": epoch_flops, "results": results, "when": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+               "epoch_flops": epoch_flops, "results": results, "independent": independent, "when": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
         if peak:
             out["fma_peak"] = {k: peak[k] for k in ("gflops", "best", "clock_ghz") if k in peak}
         Path(args.json).write_text(json.dumps(out, indent=2))

@@ -23,7 +23,7 @@ namespace afm {
 
 // Dense gradient of one thread (or of a batch): one flat buffer [W (t*k) | b (t) | h (t) | p (k)] and w0,
 // so that threads' buffers reduce in one loop.
-struct DenseGrad {
+struct alignas(64) DenseGrad {  // a cache line of its own: chunks on different threads write w0 per row
     std::vector<float> data;
     double w0 = 0.0;
     int k = 0, t = 0;
