@@ -97,6 +97,16 @@ def test_csr_source_and_dense_source(tmp_path):
         convert((X, y[:3]), tmp_path / "y.cache")
 
 
+def test_pieces_from_a_generator(tmp_path):
+    X, y = random_rows(np.random.default_rng(3))
+    pieces = ((X[a:a + 90], y[a:a + 90]) for a in range(0, X.shape[0], 90))
+    cache = convert(pieces, tmp_path / "g.cache")
+    whole = convert((X, y), tmp_path / "w.cache")
+    assert pathlib.Path(cache.path).read_bytes() == pathlib.Path(whole.path).read_bytes()
+    with pytest.raises(ValueError, match="piece 1 has 61 columns, the pieces before it 60"):
+        convert(iter([(X[:5], y[:5]), (sp.hstack([X[5:9], X[5:9, :1]]), y[5:9])]), tmp_path / "bad.cache")
+
+
 def test_small_chunks_write_the_same_file(libfm_file, tmp_path):
     one = convert(libfm_file, tmp_path / "one.cache", chunk_bytes=1 << 30)
     for chunk in (1, 5, 64, 1000):

@@ -374,10 +374,12 @@ def convert(source, dest, *, n_features: int | None = None, chunk_bytes: int = D
 
     Parameters
     ----------
-    source : str, bytes or os.PathLike, or tuple (X, y)
+    source : str, bytes or os.PathLike, tuple (X, y), or an iterable of (X, y) tuples
         A libFM/libSVM text file (the format of `fastafm.load_libfm`; read and parsed in chunks of about
-        `chunk_bytes`, errors name the file's true line), or an in-memory X (SciPy sparse or 2-D array) with
-        its labels y (written in chunks of `chunk_rows` rows).
+        `chunk_bytes`, errors name the file's true line), an in-memory X (SciPy sparse or 2-D array) with
+        its labels y (written in chunks of `chunk_rows` rows), or an iterable (e.g. a generator) yielding
+        such (X, y) pieces in row order, all of the same width: data produced piece by piece never has to
+        be held whole.
     dest : str or os.PathLike
         The cache file to write. It is written under a temporary name in the same folder and renamed into
         place when complete, so `dest` is never left half-written.
@@ -397,6 +399,8 @@ def convert(source, dest, *, n_features: int | None = None, chunk_bytes: int = D
     if isinstance(source, tuple):
         if len(source) != 2:
             raise ValueError("source must be a file path or a tuple (X, y)")
+        chunks, name = _array_chunks([source], chunk_rows, n_features), "X"
+    elif not isinstance(source, (str, bytes, os.PathLike)) and hasattr(source, "__iter__"):
         chunks, name = _array_chunks(source, chunk_rows, n_features), "X"
     else:
         path = _fspath(source, "source")
@@ -433,14 +437,21 @@ def _parsed_libfm_chunks(path: str, name: str, chunk_bytes: int):
         yield _core.parse_libfm_buffer(chunk, name, first_line)
 
 
-def _array_chunks(source: tuple, chunk_rows: int, n_features: int | None):
+def _array_chunks(pieces, chunk_rows: int, n_features: int | None):
     from ._validation import as_csr, as_targets
 
-    X = as_csr(source[0])
-    y = as_targets(source[1], X.shape[0])
-    if n_features is not None and n_features < X.shape[1]:
-        raise ValueError(f"n_features={n_features} is less than X's {X.shape[1]} columns")
-    yield from _csr_pieces(X, y, chunk_rows)
+    width = None
+    for i, piece in enumerate(pieces):
+        if not isinstance(piece, tuple) or len(piece) != 2:
+            raise ValueError(f"source piece {i} is not a tuple (X, y)")
+        X = as_csr(piece[0])
+        y = as_targets(piece[1], X.shape[0])
+        if width is not None and X.shape[1] != width:
+            raise ValueError(f"source piece {i} has {X.shape[1]} columns, the pieces before it {width}")
+        width = X.shape[1]
+        if n_features is not None and n_features < width:
+            raise ValueError(f"n_features={n_features} is less than X's {width} columns")
+        yield from _csr_pieces(X, y, chunk_rows)
 
 
 def _csr_pieces(X, y, chunk_rows: int):
