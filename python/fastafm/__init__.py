@@ -8,11 +8,13 @@ field_pair_attention           mean attention weight per pair of fields
 from_fields, make_planted      building sparse rows
 FieldEncoder                   pandas DataFrame -> one-field-per-column sparse rows (needs pandas)
 load_libfm                     libFM/libSVM files, parsed in C++
+convert, CacheFile             binary row caches for out-of-core training: fit(CacheFile(path)) streams it
 load                           read a model written by `model.save(path)`
 reference                      the float64 NumPy reference implementation (the tests' oracle)
 """
 from . import metrics, reference
 from ._core import __version__
+from .cache import CacheFile, convert
 from .data import from_fields, make_planted
 from .encoder import FieldEncoder
 from .estimators import AFMClassifier, AFMRegressor, FMClassifier, FMRegressor
@@ -23,10 +25,12 @@ from .persistence import load_model as load
 __all__ = [
     "AFMClassifier",
     "AFMRegressor",
+    "CacheFile",
     "FMClassifier",
     "FMRegressor",
     "FieldEncoder",
     "__version__",
+    "convert",
     "field_pair_attention",
     "from_fields",
     "load",

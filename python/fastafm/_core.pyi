@@ -6,7 +6,8 @@ from __future__ import annotations
 import numpy
 import numpy.typing
 import typing
-__all__: list[str] = ['Loss', 'Optimizer', 'TrainConfig', 'active_isa', 'adagrad_update_', 'batch_gradients', 'dropout_mask', 'gemm', 'openmp_enabled', 'pair_attention', 'parse_libfm_file', 'predict', 'resolve_threads', 'select_isa', 'sgd_update_', 'supported_isas', 'train_epoch']
+import typing_extensions
+__all__: list[str] = ['Loss', 'Optimizer', 'TrainConfig', 'active_isa', 'adagrad_update_', 'batch_gradients', 'dropout_mask', 'gemm', 'openmp_enabled', 'pair_attention', 'parse_libfm_buffer', 'parse_libfm_file', 'predict', 'resolve_threads', 'select_isa', 'sgd_update_', 'supported_isas', 'train_epoch']
 class Loss:
     """
     Members:
@@ -183,6 +184,12 @@ def openmp_enabled() -> bool:
 def pair_attention(params: dict, indptr: numpy.ndarray, indices: numpy.ndarray, values: numpy.ndarray, pair_indptr: numpy.ndarray, attention: bool = True, n_threads: typing.SupportsInt | typing.SupportsIndex = 0) -> numpy.typing.NDArray[numpy.float32]:
     """
     Attention weight of every pair (r<s, storage order) of every row, concatenated by pair_indptr.
+    """
+def parse_libfm_buffer(buffer: typing_extensions.Buffer, name: str, first_line: typing.SupportsInt | typing.SupportsIndex = 1) -> tuple[numpy.typing.NDArray[numpy.int64], numpy.typing.NDArray[numpy.int32], numpy.typing.NDArray[numpy.float32], numpy.typing.NDArray[numpy.float32], int]:
+    """
+    Parse libFM/libSVM text held in a bytes-like buffer (a chunk of whole lines of a file). Returns what
+    parse_libfm_file returns; a malformed line raises ValueError 'name:line: message', the line counted
+    from `first_line` (the file line the buffer starts at).
     """
 def parse_libfm_file(path: str) -> tuple[numpy.typing.NDArray[numpy.int64], numpy.typing.NDArray[numpy.int32], numpy.typing.NDArray[numpy.float32], numpy.typing.NDArray[numpy.float32], int]:
     """

@@ -264,12 +264,18 @@ def check_kernel_memory(X, k: int, t: int, n_threads: int, batch_size: int | Non
                         attention: bool = True) -> None:
     """Before training (batch_size given) or predicting on X: the block kernels' scratch, which grows with the
     square of the longest row's non-zero count, plus the per-batch sparse gradient buffers."""
+    check_kernel_memory_sizes(_max_row_nnz(X), X.shape[0], X.shape[1], k, t, n_threads, batch_size, attention)
+
+
+def check_kernel_memory_sizes(m: int, n_rows: int, n_features: int, k: int, t: int, n_threads: int,
+                              batch_size: int | None = None, attention: bool = True, extra: int = 0) -> None:
+    """check_kernel_memory from the sizes alone (longest row m, rows, width), plus `extra` bytes (e.g. the
+    block buffer of out-of-core training)."""
     from . import _core
 
-    m = _max_row_nnz(X)
     threads = _core.resolve_threads(int(n_threads))
-    need = _pair_scratch_bytes(m, int(k), int(t), threads, attention)
+    need = _pair_scratch_bytes(m, int(k), int(t), threads, attention) + int(extra)
     if batch_size is not None:
-        need += min(int(batch_size), X.shape[0]) * m * (2 * int(k) + 8) * 4 + 4 * X.shape[1]
+        need += min(int(batch_size), n_rows) * m * (2 * int(k) + 8) * 4 + 4 * n_features
     check_memory(need, f"a row of {m} non-zeros ({m * (m - 1) // 2} feature pairs) with embedding_dim={k}, "
                        f"attention_dim={t} on {threads} thread(s)")

@@ -1,6 +1,7 @@
 """The `fastafm` command line: train, predict and eval on libFM/libSVM files, and the demo.
 
-    fastafm train TRAIN [--valid VALID] --model OUT [hyperparameters]
+    fastafm train TRAIN [--valid VALID] --model OUT [--cache [CACHE]] [hyperparameters]
+    fastafm convert INPUT OUTPUT [--n-features N]
     fastafm predict --model MODEL DATA [--out FILE]
     fastafm eval --model MODEL DATA [--json]
     fastafm demo [--rows N] [--epochs N] [--threads N] [--seed N] [--quiet]
@@ -159,7 +160,27 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--n-features", type=_int_at_least(1), metavar="N",
                        help="width of the model: feature ids must be < N (default: the largest id in TRAIN and "
                             "VALID plus one). Set it when test files may hold larger ids")
+    train.add_argument("--cache", nargs="?", const="", metavar="CACHE",
+                       help="train out of core: stream TRAIN from a binary cache in shuffled blocks instead of "
+                            "loading it. TRAIN is first converted to CACHE (default TRAIN.cache), unless CACHE is "
+                            "a valid cache newer than TRAIN. A TRAIN that is itself a cache (written by `fastafm "
+                            "convert`) is always streamed, with or without this option")
+    train.add_argument("--block-mb", type=_float_in(0.0, low_open=True), default=64.0, metavar="MB",
+                       help="size of a streamed block of a cache in MB of data, the unit of shuffling and of "
+                            "the reusable read buffer (default %(default)s)")
     train.add_argument("--quiet", action="store_true", help="no progress: no per-epoch lines or summaries")
+
+    conv = sub.add_parser(
+        "convert", help="write a binary cache of a libFM/libSVM file for out-of-core training",
+        description=_wrap("Convert INPUT (libFM/libSVM text) to the binary row cache OUTPUT in one streaming "
+                          "pass with bounded memory (docs/cache.md). `fastafm train OUTPUT --model ...` then "
+                          "trains from it in shuffled blocks without loading it.", DATA_FORMAT_HELP),
+        epilog=EXIT_CODES_HELP, formatter_class=fmt)
+    conv.add_argument("input", metavar="INPUT", help="data file (libFM/libSVM)")
+    conv.add_argument("output", metavar="OUTPUT", help="the cache file to write")
+    conv.add_argument("--n-features", type=_int_at_least(1), metavar="N",
+                      help="width of the data: feature ids must be < N (default: the largest id plus one)")
+    conv.add_argument("--quiet", action="store_true", help="no summary line")
 
     predict = sub.add_parser(
         "predict", help="write one prediction per line for a libFM/libSVM file",
@@ -267,10 +288,77 @@ def _cmd_demo(args) -> int:
     return EXIT_OK
 
 
+def _convert(source: str, dest: str, n_features: Optional[int], block_bytes: int = 64 << 20):
+    from .cache import convert
+
+    if not os.path.isfile(source):
+        raise CliError(f"cannot read data file {source}: no such file", EXIT_DATA)
+    _check_writable(dest, "cache", EXIT_DATA)
+    try:
+        return convert(source, dest, n_features=n_features, block_bytes=block_bytes)
+    except (ValueError, OSError, TypeError) as exc:
+        message = _describe(exc)
+        if isinstance(exc, OSError) or not message.startswith(source):
+            message = f"cannot convert {source} to {dest}: {message}"
+        raise CliError(message, EXIT_DATA) from exc
+
+
+def _open_cache(path: str, block_bytes: int):
+    from .cache import CacheFile
+
+    try:
+        return CacheFile(path, block_bytes=block_bytes)
+    except (ValueError, OSError) as exc:
+        message = _describe(exc)
+        raise CliError(message if message.startswith(path) else f"cannot read cache {path}: {message}",
+                       EXIT_DATA) from exc
+
+
+def _is_cache(path: str) -> bool:
+    from .cache import MAGIC
+
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(len(MAGIC)) == MAGIC
+    except OSError:
+        return False
+
+
+def _cmd_convert(args) -> int:
+    start = time.perf_counter()
+    cache = _convert(args.input, args.output, args.n_features)
+    _status(args, f"wrote {args.output}: {cache.n_rows} rows, {cache.nnz} non-zeros, {cache.n_features} features "
+                  f"({os.path.getsize(args.output) / 1e6:.1f} MB, {time.perf_counter() - start:.2f} s)")
+    return EXIT_OK
+
+
+def _training_cache(args):
+    """The cache to stream TRAIN from, or None to load TRAIN in memory."""
+    block_bytes = max(1, int(args.block_mb * 1e6))
+    if _is_cache(args.train):
+        return _open_cache(args.train, block_bytes)
+    if args.cache is None:
+        return None
+    dest = args.cache or args.train + ".cache"
+    if (os.path.isfile(args.train) and _is_cache(dest)
+            and os.path.getmtime(dest) >= os.path.getmtime(args.train)):
+        cache = _open_cache(dest, block_bytes)
+        if args.n_features is None or cache.n_features == args.n_features:
+            _status(args, f"using the cache {dest} (newer than {args.train})")
+            return cache
+    start = time.perf_counter()
+    cache = _convert(args.train, dest, args.n_features, block_bytes)
+    _status(args, f"converted {args.train} to the cache {dest} ({time.perf_counter() - start:.2f} s)")
+    return cache
+
+
 def _cmd_train(args) -> int:
-    from .estimators import AFMClassifier, AFMRegressor
+    from .estimators import AFMClassifier
 
     _check_writable(args.model, "model", EXIT_MODEL)
+    cache = _training_cache(args)
+    if cache is not None:
+        return _train_from_cache(args, cache)
     start = time.perf_counter()
     X, y = _load_data(args.train, args.n_features)
     _status(args, f"read {args.train}: {X.shape[0]} rows, {X.nnz} non-zeros, max feature id {X.shape[1] - 1} "
@@ -286,12 +374,8 @@ def _cmd_train(args) -> int:
         X, X_val = _widen(X, width), _widen(X_val, width)
         eval_set = (X_val, y_val)
         _status(args, f"read {args.valid}: {X_val.shape[0]} rows for validation")
-    cls = AFMClassifier if args.task == "classification" else AFMRegressor
-    model = cls(embedding_dim=args.embedding_dim, attention_dim=args.attention_dim, dropout=args.dropout,
-                attention_l2=args.attention_l2, l2=args.l2, learning_rate=args.learning_rate,
-                optimizer=args.optimizer, batch_size=args.batch_size, n_epochs=args.epochs,
-                init_std=args.init_std, attention=not args.no_attention, n_threads=args.threads,
-                random_state=args.seed, verbose=0 if args.quiet else 1)
+    model = _make_model(args)
+    cls = type(model)
     if cls is AFMClassifier:
         labels = np.unique(y)
         if labels.shape[0] != 2:
@@ -304,6 +388,50 @@ def _cmd_train(args) -> int:
                 raise CliError(f"{args.valid}: labels {', '.join(f'{v:g}' for v in unknown[:5])} are not among "
                                f"the training labels {labels[0]:g}, {labels[1]:g}", EXIT_DATA)
     _status(args, f"training {cls.__name__} for {args.epochs} epochs, {X.shape[1]} features")
+    return _fit_and_save(args, model, X, y, eval_set)
+
+
+def _make_model(args):
+    from .estimators import AFMClassifier, AFMRegressor
+
+    cls = AFMClassifier if args.task == "classification" else AFMRegressor
+    return cls(embedding_dim=args.embedding_dim, attention_dim=args.attention_dim, dropout=args.dropout,
+               attention_l2=args.attention_l2, l2=args.l2, learning_rate=args.learning_rate,
+               optimizer=args.optimizer, batch_size=args.batch_size, n_epochs=args.epochs,
+               init_std=args.init_std, attention=not args.no_attention, n_threads=args.threads,
+               random_state=args.seed, verbose=0 if args.quiet else 1)
+
+
+def _train_from_cache(args, cache) -> int:
+    """`train` streaming a cache: VALID (in memory) must fit the cache's width."""
+    if args.n_features is not None and args.n_features != cache.n_features:
+        raise CliError(f"{cache.path} has {cache.n_features} features, not --n-features {args.n_features} (the "
+                       "width of a cache is set when it is converted)", EXIT_DATA)
+    if cache.n_rows == 0:
+        raise CliError(f"cannot read data file {cache.path}: no rows", EXIT_DATA)
+    _status(args, f"streaming {cache.path}: {cache.n_rows} rows, {cache.nnz} non-zeros, {cache.n_features} "
+                  f"features, blocks of {cache.block_rows} rows")
+    model = _make_model(args)
+    if args.task == "classification" and cache.n_label_values != 2:
+        found = "3 or more" if cache.n_label_values > 2 else str(cache.n_label_values)
+        raise CliError(f"{cache.path}: classification needs exactly two labels, found {found}", EXIT_DATA)
+    eval_set = None
+    if args.valid is not None:
+        X_val, y_val = _load_data(args.valid, cache.n_features)
+        if X_val.shape[0] == 0:
+            raise CliError(f"cannot read data file {args.valid}: no rows", EXIT_DATA)
+        if args.task == "classification":
+            unknown = np.setdiff1d(np.unique(y_val), [cache.label_min, cache.label_max])
+            if unknown.size:
+                raise CliError(f"{args.valid}: labels {', '.join(f'{v:g}' for v in unknown[:5])} are not among "
+                               f"the training labels {cache.label_min:g}, {cache.label_max:g}", EXIT_DATA)
+        eval_set = (X_val, y_val)
+        _status(args, f"read {args.valid}: {X_val.shape[0]} rows for validation")
+    _status(args, f"training {type(model).__name__} for {args.epochs} epochs out of core")
+    return _fit_and_save(args, model, cache, None, eval_set)
+
+
+def _fit_and_save(args, model, X, y, eval_set) -> int:
     start = time.perf_counter()
     try:
         model.fit(X, y, eval_set=eval_set)
@@ -399,7 +527,8 @@ def _cmd_eval(args) -> int:
     return EXIT_OK
 
 
-COMMANDS = {"demo": _cmd_demo, "train": _cmd_train, "predict": _cmd_predict, "eval": _cmd_eval}
+COMMANDS = {"demo": _cmd_demo, "train": _cmd_train, "predict": _cmd_predict, "eval": _cmd_eval,
+            "convert": _cmd_convert}
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -15,8 +15,10 @@ import numpy as np
 
 from . import _core, metrics, reference
 from ._compat import BaseEstimator, ClassifierMixin, RegressorMixin
+from ._streaming import CacheRows, InMemoryRows
 from ._validation import (as_csr, as_targets, check_float, check_int, check_kernel_memory, check_memory,
                           check_model_memory, column_or_1d, csr_arrays)
+from .cache import as_cache
 
 PARAM_NAMES = reference.PARAM_NAMES  # ("w0", "w", "V", "W", "b", "h", "p")
 _INT32_MAX = 2**31 - 1
@@ -130,15 +132,17 @@ class _BaseAFM(BaseEstimator):
 
     # ------------------------------------------------------------------ public API
     @_exclusive
-    def fit(self, X, y, eval_set=None, init=None):
+    def fit(self, X, y=None, eval_set=None, init=None):
         """Train from scratch for `n_epochs` epochs.
 
         Parameters
         ----------
-        X : scipy.sparse matrix or array-like, shape (n_rows, n_features)
-            Rows of feature values (CSR preferred; dense zeros are skipped).
+        X : scipy.sparse matrix or array-like, shape (n_rows, n_features), or a fastafm.CacheFile
+            Rows of feature values (CSR preferred; dense zeros are skipped). A CacheFile (or an os.PathLike
+            naming one) written by `fastafm.convert` is streamed from disk in shuffled blocks, never loaded
+            whole (docs/cache.md); its labels are in the file.
         y : array-like, shape (n_rows,)
-            Regression targets, or two class labels for the classifier.
+            Regression targets, or two class labels for the classifier; None (and only None) with a cache.
         eval_set : tuple (X_eval, y_eval) or list of one such tuple, optional
             Evaluated after every epoch; the metrics go to `history_`. Required when `patience` is set
             (early stopping watches `early_stopping_metric` on it).
@@ -149,37 +153,58 @@ class _BaseAFM(BaseEstimator):
         """
         self._check_hyperparameters()
         metric = self._check_early_stopping(eval_set)
-        X = as_csr(X)
-        y_enc = self._encode_targets(y, X.shape[0], fitting=True)
-        evaluation = self._prepare_eval_set(eval_set, X.shape[1])
-        init_params = None if init is None else _warm_start_params(init, X.shape[1], int(self.embedding_dim))
-        self._initialize(X.shape[1])
+        rows, n_features = self._rows(X, y, fitting=True)
+        evaluation = self._prepare_eval_set(eval_set, n_features)
+        init_params = None if init is None else _warm_start_params(init, n_features, int(self.embedding_dim))
+        self._initialize(n_features)
         if init_params is not None:
             for name, arr in init_params.items():
                 np.copyto(self._params_[name], arr)
         if self.patience is None:
-            self._train(X, y_enc, int(self.n_epochs), evaluation)
+            self._train(rows, int(self.n_epochs), evaluation)
         else:
-            self._train_early_stopping(X, y_enc, int(self.n_epochs), evaluation, metric)
+            self._train_early_stopping(rows, int(self.n_epochs), evaluation, metric)
         if evaluation is not None:
             self._set_best(metric)
         return self
 
     @_exclusive
-    def partial_fit(self, X, y, classes=None):
+    def partial_fit(self, X, y=None, classes=None):
         """One more epoch over (X, y), continuing from the current parameters and optimizer state
         (initialising them first if the model is not fitted yet). `classes` (classifier only, optional): the
-        two labels, for a first batch that may hold only one of them."""
+        two labels, for a first batch that may hold only one of them. X may be a CacheFile (y None): one
+        epoch streamed from it."""
         if not hasattr(self, "_params_"):
             self._check_hyperparameters()
-            X = as_csr(X)
-            y_enc = self._encode_targets(y, X.shape[0], fitting=True, classes=classes)
-            self._initialize(X.shape[1])
+            rows, n_features = self._rows(X, y, fitting=True, classes=classes)
+            self._initialize(n_features)
         else:
-            X = as_csr(X, n_features=self.n_features_in_, owner=type(self).__name__)
-            y_enc = self._encode_targets(y, X.shape[0], fitting=False, classes=classes)
-        self._train(X, y_enc, 1, None)
+            rows, _ = self._rows(X, y, fitting=False, classes=classes)
+        self._train(rows, 1, None)
         return self
+
+    def _rows(self, X, y, fitting, classes=None):
+        """The training rows of fit/partial_fit: (row source, n_features), from a CSR-able X and its y or from
+        a cache (y None). Not fitting: X must have the fitted model's width."""
+        cache = as_cache(X)
+        if cache is None:
+            if fitting:
+                X = as_csr(X)
+            else:
+                X = as_csr(X, n_features=self.n_features_in_, owner=type(self).__name__)
+            y_enc = self._encode_targets(y, X.shape[0], fitting=fitting, classes=classes)
+            return InMemoryRows(X, y_enc), X.shape[1]
+        if y is not None:
+            raise ValueError("y must be None when X is a CacheFile: the labels are read from the cache")
+        if cache.n_rows == 0:
+            raise ValueError(f"{cache.path}: the cache has 0 rows; at least one row is required")
+        if cache.n_features == 0:
+            raise ValueError(f"{cache.path}: the cache has 0 feature(s) while a minimum of 1 is required.")
+        if not fitting and cache.n_features != self.n_features_in_:
+            raise ValueError(f"{cache.path} has {cache.n_features} features, but {type(self).__name__} is expecting "
+                             f"{self.n_features_in_} features as input")
+        encode = self._cache_encoder(cache, fitting=fitting, classes=classes)
+        return CacheRows(cache, encode), cache.n_features
 
     def decision_function(self, X) -> np.ndarray:
         """Raw model output y(x) (the logit for the classifier), float64 of shape (n_rows,)."""
@@ -318,13 +343,11 @@ class _BaseAFM(BaseEstimator):
         return all(np.isfinite(np.sum(a, dtype=np.float64)) for d in (self._params_, self._accum_)
                    for a in d.values())
 
-    def _train(self, X, y_enc, n_epochs, evaluation):
+    def _train(self, rows, n_epochs, evaluation):
+        """n_epochs epochs over `rows` (fastafm._streaming: rows in memory or a streamed cache)."""
         cfg = self._config()
-        n = X.shape[0]
-        arrays = csr_arrays(X)
-        check_kernel_memory(X, int(self.embedding_dim), int(self.attention_dim), int(self.n_threads),
-                            attention=bool(self.attention),
-                            batch_size=int(self.batch_size))
+        n = rows.n_rows
+        rows.check_memory(self)
         # Start-of-epoch snapshot (buffers allocated once): a diverged epoch is rolled back to it, so the model
         # keeps the last finite parameters, optimizer state and shuffling stream.
         saved = {key: {name: np.empty_like(a) for name, a in d.items()}
@@ -343,19 +366,17 @@ class _BaseAFM(BaseEstimator):
                 for name, a in d.items():
                     np.copyto(saved[key][name], a)
             rng_state = self._rng_.bit_generator.state
-            order = self._rng_.permutation(n).astype(np.int64)
             start = time.perf_counter()
             try:
                 with _epoch_progress(self.verbose, n, epoch) as progress:
-                    res = _core.train_epoch(self._params_, self._accum_, *arrays, y_enc, order, cfg,
-                                            progress=progress)
+                    loss_sum = rows.run_epoch(self, cfg, progress)
             except BaseException:
                 # KeyboardInterrupt (Ctrl-C: raised after the batch in progress) or a progress callback's error:
                 # the model keeps every completed batch, unless one of them went non-finite.
                 if not self._finite_state():
                     restore(rng_state)
                 raise
-            record = {"epoch": epoch, "train_loss": res["loss_sum"] / n, "seconds": time.perf_counter() - start}
+            record = {"epoch": epoch, "train_loss": loss_sum / n, "seconds": time.perf_counter() - start}
             if not np.isfinite(record["train_loss"]) or not self._finite_state():
                 restore(rng_state)
                 raise FloatingPointError(
@@ -417,12 +438,12 @@ class _BaseAFM(BaseEstimator):
             return True
         return score > best if metric == "auc" else score < best
 
-    def _train_early_stopping(self, X, y_enc, n_epochs, evaluation, metric):
+    def _train_early_stopping(self, rows, n_epochs, evaluation, metric):
         """Up to n_epochs epochs; stops once `patience` epochs in a row did not improve the eval metric, then
         restores the parameters and Adagrad state of the best epoch (history_ keeps every epoch run)."""
         best, best_epoch, snapshot = None, 0, None
         for _ in range(n_epochs):
-            self._train(X, y_enc, 1, evaluation)
+            self._train(rows, 1, evaluation)
             record = self.history_[-1]
             score = record[f"eval_{metric}"]
             if self._better(metric, score, best):
@@ -513,6 +534,14 @@ class AFMRegressor(RegressorMixin, _BaseAFM):
             self.label_range_ = (float(y.min()), float(y.max()))
         return y
 
+    def _cache_encoder(self, cache, fitting, classes=None):
+        """Targets of a cache's label blocks (as stored); label_range_ from the cache's header."""
+        if classes is not None:
+            raise ValueError(f"classes is only for classifiers, not {type(self).__name__}")
+        if fitting:
+            self.label_range_ = (cache.label_min, cache.label_max)
+        return _identity
+
     def predict(self, X) -> np.ndarray:
         """Predicted values, float64 of shape (n_rows,)."""
         return self.decision_function(X)
@@ -580,6 +609,52 @@ class AFMClassifier(ClassifierMixin, _BaseAFM):
             if unknown.size:
                 raise ValueError(f"y contains labels not seen in fit: {unknown[:5]}")
         return np.where(arr == self.classes_[1], 1.0, -1.0).astype(np.float32)
+
+    def _cache_encoder(self, cache, fitting, classes=None):
+        """+-1 targets of a cache's label blocks; the classes come from the header's label summary (the
+        distinct labels, which are the minimum and the maximum when there are at most two)."""
+        found = np.unique(np.array([cache.label_min, cache.label_max], dtype=np.float32))
+        if cache.n_label_values > 2:
+            raise ValueError(f"{cache.path}: AFMClassifier needs two classes in y, got 3 or more (labels from "
+                             f"{cache.label_min:g} to {cache.label_max:g}); Only binary classification is supported.")
+        if fitting:
+            if np.any(found != np.round(found)):
+                raise ValueError(f"{cache.path}: Unknown label type: continuous values in y; AFMClassifier needs "
+                                 "two class labels (use AFMRegressor for real-valued targets)")
+            if classes is not None:
+                declared = np.unique(np.asarray(classes))
+                if declared.ndim != 1 or declared.shape[0] != 2:
+                    raise ValueError(f"classes must hold exactly two labels, got {declared}")
+                unknown = np.setdiff1d(found, declared)
+                if unknown.size:
+                    raise ValueError(f"{cache.path}: y contains labels not in classes: {unknown[:5]}")
+                found = declared
+            if found.shape[0] != 2:
+                raise ValueError(f"{cache.path}: AFMClassifier needs two classes in y, got {found.shape[0]} "
+                                 f"class(es): {found[:5]}")
+            self.classes_ = found
+        else:
+            if classes is not None and not np.array_equal(np.unique(np.asarray(classes)), self.classes_):
+                raise ValueError(f"classes {classes} differ from classes_ {self.classes_} of the fitted model")
+            try:
+                unknown = np.setdiff1d(found, self.classes_)
+            except TypeError:  # the model's labels are not numbers
+                unknown = found
+            if unknown.size:
+                raise ValueError(f"{cache.path}: y contains labels not seen in fit: {unknown[:5]}")
+        positive = self.classes_[1]
+        scratch: dict = {}
+
+        def encode(labels):
+            out = scratch.get("y")
+            if out is None or out.shape[0] < labels.shape[0]:
+                out = scratch["y"] = np.empty(labels.shape[0], dtype=np.float32)
+            out = out[:labels.shape[0]]
+            out.fill(-1.0)
+            out[labels == positive] = 1.0
+            return out
+
+        return encode
 
     def predict_proba(self, X) -> np.ndarray:
         """Class probabilities, shape (n_rows, 2), columns in the order of `classes_`."""
@@ -692,6 +767,10 @@ def _warm_start_params(init, n_features: int, embedding_dim: int) -> dict:
     if not all(np.all(np.isfinite(a)) for a in (w0, w, V)):
         raise ValueError(f"{what} contains NaN or infinity")
     return {"w0": w0, "w": w, "V": V}
+
+
+def _identity(labels):
+    return labels
 
 
 @contextlib.contextmanager

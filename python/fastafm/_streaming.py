@@ -1,0 +1,120 @@
+"""Row sources of an estimator's training epoch: rows in memory, or a cache file streamed block by block.
+
+Each source runs one epoch with `run_epoch(estimator, cfg, progress) -> loss_sum`, drawing its shuffling from
+the estimator's generator `_rng_`, so the training loop (divergence rollback, eval_set, early stopping,
+history_) is the same for both.
+
+Streaming (libffm-style): per epoch a seeded permutation of the blocks (runs of `cache.block_rows` rows), and
+a permutation of the rows within each block; each block is read into one buffer, allocated once per source
+for the largest block, and trained by one `_core.train_epoch` call. Mini-batches do not span blocks. The
+dropout mask of a row is keyed on (seed, epoch, row position in the block), so each block trains with its
+own seed derived from the estimator's seed and the block's first row; the block starting at row 0 keeps the
+estimator's seed. A cache of one block is therefore trained exactly as the same rows in memory.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from . import _core
+from ._validation import check_kernel_memory, check_kernel_memory_sizes, csr_arrays
+
+_SEED_STRIDE = 0x9E3779B97F4A7C15
+_U64 = (1 << 64) - 1
+
+
+def block_seed(seed: int, first_row: int) -> int:
+    """The dropout seed of the block that starts at `first_row` (the estimator's seed for row 0)."""
+    return (int(seed) + int(first_row) * _SEED_STRIDE) & _U64
+
+
+class InMemoryRows:
+    """Rows held as a CSR matrix: one `train_epoch` call over a permutation of all rows."""
+
+    def __init__(self, X, y_enc):
+        self.n_rows = X.shape[0]
+        self._X = X
+        self._arrays = csr_arrays(X)
+        self._y = y_enc
+
+    def check_memory(self, est) -> None:
+        check_kernel_memory(self._X, int(est.embedding_dim), int(est.attention_dim), int(est.n_threads),
+                            attention=bool(est.attention), batch_size=int(est.batch_size))
+
+    def run_epoch(self, est, cfg, progress) -> float:
+        order = est._rng_.permutation(self.n_rows).astype(np.int64)
+        indptr, indices, values = self._arrays
+        res = _core.train_epoch(est._params_, est._accum_, indptr, indices, values, self._y, order, cfg,
+                                progress=progress)
+        return float(res["loss_sum"])
+
+
+class CacheRows:
+    """Rows of a CacheFile, streamed in shuffled blocks through one reusable buffer.
+
+    `encode(labels) -> float32 targets` maps the cache's labels to what the core trains on (identity for
+    regression, +-1 for classification).
+    """
+
+    def __init__(self, cache, encode) -> None:
+        self.cache = cache
+        self.n_rows = cache.n_rows
+        self._encode = encode
+        rows = int(cache.block_rows)
+        self.starts = np.arange(0, self.n_rows, rows, dtype=np.int64)
+        self.stops = np.minimum(self.starts + rows, self.n_rows)
+        bounds = cache.indptr_at(np.append(self.starts, self.n_rows))
+        max_block_nnz = int(np.max(np.diff(bounds))) if self.starts.size else 0
+        max_rows = int(np.max(self.stops - self.starts)) if self.starts.size else 0
+        self._buffer_bytes = 8 * (max_rows + 1) + 8 * max_block_nnz + 16 * max_rows
+        self._shape = (max_rows, max_block_nnz)
+        self._buffers: dict | None = None
+
+    def check_memory(self, est) -> None:
+        check_kernel_memory_sizes(self.cache.max_row_nnz, self._shape[0], self.cache.n_features,
+                                  int(est.embedding_dim), int(est.attention_dim), int(est.n_threads),
+                                  batch_size=int(est.batch_size), attention=bool(est.attention),
+                                  extra=self._buffer_bytes)
+
+    def _allocate(self) -> dict:
+        if self._buffers is None:
+            rows, nnz = self._shape
+            self._buffers = {"indptr": np.empty(rows + 1, dtype=np.int64), "indices": np.empty(nnz, dtype=np.int32),
+                             "values": np.empty(nnz, dtype=np.float32), "labels": np.empty(rows, dtype=np.float32)}
+        return self._buffers
+
+    def block_order(self, rng) -> np.ndarray:
+        """This epoch's order of the blocks (no draw from rng for a single block)."""
+        n = self.starts.shape[0]
+        return rng.permutation(n) if n > 1 else np.arange(n)
+
+    def run_epoch(self, est, cfg, progress) -> float:
+        buffers = self._allocate()
+        rng = est._rng_
+        base_seed = cfg.seed
+        total, done = 0.0, 0
+        try:
+            for b in self.block_order(rng).tolist():
+                start, stop = int(self.starts[b]), int(self.stops[b])
+                indptr, indices, values, labels = self.cache._read_block(start, stop, buffers)
+                y = self._encode(labels)
+                order = rng.permutation(stop - start).astype(np.int64)
+                cfg.seed = block_seed(base_seed, start)
+                hook = None if progress is None else _offset_progress(progress, done)
+                res = _core.train_epoch(est._params_, est._accum_, indptr, indices, values, y, order, cfg,
+                                        progress=hook)
+                if res["diverged"]:
+                    return float("nan")
+                total += float(res["loss_sum"])
+                done += stop - start
+                if progress is not None:  # the core reports by time; a block's end is always reported
+                    progress(done)
+        finally:
+            cfg.seed = base_seed
+        return total
+
+
+def _offset_progress(progress, done: int):
+    def hook(rows_done):
+        return progress(done + rows_done)
+
+    return hook
