@@ -88,13 +88,16 @@ def test_fit_dask_dataframe_numeric_columns(client, planted):
 def test_accuracy_close_to_single_process(client):
     X, y, _ = fastafm.make_planted(6000, n_fields=4, cardinality=6, noise=0.1, random_state=3)
     Xt, yt, X, y = X[4800:], y[4800:], X[:4800], y[:4800]
-    params = dict(embedding_dim=8, attention_dim=8, n_epochs=15, random_state=0, n_threads=1)
-    single = _rmse(fastafm.AFMRegressor(**params).fit(X, y).predict(Xt), yt)
-    model = DaskAFMRegressor(client=client, sync_rows=300, **params).fit(
+    params = dict(embedding_dim=8, attention_dim=8, n_epochs=15, n_threads=1)
+    # Single-process test RMSE moves by +-10% with the seed on data this small (0.43-0.53 here), so the
+    # reference is its mean over four seeds, not one run.
+    single = np.mean([_rmse(fastafm.AFMRegressor(**params, random_state=s).fit(X, y).predict(Xt), yt)
+                      for s in range(4)])
+    model = DaskAFMRegressor(client=client, sync_rows=300, random_state=0, **params).fit(
         da.from_array(X, chunks=(600, -1), asarray=False), da.from_array(y, chunks=600))
     distributed_rmse = _rmse(model.to_local().predict(Xt), yt)
-    assert single < 0.5 * np.std(yt)  # the setting is learnable, so the comparison means something
-    assert distributed_rmse < 1.05 * single, (distributed_rmse, single)
+    assert single < 0.6 * np.std(yt)  # the setting is learnable, so the comparison means something
+    assert distributed_rmse < 1.03 * single, (distributed_rmse, single)
 
 
 def test_classifier_with_string_labels(client):
@@ -185,7 +188,7 @@ def test_bad_input_raises_clear_errors(client, planted):
         DaskAFMRegressor(client=client, **SMALL).fit(dX.astype(str), da.from_array(y, chunks=600))
     with pytest.raises(TypeError, match="y must hold real numbers"):
         DaskAFMRegressor(client=client, **SMALL).fit(dX, da.from_array(y.astype(str), chunks=600))
-    with pytest.raises(TypeError, match="dask.array.Array or a dask.dataframe.DataFrame"):
+    with pytest.raises(TypeError, match="dask.array.Array, a dask.dataframe.DataFrame or a list of cache files"):
         DaskAFMRegressor(client=client, **SMALL).fit(X, y)
     with pytest.raises(TypeError, match="y must be a dask array or a dask Series"):
         DaskAFMRegressor(client=client, **SMALL).fit(dX, y)
@@ -250,3 +253,25 @@ def test_dask_is_optional_in_the_package_metadata():
     assert '"dask[dataframe]>=2024.1"' in lines["dask"] and '"distributed>=2024.1"' in lines["dask"]
     assert '"dask[dataframe]>=2024.1"' in lines["test"] and '"distributed>=2024.1"' in lines["test"]
     assert dask.__version__
+
+
+# ---------------------------------------------------------------------------------------------- cache files
+def test_fit_on_cache_files_equals_fit_on_the_same_partitions(client, planted, tmp_path):
+    X, y = planted
+    paths = [tmp_path / f"part{i}.afmcache" for i in range(3)]
+    for i, path in enumerate(paths):
+        fastafm.convert((X[1000 * i:1000 * (i + 1)], y[1000 * i:1000 * (i + 1)]), path)
+    from_files = DaskAFMRegressor(client=client, **SMALL).fit([str(p) for p in paths])
+    from_array = DaskAFMRegressor(client=client, **SMALL).fit(da.from_array(X, chunks=(1000, -1), asarray=False),
+                                                              da.from_array(y, chunks=1000))
+    a, b = from_files.to_local().get_model_params(), from_array.to_local().get_model_params()
+    for name in a:
+        np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+    opened = DaskAFMRegressor(client=client, **SMALL).fit([fastafm.CacheFile(p) for p in paths])
+    np.testing.assert_array_equal(opened.to_local().V_, a["V"])
+    with pytest.raises(ValueError, match="y must be None"):
+        DaskAFMRegressor(client=client, **SMALL).fit([str(p) for p in paths], da.from_array(y, chunks=1000))
+    with pytest.raises(TypeError, match="cache file paths or fastafm.CacheFile"):
+        DaskAFMRegressor(client=client, **SMALL).fit([1, 2])
+    with pytest.raises(FileNotFoundError):
+        DaskAFMRegressor(client=client, **SMALL).fit([str(tmp_path / "missing.afmcache")])

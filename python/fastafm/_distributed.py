@@ -113,6 +113,17 @@ def load_shard(x_blocks: list, y_blocks: list, first_block: int, n_features: int
     return Shard(X, np.concatenate(targets))
 
 
+def load_cache_shard(caches: list, first_file: int, n_features: int, classifier: bool) -> Shard:
+    """A Shard from whole cache files (fastafm.CacheFile objects, read here, on the worker). Files written
+    separately may have fewer features than the widest; their rows are valid as they are."""
+    x_blocks, y_blocks = [], []
+    for cache in caches:
+        X, y = cache.read_rows(0, cache.n_rows)
+        x_blocks.append(sp.csr_matrix((X.data, X.indices, X.indptr), shape=(X.shape[0], n_features), copy=False))
+        y_blocks.append(y)
+    return load_shard(x_blocks, y_blocks, first_file, n_features, classifier)
+
+
 def as_csr_empty(n_features: int) -> sp.csr_matrix:
     return sp.csr_matrix((np.zeros(0, np.float32), np.zeros(0, np.int32), np.zeros(1, np.int64)),
                          shape=(0, n_features))
@@ -202,7 +213,7 @@ def _touched(ids: np.ndarray, n_features: int) -> tuple[np.ndarray, np.ndarray]:
     return distinct.astype(np.int32), counts
 
 
-def merge(state: State, updates: list, new_epoch: bool, combine: str = "sum") -> State:
+def merge(state: State, updates: list, new_epoch: bool, combine: str = "average") -> State:
     """The next State: `updates` combined onto `state` (see the module docstring), and the counters."""
     updates = [u for u in updates if u.rows > 0]
     stats = dict(state.stats)

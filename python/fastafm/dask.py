@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import copy
 import math
+import os
 import time
 import warnings
 
@@ -108,8 +109,8 @@ def _partitions(X, y, classifier: bool):
         sizes = None
         n_features = len(X.columns)
     else:
-        raise TypeError(f"X must be a dask.array.Array or a dask.dataframe.DataFrame, got {type(X).__name__} "
-                        "(for data in memory use fastafm.AFMRegressor / AFMClassifier)")
+        raise TypeError(f"X must be a dask.array.Array, a dask.dataframe.DataFrame or a list of cache files, got "
+                        f"{type(X).__name__} (for data in memory use fastafm.AFMRegressor / AFMClassifier)")
     if n_features == 0:
         raise ValueError("X has 0 features (columns)")
     if isinstance(y, da.Array):
@@ -135,6 +136,24 @@ def _partitions(X, y, classifier: bool):
         raise ValueError(f"X has {len(x_blocks)} partitions but y has {len(y_blocks)}; X and y must be "
                          "partitioned alike")
     return x_blocks, y_blocks, n_features, sizes
+
+
+def _cache_files(X, y):
+    """X as a list of fastafm.CacheFile (from paths or CacheFile objects), or None when X is not a list of
+    cache files. The files are opened here to read their headers (row and feature counts); the workers read
+    the rows, so every worker must see the files at the same paths (a shared file system, or copies)."""
+    if not isinstance(X, (list, tuple)):
+        return None
+    from .cache import CacheFile
+
+    if not X:
+        raise ValueError("X is an empty list; pass a list of cache files (fastafm.convert writes them)")
+    if not all(isinstance(f, (str, os.PathLike, CacheFile)) for f in X):
+        raise TypeError("X as a list must hold cache file paths or fastafm.CacheFile objects, got "
+                        f"{sorted({type(f).__name__ for f in X})}")
+    if y is not None:
+        raise ValueError("y must be None when X is a list of cache files: the labels are in the files")
+    return [f if isinstance(f, CacheFile) else CacheFile(f) for f in X]
 
 
 def _short(chunks) -> str:
@@ -205,7 +224,7 @@ class _DaskAFMBase(BaseEstimator):
         random_state=None,
         verbose=0,
         sync_rows=8192,
-        combine="sum",
+        combine="average",
         client=None,
     ):
         self.embedding_dim = embedding_dim
@@ -227,17 +246,26 @@ class _DaskAFMBase(BaseEstimator):
         self.client = client
 
     # ------------------------------------------------------------------ public API
-    def fit(self, X, y):
-        """Train for `n_epochs` epochs on dask collections X (dask array of numpy or scipy.sparse chunks, or a
-        dask DataFrame of numeric columns, one dense feature each) and y (dask array or Series with the same
-        partitions as X). Returns self."""
+    def fit(self, X, y=None):
+        """Train for `n_epochs` epochs. Returns self.
+
+        X, y: dask collections: X a dask array (numpy or scipy.sparse chunks) or a dask DataFrame of numeric
+        columns (one dense feature each), y a dask array or Series with the same partitions as X. Or X a list
+        of cache files (paths or fastafm.CacheFile, written by fastafm.convert; each file is one partition,
+        read by the worker it is assigned to, so the paths must be valid on the workers) and y None.
+        """
         local = self._local_class(**{name: getattr(self, name) for name in _HYPERPARAMETERS})
         local._check_hyperparameters()
         check_int(self.sync_rows, "sync_rows", 1)
         if self.combine not in ("sum", "average"):
             raise ValueError(f"combine must be 'sum' or 'average', got {self.combine!r}")
         classifier = issubclass(self._local_class, AFMClassifier)
-        x_blocks, y_blocks, n_features, sizes = _partitions(X, y, classifier)
+        caches = _cache_files(X, y)
+        if caches is None:
+            x_blocks, y_blocks, n_features, sizes = _partitions(X, y, classifier)
+        else:
+            x_blocks, y_blocks = caches, caches
+            n_features, sizes = max(c.n_features for c in caches), [c.n_rows for c in caches]
         client = _get_client(self.client)
         nthreads = client.nthreads()
         workers = sorted(nthreads)
@@ -250,9 +278,13 @@ class _DaskAFMBase(BaseEstimator):
                           stacklevel=2)
         shards = []
         for addr, (start, stop) in zip(workers, runs):
-            task = dask.delayed(dist.load_shard, pure=True)(x_blocks[start:stop], y_blocks[start:stop], start,
-                                                            n_features, classifier)
-            shards.append(client.compute(task, workers=[addr], allow_other_workers=False))
+            if caches is None:
+                task = dask.delayed(dist.load_shard, pure=True)(x_blocks[start:stop], y_blocks[start:stop], start,
+                                                                n_features, classifier)
+                shards.append(client.compute(task, workers=[addr], allow_other_workers=False))
+            else:
+                shards.append(client.submit(dist.load_cache_shard, caches[start:stop], start, n_features,
+                                            classifier, workers=[addr], allow_other_workers=False, pure=False))
         summaries = client.gather([client.submit(dist.shard_summary, s, classifier, workers=[a], pure=False)
                                    for s, a in zip(shards, workers)])
         n_local = [int(s["n_rows"]) for s in summaries]
