@@ -61,7 +61,7 @@ def run_dask(n_workers: int, X, y, Xt, yt, params: dict, sync_rows: int, combine
 
     from fastafm.dask import DaskAFMRegressor
 
-    with LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
+    with LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster, \
             Client(cluster) as client:
         dX = da.from_array(X, chunks=(chunk_rows, -1), asarray=False)
         dy = da.from_array(y, chunks=chunk_rows)

@@ -26,7 +26,8 @@ SMALL = dict(embedding_dim=8, attention_dim=8, n_epochs=4, random_state=0, sync_
 @pytest.fixture(scope="module")
 def client():
     # Threads, not processes: starts in a fraction of a second; the core releases the GIL while it trains.
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None) as cluster, \
+    # The dashboard on a free port: another cluster on the machine (on 8787) must not fail the suite.
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=":0") as cluster, \
             Client(cluster) as c:
         yield c
 
@@ -160,11 +161,13 @@ def test_merge_keeps_rows_of_one_worker_and_combines_shared_rows(combine):
              "h": np.zeros(1, np.float32), "p": np.zeros(k, np.float32), "w": np.zeros(n, np.float32),
              "V": np.zeros((n, k), np.float32)}
     state = dist.State(zeros, {name: a + 1 for name, a in zeros.items()})
-    a = _update(100, [0, 2], [3, 1], [1.0, 2.0], dense=1.0)  # feature 0 only here
+    a = _update(100, [0, 2], [3, 1], [0.1, 2.0], dense=1.0)  # feature 0 only here
     b = _update(300, [2, 3], [3, 5], [6.0, 4.0], dense=2.0)  # feature 3 only here, feature 2 shared
     out = dist.merge(state, [a, b], new_epoch=True, combine=combine)
     w = out.params["w"]
-    assert w[0] == 1.0 and w[3] == 4.0 and w[1] == 0.0  # one worker's rows kept exactly, untouched unchanged
+    # One worker's rows are kept bit for bit (not count * value / count), rows nobody touched are unchanged.
+    assert w[0] == np.float32(0.1) and w[3] == 4.0 and w[1] == 0.0
+    assert out.accum["w"][0] == np.float32(0.1) + np.float32(1) and out.accum["w"][3] == 5.0
     if combine == "sum":
         assert w[2] == 8.0 and out.params["w0"][0] == 3.0  # old + sum of the deltas
         assert out.accum["w"][2] == 9.0  # 1 + (3 - 1) + (7 - 1)

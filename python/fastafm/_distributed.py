@@ -237,14 +237,21 @@ def merge(state: State, updates: list, new_epoch: bool, combine: str = "average"
             den[pos] += u.counts
         for name in SPARSE:
             shape = (-1,) + (1,) * (state.params[name].ndim - 1)
+            # Each worker's share of a row's weight (exactly 1.0 where it was the only one to touch the row,
+            # so such rows keep that worker's values bit for bit).
+            weights = [(u.counts / den[pos]).astype(np.float32).reshape(shape) for u, pos in zip(updates, positions)]
             for dst, src in ((params, "params"), (accum, "accum")):
-                old = np.asarray(dst[name][union], np.float64)
-                num = np.zeros_like(old)
-                for u, pos in zip(updates, positions):
-                    delta = getattr(u, src)[name] - old[pos]
-                    num[pos] += delta if combine == "sum" else u.counts.reshape(shape) * delta
                 full = dst[name].copy()
-                full[union] = (old + (num if combine == "sum" else num / den.reshape(shape))).astype(np.float32)
+                if combine == "sum":  # old + the sum of the workers' changes
+                    acc = full[union]
+                    old = acc.copy()
+                    for u, pos in zip(updates, positions):
+                        acc[pos] += getattr(u, src)[name] - old[pos]
+                else:  # the mean over the workers that touched the row, weighted by their counts
+                    acc = np.zeros((union.shape[0],) + full.shape[1:], np.float32)
+                    for u, pos, c in zip(updates, positions, weights):
+                        acc[pos] += c * getattr(u, src)[name]
+                full[union] = acc
                 dst[name] = full
     stats["rounds"] = stats.get("rounds", 0) + 1
     stats["bytes_up"] = stats.get("bytes_up", 0) + sum(u.nbytes() for u in updates)
