@@ -91,7 +91,7 @@ def main(argv=None) -> int:
     ap.add_argument("--rows", type=int, default=200_000, help="rows in all (the last 20%% are the test set)")
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--k", type=int, default=64, help="embedding_dim = attention_dim")
-    ap.add_argument("--sync-rows", default="8192", help="comma-separated sync_rows values to run")
+    ap.add_argument("--sync-rows", default="16384", help="comma-separated sync_rows values to run")
     ap.add_argument("--combine", default="average", help="comma-separated: average, sum")
     ap.add_argument("--chunk-rows", type=int, default=20_000, help="rows per dask chunk")
     ap.add_argument("--seeds", default="0,1,2", help="random_state values: single and 2 workers run each (test "

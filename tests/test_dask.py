@@ -278,3 +278,13 @@ def test_fit_on_cache_files_equals_fit_on_the_same_partitions(client, planted, t
         DaskAFMRegressor(client=client, **SMALL).fit([1, 2])
     with pytest.raises(FileNotFoundError):
         DaskAFMRegressor(client=client, **SMALL).fit([str(tmp_path / "missing.afmcache")])
+
+
+def test_rounds_never_split_a_mini_batch():
+    from fastafm.dask import _round_bounds
+
+    for n, rounds in ((80000, 10), (1000, 3), (100, 4), (5, 2)):
+        bounds = [_round_bounds(n, r, rounds, 128) for r in range(rounds)]
+        assert bounds[0][0] == 0 and bounds[-1][1] == n
+        assert all(a[1] == b[0] for a, b in zip(bounds, bounds[1:]))
+        assert all((lo % 128 == 0 or lo == n) and lo <= hi for lo, hi in bounds)

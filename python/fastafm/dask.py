@@ -173,6 +173,15 @@ def _assign(n_parts: int, sizes, n_workers: int) -> list:
     return list(zip(cuts[:-1], cuts[1:]))
 
 
+def _round_bounds(n: int, r: int, n_rounds: int, batch_size: int) -> tuple[int, int]:
+    """Rows [lo, hi) of a worker's epoch order that round r trains: equal shares, cut at multiples of the batch
+    size so that a round never splits a mini-batch (one worker then trains exactly as one process would)."""
+    def cut(i: int) -> int:
+        return min(n, -(-(n * i // n_rounds) // batch_size) * batch_size)
+
+    return cut(r), cut(r + 1)
+
+
 def _get_client(client):
     if client is not None:
         return client
@@ -223,7 +232,7 @@ class _DaskAFMBase(BaseEstimator):
         n_threads=0,
         random_state=None,
         verbose=0,
-        sync_rows=8192,
+        sync_rows=16384,
         combine="average",
         client=None,
     ):
@@ -396,7 +405,7 @@ class _DaskAFMBase(BaseEstimator):
             for r in range(n_rounds):
                 updates = []
                 for w, addr in enumerate(workers):
-                    lo, hi = n_local[w] * r // n_rounds, n_local[w] * (r + 1) // n_rounds
+                    lo, hi = _round_bounds(n_local[w], r, n_rounds, int(self.batch_size))
                     if hi > lo:
                         updates.append(client.submit(dist.train_round, shards[w], orders[w], state, lo, hi,
                                                      settings[w], seeds[w], epoch, workers=[addr],
@@ -450,7 +459,7 @@ class DaskAFMRegressor(RegressorMixin, _DaskAFMBase):
         As in fastafm.AFMRegressor.
     n_threads : int, default 0
         Threads of the core in each worker's task; 0 uses the worker's thread count (threads_per_worker).
-    sync_rows : int, default 8192
+    sync_rows : int, default 16384
         Rows each worker trains between two synchronisations (the largest worker's share; the others scale
         theirs so that all finish an epoch in the same number of rounds). Smaller: closer to single-process
         training, more rounds; see docs/distributed.md for the measured trade-off.
