@@ -15,7 +15,7 @@ import dask
 import dask.array as da
 import dask.dataframe as dd
 import pandas as pd
-from distributed import Client, LocalCluster
+from distributed import Client, LocalCluster, get_client
 
 from fastafm import _distributed as dist
 from fastafm.dask import DaskAFMClassifier, DaskAFMRegressor
@@ -132,8 +132,13 @@ def test_to_local_model_saves_and_explains(client, planted, tmp_path):
 def test_sync_stats_count_the_bytes_moved(client, planted):
     X, y = planted
     n, k, t = X.shape[1], 8, 8
-    model = DaskAFMRegressor(client=client, **SMALL).fit(da.from_array(X, chunks=(500, -1), asarray=False),
-                                                         da.from_array(y, chunks=500))
+    assert client is get_client()  # client=None below: the current client is used
+    from sklearn.base import clone
+
+    twin = clone(DaskAFMRegressor(client=client, **SMALL))
+    assert twin.client is client and twin.get_params()["sync_rows"] == SMALL["sync_rows"]
+    model = DaskAFMRegressor(**SMALL).fit(da.from_array(X, chunks=(500, -1), asarray=False),
+                                          da.from_array(y, chunks=500))
     s = model.sync_stats_
     assert s["state_bytes"] == 2 * 4 * (n * (k + 1) + t * k + 2 * t + k + 1)  # params + Adagrad state, float32
     assert s["bytes_down_per_round"] == s["state_bytes"]  # to the one other worker

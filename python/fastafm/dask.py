@@ -254,6 +254,12 @@ class _DaskAFMBase(BaseEstimator):
         self.combine = combine
         self.client = client
 
+    def __sklearn_clone__(self):
+        """sklearn.base.clone: an unfitted copy sharing the same client (a Client cannot be deep-copied)."""
+        params = self.get_params(deep=False)
+        client = params.pop("client")
+        return type(self)(**copy.deepcopy(params), client=client)
+
     # ------------------------------------------------------------------ public API
     def fit(self, X, y=None):
         """Train for `n_epochs` epochs. Returns self.
