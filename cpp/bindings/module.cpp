@@ -134,6 +134,18 @@ py::array_t<float> to_array(const std::vector<float>& v, std::vector<py::ssize_t
     return out;
 }
 
+// (indptr, indices, values, labels, max_feature_id) of a parsed libFM text, as NumPy arrays.
+py::tuple libfm_tuple(const afm::LibfmData& data) {
+    auto arr = [](const auto& v) {
+        using T = typename std::decay_t<decltype(v)>::value_type;
+        py::array_t<T> out(static_cast<py::ssize_t>(v.size()));
+        std::copy(v.begin(), v.end(), out.mutable_data());
+        return out;
+    };
+    return py::make_tuple(arr(data.indptr), arr(data.indices), arr(data.values), arr(data.labels),
+                          data.max_feature_id);
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_core, mod) {
@@ -360,14 +372,7 @@ PYBIND11_MODULE(_core, mod) {
                 if (err.line > 0) throw py::value_error(path + ":" + std::to_string(err.line) + ": " + err.message);
                 throw py::value_error(path + ": " + err.message);
             }
-            auto arr = [](const auto& v) {
-                using T = typename std::decay_t<decltype(v)>::value_type;
-                py::array_t<T> out(static_cast<py::ssize_t>(v.size()));
-                std::copy(v.begin(), v.end(), out.mutable_data());
-                return out;
-            };
-            return py::make_tuple(arr(data.indptr), arr(data.indices), arr(data.values), arr(data.labels),
-                                  data.max_feature_id);
+            return libfm_tuple(data);
         },
         "path"_a,
         "Parse a libFM/libSVM file. Returns (indptr int64, indices int32, values float32, labels float32,\n"
@@ -392,14 +397,7 @@ PYBIND11_MODULE(_core, mod) {
                     throw py::value_error(name + ":" + std::to_string(first_line + err.line - 1) + ": " + err.message);
                 throw py::value_error(name + ": " + err.message);
             }
-            auto arr = [](const auto& v) {
-                using T = typename std::decay_t<decltype(v)>::value_type;
-                py::array_t<T> out(static_cast<py::ssize_t>(v.size()));
-                std::copy(v.begin(), v.end(), out.mutable_data());
-                return out;
-            };
-            return py::make_tuple(arr(data.indptr), arr(data.indices), arr(data.values), arr(data.labels),
-                                  data.max_feature_id);
+            return libfm_tuple(data);
         },
         "buffer"_a, "name"_a, "first_line"_a = 1,
         "Parse libFM/libSVM text held in a bytes-like buffer (a chunk of whole lines of a file). Returns what\n"

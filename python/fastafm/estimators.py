@@ -591,13 +591,7 @@ class AFMClassifier(ClassifierMixin, _BaseAFM):
             except TypeError as exc:  # labels of mixed, unorderable types
                 raise TypeError(f"y must hold labels of one type: {exc}") from None
             if classes is not None:
-                declared = np.unique(np.asarray(classes))
-                if declared.ndim != 1 or declared.shape[0] != 2:
-                    raise ValueError(f"classes must hold exactly two labels, got {declared}")
-                unknown = np.setdiff1d(found, declared)
-                if unknown.size:
-                    raise ValueError(f"y contains labels not in classes: {unknown[:5]}")
-                found = declared
+                found = _declared_classes(found, classes, "")
             if found.shape[0] != 2:
                 raise ValueError(f"AFMClassifier needs two classes in y, got {found.shape[0]} class(es): {found[:5]}"
                                  + ("; Only binary classification is supported." if found.shape[0] > 2 else ""))
@@ -622,13 +616,7 @@ class AFMClassifier(ClassifierMixin, _BaseAFM):
                 raise ValueError(f"{cache.path}: Unknown label type: continuous values in y; AFMClassifier needs "
                                  "two class labels (use AFMRegressor for real-valued targets)")
             if classes is not None:
-                declared = np.unique(np.asarray(classes))
-                if declared.ndim != 1 or declared.shape[0] != 2:
-                    raise ValueError(f"classes must hold exactly two labels, got {declared}")
-                unknown = np.setdiff1d(found, declared)
-                if unknown.size:
-                    raise ValueError(f"{cache.path}: y contains labels not in classes: {unknown[:5]}")
-                found = declared
+                found = _declared_classes(found, classes, f"{cache.path}: ")
             if found.shape[0] != 2:
                 raise ValueError(f"{cache.path}: AFMClassifier needs two classes in y, got {found.shape[0]} "
                                  f"class(es): {found[:5]}")
@@ -738,6 +726,17 @@ class FMRegressor(_FMMixin, AFMRegressor):
 
 class FMClassifier(_FMMixin, AFMClassifier):
     """Factorization Machine for binary classification (logistic loss); see FMRegressor and AFMClassifier."""
+
+
+def _declared_classes(found, classes, where: str):
+    """The two labels of `classes` (partial_fit's argument), checked against the labels found in y."""
+    declared = np.unique(np.asarray(classes))
+    if declared.ndim != 1 or declared.shape[0] != 2:
+        raise ValueError(f"classes must hold exactly two labels, got {declared}")
+    unknown = np.setdiff1d(found, declared)
+    if unknown.size:
+        raise ValueError(f"{where}y contains labels not in classes: {unknown[:5]}")
+    return declared
 
 
 def _warm_start_params(init, n_features: int, embedding_dim: int) -> dict:
