@@ -24,7 +24,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from . import _core
-from ._validation import as_csr, as_targets, column_or_1d, csr_arrays
+from ._validation import as_csr, as_targets, check_class_labels, column_or_1d, csr_arrays
 
 SPARSE = ("w", "V")
 DENSE = ("w0", "W", "b", "h", "p")
@@ -135,17 +135,8 @@ def shard_summary(shard: Shard, classifier: bool) -> dict:
     if shard.n_rows == 0:
         return out
     if classifier:
-        y = shard.y
-        if y.dtype.kind == "c":
-            raise ValueError("y must hold class labels: Complex data not supported")
-        if y.dtype.kind == "f" and not np.all(np.isfinite(y)):
-            raise ValueError("y contains NaN or infinity")
-        if y.dtype == object and any(v is None or (isinstance(v, float) and not np.isfinite(v)) for v in y):
-            raise ValueError("y contains missing labels (None or NaN)")
-        if y.dtype.kind == "f" and np.any(y != np.round(y)):
-            raise ValueError("Unknown label type: continuous values in y; DaskAFMClassifier needs two class "
-                             "labels (use DaskAFMRegressor for real-valued targets)")
-        out["labels"] = np.unique(y)
+        check_class_labels(shard.y, fitting=True, classifier="DaskAFMClassifier", regressor="DaskAFMRegressor")
+        out["labels"] = np.unique(shard.y)
     else:
         out["y_min"], out["y_max"] = float(shard.y.min()), float(shard.y.max())
     return out

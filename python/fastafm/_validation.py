@@ -280,3 +280,18 @@ def check_kernel_memory_sizes(m: int, n_rows: int, n_features: int, k: int, t: i
         need += 4 * threads * (int(t) * int(k) + 2 * int(t) + int(k)) * 4  # the chunks' dense gradient buffers
     check_memory(need, f"a row of {m} non-zeros ({m * (m - 1) // 2} feature pairs) with embedding_dim={k}, "
                        f"attention_dim={t} on {threads} thread(s)")
+
+
+def check_class_labels(y: np.ndarray, fitting: bool, classifier: str = "AFMClassifier",
+                       regressor: str = "AFMRegressor") -> None:
+    """Class labels a classifier can use: no complex numbers, NaN, infinity or None; when fitting, no
+    continuous values (the names say which estimator to use instead)."""
+    if y.dtype.kind == "c":
+        raise ValueError("y must hold class labels: Complex data not supported")
+    if y.dtype.kind == "f" and not np.all(np.isfinite(y)):
+        raise ValueError("y contains NaN or infinity")
+    if y.dtype == object and any(v is None or (isinstance(v, float) and not np.isfinite(v)) for v in y):
+        raise ValueError("y contains missing labels (None or NaN)")
+    if fitting and y.dtype.kind == "f" and np.any(y != np.round(y)):
+        raise ValueError(f"Unknown label type: continuous values in y; {classifier} needs two class "
+                         f"labels (use {regressor} for real-valued targets)")

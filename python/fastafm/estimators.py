@@ -16,8 +16,8 @@ import numpy as np
 from . import _core, metrics, reference
 from ._compat import BaseEstimator, ClassifierMixin, RegressorMixin
 from ._streaming import CacheRows, InMemoryRows
-from ._validation import (as_csr, as_targets, check_float, check_int, check_kernel_memory, check_memory,
-                          check_model_memory, column_or_1d, csr_arrays)
+from ._validation import (as_csr, as_targets, check_class_labels, check_float, check_int, check_kernel_memory,
+                          check_memory, check_model_memory, column_or_1d, csr_arrays)
 from .cache import as_cache
 
 PARAM_NAMES = reference.PARAM_NAMES  # ("w0", "w", "V", "W", "b", "h", "p")
@@ -576,16 +576,8 @@ class AFMClassifier(ClassifierMixin, _BaseAFM):
         arr = column_or_1d(arr, "y")
         if arr.shape[0] != n_rows:
             raise ValueError(f"y has {arr.shape[0]} values but X has {n_rows} rows")
-        if arr.dtype.kind == "c":
-            raise ValueError("y must hold class labels: Complex data not supported")
-        if arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
-            raise ValueError("y contains NaN or infinity")
-        if arr.dtype == object and any(v is None or (isinstance(v, float) and not np.isfinite(v)) for v in arr):
-            raise ValueError("y contains missing labels (None or NaN)")
+        check_class_labels(arr, fitting)
         if fitting:
-            if arr.dtype.kind == "f" and np.any(arr != np.round(arr)):
-                raise ValueError("Unknown label type: continuous values in y; AFMClassifier needs two class "
-                                 "labels (use AFMRegressor for real-valued targets)")
             try:
                 found = np.unique(arr)
             except TypeError as exc:  # labels of mixed, unorderable types
