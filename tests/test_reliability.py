@@ -50,6 +50,16 @@ def long_rows(n_rows=3000, nnz=60, n_features=500, seed=0):
     return X, rng.normal(size=n_rows)
 
 
+
+def long_rows_for(seconds, **fit_params):
+    """Long rows whose one-epoch fit with `fit_params` takes about `seconds` on this machine, now: the row count
+    comes from a measured rate, so the tests below hold on a slow CPU and a fast one alike."""
+    X, y = long_rows(n_rows=300)
+    start = time.perf_counter()  # timing: measures this machine's rate, asserts nothing
+    fastafm.AFMRegressor(**{**fit_params, "n_epochs": 1}).fit(X, y)
+    rate = 300 / max(time.perf_counter() - start, 1e-6)  # timing: as above
+    return long_rows(n_rows=int(min(max(rate * seconds, 3000), 2_000_000)))
+
 def assert_consistent(model, X):
     params = model.get_model_params()
     assert all(np.isfinite(a).all() for a in params.values())
@@ -115,10 +125,10 @@ def test_overflowing_predictions_warn():
 
 def _interrupt_after(seconds, sent):
     def fire():
-        sent.append(time.perf_counter())
+        sent.append(time.perf_counter())  # timing: when SIGINT was sent
         os.kill(os.getpid(), signal.SIGINT)
 
-    timer = threading.Timer(seconds, fire)
+    timer = threading.Timer(seconds, fire)  # timing: fires inside a long epoch sized by long_rows_for
     timer.daemon = True
     timer.start()
     return timer
@@ -126,17 +136,17 @@ def _interrupt_after(seconds, sent):
 
 @pytest.mark.skipif(threading.current_thread() is not threading.main_thread(), reason="signals need the main thread")
 def test_sigint_stops_a_long_epoch_within_a_second():
-    X, y = long_rows()
-    model = fastafm.AFMRegressor(embedding_dim=64, attention_dim=64, batch_size=16, n_epochs=50, n_threads=1,
-                                 random_state=0)
+    settings = dict(embedding_dim=64, attention_dim=64, batch_size=16, n_threads=1, random_state=0)
+    X, y = long_rows_for(8.0, **settings)  # an epoch of ~8 s: SIGINT at 1 s lands inside the first one
+    model = fastafm.AFMRegressor(n_epochs=50, **settings)
     init = fastafm.AFMRegressor(embedding_dim=64, attention_dim=64, n_epochs=0, random_state=0).fit(X, y)
     sent = []
     previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     timer = _interrupt_after(1.0, sent)
     try:
         with pytest.raises(KeyboardInterrupt):
-            model.fit(X, y)  # 50 epochs of ~7 s each unless interrupted
-        caught = time.perf_counter()
+            model.fit(X, y)  # 50 epochs of ~8 s each unless interrupted
+        caught = time.perf_counter()  # timing: a latency bound of 1 s for a check made every 0.1 s
     finally:
         timer.cancel()
         signal.signal(signal.SIGINT, previous)
@@ -169,9 +179,9 @@ def test_concurrent_predict_on_one_model_is_correct():
 
 
 def test_two_threads_fitting_one_model_is_refused():
-    X, y = long_rows(n_rows=400)
-    model = fastafm.AFMRegressor(embedding_dim=64, attention_dim=64, batch_size=16, n_epochs=1, n_threads=1,
-                                 random_state=0)
+    settings = dict(embedding_dim=64, attention_dim=64, batch_size=16, n_threads=1, random_state=0)
+    X, y = long_rows_for(3.0, **settings)  # the first fit lasts ~3 s, whatever the CPU
+    model = fastafm.AFMRegressor(n_epochs=1, **settings)
     errors = []
 
     def fit():
@@ -182,9 +192,10 @@ def test_two_threads_fitting_one_model_is_refused():
 
     worker = threading.Thread(target=fit)
     worker.start()
-    deadline = time.monotonic() + 30
-    while id(model) not in estimators._FITTING and worker.is_alive() and time.monotonic() < deadline:
-        time.sleep(0.001)
+    deadline = time.monotonic() + 30  # timing: only bounds the wait for the worker thread to start
+    while (id(model) not in estimators._FITTING and worker.is_alive()
+           and time.monotonic() < deadline):  # timing: the bound above
+        time.sleep(0.001)  # timing: a poll, asserts nothing
     assert worker.is_alive(), "the first fit ended before the second could start"
     with pytest.raises(RuntimeError, match="already being fitted in another thread"):
         model.fit(X, y)
@@ -242,14 +253,14 @@ def test_rss_stays_flat_over_200_fit_predict_cycles(tmp_path):
 
 def test_impossible_model_size_is_a_memory_error_fast():
     X = sp.csr_matrix((np.ones(2, np.float32), np.array([0, 1], np.int32), np.array([0, 1, 2])), shape=(2, 2**31 - 1))
-    start = time.perf_counter()
+    start = time.perf_counter()  # timing: the refusal comes before any allocation; 5 s is ~1000x its cost
     with pytest.raises(MemoryError, match=r"n_features=2147483647, embedding_dim=1048576"):
         fastafm.AFMRegressor(embedding_dim=2**20, n_epochs=1).fit(X, [1.0, 2.0])
     with pytest.raises(MemoryError, match="embedding_dim=2147483647"):
         fastafm.AFMRegressor(embedding_dim=2**31 - 1, n_epochs=1).fit(np.eye(3), [1.0, 2.0, 3.0])
     with pytest.raises(MemoryError, match="attention_dim=1073741824"):
         fastafm.AFMRegressor(embedding_dim=64, attention_dim=2**30, n_epochs=1).fit(np.eye(3), [1.0, 2.0, 3.0])
-    assert time.perf_counter() - start < 5
+    assert time.perf_counter() - start < 5  # timing: see `start`
 
 
 def _one_long_row(n_features=200_000):
