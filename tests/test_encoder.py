@@ -38,7 +38,7 @@ def rows(X):
 
 
 def test_layout_names_and_fields():
-    enc = FieldEncoder()
+    enc = FieldEncoder(numeric_scaling=None)  # raw values, to read the layout
     X = enc.fit_transform(small_frame())
     assert sp.isspmatrix_csr(X) and X.dtype == np.float32 and X.shape == (4, 7)
     assert list(enc.field_names_) == ["color", "size", "flag"]
@@ -90,6 +90,57 @@ def test_numeric_scaling(scaling, expected):
     assert np.isclose(X2.data[1], (9.0 - enc.numeric_center_[1]) / enc.numeric_scale_[1])
 
 
+def test_numeric_columns_are_standardised_by_default():
+    assert FieldEncoder().numeric_scaling == "standard"
+    default = FieldEncoder().fit_transform(small_frame())
+    standard = FieldEncoder(numeric_scaling="standard").fit_transform(small_frame())
+    assert (default != standard).nnz == 0
+    assert np.allclose([r[1][1] for r in rows(default)], [(1 - 3) / np.sqrt(8 / 3), 0.0, 0.0, (5 - 3) / np.sqrt(8 / 3)])
+
+
+def test_numeric_bins_are_training_quantiles_with_unseen_values_in_the_end_bins():
+    train = pd.DataFrame({"clicks": [0, 1, 2, 3, 4, 5, 6, 7, np.nan, 100], "c": list("abababab" + "ab")})
+    enc = FieldEncoder(numeric_bins=4).fit(train)
+    edges = enc.bin_edges_[0]
+    present = train["clicks"].dropna().to_numpy()
+    assert np.allclose(edges, np.quantile(present, [0.25, 0.5, 0.75]))
+    assert enc.categorical_.tolist() == [True, True] and enc.bin_edges_[1] is None
+    assert enc.field_offsets_.tolist() == [0, 5, 8]  # 4 bins + unknown, then a, b, unknown
+    assert enc.feature_names_[0] == f"clicks=[-inf, {edges[0]:.6g})" and enc.describe(4) == ("clicks", "unknown", None)
+    test = pd.DataFrame({"clicks": [-50.0, 0.0, edges[0], edges[1] + 0.5, 1e9, np.nan], "c": ["a"] * 6})
+    ids = [r[0] for r in rows(enc.transform(test))]
+    assert ids == [(0, 1.0), (0, 1.0), (1, 1.0), (2, 1.0), (3, 1.0), (4, 1.0)]  # below/above range: end bins
+
+
+def test_numeric_bins_per_column_and_merged_edges():
+    df = pd.DataFrame({"heavy": [0] * 90 + list(range(1, 11)), "x": np.arange(100.0)})
+    enc = FieldEncoder(numeric_bins={"heavy": 10}).fit(df)
+    assert enc.categorical_.tolist() == [True, False]  # x stays one standardised feature
+    assert len(enc.categories_[0]) < 10  # 90% zeros: repeated quantile edges merge into one bin
+    assert np.all(np.diff(enc.bin_edges_[0]) > 0)
+    X = enc.transform(df)
+    assert X.indices[0] == 0 and len(set(X.indices[::2])) == len(enc.categories_[0])  # every bin is used
+
+
+@pytest.mark.parametrize("bins, error, match", [
+    (1, ValueError, "at least 2 bins"), (True, ValueError, "at least 2 bins"), ("4", TypeError, "numeric_bins"),
+    ({"nope": 4}, ValueError, r"numeric_bins names columns not in X: \['nope'\]"),
+])
+def test_bad_numeric_bins(bins, error, match):
+    with pytest.raises(error, match=match):
+        FieldEncoder(numeric_bins=bins).fit(small_frame())
+
+
+def test_columns_that_transform_could_not_read_are_refused_in_fit():
+    frame = small_frame()
+    frame.columns = pd.MultiIndex.from_tuples([("a", "color"), ("a", "size"), ("b", "flag")])
+    with pytest.raises(ValueError, match="MultiIndex columns"):
+        FieldEncoder().fit(frame)
+    listed = pd.DataFrame({"tags": [["a", "b"], ["c"], ["a"]]})
+    with pytest.raises(TypeError, match=r"column 'tags' holds the unhashable value \['a', 'b'\]"):
+        FieldEncoder().fit(listed)
+
+
 def test_constant_and_all_missing_numeric_columns_do_not_divide_by_zero():
     df = pd.DataFrame({"c": [2.0, 2.0, 2.0], "m": [np.nan, np.nan, np.nan]})
     for scaling in ("standard", "minmax"):
@@ -99,7 +150,7 @@ def test_constant_and_all_missing_numeric_columns_do_not_divide_by_zero():
 
 
 def test_numeric_missing_indicator():
-    enc = FieldEncoder(numeric_missing="indicator")
+    enc = FieldEncoder(numeric_scaling=None, numeric_missing="indicator")
     X = enc.fit_transform(small_frame())
     assert list(enc.feature_names_)[3:5] == ["size", "size=<missing>"]
     assert enc.fields_.tolist() == [0, 0, 0, 1, 1, 2, 2, 2]
@@ -121,7 +172,7 @@ def test_column_kinds_detected_and_overridden():
         "price": ["1.5", "2", None, "4"],                   # numbers held as strings, listed as numeric
         "n": pd.array([1, None, 3, 4], dtype="Int64"),
     })
-    enc = FieldEncoder(categorical=["user_id"], numeric=["price"]).fit(df)
+    enc = FieldEncoder(categorical=["user_id"], numeric=["price"], numeric_scaling=None).fit(df)
     assert enc.categorical_.tolist() == [True, True, True, False, False]
     assert list(enc.categories_[0]) == [10, 20, 30]
     X = enc.transform(df)

@@ -2,7 +2,7 @@
 
 One field per column. A categorical column becomes a block of one-hot feature ids (one per category seen in
 fit, plus one "unknown" id for categories not seen in fit and for missing values); a numeric column becomes
-one real-valued feature (optionally scaled). Every output row holds exactly one non-zero per field, in
+one real-valued feature (standardised by default), or, with `numeric_bins`, a block of quantile-bin ids. Every output row holds exactly one non-zero per field, in
 column order, so the field of every feature id is known (`fields_`) and attention tables can be labelled
 with column names (`field_names_`) and values (`feature_names_`).
 
@@ -11,6 +11,7 @@ pandas is an optional dependency: it is imported when the encoder is first fitte
 from __future__ import annotations
 
 import numbers
+from collections.abc import Hashable
 from typing import Any
 
 import numpy as np
@@ -65,10 +66,17 @@ class FieldEncoder(TransformerMixin, BaseEstimator):
         Columns to treat as numeric (they must hold numbers).
         Every other column is detected from its dtype: bool, object, string and category columns are
         categorical; integer and float columns are numeric; any other dtype (datetimes, ...) is an error.
-    numeric_scaling : {None, "standard", "minmax"}, default None
-        None keeps numeric values as they are; "standard" maps x to (x - mean) / std and "minmax" to
-        (x - min) / (max - min), with the statistics of the training data (missing values left out; a
-        constant column is only shifted).
+    numeric_scaling : {"standard", "minmax", None}, default "standard"
+        "standard" maps x to (x - mean) / std and "minmax" to (x - min) / (max - min), with the statistics of
+        the training data (missing values left out; a constant column is only shifted); None keeps numeric
+        values as they are. A numeric value multiplies its embedding in every pair, so unscaled prices or counts
+        dominate the pair-wise layer: scaling is the default.
+    numeric_bins : None, int >= 2, or dict {column: int >= 2}, default None
+        Quantile bucketing: a numeric column becomes a categorical field of up to N bins whose edges are the
+        training data's quantiles (repeated edges merged, so a column with few distinct values gets fewer
+        bins), plus the unknown id for missing values; values outside the training range fall in the first or
+        last bin. An int applies to every numeric column, a dict to the columns it names. The convention for
+        count-like CTR features (clicks, impressions, prices) whose effect is not linear in the value.
     numeric_missing : {"zero", "indicator"}, default "zero"
         What a missing numeric value (NaN, None, pd.NA) becomes. "zero": the field's feature with value 0
         after scaling (so with "standard" scaling it is mean imputation); a value 0 adds nothing to the
@@ -86,8 +94,9 @@ class FieldEncoder(TransformerMixin, BaseEstimator):
         Name of every output feature id: "column=category", "column=<unknown>", "column" for a numeric
         feature and "column=<missing>" for a missing indicator.
     feature_map_ : list of (field_name, kind, value) tuples, one per output feature id
-        kind is "category" (value: the category as found in the data), "unknown", "numeric" or "missing"
-        (value None for the last three).
+        kind is "category" (value: the category as found in the data), "bin" (value: the bin's name),
+        "unknown", "numeric" or "missing" (value None for the last three). A binned field's unknown id takes
+        its missing values (numeric_missing applies to unbinned numeric fields).
     fields_ : ndarray of int64, shape (n_features_out_,)
         Field index of every output feature id; pass it to `fastafm.interpret.field_pair_attention`.
     field_offsets_ : ndarray of int64, shape (n_fields + 1,)
@@ -95,7 +104,11 @@ class FieldEncoder(TransformerMixin, BaseEstimator):
     categorical_ : ndarray of bool, shape (n_fields,)
         Whether each field is categorical.
     categories_ : list
-        Per field: an array of the categories given ids (in id order), or None for a numeric field.
+        Per field: an array of the categories given ids (in id order; for a binned field the bins' names,
+        "[lo, hi)"), or None for a numeric field.
+    bin_edges_ : list
+        Per field: the inner bin edges of a binned numeric field (a value x falls in bin
+        ``searchsorted(edges, x, side="right")``), else None.
     numeric_center_, numeric_scale_ : ndarray of float64, shape (n_fields,)
         A numeric field's value is (x - center) / scale (0 and 1 for categorical fields and without scaling).
     n_features_in_ : int
@@ -119,11 +132,12 @@ class FieldEncoder(TransformerMixin, BaseEstimator):
     >>> pipe.fit(df, y).predict_proba(df_test)                                 # doctest: +SKIP
     """
 
-    def __init__(self, categorical=None, numeric=None, numeric_scaling=None, numeric_missing="zero",
-                 min_frequency=1):
+    def __init__(self, categorical=None, numeric=None, numeric_scaling="standard", numeric_bins=None,
+                 numeric_missing="zero", min_frequency=1):
         self.categorical = categorical
         self.numeric = numeric
         self.numeric_scaling = numeric_scaling
+        self.numeric_bins = numeric_bins
         self.numeric_missing = numeric_missing
         self.min_frequency = min_frequency
 
@@ -161,10 +175,15 @@ class FieldEncoder(TransformerMixin, BaseEstimator):
         both = [c for c in forced_cat if c in forced_num]
         if both:
             raise ValueError(f"columns listed as both categorical and numeric: {both}")
+        if isinstance(self.numeric_bins, dict):
+            missing = [c for c in self.numeric_bins if c not in columns]
+            if missing:
+                raise ValueError(f"numeric_bins names columns not in X: {missing}")
 
         n_fields = len(columns)
         is_cat = np.zeros(n_fields, dtype=bool)
         categories: list[Any] = []
+        bin_edges: list[Any] = []
         center = np.zeros(n_fields)
         scale = np.ones(n_fields)
         feature_map: list[tuple[str, str, Any]] = []
@@ -178,11 +197,20 @@ class FieldEncoder(TransformerMixin, BaseEstimator):
                 cat = False
             else:
                 cat = self._detect_categorical(series, name, pd)
-            is_cat[f] = cat
+            n_bins = None if cat else self._bins_for(col)
+            is_cat[f] = cat or n_bins is not None
+            bin_edges.append(None)
             if cat:
-                cats = self._fit_categories(series, pd)
+                cats = self._fit_categories(series, name, pd)
                 categories.append(cats)
                 feature_map.extend((name, "category", c) for c in cats)
+                feature_map.append((name, "unknown", None))
+            elif n_bins is not None:
+                edges = self._fit_bins(self._numeric_values(series, name, pd), n_bins)
+                bin_edges[f] = edges
+                labels = self._bin_labels(edges)
+                categories.append(labels)
+                feature_map.extend((name, "bin", label) for label in labels)
                 feature_map.append((name, "unknown", None))
             else:
                 values = self._numeric_values(series, name, pd)
@@ -198,6 +226,7 @@ class FieldEncoder(TransformerMixin, BaseEstimator):
         self.field_names_ = np.asarray([str(c) for c in columns], dtype=object)
         self.categorical_ = is_cat
         self.categories_ = categories
+        self.bin_edges_ = bin_edges
         self.numeric_center_ = center
         self.numeric_scale_ = scale
         self.field_offsets_ = np.asarray(offsets, dtype=np.int64)
@@ -227,7 +256,11 @@ class FieldEncoder(TransformerMixin, BaseEstimator):
         for f in range(n_fields):
             series = df.iloc[:, f]
             start, stop = int(self.field_offsets_[f]), int(self.field_offsets_[f + 1])
-            if self.categorical_[f]:
+            if self.bin_edges_[f] is not None:
+                x = self._numeric_values(series, str(self.field_names_[f]), pd)
+                codes = np.searchsorted(self.bin_edges_[f], x, side="right")
+                ids[:, f] = np.where(np.isnan(x), stop - 1, start + codes)
+            elif self.categorical_[f]:
                 lookup = pd.Index(self.categories_[f], dtype=object)
                 codes = lookup.get_indexer(series.to_numpy(dtype=object, na_value=None))
                 unknown = stop - 1
@@ -266,6 +299,13 @@ class FieldEncoder(TransformerMixin, BaseEstimator):
 
     # ------------------------------------------------------------------ internals
     def _check_params(self):
+        bins = self.numeric_bins
+        per_column = bins.values() if isinstance(bins, dict) else ([] if bins is None else [bins])
+        if not isinstance(bins, dict) and bins is not None and not isinstance(bins, numbers.Integral):
+            raise TypeError(f"numeric_bins must be None, an int or a dict {{column: int}}, got {bins!r}")
+        for n in per_column:
+            if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 2:
+                raise ValueError(f"numeric_bins must give at least 2 bins per column, got {n!r}")
         if self.numeric_scaling not in _SCALINGS:
             raise ValueError(f"numeric_scaling must be None, 'standard' or 'minmax', got {self.numeric_scaling!r}")
         if self.numeric_missing not in _MISSING_CHOICES:
@@ -285,6 +325,9 @@ class FieldEncoder(TransformerMixin, BaseEstimator):
     def _check_frame(self, X, pd, fitting: bool):
         if not isinstance(X, pd.DataFrame):
             raise TypeError(f"FieldEncoder takes a pandas DataFrame, got {type(X).__name__}")
+        if isinstance(X.columns, pd.MultiIndex):
+            raise ValueError("X has MultiIndex columns; FieldEncoder takes one level of column names "
+                             "(flatten them first, e.g. X.columns = ['_'.join(map(str, c)) for c in X.columns])")
         if X.columns.has_duplicates:
             dup = list(X.columns[X.columns.duplicated()].unique())
             raise ValueError(f"X has duplicate column names: {dup}")
@@ -311,8 +354,33 @@ class FieldEncoder(TransformerMixin, BaseEstimator):
         raise TypeError(f"column {name!r} has dtype {dtype}, which FieldEncoder cannot encode; convert it to "
                         f"numbers or strings, or list it in categorical=")
 
-    def _fit_categories(self, series, pd) -> np.ndarray:
+    def _bins_for(self, column):
+        if isinstance(self.numeric_bins, dict):
+            return self.numeric_bins.get(column)
+        return self.numeric_bins
+
+    @staticmethod
+    def _fit_bins(x: np.ndarray, n_bins: int) -> np.ndarray:
+        present = x[~np.isnan(x)]
+        if present.size == 0:
+            return np.empty(0)
+        inner = np.quantile(present, np.linspace(0.0, 1.0, n_bins + 1)[1:-1])
+        # A heavy mass at one value repeats edges; an edge at the minimum would leave its bin empty.
+        return np.unique(inner[inner > present.min()])
+
+    @staticmethod
+    def _bin_labels(edges: np.ndarray) -> np.ndarray:
+        bounds = ["-inf", *(f"{e:.6g}" for e in edges), "inf"]
+        labels = np.empty(len(bounds) - 1, dtype=object)
+        labels[:] = [f"[{lo}, {hi})" for lo, hi in zip(bounds[:-1], bounds[1:])]
+        return labels
+
+    def _fit_categories(self, series, name: str, pd) -> np.ndarray:
         values = series.to_numpy(dtype=object, na_value=None)
+        unhashable = next((v for v in values if v is not None and not isinstance(v, Hashable)), None)
+        if unhashable is not None:
+            raise TypeError(f"categorical column {name!r} holds the unhashable value {unhashable!r} "
+                            f"({type(unhashable).__name__}); a field holds one category per row")
         present = pd.Series(values[~pd.isna(values)], dtype=object)
         counts = present.value_counts(sort=False)  # in order of first appearance
         kept = [c for c, n in zip(counts.index, counts.to_numpy()) if n >= self.min_frequency]
@@ -365,4 +433,6 @@ class FieldEncoder(TransformerMixin, BaseEstimator):
             return f"{field}={UNKNOWN}"
         if kind == "missing":
             return f"{field}={MISSING}"
+        if kind == "bin":
+            return f"{field}={value}"
         return field
