@@ -1,0 +1,49 @@
+"""`import fastafm` stays light: the submodules with optional dependencies (plot: matplotlib) are
+module attributes imported on first access (PEP 562), never at import time."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+
+def _run(code: str) -> str:
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+
+
+def test_import_fastafm_does_not_import_matplotlib_and_fastafm_plot_resolves():
+    out = _run(
+        "import sys\n"
+        "import fastafm\n"
+        "print('matplotlib' in sys.modules)\n"
+        "print(callable(fastafm.plot.history), callable(fastafm.plot.attention_heatmap))\n"
+        "print('matplotlib' in sys.modules)\n"  # fastafm.plot itself imports matplotlib only when drawing
+        "import fastafm.plot\n"
+        "print(fastafm.plot is sys.modules['fastafm.plot'], 'plot' in dir(fastafm))\n"
+    )
+    assert out.split("\n")[:4] == ["False", "True True", "False", "True True"]
+
+
+def test_unknown_attribute_is_still_an_attribute_error():
+    out = _run(
+        "import fastafm\n"
+        "try:\n"
+        "    fastafm.no_such_thing\n"
+        "except AttributeError as exc:\n"
+        "    print(exc)\n"
+    )
+    assert out.strip() == "module 'fastafm' has no attribute 'no_such_thing'"
+
+
+def test_plot_without_matplotlib_gives_the_existing_message():
+    out = _run(
+        "import sys\n"
+        "sys.modules['matplotlib'] = None\n"  # any `import matplotlib...` now raises ImportError
+        "import fastafm\n"
+        "try:\n"
+        "    fastafm.plot.history([{'epoch': 1, 'train_loss': 1.0}])\n"
+        "except ImportError as exc:\n"
+        "    print(exc)\n"
+    )
+    assert out.strip() == ("fastafm.plot needs matplotlib, which is not installed; install it with "
+                           "`pip install matplotlib` (or `pip install fastafm[plot]`)")
+
