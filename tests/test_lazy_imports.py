@@ -1,4 +1,4 @@
-"""`import fastafm` stays light: the submodules with optional dependencies (plot: matplotlib) are
+"""`import fastafm` stays light: the submodules with optional dependencies (plot: matplotlib, onnx: onnx) are
 module attributes imported on first access (PEP 562), never at import time."""
 from __future__ import annotations
 
@@ -10,17 +10,19 @@ def _run(code: str) -> str:
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
 
 
-def test_import_fastafm_does_not_import_matplotlib_and_fastafm_plot_resolves():
+def test_import_fastafm_imports_neither_matplotlib_nor_onnx_and_the_attributes_resolve():
     out = _run(
         "import sys\n"
         "import fastafm\n"
-        "print('matplotlib' in sys.modules)\n"
+        "print('matplotlib' in sys.modules, 'onnx' in sys.modules, 'onnxruntime' in sys.modules)\n"
         "print(callable(fastafm.plot.history), callable(fastafm.plot.attention_heatmap))\n"
         "print('matplotlib' in sys.modules)\n"  # fastafm.plot itself imports matplotlib only when drawing
-        "import fastafm.plot\n"
-        "print(fastafm.plot is sys.modules['fastafm.plot'], 'plot' in dir(fastafm))\n"
+        "print(callable(fastafm.onnx.export), callable(fastafm.onnx.to_padded))\n"
+        "import fastafm.plot, fastafm.onnx\n"
+        "print(fastafm.plot is sys.modules['fastafm.plot'], fastafm.onnx is sys.modules['fastafm.onnx'])\n"
+        "print('plot' in dir(fastafm), 'onnx' in dir(fastafm))\n"
     )
-    assert out.split("\n")[:4] == ["False", "True True", "False", "True True"]
+    assert out.split("\n")[:6] == ["False False False", "True True", "False", "True True", "True True", "True True"]
 
 
 def test_unknown_attribute_is_still_an_attribute_error():
@@ -47,3 +49,16 @@ def test_plot_without_matplotlib_gives_the_existing_message():
     assert out.strip() == ("fastafm.plot needs matplotlib, which is not installed; install it with "
                            "`pip install matplotlib` (or `pip install fastafm[plot]`)")
 
+
+def test_onnx_export_without_onnx_says_how_to_install_it():
+    out = _run(
+        "import sys\n"
+        "sys.modules['onnx'] = None\n"
+        "import fastafm\n"
+        "try:\n"
+        "    fastafm.onnx.export(None)\n"
+        "except ImportError as exc:\n"
+        "    print(exc)\n"
+    )
+    assert out.strip() == ("fastafm.onnx.export needs the onnx package, which is not installed; install it with "
+                           "`pip install onnx` (or `pip install fastafm[onnx]`)")

@@ -12,6 +12,7 @@ convert, CacheFile             binary row caches for out-of-core training: fit(C
 load                           read a model written by `model.save(path)`
 reference                      the float64 NumPy reference implementation (the tests' oracle)
 plot                           figures (needs matplotlib); imported on first access of fastafm.plot
+onnx                           ONNX export for serving (needs onnx); imported on first access of fastafm.onnx
 """
 import importlib as _importlib
 from typing import Any as _Any, List as _List
@@ -45,8 +46,8 @@ __all__ = [
 ]
 
 # Submodules with optional dependencies, imported on first attribute access (PEP 562) so that `import fastafm`
-# does not import matplotlib. Not in __all__: `from fastafm import *` should not import them either.
-_LAZY_SUBMODULES = ("plot",)
+# imports neither matplotlib nor onnx. Not in __all__: `from fastafm import *` should not import them either.
+_LAZY_SUBMODULES = ("onnx", "plot")
 
 
 def __getattr__(name: str) -> _Any:

@@ -1,0 +1,262 @@
+"""ONNX export of fitted AFM and FM models, for serving without fastafm (`pip install fastafm[onnx]`).
+
+export(model, path=None)     the model as an onnx.ModelProto (written to `path` when given)
+to_padded(X, m=None)         CSR rows -> the graph's (indices, values) inputs
+
+The graph (opset 17, IR version 8; docs/serving.md) takes a batch of padded rows:
+
+    indices  int64   (n, m)   feature ids of each row's non-zeros, -1 marks a padding slot
+    values   float32 (n, m)   their values (ignored in padding slots)
+
+and returns
+
+    score        float32 (n,)  decision_function(X): y(x), the logit for a classifier
+    probability  float32 (n,)  classifiers only: sigmoid(score) = predict_proba(X)[:, 1]
+
+A row is its non-padding slots, in slot order, each its own non-zero (as a CSR row: ids may repeat, a stored
+value 0 is still a non-zero and enters the softmax, as it does in `predict`). Rows of any length up to m
+share a batch; m is a dynamic axis. Only the pairs of real slots enter the attention softmax (the scores of
+pairs with a padding slot are set to the lowest float32 before it and their weights to 0 after it), so
+padding a row to a longer m does not change its score, and a row with fewer than two real slots has a pair
+term of exactly 0.
+
+Feature ids: `predict` refuses ids outside [0, n_features) with a ValueError (and a matrix of another width).
+The graph matches it as an error: an id >= n_features, or negative other than -1, makes the Gather of the
+embedding table fail, so the runtime raises (onnxruntime: INVALID_ARGUMENT "indices element out of data
+bounds") instead of returning a score. Non-finite values, which `predict` refuses too, are not checked by
+the graph (it returns NaN/inf for such rows); `to_padded` refuses them.
+
+AFM graphs form the m(m-1)/2 slot pairs of the batch (their index lists are computed in the graph from m:
+NonZero of the strict upper triangle of an m x m grid), so a run holds tensors of n * m(m-1)/2 * (k + t)
+floats: about 4 * n * m^2 * (k + t) / 2 bytes. Serve long rows in smaller batches. FM graphs (FMRegressor,
+FMClassifier, and AFM with attention=False) use the sum-of-squares identity in O(n * m * k), as the core does.
+"""
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Any, Optional, Tuple
+
+import numpy as np
+import scipy.sparse as sp
+
+if TYPE_CHECKING:  # pragma: no cover
+    import onnx as _onnx
+
+__all__ = ["OPSET", "export", "to_padded"]
+
+OPSET = 17  # ai.onnx operator set of the exported graphs
+IR_VERSION = 8  # the IR version of opset 17 (onnx 1.12), so older runtimes load the file too
+_LOWEST = float(np.finfo(np.float32).min)  # masked attention scores: exp(lowest - max) is 0
+_PROTOBUF_LIMIT = 2**31 - 1  # bytes; larger models go to external data next to `path`
+
+
+def _import_onnx():
+    try:
+        import onnx
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise ImportError(
+            "fastafm.onnx.export needs the onnx package, which is not installed; install it with "
+            "`pip install onnx` (or `pip install fastafm[onnx]`)"
+        ) from exc
+    return onnx
+
+
+def _fitted_parameters(model) -> Tuple[dict, bool, bool]:
+    """(float32 parameters, attention?, classifier?) of a fitted fastafm estimator, from its public attributes."""
+    from .estimators import AFMClassifier, AFMRegressor
+
+    if not isinstance(model, (AFMRegressor, AFMClassifier)):
+        hint = " (for a Dask model, export model.to_local())" if hasattr(model, "to_local") else ""
+        raise TypeError("fastafm.onnx.export takes a fitted fastafm AFMRegressor, AFMClassifier, FMRegressor or "
+                        f"FMClassifier, got {type(model).__name__}{hint}")
+    try:
+        n_features = int(model.n_features_in_)
+        params = {"w0": np.array(model.w0_, dtype=np.float32), "w": model.w_, "V": model.V_, "W": model.W_,
+                  "b": model.b_, "h": model.h_, "p": model.p_}
+    except AttributeError:
+        try:
+            from sklearn.exceptions import NotFittedError
+        except ImportError:  # pragma: no cover
+            NotFittedError = AttributeError  # type: ignore[misc,assignment]  # noqa: N806
+        raise NotFittedError(f"This {type(model).__name__} instance is not fitted yet; call fit before "
+                             "fastafm.onnx.export") from None
+    params = {name: np.ascontiguousarray(arr, dtype=np.float32) for name, arr in params.items()}
+    k = params["V"].shape[1]
+    if params["V"].shape[0] != n_features or params["w"].shape != (n_features,) or params["p"].shape != (k,):
+        raise ValueError(f"{type(model).__name__}: inconsistent fitted parameters (V {params['V'].shape}, "
+                         f"w {params['w'].shape}, p {params['p'].shape}, n_features_in_ {n_features})")
+    # FMRegressor/FMClassifier have no `attention` hyperparameter: they are uniform pooling with p fixed at 1
+    # (their p_ is all ones, so the uniform graph below is exactly the FM sum).
+    attention = bool(model.get_params().get("attention", False))
+    return params, attention, isinstance(model, AFMClassifier)
+
+
+def export(model, path: Optional[os.PathLike | str] = None) -> "_onnx.ModelProto":
+    """The fitted model as an ONNX graph (opset 17) computing `decision_function` on padded rows.
+
+    Parameters
+    ----------
+    model : fitted AFMRegressor, AFMClassifier, FMRegressor or FMClassifier
+    path : str or os.PathLike, optional
+        Also write the model there (a model over 2 GiB has its weights in external data next to it).
+
+    Returns
+    -------
+    onnx.ModelProto
+        Inputs `indices` (int64, (n, m), -1 for padding) and `values` (float32, (n, m)); outputs `score`
+        (float32, (n,)) and, for classifiers, `probability` (float32, (n,)). See the module docstring for
+        padding, feature ids and memory, and docs/serving.md for serving it with onnxruntime alone.
+    """
+    onnx = _import_onnx()
+    params, attention, classifier = _fitted_parameters(model)
+    graph = _build_graph(onnx, params, attention, classifier, type(model).__name__)
+    proto = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", OPSET)],
+                                   ir_version=IR_VERSION, producer_name="fastafm", producer_version=_version(),
+                                   doc_string=f"fastafm {type(model).__name__}: score = decision_function")
+    metadata = {"fastafm_estimator": type(model).__name__, "n_features": str(params["V"].shape[0]),
+                "embedding_dim": str(params["V"].shape[1]), "attention": str(attention).lower(),
+                "padding_index": "-1"}
+    if classifier:
+        metadata["classes"] = repr([_plain(c) for c in model.classes_])
+    onnx.helper.set_model_props(proto, metadata)
+    large = proto.ByteSize() >= _PROTOBUF_LIMIT
+    if not large:  # the checker serialises the model, which protobuf cannot above 2 GiB
+        onnx.checker.check_model(proto, full_check=True)
+    if path is not None:
+        onnx.save_model(proto, os.fspath(path), save_as_external_data=large,
+                        location=os.path.basename(os.fspath(path)) + ".data" if large else None)
+    return proto
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _version() -> str:
+    from ._core import __version__
+
+    return str(__version__)
+
+
+def _build_graph(onnx, params: dict, attention: bool, classifier: bool, name: str):
+    helper, TensorProto = onnx.helper, onnx.TensorProto  # noqa: N806
+    nodes: list = []
+    inits = [onnx.numpy_helper.from_array(params["w0"].reshape(()), "w0"),
+             onnx.numpy_helper.from_array(params["w"], "w"),
+             onnx.numpy_helper.from_array(params["V"], "V"),
+             onnx.numpy_helper.from_array(params["p"], "p")]
+
+    def const(name_: str, value) -> str:
+        inits.append(onnx.numpy_helper.from_array(np.asarray(value), name_))
+        return name_
+
+    def node(op: str, inputs: list, output: str, **attrs) -> str:
+        nodes.append(helper.make_node(op, inputs, [output], name=output, **attrs))
+        return output
+
+    i64 = np.int64
+    pad_id, zero_id = const("pad_id", i64(-1)), const("zero_id", i64(0))
+    n_features = const("n_features", i64(params["V"].shape[0]))
+    zero_f = const("zero_f", np.float32(0.0))
+    axis1, axis_last = const("axis1", np.array([1], i64)), const("axis_last", np.array([-1], i64))
+
+    # Padding slots: id 0 with value 0; other negative ids become n_features, which the Gather refuses.
+    pad = node("Equal", ["indices", pad_id], "pad")
+    real = node("Not", [pad], "real")
+    ids = node("Where", [pad, zero_id, "indices"], "ids_pad0")
+    ids = node("Where", [node("Less", [ids, zero_id], "negative_id"), n_features, ids], "ids")
+    vals = node("Where", [pad, zero_f, "values"], "vals")
+
+    linear = node("ReduceSum", [node("Mul", [node("Gather", ["w", ids], "w_rows"), vals], "wx"), axis1],
+                  "linear", keepdims=0)
+    emb = node("Mul", [node("Gather", ["V", ids], "v_rows"), node("Unsqueeze", [vals, axis_last], "vals3")],
+               "vx")  # (n, m, k): V[i_r] x_r
+
+    if attention:
+        inits += [onnx.numpy_helper.from_array(np.ascontiguousarray(params["W"].T), "W_t"),
+                  onnx.numpy_helper.from_array(params["b"], "b"),
+                  onnx.numpy_helper.from_array(params["h"], "h")]
+        # The pairs r < s of the m slots, row-major (0,1), (0,2), ..., (1,2), ...: NonZero of the strict upper
+        # triangle of an m x m grid, so one graph serves every m.
+        m = node("Squeeze", [node("Shape", ["indices"], "m_1", start=1, end=2)], "m")
+        slots = node("Range", [zero_id, m, const("one_id", i64(1))], "slots")
+        upper = node("Less", [node("Unsqueeze", [slots, axis_last], "slots_col"),
+                              node("Unsqueeze", [slots, const("axis0", np.array([0], i64))], "slots_row")], "upper")
+        pairs = node("NonZero", [upper], "pairs")  # (2, P)
+        first = node("Gather", [pairs, zero_id], "pair_r", axis=0)
+        second = node("Gather", [pairs, const("one_id2", i64(1))], "pair_s", axis=0)
+        e = node("Mul", [node("Gather", [emb, first], "e_r", axis=1), node("Gather", [emb, second], "e_s", axis=1)],
+                 "e")  # (n, P, k)
+        z = node("Add", [node("MatMul", [e, "W_t"], "We"), "b"], "z")  # (n, P, t)
+        s = node("MatMul", [node("Relu", [z], "relu_z"), "h"], "s")  # (n, P)
+        real_pair = node("And", [node("Gather", [real, first], "real_r", axis=1),
+                                 node("Gather", [real, second], "real_s", axis=1)], "real_pair")
+        s = node("Where", [real_pair, s, const("lowest", np.float32(_LOWEST))], "s_masked")
+        a = node("Where", [real_pair, node("Softmax", [s], "softmax", axis=1), zero_f], "a")
+        q = node("MatMul", [node("Unsqueeze", [a, axis1], "a3"), e], "q3")  # (n, 1, k)
+        q = node("Squeeze", [q, axis1], "q")
+    else:
+        # Uniform pooling by the identity the core uses: q = ((sum_r v_r)^2 - sum_r v_r^2) / 2 per dimension.
+        total = node("ReduceSum", [emb, axis1], "sum_vx", keepdims=0)
+        squares = node("ReduceSum", [node("Mul", [emb, emb], "vx_sq"), axis1], "sum_vx_sq", keepdims=0)
+        q = node("Mul", [node("Sub", [node("Mul", [total, total], "sum_vx_2"), squares], "twice_q"),
+                         const("half", np.float32(0.5))], "q")
+    pair_term = node("MatMul", [q, "p"], "pair_term")  # (n,)
+    node("Add", [node("Add", ["w0", linear], "w0_linear"), pair_term], "score")
+    outputs = [helper.make_tensor_value_info("score", TensorProto.FLOAT, ["n"])]
+    if classifier:
+        # 1 / (1 + exp(-score)), not Sigmoid: onnxruntime's Sigmoid is accurate to about 1e-7 absolute, which is
+        # a large relative error for probabilities near 0; Exp keeps float32 relative accuracy there.
+        one = const("one_f", np.float32(1.0))
+        node("Reciprocal", [node("Add", [one, node("Exp", [node("Neg", ["score"], "neg_score")], "exp_neg_score")],
+                                 "one_plus_exp")], "probability")
+        outputs.append(helper.make_tensor_value_info("probability", TensorProto.FLOAT, ["n"]))
+    inputs = [helper.make_tensor_value_info("indices", TensorProto.INT64, ["n", "m"]),
+              helper.make_tensor_value_info("values", TensorProto.FLOAT, ["n", "m"])]
+    return helper.make_graph(nodes, f"fastafm_{name}", inputs, outputs, inits)
+
+
+def to_padded(X, m: Optional[int] = None, n_features: Optional[int] = None) -> Tuple[np.ndarray, np.ndarray]:
+    """CSR rows as the graph's inputs: (indices int64 (n, m), values float32 (n, m)), -1/0 in padding slots.
+
+    Parameters
+    ----------
+    X : scipy.sparse matrix or 2-D array
+        The rows `predict` would take: a CSR row's stored entries in storage order (repeated ids and explicit
+        zeros kept), a dense row's non-zeros. Other sparse formats are converted with `tocsr()`, as `predict`
+        does.
+    m : int, optional
+        Width of the result, at least the longest row's non-zero count (the default).
+    n_features : int, optional
+        The model's width; X of another width is a ValueError, as in `predict`.
+    """
+    if sp.issparse(X):
+        if X.ndim != 2:
+            raise ValueError(f"X must be 2-D, got {X.ndim}-D")
+        X = X.tocsr()
+    else:
+        arr = np.asarray(X)
+        if arr.ndim != 2:
+            raise ValueError(f"X must be 2-D (n_rows, n_features), got shape {arr.shape}")
+        X = sp.csr_matrix(arr)
+    if n_features is not None and X.shape[1] != n_features:
+        raise ValueError(f"X has {X.shape[1]} features, but the model is expecting {n_features} features as input")
+    with np.errstate(over="ignore", invalid="ignore"):
+        data = np.asarray(X.data).astype(np.float32)
+    if not np.all(np.isfinite(data)):
+        raise ValueError("X contains NaN or infinity (or values too large for float32)")
+    indptr = np.asarray(X.indptr, dtype=np.int64)
+    nnz = np.diff(indptr)
+    longest = int(nnz.max()) if nnz.size else 0
+    if m is None:
+        m = longest
+    elif isinstance(m, bool) or not isinstance(m, (int, np.integer)) or m < longest:
+        raise ValueError(f"m must be an integer >= the longest row's {longest} non-zeros, got {m!r}")
+    n = X.shape[0]
+    indices = np.full((n, int(m)), -1, dtype=np.int64)
+    values = np.zeros((n, int(m)), dtype=np.float32)
+    rows = np.repeat(np.arange(n), nnz)
+    slots = np.arange(indptr[-1]) - np.repeat(indptr[:-1], nnz)
+    indices[rows, slots] = np.asarray(X.indices)[:indptr[-1]]
+    values[rows, slots] = data[:indptr[-1]]
+    return indices, values
