@@ -154,6 +154,61 @@ def test_padding_may_sit_anywhere_in_a_row():
     assert max_rel_error(got, model.decision_function(X)) <= RTOL
 
 
+@pytest.mark.parametrize("kind", ["afm_regressor", "afm_classifier"])
+@pytest.mark.parametrize("block_bytes", [1, 50_000, 2**40])
+def test_rows_in_blocks_give_the_scores_of_one_block(kind, block_bytes, rng):
+    """AFM graphs score the rows in blocks (a Scan; the last block padded with padding rows): one row per block
+    (block_bytes=1), blocks of a few rows with a padded last one, and all rows in one block agree."""
+    cls, extra, classification = KINDS[kind]
+    X, y = planted(classification, 600, seed=0)
+    model = cls(embedding_dim=16, n_epochs=1, init_std=0.3, random_state=0, n_threads=1, **extra).fit(X, y)
+    rows = random_csr(rng, [0, 1, 2] + list(rng.integers(0, 12, size=40)), N_FEATURES)
+    # 50,000 bytes: 12,500 floats, with m = 11 (55 pairs of 3k + 2t = 72 floats): 3 rows per block, 15 blocks.
+    assert fonnx.to_padded(rows)[0].shape[1] == 11
+    got = run(session(fonnx.export(model, block_bytes=block_bytes)), rows)
+    want = run(session(fonnx.export(model, block_bytes=2**40)), rows)
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g, w, rtol=1e-6, atol=1e-7)
+    assert max_rel_error(got[0], model.decision_function(rows)) <= RTOL
+
+
+def test_a_batch_of_no_rows_gives_no_scores(fitted):
+    _, model, sess = fitted
+    outputs = sess.run(None, {"indices": np.zeros((0, 5), np.int64), "values": np.zeros((0, 5), np.float32)})
+    assert [o.shape for o in outputs] == [(0,)] * len(outputs)
+
+
+@pytest.mark.parametrize("block_bytes", [0, -5, 1.5, True, "4MiB"])
+def test_bad_block_bytes(block_bytes):
+    model = fastafm.FMRegressor(embedding_dim=4, n_epochs=1, random_state=0, n_threads=1)
+    model.fit(*planted(False, 100, seed=0))
+    with pytest.raises(ValueError, match="block_bytes must be a positive integer"):
+        fonnx.export(model, block_bytes=block_bytes)
+
+
+def test_memory_does_not_grow_with_the_row_count():
+    """Rows of 39 non-zeros (741 pairs): 3,000 of them would need 4 * 3000 * 741 * (3k + 2t) = 711 MB of pair
+    tensors at k = t = 16 in one piece; in blocks the peak RSS grows by far less than that over 30 rows."""
+    code = (
+        "import resource, numpy as np, onnxruntime as ort, fastafm, fastafm.onnx as fo\n"
+        "X, y, _ = fastafm.make_planted(300, n_fields=39, cardinality=5, random_state=0)\n"
+        "model = fastafm.AFMRegressor(embedding_dim=16, attention_dim=16, n_epochs=1, random_state=0,\n"
+        "                             n_threads=1).fit(X, y)\n"
+        "opts = ort.SessionOptions(); opts.intra_op_num_threads = 1\n"
+        "sess = ort.InferenceSession(fo.export(model).SerializeToString(), opts, providers=['CPUExecutionProvider'])\n"
+        "rows = fastafm.make_planted(3000, n_fields=39, cardinality=5, random_state=1)[0]\n"
+        "def peak(n):\n"
+        "    i, v = fo.to_padded(rows[:n])\n"
+        "    sess.run(None, {'indices': i, 'values': v})\n"
+        "    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024\n"
+        "small = peak(30)\n"
+        "print(peak(3000) - small)\n"
+    )
+    growth = int(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+                 .stdout.split()[-1])
+    assert growth < 100 * 2**20, f"peak RSS grew by {growth / 2**20:.0f} MiB"
+
+
 def test_large_embedding_and_attention_dims(rng):
     """k = t = 64 (the serving benchmark's size), Frappe-like rows of 10 non-zeros."""
     X, y, _ = fastafm.make_planted(2000, n_fields=10, cardinality=10, random_state=2)

@@ -1,7 +1,7 @@
 """ONNX export of fitted AFM and FM models, for serving without fastafm (`pip install fastafm[onnx]`).
 
-export(model, path=None)     the model as an onnx.ModelProto (written to `path` when given)
-to_padded(X, m=None)         CSR rows -> the graph's (indices, values) inputs
+export(model, path=None, *, block_bytes=4 MiB)   the model as an onnx.ModelProto (written to `path` if given)
+to_padded(X, m=None, n_features=None)           CSR rows -> the graph's (indices, values) inputs
 
 The graph (opset 17, IR version 8; docs/serving.md) takes a batch of padded rows:
 
@@ -26,10 +26,12 @@ embedding table fail, so the runtime raises (onnxruntime: INVALID_ARGUMENT "indi
 bounds") instead of returning a score. Non-finite values, which `predict` refuses too, are not checked by
 the graph (it returns NaN/inf for such rows); `to_padded` refuses them.
 
-AFM graphs form the m(m-1)/2 slot pairs of the batch (their index lists are computed in the graph from m:
-NonZero of the strict upper triangle of an m x m grid), so a run holds tensors of n * m(m-1)/2 * (k + t)
-floats: about 4 * n * m^2 * (k + t) / 2 bytes. Serve long rows in smaller batches. FM graphs (FMRegressor,
-FMClassifier, and AFM with attention=False) use the sum-of-squares identity in O(n * m * k), as the core does.
+AFM graphs form the m(m-1)/2 slot pairs of each row (their index lists are computed in the graph from m:
+NonZero of the strict upper triangle of an m x m grid), and hold (3k + 2t) floats per pair while scoring. Rows
+are scored in blocks (an ONNX Scan) of as many rows as fit in `block_bytes` (4 MiB by default, at least one row),
+so a run's memory is bounded by the longest row, about max(block_bytes, 4 * m(m-1)/2 * (3k + 2t)) bytes of pair
+tensors plus O(n * m * k), whatever n is. FM graphs (FMRegressor, FMClassifier, and AFM with attention=False)
+use the sum-of-squares identity in O(n * m * k), as the core does.
 """
 from __future__ import annotations
 
@@ -47,6 +49,7 @@ __all__ = ["OPSET", "export", "to_padded"]
 OPSET = 17  # ai.onnx operator set of the exported graphs
 IR_VERSION = 8  # the IR version of opset 17 (onnx 1.12), so older runtimes load the file too
 _LOWEST = float(np.finfo(np.float32).min)  # masked attention scores: exp(lowest - max) is 0
+BLOCK_BYTES = 4 * 2**20  # default size of the pair tensors of one block of rows in AFM graphs
 _PROTOBUF_LIMIT = 2**31 - 1  # bytes; larger models go to external data next to `path`
 
 
@@ -91,7 +94,8 @@ def _fitted_parameters(model) -> Tuple[dict, bool, bool]:
     return params, attention, isinstance(model, AFMClassifier)
 
 
-def export(model, path: Optional[os.PathLike | str] = None) -> "_onnx.ModelProto":
+def export(model, path: Optional[os.PathLike | str] = None, *,
+           block_bytes: int = BLOCK_BYTES) -> "_onnx.ModelProto":
     """The fitted model as an ONNX graph (opset 17) computing `decision_function` on padded rows.
 
     Parameters
@@ -99,6 +103,10 @@ def export(model, path: Optional[os.PathLike | str] = None) -> "_onnx.ModelProto
     model : fitted AFMRegressor, AFMClassifier, FMRegressor or FMClassifier
     path : str or os.PathLike, optional
         Also write the model there (a model over 2 GiB has its weights in external data next to it).
+    block_bytes : int, default 4 MiB
+        AFM graphs only: rows go through the pair layers in blocks (an ONNX Scan) of as many rows as have pair
+        tensors of at most about this size (at least one row per block), so a run's memory does not grow with
+        the batch's row count n, only with its longest row m.
 
     Returns
     -------
@@ -109,7 +117,9 @@ def export(model, path: Optional[os.PathLike | str] = None) -> "_onnx.ModelProto
     """
     onnx = _import_onnx()
     params, attention, classifier = _fitted_parameters(model)
-    graph = _build_graph(onnx, params, attention, classifier, type(model).__name__)
+    if isinstance(block_bytes, bool) or not isinstance(block_bytes, (int, np.integer)) or block_bytes < 1:
+        raise ValueError(f"block_bytes must be a positive integer, got {block_bytes!r}")
+    graph = _build_graph(onnx, params, attention, classifier, type(model).__name__, int(block_bytes))
     proto = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", OPSET)],
                                    ir_version=IR_VERSION, producer_name="fastafm", producer_version=_version(),
                                    doc_string=f"fastafm {type(model).__name__}: score = decision_function")
@@ -138,9 +148,10 @@ def _version() -> str:
     return str(__version__)
 
 
-def _build_graph(onnx, params: dict, attention: bool, classifier: bool, name: str):
+def _build_graph(onnx, params: dict, attention: bool, classifier: bool, name: str, block_bytes: int):
     helper, TensorProto = onnx.helper, onnx.TensorProto  # noqa: N806
-    nodes: list = []
+    k, t = params["V"].shape[1], params["W"].shape[0]
+    i64 = np.int64
     inits = [onnx.numpy_helper.from_array(params["w0"].reshape(()), "w0"),
              onnx.numpy_helper.from_array(params["w"], "w"),
              onnx.numpy_helper.from_array(params["V"], "V"),
@@ -150,59 +161,114 @@ def _build_graph(onnx, params: dict, attention: bool, classifier: bool, name: st
         inits.append(onnx.numpy_helper.from_array(np.asarray(value), name_))
         return name_
 
-    def node(op: str, inputs: list, output: str, **attrs) -> str:
-        nodes.append(helper.make_node(op, inputs, [output], name=output, **attrs))
-        return output
+    def builder(nodes: list, prefix: str = ""):
+        def node(op: str, inputs: list, output: str, **attrs) -> str:
+            nodes.append(helper.make_node(op, inputs, [prefix + output], name=prefix + output, **attrs))
+            return prefix + output
+        return node
 
-    i64 = np.int64
-    pad_id, zero_id = const("pad_id", i64(-1)), const("zero_id", i64(0))
+    main: list = []
+    node = builder(main)
+    pad_id, zero_id, one_id = const("pad_id", i64(-1)), const("zero_id", i64(0)), const("one_id", i64(1))
     n_features = const("n_features", i64(params["V"].shape[0]))
     zero_f = const("zero_f", np.float32(0.0))
-    axis1, axis_last = const("axis1", np.array([1], i64)), const("axis_last", np.array([-1], i64))
+    axis0, axis1 = const("axis0", np.array([0], i64)), const("axis1", np.array([1], i64))
+    axis_last, flat = const("axis_last", np.array([-1], i64)), const("flat", np.array([-1], i64))
 
-    # Padding slots: id 0 with value 0; other negative ids become n_features, which the Gather refuses.
-    pad = node("Equal", ["indices", pad_id], "pad")
-    real = node("Not", [pad], "real")
-    ids = node("Where", [pad, zero_id, "indices"], "ids_pad0")
-    ids = node("Where", [node("Less", [ids, zero_id], "negative_id"), n_features, ids], "ids")
-    vals = node("Where", [pad, zero_f, "values"], "vals")
+    def rows_of(node, indices: str, values: str):
+        """(linear term (n,), embedded slots V[i_r] x_r (n, m, k), real-slot mask (n, m)) of padded rows.
+        Padding slots read id 0 with value 0; other negative ids become n_features, which the Gather refuses."""
+        pad = node("Equal", [indices, pad_id], "pad")
+        ids = node("Where", [pad, zero_id, indices], "ids_pad0")
+        ids = node("Where", [node("Less", [ids, zero_id], "negative_id"), n_features, ids], "ids")
+        vals = node("Where", [pad, zero_f, values], "vals")
+        linear = node("ReduceSum", [node("Mul", [node("Gather", ["w", ids], "w_rows"), vals], "wx"), axis1],
+                      "linear", keepdims=0)
+        emb = node("Mul", [node("Gather", ["V", ids], "v_rows"), node("Unsqueeze", [vals, axis_last], "vals3")],
+                   "vx")
+        return linear, emb, node("Not", [pad], "real")
 
-    linear = node("ReduceSum", [node("Mul", [node("Gather", ["w", ids], "w_rows"), vals], "wx"), axis1],
-                  "linear", keepdims=0)
-    emb = node("Mul", [node("Gather", ["V", ids], "v_rows"), node("Unsqueeze", [vals, axis_last], "vals3")],
-               "vx")  # (n, m, k): V[i_r] x_r
+    def score_from(node, linear: str, q: str) -> str:
+        return node("Add", [node("Add", ["w0", linear], "w0_linear"), node("MatMul", [q, "p"], "pair_term")],
+                    "score")
 
-    if attention:
-        inits += [onnx.numpy_helper.from_array(np.ascontiguousarray(params["W"].T), "W_t"),
-                  onnx.numpy_helper.from_array(params["b"], "b"),
-                  onnx.numpy_helper.from_array(params["h"], "h")]
-        # The pairs r < s of the m slots, row-major (0,1), (0,2), ..., (1,2), ...: NonZero of the strict upper
-        # triangle of an m x m grid, so one graph serves every m.
-        m = node("Squeeze", [node("Shape", ["indices"], "m_1", start=1, end=2)], "m")
-        slots = node("Range", [zero_id, m, const("one_id", i64(1))], "slots")
-        upper = node("Less", [node("Unsqueeze", [slots, axis_last], "slots_col"),
-                              node("Unsqueeze", [slots, const("axis0", np.array([0], i64))], "slots_row")], "upper")
-        pairs = node("NonZero", [upper], "pairs")  # (2, P)
-        first = node("Gather", [pairs, zero_id], "pair_r", axis=0)
-        second = node("Gather", [pairs, const("one_id2", i64(1))], "pair_s", axis=0)
-        e = node("Mul", [node("Gather", [emb, first], "e_r", axis=1), node("Gather", [emb, second], "e_s", axis=1)],
-                 "e")  # (n, P, k)
-        z = node("Add", [node("MatMul", [e, "W_t"], "We"), "b"], "z")  # (n, P, t)
-        s = node("MatMul", [node("Relu", [z], "relu_z"), "h"], "s")  # (n, P)
-        real_pair = node("And", [node("Gather", [real, first], "real_r", axis=1),
-                                 node("Gather", [real, second], "real_s", axis=1)], "real_pair")
-        s = node("Where", [real_pair, s, const("lowest", np.float32(_LOWEST))], "s_masked")
-        a = node("Where", [real_pair, node("Softmax", [s], "softmax", axis=1), zero_f], "a")
-        q = node("MatMul", [node("Unsqueeze", [a, axis1], "a3"), e], "q3")  # (n, 1, k)
-        q = node("Squeeze", [q, axis1], "q")
-    else:
+    if not attention:
         # Uniform pooling by the identity the core uses: q = ((sum_r v_r)^2 - sum_r v_r^2) / 2 per dimension.
+        linear, emb, _ = rows_of(node, "indices", "values")
         total = node("ReduceSum", [emb, axis1], "sum_vx", keepdims=0)
         squares = node("ReduceSum", [node("Mul", [emb, emb], "vx_sq"), axis1], "sum_vx_sq", keepdims=0)
         q = node("Mul", [node("Sub", [node("Mul", [total, total], "sum_vx_2"), squares], "twice_q"),
                          const("half", np.float32(0.5))], "q")
-    pair_term = node("MatMul", [q, "p"], "pair_term")  # (n,)
-    node("Add", [node("Add", ["w0", linear], "w0_linear"), pair_term], "score")
+        score_from(node, linear, q)
+    else:
+        inits += [onnx.numpy_helper.from_array(np.ascontiguousarray(params["W"].T), "W_t"),
+                  onnx.numpy_helper.from_array(params["b"], "b"),
+                  onnx.numpy_helper.from_array(params["h"].reshape(-1, 1), "h")]
+        n_1 = node("Shape", ["indices"], "n_1", start=0, end=1)
+        m_1 = node("Shape", ["indices"], "m_1", start=1, end=2)
+        n, m = node("Squeeze", [n_1], "n"), node("Squeeze", [m_1], "m")
+        # The pairs r < s of the m slots, row-major (0,1), (0,2), ..., (1,2), ...: NonZero of the strict upper
+        # triangle of an m x m grid, so one graph serves every m.
+        slots = node("Range", [zero_id, m, one_id], "slots")
+        upper = node("Less", [node("Unsqueeze", [slots, axis_last], "slots_col"),
+                              node("Unsqueeze", [slots, axis0], "slots_row")], "upper")
+        pairs = node("NonZero", [upper], "pairs")  # (2, P)
+        first = node("Gather", [pairs, zero_id], "pair_r", axis=0)
+        second = node("Gather", [pairs, one_id], "pair_s", axis=0)
+        n_pairs = node("Squeeze", [node("Shape", [first], "P_1")], "P")
+        # (Reshapes whose target shape may hold a 0, for m < 2 or n = 0, take it literally: allowzero.)
+        # Rows go through the pair layers in blocks of B rows (a Scan), so that the pair tensors of a run stay
+        # near block_bytes whatever n is: B = ceil(n / n_blocks), n_blocks = ceil(n / B_max), B_max = the rows
+        # whose m(m-1)/2 pairs hold (3k + 2t) floats each within block_bytes. The last block is padded with
+        # padding rows, whose scores are dropped (n = 0 runs one block of one padding row).
+        per_row = node("Mul", [node("Max", [n_pairs, one_id], "P_min1"), const("floats_per_pair", i64(3 * k + 2 * t))],
+                       "floats_per_row")
+        b_max = node("Max", [node("Div", [const("block_floats", i64(max(block_bytes // 4, 1))), per_row], "b_fit"),
+                             one_id], "b_max")
+        n_blocks = node("Max", [node("Div", [node("Sub", [node("Add", [n, b_max], "n_plus_b"), one_id], "n_plus_b_1"),
+                                             b_max], "nb_ceil"), one_id], "n_blocks")  # >= 1: Scan needs one
+        block = node("Max", [node("Div", [node("Sub", [node("Add", [n, n_blocks], "n_plus_nb"), one_id],
+                                                   "n_plus_nb_1"), n_blocks], "b_ceil"), one_id], "B")
+        extra = node("Sub", [node("Mul", [n_blocks, block], "n_padded"), n], "extra_rows")
+        pads = node("Concat", [axis0, axis0, node("Unsqueeze", [extra, axis0], "extra_1"), axis0], "pads", axis=0)
+        b_1 = node("Unsqueeze", [block, axis0], "B_1")
+        blocks_shape = node("Concat", [node("Unsqueeze", [n_blocks, axis0], "n_blocks_1"), b_1, m_1],
+                            "blocks_shape", axis=0)
+        index_blocks = node("Reshape", [node("Pad", ["indices", pads, pad_id], "indices_padded"), blocks_shape],
+                            "index_blocks", allowzero=1)  # (n_blocks, B, m)
+        value_blocks = node("Reshape", [node("Pad", ["values", pads, zero_f], "values_padded"), blocks_shape],
+                            "value_blocks", allowzero=1)
+        # Flat positions of the pairs' slots in a block's (B * m, k) embedded slots: row * m + slot, so that the
+        # pair products are two row gathers and the attention layer one GEMM over (B * P, k).
+        row_start = node("Mul", [node("Unsqueeze", [node("Range", [zero_id, block, one_id], "block_rows"), axis_last],
+                                      "block_rows_col"), m], "row_start")  # (B, 1)
+        flat_r = node("Reshape", [node("Add", [row_start, first], "slot_r"), flat], "flat_r")  # (B * P,)
+        flat_s = node("Reshape", [node("Add", [row_start, second], "slot_s"), flat], "flat_s")
+        pair_shape = node("Concat", [b_1, node("Unsqueeze", [n_pairs, axis0], "P_1d")], "pair_shape", axis=0)
+        e_shape = node("Concat", [pair_shape, const("k_1", np.array([k], i64))], "e_shape", axis=0)
+
+        body: list = []
+        bnode = builder(body, "block_")
+        linear, emb, real = rows_of(bnode, "block_indices", "block_values")
+        real_pair = bnode("And", [bnode("Gather", [real, first], "real_r", axis=1),
+                                  bnode("Gather", [real, second], "real_s", axis=1)], "real_pair")  # (B, P)
+        emb2 = bnode("Reshape", [emb, const("slot_rows", np.array([-1, k], i64))], "vx_2d")  # (B * m, k)
+        e = bnode("Mul", [bnode("Gather", [emb2, flat_r], "e_r"), bnode("Gather", [emb2, flat_s], "e_s")],
+                  "e")  # (B * P, k)
+        u = bnode("Relu", [bnode("Gemm", [e, "W_t", "b"], "z")], "relu_z")  # (B * P, t)
+        s = bnode("Reshape", [bnode("MatMul", [u, "h"], "s_col"), pair_shape], "s", allowzero=1)  # (B, P)
+        s = bnode("Where", [real_pair, s, const("lowest", np.float32(_LOWEST))], "s_masked")
+        a = bnode("Where", [real_pair, bnode("Softmax", [s], "softmax", axis=1), zero_f], "a")
+        q = bnode("MatMul", [bnode("Unsqueeze", [a, axis1], "a3"), bnode("Reshape", [e, e_shape], "e_3d", allowzero=1)], "q3")
+        score_from(bnode, linear, bnode("Squeeze", [q, axis1], "q"))  # block_score (B,)
+        body_graph = helper.make_graph(
+            body, "score_block",
+            [helper.make_tensor_value_info("block_indices", TensorProto.INT64, ["B", "m"]),
+             helper.make_tensor_value_info("block_values", TensorProto.FLOAT, ["B", "m"])],
+            [helper.make_tensor_value_info("block_score", TensorProto.FLOAT, ["B"])])
+        scores = node("Scan", [index_blocks, value_blocks], "block_scores", body=body_graph, num_scan_inputs=2)
+        node("Slice", [node("Reshape", [scores, flat], "padded_scores"), axis0, n_1, axis0], "score")
+
     outputs = [helper.make_tensor_value_info("score", TensorProto.FLOAT, ["n"])]
     if classifier:
         # 1 / (1 + exp(-score)), not Sigmoid: onnxruntime's Sigmoid is accurate to about 1e-7 absolute, which is
@@ -213,7 +279,7 @@ def _build_graph(onnx, params: dict, attention: bool, classifier: bool, name: st
         outputs.append(helper.make_tensor_value_info("probability", TensorProto.FLOAT, ["n"]))
     inputs = [helper.make_tensor_value_info("indices", TensorProto.INT64, ["n", "m"]),
               helper.make_tensor_value_info("values", TensorProto.FLOAT, ["n", "m"])]
-    return helper.make_graph(nodes, f"fastafm_{name}", inputs, outputs, inits)
+    return helper.make_graph(main, f"fastafm_{name}", inputs, outputs, inits)
 
 
 def to_padded(X, m: Optional[int] = None, n_features: Optional[int] = None) -> Tuple[np.ndarray, np.ndarray]:
