@@ -49,6 +49,7 @@ __all__ = ["OPSET", "export", "to_padded"]
 OPSET = 17  # ai.onnx operator set of the exported graphs
 IR_VERSION = 8  # the IR version of opset 17 (onnx 1.12), so older runtimes load the file too
 _LOWEST = float(np.finfo(np.float32).min)  # masked attention scores: exp(lowest - max) is 0
+FLUSH_BELOW = 1e-30  # exported parameters of smaller magnitude are 0 (see _flush_tiny)
 BLOCK_BYTES = 4 * 2**20  # default size of the pair tensors of one block of rows in AFM graphs
 _PROTOBUF_LIMIT = 2**31 - 1  # bytes; larger models go to external data next to `path`
 
@@ -83,7 +84,7 @@ def _fitted_parameters(model) -> Tuple[dict, bool, bool]:
             NotFittedError = AttributeError  # type: ignore[misc,assignment]  # noqa: N806
         raise NotFittedError(f"This {type(model).__name__} instance is not fitted yet; call fit before "
                              "fastafm.onnx.export") from None
-    params = {name: np.ascontiguousarray(arr, dtype=np.float32) for name, arr in params.items()}
+    params = {name: _flush_tiny(np.ascontiguousarray(arr, dtype=np.float32)) for name, arr in params.items()}
     k = params["V"].shape[1]
     if params["V"].shape[0] != n_features or params["w"].shape != (n_features,) or params["p"].shape != (k,):
         raise ValueError(f"{type(model).__name__}: inconsistent fitted parameters (V {params['V'].shape}, "
@@ -92,6 +93,23 @@ def _fitted_parameters(model) -> Tuple[dict, bool, bool]:
     # (their p_ is all ones, so the uniform graph below is exactly the FM sum).
     attention = bool(model.get_params().get("attention", False))
     return params, attention, isinstance(model, AFMClassifier)
+
+
+def _flush_tiny(arr: np.ndarray) -> np.ndarray:
+    """arr with the entries of magnitude below FLUSH_BELOW set to 0.
+
+    The core computes with flush-to-zero and denormals-are-zero; onnxruntime on the CPU does not (and its
+    session.set_denormal_as_zero option did not change that for its GEMM here). attention_l2 drives many
+    entries of W to 1e-38..1e-30 (37% of them after one Frappe-like epoch at k = t = 64), and their products
+    with the pair vectors are denormal numbers, which made onnxruntime's attention GEMM 4x slower. Such an
+    entry moves z = W e + b by less than 1e-30 |e|, some 20 orders of magnitude below the float32 resolution of
+    z; 0 is what it is worth."""
+    tiny = np.abs(arr) < FLUSH_BELOW
+    if not tiny.any():
+        return arr
+    out = arr.copy()
+    out[tiny] = 0.0
+    return out
 
 
 def export(model, path: Optional[os.PathLike | str] = None, *,
@@ -168,6 +186,7 @@ def _build_graph(onnx, params: dict, attention: bool, classifier: bool, name: st
         return node
 
     main: list = []
+    body: list = []  # the Scan's body (AFM)
     node = builder(main)
     pad_id, zero_id, one_id = const("pad_id", i64(-1)), const("zero_id", i64(0)), const("one_id", i64(1))
     n_features = const("n_features", i64(params["V"].shape[0]))
@@ -247,7 +266,6 @@ def _build_graph(onnx, params: dict, attention: bool, classifier: bool, name: st
         pair_shape = node("Concat", [b_1, node("Unsqueeze", [n_pairs, axis0], "P_1d")], "pair_shape", axis=0)
         e_shape = node("Concat", [pair_shape, const("k_1", np.array([k], i64))], "e_shape", axis=0)
 
-        body: list = []
         bnode = builder(body, "block_")
         linear, emb, real = rows_of(bnode, "block_indices", "block_values")
         real_pair = bnode("And", [bnode("Gather", [real, first], "real_r", axis=1),
@@ -279,7 +297,8 @@ def _build_graph(onnx, params: dict, attention: bool, classifier: bool, name: st
         outputs.append(helper.make_tensor_value_info("probability", TensorProto.FLOAT, ["n"]))
     inputs = [helper.make_tensor_value_info("indices", TensorProto.INT64, ["n", "m"]),
               helper.make_tensor_value_info("values", TensorProto.FLOAT, ["n", "m"])]
-    return helper.make_graph(main, f"fastafm_{name}", inputs, outputs, inits)
+    used = {name_ for n_ in main + body for name_ in n_.input}  # the shared constants not all graphs need
+    return helper.make_graph(main, f"fastafm_{name}", inputs, outputs, [i for i in inits if i.name in used])
 
 
 def to_padded(X, m: Optional[int] = None, n_features: Optional[int] = None) -> Tuple[np.ndarray, np.ndarray]:
