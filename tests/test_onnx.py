@@ -268,8 +268,8 @@ def test_graph_interface_opset_and_file(tmp_path):
     assert proto.ir_version == fonnx.IR_VERSION == 8
 
     def interface(values_info):
-        return [(v.name, v.type.tensor_type.elem_type, [d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim])
-                for v in values_info]
+        return [(v.name, v.type.tensor_type.elem_type,
+                 [d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim]) for v in values_info]
 
     assert interface(proto.graph.input) == [("indices", onnx.TensorProto.INT64, ["n", "m"]),
                                             ("values", onnx.TensorProto.FLOAT, ["n", "m"])]

@@ -277,7 +277,8 @@ def _build_graph(onnx, params: dict, attention: bool, classifier: bool, name: st
         s = bnode("Reshape", [bnode("MatMul", [u, "h"], "s_col"), pair_shape], "s", allowzero=1)  # (B, P)
         s = bnode("Where", [real_pair, s, const("lowest", np.float32(_LOWEST))], "s_masked")
         a = bnode("Where", [real_pair, bnode("Softmax", [s], "softmax", axis=1), zero_f], "a")
-        q = bnode("MatMul", [bnode("Unsqueeze", [a, axis1], "a3"), bnode("Reshape", [e, e_shape], "e_3d", allowzero=1)], "q3")
+        e3 = bnode("Reshape", [e, e_shape], "e_3d", allowzero=1)  # (B, P, k)
+        q = bnode("MatMul", [bnode("Unsqueeze", [a, axis1], "a3"), e3], "q3")  # (B, 1, k)
         score_from(bnode, linear, bnode("Squeeze", [q, axis1], "q"))  # block_score (B,)
         body_graph = helper.make_graph(
             body, "score_block",
