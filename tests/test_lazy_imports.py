@@ -60,5 +60,19 @@ def test_onnx_export_without_onnx_says_how_to_install_it():
         "except ImportError as exc:\n"
         "    print(exc)\n"
     )
-    assert out.strip() == ("fastafm.onnx.export needs the onnx package, which is not installed; install it with "
+    assert out.strip() == ("fastafm.onnx.export needs onnx, which is not installed; install it with "
                            "`pip install onnx` (or `pip install fastafm[onnx]`)")
+
+
+def test_field_encoder_without_pandas_gives_the_existing_message():
+    out = _run(
+        "import sys\n"
+        "sys.modules['pandas'] = None\n"
+        "import fastafm\n"
+        "try:\n"
+        "    fastafm.FieldEncoder().fit({'a': [1]})\n"
+        "except ImportError as exc:\n"
+        "    print(exc)\n"
+    )
+    assert out.strip() == ("fastafm.FieldEncoder needs pandas, which is not installed; install it with "
+                           "`pip install pandas` (or `pip install fastafm[pandas]`)")

@@ -41,6 +41,8 @@ from typing import TYPE_CHECKING, Any, Optional, Tuple
 import numpy as np
 import scipy.sparse as sp
 
+from ._compat import import_optional
+
 if TYPE_CHECKING:  # pragma: no cover
     import onnx as _onnx
 
@@ -55,14 +57,7 @@ _PROTOBUF_LIMIT = 2**31 - 1  # bytes; larger models go to external data next to 
 
 
 def _import_onnx():
-    try:
-        import onnx
-    except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ImportError(
-            "fastafm.onnx.export needs the onnx package, which is not installed; install it with "
-            "`pip install onnx` (or `pip install fastafm[onnx]`)"
-        ) from exc
-    return onnx
+    return import_optional("onnx", "fastafm.onnx.export", "onnx")
 
 
 def _fitted_parameters(model) -> Tuple[dict, bool, bool]:
