@@ -189,6 +189,18 @@ def _build_graph(onnx, params: dict, attention: bool, classifier: bool, name: st
     axis0, axis1 = const("axis0", np.array([0], i64)), const("axis1", np.array([1], i64))
     axis_last, flat = const("axis_last", np.array([-1], i64)), const("flat", np.array([-1], i64))
 
+    # A batch of width m = 0 is widened to one padding slot: onnxruntime before 1.17 cannot reduce over an axis
+    # of size 0 (keepdims=0 is refused, keepdims=1 gives a wrong shape).
+    m_in = node("Shape", ["indices"], "m_in", start=1, end=2)
+    widen = node("Max", [node("Sub", [const("one_1d", np.array([1], i64)), m_in], "one_minus_m"),
+                         const("zero_1d", np.array([0], i64))], "widen")
+    widen_pads = node("Concat", ["zero_1d", "zero_1d", "zero_1d", widen], "widen_pads", axis=0)
+    indices = node("Pad", ["indices", widen_pads, pad_id], "indices_m1")
+    values = node("Pad", ["values", widen_pads, zero_f], "values_m1")
+
+    def reduce_sum(node, x: str, axes: str, output: str) -> str:
+        return node("ReduceSum", [x, axes], output, keepdims=0)
+
     def rows_of(node, indices: str, values: str):
         """(linear term (n,), embedded slots V[i_r] x_r (n, m, k), real-slot mask (n, m)) of padded rows.
         Padding slots read id 0 with value 0; other negative ids become n_features, which the Gather refuses."""
@@ -196,21 +208,21 @@ def _build_graph(onnx, params: dict, attention: bool, classifier: bool, name: st
         ids = node("Where", [pad, zero_id, indices], "ids_pad0")
         ids = node("Where", [node("Less", [ids, zero_id], "negative_id"), n_features, ids], "ids")
         vals = node("Where", [pad, zero_f, values], "vals")
-        linear = node("ReduceSum", [node("Mul", [node("Gather", ["w", ids], "w_rows"), vals], "wx"), axis1],
-                      "linear", keepdims=0)
+        linear = reduce_sum(node, node("Mul", [node("Gather", ["w", ids], "w_rows"), vals], "wx"), axis1, "linear")
         emb = node("Mul", [node("Gather", ["V", ids], "v_rows"), node("Unsqueeze", [vals, axis_last], "vals3")],
                    "vx")
         return linear, emb, node("Not", [pad], "real")
 
     def score_from(node, linear: str, q: str) -> str:
-        return node("Add", [node("Add", ["w0", linear], "w0_linear"), node("MatMul", [q, "p"], "pair_term")],
-                    "score")
+        # p . q as a product and a sum, not a MatMul: onnxruntime 1.16 fails the MatMul of a q of shape (0, k).
+        pair_term = reduce_sum(node, node("Mul", [q, "p"], "pq"), axis_last, "pair_term")
+        return node("Add", [node("Add", ["w0", linear], "w0_linear"), pair_term], "score")
 
     if not attention:
         # Uniform pooling by the identity the core uses: q = ((sum_r v_r)^2 - sum_r v_r^2) / 2 per dimension.
-        linear, emb, _ = rows_of(node, "indices", "values")
-        total = node("ReduceSum", [emb, axis1], "sum_vx", keepdims=0)
-        squares = node("ReduceSum", [node("Mul", [emb, emb], "vx_sq"), axis1], "sum_vx_sq", keepdims=0)
+        linear, emb, _ = rows_of(node, indices, values)
+        total = reduce_sum(node, emb, axis1, "sum_vx")
+        squares = reduce_sum(node, node("Mul", [emb, emb], "vx_sq"), axis1, "sum_vx_sq")
         q = node("Mul", [node("Sub", [node("Mul", [total, total], "sum_vx_2"), squares], "twice_q"),
                          const("half", np.float32(0.5))], "q")
         score_from(node, linear, q)
@@ -218,8 +230,8 @@ def _build_graph(onnx, params: dict, attention: bool, classifier: bool, name: st
         inits += [onnx.numpy_helper.from_array(np.ascontiguousarray(params["W"].T), "W_t"),
                   onnx.numpy_helper.from_array(params["b"], "b"),
                   onnx.numpy_helper.from_array(params["h"].reshape(-1, 1), "h")]
-        n_1 = node("Shape", ["indices"], "n_1", start=0, end=1)
-        m_1 = node("Shape", ["indices"], "m_1", start=1, end=2)
+        n_1 = node("Shape", [indices], "n_1", start=0, end=1)
+        m_1 = node("Shape", [indices], "m_1", start=1, end=2)
         n, m = node("Squeeze", [n_1], "n"), node("Squeeze", [m_1], "m")
         # The pairs r < s of the m slots, row-major (0,1), (0,2), ..., (1,2), ...: NonZero of the strict upper
         # triangle of an m x m grid, so one graph serves every m.
@@ -230,7 +242,7 @@ def _build_graph(onnx, params: dict, attention: bool, classifier: bool, name: st
         first = node("Gather", [pairs, zero_id], "pair_r", axis=0)
         second = node("Gather", [pairs, one_id], "pair_s", axis=0)
         n_pairs = node("Squeeze", [node("Shape", [first], "P_1")], "P")
-        # (Reshapes whose target shape may hold a 0, for m < 2 or n = 0, take it literally: allowzero.)
+        # (Reshapes whose target shape may hold a 0, P = 0 pairs for m < 2, take it literally: allowzero.)
         # Rows go through the pair layers in blocks of B rows (a Scan), so that the pair tensors of a run stay
         # near block_bytes whatever n is: B = ceil(n / n_blocks), n_blocks = ceil(n / B_max), B_max = the rows
         # whose m(m-1)/2 pairs hold (3k + 2t) floats each within block_bytes. The last block is padded with
@@ -248,9 +260,9 @@ def _build_graph(onnx, params: dict, attention: bool, classifier: bool, name: st
         b_1 = node("Unsqueeze", [block, axis0], "B_1")
         blocks_shape = node("Concat", [node("Unsqueeze", [n_blocks, axis0], "n_blocks_1"), b_1, m_1],
                             "blocks_shape", axis=0)
-        index_blocks = node("Reshape", [node("Pad", ["indices", pads, pad_id], "indices_padded"), blocks_shape],
+        index_blocks = node("Reshape", [node("Pad", [indices, pads, pad_id], "indices_padded"), blocks_shape],
                             "index_blocks", allowzero=1)  # (n_blocks, B, m)
-        value_blocks = node("Reshape", [node("Pad", ["values", pads, zero_f], "values_padded"), blocks_shape],
+        value_blocks = node("Reshape", [node("Pad", [values, pads, zero_f], "values_padded"), blocks_shape],
                             "value_blocks", allowzero=1)
         # Flat positions of the pairs' slots in a block's (B * m, k) embedded slots: row * m + slot, so that the
         # pair products are two row gathers and the attention layer one GEMM over (B * P, k).
