@@ -97,9 +97,8 @@ def _flush_tiny(arr: np.ndarray) -> np.ndarray:
     session.set_denormal_as_zero option did not change that for its GEMM here). attention_l2 drives many
     entries of W to 1e-38..1e-30 (37% of them after one Frappe-like epoch at k = t = 64), and their products
     with the pair vectors are denormal numbers, which made onnxruntime's attention GEMM 12x slower (305 ms
-    instead of 24 ms for 4,096 Frappe-shaped rows). Such an
-    entry moves z = W e + b by less than 1e-30 |e|, some 20 orders of magnitude below the float32 resolution of
-    z; 0 is what it is worth."""
+    instead of 24 ms for 4,096 Frappe-shaped rows). Such an entry moves z = W e + b by less than 1e-30 |e|,
+    some 20 orders of magnitude below the float32 resolution of z; 0 is what it is worth."""
     tiny = np.abs(arr) < FLUSH_BELOW
     if not tiny.any():
         return arr
