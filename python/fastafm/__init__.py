@@ -11,7 +11,12 @@ load_libfm                     libFM/libSVM files, parsed in C++
 convert, CacheFile             binary row caches for out-of-core training: fit(CacheFile(path)) streams it
 load                           read a model written by `model.save(path)`
 reference                      the float64 NumPy reference implementation (the tests' oracle)
+plot                           figures (needs matplotlib); imported on first access of fastafm.plot
+onnx                           ONNX export for serving (needs onnx); imported on first access of fastafm.onnx
 """
+import importlib as _importlib
+from typing import Any as _Any, List as _List
+
 from . import metrics, reference
 from ._core import __version__
 from .cache import CacheFile, convert
@@ -39,3 +44,17 @@ __all__ = [
     "metrics",
     "reference",
 ]
+
+# Submodules with optional dependencies, imported on first attribute access (PEP 562) so that `import fastafm`
+# imports neither matplotlib nor onnx. Not in __all__: `from fastafm import *` should not import them either.
+_LAZY_SUBMODULES = ("onnx", "plot")
+
+
+def __getattr__(name: str) -> _Any:
+    if name in _LAZY_SUBMODULES:
+        return _importlib.import_module(f".{name}", __name__)  # also binds it as an attribute of the package
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> _List[str]:
+    return sorted(set(globals()) | set(_LAZY_SUBMODULES))

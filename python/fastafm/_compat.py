@@ -1,8 +1,11 @@
 """scikit-learn is optional: use its base classes when installed, else a minimal stand-in with the same
-get_params/set_params contract (parameters are the keyword arguments of __init__, stored verbatim)."""
+get_params/set_params contract (parameters are the keyword arguments of __init__, stored verbatim).
+import_optional: the other optional dependencies, imported on first use with one error message."""
 from __future__ import annotations
 
+import importlib
 import inspect
+from typing import Any
 
 try:  # pragma: no cover - exercised by whichever branch the environment has
     from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
@@ -51,3 +54,14 @@ except ImportError:  # pragma: no cover
             import numpy as np
 
             return float(np.mean(self.predict(X) == np.asarray(y)))
+
+
+def import_optional(module: str, user: str, extra: str) -> Any:
+    """`module` (e.g. "matplotlib.pyplot"), or an ImportError saying that `user` needs its package and how to
+    install it, alone or as the fastafm extra `extra`."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        package = module.split(".")[0]
+        raise ImportError(f"{user} needs {package}, which is not installed; install it with `pip install {package}` "
+                          f"(or `pip install fastafm[{extra}]`)") from exc

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from ._compat import BaseEstimator
+from ._compat import BaseEstimator, import_optional
 
 try:  # scikit-learn is optional; with it the encoder is a real transformer (set_output, tags, Pipeline)
     from sklearn.base import TransformerMixin
@@ -37,14 +37,7 @@ _MISSING_CHOICES = ("zero", "indicator")
 
 
 def _pandas():
-    try:
-        import pandas as pd
-    except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ImportError(
-            "fastafm.FieldEncoder needs pandas, which is not installed; "
-            "install it with `pip install pandas` (or `pip install fastafm[pandas]`)"
-        ) from exc
-    return pd
+    return import_optional("pandas", "fastafm.FieldEncoder", "pandas")
 
 
 def _as_column_list(value, name: str) -> list:

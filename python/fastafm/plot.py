@@ -11,6 +11,8 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
+from ._compat import import_optional
+
 __all__ = ["attention_heatmap", "history"]
 
 _METRIC_LABELS = {"eval_rmse": "eval RMSE", "eval_mae": "eval MAE", "eval_logloss": "eval log loss",
@@ -18,14 +20,7 @@ _METRIC_LABELS = {"eval_rmse": "eval RMSE", "eval_mae": "eval MAE", "eval_loglos
 
 
 def _pyplot():
-    try:
-        import matplotlib.pyplot as plt
-    except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ImportError(
-            "fastafm.plot needs matplotlib, which is not installed; install it with `pip install matplotlib` "
-            "(or `pip install fastafm[plot]`)"
-        ) from exc
-    return plt
+    return import_optional("matplotlib.pyplot", "fastafm.plot", "plot")
 
 
 def _records(model_or_history) -> list:
