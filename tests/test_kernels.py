@@ -8,36 +8,10 @@ import pytest
 
 from fastafm import _core, reference
 from fastafm._validation import csr_arrays
-from conftest import random_csr, random_params, to_core
+from support import assert_close, core_config, core_slots, random_csr, random_params, to_core
 
 SHAPES = [(1, 1), (3, 5), (16, 8), (33, 17)]
 EDGE_NNZ = [0, 1, 2, 3, 0, 7, 1, 12, 2, 5]
-
-
-def core_config(loss="squared", attention=True, attention_l2=0.0, l2=0.0, dropout=0.0, n_threads=1, lr=0.05,
-                optimizer="adagrad", seed=0, epoch=0, batch_size=128):
-    cfg = _core.TrainConfig()
-    cfg.loss = getattr(_core.Loss, loss)
-    cfg.optimizer = getattr(_core.Optimizer, optimizer)
-    cfg.attention = attention
-    cfg.attention_l2 = attention_l2
-    cfg.l2 = l2
-    cfg.dropout = dropout
-    cfg.n_threads = n_threads
-    cfg.learning_rate = lr
-    cfg.seed = seed
-    cfg.epoch = epoch
-    cfg.batch_size = batch_size
-    return cfg
-
-
-def assert_close(actual, expected, name, rtol=2e-4):
-    """float32 core vs float64 reference: error relative to the array's scale."""
-    actual = np.asarray(actual, np.float64)
-    expected = np.asarray(expected, np.float64)
-    scale = max(np.max(np.abs(expected)), 1e-3)
-    err = np.max(np.abs(actual - expected)) if expected.size else 0.0
-    assert err <= rtol * scale, f"{name}: max error {err:.3g} vs scale {scale:.3g}"
 
 
 @pytest.mark.parametrize("k,t", SHAPES)
@@ -148,7 +122,7 @@ def test_one_training_step_matches_reference(rng, optimizer, n_threads):
     accum = {name: np.full_like(a, reference.ADAGRAD_INITIAL_ACCUMULATOR) for name, a in core.items()}
     before = {name: a.copy() for name, a in core.items()}
     order = np.arange(X.shape[0], dtype=np.int64)
-    res = _core.train_epoch(core, accum, *csr_arrays(X), y.astype(np.float32), order,
+    res = _core.train_epoch(core, core_slots(optimizer, accum), *csr_arrays(X), y.astype(np.float32), order,
                             core_config(optimizer=optimizer, lr=lr, n_threads=n_threads, l2=0.1, attention_l2=0.2))
     assert res["n_batches"] == 1 and res["n_rows"] == X.shape[0]
 
@@ -206,7 +180,7 @@ def _epoch_args(rng, n_rows=400):
     params = to_core(random_params(rng, 30, 4, 4))
     accum = {name: np.full_like(a, reference.ADAGRAD_INITIAL_ACCUMULATOR) for name, a in params.items()}
     y = rng.normal(size=n_rows).astype(np.float32)
-    return params, accum, csr_arrays(X), y, np.arange(n_rows, dtype=np.int64)
+    return params, core_slots("adagrad", accum), csr_arrays(X), y, np.arange(n_rows, dtype=np.int64)
 
 
 def test_progress_callback_sees_rows_and_can_stop(rng):
@@ -255,7 +229,7 @@ def test_fixed_projection_is_not_trained(rng):
 def test_divergence_stops_the_epoch_before_the_bad_update(rng):
     params, accum, arrays, y, order = _epoch_args(rng)
     y = (y * 1e35).astype(np.float32)  # SGD steps of ~1e41 overflow float32: the next batch's loss is not finite
-    res = _core.train_epoch(params, accum, *arrays, y, order, core_config(batch_size=50, lr=1e6, optimizer="sgd"))
+    res = _core.train_epoch(params, {}, *arrays, y, order, core_config(batch_size=50, lr=1e6, optimizer="sgd"))
     assert res["diverged"] and res["stopped"] and res["n_rows"] < 400
     assert not np.isfinite(res["loss_sum"])
 

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import fastafm
+from support import small_model
 
 sklearn = pytest.importorskip("sklearn")
 from sklearn.base import clone  # noqa: E402
@@ -31,7 +32,7 @@ EXPECTED_FAILED_CHECKS = {
 
 
 def _small(cls):
-    return cls(embedding_dim=4, attention_dim=4, n_epochs=20, n_threads=1, random_state=0)
+    return small_model(cls, embedding_dim=4, attention_dim=4, n_epochs=20)
 
 
 def _expected_failed(estimator):
@@ -94,7 +95,7 @@ def test_clone_gives_an_unfitted_copy_with_the_same_parameters(data):
     model = _small(fastafm.AFMRegressor).set_params(dropout=0.1).fit(X, y)
     copy = clone(model)
     assert copy.get_params() == model.get_params()
-    assert not hasattr(copy, "_params_") and not hasattr(copy, "n_features_in_")
+    assert not hasattr(copy, "training_state_") and not hasattr(copy, "n_features_in_")
     np.testing.assert_array_equal(copy.fit(X, y).predict(X), model.predict(X))
 
 
