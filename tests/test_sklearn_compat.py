@@ -28,6 +28,10 @@ EXPECTED_FAILED_CHECKS = {
         "estimators (the regressor's predict returns it unchanged)",
     },
     "AFMClassifier": {},
+    "FMRegressor": {
+        "check_regressors_no_decision_function": "as AFMRegressor: decision_function is the raw model output",
+    },
+    "FMClassifier": {},
 }
 
 
@@ -53,7 +57,8 @@ def _estimator_checks():
     if SKLEARN_VERSION < (1, 6):
         return []
     params = []
-    for estimator in (_small(fastafm.AFMRegressor), _small(fastafm.AFMClassifier)):
+    for estimator in (_small(fastafm.AFMRegressor), _small(fastafm.AFMClassifier), _small(fastafm.FMRegressor),
+                      _small(fastafm.FMClassifier)):
         for item in estimator_checks.estimator_checks_generator(
             estimator, legacy=True, expected_failed_checks=_expected_failed(estimator), mark="xfail"
         ):
