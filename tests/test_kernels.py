@@ -247,3 +247,48 @@ def test_uniform_pooling_needs_no_pair_tiles_for_long_rows(rng):
     vx = params.V[row.indices] * row.data[:, None]
     want0 = params.w0 + params.w[row.indices] @ row.data + params.p @ (0.5 * (vx.sum(0) ** 2 - (vx ** 2).sum(0)))
     assert got[0] == pytest.approx(want0, rel=1e-3, abs=1e-3)
+
+
+def test_one_trainer_per_fit_trains_like_fresh_calls(rng):
+    """A persistent _core.Trainer (one per fit, as the engine uses it for every epoch and streamed block)
+    trains each row set exactly as a fresh train_epoch call does, also rows of 20 non-zeros after rows of 150
+    have grown its pair tiles (it cuts each call's blocks at that call's own cap, as a fresh trainer)."""
+    k = t = 4
+    sets = [random_csr(rng, [20] * 80, n_features=40), random_csr(rng, [150] * 6, n_features=40),
+            random_csr(rng, [20] * 80, n_features=40)]
+    start = to_core(random_params(rng, 40, k, t, v_std=0.1))
+    fresh = ({n: a.copy() for n, a in start.items()}, {n: np.full_like(a, 1e-8) for n, a in start.items()})
+    kept = ({n: a.copy() for n, a in start.items()}, {n: np.full_like(a, 1e-8) for n, a in start.items()})
+    cfg = core_config(batch_size=256, dropout=0.3, lr=0.01, n_threads=2)
+    trainer = _core.Trainer(kept[0], {"G": kept[1]}, cfg)
+    for epoch, X in enumerate(sets):
+        y = rng.normal(size=X.shape[0]).astype(np.float32)
+        order = rng.permutation(X.shape[0]).astype(np.int64)
+        cfg.seed, cfg.epoch = 11, epoch
+        want = _core.train_epoch(fresh[0], {"G": fresh[1]}, *csr_arrays(X), y, order, cfg)
+        got = trainer.train_epoch(*csr_arrays(X), y, order, seed=11, epoch=epoch)
+        assert got == want
+        for name in start:
+            np.testing.assert_array_equal(kept[0][name], fresh[0][name], err_msg=name)
+            np.testing.assert_array_equal(kept[1][name], fresh[1][name], err_msg=name)
+
+
+def test_trainer_checks_its_optimizer_slots(rng):
+    params, slots, arrays, y, order = _epoch_args(rng)
+    with pytest.raises(ValueError, match="missing the slot 'G'"):
+        _core.Trainer(params, {}, core_config())
+    with pytest.raises(ValueError, match="slot 'G' that sgd does not have"):
+        _core.Trainer(params, slots, core_config(optimizer="sgd"))
+    assert _core.optimizer_slots(_core.Optimizer.adagrad) == ["G"] and _core.optimizer_slots(_core.Optimizer.sgd) == []
+
+
+def test_scratch_bytes_is_the_cores_block_sizing():
+    """The pair tiles of a block: the L2 budget (256 KiB of E and Z rows) or one whole row, whichever is more;
+    uniform pooling forms none. Python's memory checks use this number instead of a copy of the rule."""
+    k = t = 8
+    per_row = 4 * 64 * (3 * k + 2) + 8 * 65
+    budget_pairs = 256 * 1024 // (4 * (k + t))
+    assert _core.scratch_bytes(10, k, t, 1, True) == 4 * budget_pairs * (k + t + 2) + per_row
+    m = 1000  # 499,500 pairs: more than the budget
+    assert _core.scratch_bytes(m, k, t, 3, True) == 3 * (4 * (m * (m - 1) // 2) * (k + t + 2) + per_row)
+    assert _core.scratch_bytes(m, k, t, 1, False) == 4 * (k + t + 2) + per_row
