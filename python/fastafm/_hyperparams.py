@@ -205,6 +205,14 @@ SIGNATURES = {
 }
 
 
+def store(estimator, arguments: dict) -> None:
+    """An estimator __init__'s body: every argument (`locals()`) kept as the attribute of its name, unchanged,
+    as scikit-learn requires."""
+    for name, value in arguments.items():
+        if name != "self":
+            setattr(estimator, name, value)
+
+
 def validate(values: dict, names) -> None:
     """Check each of `names` in values against its constraint (ValueError / TypeError naming it)."""
     for name in names:

@@ -46,7 +46,7 @@ except ImportError as exc:  # pragma: no cover - exercised by a subprocess test 
 from . import _distributed as dist
 from . import _registry
 from ._compat import BaseEstimator, ClassifierMixin, RegressorMixin, fitted_state
-from ._hyperparams import SIGNATURES, core_settings, validate
+from ._hyperparams import SIGNATURES, core_settings, store, validate
 from ._state import init_state
 from .estimators import AFMClassifier, AFMRegressor
 
@@ -238,23 +238,7 @@ class _DaskAFMBase(BaseEstimator):
         combine="average",
         client=None,
     ):
-        self.embedding_dim = embedding_dim
-        self.attention_dim = attention_dim
-        self.dropout = dropout
-        self.attention_l2 = attention_l2
-        self.l2 = l2
-        self.learning_rate = learning_rate
-        self.optimizer = optimizer
-        self.batch_size = batch_size
-        self.n_epochs = n_epochs
-        self.init_std = init_std
-        self.attention = attention
-        self.n_threads = n_threads
-        self.random_state = random_state
-        self.verbose = verbose
-        self.sync_rows = sync_rows
-        self.combine = combine
-        self.client = client
+        store(self, locals())
 
     def __sklearn_clone__(self):
         """sklearn.base.clone: an unfitted copy sharing the same client (a Client cannot be deep-copied)."""

@@ -18,7 +18,7 @@ from . import _core, _registry, metrics, reference
 from ._callbacks import EarlyStopping, Evaluation, History, best_of, check_metric
 from ._compat import BaseEstimator, ClassifierMixin, RegressorMixin, fitted_state
 from ._engine import train
-from ._hyperparams import core_settings, validate
+from ._hyperparams import core_settings, store, validate
 from ._state import TrainingState, init_state
 from ._streaming import CacheRows, InMemoryRows
 from ._targets import class_cache_targets, class_targets, regression_cache_targets, regression_targets
@@ -329,22 +329,7 @@ class _AFM(_Base):
         patience=None,
         early_stopping_metric=None,
     ):
-        self.embedding_dim = embedding_dim
-        self.attention_dim = attention_dim
-        self.dropout = dropout
-        self.attention_l2 = attention_l2
-        self.l2 = l2
-        self.learning_rate = learning_rate
-        self.optimizer = optimizer
-        self.batch_size = batch_size
-        self.n_epochs = n_epochs
-        self.init_std = init_std
-        self.attention = attention
-        self.n_threads = n_threads
-        self.random_state = random_state
-        self.verbose = verbose
-        self.patience = patience
-        self.early_stopping_metric = early_stopping_metric
+        store(self, locals())
 
 
 class _FM(_Base):
@@ -368,19 +353,7 @@ class _FM(_Base):
         patience=None,
         early_stopping_metric=None,
     ):
-        self.embedding_dim = embedding_dim
-        self.dropout = dropout
-        self.l2 = l2
-        self.learning_rate = learning_rate
-        self.optimizer = optimizer
-        self.batch_size = batch_size
-        self.n_epochs = n_epochs
-        self.init_std = init_std
-        self.n_threads = n_threads
-        self.random_state = random_state
-        self.verbose = verbose
-        self.patience = patience
-        self.early_stopping_metric = early_stopping_metric
+        store(self, locals())
 
 
 class _Regression(_Base):
@@ -491,7 +464,7 @@ class AFMRegressor(_Regression, RegressorMixin, _AFM):
         not (e.g. in a log file). Without tqdm installed there is no bar.
     patience : int or None, default None
         Early stopping: stop once `patience` epochs in a row did not improve `early_stopping_metric` on the
-        `eval_set` given to `fit`, and restore the parameters (and Adagrad state) of the best epoch.
+        `eval_set` given to `fit`, and restore the parameters (and optimizer state) of the best epoch.
         None: run all `n_epochs` and keep the last epoch's parameters.
     early_stopping_metric : str or None, default None
         The eval metric early stopping watches: "rmse" (the default; predictions clipped to the training

@@ -31,7 +31,6 @@ import inspect
 import io
 import json
 import math
-import numbers
 import os
 import zipfile
 from typing import TYPE_CHECKING, cast
