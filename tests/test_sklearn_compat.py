@@ -136,6 +136,15 @@ def test_fastafm_works_without_scikit_learn(tmp_path):
         X, y, _ = fastafm.make_planted(n_rows=200, n_fields=3, cardinality=4, planted_pairs=((0, 1),), random_state=0)
         model = fastafm.AFMClassifier(embedding_dim=2, attention_dim=2, n_epochs=2, random_state=0).fit(X, y > 0)
         assert model.score(X, y > 0) > 0.5
+        assert model.score(X, y > 0, sample_weight=np.full(200, 2.0)) == model.score(X, y > 0)
+        right = (model.predict(X) == (y > 0)).astype(float)  # weights on the right rows only: accuracy 1
+        assert model.score(X, y > 0, sample_weight=right) == 1.0
+        try:
+            model.score(X, y > 0, sample_weight=np.zeros(200))
+        except ValueError as exc:
+            assert "sample_weight" in str(exc)
+        else:
+            raise AssertionError("all-zero sample_weight was accepted")
         model.save({str(tmp_path / "m.afm")!r})
         assert (fastafm.load({str(tmp_path / "m.afm")!r}).predict(X) == model.predict(X)).all()
         try:
