@@ -139,6 +139,7 @@ class Hyperparameter:
     cli: Optional[str] = None       # the `fastafm train` flag, None: not on the command line
     metavar: Optional[str] = None
     cli_default: Any = None         # where the command line's default differs (--seed 0)
+    cli_help: Optional[str] = None  # where the command line's wording differs from `help`
     core: bool = False              # handed to the core's TrainConfig (core_settings)
 
 
@@ -157,16 +158,21 @@ TABLE: tuple = (
     Hyperparameter("learning_rate", 0.1, Float(0.0, low_open=True),
                    "step size (the batch loss is a **sum** over rows)", "--learning-rate", "LR", core=True),
     Hyperparameter("optimizer", "adagrad", Choice(("adagrad", "sgd")),
-                   "`\"adagrad\"` or `\"sgd\"` (optimizer state: docs/model.md)", "--optimizer", core=True),
+                   "`\"adagrad\"` or `\"sgd\"` (optimizer state: docs/model.md)", "--optimizer", core=True,
+                   cli_help="the optimizer"),
     Hyperparameter("batch_size", 128, Int(1, _INT32_MAX), "rows per mini-batch", "--batch-size", "N", core=True),
-    Hyperparameter("n_epochs", 20, Int(0), "epochs of `fit` (the maximum with early stopping)", "--epochs", "N"),
+    Hyperparameter("n_epochs", 20, Int(0), "epochs of `fit` (the maximum with early stopping)", "--epochs", "N",
+                   cli_help="training epochs"),
     Hyperparameter("init_std", 0.01, Float(0.0), "std of the initial embeddings", "--init-std", "STD"),
     Hyperparameter("attention", True, Bool(),
-                   "False: FM-like uniform pooling with a learned projection p (AFM only)", "--no-attention"),
+                   "False: FM-like uniform pooling with a learned projection p (AFM only)", "--no-attention",
+                   cli_help="FM-like uniform pooling (every pair weight 1) instead of attention"),
     Hyperparameter("n_threads", 0, Int(0, 4096), "OpenMP threads (0 = all cores)", "--threads", "N", core=True),
     Hyperparameter("random_state", None, Seed(),
                    "seeds initialisation, shuffling and dropout; with a fixed seed and n_threads a fit is "
-                   "bit-identical", "--seed", "N", cli_default=0),
+                   "bit-identical", "--seed", "N", cli_default=0,
+                   cli_help="random seed for initialisation, shuffling and dropout; with the same seed and --threads "
+                            "a run is bit-identical"),
     Hyperparameter("verbose", 0, Int(0), "a progress bar per epoch (tqdm) and one line per epoch"),
     Hyperparameter("patience", None, Int(1, allow_none=True),
                    "early stopping on `eval_set` after this many epochs without improvement; the best epoch's "
@@ -255,7 +261,9 @@ def add_cli_arguments(group, defaults: dict) -> None:
 
 
 def _cli_help(hp: Hyperparameter) -> str:
-    return hp.help.replace("**", "").replace("`", "").replace("%", "%%")
+    """The help text without Markdown, and without "(AFM only)": `fastafm train` trains AFM."""
+    text = hp.cli_help or hp.help.replace(" (AFM only)", "")
+    return text.replace("**", "").replace("`", "").replace("%", "%%")
 
 
 def cli_values(args) -> dict:
