@@ -8,7 +8,8 @@ partial_fit continuation and cache-file fits (one block and several), at a fixed
 and writes every learned parameter (and the Adagrad accumulators where the model has them) to an .npz; with
 --models it also saves each model with `model.save` (the model files of the version that ran). `compare`
 refits, checks every parameter with np.array_equal, and (with --models) loads each saved file and checks that
-it predicts exactly what the saved model predicted.
+it predicts exactly what the saved model predicted and that one more partial_fit epoch from the file gives
+exactly what it gives from the refitted model.
 """
 from __future__ import annotations
 
@@ -43,7 +44,7 @@ def _params(model) -> dict:
 
 
 def _fits(workdir: str):
-    """(name, fitted model) pairs, always in the same order."""
+    """(name, fitted model, training data for one more epoch) triples, always in the same order."""
     X, y, X_eval, y_eval = _data()
     y_cls = (y > np.median(y)).astype(int)
     y_eval_cls = (y_eval > np.median(y)).astype(int)
@@ -55,26 +56,26 @@ def _fits(workdir: str):
         for optimizer in ("adagrad", "sgd"):
             lr = 0.05 if optimizer == "adagrad" else 0.01
             base = dict(common, optimizer=optimizer, learning_rate=lr, **extra)
-            yield f"{cls_name}.{optimizer}.plain", cls(n_epochs=4, **base).fit(X, yy)
+            yield f"{cls_name}.{optimizer}.plain", cls(n_epochs=4, **base).fit(X, yy), (X, yy)
             yield (f"{cls_name}.{optimizer}.early",
-                   cls(n_epochs=12, patience=2, **base).fit(X, yy, eval_set=(X_eval, yy_eval)))
+                   cls(n_epochs=12, patience=2, **base).fit(X, yy, eval_set=(X_eval, yy_eval)), (X, yy))
             model = cls(n_epochs=2, **base).fit(X, yy)
             model.partial_fit(X, yy)
-            yield f"{cls_name}.{optimizer}.partial", model
+            yield f"{cls_name}.{optimizer}.partial", model, (X, yy)
         labels = yy.astype(np.float32)
         for block_rows in (None, 128):
             path = os.path.join(workdir, f"{cls_name}.{block_rows}.cache")
             fastafm.convert((X, labels), path)
             cache = CacheFile(path) if block_rows is None else CacheFile(path, block_rows=block_rows)
             model = cls(n_epochs=3, **dict(common, **extra)).fit(cache)
-            yield f"{cls_name}.cache.{block_rows}", model
+            yield f"{cls_name}.cache.{block_rows}", model, (cache, None)
 
 
 def _collect(models_dir: str | None, mode: str) -> dict:
     out = {}
     with tempfile.TemporaryDirectory() as workdir:
         X_eval = _data()[2]
-        for name, model in _fits(workdir):
+        for name, model, (X_more, y_more) in _fits(workdir):
             for key, arr in _params(model).items():
                 out[f"{name}/{key}"] = arr
             pred = model.decision_function(X_eval)
@@ -86,7 +87,11 @@ def _collect(models_dir: str | None, mode: str) -> dict:
                 else:
                     loaded = fastafm.load(path)
                     same = np.array_equal(loaded.decision_function(X_eval), pred)
-                    print(f"{'ok  ' if same else 'DIFF'} load+predict {path}")
+                    # ... and one more epoch from the file trains exactly as from the model in memory
+                    loaded.partial_fit(X_more, y_more)
+                    model.partial_fit(X_more, y_more)
+                    same = same and np.array_equal(loaded.decision_function(X_eval), model.decision_function(X_eval))
+                    print(f"{'ok  ' if same else 'DIFF'} load+predict+partial_fit {path}")
                     out[f"{name}/loaded_same"] = np.array(same)
     return out
 
