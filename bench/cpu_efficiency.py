@@ -23,6 +23,8 @@ import fma_peak  # noqa: E402
 
 import fastafm  # noqa: E402
 from fastafm import _core  # noqa: E402
+from fastafm._engine import make_config  # noqa: E402
+from fastafm._hyperparams import core_settings  # noqa: E402
 from fastafm._validation import csr_arrays  # noqa: E402
 
 CASES = [("frappe", 256, 128, 3000), ("frappe", 64, 256, 20000), ("frappe", 16, 256, 40000), ("criteo", 16, 256, 3000)]
@@ -35,15 +37,16 @@ def measure(name: str, k: int, batch: int, rows: int, repeats: int = 3) -> dict:
                                  random_state=0).fit(X, y)  # n_epochs=0: parameters initialised, not trained
     arrays = csr_arrays(X)
     order = np.arange(X.shape[0], dtype=np.int64)
-    cfg = model._config()
+    state = model.training_state_
+    cfg = make_config(core_settings(model.get_params(), "squared", True, True), state.dropout_seed, 0)
     pairs = int(np.sum(np.diff(arrays[0]) * (np.diff(arrays[0]) - 1) // 2))
     train = predict = float("inf")
     for _ in range(repeats):
         start = time.process_time()
-        _core.train_epoch(model._params_, model._accum_, *arrays, y, order, cfg)
+        _core.train_epoch(state.params, state.slots, *arrays, y, order, cfg)
         train = min(train, time.process_time() - start)
         start = time.process_time()
-        _core.predict(model._params_, *arrays, True, 1)
+        _core.predict(state.params, *arrays, True, 1)
         predict = min(predict, time.process_time() - start)
     return {"data": name, "k": k, "t": k, "batch": batch, "rows": X.shape[0],
             "train_rows_s": X.shape[0] / train, "train_gflops": 6 * pairs * k * k / train / 1e9,

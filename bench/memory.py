@@ -155,11 +155,15 @@ def main(argv=None) -> int:
     model = fastafm.AFMRegressor(n_epochs=0, **kw).fit(X, y)  # initialised: parameters and accumulators resident
     arrays = ds.arrays()  # the core's dtypes, made before the measurement
     order = np.random.default_rng(0).permutation(ds.n_rows).astype(np.int64)
-    cfg = model._config()
+    from fastafm._engine import make_config
+    from fastafm._hyperparams import core_settings
+
+    state = model.training_state_
+    cfg = make_config(core_settings(model.get_params(), "squared", True, True), state.dropout_seed, 0)
     rss_ready = rss_bytes()
 
     def core_epoch():
-        fastafm._core.train_epoch(model._params_, model._accum_, *arrays, y, order, cfg)
+        fastafm._core.train_epoch(state.params, state.slots, *arrays, y, order, cfg)
 
     def estimator_epoch():
         model.partial_fit(X, y)

@@ -113,7 +113,7 @@ def child(args) -> None:
     result["rss_after_load_attempt"] = _status("VmRSS")
     model = _model(args, 0).fit(cache)  # initialise only (n_epochs=0)
     rows = _streaming.CacheRows(cache, lambda labels: labels)
-    params = sum(a.nbytes for a in model._params_.values())
+    params = sum(a.nbytes for a in model.get_model_params().values())
     result.update(rows=cache.n_rows, nnz=cache.nnz, block_rows=cache.block_rows, buffer_bytes=rows._buffer_bytes,
                   params_bytes=params, model_state_bytes=4 * params, rss_before_epoch=_status("VmRSS"))
     start = time.perf_counter()

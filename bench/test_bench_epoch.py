@@ -35,7 +35,7 @@ def test_epoch(benchmark, settings, peak, case):
     def setup():
         params = {n: a.copy() for n, a in params0.items()}
         accum = {n: a.copy() for n, a in accum0.items()}
-        return (params, accum, *arrays, ds.y, order, cfg), {}
+        return (params, {"G": accum}, *arrays, ds.y, order, cfg), {}  # adagrad's state: slot G
 
     res = benchmark.pedantic(_core.train_epoch, setup=setup, rounds=settings.rounds,
                              warmup_rounds=settings.warmup_rounds(ds.n_rows))

@@ -2,7 +2,7 @@
 
 Each input is written to a file on tmpfs and loaded. The run fails (atheris reports a crash and saves the
 input) when load raises anything but ValueError (ModelFileError), crashes, hangs or trips a sanitizer, or when
-it accepts a file whose model is not usable: every parameter finite, every accumulator > 0, shapes matching
+it accepts a file whose model is not usable: every parameter finite, every optimizer slot (Adagrad's sums) > 0, shapes matching
 n_features_in_/embedding_dim/attention_dim, and predict, save and load again working.
 
 A model file is a ZIP of .npy members whose data is covered by CRC-32 and SHA-256 digests, so plain byte
@@ -80,15 +80,15 @@ def test_one_input(data: bytes) -> None:
 
 
 def _check_usable(model, path) -> None:
-    n, k, t = model.n_features_in_, model.embedding_dim, model.attention_dim
-    shapes = {"w0": (1,), "w": (n,), "V": (n, k), "W": (t, k), "b": (t,), "h": (t,), "p": (k,)}
-    for name, shape in shapes.items():
-        for store in (model._params_, model._accum_):
+    state = model.training_state_
+    for name, shape in state.spec.shapes().items():
+        for store in (state.params, *state.slots.values()):
             arr = store[name]
             assert arr.shape == shape and arr.dtype == np.float32 and arr.flags.writeable and arr.flags.c_contiguous
             assert np.isfinite(arr).all()
-        assert (model._accum_[name] > 0).all()
+        assert all((store[name] > 0).all() for store in state.slots.values())
     model.n_threads = 1  # a file may ask for many threads; one is enough here
+    n = state.spec.n_features
     X = sp.random(4, n, density=min(1.0, 3.0 / n), format="csr", dtype=np.float32, random_state=0)
     assert model.predict(X).shape == (4,)
     y = model.classes_[[0, 1, 0, 1]] if hasattr(model, "classes_") else np.zeros(4)
@@ -98,8 +98,8 @@ def _check_usable(model, path) -> None:
         pass  # e.g. a huge learning_rate in the file: refused cleanly, model rolled back
     model.save(path)
     again = fastafm.load(path)
-    for name in shapes:
-        np.testing.assert_array_equal(again._params_[name], model._params_[name])
+    for name in state.spec.shapes():
+        np.testing.assert_array_equal(again.training_state_.params[name], model.training_state_.params[name])
 
 
 # ------------------------------------------------------------------------------------------ mutator

@@ -1,7 +1,9 @@
 """Writes the seed corpus of the fuzzers (run from the repository root; the files are committed):
 fuzz/corpus/libfm/*  small libFM files, valid and malformed (the cases of tests/test_libfm*.py)
 fuzz/corpus/model/*  small model files: regressor, classifier (string and int labels), with an eval history,
-                     uniform pooling, SGD, and a version 1 file."""
+                     uniform pooling, SGD, as format version 3 (*_v3.afm) and a version 1 file derived from
+                     the regressor. regressor.afm, classifier_*.afm and uniform_sgd.afm are version 2 files
+                     written by fastafm before format 3; they are kept as seeds and no longer rewritten."""
 from __future__ import annotations
 
 import io
@@ -58,16 +60,15 @@ def main() -> None:
     for name, data in LIBFM.items():
         with open(os.path.join(ROOT, "corpus", "libfm", name + ".libfm"), "wb") as fh:
             fh.write(data)
-    last = None
     for name, model in model_files():
-        last = os.path.join(ROOT, "corpus", "model", name + ".afm")
-        model.save(last)
-    # A version 1 file, as fastafm 0.1 wrote it (np.savez, no checksums).
-    with zipfile.ZipFile(last) as zf:
+        model.save(os.path.join(ROOT, "corpus", "model", name + "_v3.afm"))
+    # A version 1 file, as fastafm 0.1 wrote it (np.savez, no checksums, one accumulator per parameter).
+    with zipfile.ZipFile(os.path.join(ROOT, "corpus", "model", "regressor_v3.afm")) as zf:
         members = {i.filename[:-4]: np.load(io.BytesIO(zf.read(i))) for i in zf.infolist()}
+    members = {key.replace("slot.G.", "accum."): a for key, a in members.items()}
     meta = json.loads(members.pop("meta").tobytes())
     meta["version"] = 1
-    del meta["sha256"]
+    del meta["sha256"], meta["optimizer_slots"]
     with open(os.path.join(ROOT, "corpus", "model", "version1.afm"), "wb") as fh:
         np.savez(fh, meta=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8), **members)
     print("wrote", len(LIBFM), "libfm files and", len(os.listdir(os.path.join(ROOT, "corpus", "model"))),

@@ -7,7 +7,7 @@ import re
 
 import numpy as np
 import pytest
-from conftest import random_csr
+from support import random_csr, slot_arrays
 
 import fastafm
 from fastafm import metrics
@@ -63,7 +63,8 @@ def test_fm_hyperparameters_are_fms_own():
     X, y, _ = planted(n_rows=400)
     fm.fit(X, y)
     assert fm.W_.shape == (1, 16) and fm.V_.shape == (X.shape[1], 16)
-    assert isinstance(fm, fastafm.AFMRegressor)  # FM is AFM with uniform pooling and p = 1
+    # FM and AFM are siblings over one base (issue 11), no longer FM a subclass of AFM.
+    assert not isinstance(fm, fastafm.AFMRegressor) and not issubclass(fastafm.FMRegressor, fastafm.AFMRegressor)
     pa = fm.pair_attention(X[:3])
     np.testing.assert_array_equal(pa.weights, 1.0)  # FM weighs every pair 1
 
@@ -157,8 +158,8 @@ def test_early_stopping_restores_the_best_epoch(cls, metric):
     ref = cls(n_epochs=best, **kw).fit(X, y)
     for name_, arr in ref.get_model_params().items():
         np.testing.assert_array_equal(model.get_model_params()[name_], arr, err_msg=name_)
-    for name_, arr in ref._accum_.items():
-        np.testing.assert_array_equal(model._accum_[name_], arr, err_msg=name_)
+    for name_, arr in slot_arrays(ref).items():
+        np.testing.assert_array_equal(slot_arrays(model)[name_], arr, err_msg=name_)
     np.testing.assert_array_equal(model.decision_function(X_eval), ref.decision_function(X_eval))
 
 

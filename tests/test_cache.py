@@ -11,7 +11,8 @@ import pytest
 import scipy.sparse as sp
 
 import fastafm
-from fastafm import _streaming
+from fastafm import _engine, _streaming
+from fastafm._hyperparams import core_settings
 from fastafm.cache import HEADER_SIZE, CacheFile, convert
 from fastafm.cli import main
 
@@ -227,14 +228,14 @@ def test_last_partial_block_is_trained(tmp_path):
     X, y, _ = fastafm.make_planted(n_rows=30, n_fields=4, cardinality=5, random_state=2)
     cache = convert((X, y), tmp_path / "s.cache", block_rows=7)
     seen = []
-    original = fastafm._core.train_epoch
+    original = _engine.CoreTrainer.run
 
-    def spy(params, accum, indptr, indices, values, y_block, order, cfg, progress=None):
+    def spy(self, indptr, indices, values, y_block, order, seed, progress=None):
         seen.append((len(y_block), sorted(order.tolist())))
-        return original(params, accum, indptr, indices, values, y_block, order, cfg, progress=progress)
+        return original(self, indptr, indices, values, y_block, order, seed, progress=progress)
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(_streaming._core, "train_epoch", spy)
+        mp.setattr(_engine.CoreTrainer, "run", spy)
         fastafm.AFMRegressor(**dict(SMALL, n_epochs=1)).fit(cache)
     assert sorted(n for n, _ in seen) == [2, 7, 7, 7, 7]
     assert all(order == list(range(n)) for n, order in seen)
@@ -277,7 +278,9 @@ def test_progress_counts_all_rows_of_the_epoch(planted, capsys):
     model = fastafm.AFMRegressor(**dict(SMALL, n_epochs=0)).fit(blocks)
     calls = []
     rows = _streaming.CacheRows(blocks, lambda labels: labels)
-    rows.run_epoch(model, model._config(), calls.append)
+    state = model.training_state_
+    settings = core_settings(model.get_params(), "squared", True, True)
+    rows.run_epoch(state, _engine.CoreTrainer(state, settings), calls.append)
     assert calls[-1] == 3000 and calls == sorted(calls) and len(calls) >= 5  # at least once per block
     fastafm.AFMRegressor(**dict(SMALL, n_epochs=1, verbose=1)).fit(blocks)
     assert "epoch   1  train_loss=" in capsys.readouterr().out

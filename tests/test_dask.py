@@ -156,7 +156,7 @@ def _update(rows, ids, counts, w_rows, dense):
               "p": np.full(k, dense, np.float32), "w": np.asarray(w_rows, np.float32),
               "V": np.repeat(np.asarray(w_rows, np.float32)[:, None], k, axis=1)}
     return dist.Update(rows, 1.0, ids, np.asarray(counts, np.float32), params,
-                       {name: a + 1 for name, a in params.items()}, 0.0)
+                       {"G": {name: a + 1 for name, a in params.items()}}, 0.0)
 
 
 @pytest.mark.parametrize("combine", ["sum", "average"])
@@ -165,17 +165,17 @@ def test_merge_keeps_rows_of_one_worker_and_combines_shared_rows(combine):
     zeros = {"w0": np.zeros(1, np.float32), "W": np.zeros((1, k), np.float32), "b": np.zeros(1, np.float32),
              "h": np.zeros(1, np.float32), "p": np.zeros(k, np.float32), "w": np.zeros(n, np.float32),
              "V": np.zeros((n, k), np.float32)}
-    state = dist.State(zeros, {name: a + 1 for name, a in zeros.items()})
+    state = dist.State(zeros, {"G": {name: a + 1 for name, a in zeros.items()}})
     a = _update(100, [0, 2], [3, 1], [0.1, 2.0], dense=1.0)  # feature 0 only here
     b = _update(300, [2, 3], [3, 5], [6.0, 4.0], dense=2.0)  # feature 3 only here, feature 2 shared
     out = dist.merge(state, [a, b], new_epoch=True, combine=combine)
     w = out.params["w"]
     # One worker's rows are kept bit for bit (not count * value / count), rows nobody touched are unchanged.
     assert w[0] == np.float32(0.1) and w[3] == 4.0 and w[1] == 0.0
-    assert out.accum["w"][0] == np.float32(0.1) + np.float32(1) and out.accum["w"][3] == 5.0
+    assert out.slots["G"]["w"][0] == np.float32(0.1) + np.float32(1) and out.slots["G"]["w"][3] == 5.0
     if combine == "sum":
         assert w[2] == 8.0 and out.params["w0"][0] == 3.0  # old + sum of the deltas
-        assert out.accum["w"][2] == 9.0  # 1 + (3 - 1) + (7 - 1)
+        assert out.slots["G"]["w"][2] == 9.0  # 1 + (3 - 1) + (7 - 1)
     else:
         assert w[2] == pytest.approx((1 * 2.0 + 3 * 6.0) / 4)  # weighted by how often each saw it
         assert out.params["w0"][0] == pytest.approx((100 * 1.0 + 300 * 2.0) / 400)  # weighted by rows

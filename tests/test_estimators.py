@@ -10,6 +10,7 @@ import scipy.sparse as sp
 import fastafm
 from fastafm import metrics
 from fastafm.interpret import field_pair_attention, top_field_pairs
+from support import small_model
 
 PLANTED = ((0, 1), (2, 3), (4, 5))
 
@@ -19,12 +20,6 @@ def planted_regression(n_rows=20000, seed=0):
                                         noise=0.1, random_state=seed)
     n = int(0.8 * n_rows)
     return X[:n], y[:n], X[n:], y[n:], fields
-
-
-def small_model(cls=fastafm.AFMRegressor, **kw):
-    params = dict(embedding_dim=8, attention_dim=8, n_epochs=3, random_state=0, n_threads=1)
-    params.update(kw)
-    return cls(**params)
 
 
 def test_attention_beats_uniform_pooling_on_planted_pairs():

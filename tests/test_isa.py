@@ -7,8 +7,7 @@ import pytest
 
 from fastafm import _core, reference
 from fastafm._validation import csr_arrays
-from conftest import random_csr, random_params, to_core
-from test_kernels import assert_close, core_config
+from support import assert_close, core_config, random_csr, random_params, to_core
 
 ISAS = _core.supported_isas()
 

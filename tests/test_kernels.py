@@ -8,36 +8,10 @@ import pytest
 
 from fastafm import _core, reference
 from fastafm._validation import csr_arrays
-from conftest import random_csr, random_params, to_core
+from support import assert_close, core_config, core_slots, random_csr, random_params, to_core
 
 SHAPES = [(1, 1), (3, 5), (16, 8), (33, 17)]
 EDGE_NNZ = [0, 1, 2, 3, 0, 7, 1, 12, 2, 5]
-
-
-def core_config(loss="squared", attention=True, attention_l2=0.0, l2=0.0, dropout=0.0, n_threads=1, lr=0.05,
-                optimizer="adagrad", seed=0, epoch=0, batch_size=128):
-    cfg = _core.TrainConfig()
-    cfg.loss = getattr(_core.Loss, loss)
-    cfg.optimizer = getattr(_core.Optimizer, optimizer)
-    cfg.attention = attention
-    cfg.attention_l2 = attention_l2
-    cfg.l2 = l2
-    cfg.dropout = dropout
-    cfg.n_threads = n_threads
-    cfg.learning_rate = lr
-    cfg.seed = seed
-    cfg.epoch = epoch
-    cfg.batch_size = batch_size
-    return cfg
-
-
-def assert_close(actual, expected, name, rtol=2e-4):
-    """float32 core vs float64 reference: error relative to the array's scale."""
-    actual = np.asarray(actual, np.float64)
-    expected = np.asarray(expected, np.float64)
-    scale = max(np.max(np.abs(expected)), 1e-3)
-    err = np.max(np.abs(actual - expected)) if expected.size else 0.0
-    assert err <= rtol * scale, f"{name}: max error {err:.3g} vs scale {scale:.3g}"
 
 
 @pytest.mark.parametrize("k,t", SHAPES)
@@ -148,7 +122,7 @@ def test_one_training_step_matches_reference(rng, optimizer, n_threads):
     accum = {name: np.full_like(a, reference.ADAGRAD_INITIAL_ACCUMULATOR) for name, a in core.items()}
     before = {name: a.copy() for name, a in core.items()}
     order = np.arange(X.shape[0], dtype=np.int64)
-    res = _core.train_epoch(core, accum, *csr_arrays(X), y.astype(np.float32), order,
+    res = _core.train_epoch(core, core_slots(optimizer, accum), *csr_arrays(X), y.astype(np.float32), order,
                             core_config(optimizer=optimizer, lr=lr, n_threads=n_threads, l2=0.1, attention_l2=0.2))
     assert res["n_batches"] == 1 and res["n_rows"] == X.shape[0]
 
@@ -206,7 +180,7 @@ def _epoch_args(rng, n_rows=400):
     params = to_core(random_params(rng, 30, 4, 4))
     accum = {name: np.full_like(a, reference.ADAGRAD_INITIAL_ACCUMULATOR) for name, a in params.items()}
     y = rng.normal(size=n_rows).astype(np.float32)
-    return params, accum, csr_arrays(X), y, np.arange(n_rows, dtype=np.int64)
+    return params, core_slots("adagrad", accum), csr_arrays(X), y, np.arange(n_rows, dtype=np.int64)
 
 
 def test_progress_callback_sees_rows_and_can_stop(rng):
@@ -255,7 +229,7 @@ def test_fixed_projection_is_not_trained(rng):
 def test_divergence_stops_the_epoch_before_the_bad_update(rng):
     params, accum, arrays, y, order = _epoch_args(rng)
     y = (y * 1e35).astype(np.float32)  # SGD steps of ~1e41 overflow float32: the next batch's loss is not finite
-    res = _core.train_epoch(params, accum, *arrays, y, order, core_config(batch_size=50, lr=1e6, optimizer="sgd"))
+    res = _core.train_epoch(params, {}, *arrays, y, order, core_config(batch_size=50, lr=1e6, optimizer="sgd"))
     assert res["diverged"] and res["stopped"] and res["n_rows"] < 400
     assert not np.isfinite(res["loss_sum"])
 
@@ -273,3 +247,48 @@ def test_uniform_pooling_needs_no_pair_tiles_for_long_rows(rng):
     vx = params.V[row.indices] * row.data[:, None]
     want0 = params.w0 + params.w[row.indices] @ row.data + params.p @ (0.5 * (vx.sum(0) ** 2 - (vx ** 2).sum(0)))
     assert got[0] == pytest.approx(want0, rel=1e-3, abs=1e-3)
+
+
+def test_one_trainer_per_fit_trains_like_fresh_calls(rng):
+    """A persistent _core.Trainer (one per fit, as the engine uses it for every epoch and streamed block)
+    trains each row set exactly as a fresh train_epoch call does, also rows of 20 non-zeros after rows of 150
+    have grown its pair tiles (it cuts each call's blocks at that call's own cap, as a fresh trainer)."""
+    k = t = 4
+    sets = [random_csr(rng, [20] * 80, n_features=40), random_csr(rng, [150] * 6, n_features=40),
+            random_csr(rng, [20] * 80, n_features=40)]
+    start = to_core(random_params(rng, 40, k, t, v_std=0.1))
+    fresh = ({n: a.copy() for n, a in start.items()}, {n: np.full_like(a, 1e-8) for n, a in start.items()})
+    kept = ({n: a.copy() for n, a in start.items()}, {n: np.full_like(a, 1e-8) for n, a in start.items()})
+    cfg = core_config(batch_size=256, dropout=0.3, lr=0.01, n_threads=2)
+    trainer = _core.Trainer(kept[0], {"G": kept[1]}, cfg)
+    for epoch, X in enumerate(sets):
+        y = rng.normal(size=X.shape[0]).astype(np.float32)
+        order = rng.permutation(X.shape[0]).astype(np.int64)
+        cfg.seed, cfg.epoch = 11, epoch
+        want = _core.train_epoch(fresh[0], {"G": fresh[1]}, *csr_arrays(X), y, order, cfg)
+        got = trainer.train_epoch(*csr_arrays(X), y, order, seed=11, epoch=epoch)
+        assert got == want
+        for name in start:
+            np.testing.assert_array_equal(kept[0][name], fresh[0][name], err_msg=name)
+            np.testing.assert_array_equal(kept[1][name], fresh[1][name], err_msg=name)
+
+
+def test_trainer_checks_its_optimizer_slots(rng):
+    params, slots, arrays, y, order = _epoch_args(rng)
+    with pytest.raises(ValueError, match="missing the slot 'G'"):
+        _core.Trainer(params, {}, core_config())
+    with pytest.raises(ValueError, match="slot 'G' that sgd does not have"):
+        _core.Trainer(params, slots, core_config(optimizer="sgd"))
+    assert _core.optimizer_slots(_core.Optimizer.adagrad) == ["G"] and _core.optimizer_slots(_core.Optimizer.sgd) == []
+
+
+def test_scratch_bytes_is_the_cores_block_sizing():
+    """The pair tiles of a block: the L2 budget (256 KiB of E and Z rows) or one whole row, whichever is more;
+    uniform pooling forms none. Python's memory checks use this number instead of a copy of the rule."""
+    k = t = 8
+    per_row = 4 * 64 * (3 * k + 2) + 8 * 65
+    budget_pairs = 256 * 1024 // (4 * (k + t))
+    assert _core.scratch_bytes(10, k, t, 1, True) == 4 * budget_pairs * (k + t + 2) + per_row
+    m = 1000  # 499,500 pairs: more than the budget
+    assert _core.scratch_bytes(m, k, t, 3, True) == 3 * (4 * (m * (m - 1) // 2) * (k + t + 2) + per_row)
+    assert _core.scratch_bytes(m, k, t, 1, False) == 4 * (k + t + 2) + per_row

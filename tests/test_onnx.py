@@ -21,7 +21,7 @@ import scipy.sparse as sp
 import fastafm
 from fastafm import onnx as fonnx
 
-from conftest import random_csr
+from support import random_csr
 
 RTOL = 1e-5
 FLOOR = 0.1
@@ -74,7 +74,7 @@ def check_scores(model, sess, X, m=None):
     assert np.all(np.isfinite(outputs[0]))
     err = max_rel_error(outputs[0], model.decision_function(X))
     assert err <= RTOL, f"max relative error {err:.3g}"
-    if isinstance(model, fastafm.AFMClassifier):
+    if isinstance(model, (fastafm.AFMClassifier, fastafm.FMClassifier)):
         assert len(outputs) == 2
         err = max_rel_error(outputs[1], model.predict_proba(X)[:, 1], floor=1e-30)
         assert err <= RTOL, f"probability: max relative error {err:.3g}"

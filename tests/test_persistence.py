@@ -98,22 +98,24 @@ def test_round_trip_is_exact(tmp_path, models):
         model.save(path)
         loaded = fastafm.load(path)
         assert type(loaded) is type(model) and loaded.get_params() == model.get_params()
+        a, b = loaded.training_state_, model.training_state_
         for name in persistence.PARAM_NAMES:
-            np.testing.assert_array_equal(loaded._params_[name], model._params_[name])
-            np.testing.assert_array_equal(loaded._accum_[name], model._accum_[name])
-            assert loaded._params_[name].flags.writeable and loaded._params_[name].dtype == np.float32
+            np.testing.assert_array_equal(a.params[name], b.params[name])
+            np.testing.assert_array_equal(a.slots["G"][name], b.slots["G"][name])
+            assert a.params[name].flags.writeable and a.params[name].dtype == np.float32
         assert loaded.history_ == model.history_ and loaded.n_epochs_done_ == model.n_epochs_done_
-        assert loaded._rng_.bit_generator.state == model._rng_.bit_generator.state
+        assert a.rng.bit_generator.state == b.rng.bit_generator.state
         np.testing.assert_array_equal(loaded.predict(X), model.predict(X))
     np.testing.assert_array_equal(fastafm.load(tmp_path / "AFMClassifier.afm").classes_, ["no", "yes"])
 
 
 def test_file_is_versioned_checksummed_and_plain_npz(saved):
     meta = meta_of(members_of(saved))
-    assert meta["format"] == "fastafm-model" and meta["version"] == persistence.VERSION == 2
-    assert set(meta["sha256"]) == {"meta", *persistence.ARRAY_KEYS}
+    keys = persistence.array_keys(3, ("G",))  # an adagrad model: parameters and slot G
+    assert meta["format"] == "fastafm-model" and meta["version"] == persistence.VERSION == 3
+    assert set(meta["sha256"]) == {"meta", *keys}
     with np.load(saved, allow_pickle=False) as npz:  # still an ordinary .npz
-        assert set(npz.files) == {"meta", *persistence.ARRAY_KEYS}
+        assert set(npz.files) == {"meta", *keys}
 
 
 def test_saving_is_byte_reproducible(tmp_path, saved, models):
@@ -125,23 +127,62 @@ def test_saving_is_byte_reproducible(tmp_path, saved, models):
     assert reloaded.read_bytes() == saved.read_bytes()
 
 
+def _v2_arrays(members, optimizer="adagrad") -> dict:
+    """The arrays of a version 2 file holding the model of a version 3 file's members: one accumulator per
+    parameter (adagrad's slot G, or the dummies of ones that version 2 wrote for SGD models)."""
+    arrays = {name[:-4]: np.load(io.BytesIO(raw)) for name, raw in members.items() if name != "meta.npy"}
+    out = {key: a for key, a in arrays.items() if key.startswith("param.")}
+    for key, a in arrays.items():
+        if key.startswith("param."):
+            name = key.split(".")[1]
+            out[f"accum.{name}"] = arrays[f"slot.G.{name}"] if optimizer == "adagrad" else np.ones_like(a)
+    return out
+
+
 def test_version_1_files_are_still_read(tmp_path, saved, models):
     """fastafm 0.1 wrote np.savez archives without checksums."""
     m = members_of(saved)
-    arrays = {name[:-4]: np.load(io.BytesIO(raw)) for name, raw in m.items() if name != "meta.npy"}
+    arrays = _v2_arrays(m)
     meta = meta_of(m)
     meta["version"] = 1
-    del meta["sha256"]
+    del meta["sha256"], meta["optimizer_slots"]
     path = tmp_path / "v1.afm"
     with open(path, "wb") as fh:
         np.savez(fh, meta=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8), **arrays)
     np.testing.assert_array_equal(fastafm.load(path).predict(models[0]), models[2].predict(models[0]))
 
 
+@pytest.mark.parametrize("optimizer", ["adagrad", "sgd"])
+def test_version_2_files_load_bit_for_bit(tmp_path, models, optimizer):
+    """Version 2 stored one accumulator per parameter (dummies for SGD): they become adagrad's slot G (an SGD
+    model has no state), and the model predicts and continues training exactly as the one that was saved."""
+    X, y = models[0], models[1]
+    model = fastafm.AFMRegressor(embedding_dim=3, attention_dim=2, n_epochs=2, random_state=1, n_threads=1,
+                                 optimizer=optimizer, learning_rate=0.1 if optimizer == "adagrad" else 0.005).fit(X, y)
+    model.save(tmp_path / "v3.afm")
+    m = members_of(tmp_path / "v3.afm")
+    meta = meta_of(m)
+    meta["version"] = 2
+    del meta["optimizer_slots"]
+    members = {f"{key}.npy": npy(a) for key, a in _v2_arrays(m, optimizer).items()}
+    members["meta.npy"] = npy(np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8))
+    path = write_zip(tmp_path / "v2.afm", members)
+    loaded = fastafm.load(path)
+    assert list(loaded.optimizer_state()) == (["G"] if optimizer == "adagrad" else [])
+    for slot, arrays in model.optimizer_state().items():
+        for name, a in arrays.items():
+            np.testing.assert_array_equal(loaded.optimizer_state()[slot][name], a)
+    np.testing.assert_array_equal(loaded.predict(X), model.predict(X))
+    np.testing.assert_array_equal(loaded.partial_fit(X, y).predict(X), model.partial_fit(X, y).predict(X))
+    loaded.save(tmp_path / "again.afm")  # written as version 3: an SGD model saves no accumulators
+    assert not any(k.startswith(("accum.", "slot.")) for k in members_of(tmp_path / "again.afm")) or \
+        optimizer == "adagrad"
+
+
 def test_save_is_atomic(tmp_path, saved, models):
     before = saved.read_bytes()
     model = fastafm.load(saved)
-    model.history_ = [{"epoch": object()}]  # not JSON: the save fails half-way
+    model.training_state_.history = [{"epoch": object()}]  # not JSON: the save fails half-way
     with pytest.raises(TypeError):
         model.save(saved)
     assert saved.read_bytes() == before  # the old file is intact, and no temporary file is left behind
@@ -169,7 +210,7 @@ def test_truncated_file(saved, keep):
     assert_rejected(saved, "not a")
 
 
-@pytest.mark.parametrize("member", ["meta.npy", "param.V.npy", "param.w0.npy", "accum.W.npy", "param.p.npy"])
+@pytest.mark.parametrize("member", ["meta.npy", "param.V.npy", "param.w0.npy", "slot.G.W.npy", "param.p.npy"])
 def test_flipped_byte_in_each_member(saved, member):
     """A bit flip in an array's data passes the ZIP CRC once recomputed, but not the SHA-256 digest."""
     m = members_of(saved)
@@ -189,7 +230,7 @@ def test_flipped_byte_in_the_raw_file(saved):
     assert_rejected(saved, "not a valid fastafm model file|checksum")
 
 
-@pytest.mark.parametrize("version,fragment", [(0, "version 0 is unknown"), (3, "version 3 was written by a newer"),
+@pytest.mark.parametrize("version,fragment", [(0, "version 0 is unknown"), (4, "version 4 was written by a newer"),
                                               ("2", "version '2' is unknown"), (None, "version None"),
                                               (2.0, "version 2.0"), (True, "version True")])
 def test_wrong_version(saved, version, fragment):
@@ -237,7 +278,7 @@ def test_a_pickled_estimator_is_not_loaded(tmp_path, models):
     assert not marker.exists()
 
 
-@pytest.mark.parametrize("member", ["param.V.npy", "meta.npy", "accum.b.npy"])
+@pytest.mark.parametrize("member", ["param.V.npy", "meta.npy", "slot.G.b.npy"])
 def test_object_array_members_are_not_unpickled(tmp_path, saved, member):
     marker = tmp_path / "unpickled"
     payload = npy(np.array([_Payload(marker)], dtype=object), allow_pickle=True)
@@ -267,9 +308,9 @@ ARRAY_EDITS = [
     ("NaN weight", "param.V.npy", lambda a: np.where(np.arange(a.size).reshape(a.shape) == 5, np.nan, a),
      "param.V contains NaN"),
     ("inf bias", "param.w0.npy", lambda a: a * np.inf, "param.w0 contains NaN or infinity"),
-    ("NaN accumulator", "accum.h.npy", lambda a: a * np.nan, "accum.h contains NaN"),
-    ("negative accumulator", "accum.V.npy", lambda a: -a, "accum.V holds Adagrad accumulators <= 0"),
-    ("zero accumulator", "accum.p.npy", lambda a: a * 0, "accum.p holds Adagrad accumulators <= 0"),
+    ("NaN accumulator", "slot.G.h.npy", lambda a: a * np.nan, "slot.G.h contains NaN"),
+    ("negative accumulator", "slot.G.V.npy", lambda a: -a, "slot.G.V holds Adagrad accumulators <= 0"),
+    ("zero accumulator", "slot.G.p.npy", lambda a: a * 0, "slot.G.p holds Adagrad accumulators <= 0"),
     ("structured dtype", "param.h.npy", lambda a: np.zeros(a.shape, dtype=[("x", "<f4")]), "param.h has dtype"),
     ("Fortran order", "param.V.npy", lambda a: np.asfortranarray(a), "param.V is stored in Fortran order"),
 ]
@@ -358,7 +399,7 @@ def test_edited_metadata_without_new_checksum(saved):
 
 
 ARCHIVE_EDITS = [
-    ("missing array", {"accum.p.npy": None}, "missing array accum.p"),
+    ("missing array", {"slot.G.p.npy": None}, "missing array slot.G.p"),
     ("missing metadata", {"meta.npy": None}, "no metadata record"),
     ("metadata not JSON", {"meta.npy": npy(np.frombuffer(b"{not json", dtype=np.uint8))}, "corrupted metadata"),
     ("metadata not UTF-8", {"meta.npy": npy(np.frombuffer(b'{"a": "\xff"}', dtype=np.uint8))},

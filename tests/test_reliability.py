@@ -11,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from support import slot_arrays, small_model
 
 import fastafm
 from fastafm import _core, estimators
@@ -36,9 +37,7 @@ def planted(n_rows=600, seed=0):
 
 
 def small(**kw):
-    params = dict(embedding_dim=4, attention_dim=4, n_epochs=1, random_state=0, n_threads=1)
-    params.update(kw)
-    return fastafm.AFMRegressor(**params)
+    return small_model(**{**dict(embedding_dim=4, attention_dim=4, n_epochs=1), **kw})
 
 
 def long_rows(n_rows=3000, nnz=60, n_features=500, seed=0):
@@ -63,14 +62,15 @@ def long_rows_for(seconds, **fit_params):
 def assert_consistent(model, X):
     params = model.get_model_params()
     assert all(np.isfinite(a).all() for a in params.values())
-    assert all(np.isfinite(a).all() and (a > 0).all() for a in model._accum_.values())
+    assert all(np.isfinite(a).all() and (a > 0).all() for a in slot_arrays(model).values())
     assert model.n_epochs_done_ == len(model.history_)
     assert np.isfinite(model.predict(X)).all()
 
 
 def same_params(a, b):
-    return all(np.array_equal(a._params_[k], b._params_[k]) and np.array_equal(a._accum_[k], b._accum_[k])
-               for k in a._params_)
+    pa, pb, sa, sb = a.get_model_params(), b.get_model_params(), slot_arrays(a), slot_arrays(b)
+    return (all(np.array_equal(pa[k], pb[k]) for k in pa) and sa.keys() == sb.keys()
+            and all(np.array_equal(sa[k], sb[k]) for k in sa))
 
 
 # -------------------------------------------------------------------------------------------- divergence

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import fastafm
+from support import small_model
 
 sklearn = pytest.importorskip("sklearn")
 from sklearn.base import clone  # noqa: E402
@@ -27,11 +28,15 @@ EXPECTED_FAILED_CHECKS = {
         "estimators (the regressor's predict returns it unchanged)",
     },
     "AFMClassifier": {},
+    "FMRegressor": {
+        "check_regressors_no_decision_function": "as AFMRegressor: decision_function is the raw model output",
+    },
+    "FMClassifier": {},
 }
 
 
 def _small(cls):
-    return cls(embedding_dim=4, attention_dim=4, n_epochs=20, n_threads=1, random_state=0)
+    return small_model(cls, embedding_dim=4, attention_dim=4, n_epochs=20)
 
 
 def _expected_failed(estimator):
@@ -52,7 +57,8 @@ def _estimator_checks():
     if SKLEARN_VERSION < (1, 6):
         return []
     params = []
-    for estimator in (_small(fastafm.AFMRegressor), _small(fastafm.AFMClassifier)):
+    for estimator in (_small(fastafm.AFMRegressor), _small(fastafm.AFMClassifier), _small(fastafm.FMRegressor),
+                      _small(fastafm.FMClassifier)):
         for item in estimator_checks.estimator_checks_generator(
             estimator, legacy=True, expected_failed_checks=_expected_failed(estimator), mark="xfail"
         ):
@@ -94,7 +100,7 @@ def test_clone_gives_an_unfitted_copy_with_the_same_parameters(data):
     model = _small(fastafm.AFMRegressor).set_params(dropout=0.1).fit(X, y)
     copy = clone(model)
     assert copy.get_params() == model.get_params()
-    assert not hasattr(copy, "_params_") and not hasattr(copy, "n_features_in_")
+    assert not hasattr(copy, "training_state_") and not hasattr(copy, "n_features_in_")
     np.testing.assert_array_equal(copy.fit(X, y).predict(X), model.predict(X))
 
 
@@ -130,6 +136,15 @@ def test_fastafm_works_without_scikit_learn(tmp_path):
         X, y, _ = fastafm.make_planted(n_rows=200, n_fields=3, cardinality=4, planted_pairs=((0, 1),), random_state=0)
         model = fastafm.AFMClassifier(embedding_dim=2, attention_dim=2, n_epochs=2, random_state=0).fit(X, y > 0)
         assert model.score(X, y > 0) > 0.5
+        assert model.score(X, y > 0, sample_weight=np.full(200, 2.0)) == model.score(X, y > 0)
+        right = (model.predict(X) == (y > 0)).astype(float)  # weights on the right rows only: accuracy 1
+        assert model.score(X, y > 0, sample_weight=right) == 1.0
+        try:
+            model.score(X, y > 0, sample_weight=np.zeros(200))
+        except ValueError as exc:
+            assert "sample_weight" in str(exc)
+        else:
+            raise AssertionError("all-zero sample_weight was accepted")
         model.save({str(tmp_path / "m.afm")!r})
         assert (fastafm.load({str(tmp_path / "m.afm")!r}).predict(X) == model.predict(X)).all()
         try:

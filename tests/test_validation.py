@@ -389,7 +389,7 @@ def test_core_checks_before_touching_memory(what, override, exc, message):
 
 
 def test_core_rejects_bad_training_rows():
-    params, accum = _params(), _params()
+    params, accum = _params(), {"G": _params()}  # adagrad's state: slot G
     cfg = _core.TrainConfig()
     args = (np.array([0, 1, 2], np.int64), np.array([0, 1], np.int32), np.ones(2, np.float32), np.zeros(2, np.float32))
     with pytest.raises(ValueError, match="order holds row 2"):
@@ -403,7 +403,7 @@ def test_core_rejects_bad_training_rows():
         ro["V"].flags.writeable = False
         _core.train_epoch(ro, accum, *args, np.array([0], np.int64), cfg)
     with pytest.raises(ValueError, match="different shapes"):
-        _core.train_epoch(params, _params(n=6), *args, np.array([0], np.int64), cfg)
+        _core.train_epoch(params, {"G": _params(n=6)}, *args, np.array([0], np.int64), cfg)
     for field, value, message in (("learning_rate", -1.0, "learning_rate"), ("learning_rate", float("inf"),
                                   "learning_rate"), ("dropout", 1.0, "dropout"), ("l2", -1.0, "L2"),
                                   ("batch_size", 0, "batch_size"), ("n_threads", -1, "n_threads")):

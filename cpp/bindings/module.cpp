@@ -82,6 +82,45 @@ void check_same_shapes(const afm::ModelView& a, const afm::ModelView& b) {
         throw py::value_error("optimizer state and model have different shapes");
 }
 
+// References to the arrays of a model dict: a Trainer views their memory, so it keeps them alive even when
+// the dict's entries are replaced.
+void keep_arrays(const py::dict& d, std::vector<py::object>* keep) {
+    for (const char* key : {"w0", "w", "V", "W", "b", "h", "p"}) keep->push_back(d[key]);
+}
+
+// The optimizer state: a dict {slot name: dict of arrays with the model's shapes}, exactly the slots of
+// `kind` ({} for sgd, {"G": ...} for adagrad). Every viewed array is appended to `keep`.
+afm::OptimizerState optimizer_state(const py::dict& slots, afm::Optimizer kind, const afm::ModelView& m,
+                                    std::vector<py::object>* keep) {
+    int count = 0;
+    const char* const* names = afm::optimizer_slots(kind, &count);
+    std::string want;
+    for (int i = 0; i < count; ++i) want += (i ? ", " : "") + std::string("'") + names[i] + "'";
+    for (auto item : slots) {
+        const std::string key = py::str(item.first);
+        bool known = false;
+        for (int i = 0; i < count; ++i) known = known || key == names[i];
+        if (!known)
+            throw py::value_error("optimizer state has a slot '" + key + "' that " +
+                                  std::string(kind == afm::Optimizer::adagrad ? "adagrad" : "sgd") +
+                                  " does not have (its slots: [" + want + "])");
+    }
+    afm::OptimizerState opt;
+    opt.kind = kind;
+    for (int i = 0; i < count; ++i) {
+        if (!slots.contains(names[i]))
+            throw py::value_error(std::string("optimizer state is missing the slot '") + names[i] + "'");
+        py::object d = slots[names[i]];
+        if (!py::isinstance<py::dict>(d))
+            throw py::type_error(std::string("optimizer state slot '") + names[i] + "' must be a dict of arrays");
+        afm::ModelView v = model_view(d.cast<py::dict>(), std::string("optimizer slot ") + names[i], true);
+        check_same_shapes(m, v);
+        if (keep) keep_arrays(d.cast<py::dict>(), keep);
+        opt.G = v;  // the only slot so far; Adam's m and v would be assigned by name here
+    }
+    return opt;
+}
+
 // CSR arrays: indptr int64 (n_rows+1), indices int32, values float32; every id in [0, n_features).
 afm::CsrView csr_view(const py::array& indptr, const py::array& indices, const py::array& values, int64_t n_features) {
     afm::CsrView X;
@@ -146,6 +185,53 @@ py::tuple libfm_tuple(const afm::LibfmData& data) {
                           data.max_feature_id);
 }
 
+// A Trainer with the arrays it views (kept alive) and a guard against two threads training it at once.
+struct PyTrainer {
+    afm::ModelView m;
+    std::vector<py::object> keep;
+    std::unique_ptr<afm::Trainer> trainer;
+    bool busy = false;
+};
+
+// One Trainer::run_epoch over CSR arrays from Python, checked first, with the GIL released.
+py::dict run_epoch(afm::Trainer& trainer, const afm::ModelView& m, const py::array& indptr, const py::array& indices,
+                   const py::array& values, const py::array& y, const py::array& order, const py::object& progress,
+                   double progress_interval) {
+    afm::CsrView X = csr_view(indptr, indices, values, m.n_features);
+    const float* yp = checked<float>(y, "y", {X.n_rows});
+    int64_t n_order = 0;
+    const int64_t* ord = row_list(order, "order", X.n_rows, &n_order);
+
+    // Between batches the calling thread takes the GIL back briefly: Ctrl-C (SIGINT) then stops the
+    // epoch after the batch in progress, and `progress(rows_done)` can drive a progress bar.
+    std::unique_ptr<py::error_already_set> error;
+    afm::ProgressHook hook;
+    hook.interval_seconds = progress_interval;
+    hook.callback = [&](int64_t rows_done) -> bool {
+        py::gil_scoped_acquire gil;
+        if (PyErr_CheckSignals() != 0) {
+            error = std::make_unique<py::error_already_set>();
+            return false;
+        }
+        if (progress.is_none()) return true;
+        try {
+            py::object verdict = progress(rows_done);
+            return !(verdict.ptr() == Py_False);
+        } catch (py::error_already_set& e) {
+            error = std::make_unique<py::error_already_set>(std::move(e));
+            return false;
+        }
+    };
+    afm::EpochResult res;
+    {
+        py::gil_scoped_release nogil;
+        res = trainer.run_epoch(X, yp, ord, n_order, &hook);
+    }
+    if (error) throw py::error_already_set(std::move(*error));
+    return py::dict("loss_sum"_a = res.loss_sum, "n_rows"_a = res.n_rows, "n_batches"_a = res.n_batches,
+                    "stopped"_a = res.stopped, "diverged"_a = res.diverged);
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_core, mod) {
@@ -178,55 +264,76 @@ PYBIND11_MODULE(_core, mod) {
 
     mod.def(
         "train_epoch",
-        [](const py::dict& params, const py::dict& accum, const py::array& indptr, const py::array& indices,
+        [](const py::dict& params, const py::dict& state, const py::array& indptr, const py::array& indices,
            const py::array& values, const py::array& y, const py::array& order, const afm::TrainConfig& cfg,
            const py::object& progress, double progress_interval) {
             check_config(cfg);
             afm::ModelView m = model_view(params, "params", true);
-            afm::ModelView acc = model_view(accum, "accumulators", true);
-            check_same_shapes(m, acc);
-            afm::CsrView X = csr_view(indptr, indices, values, m.n_features);
-            const float* yp = checked<float>(y, "y", {X.n_rows});
-            int64_t n_order = 0;
-            const int64_t* ord = row_list(order, "order", X.n_rows, &n_order);
-
-            // Between batches the calling thread takes the GIL back briefly: Ctrl-C (SIGINT) then stops the
-            // epoch after the batch in progress, and `progress(rows_done)` can drive a progress bar.
-            std::unique_ptr<py::error_already_set> error;
-            afm::ProgressHook hook;
-            hook.interval_seconds = progress_interval;
-            hook.callback = [&](int64_t rows_done) -> bool {
-                py::gil_scoped_acquire gil;
-                if (PyErr_CheckSignals() != 0) {
-                    error = std::make_unique<py::error_already_set>();
-                    return false;
-                }
-                if (progress.is_none()) return true;
-                try {
-                    py::object verdict = progress(rows_done);
-                    return !(verdict.ptr() == Py_False);
-                } catch (py::error_already_set& e) {
-                    error = std::make_unique<py::error_already_set>(std::move(e));
-                    return false;
-                }
-            };
-            afm::EpochResult res;
+            afm::OptimizerState opt = optimizer_state(state, cfg.optimizer, m, nullptr);
+            std::unique_ptr<afm::Trainer> trainer;
             {
                 py::gil_scoped_release nogil;
-                afm::Trainer trainer(m, acc, X, yp, cfg);
-                res = trainer.run_epoch(ord, n_order, &hook);
+                trainer = std::make_unique<afm::Trainer>(m, opt, cfg);
             }
-            if (error) throw py::error_already_set(std::move(*error));
-            return py::dict("loss_sum"_a = res.loss_sum, "n_rows"_a = res.n_rows, "n_batches"_a = res.n_batches,
-                            "stopped"_a = res.stopped, "diverged"_a = res.diverged);
+            return run_epoch(*trainer, m, indptr, indices, values, y, order, progress, progress_interval);
         },
-        "params"_a, "accumulators"_a, "indptr"_a, "indices"_a, "values"_a, "y"_a, "order"_a, "config"_a,
+        "params"_a, "state"_a, "indptr"_a, "indices"_a, "values"_a, "y"_a, "order"_a, "config"_a,
         "progress"_a = py::none(), "progress_interval"_a = 0.1,
-        "Train one epoch in place over the rows `order` (mini-batches of config.batch_size). Returns a dict with\n"
-        "loss_sum (summed data loss), n_rows, n_batches, stopped and diverged (a batch's loss was not finite:\n"
-        "the epoch stopped before that batch's update). Every `progress_interval` seconds, between\n"
-        "batches, pending signals are handled (KeyboardInterrupt is raised after the batch in progress) and\n"
-        "`progress(rows_done)` is called; returning False stops the epoch.");
+        "Train one epoch in place over the rows `order` (mini-batches of config.batch_size). `state` holds the\n"
+        "optimizer's slots, {slot: dict of arrays shaped like params}: {} for sgd, {'G': ...} for adagrad.\n"
+        "Returns a dict with loss_sum (summed data loss), n_rows, n_batches, stopped and diverged (a batch's\n"
+        "loss was not finite: the epoch stopped before that batch's update). Every `progress_interval`\n"
+        "seconds, between batches, pending signals are handled (KeyboardInterrupt is raised after the batch in\n"
+        "progress) and `progress(rows_done)` is called; returning False stops the epoch.");
+
+    py::class_<PyTrainer>(mod, "Trainer",
+                          "The core's trainer of one fit: it views `params` and the optimizer `state` (updated in\n"
+                          "place) and keeps its work memory across train_epoch calls (an epoch, or one block of a\n"
+                          "streamed cache), growing it only for longer rows.")
+        .def(py::init([](const py::dict& params, const py::dict& state, const afm::TrainConfig& cfg) {
+                 check_config(cfg);
+                 auto self = std::make_unique<PyTrainer>();
+                 self->m = model_view(params, "params", true);
+                 keep_arrays(params, &self->keep);
+                 afm::OptimizerState opt = optimizer_state(state, cfg.optimizer, self->m, &self->keep);
+                 py::gil_scoped_release nogil;
+                 self->trainer = std::make_unique<afm::Trainer>(self->m, opt, cfg);
+                 return self;
+             }),
+             "params"_a, "state"_a, "config"_a)
+        .def(
+            "train_epoch",
+            [](PyTrainer& self, const py::array& indptr, const py::array& indices, const py::array& values,
+               const py::array& y, const py::array& order, uint64_t seed, uint64_t epoch, const py::object& progress,
+               double progress_interval) {
+                if (self.busy) throw std::runtime_error("this Trainer is already training in another thread");
+                self.busy = true;
+                struct Idle {
+                    bool& busy;
+                    ~Idle() { busy = false; }
+                } idle{self.busy};
+                self.trainer->set_stream(seed, epoch);
+                return run_epoch(*self.trainer, self.m, indptr, indices, values, y, order, progress,
+                                 progress_interval);
+            },
+            "indptr"_a, "indices"_a, "values"_a, "y"_a, "order"_a, "seed"_a, "epoch"_a, "progress"_a = py::none(),
+            "progress_interval"_a = 0.1,
+            "One epoch over the rows `order` of these CSR rows, with the dropout stream (seed, epoch); returns\n"
+            "what _core.train_epoch returns.");
+
+    mod.def("scratch_bytes", &afm::block_scratch_bytes, "max_row_nnz"_a, "k"_a, "t"_a, "n_threads"_a,
+            "attention"_a = true,
+            "Bytes of block scratch (pair tiles and per-row buffers) that training or prediction reserves on\n"
+            "n_threads threads for rows of up to max_row_nnz non-zeros (the memory checks use it).");
+    mod.def(
+        "optimizer_slots",
+        [](afm::Optimizer kind) {
+            int count = 0;
+            const char* const* names = afm::optimizer_slots(kind, &count);
+            std::vector<std::string> out(names, names + count);
+            return out;
+        },
+        "optimizer"_a, "The names of the optimizer's state slots, in order ([] for sgd, ['G'] for adagrad).");
 
     mod.def("active_isa", &afm::active_isa, "The instruction set the kernels use now (avx512, avx2 or baseline).");
     mod.def("supported_isas", &afm::supported_isas, "Instruction sets this build and CPU can use, best first.");
@@ -264,8 +371,8 @@ PYBIND11_MODULE(_core, mod) {
             afm::BatchGradients g;
             {
                 py::gil_scoped_release nogil;
-                afm::Trainer trainer(m, m, X, yp, cfg);
-                trainer.batch_gradients(rp, n, use_dropout, g);
+                afm::Trainer trainer(m, afm::OptimizerState{}, cfg);  // computes gradients only: no slots
+                trainer.batch_gradients(X, yp, rp, n, use_dropout, g);
             }
             const py::ssize_t k = m.k, t = m.t, nt = static_cast<py::ssize_t>(g.touched.size());
             std::vector<float> W(g.dense.W(), g.dense.W() + t * k), b(g.dense.b(), g.dense.b() + t),

@@ -19,7 +19,7 @@ void forward_blocks(const ModelView& m, const CsrView& X, bool attention, int n_
     const int nt = resolve_threads(n_threads);
     int64_t max_nnz = 0;
     for (int64_t r = 0; r < X.n_rows; ++r) max_nnz = std::max(max_nnz, X.indptr[r + 1] - X.indptr[r]);
-    const int64_t pair_cap = attention ? std::max(block_pair_target(m.k, m.t), pair_count(max_nnz)) : 1;
+    const int64_t pair_cap = block_pair_cap(max_nnz, m.k, m.t, attention);
     PackedW Wp;
     if (attention) {
         Wp.resize(m.k, m.t);

@@ -46,19 +46,23 @@ namespace {
 int64_t padded_row(int k) { return (static_cast<int64_t>(k) + 15) / 16 * 16 + 16; }
 }  // namespace
 
-Trainer::Trainer(const ModelView& model, const ModelView& accum, const CsrView& X, const float* y,
-                 const TrainConfig& cfg)
-    : m_(model), acc_(accum), X_(X), y_(y), cfg_(cfg), isa_(kernels()), n_threads_(resolve_threads(cfg.n_threads)) {
+int64_t block_pair_cap(int64_t max_row_nnz, int k, int t, bool attention) {
+    return attention ? std::max(block_pair_target(k, t), pair_count(max_row_nnz)) : 1;
+}
+
+int64_t block_scratch_bytes(int64_t max_row_nnz, int k, int t, int n_threads, bool attention) {
+    // What BlockScratch::reserve allocates: E, Z, a, ds per pair; q, c, mask, y, g and pair_off per row.
+    const int64_t P = block_pair_cap(max_row_nnz, k, t, attention), R = kMaxBlockRows;
+    const int64_t per_thread = 4 * (P * (k + t + 2) + R * (3 * static_cast<int64_t>(k) + 2)) + 8 * (R + 1);
+    return static_cast<int64_t>(std::max(n_threads, 1)) * per_thread;
+}
+
+Trainer::Trainer(const ModelView& model, const OptimizerState& opt, const TrainConfig& cfg)
+    : m_(model), opt_(opt), cfg_(cfg), isa_(kernels()), n_threads_(resolve_threads(cfg.n_threads)) {
     const int k = m_.k, t = m_.t;
     dense_size_ = static_cast<int64_t>(t) * k + 2 * t + k;
-    int64_t max_nnz = 0;
-    for (int64_t r = 0; r < X_.n_rows; ++r) max_nnz = std::max(max_nnz, X_.indptr[r + 1] - X_.indptr[r]);
-    // Uniform pooling never forms pair tiles (O(k nnz) per row), so it reserves none.
-    max_row_pairs_ = cfg_.attention ? pair_count(max_nnz) : 0;
-    const int64_t pair_cap = cfg_.attention ? std::max(block_pair_target(k, t), max_row_pairs_) : 1;
     packed_.resize(k, t);
     scratch_.resize(n_threads_);
-    for (int i = 0; i < n_threads_; ++i) scratch_[i].reserve(pair_cap, kMaxBlockRows, k, t);
     sparse_tmp_.assign(static_cast<size_t>(n_threads_ * padded_row(k)), 0.0f);
     n_chunks_max_ = kChunksPerThread * n_threads_;
     dense_.resize(n_chunks_max_);
@@ -66,6 +70,21 @@ Trainer::Trainer(const ModelView& model, const ModelView& accum, const CsrView& 
     loss_.assign(n_chunks_max_, 0.0);
     total_.resize(k, t);
     slot_of_feature_.assign(static_cast<size_t>(m_.n_features), -1);
+}
+
+void Trainer::use_rows(const CsrView& X, const float* y) {
+    X_ = X;
+    y_ = y;
+    int64_t max_nnz = 0;
+    for (int64_t r = 0; r < X_.n_rows; ++r) max_nnz = std::max(max_nnz, X_.indptr[r + 1] - X_.indptr[r]);
+    // The blocks are cut at this call's own cap (so a block's rows, and every sum, do not depend on rows seen
+    // in earlier calls); the tiles are re-reserved only when they must grow.
+    const int64_t pair_cap = block_pair_cap(max_nnz, m_.k, m_.t, cfg_.attention);
+    for (BlockScratch& sc : scratch_) {
+        if (pair_cap > reserved_pairs_) sc.reserve(pair_cap, kMaxBlockRows, m_.k, m_.t);
+        sc.pair_cap = pair_cap;
+    }
+    reserved_pairs_ = std::max(reserved_pairs_, pair_cap);
 }
 
 void Trainer::prepare_buffers(const int64_t* order, int64_t n_order) {
@@ -224,15 +243,17 @@ void Trainer::sparse_gradient(int64_t s, float* dv, float* dw_out) const {
     *dw_out = dw;
 }
 
+void Trainer::step(float* ModelView::*param, int64_t off, const float* grad, int64_t n) const {
+    float* theta = m_.*param + off;
+    const float lr = cfg_.learning_rate;
+    switch (opt_.kind) {
+        case Optimizer::adagrad: isa_.adagrad(theta, opt_.G.*param + off, grad, n, lr); break;
+        case Optimizer::sgd: isa_.sgd(theta, grad, n, lr); break;
+    }
+}
+
 void Trainer::batch_update() {
     const int k = m_.k, t = m_.t;
-    const float lr = cfg_.learning_rate;
-    const bool ada = cfg_.optimizer == Optimizer::adagrad;
-    const IsaKernels& isa = isa_;
-    auto apply_update = [ada, &isa](float* theta, float* accum, const float* grad, int64_t n, float step) {
-        if (ada) isa.adagrad(theta, accum, grad, n, step);
-        else isa.sgd(theta, grad, n, step);
-    };
     // Touched rows of V and w: each row's gradient is summed and applied at once (dynamic: rows of frequent
     // features sum many non-zeros).
     float* dv = sparse_tmp_.data() + thread_id() * padded_row(k);
@@ -241,30 +262,32 @@ void Trainer::batch_update() {
         const int64_t f = touched_[s];
         float dw;
         sparse_gradient(s, dv, &dw);
-        apply_update(m_.V + f * k, ada ? acc_.V + f * k : nullptr, dv, k, lr);
-        apply_update(m_.w + f, ada ? acc_.w + f : nullptr, &dw, 1, lr);
+        step(&ModelView::V, f * k, dv, k);
+        step(&ModelView::w, f, &dw, 1);
         slot_of_feature_[f] = -1;
     }
     // Dense parameters, in row blocks of W so that threads share the largest array.
 #pragma omp for schedule(static) nowait
     for (int j = 0; j < t; ++j) {
         const int64_t off = static_cast<int64_t>(j) * k;
-        apply_update(m_.W + off, ada ? acc_.W + off : nullptr, total_.W() + off, k, lr);
+        step(&ModelView::W, off, total_.W() + off, k);
     }
 #pragma omp single nowait
     {
-        apply_update(m_.b, ada ? acc_.b : nullptr, total_.b(), t, lr);
-        apply_update(m_.h, ada ? acc_.h : nullptr, total_.h(), t, lr);
-        if (cfg_.learn_projection) apply_update(m_.p, ada ? acc_.p : nullptr, total_.p(), k, lr);
+        step(&ModelView::b, 0, total_.b(), t);
+        step(&ModelView::h, 0, total_.h(), t);
+        if (cfg_.learn_projection) step(&ModelView::p, 0, total_.p(), k);
         const float gw0 = static_cast<float>(total_.w0);
-        apply_update(m_.w0, ada ? acc_.w0 : nullptr, &gw0, 1, lr);
+        step(&ModelView::w0, 0, &gw0, 1);
     }
 #pragma omp barrier
 }
 
-EpochResult Trainer::run_epoch(const int64_t* order, int64_t n_order, const ProgressHook* hook) {
+EpochResult Trainer::run_epoch(const CsrView& X, const float* y, const int64_t* order, int64_t n_order,
+                               const ProgressHook* hook) {
     EpochResult res;
     if (n_order <= 0) return res;
+    use_rows(X, y);
     prepare_buffers(order, n_order);
     const int64_t bs = std::max(cfg_.batch_size, 1);
     using clock = std::chrono::steady_clock;
@@ -315,8 +338,10 @@ EpochResult Trainer::run_epoch(const int64_t* order, int64_t n_order, const Prog
     return res;
 }
 
-void Trainer::batch_gradients(const int64_t* rows, int64_t nb, bool use_dropout, BatchGradients& out) {
+void Trainer::batch_gradients(const CsrView& X, const float* y, const int64_t* rows, int64_t nb, bool use_dropout,
+                              BatchGradients& out) {
     const int k = m_.k;
+    use_rows(X, y);
     const int64_t saved_bs = cfg_.batch_size;
     cfg_.batch_size = static_cast<int>(std::max<int64_t>(nb, 1));
     prepare_buffers(rows, nb);

@@ -39,21 +39,49 @@ except ImportError:  # pragma: no cover
         _estimator_type = "regressor"
 
         def score(self, X, y, sample_weight=None):
+            """R² of the predictions, weighted by `sample_weight` when given (as scikit-learn's r2_score)."""
             import numpy as np
 
             y = np.asarray(y, dtype=np.float64)
+            w = _weights(sample_weight, y.shape[0])
             pred = self.predict(X)
-            ss_res = np.sum((y - pred) ** 2)
-            ss_tot = np.sum((y - y.mean()) ** 2)
+            ss_res = np.sum(w * (y - pred) ** 2)
+            ss_tot = np.sum(w * (y - np.average(y, weights=w)) ** 2)
             return float(1.0 - ss_res / ss_tot) if ss_tot > 0 else 0.0
 
     class ClassifierMixin:  # type: ignore[no-redef]
         _estimator_type = "classifier"
 
         def score(self, X, y, sample_weight=None):
+            """Accuracy, weighted by `sample_weight` when given (as scikit-learn's accuracy_score)."""
             import numpy as np
 
-            return float(np.mean(self.predict(X) == np.asarray(y)))
+            correct = self.predict(X) == np.asarray(y)
+            return float(np.average(correct, weights=_weights(sample_weight, correct.shape[0])))
+
+    def _weights(sample_weight, n: int):
+        import numpy as np
+
+        if sample_weight is None:
+            return np.ones(n)
+        w = np.asarray(sample_weight, dtype=np.float64)
+        if w.shape != (n,) or not np.all(np.isfinite(w)) or np.any(w < 0) or not w.sum() > 0:
+            raise ValueError(f"sample_weight must be {n} finite non-negative weights with a positive sum")
+        return w
+
+try:  # pragma: no cover
+    from sklearn.exceptions import NotFittedError
+except ImportError:  # pragma: no cover
+    class NotFittedError(ValueError, AttributeError):  # type: ignore[no-redef]
+        """Raised by a method that needs a fitted model (scikit-learn's exception when it is installed)."""
+
+
+def fitted_state(model):
+    """The training state of a fitted estimator; NotFittedError naming the class when it has none."""
+    state = getattr(model, "training_state_", None)
+    if state is None:
+        raise NotFittedError(f"This {type(model).__name__} instance is not fitted yet; call fit first.")
+    return state
 
 
 def import_optional(module: str, user: str, extra: str) -> Any:

@@ -7,7 +7,7 @@ import numpy
 import numpy.typing
 import typing
 import typing_extensions
-__all__: list[str] = ['Loss', 'Optimizer', 'TrainConfig', 'active_isa', 'adagrad_update_', 'batch_gradients', 'dropout_mask', 'gemm', 'openmp_enabled', 'pair_attention', 'parse_libfm_buffer', 'parse_libfm_file', 'predict', 'resolve_threads', 'select_isa', 'sgd_update_', 'supported_isas', 'train_epoch']
+__all__: list[str] = ['Loss', 'Optimizer', 'TrainConfig', 'Trainer', 'active_isa', 'adagrad_update_', 'batch_gradients', 'dropout_mask', 'gemm', 'openmp_enabled', 'optimizer_slots', 'pair_attention', 'parse_libfm_buffer', 'parse_libfm_file', 'predict', 'resolve_threads', 'scratch_bytes', 'select_isa', 'sgd_update_', 'supported_isas', 'train_epoch']
 class Loss:
     """
     Members:
@@ -156,6 +156,19 @@ class TrainConfig:
     @seed.setter
     def seed(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> None:
         ...
+class Trainer:
+    """
+    The core's trainer of one fit: it views `params` and the optimizer `state` (updated in
+    place) and keeps its work memory across train_epoch calls (an epoch, or one block of a
+    streamed cache), growing it only for longer rows.
+    """
+    def __init__(self, params: dict, state: dict, config: TrainConfig) -> None:
+        ...
+    def train_epoch(self, indptr: numpy.ndarray, indices: numpy.ndarray, values: numpy.ndarray, y: numpy.ndarray, order: numpy.ndarray, seed: typing.SupportsInt | typing.SupportsIndex, epoch: typing.SupportsInt | typing.SupportsIndex, progress: typing.Any = None, progress_interval: typing.SupportsFloat | typing.SupportsIndex = 0.1) -> dict:
+        """
+        One epoch over the rows `order` of these CSR rows, with the dropout stream (seed, epoch); returns
+        what _core.train_epoch returns.
+        """
 def active_isa() -> str:
     """
     The instruction set the kernels use now (avx512, avx2 or baseline).
@@ -181,17 +194,21 @@ def openmp_enabled() -> bool:
     """
     True when the core was built with OpenMP.
     """
+def optimizer_slots(optimizer: Optimizer) -> list[str]:
+    """
+    The names of the optimizer's state slots, in order ([] for sgd, ['G'] for adagrad).
+    """
 def pair_attention(params: dict, indptr: numpy.ndarray, indices: numpy.ndarray, values: numpy.ndarray, pair_indptr: numpy.ndarray, attention: bool = True, n_threads: typing.SupportsInt | typing.SupportsIndex = 0) -> numpy.typing.NDArray[numpy.float32]:
     """
     Attention weight of every pair (r<s, storage order) of every row, concatenated by pair_indptr.
     """
-def parse_libfm_buffer(buffer: typing_extensions.Buffer, name: str, first_line: typing.SupportsInt | typing.SupportsIndex = 1) -> tuple[numpy.typing.NDArray[numpy.int64], numpy.typing.NDArray[numpy.int32], numpy.typing.NDArray[numpy.float32], numpy.typing.NDArray[numpy.float32], int]:
+def parse_libfm_buffer(buffer: typing_extensions.Buffer, name: str, first_line: typing.SupportsInt | typing.SupportsIndex = 1) -> tuple:
     """
     Parse libFM/libSVM text held in a bytes-like buffer (a chunk of whole lines of a file). Returns what
     parse_libfm_file returns; a malformed line raises ValueError 'name:line: message', the line counted
     from `first_line` (the file line the buffer starts at).
     """
-def parse_libfm_file(path: str) -> tuple[numpy.typing.NDArray[numpy.int64], numpy.typing.NDArray[numpy.int32], numpy.typing.NDArray[numpy.float32], numpy.typing.NDArray[numpy.float32], int]:
+def parse_libfm_file(path: str) -> tuple:
     """
     Parse a libFM/libSVM file. Returns (indptr int64, indices int32, values float32, labels float32,
     max_feature_id); raises ValueError 'path:line: message' on a malformed line.
@@ -203,6 +220,11 @@ def predict(params: dict, indptr: numpy.ndarray, indices: numpy.ndarray, values:
 def resolve_threads(requested: typing.SupportsInt | typing.SupportsIndex) -> int:
     """
     Number of threads a kernel uses for `requested` (0 = all cores).
+    """
+def scratch_bytes(max_row_nnz: typing.SupportsInt | typing.SupportsIndex, k: typing.SupportsInt | typing.SupportsIndex, t: typing.SupportsInt | typing.SupportsIndex, n_threads: typing.SupportsInt | typing.SupportsIndex, attention: bool = True) -> int:
+    """
+    Bytes of block scratch (pair tiles and per-row buffers) that training or prediction reserves on
+    n_threads threads for rows of up to max_row_nnz non-zeros (the memory checks use it).
     """
 def select_isa(name: str) -> None:
     """
@@ -216,12 +238,13 @@ def supported_isas() -> list[str]:
     """
     Instruction sets this build and CPU can use, best first.
     """
-def train_epoch(params: dict, accumulators: dict, indptr: numpy.ndarray, indices: numpy.ndarray, values: numpy.ndarray, y: numpy.ndarray, order: numpy.ndarray, config: TrainConfig, progress: typing.Any = None, progress_interval: typing.SupportsFloat | typing.SupportsIndex = 0.1) -> dict:
+def train_epoch(params: dict, state: dict, indptr: numpy.ndarray, indices: numpy.ndarray, values: numpy.ndarray, y: numpy.ndarray, order: numpy.ndarray, config: TrainConfig, progress: typing.Any = None, progress_interval: typing.SupportsFloat | typing.SupportsIndex = 0.1) -> dict:
     """
-    Train one epoch in place over the rows `order` (mini-batches of config.batch_size). Returns a dict with
-    loss_sum (summed data loss), n_rows, n_batches, stopped and diverged (a batch's loss was not finite:
-    the epoch stopped before that batch's update). Every `progress_interval` seconds, between
-    batches, pending signals are handled (KeyboardInterrupt is raised after the batch in progress) and
-    `progress(rows_done)` is called; returning False stops the epoch.
+    Train one epoch in place over the rows `order` (mini-batches of config.batch_size). `state` holds the
+    optimizer's slots, {slot: dict of arrays shaped like params}: {} for sgd, {'G': ...} for adagrad.
+    Returns a dict with loss_sum (summed data loss), n_rows, n_batches, stopped and diverged (a batch's
+    loss was not finite: the epoch stopped before that batch's update). Every `progress_interval`
+    seconds, between batches, pending signals are handled (KeyboardInterrupt is raised after the batch in
+    progress) and `progress(rows_done)` is called; returning False stops the epoch.
     """
 __version__: str

@@ -2,14 +2,14 @@
 
 Each worker holds a `Shard`: the rows of the partitions assigned to it, as one CSR matrix and encoded
 targets. Training proceeds in sync rounds: every worker runs the C++ core over its next slice of rows,
-starting from the same `State` (parameters and Adagrad accumulators), and returns an `Update`; `merge`
-averages the updates into the next State.
+starting from the same `State` (parameters and the optimizer's slots, fastafm._optim), and returns an
+`Update`; `merge` averages the updates into the next State.
 
 Averaging rule ("sparse-aware parameter averaging"):
 
-* dense parameters (w0, W, b, h, p) and their accumulators: the mean of the workers' values, weighted by the
+* dense parameters (w0, W, b, h, p) and their optimizer slots: the mean of the workers' values, weighted by the
   rows each worker trained in the round;
-* rows of the sparse parameters (w, V) and their accumulators: for every feature id, the mean over the workers
+* rows of the sparse parameters (w, V) and their optimizer slots: for every feature id, the mean over the workers
   that touched it, weighted by how often each saw it. A feature seen by one worker keeps that worker's value
   exactly (plain averaging would shrink its step by the number of workers); a row no worker touched is
   unchanged. An update carries only the touched rows, so its size follows the data, not n_features.
@@ -24,6 +24,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from . import _core
+from ._engine import make_config
 from ._validation import as_csr, as_targets, check_class_labels, column_or_1d, csr_arrays
 
 SPARSE = ("w", "V")
@@ -52,31 +53,35 @@ class State:
     """The model between rounds, plus running counters of the current epoch and of the whole fit."""
 
     params: dict
-    accum: dict
+    slots: dict  # {slot: {name: array}}, the optimizer's state
     epoch_loss: float = 0.0
     epoch_rows: int = 0
     stats: dict = field(default_factory=dict)
 
     def nbytes(self) -> int:
-        return sum(a.nbytes for d in (self.params, self.accum) for a in d.values())
+        return sum(a.nbytes for d in _groups(self) for a in d.values())
 
 
 @dataclass
 class Update:
     """One worker's result of one round: the dense parameters, the touched rows of w and V (ids, counts and
-    values), both with their accumulators, and what the round cost."""
+    values), both with their optimizer slots, and what the round cost."""
 
     rows: int
     loss_sum: float
     ids: np.ndarray
     counts: np.ndarray
     params: dict
-    accum: dict
+    slots: dict
     seconds: float
 
     def nbytes(self) -> int:
-        return self.ids.nbytes + self.counts.nbytes + sum(a.nbytes for d in (self.params, self.accum)
-                                                          for a in d.values())
+        return self.ids.nbytes + self.counts.nbytes + sum(a.nbytes for d in _groups(self) for a in d.values())
+
+
+def _groups(obj) -> list:
+    """The parameter dict and each slot's dict of a State or Update, in a fixed order."""
+    return [obj.params] + [obj.slots[s] for s in sorted(obj.slots)]
 
 
 # ---------------------------------------------------------------------------------------------- shards
@@ -153,43 +158,23 @@ def epoch_order(n_rows: int, seed: int) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------------------------- rounds
-def make_config(settings: dict, seed: int, epoch: int) -> _core.TrainConfig:
-    """A TrainConfig from the estimator's plain settings (TrainConfig itself is not picklable)."""
-    cfg = _core.TrainConfig()
-    cfg.loss = _core.Loss.squared if settings["loss"] == "squared" else _core.Loss.logistic
-    cfg.optimizer = _core.Optimizer.adagrad if settings["optimizer"] == "adagrad" else _core.Optimizer.sgd
-    cfg.attention = bool(settings["attention"])
-    cfg.learn_projection = bool(settings["learn_projection"])
-    cfg.dropout = float(settings["dropout"])
-    cfg.attention_l2 = float(settings["attention_l2"])
-    cfg.l2 = float(settings["l2"])
-    cfg.learning_rate = float(settings["learning_rate"])
-    cfg.batch_size = int(settings["batch_size"])
-    cfg.n_threads = int(settings["n_threads"])
-    cfg.seed = int(seed)
-    cfg.epoch = int(epoch)
-    return cfg
-
-
 def train_round(shard: Shard, order: np.ndarray, state: State, lo: int, hi: int, settings: dict, seed: int,
                 epoch: int) -> Update:
     """Train rows order[lo:hi] of the shard from `state` (copied: the state may be shared in memory)."""
     rows = order[lo:hi]
     params = {name: a.copy() for name, a in state.params.items()}
-    accum = {name: a.copy() for name, a in state.accum.items()}
+    slots = {slot: {name: a.copy() for name, a in d.items()} for slot, d in state.slots.items()}
     start = time.perf_counter()
-    res = _core.train_epoch(params, accum, *shard.arrays, shard.y, rows, make_config(settings, seed, epoch))
+    res = _core.train_epoch(params, slots, *shard.arrays, shard.y, rows, make_config(settings, seed, epoch))
     seconds = time.perf_counter() - start
     indptr, indices, _ = shard.arrays
     starts, stops = indptr[rows], indptr[rows + 1]
     lengths = stops - starts
     flat = np.repeat(stops - np.cumsum(lengths), lengths) + np.arange(int(lengths.sum()))
     ids, counts = _touched(indices[flat], shard.X.shape[1])
-    out_p = {name: params[name] for name in DENSE}
-    out_a = {name: accum[name] for name in DENSE}
-    for name in SPARSE:
-        out_p[name], out_a[name] = params[name][ids], accum[name][ids]
-    return Update(int(rows.shape[0]), float(res["loss_sum"]), ids, counts.astype(np.float32), out_p, out_a,
+    out_p = {name: params[name][ids] if name in SPARSE else params[name] for name in params}
+    out_s = {slot: {name: d[name][ids] if name in SPARSE else d[name] for name in d} for slot, d in slots.items()}
+    return Update(int(rows.shape[0]), float(res["loss_sum"]), ids, counts.astype(np.float32), out_p, out_s,
                   seconds)
 
 
@@ -210,16 +195,18 @@ def merge(state: State, updates: list, new_epoch: bool, combine: str = "average"
     stats = dict(state.stats)
     start = time.perf_counter()
     params = dict(state.params)
-    accum = dict(state.accum)
+    slots = {slot: dict(d) for slot, d in state.slots.items()}
+    # Each (destination, source) pair: the parameters, then every optimizer slot, merged by the same rule.
+    pairs = [(params, lambda u: u.params)] + [(slots[s], lambda u, s=s: u.slots[s]) for s in sorted(slots)]
     total = sum(u.rows for u in updates)
     if total:
         for name in DENSE:
-            for dst, src in ((params, "params"), (accum, "accum")):
+            for dst, src in pairs:
                 old = np.asarray(dst[name], np.float64)
                 if combine == "sum":
-                    acc = old + sum(np.asarray(getattr(u, src)[name], np.float64) - old for u in updates)
+                    acc = old + sum(np.asarray(src(u)[name], np.float64) - old for u in updates)
                 else:
-                    acc = sum(np.asarray(getattr(u, src)[name], np.float64) * u.rows for u in updates) / total
+                    acc = sum(np.asarray(src(u)[name], np.float64) * u.rows for u in updates) / total
                 dst[name] = acc.astype(np.float32)
         union = np.unique(np.concatenate([u.ids for u in updates]))
         den = np.zeros(union.shape[0], np.float64)
@@ -231,17 +218,17 @@ def merge(state: State, updates: list, new_epoch: bool, combine: str = "average"
             # Each worker's share of a row's weight (exactly 1.0 where it was the only one to touch the row,
             # so such rows keep that worker's values bit for bit).
             weights = [(u.counts / den[pos]).astype(np.float32).reshape(shape) for u, pos in zip(updates, positions)]
-            for dst, src in ((params, "params"), (accum, "accum")):
+            for dst, src in pairs:
                 full = dst[name].copy()
                 if combine == "sum":  # old + the sum of the workers' changes
                     acc = full[union]
                     old = acc.copy()
                     for u, pos in zip(updates, positions):
-                        acc[pos] += getattr(u, src)[name] - old[pos]
+                        acc[pos] += src(u)[name] - old[pos]
                 else:  # the mean over the workers that touched the row, weighted by their counts
                     acc = np.zeros((union.shape[0],) + full.shape[1:], np.float32)
                     for u, pos, c in zip(updates, positions, weights):
-                        acc[pos] += c * getattr(u, src)[name]
+                        acc[pos] += c * src(u)[name]
                 full[union] = acc
                 dst[name] = full
     stats["rounds"] = stats.get("rounds", 0) + 1
@@ -254,18 +241,17 @@ def merge(state: State, updates: list, new_epoch: bool, combine: str = "average"
     loss = sum(u.loss_sum for u in updates)
     rows = sum(u.rows for u in updates)
     if new_epoch:
-        return State(params, accum, loss, rows, stats)
-    return State(params, accum, state.epoch_loss + loss, state.epoch_rows + rows, stats)
+        return State(params, slots, loss, rows, stats)
+    return State(params, slots, state.epoch_loss + loss, state.epoch_rows + rows, stats)
 
 
 def summarize(state: State) -> dict:
     """What the driver needs after an epoch: the epoch's mean loss, whether the model is finite, counters."""
-    finite = all(np.isfinite(np.sum(a, dtype=np.float64)) for d in (state.params, state.accum)
-                 for a in d.values())
+    finite = all(np.isfinite(np.sum(a, dtype=np.float64)) for d in _groups(state) for a in d.values())
     return {"loss_sum": state.epoch_loss, "rows": state.epoch_rows, "finite": bool(finite),
             "stats": dict(state.stats), "state_bytes": state.nbytes()}
 
 
 def fetch(state: State) -> tuple:
-    """The parameters and accumulators (to the driver, once, at the end of fit)."""
-    return state.params, state.accum
+    """The parameters and optimizer slots (to the driver, once, at the end of fit)."""
+    return state.params, state.slots

@@ -1,12 +1,13 @@
 """Row sources of an estimator's training epoch: rows in memory, or a cache file streamed block by block.
 
-Each source runs one epoch with `run_epoch(estimator, cfg, progress) -> loss_sum`, drawing its shuffling from
-the estimator's generator `_rng_`, so the training loop (divergence rollback, eval_set, early stopping,
-history_) is the same for both.
+Each source runs one epoch with `run_epoch(state, trainer, progress) -> loss_sum` (a fastafm._state
+TrainingState and the fit's fastafm._engine.CoreTrainer), drawing its shuffling from the state's generator, so
+the training engine (divergence rollback, eval_set, early stopping, history) is the same for both.
 
 Streaming (libffm-style): per epoch a seeded permutation of the blocks (runs of `cache.block_rows` rows), and
 a permutation of the rows within each block; each block is read into one buffer, allocated once per source
-for the largest block, and trained by one `_core.train_epoch` call. Mini-batches do not span blocks. The
+for the largest block, and trained by one call of the fit's core Trainer (whose work memory is reserved
+once, not per block). Mini-batches do not span blocks. The
 dropout mask of a row is keyed on (seed, epoch, row position in the block), so each block trains with its
 own seed derived from the estimator's seed and the block's first row; the block starting at row 0 keeps the
 estimator's seed. A cache of one block is therefore trained exactly as the same rows in memory.
@@ -15,7 +16,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import _core
 from ._validation import check_kernel_memory, check_kernel_memory_sizes, csr_arrays
 
 _SEED_STRIDE = 0x9E3779B97F4A7C15
@@ -36,15 +36,13 @@ class InMemoryRows:
         self._arrays = csr_arrays(X)
         self._y = y_enc
 
-    def check_memory(self, est) -> None:
-        check_kernel_memory(self._X, int(est.embedding_dim), int(est.attention_dim), int(est.n_threads),
-                            attention=bool(est.attention), batch_size=int(est.batch_size))
+    def check_memory(self, spec, settings: dict) -> None:
+        check_kernel_memory(self._X, spec.embedding_dim, spec.attention_dim, int(settings["n_threads"]),
+                            attention=spec.attention, batch_size=int(settings["batch_size"]))
 
-    def run_epoch(self, est, cfg, progress) -> float:
-        order = est._rng_.permutation(self.n_rows).astype(np.int64)
-        indptr, indices, values = self._arrays
-        res = _core.train_epoch(est._params_, est._accum_, indptr, indices, values, self._y, order, cfg,
-                                progress=progress)
+    def run_epoch(self, state, trainer, progress) -> float:
+        order = state.rng.permutation(self.n_rows).astype(np.int64)
+        res = trainer.run(*self._arrays, self._y, order, state.dropout_seed, progress=progress)
         return float(res["loss_sum"])
 
 
@@ -69,10 +67,10 @@ class CacheRows:
         self._shape = (max_rows, max_block_nnz)
         self._buffers: dict | None = None
 
-    def check_memory(self, est) -> None:
+    def check_memory(self, spec, settings: dict) -> None:
         check_kernel_memory_sizes(self.cache.max_row_nnz, self._shape[0], self.cache.n_features,
-                                  int(est.embedding_dim), int(est.attention_dim), int(est.n_threads),
-                                  batch_size=int(est.batch_size), attention=bool(est.attention),
+                                  spec.embedding_dim, spec.attention_dim, int(settings["n_threads"]),
+                                  batch_size=int(settings["batch_size"]), attention=spec.attention,
                                   extra=self._buffer_bytes)
 
     def _allocate(self) -> dict:
@@ -87,29 +85,23 @@ class CacheRows:
         n = self.starts.shape[0]
         return rng.permutation(n) if n > 1 else np.arange(n)
 
-    def run_epoch(self, est, cfg, progress) -> float:
+    def run_epoch(self, state, trainer, progress) -> float:
         buffers = self._allocate()
-        rng = est._rng_
-        base_seed = cfg.seed
+        rng = state.rng
         total, done = 0.0, 0
-        try:
-            for b in self.block_order(rng).tolist():
-                start, stop = int(self.starts[b]), int(self.stops[b])
-                indptr, indices, values, labels = self.cache._read_block(start, stop, buffers)
-                y = self._encode(labels)
-                order = rng.permutation(stop - start).astype(np.int64)
-                cfg.seed = block_seed(base_seed, start)
-                hook = None if progress is None else _offset_progress(progress, done)
-                res = _core.train_epoch(est._params_, est._accum_, indptr, indices, values, y, order, cfg,
-                                        progress=hook)
-                if res["diverged"]:
-                    return float("nan")
-                total += float(res["loss_sum"])
-                done += stop - start
-                if progress is not None:  # the core reports by time; a block's end is always reported
-                    progress(done)
-        finally:
-            cfg.seed = base_seed
+        for b in self.block_order(rng).tolist():
+            start, stop = int(self.starts[b]), int(self.stops[b])
+            indptr, indices, values, labels = self.cache.read_block(start, stop, buffers)
+            y = self._encode(labels)
+            order = rng.permutation(stop - start).astype(np.int64)
+            hook = None if progress is None else _offset_progress(progress, done)
+            res = trainer.run(indptr, indices, values, y, order, block_seed(state.dropout_seed, start), progress=hook)
+            if res["diverged"]:
+                return float("nan")
+            total += float(res["loss_sum"])
+            done += stop - start
+            if progress is not None:  # the core reports by time; a block's end is always reported
+                progress(done)
         return total
 
 

@@ -237,22 +237,13 @@ def check_memory(nbytes: int, what: str) -> None:
         raise MemoryError(f"{what} needs about {_gib(nbytes)} of memory, but only {_gib(avail)} is available")
 
 
-def _pair_scratch_bytes(max_row_nnz: int, k: int, t: int, n_threads: int, attention: bool = True) -> int:
-    """Work memory of the core's block kernels: per thread, the E (pairs x k) and Z (pairs x t) tiles of the
-    largest block, which holds at least one whole row, i.e. m(m-1)/2 pairs for a row of m non-zeros. Uniform
-    pooling (attention off, FM) forms no pair tiles."""
-    block_pairs = max(256 * 1024 // (4 * (k + t)), 8) if attention else 1
-    row_pairs = max_row_nnz * (max_row_nnz - 1) // 2 if attention else 1
-    return n_threads * (max(block_pairs, row_pairs) * (k + t + 2) + 64 * (3 * k + 3)) * 4
-
-
 def _max_row_nnz(X) -> int:
     return int(np.max(np.diff(X.indptr))) if X.shape[0] else 0
 
 
 def check_model_memory(n_features: int, k: int, t: int) -> None:
-    """Before initialising a model: float64 initial values, float32 parameters and Adagrad accumulators, and
-    the start-of-epoch snapshot of both that lets a diverged epoch be rolled back."""
+    """Before initialising a model: float64 initial values, float32 parameters and one optimizer slot (Adagrad),
+    and the start-of-epoch snapshot of both that lets a diverged epoch be rolled back."""
     n, k, t = int(n_features), int(k), int(t)
     per_copy = 4 * (n * (k + 1) + t * k + 2 * t + k + 1)
     init = 8 * (n * (k + 1) + t * k + 2 * t + k)
@@ -274,7 +265,8 @@ def check_kernel_memory_sizes(m: int, n_rows: int, n_features: int, k: int, t: i
     from . import _core
 
     threads = _core.resolve_threads(int(n_threads))
-    need = _pair_scratch_bytes(m, int(k), int(t), threads, attention) + int(extra)
+    # The block kernels' scratch, as the core sizes it (pair tiles of the largest block, at least one row).
+    need = int(_core.scratch_bytes(int(m), int(k), int(t), threads, bool(attention))) + int(extra)
     if batch_size is not None:
         need += min(int(batch_size), n_rows) * m * (int(k) + 8) * 4 + 4 * n_features
         need += 4 * threads * (int(t) * int(k) + 2 * int(t) + int(k)) * 4  # the chunks' dense gradient buffers

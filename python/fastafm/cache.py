@@ -189,7 +189,7 @@ class CacheFile:
                 self._read_at(fh, self._offsets["indptr"] + 8 * r, 1, "indptr", out[i:i + 1])
         return out
 
-    def _read_block(self, start: int, stop: int, buffers: dict | None = None):
+    def read_block(self, start: int, stop: int, buffers: dict | None = None):
         """(indptr int64 from 0, indices int32, values float32, labels float32) of rows [start, stop), read
         into `buffers` (arrays large enough, reused across calls) or new arrays; checked for corruption."""
         n = stop - start
@@ -216,7 +216,7 @@ class CacheFile:
         """Rows [start, stop) as (scipy.sparse.csr_matrix float32 with int32 indices, labels float32), reading
         only that range of the file."""
         start, stop = self._check_range(start, stop)
-        indptr, indices, values, labels = self._read_block(start, stop)
+        indptr, indices, values, labels = self.read_block(start, stop)
         if indptr[-1] <= _INT32_MAX:
             indptr = indptr.astype(np.int32)
         X = sp.csr_matrix((values, indices, indptr), shape=(stop - start, self.n_features), copy=False)
@@ -241,7 +241,7 @@ class CacheFile:
                     self._corrupt(f"checksum mismatch in section {name} (the data is damaged)")
         rows = max(1, chunk_bytes // max(1, (8 * self.nnz + 12 * self.n_rows) // max(self.n_rows, 1)))
         for start in range(0, self.n_rows, rows):
-            self._read_block(start, min(start + rows, self.n_rows))
+            self.read_block(start, min(start + rows, self.n_rows))
 
 
 def _reopen(path, block_rows, block_bytes) -> CacheFile:

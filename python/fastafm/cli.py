@@ -17,9 +17,11 @@ import os
 import sys
 import textwrap
 import time
-from typing import Callable, Optional, Sequence
+from typing import Optional, Sequence
 
 import numpy as np
+
+from ._hyperparams import SIGNATURES, Float, Int, add_cli_arguments, cli_values
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -51,45 +53,13 @@ class CliError(Exception):
         self.code = code
 
 
-# ---------------------------------------------------------------------- argument types
-def _int_at_least(minimum: int) -> Callable[[str], int]:
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"invalid integer: {text!r}") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
-        return value
-
-    return parse
-
-
-def _float_in(low: float, high: Optional[float] = None, low_open: bool = False) -> Callable[[str], float]:
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"invalid number: {text!r}") from None
-        ok = np.isfinite(value) and (value > low if low_open else value >= low) and (high is None or value < high)
-        if not ok:
-            lo = "(" if low_open else "["
-            hi = "inf)" if high is None else f"{high})"
-            raise argparse.ArgumentTypeError(f"must be in {lo}{low}, {hi}, got {text}")
-        return value
-
-    return parse
-
-
 # ---------------------------------------------------------------------- parser
 def _wrap(*paragraphs: str) -> str:
     return "\n\n".join(textwrap.fill(p, width=78) for p in paragraphs)
 
 
 def _estimator_defaults() -> dict:
-    from .estimators import AFMRegressor
-
-    return AFMRegressor().get_params()
+    return {name: SIGNATURES["afm"].default(name) for name in SIGNATURES["afm"].names}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -129,35 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
                             "(AFMClassifier), the file must hold exactly two labels, e.g. 0/1 or -1/1, the "
                             "larger one being the positive class (default regression)")
     hp = train.add_argument_group("hyperparameters (defaults are the library's)")
-    hp.add_argument("--embedding-dim", type=_int_at_least(1), default=defaults["embedding_dim"], metavar="K",
-                    help="size k of the feature embeddings (default %(default)s)")
-    hp.add_argument("--attention-dim", type=_int_at_least(1), default=defaults["attention_dim"], metavar="T",
-                    help="hidden size t of the attention network (default %(default)s)")
-    hp.add_argument("--dropout", type=_float_in(0.0, 1.0), default=defaults["dropout"], metavar="RHO",
-                    help="drop ratio in [0, 1) on the pooled pair-wise layer, training only (default %(default)s)")
-    hp.add_argument("--attention-l2", type=_float_in(0.0), default=defaults["attention_l2"], metavar="LAMBDA",
-                    help="L2 strength on the attention weights W, once per mini-batch (default %(default)s)")
-    hp.add_argument("--l2", type=_float_in(0.0), default=defaults["l2"], metavar="L2",
-                    help="L2 strength on the embedding and linear weights a mini-batch touches "
-                         "(default %(default)s)")
-    hp.add_argument("--learning-rate", type=_float_in(0.0, low_open=True), default=defaults["learning_rate"],
-                    metavar="LR", help="step size; the batch loss is a sum over rows (default %(default)s)")
-    hp.add_argument("--optimizer", choices=("adagrad", "sgd"), default=defaults["optimizer"],
-                    help="optimizer (default %(default)s)")
-    hp.add_argument("--batch-size", type=_int_at_least(1), default=defaults["batch_size"], metavar="N",
-                    help="rows per mini-batch (default %(default)s)")
-    hp.add_argument("--epochs", type=_int_at_least(0), default=defaults["n_epochs"], metavar="N",
-                    help="training epochs (default %(default)s)")
-    hp.add_argument("--init-std", type=_float_in(0.0), default=defaults["init_std"], metavar="STD",
-                    help="standard deviation of the initial embeddings (default %(default)s)")
-    hp.add_argument("--no-attention", action="store_true",
-                    help="FM-like uniform pooling (every pair weight 1) instead of attention")
-    hp.add_argument("--threads", type=_int_at_least(0), default=defaults["n_threads"], metavar="N",
-                    help="OpenMP threads, 0 = all cores (default %(default)s)")
-    hp.add_argument("--seed", type=_int_at_least(0), default=0, metavar="N",
-                    help="random seed for initialisation, shuffling and dropout; with the same seed and --threads "
-                         "a run is bit-identical (default 0)")
-    train.add_argument("--n-features", type=_int_at_least(1), metavar="N",
+    add_cli_arguments(hp, defaults)  # one option per entry of the hyperparameter table with a flag
+    train.add_argument("--n-features", type=Int(1).parse, metavar="N",
                        help="width of the model: feature ids must be < N (default: the largest id in TRAIN and "
                             "VALID plus one). Set it when test files may hold larger ids")
     train.add_argument("--cache", nargs="?", const="", metavar="CACHE",
@@ -165,7 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
                             "loading it. TRAIN is first converted to CACHE (default TRAIN.cache), unless CACHE is "
                             "a valid cache newer than TRAIN. A TRAIN that is itself a cache (written by `fastafm "
                             "convert`) is always streamed, with or without this option")
-    train.add_argument("--block-mb", type=_float_in(0.0, low_open=True), default=64.0, metavar="MB",
+    train.add_argument("--block-mb", type=Float(0.0, low_open=True).parse, default=64.0, metavar="MB",
                        help="size of a streamed block of a cache in MB of data, the unit of shuffling and of "
                             "the reusable read buffer (default %(default)s)")
     train.add_argument("--quiet", action="store_true", help="no progress: no per-epoch lines or summaries")
@@ -178,7 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EXIT_CODES_HELP, formatter_class=fmt)
     conv.add_argument("input", metavar="INPUT", help="data file (libFM/libSVM)")
     conv.add_argument("output", metavar="OUTPUT", help="the cache file to write")
-    conv.add_argument("--n-features", type=_int_at_least(1), metavar="N",
+    conv.add_argument("--n-features", type=Int(1).parse, metavar="N",
                       help="width of the data: feature ids must be < N (default: the largest id plus one)")
     conv.add_argument("--quiet", action="store_true", help="no summary line")
 
@@ -192,7 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("data", metavar="DATA", help="data file (libFM/libSVM); its labels are ignored")
     predict.add_argument("--model", metavar="MODEL", required=True, help="a model written by `fastafm train`")
     predict.add_argument("--out", metavar="FILE", help="write the predictions to FILE (default: standard output)")
-    predict.add_argument("--threads", type=_int_at_least(0), default=None, metavar="N",
+    predict.add_argument("--threads", type=Int(0).parse, default=None, metavar="N",
                          help="OpenMP threads, 0 = all cores (default: the model's setting)")
     predict.add_argument("--quiet", action="store_true", help="no summary on standard error")
 
@@ -207,7 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("data", metavar="DATA", help="labelled data file (libFM/libSVM)")
     ev.add_argument("--model", metavar="MODEL", required=True, help="a model written by `fastafm train`")
     ev.add_argument("--json", action="store_true", help="print the metrics as one JSON object")
-    ev.add_argument("--threads", type=_int_at_least(0), default=None, metavar="N",
+    ev.add_argument("--threads", type=Int(0).parse, default=None, metavar="N",
                     help="OpenMP threads, 0 = all cores (default: the model's setting)")
     return parser
 
@@ -387,7 +330,7 @@ def _cmd_train(args) -> int:
             if unknown.size:
                 raise CliError(f"{args.valid}: labels {', '.join(f'{v:g}' for v in unknown[:5])} are not among "
                                f"the training labels {labels[0]:g}, {labels[1]:g}", EXIT_DATA)
-    _status(args, f"training {cls.__name__} for {args.epochs} epochs, {X.shape[1]} features")
+    _status(args, f"training {cls.__name__} for {args.n_epochs} epochs, {X.shape[1]} features")
     return _fit_and_save(args, model, X, y, eval_set)
 
 
@@ -395,11 +338,7 @@ def _make_model(args):
     from .estimators import AFMClassifier, AFMRegressor
 
     cls = AFMClassifier if args.task == "classification" else AFMRegressor
-    return cls(embedding_dim=args.embedding_dim, attention_dim=args.attention_dim, dropout=args.dropout,
-               attention_l2=args.attention_l2, l2=args.l2, learning_rate=args.learning_rate,
-               optimizer=args.optimizer, batch_size=args.batch_size, n_epochs=args.epochs,
-               init_std=args.init_std, attention=not args.no_attention, n_threads=args.threads,
-               random_state=args.seed, verbose=0 if args.quiet else 1)
+    return cls(**cli_values(args), verbose=0 if args.quiet else 1)
 
 
 def _train_from_cache(args, cache) -> int:
@@ -427,7 +366,7 @@ def _train_from_cache(args, cache) -> int:
                                f"the training labels {cache.label_min:g}, {cache.label_max:g}", EXIT_DATA)
         eval_set = (X_val, y_val)
         _status(args, f"read {args.valid}: {X_val.shape[0]} rows for validation")
-    _status(args, f"training {type(model).__name__} for {args.epochs} epochs out of core")
+    _status(args, f"training {type(model).__name__} for {args.n_epochs} epochs out of core")
     return _fit_and_save(args, model, cache, None, eval_set)
 
 

@@ -15,7 +15,7 @@ How it trains (see docs/distributed.md for the design and its measured costs):
    through the client.
 2. Every epoch, each worker shuffles its shard. Then, in sync rounds, every worker runs the C++ core over its
    next `sync_rows` rows starting from the same model, and the workers' models are averaged (parameters and
-   Adagrad accumulators; rows of w and V over the workers that touched them, weighted by how often,
+   optimizer slots; rows of w and V over the workers that touched them, weighted by how often,
    everything else weighted by rows; fastafm._distributed). The average is computed on the first worker
    and fetched from there by the others: the client only schedules tasks and reads a few numbers per epoch.
 3. `predict` maps the fitted model over the partitions of its input (map_blocks / map_partitions).
@@ -26,6 +26,7 @@ Needs the optional dependencies: pip install fastafm[dask].
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 import os
 import time
@@ -43,15 +44,16 @@ except ImportError as exc:  # pragma: no cover - exercised by a subprocess test 
     ) from exc
 
 from . import _distributed as dist
-from ._compat import BaseEstimator, ClassifierMixin, RegressorMixin
-from ._validation import check_int
+from . import _registry
+from ._compat import BaseEstimator, ClassifierMixin, RegressorMixin, fitted_state
+from ._hyperparams import SIGNATURES, core_settings, store, validate
+from ._state import init_state
 from .estimators import AFMClassifier, AFMRegressor
 
 __all__ = ["DaskAFMClassifier", "DaskAFMRegressor"]
 
-_HYPERPARAMETERS = ("embedding_dim", "attention_dim", "dropout", "attention_l2", "l2", "learning_rate",
-                    "optimizer", "batch_size", "n_epochs", "init_std", "attention", "n_threads", "random_state",
-                    "verbose")
+_DASK_ONLY = ("sync_rows", "combine", "client")
+_HYPERPARAMETERS = tuple(n for n in SIGNATURES["dask"].names if n not in _DASK_ONLY)  # the local model's
 
 
 def _dd():
@@ -236,23 +238,7 @@ class _DaskAFMBase(BaseEstimator):
         combine="average",
         client=None,
     ):
-        self.embedding_dim = embedding_dim
-        self.attention_dim = attention_dim
-        self.dropout = dropout
-        self.attention_l2 = attention_l2
-        self.l2 = l2
-        self.learning_rate = learning_rate
-        self.optimizer = optimizer
-        self.batch_size = batch_size
-        self.n_epochs = n_epochs
-        self.init_std = init_std
-        self.attention = attention
-        self.n_threads = n_threads
-        self.random_state = random_state
-        self.verbose = verbose
-        self.sync_rows = sync_rows
-        self.combine = combine
-        self.client = client
+        store(self, locals())
 
     def __sklearn_clone__(self):
         """sklearn.base.clone: an unfitted copy sharing the same client (a Client cannot be deep-copied)."""
@@ -269,12 +255,11 @@ class _DaskAFMBase(BaseEstimator):
         of cache files (paths or fastafm.CacheFile, written by fastafm.convert; each file is one partition,
         read by the worker it is assigned to, so the paths must be valid on the workers) and y None.
         """
-        local = self._local_class(**{name: getattr(self, name) for name in _HYPERPARAMETERS})
-        local._check_hyperparameters()
-        check_int(self.sync_rows, "sync_rows", 1)
-        if self.combine not in ("sum", "average"):
-            raise ValueError(f"combine must be 'sum' or 'average', got {self.combine!r}")
-        classifier = issubclass(self._local_class, AFMClassifier)
+        kind = _registry.kind(self._local_class)
+        values = {name: getattr(self, name) for name in SIGNATURES["dask"].names}
+        validate(values, SIGNATURES["dask"].names)
+        local_values = {name: values[name] for name in _HYPERPARAMETERS}
+        classifier = kind.classifier
         caches = _cache_files(X, y)
         if caches is None:
             x_blocks, y_blocks, n_features, sizes = _partitions(X, y, classifier)
@@ -305,7 +290,7 @@ class _DaskAFMBase(BaseEstimator):
         n_local = [int(s["n_rows"]) for s in summaries]
         if sum(n_local) == 0:
             raise ValueError("X has 0 rows; at least one row is required")
-        local._initialize(n_features)
+        state = init_state(kind.spec(local_values, n_features), self.optimizer, self.init_std, self.random_state)
         if classifier:
             try:
                 classes = np.unique(np.concatenate([s["labels"] for s in summaries if "labels" in s]))
@@ -313,21 +298,22 @@ class _DaskAFMBase(BaseEstimator):
                 raise TypeError(f"y must hold labels of one type: {exc}") from None
             if classes.shape[0] != 2:
                 raise ValueError(f"DaskAFMClassifier needs two classes in y, got {classes.shape[0]}: {classes[:5]}")
-            local.classes_ = classes
+            state.classes = classes
             shards = [client.submit(dist.encode_shard, s, classes[1], workers=[a], pure=False)
                       for s, a in zip(shards, workers)]
         else:
-            local.label_range_ = (min(s["y_min"] for s in summaries if "y_min" in s),
-                                  max(s["y_max"] for s in summaries if "y_max" in s))
-        self._train(client, local, shards, workers, n_local, nthreads)
+            state.label_range = (min(s["y_min"] for s in summaries if "y_min" in s),
+                                 max(s["y_max"] for s in summaries if "y_max" in s))
+        self._train(client, kind, local_values, state, shards, workers, n_local, nthreads)
         self.n_features_in_ = n_features
         self.n_workers_ = len(workers)
-        self._local_ = local
-        for name in ("classes_", "label_range_"):
-            if hasattr(local, name):
-                setattr(self, name, getattr(local, name))
-        self.history_ = local.history_
-        self.n_epochs_done_ = local.n_epochs_done_
+        self._local_ = kind.build(local_values, state)
+        if state.classes is not None:
+            self.classes_ = state.classes
+        if state.label_range is not None:
+            self.label_range_ = state.label_range
+        self.history_ = state.history
+        self.n_epochs_done_ = state.n_epochs_done
         return self
 
     def to_local(self):
@@ -355,9 +341,10 @@ class _DaskAFMBase(BaseEstimator):
 
     def _map(self, X, method: str):
         self._check_fitted()
-        model = self._local_
-        model = copy.copy(model)
-        model._accum_ = {}  # prediction reads the parameters only; keep the accumulators out of the graph
+        local = self._local_
+        # Prediction reads the parameters only: a model without the optimizer slots goes into the graph.
+        kind = _registry.kind(type(local))
+        model = kind.build(local.get_params(), dataclasses.replace(fitted_state(local), slots={}))
         n = self.n_features_in_
         if method == "predict" and hasattr(model, "classes_"):
             dtype = model.classes_.dtype
@@ -386,26 +373,22 @@ class _DaskAFMBase(BaseEstimator):
         raise TypeError(f"X must be a dask.array.Array or a dask.dataframe.DataFrame, got {type(X).__name__} (for "
                         "data in memory use .to_local().predict(X))")
 
-    def _settings(self, local, n_threads: int) -> dict:
-        return {"loss": local._loss, "optimizer": self.optimizer, "attention": bool(self.attention),
-                "learn_projection": local._learn_projection, "dropout": float(self.dropout),
-                "attention_l2": float(self.attention_l2), "l2": float(self.l2),
-                "learning_rate": float(self.learning_rate), "batch_size": int(self.batch_size),
-                "n_threads": int(n_threads)}
-
-    def _train(self, client, local, shards, workers, n_local, nthreads):
-        """The epochs: sync rounds of train_round on every worker and a merge on the first worker."""
-        settings = [self._settings(local, int(self.n_threads) or int(nthreads[a])) for a in workers]
-        seeds = [(local._dropout_seed_ + w * 0x9E3779B97F4A7C15) % (2**63 - 1) for w in range(len(workers))]
+    def _train(self, client, kind, values, local, shards, workers, n_local, nthreads):
+        """The epochs: sync rounds of train_round on every worker and a merge on the first worker. `local` is
+        the training state of the local model (fastafm._state), updated at the end."""
+        spec = local.spec
+        settings = [core_settings(kind.values(values), spec.loss, spec.attention, spec.learn_projection,
+                                  n_threads=int(self.n_threads) or int(nthreads[a])) for a in workers]
+        seeds = [(local.dropout_seed + w * 0x9E3779B97F4A7C15) % (2**63 - 1) for w in range(len(workers))]
         home = workers[0]
-        state = client.scatter(dist.State(local._params_, local._accum_), workers=[home])
+        state = client.scatter(dist.State(local.params, local.slots), workers=[home])
         n_rounds = max(1, max(-(-n // int(self.sync_rows)) for n in n_local))
         start = time.perf_counter()
         summary: dict = {}
         for _ in range(int(self.n_epochs)):
-            epoch = local.n_epochs_done_
+            epoch = local.n_epochs_done
             epoch_start = time.perf_counter()
-            orders = [client.submit(dist.epoch_order, n, int(local._rng_.integers(0, 2**63 - 1)), workers=[a],
+            orders = [client.submit(dist.epoch_order, n, int(local.rng.integers(0, 2**63 - 1)), workers=[a],
                                     pure=False) for n, a in zip(n_local, workers)]
             before = state
             for r in range(n_rounds):
@@ -426,15 +409,15 @@ class _DaskAFMBase(BaseEstimator):
             del before
             record = {"epoch": epoch + 1, "train_loss": summary["loss_sum"] / max(summary["rows"], 1),
                       "seconds": time.perf_counter() - epoch_start}
-            local.history_.append(record)
-            local.n_epochs_done_ += 1
+            local.history.append(record)
+            local.n_epochs_done += 1
             if self.verbose:
                 print(f"epoch {record['epoch']:3d}  train_loss={record['train_loss']:.5f}  "
                       f"{record['seconds']:.2f}s", flush=True)
         wall = time.perf_counter() - start
-        local._params_, local._accum_ = client.submit(dist.fetch, state, workers=[home], pure=False).result()
-        local._params_ = {k: np.array(a, dtype=np.float32) for k, a in local._params_.items()}
-        local._accum_ = {k: np.array(a, dtype=np.float32) for k, a in local._accum_.items()}
+        params, slots = client.submit(dist.fetch, state, workers=[home], pure=False).result()
+        local.params = {k: np.array(a, dtype=np.float32) for k, a in params.items()}
+        local.slots = {s: {k: np.array(a, dtype=np.float32) for k, a in d.items()} for s, d in slots.items()}
         self.sync_stats_ = self._sync_stats(summary, wall, len(workers), sum(n_local) * int(self.n_epochs))
 
     @staticmethod
@@ -476,7 +459,7 @@ class DaskAFMRegressor(RegressorMixin, _DaskAFMBase):
     ----------
     n_features_in_, history_ (one dict per epoch: train_loss, seconds), n_epochs_done_, label_range_
     n_workers_ : workers that trained
-    sync_stats_ : dict, what synchronisation cost: rounds, state_bytes (parameters + accumulators),
+    sync_stats_ : dict, what synchronisation cost: rounds, state_bytes (parameters + optimizer slots),
         bytes_up_per_round (all workers' updates), bytes_down_per_round (the averaged state to the other
         workers), wall_seconds, compute_seconds_per_worker, merge_seconds, sync_share (share of the wall
         time not spent in the slowest worker's core)

@@ -1,27 +1,33 @@
-"""scikit-learn style estimators: AFMRegressor (squared loss) and AFMClassifier (logistic loss).
+"""scikit-learn style estimators: AFM and FM, each for regression (squared loss) and classification (logistic).
 
-The estimator owns the parameters and the Adagrad accumulators as float32 NumPy arrays; each epoch is one
-call into the compiled core (`_core.train_epoch`), which runs every mini-batch in C++ with the GIL released.
+The four classes are thin: hyperparameters (fastafm._hyperparams), input conversion, and delegation. A fit
+builds a fastafm._state.TrainingState (parameters, optimizer slots, generator, history, labels) and runs the
+training engine (fastafm._engine) on it; every epoch is one call into the compiled core, which runs every
+mini-batch in C++ with the GIL released. FM and AFM are siblings over one base: FM fixes uniform pooling
+and p = 1 (fastafm._registry.FM_FIXED), AFM pools by attention (or uniformly with attention=False).
 """
 from __future__ import annotations
 
-import contextlib
 import functools
 import threading
-import time
 import warnings
 
 import numpy as np
 
-from . import _core, metrics, reference
-from ._compat import BaseEstimator, ClassifierMixin, RegressorMixin
+from . import _core, _registry, metrics, reference
+from ._callbacks import EarlyStopping, Evaluation, History, best_of, check_metric
+from ._compat import BaseEstimator, ClassifierMixin, RegressorMixin, fitted_state
+from ._engine import train
+from ._hyperparams import core_settings, store, validate
+from ._state import TrainingState, init_state
 from ._streaming import CacheRows, InMemoryRows
-from ._validation import (as_csr, as_targets, check_class_labels, check_float, check_int, check_kernel_memory,
-                          check_memory, check_model_memory, column_or_1d, csr_arrays)
+from ._targets import class_cache_targets, class_targets, regression_cache_targets, regression_targets
+from ._validation import as_csr, as_targets, check_kernel_memory, check_memory, csr_arrays
+from ._warm_start import warm_start_params
 from .cache import as_cache
+from .persistence import save_model
 
 PARAM_NAMES = reference.PARAM_NAMES  # ("w0", "w", "V", "W", "b", "h", "p")
-_INT32_MAX = 2**31 - 1
 
 # fit/partial_fit of one estimator may not run in two threads at once (the core updates the parameter arrays
 # in place); the same thread may re-enter. Maps id(estimator) -> [owner thread ident, depth].
@@ -59,76 +65,53 @@ def _exclusive(method):
     return wrapper
 
 
-def _as_generator(random_state) -> np.random.Generator:
-    if isinstance(random_state, np.random.RandomState):
-        return np.random.default_rng(random_state.randint(0, 2**31 - 1))
-    if isinstance(random_state, (int, np.integer)) and not isinstance(random_state, (bool, np.bool_)):
-        if random_state < 0:
-            raise ValueError(f"random_state must be a non-negative integer, got {random_state}")
-        return np.random.default_rng(int(random_state))
-    if random_state is None or isinstance(random_state, np.random.Generator):
-        return np.random.default_rng(random_state)
-    raise TypeError(f"random_state must be None, an int or a numpy Generator/RandomState, got {random_state!r}")
 
+class _Base(BaseEstimator):
+    """What the four estimators share: fit/partial_fit through the engine, prediction, interpretation."""
 
-class _BaseAFM(BaseEstimator):
-    """Shared training loop of the AFM estimators; see AFMRegressor for the parameters."""
+    _metrics: tuple = ()  # eval metrics (the eval_ keys of history_), lower is better except auc
 
-    _loss = "squared"
-    _learn_projection = True  # False (FM): p stays 1, so the pair term is the plain FM sum
+    # ------------------------------------------------------------------ fitted state and parameters
+    def _fitted_state(self) -> TrainingState:
+        return fitted_state(self)
 
-    def __init__(
-        self,
-        embedding_dim=64,
-        attention_dim=64,
-        dropout=0.5,
-        attention_l2=2.0,
-        l2=0.0,
-        learning_rate=0.1,
-        optimizer="adagrad",
-        batch_size=128,
-        n_epochs=20,
-        init_std=0.01,
-        attention=True,
-        n_threads=0,
-        random_state=None,
-        verbose=0,
-        patience=None,
-        early_stopping_metric=None,
-    ):
-        self.embedding_dim = embedding_dim
-        self.attention_dim = attention_dim
-        self.dropout = dropout
-        self.attention_l2 = attention_l2
-        self.l2 = l2
-        self.learning_rate = learning_rate
-        self.optimizer = optimizer
-        self.batch_size = batch_size
-        self.n_epochs = n_epochs
-        self.init_std = init_std
-        self.attention = attention
-        self.n_threads = n_threads
-        self.random_state = random_state
-        self.verbose = verbose
-        self.patience = patience
-        self.early_stopping_metric = early_stopping_metric
+    def __sklearn_is_fitted__(self) -> bool:
+        return hasattr(self, "training_state_")
 
-    # ------------------------------------------------------------------ fitted parameters
+    def _state_attr(self, getter, name: str):
+        if not hasattr(self, "training_state_"):
+            raise AttributeError(f"{type(self).__name__} has no attribute {name!r} before fit")
+        return getter(self.training_state_)
+
+    n_features_in_ = property(lambda self: self._state_attr(lambda s: s.spec.n_features, "n_features_in_"),
+                              doc="Number of features (columns) seen in fit.")
+    n_epochs_done_ = property(lambda self: self._state_attr(lambda s: s.n_epochs_done, "n_epochs_done_"),
+                              doc="Epochs run (partial_fit continues with the next epoch's shuffling and dropout).")
+    history_ = property(lambda self: self._state_attr(lambda s: s.history, "history_"),
+                        doc="One dict per epoch run: train_loss, seconds, and eval_* metrics with an eval_set.")
+
     @property
     def w0_(self) -> float:
-        return float(self._params_["w0"][0])
+        return float(self._fitted_state().params["w0"][0])
 
-    w_ = property(lambda self: self._params_["w"], doc="Linear weights, shape (n_features,).")
-    V_ = property(lambda self: self._params_["V"], doc="Embeddings, shape (n_features, embedding_dim).")
-    W_ = property(lambda self: self._params_["W"], doc="Attention weights, shape (attention_dim, embedding_dim).")
-    b_ = property(lambda self: self._params_["b"], doc="Attention bias, shape (attention_dim,).")
-    h_ = property(lambda self: self._params_["h"], doc="Attention projection, shape (attention_dim,).")
-    p_ = property(lambda self: self._params_["p"], doc="Output projection of the pooled vector, shape (embedding_dim,).")
+    w_ = property(lambda self: self._fitted_state().params["w"], doc="Linear weights, shape (n_features,).")
+    V_ = property(lambda self: self._fitted_state().params["V"], doc="Embeddings, shape (n_features, embedding_dim).")
+    W_ = property(lambda self: self._fitted_state().params["W"],
+                  doc="Attention weights, shape (attention_dim, embedding_dim).")
+    b_ = property(lambda self: self._fitted_state().params["b"], doc="Attention bias, shape (attention_dim,).")
+    h_ = property(lambda self: self._fitted_state().params["h"], doc="Attention projection, shape (attention_dim,).")
+    p_ = property(lambda self: self._fitted_state().params["p"],
+                  doc="Output projection of the pooled vector, shape (embedding_dim,).")
 
     def get_model_params(self) -> dict:
         """A copy of the learned parameters as a dict of float32 arrays (w0 as shape (1,))."""
-        self._check_fitted()
-        return {name: arr.copy() for name, arr in self._params_.items()}
+        return {name: arr.copy() for name, arr in self._fitted_state().params.items()}
+
+    def optimizer_state(self) -> dict:
+        """A copy of the optimizer's state as named slots, {slot: {parameter name: float32 array}}: {} for
+        sgd, {"G": ...} (the sums of squared gradients) for adagrad (docs/model.md)."""
+        return {slot: {name: a.copy() for name, a in arrays.items()}
+                for slot, arrays in self._fitted_state().slots.items()}
 
     # ------------------------------------------------------------------ public API
     @_exclusive
@@ -151,21 +134,25 @@ class _BaseAFM(BaseEstimator):
             initialisation (the attention network is initialised as usual and p = 1; the optimizer state
             starts fresh). Its n_features and embedding_dim must match this estimator's.
         """
-        self._check_hyperparameters()
-        metric = self._check_early_stopping(eval_set)
-        rows, n_features = self._rows(X, y, fitting=True)
+        kind = _registry.kind(type(self))
+        values = self._validated(kind)
+        metric = check_metric(self.early_stopping_metric, self._metrics, type(self).__name__)
+        if self.patience is not None and eval_set is None:
+            raise ValueError("early stopping (patience is set) needs an eval_set to watch")
+        rows, n_features, labels = self._rows(X, y, fitting=True)
         evaluation = self._prepare_eval_set(eval_set, n_features)
-        init_params = None if init is None else _warm_start_params(init, n_features, int(self.embedding_dim))
-        self._initialize(n_features)
+        init_params = None if init is None else warm_start_params(init, n_features, int(self.embedding_dim))
+        state = self._new_state(kind, values, n_features, labels)
         if init_params is not None:
             for name, arr in init_params.items():
-                np.copyto(self._params_[name], arr)
-        if self.patience is None:
-            self._train(rows, int(self.n_epochs), evaluation)
-        else:
-            self._train_early_stopping(rows, int(self.n_epochs), evaluation, metric)
+                np.copyto(state.params[name], arr)
+        callbacks: list = [] if evaluation is None else [Evaluation(lambda: self._evaluate(*evaluation))]
+        callbacks.append(History(self.verbose))
+        if self.patience is not None:
+            callbacks.append(EarlyStopping(metric, self.patience, self.verbose))
+        train(state, rows, int(self.n_epochs), self._settings(kind, state), callbacks, self.verbose)
         if evaluation is not None:
-            self._set_best(metric)
+            self.best_epoch_, self.best_score_ = best_of(state.history, metric)
         return self
 
     @_exclusive
@@ -174,45 +161,22 @@ class _BaseAFM(BaseEstimator):
         (initialising them first if the model is not fitted yet). `classes` (classifier only, optional): the
         two labels, for a first batch that may hold only one of them. X may be a CacheFile (y None): one
         epoch streamed from it."""
-        if not hasattr(self, "_params_"):
-            self._check_hyperparameters()
-            rows, n_features = self._rows(X, y, fitting=True, classes=classes)
-            self._initialize(n_features)
+        kind = _registry.kind(type(self))
+        if not hasattr(self, "training_state_"):
+            values = self._validated(kind)
+            rows, n_features, labels = self._rows(X, y, fitting=True, classes=classes)
+            self._new_state(kind, values, n_features, labels)
         else:
-            rows, _ = self._rows(X, y, fitting=False, classes=classes)
-        self._train(rows, 1, None)
+            rows, _, _ = self._rows(X, y, fitting=False, classes=classes)
+        state = self.training_state_
+        train(state, rows, 1, self._settings(kind, state), [History(self.verbose)], self.verbose)
         return self
-
-    def _rows(self, X, y, fitting, classes=None):
-        """The training rows of fit/partial_fit: (row source, n_features), from a CSR-able X and its y or from
-        a cache (y None). Not fitting: X must have the fitted model's width."""
-        cache = as_cache(X)
-        if cache is None:
-            if fitting:
-                X = as_csr(X)
-            else:
-                X = as_csr(X, n_features=self.n_features_in_, owner=type(self).__name__)
-            y_enc = self._encode_targets(y, X.shape[0], fitting=fitting, classes=classes)
-            return InMemoryRows(X, y_enc), X.shape[1]
-        if y is not None:
-            raise ValueError("y must be None when X is a CacheFile: the labels are read from the cache")
-        if cache.n_rows == 0:
-            raise ValueError(f"{cache.path}: the cache has 0 rows; at least one row is required")
-        if cache.n_features == 0:
-            raise ValueError(f"{cache.path}: the cache has 0 feature(s) while a minimum of 1 is required.")
-        if not fitting and cache.n_features != self.n_features_in_:
-            raise ValueError(f"{cache.path} has {cache.n_features} features, but {type(self).__name__} is expecting "
-                             f"{self.n_features_in_} features as input")
-        encode = self._cache_encoder(cache, fitting=fitting, classes=classes)
-        return CacheRows(cache, encode), cache.n_features
 
     def decision_function(self, X) -> np.ndarray:
         """Raw model output y(x) (the logit for the classifier), float64 of shape (n_rows,)."""
-        self._check_fitted()
-        X = as_csr(X, n_features=self.n_features_in_, owner=type(self).__name__)
-        check_kernel_memory(X, self._params_["V"].shape[1], self._params_["W"].shape[0], int(self.n_threads),
-                            attention=bool(self.attention))
-        out = _core.predict(self._params_, *csr_arrays(X), bool(self.attention), int(self.n_threads))
+        state = self._fitted_state()
+        X = self._predict_rows(X, state)
+        out = _core.predict(state.params, *csr_arrays(X), state.spec.attention, int(self.n_threads))
         if not np.isfinite(out).all():  # finite model and input, but float32 overflowed: say so, never silently
             warnings.warn(f"{int(np.count_nonzero(~np.isfinite(out)))} of {out.shape[0]} outputs are NaN or infinite "
                           "(float32 overflow: feature values too large for this model?)", RuntimeWarning, stacklevel=2)
@@ -230,18 +194,15 @@ class _BaseAFM(BaseEstimator):
         weights : float32 array (n_pairs,)
             a_rs; they sum to 1 over each row with at least two non-zeros.
         """
-        self._check_fitted()
-        X = as_csr(X, n_features=self.n_features_in_, owner=type(self).__name__)
-        check_kernel_memory(X, self._params_["V"].shape[1], self._params_["W"].shape[0], int(self.n_threads),
-                            attention=bool(self.attention))
+        state = self._fitted_state()
+        X = self._predict_rows(X, state)
         nnz = np.diff(X.indptr)
         counts = nnz * (nnz - 1) // 2
         pair_indptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
         # Output: weights (4 bytes) and pairs (8) per pair, plus index temporaries while the pairs are built.
         check_memory(int(pair_indptr[-1]) * 36, f"the attention weights of {int(pair_indptr[-1])} feature pairs")
-        weights = _core.pair_attention(
-            self._params_, *csr_arrays(X), pair_indptr, bool(self.attention), int(self.n_threads)
-        )
+        weights = _core.pair_attention(state.params, *csr_arrays(X), pair_indptr, state.spec.attention,
+                                       int(self.n_threads))
         pairs = np.empty((int(pair_indptr[-1]), 2), dtype=np.int32)
         # Rows of equal length share one triu pattern, so the pairs are built per length, not per row.
         for m in np.unique(nnz[nnz >= 2]):
@@ -253,156 +214,11 @@ class _BaseAFM(BaseEstimator):
             pairs[out, 1] = X.indices[(starts + b).ravel()]
         return pair_indptr, pairs, weights
 
-    def save(self, path) -> None:
-        """Write the fitted model to `path` (see fastafm.persistence for the format)."""
-        from .persistence import save_model
-
-        save_model(self, path)
-
-    # ------------------------------------------------------------------ internals
-    def _check_fitted(self):
-        if not hasattr(self, "_params_"):
-            try:
-                from sklearn.exceptions import NotFittedError
-            except ImportError:  # pragma: no cover
-                NotFittedError = AttributeError  # noqa: N806
-            raise NotFittedError(f"This {type(self).__name__} instance is not fitted yet; call fit first.")
-
-    def __sklearn_tags__(self):  # scikit-learn >= 1.6
-        tags = super().__sklearn_tags__()
-        tags.input_tags.sparse = True
-        tags.input_tags.allow_nan = False
-        return tags
-
-    def _check_hyperparameters(self):
-        check_int(self.embedding_dim, "embedding_dim", 1, maximum=_INT32_MAX)
-        check_int(self.attention_dim, "attention_dim", 1, maximum=_INT32_MAX)
-        check_float(self.dropout, "dropout", 0.0, 1.0)
-        check_float(self.attention_l2, "attention_l2", 0.0)
-        check_float(self.l2, "l2", 0.0)
-        check_float(self.learning_rate, "learning_rate", 0.0, low_open=True)
-        if self.optimizer not in ("adagrad", "sgd"):
-            raise ValueError(f"optimizer must be 'adagrad' or 'sgd', got {self.optimizer!r}")
-        check_int(self.batch_size, "batch_size", 1, maximum=_INT32_MAX)
-        check_int(self.n_epochs, "n_epochs", 0)
-        check_float(self.init_std, "init_std", 0.0)
-        if not isinstance(self.attention, (bool, np.bool_)):
-            raise TypeError(f"attention must be True or False, got {self.attention!r}")
-        check_int(self.n_threads, "n_threads", 0, maximum=4096)
-        check_int(self.verbose, "verbose", 0)
-        if not (self.random_state is None or isinstance(self.random_state, (np.random.Generator,
-                                                                           np.random.RandomState))):
-            check_int(self.random_state, "random_state", 0)
-
-    def _initialize(self, n_features: int):
-        check_model_memory(n_features, self.embedding_dim, self.attention_dim)
-        self._rng_ = _as_generator(self.random_state)
-        ref = reference.init_params(n_features, int(self.embedding_dim), int(self.attention_dim),
-                                    init_std=float(self.init_std), rng=self._rng_)
-        self._params_ = {
-            name: np.ascontiguousarray(np.atleast_1d(getattr(ref, name)), dtype=np.float32) for name in PARAM_NAMES
-        }
-        self._accum_ = {
-            name: np.full_like(arr, reference.ADAGRAD_INITIAL_ACCUMULATOR) for name, arr in self._params_.items()
-        }
-        self._dropout_seed_ = int(self._rng_.integers(0, 2**63 - 1))
-        self.n_features_in_ = int(n_features)
-        self.n_epochs_done_ = 0
-        self.history_ = []
-
-    def _config(self):
-        cfg = _core.TrainConfig()
-        cfg.loss = _core.Loss.squared if self._loss == "squared" else _core.Loss.logistic
-        cfg.optimizer = _core.Optimizer.adagrad if self.optimizer == "adagrad" else _core.Optimizer.sgd
-        cfg.attention = bool(self.attention)
-        cfg.learn_projection = self._learn_projection
-        cfg.dropout = float(self.dropout)
-        cfg.attention_l2 = float(self.attention_l2)
-        cfg.l2 = float(self.l2)
-        cfg.learning_rate = float(self.learning_rate)
-        cfg.batch_size = int(self.batch_size)
-        cfg.seed = self._dropout_seed_
-        cfg.n_threads = int(self.n_threads)
-        return cfg
-
-    def _prepare_eval_set(self, eval_set, n_features):
-        if eval_set is None:
-            return None
-        if isinstance(eval_set, list):
-            if len(eval_set) != 1:
-                raise ValueError("eval_set must be one (X, y) tuple or a list holding one")
-            eval_set = eval_set[0]
-        if not isinstance(eval_set, tuple) or len(eval_set) != 2:
-            raise ValueError("eval_set must be a tuple (X_eval, y_eval)")
-        X_eval = as_csr(eval_set[0], name="eval_set X", n_features=n_features, owner=type(self).__name__)
-        y_eval = as_targets(eval_set[1], X_eval.shape[0], name="eval_set y")
-        return X_eval, y_eval
-
-    def _finite_state(self) -> bool:
-        """True when every parameter and Adagrad accumulator is finite (float64 sums: no false overflow)."""
-        return all(np.isfinite(np.sum(a, dtype=np.float64)) for d in (self._params_, self._accum_)
-                   for a in d.values())
-
-    def _train(self, rows, n_epochs, evaluation):
-        """n_epochs epochs over `rows` (fastafm._streaming: rows in memory or a streamed cache)."""
-        cfg = self._config()
-        n = rows.n_rows
-        rows.check_memory(self)
-        # Start-of-epoch snapshot (buffers allocated once): a diverged epoch is rolled back to it, so the model
-        # keeps the last finite parameters, optimizer state and shuffling stream.
-        saved = {key: {name: np.empty_like(a) for name, a in d.items()}
-                 for key, d in (("params", self._params_), ("accum", self._accum_))} if n_epochs else {}
-
-        def restore(rng_state):
-            for key, d in (("params", self._params_), ("accum", self._accum_)):
-                for name, a in d.items():
-                    np.copyto(a, saved[key][name])
-            self._rng_.bit_generator.state = rng_state
-
-        for _ in range(n_epochs):
-            cfg.epoch = self.n_epochs_done_
-            epoch = self.n_epochs_done_ + 1
-            for key, d in (("params", self._params_), ("accum", self._accum_)):
-                for name, a in d.items():
-                    np.copyto(saved[key][name], a)
-            rng_state = self._rng_.bit_generator.state
-            start = time.perf_counter()
-            try:
-                with _epoch_progress(self.verbose, n, epoch) as progress:
-                    loss_sum = rows.run_epoch(self, cfg, progress)
-            except BaseException:
-                # KeyboardInterrupt (Ctrl-C: raised after the batch in progress) or a progress callback's error:
-                # the model keeps every completed batch, unless one of them went non-finite.
-                if not self._finite_state():
-                    restore(rng_state)
-                raise
-            record = {"epoch": epoch, "train_loss": loss_sum / n, "seconds": time.perf_counter() - start}
-            if not np.isfinite(record["train_loss"]) or not self._finite_state():
-                restore(rng_state)
-                raise FloatingPointError(
-                    f"training diverged in epoch {epoch}: the loss or a parameter became NaN or infinite; the model "
-                    f"keeps the parameters from the end of epoch {epoch - 1}. Try a smaller learning_rate (now "
-                    f"{self.learning_rate}), or scale the feature values down"
-                )
-            if evaluation is not None:
-                record.update(self._evaluate(*evaluation))
-            self.history_.append(record)
-            self.n_epochs_done_ += 1
-            if self.verbose:
-                extras = "  ".join(f"{k}={v:.5f}" for k, v in record.items() if k.startswith("eval_"))
-                print(f"epoch {record['epoch']:3d}  train_loss={record['train_loss']:.5f}  {extras}  "
-                      f"{record['seconds']:.2f}s", flush=True)
-
-
-    # ------------------------------------------------------------------ accuracy: early stopping, attention
-    _metrics: tuple = ()  # eval metrics of this estimator (the eval_ keys of history_), lower is better except auc
-
     def pair_attention(self, X):
         """The attention of every row: its pairs (feature i, feature j) and their weights a_ij.
 
-        This is the issue's `model.attention(X)`; it cannot be called `attention` because that name is
-        already the boolean hyperparameter of AFMRegressor/AFMClassifier (scikit-learn keeps hyperparameters
-        as attributes of the same name, so a method `attention` would be shadowed by `self.attention`).
+        It cannot be called `attention`: that name is the boolean hyperparameter of AFMRegressor/AFMClassifier
+        (scikit-learn keeps hyperparameters as attributes of the same name, which would shadow a method).
 
         Returns
         -------
@@ -417,60 +233,203 @@ class _BaseAFM(BaseEstimator):
 
         return PairAttention(*self.attention_weights(X))
 
-    def _check_early_stopping(self, eval_set):
-        """Validates patience/early_stopping_metric; returns the metric name watched on the eval_set."""
-        check_int(self.patience, "patience", 1, allow_none=True)
-        metric = self.early_stopping_metric
-        if metric is None:
-            metric = self._metrics[0]
-        if metric not in self._metrics:
-            raise ValueError(f"early_stopping_metric must be one of {list(self._metrics)} for "
-                             f"{type(self).__name__}, got {self.early_stopping_metric!r}")
-        if self.patience is not None and eval_set is None:
-            raise ValueError("early stopping (patience is set) needs an eval_set to watch")
-        return metric
+    def save(self, path) -> None:
+        """Write the fitted model to `path` (see fastafm.persistence for the format)."""
+        save_model(self, path)
 
-    @staticmethod
-    def _better(metric, score, best):
-        if not np.isfinite(score):
-            return False
-        if best is None:
-            return True
-        return score > best if metric == "auc" else score < best
+    # ------------------------------------------------------------------ internals
+    def __sklearn_tags__(self):  # scikit-learn >= 1.6
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True
+        tags.input_tags.allow_nan = False
+        return tags
 
-    def _train_early_stopping(self, rows, n_epochs, evaluation, metric):
-        """Up to n_epochs epochs; stops once `patience` epochs in a row did not improve the eval metric, then
-        restores the parameters and Adagrad state of the best epoch (history_ keeps every epoch run)."""
-        best, best_epoch, snapshot = None, 0, None
-        for _ in range(n_epochs):
-            self._train(rows, 1, evaluation)
-            record = self.history_[-1]
-            score = record[f"eval_{metric}"]
-            if self._better(metric, score, best):
-                best, best_epoch = score, record["epoch"]
-                snapshot = ({k: a.copy() for k, a in self._params_.items()},
-                            {k: a.copy() for k, a in self._accum_.items()})
-            elif record["epoch"] - best_epoch >= int(self.patience):
-                if self.verbose:
-                    print(f"early stopping: no {metric} improvement for {self.patience} epochs; "
-                          f"restoring epoch {best_epoch} ({metric}={best:.5f})", flush=True)
-                break
-        if snapshot is not None:
-            self._params_, self._accum_ = snapshot
+    def _validated(self, kind) -> dict:
+        """The hyperparameters, checked against the table (fastafm._hyperparams)."""
+        values = {name: getattr(self, name) for name in kind.signature.names}
+        validate(values, kind.signature.names)
+        return values
 
-    def _set_best(self, metric):
-        """best_epoch_ / best_score_ from history_ (with patience=None they are informational: the parameters
-        are the last epoch's)."""
-        best, best_epoch = None, None
-        for record in self.history_:
-            score = record.get(f"eval_{metric}")
-            if score is not None and self._better(metric, score, best):
-                best, best_epoch = score, record["epoch"]
-        self.best_epoch_ = best_epoch
-        self.best_score_ = float("nan") if best is None else float(best)
+    def _new_state(self, kind, values: dict, n_features: int, labels: dict) -> TrainingState:
+        state = init_state(kind.spec(values, n_features), self.optimizer, self.init_std, self.random_state)
+        state.classes = labels.get("classes")
+        state.label_range = labels.get("label_range")
+        self.training_state_ = state
+        return state
+
+    def _settings(self, kind, state: TrainingState) -> dict:
+        """The core's settings: the current hyperparameters, with what the model spec and the state fix."""
+        values = kind.values({name: getattr(self, name) for name in kind.signature.names})
+        settings = core_settings(values, state.spec.loss, state.spec.attention, state.spec.learn_projection)
+        settings["optimizer"] = state.optimizer  # the slots the state holds
+        return settings
+
+    def _predict_rows(self, X, state: TrainingState):
+        X = as_csr(X, n_features=state.spec.n_features, owner=type(self).__name__)
+        check_kernel_memory(X, state.spec.embedding_dim, state.spec.attention_dim, int(self.n_threads),
+                            attention=state.spec.attention)
+        return X
+
+    def _rows(self, X, y, fitting, classes=None):
+        """The training rows of fit/partial_fit: (row source, n_features, label facts), from a CSR-able X and
+        its y or from a cache (y None). Not fitting: X must have the fitted model's width."""
+        cache = as_cache(X)
+        if cache is None:
+            if fitting:
+                X = as_csr(X)
+            else:
+                X = as_csr(X, n_features=self.n_features_in_, owner=type(self).__name__)
+            y_enc, labels = self._targets(y, X.shape[0], fitting, classes)
+            return InMemoryRows(X, y_enc), X.shape[1], labels
+        if y is not None:
+            raise ValueError("y must be None when X is a CacheFile: the labels are read from the cache")
+        if cache.n_rows == 0:
+            raise ValueError(f"{cache.path}: the cache has 0 rows; at least one row is required")
+        if cache.n_features == 0:
+            raise ValueError(f"{cache.path}: the cache has 0 feature(s) while a minimum of 1 is required.")
+        if not fitting and cache.n_features != self.n_features_in_:
+            raise ValueError(f"{cache.path} has {cache.n_features} features, but {type(self).__name__} is expecting "
+                             f"{self.n_features_in_} features as input")
+        encode, labels = self._cache_targets(cache, fitting, classes)
+        return CacheRows(cache, encode), cache.n_features, labels
+
+    def _prepare_eval_set(self, eval_set, n_features):
+        if eval_set is None:
+            return None
+        if isinstance(eval_set, list):
+            if len(eval_set) != 1:
+                raise ValueError("eval_set must be one (X, y) tuple or a list holding one")
+            eval_set = eval_set[0]
+        if not isinstance(eval_set, tuple) or len(eval_set) != 2:
+            raise ValueError("eval_set must be a tuple (X_eval, y_eval)")
+        X_eval = as_csr(eval_set[0], name="eval_set X", n_features=n_features, owner=type(self).__name__)
+        y_eval = as_targets(eval_set[1], X_eval.shape[0], name="eval_set y")
+        return X_eval, y_eval
 
 
-class AFMRegressor(RegressorMixin, _BaseAFM):
+class _AFM(_Base):
+    """AFM: attention pooling over the pairs (uniform with attention=False); see AFMRegressor."""
+
+    def __init__(
+        self,
+        embedding_dim=64,
+        attention_dim=64,
+        dropout=0.5,
+        attention_l2=2.0,
+        l2=0.0,
+        learning_rate=0.1,
+        optimizer="adagrad",
+        batch_size=128,
+        n_epochs=20,
+        init_std=0.01,
+        attention=True,
+        n_threads=0,
+        random_state=None,
+        verbose=0,
+        patience=None,
+        early_stopping_metric=None,
+    ):
+        store(self, locals())
+
+
+class _FM(_Base):
+    """FM (Rendle 2010), the AFM paper's baseline, on the same core: uniform pooling (every pair weight 1,
+    computed in O(k·nnz) by the sum-of-squares identity) with the projection p fixed at 1, so the pair term is
+    exactly sum_{i<j} <v_i, v_j> x_i x_j. The attention network is unused, kept at its smallest shape."""
+
+    def __init__(
+        self,
+        embedding_dim=64,
+        dropout=0.5,
+        l2=0.0,
+        learning_rate=0.05,
+        optimizer="adagrad",
+        batch_size=128,
+        n_epochs=20,
+        init_std=0.01,
+        n_threads=0,
+        random_state=None,
+        verbose=0,
+        patience=None,
+        early_stopping_metric=None,
+    ):
+        store(self, locals())
+
+
+class _Regression(_Base):
+    """Squared loss: float targets, predict = decision_function, eval RMSE (clipped) and MAE."""
+
+    _metrics = ("rmse", "mae")
+
+    label_range_ = property(lambda self: self._state_attr(lambda s: _present(s.label_range, "label_range_"),
+                                                          "label_range_"),
+                            doc="Training label range, used to clip predictions in eval RMSE.")
+
+    def _targets(self, y, n_rows, fitting, classes):
+        return regression_targets(y, n_rows, fitting, classes, type(self).__name__)
+
+    def _cache_targets(self, cache, fitting, classes):
+        return regression_cache_targets(cache, fitting, classes, type(self).__name__)
+
+    def predict(self, X) -> np.ndarray:
+        """Predicted values, float64 of shape (n_rows,)."""
+        return self.decision_function(X)
+
+    def _evaluate(self, X_eval, y_eval):
+        pred = self.decision_function(X_eval)
+        return {"eval_rmse": metrics.rmse(y_eval, pred, clip=self.label_range_), "eval_mae": metrics.mae(y_eval, pred)}
+
+
+class _Classification(_Base):
+    """Logistic loss on two labels (any two values; classes_[1] is the positive class)."""
+
+    _metrics = ("logloss", "auc")
+
+    classes_ = property(lambda self: self._state_attr(lambda s: _present(s.classes, "classes_"), "classes_"),
+                        doc="The two class labels, sorted; classes_[1] is the positive class.")
+
+    def __sklearn_tags__(self):  # scikit-learn >= 1.6
+        tags = super().__sklearn_tags__()
+        tags.classifier_tags.multi_class = False
+        return tags
+
+    def _targets(self, y, n_rows, fitting, classes):
+        fitted = None if fitting else self.classes_
+        return class_targets(y, n_rows, fitting, classes, fitted, type(self).__name__)
+
+    def _cache_targets(self, cache, fitting, classes):
+        fitted = None if fitting else self.classes_
+        return class_cache_targets(cache, fitting, classes, fitted, type(self).__name__)
+
+    def predict_proba(self, X) -> np.ndarray:
+        """Class probabilities, shape (n_rows, 2), columns in the order of `classes_`."""
+        z = self.decision_function(X)
+        p1 = np.empty_like(z)
+        pos = z >= 0
+        p1[pos] = 1.0 / (1.0 + np.exp(-z[pos]))
+        ez = np.exp(z[~pos])
+        p1[~pos] = ez / (1.0 + ez)
+        return np.column_stack([1.0 - p1, p1])
+
+    def predict(self, X) -> np.ndarray:
+        """Predicted class labels."""
+        positive = self.decision_function(X) > 0
+        return self.classes_[positive.astype(int)]
+
+    def _evaluate(self, X_eval, y_eval):
+        z = self.decision_function(X_eval)
+        y01 = (np.asarray(y_eval) == self.classes_[1]).astype(np.float64)
+        proba = self.predict_proba(X_eval)[:, 1]
+        return {"eval_logloss": metrics.log_loss(y01, proba), "eval_auc": metrics.roc_auc(y01, z)}
+
+
+def _present(value, name: str):
+    if value is None:
+        raise AttributeError(name)
+    return value
+
+
+class AFMRegressor(_Regression, RegressorMixin, _AFM):
     """Attentional Factorization Machine for regression (squared loss, as in Xiao et al. 2017).
 
     Parameters
@@ -505,7 +464,7 @@ class AFMRegressor(RegressorMixin, _BaseAFM):
         not (e.g. in a log file). Without tqdm installed there is no bar.
     patience : int or None, default None
         Early stopping: stop once `patience` epochs in a row did not improve `early_stopping_metric` on the
-        `eval_set` given to `fit`, and restore the parameters (and Adagrad state) of the best epoch.
+        `eval_set` given to `fit`, and restore the parameters (and optimizer state) of the best epoch.
         None: run all `n_epochs` and keep the last epoch's parameters.
     early_stopping_metric : str or None, default None
         The eval metric early stopping watches: "rmse" (the default; predictions clipped to the training
@@ -523,185 +482,18 @@ class AFMRegressor(RegressorMixin, _BaseAFM):
     label_range_ : (float, float), training label range used to clip predictions in eval RMSE
     """
 
-    _loss = "squared"
-    _metrics = ("rmse", "mae")
-
-    def _encode_targets(self, y, n_rows, fitting, classes=None):
-        if classes is not None:
-            raise ValueError(f"classes is only for classifiers, not {type(self).__name__}")
-        y = as_targets(y, n_rows)
-        if fitting:
-            self.label_range_ = (float(y.min()), float(y.max()))
-        return y
-
-    def _cache_encoder(self, cache, fitting, classes=None):
-        """Targets of a cache's label blocks (as stored); label_range_ from the cache's header."""
-        if classes is not None:
-            raise ValueError(f"classes is only for classifiers, not {type(self).__name__}")
-        if fitting:
-            self.label_range_ = (cache.label_min, cache.label_max)
-        return _identity
-
-    def predict(self, X) -> np.ndarray:
-        """Predicted values, float64 of shape (n_rows,)."""
-        return self.decision_function(X)
-
-    def _evaluate(self, X_eval, y_eval):
-        pred = self.decision_function(X_eval)
-        return {"eval_rmse": metrics.rmse(y_eval, pred, clip=self.label_range_), "eval_mae": metrics.mae(y_eval, pred)}
 
 
-class AFMClassifier(ClassifierMixin, _BaseAFM):
+class AFMClassifier(_Classification, ClassifierMixin, _AFM):
     """Attentional Factorization Machine for binary classification (logistic loss, e.g. click-through rate).
 
     Takes the same parameters as AFMRegressor. Labels may be any two values ({0, 1}, {-1, 1}, strings);
     `classes_[1]` is the positive class.
     """
 
-    _loss = "logistic"
-    _metrics = ("logloss", "auc")
-
-    def __sklearn_tags__(self):  # scikit-learn >= 1.6
-        tags = super().__sklearn_tags__()
-        tags.classifier_tags.multi_class = False
-        return tags
-
-    def _encode_targets(self, y, n_rows, fitting, classes=None):
-        if y is None:
-            raise ValueError("y is None: AFMClassifier requires y to be passed, but the target y is None")
-        try:
-            arr = np.asarray(y)
-        except (ValueError, TypeError) as exc:
-            raise ValueError(f"y is not a 1-D array of labels: {exc}") from None
-        arr = column_or_1d(arr, "y")
-        if arr.shape[0] != n_rows:
-            raise ValueError(f"y has {arr.shape[0]} values but X has {n_rows} rows")
-        check_class_labels(arr, fitting)
-        if fitting:
-            try:
-                found = np.unique(arr)
-            except TypeError as exc:  # labels of mixed, unorderable types
-                raise TypeError(f"y must hold labels of one type: {exc}") from None
-            if classes is not None:
-                found = _declared_classes(found, classes, "")
-            if found.shape[0] != 2:
-                raise ValueError(f"AFMClassifier needs two classes in y, got {found.shape[0]} class(es): {found[:5]}"
-                                 + ("; Only binary classification is supported." if found.shape[0] > 2 else ""))
-            self.classes_ = found
-        else:
-            if classes is not None and not np.array_equal(np.unique(np.asarray(classes)), self.classes_):
-                raise ValueError(f"classes {classes} differ from classes_ {self.classes_} of the fitted model")
-            unknown = np.setdiff1d(np.unique(arr), self.classes_)
-            if unknown.size:
-                raise ValueError(f"y contains labels not seen in fit: {unknown[:5]}")
-        return np.where(arr == self.classes_[1], 1.0, -1.0).astype(np.float32)
-
-    def _cache_encoder(self, cache, fitting, classes=None):
-        """+-1 targets of a cache's label blocks; the classes come from the header's label summary (the
-        distinct labels, which are the minimum and the maximum when there are at most two)."""
-        found = np.unique(np.array([cache.label_min, cache.label_max], dtype=np.float32))
-        if cache.n_label_values > 2:
-            raise ValueError(f"{cache.path}: AFMClassifier needs two classes in y, got 3 or more (labels from "
-                             f"{cache.label_min:g} to {cache.label_max:g}); Only binary classification is supported.")
-        if fitting:
-            if np.any(found != np.round(found)):
-                raise ValueError(f"{cache.path}: Unknown label type: continuous values in y; AFMClassifier needs "
-                                 "two class labels (use AFMRegressor for real-valued targets)")
-            if classes is not None:
-                found = _declared_classes(found, classes, f"{cache.path}: ")
-            if found.shape[0] != 2:
-                raise ValueError(f"{cache.path}: AFMClassifier needs two classes in y, got {found.shape[0]} "
-                                 f"class(es): {found[:5]}")
-            self.classes_ = found
-        else:
-            if classes is not None and not np.array_equal(np.unique(np.asarray(classes)), self.classes_):
-                raise ValueError(f"classes {classes} differ from classes_ {self.classes_} of the fitted model")
-            try:
-                unknown = np.setdiff1d(found, self.classes_)
-            except TypeError:  # the model's labels are not numbers
-                unknown = found
-            if unknown.size:
-                raise ValueError(f"{cache.path}: y contains labels not seen in fit: {unknown[:5]}")
-        positive = self.classes_[1]
-        scratch: dict = {}
-
-        def encode(labels):
-            out = scratch.get("y")
-            if out is None or out.shape[0] < labels.shape[0]:
-                out = scratch["y"] = np.empty(labels.shape[0], dtype=np.float32)
-            out = out[:labels.shape[0]]
-            out.fill(-1.0)
-            out[labels == positive] = 1.0
-            return out
-
-        return encode
-
-    def predict_proba(self, X) -> np.ndarray:
-        """Class probabilities, shape (n_rows, 2), columns in the order of `classes_`."""
-        z = self.decision_function(X)
-        p1 = np.empty_like(z)
-        pos = z >= 0
-        p1[pos] = 1.0 / (1.0 + np.exp(-z[pos]))
-        ez = np.exp(z[~pos])
-        p1[~pos] = ez / (1.0 + ez)
-        return np.column_stack([1.0 - p1, p1])
-
-    def predict(self, X) -> np.ndarray:
-        """Predicted class labels."""
-        positive = self.decision_function(X) > 0
-        return self.classes_[positive.astype(int)]
-
-    def _evaluate(self, X_eval, y_eval):
-        z = self.decision_function(X_eval)
-        y01 = (np.asarray(y_eval) == self.classes_[1]).astype(np.float64)
-        proba = self.predict_proba(X_eval)[:, 1]
-        return {"eval_logloss": metrics.log_loss(y01, proba), "eval_auc": metrics.roc_auc(y01, z)}
 
 
-# ---------------------------------------------------------------------- FM baseline, warm start, progress
-class _FMMixin:
-    """FM (Rendle 2010), the AFM paper's baseline, on the same core: uniform pooling (every pair weight 1,
-    computed in O(k·nnz) by the sum-of-squares identity) with the projection p fixed at 1, so the pair term is
-    exactly sum_{i<j} <v_i, v_j> x_i x_j. The attention network is unused; it is kept at its smallest shape
-    (attention_dim 1) because the core's parameter set always has one."""
-
-    attention = False
-    attention_dim = 1
-    attention_l2 = 0.0
-    _learn_projection = False
-
-    def __init__(
-        self,
-        embedding_dim=64,
-        dropout=0.5,
-        l2=0.0,
-        learning_rate=0.05,
-        optimizer="adagrad",
-        batch_size=128,
-        n_epochs=20,
-        init_std=0.01,
-        n_threads=0,
-        random_state=None,
-        verbose=0,
-        patience=None,
-        early_stopping_metric=None,
-    ):
-        self.embedding_dim = embedding_dim
-        self.dropout = dropout
-        self.l2 = l2
-        self.learning_rate = learning_rate
-        self.optimizer = optimizer
-        self.batch_size = batch_size
-        self.n_epochs = n_epochs
-        self.init_std = init_std
-        self.n_threads = n_threads
-        self.random_state = random_state
-        self.verbose = verbose
-        self.patience = patience
-        self.early_stopping_metric = early_stopping_metric
-
-
-class FMRegressor(_FMMixin, AFMRegressor):
+class FMRegressor(_Regression, RegressorMixin, _FM):
     """Factorization Machine for regression (squared loss): y = w0 + sum_i w_i x_i + sum_{i<j} <v_i, v_j> x_i x_j.
 
     The AFM paper's baseline, trained by the same core with the same optimizer, mini-batching, dropout (on
@@ -711,85 +503,15 @@ class FMRegressor(_FMMixin, AFMRegressor):
 
     Defaults as AFM's except learning_rate 0.05 (AFM: 0.1), from the Frappe runs in docs/accuracy.md.
 
-    FMRegressor is a subclass of AFMRegressor (FM is AFM with uniform pooling and p = 1); `p_` stays all
-    ones and `W_`, `b_`, `h_` are unused placeholders of attention_dim 1.
+    FM and AFM are siblings (not subclasses of each other) over one base: FM pools uniformly with p fixed
+    at 1, so `p_` stays all ones and `W_`, `b_`, `h_` are unused placeholders of attention_dim 1.
     """
 
 
-class FMClassifier(_FMMixin, AFMClassifier):
+class FMClassifier(_Classification, ClassifierMixin, _FM):
     """Factorization Machine for binary classification (logistic loss); see FMRegressor and AFMClassifier."""
 
 
-def _declared_classes(found, classes, where: str):
-    """The two labels of `classes` (partial_fit's argument), checked against the labels found in y."""
-    declared = np.unique(np.asarray(classes))
-    if declared.ndim != 1 or declared.shape[0] != 2:
-        raise ValueError(f"classes must hold exactly two labels, got {declared}")
-    unknown = np.setdiff1d(found, declared)
-    if unknown.size:
-        raise ValueError(f"{where}y contains labels not in classes: {unknown[:5]}")
-    return declared
-
-
-def _warm_start_params(init, n_features: int, embedding_dim: int) -> dict:
-    """w0, w, V of the warm-start model `init` (a fitted estimator or a dict), checked against the shapes."""
-    if isinstance(init, dict):
-        missing = {"w0", "w", "V"} - set(init)
-        if missing:
-            raise ValueError(f"init dict is missing {sorted(missing)}; it needs 'w0', 'w' and 'V'")
-        source = {name: np.asarray(init[name], dtype=np.float32) for name in ("w0", "w", "V")}
-        what = "init"
-    elif hasattr(init, "get_model_params"):
-        if not hasattr(init, "_params_"):
-            raise ValueError(f"init must be a fitted model; this {type(init).__name__} is not fitted")
-        source = init.get_model_params()
-        what = f"init ({type(init).__name__})"
-    else:
-        raise TypeError(f"init must be a fitted FM/AFM estimator or a dict of w0, w, V; got {type(init).__name__}")
-    w0 = np.atleast_1d(source["w0"]).reshape(-1)
-    w, V = source["w"], source["V"]
-    if V.ndim != 2 or w.ndim != 1 or w0.shape != (1,) or w.shape[0] != V.shape[0]:
-        raise ValueError(f"{what}: w0, w, V have inconsistent shapes {w0.shape}, {w.shape}, {V.shape}")
-    if V.shape[0] != n_features:
-        raise ValueError(f"{what} has {V.shape[0]} features but X has {n_features}; warm start needs the same "
-                         "feature ids")
-    if V.shape[1] != embedding_dim:
-        raise ValueError(f"{what} has embedding_dim {V.shape[1]} but this model has embedding_dim {embedding_dim}")
-    if not all(np.all(np.isfinite(a)) for a in (w0, w, V)):
-        raise ValueError(f"{what} contains NaN or infinity")
-    return {"w0": w0, "w": w, "V": V}
-
-
-def _identity(labels):
-    return labels
-
-
-@contextlib.contextmanager
-def _epoch_progress(verbose, n_rows: int, epoch: int):
-    """A tqdm bar over the rows of one epoch, as the core's progress callback (None when verbose is 0 or
-    tqdm is missing). verbose=1 shows it only on a terminal (tqdm's own check); verbose>=2 always."""
-    bar = None
-    if verbose:
-        try:
-            from tqdm.auto import tqdm
-        except ImportError:  # optional: without tqdm, only the per-epoch lines
-            tqdm = None
-        if tqdm is not None:
-            bar = tqdm(total=n_rows, desc=f"epoch {epoch}", unit="rows", unit_scale=True, leave=False,
-                       disable=None if verbose < 2 else False, mininterval=0.5, dynamic_ncols=True)
-    if bar is None or bar.disable:
-        if bar is not None:
-            bar.close()
-        yield None
-        return
-    done = 0
-
-    def progress(rows_done):
-        nonlocal done
-        bar.update(rows_done - done)
-        done = rows_done
-
-    try:
-        yield progress
-    finally:
-        bar.close()
+for _cls, _loss, _family in ((AFMRegressor, "squared", "afm"), (AFMClassifier, "logistic", "afm"),
+                             (FMRegressor, "squared", "fm"), (FMClassifier, "logistic", "fm")):
+    _registry.register(_cls, _loss, _family)

@@ -62,32 +62,26 @@ def _import_onnx():
 
 def _fitted_parameters(model) -> Tuple[dict, bool, bool]:
     """(float32 parameters, attention?, classifier?) of a fitted fastafm estimator, from its public attributes."""
-    from .estimators import AFMClassifier, AFMRegressor
+    from . import _registry
+    from ._compat import fitted_state
 
-    if not isinstance(model, (AFMRegressor, AFMClassifier)):
+    try:
+        kind = _registry.kind(type(model))
+    except KeyError:
         hint = " (for a Dask model, export model.to_local())" if hasattr(model, "to_local") else ""
         raise TypeError("fastafm.onnx.export takes a fitted fastafm AFMRegressor, AFMClassifier, FMRegressor or "
-                        f"FMClassifier, got {type(model).__name__}{hint}")
-    try:
-        n_features = int(model.n_features_in_)
-        params = {"w0": np.array(model.w0_, dtype=np.float32), "w": model.w_, "V": model.V_, "W": model.W_,
-                  "b": model.b_, "h": model.h_, "p": model.p_}
-    except AttributeError:
-        try:
-            from sklearn.exceptions import NotFittedError
-        except ImportError:  # pragma: no cover
-            NotFittedError = AttributeError  # type: ignore[misc,assignment]  # noqa: N806
-        raise NotFittedError(f"This {type(model).__name__} instance is not fitted yet; call fit before "
-                             "fastafm.onnx.export") from None
+                        f"FMClassifier, got {type(model).__name__}{hint}") from None
+    state = fitted_state(model)  # NotFittedError naming the class
+    n_features = int(state.spec.n_features)
+    params = dict(state.params)
     params = {name: _flush_tiny(np.ascontiguousarray(arr, dtype=np.float32)) for name, arr in params.items()}
     k = params["V"].shape[1]
     if params["V"].shape[0] != n_features or params["w"].shape != (n_features,) or params["p"].shape != (k,):
         raise ValueError(f"{type(model).__name__}: inconsistent fitted parameters (V {params['V'].shape}, "
                          f"w {params['w'].shape}, p {params['p'].shape}, n_features_in_ {n_features})")
-    # FMRegressor/FMClassifier have no `attention` hyperparameter: they are uniform pooling with p fixed at 1
-    # (their p_ is all ones, so the uniform graph below is exactly the FM sum).
-    attention = bool(model.get_params().get("attention", False))
-    return params, attention, isinstance(model, AFMClassifier)
+    # FM is uniform pooling with p fixed at 1 (its p is all ones, so the uniform graph below is the FM sum).
+    attention = state.spec.pooling == "attention"
+    return params, attention, kind.classifier
 
 
 def _flush_tiny(arr: np.ndarray) -> np.ndarray:

@@ -4,18 +4,22 @@ itself, refuses anything that is not a little-endian float32 array of the expect
 data, verifies a SHA-256 digest of every array and of the metadata, and only builds the estimator classes
 listed here.
 
-Layout (format version 2):
-    meta.npy          uint8 array holding UTF-8 JSON: {"format": "fastafm-model", "version": 2, "class": ...,
+Layout (format version 3):
+    meta.npy          uint8 array holding UTF-8 JSON: {"format": "fastafm-model", "version": 3, "class": ...,
                       "hyperparameters": {...}, "n_features_in": int, "n_epochs_done": int, "history": [...],
                       "classes": [...] | null, "label_range": [lo, hi] | null, "dropout_seed": int,
-                      "rng_state": {...}, "sha256": {"meta": hex, "param.w0": hex, ...}}
+                      "rng_state": {...}, "optimizer_slots": [...], "sha256": {"meta": hex, "param.w0": hex, ...}}
                       sha256["meta"] is the digest of the canonical JSON (sorted keys, no blanks) of the record
                       without "sha256"; sha256["param.w"] etc. are digests of the arrays' raw little-endian bytes.
-    param.<name>.npy  the parameters w0 (1,), w (n,), V (n, k), W (t, k), b (t,), h (t,), p (k,)
-    accum.<name>.npy  their Adagrad accumulators (so partial_fit can continue after loading), all > 0
+    param.<name>.npy        the parameters w0 (1,), w (n,), V (n, k), W (t, k), b (t,), h (t,), p (k,)
+    slot.<slot>.<name>.npy  the optimizer's state, one array per slot and parameter, of the parameter's shape
+                            (fastafm._optim: none for sgd, slot G for adagrad, all > 0), so partial_fit can
+                            continue after loading; "optimizer_slots" lists the slots
 
-Version 1 files (fastafm 0.1 before checksums: the same layout without "sha256") are still read, with every
-check but the digests. Compressed members (np.savez_compressed) are refused: with stored members no header
+Version 2 files (one `accum.<name>.npy` Adagrad accumulator per parameter, written for SGD models too) are
+read bit for bit: the accumulators become adagrad's slot G, and an SGD model's are dropped. Version 1 files
+(fastafm 0.1 before checksums: the version 2 layout without "sha256") are read with every check but the
+digests. Compressed members (np.savez_compressed) are refused: with stored members no header
 can make the reader allocate more than the file holds. Members are stored uncompressed with a fixed timestamp, so saving the same model twice
 gives byte-identical files; the file is written to a temporary name and renamed, so a crash while saving never
 leaves a truncated model under the final name.
@@ -27,7 +31,6 @@ import inspect
 import io
 import json
 import math
-import numbers
 import os
 import zipfile
 from typing import TYPE_CHECKING, cast
@@ -35,14 +38,22 @@ from typing import TYPE_CHECKING, cast
 import numpy as np
 from numpy.lib import format as npy_format
 
+from . import _registry
+from ._compat import fitted_state
+from ._hyperparams import validate
+from ._optim import OPTIMIZERS
+from ._state import TrainingState
+from ._validation import check_memory
+
 if TYPE_CHECKING:  # TypeGuard is in typing from Python 3.10 only
     from typing_extensions import TypeGuard
 
 FORMAT = "fastafm-model"
-VERSION = 2
-READABLE_VERSIONS = (1, 2)
+VERSION = 3
+READABLE_VERSIONS = (1, 2, 3)
 PARAM_NAMES = ("w0", "w", "V", "W", "b", "h", "p")
-ARRAY_KEYS = tuple(f"{prefix}.{name}" for prefix in ("param", "accum") for name in PARAM_NAMES)
+V2_ARRAY_KEYS = tuple(f"{prefix}.{name}" for prefix in ("param", "accum") for name in PARAM_NAMES)
+ARRAY_KEYS = V2_ARRAY_KEYS  # the members of a version 1/2 file (fuzz/fuzz_load.py reads this name)
 MAX_META_BYTES = 64 << 20  # the JSON record (history included) is small; refuse absurd ones before reading
 _INT32_MAX = 2**31 - 1
 _ZIP_DATE = (1980, 1, 1, 0, 0, 0)
@@ -52,11 +63,11 @@ class ModelFileError(ValueError):
     """The file is not a valid fastafm model (truncated, corrupted, edited, or another kind of file)."""
 
 
-def _registry():
-    from .estimators import AFMClassifier, AFMRegressor, FMClassifier, FMRegressor
-
-    return {"AFMRegressor": AFMRegressor, "AFMClassifier": AFMClassifier, "FMRegressor": FMRegressor,
-            "FMClassifier": FMClassifier}
+def array_keys(version: int, slots=()) -> tuple:
+    """The array members of a file of `version` whose optimizer has `slots` (versions 1-2: always accum)."""
+    if version < 3:
+        return V2_ARRAY_KEYS
+    return tuple(f"param.{n}" for n in PARAM_NAMES) + tuple(f"slot.{s}.{n}" for s in slots for n in PARAM_NAMES)
 
 
 def _jsonable(value):
@@ -91,25 +102,29 @@ def _label(value):
 
 
 def save_model(model, path) -> None:
-    """Write a fitted model to `path` (format version 2, see the module docstring)."""
-    model._check_fitted()
+    """Write a fitted model to `path` (format version 3, see the module docstring)."""
+    state = fitted_state(model)
     path = os.fspath(path)
     arrays = {}
     for name in PARAM_NAMES:
-        arrays[f"param.{name}"] = np.ascontiguousarray(model._params_[name], dtype="<f4")
-        arrays[f"accum.{name}"] = np.ascontiguousarray(model._accum_[name], dtype="<f4")
+        arrays[f"param.{name}"] = np.ascontiguousarray(state.params[name], dtype="<f4")
+    slots = OPTIMIZERS[state.optimizer].slots
+    for slot in slots:
+        for name in PARAM_NAMES:
+            arrays[f"slot.{slot}.{name}"] = np.ascontiguousarray(state.slots[slot][name], dtype="<f4")
     meta = {
         "format": FORMAT,
         "version": VERSION,
         "class": type(model).__name__,
         "hyperparameters": {k: _jsonable(v) for k, v in model.get_params().items()},
-        "n_features_in": int(model.n_features_in_),
-        "n_epochs_done": int(model.n_epochs_done_),
-        "history": model.history_,
-        "classes": [_label(c) for c in model.classes_] if hasattr(model, "classes_") else None,
-        "label_range": list(model.label_range_) if hasattr(model, "label_range_") else None,
-        "dropout_seed": int(model._dropout_seed_),
-        "rng_state": model._rng_.bit_generator.state,
+        "n_features_in": int(state.spec.n_features),
+        "n_epochs_done": int(state.n_epochs_done),
+        "history": state.history,
+        "classes": None if state.classes is None else [_label(c) for c in state.classes],
+        "label_range": None if state.label_range is None else list(state.label_range),
+        "dropout_seed": int(state.dropout_seed),
+        "rng_state": state.rng.bit_generator.state,
+        "optimizer_slots": list(slots),
     }
     meta["sha256"] = {"meta": _digest(_canonical(meta))}
     meta["sha256"].update({key: _digest(_array_bytes(arr)) for key, arr in arrays.items()})
@@ -195,14 +210,14 @@ def _is_int(v) -> TypeGuard[int]:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
-def _check_meta(meta: dict, cls, where: str) -> None:
+def _check_meta(meta: dict, kind, where: str) -> None:
     """The metadata's fields, before anything is built from them."""
     hp = meta.get("hyperparameters")
     if not isinstance(hp, dict):
         raise ModelFileError(f"{where}: metadata has no hyperparameters record")
-    names = set(cls._get_param_names())
+    names = set(kind.signature.names)
     unknown = sorted(set(hp) - names)
-    _check(not unknown, where, f"unknown hyperparameters {unknown} for {cls.__name__}")
+    _check(not unknown, where, f"unknown hyperparameters {unknown} for {kind.name}")
     rs = hp.get("random_state")
     _check(rs is None or (_is_int(rs) and rs >= 0), where, f"random_state {rs!r} is not None or an integer")
     n = meta.get("n_features_in")
@@ -215,7 +230,7 @@ def _check_meta(meta: dict, cls, where: str) -> None:
     _check(_is_int(ds) and 0 <= ds < 2**64, where, f"dropout_seed {ds!r} is not a 64-bit unsigned integer")
     _check(isinstance(meta.get("rng_state"), dict), where, "rng_state is not a record")
     classes = meta.get("classes")
-    if issubclass(cls, _registry()["AFMClassifier"]):
+    if kind.classifier:
         _check(isinstance(classes, list) and len(classes) == 2
                and all(isinstance(c, (str, int, float, bool)) for c in classes)
                and all(not isinstance(c, float) or math.isfinite(c) for c in classes)
@@ -270,10 +285,6 @@ def _load(fh, where: str):
             key = info.filename[:-4] if info.filename.endswith(".npy") else info.filename
             by_key[key] = info
         _check("meta" in by_key, where, "not a fastafm model file (no metadata record)")
-        extra = sorted(set(by_key) - {"meta", *ARRAY_KEYS})
-        _check(not extra, where, f"unexpected members {extra[:5]} (not written by fastafm)")
-        missing = [key for key in ARRAY_KEYS if key not in by_key]
-        _check(not missing, where, f"missing array {', '.join(missing)}")
         file_size = fh.seek(0, os.SEEK_END)
         for info in infos:
             # Stored members only (np.savez and fastafm write them): a member's data then lies in the file, so no
@@ -301,54 +312,94 @@ def _load(fh, where: str):
             )
         digests = meta.get("sha256")
         if version >= 2:
-            _check(isinstance(digests, dict) and all(isinstance(digests.get(k), str) for k in ("meta", *ARRAY_KEYS)),
-                   where, "the metadata has no checksums")
+            _check(isinstance(digests, dict) and isinstance(digests.get("meta"), str), where,
+                   "the metadata has no checksums")
             _check(_digest(_canonical(meta)) == digests["meta"], where,
                    "the metadata fails its SHA-256 checksum (the file is corrupted or was edited)")
-        cls = _registry().get(meta.get("class"))
-        _check(cls is not None, where, f"unknown model class {meta.get('class')!r}")
-        _check_meta(meta, cls, where)
+        kind = _kind_of(meta, where)
+        optimizer = _optimizer_of(meta, kind, version, where)
+        keys = array_keys(version, OPTIMIZERS[optimizer].slots)
+        extra = sorted(set(by_key) - {"meta", *keys})
+        _check(not extra, where, f"unexpected members {extra[:5]} (not written by fastafm)")
+        missing = [key for key in keys if key not in by_key]
+        _check(not missing, where, f"missing array {', '.join(missing)}")
+        if version >= 2:
+            _check(all(isinstance(digests.get(k), str) for k in keys), where, "the metadata has no checksums")
+        _check_meta(meta, kind, where)
+        hyperparameters = meta["hyperparameters"]
         try:
-            model = cls(**meta["hyperparameters"])
-            model._check_hyperparameters()
+            model = kind.cls(**hyperparameters)
+            values = {name: getattr(model, name) for name in kind.signature.names}
+            validate(values, kind.signature.names)
         except (TypeError, ValueError) as exc:
             raise ModelFileError(f"{where}: invalid hyperparameters ({exc})") from None
 
-        n, k, t = meta["n_features_in"], model.embedding_dim, model.attention_dim
-        shapes = {"w0": (1,), "w": (n,), "V": (n, k), "W": (t, k), "b": (t,), "h": (t,), "p": (k,)}
-        from ._validation import check_memory
-
+        spec = kind.spec(values, meta["n_features_in"])
+        shapes = spec.shapes()
         check_memory(2 * 4 * sum(math.prod(shape) for shape in shapes.values()), f"loading {where}")
-        params, accum = {}, {}
-        for prefix, store in (("param", params), ("accum", accum)):
-            for name in PARAM_NAMES:
-                key = f"{prefix}.{name}"
-                arr = _read_member(zf, by_key[key], key, np.dtype("<f4"), shapes[name], where)
-                if version >= 2 and _digest(memoryview(arr).cast("B")) != digests[key]:
-                    raise ModelFileError(f"{where}: array {key} fails its SHA-256 checksum "
-                                         "(the file is corrupted or was edited)")
-                if not np.all(np.isfinite(arr)):
-                    raise ModelFileError(f"{where}: array {key} contains NaN or infinity")
-                if prefix == "accum" and not np.all(arr > 0):
-                    raise ModelFileError(f"{where}: array {key} holds Adagrad accumulators <= 0")
-                store[name] = arr.astype(np.float32, copy=False)
+        arrays = {}
+        for key in keys:
+            name = key.rsplit(".", 1)[1]
+            arr = _read_member(zf, by_key[key], key, np.dtype("<f4"), shapes[name], where)
+            if version >= 2 and _digest(memoryview(arr).cast("B")) != digests[key]:
+                raise ModelFileError(f"{where}: array {key} fails its SHA-256 checksum "
+                                     "(the file is corrupted or was edited)")
+            if not np.all(np.isfinite(arr)):
+                raise ModelFileError(f"{where}: array {key} contains NaN or infinity")
+            if _positive(key, optimizer, version) and not np.all(arr > 0):
+                raise ModelFileError(f"{where}: array {key} holds Adagrad accumulators <= 0")
+            arrays[key] = arr.astype(np.float32, copy=False)
 
     rng = np.random.default_rng()
     try:
         rng.bit_generator.state = meta["rng_state"]
     except (TypeError, ValueError, KeyError, OverflowError, AttributeError) as exc:
         raise ModelFileError(f"{where}: invalid rng_state ({type(exc).__name__}: {exc})") from None
-    model._params_, model._accum_ = params, accum
-    model.n_features_in_ = n
-    model.n_epochs_done_ = meta["n_epochs_done"]
-    model.history_ = list(meta["history"])
-    model._dropout_seed_ = meta["dropout_seed"]
-    model._rng_ = rng
-    if meta.get("classes") is not None:
-        model.classes_ = np.asarray(meta["classes"])
-    if meta.get("label_range") is not None:
-        model.label_range_ = tuple(float(v) for v in meta["label_range"])
-    return model
+    params = {name: arrays[f"param.{name}"] for name in PARAM_NAMES}
+    if version >= 3:
+        slots = {slot: {name: arrays[f"slot.{slot}.{name}"] for name in PARAM_NAMES}
+                 for slot in OPTIMIZERS[optimizer].slots}
+    else:  # one accumulator per parameter: adagrad's G; an SGD model's were dummies
+        slots = {"G": {name: arrays[f"accum.{name}"] for name in PARAM_NAMES}} if optimizer == "adagrad" else {}
+    classes = None if meta.get("classes") is None else np.asarray(meta["classes"])
+    label_range = None if meta.get("label_range") is None else tuple(float(v) for v in meta["label_range"])
+    state = TrainingState(spec, optimizer, params, slots, rng, meta["dropout_seed"], meta["n_epochs_done"],
+                          list(meta["history"]), classes, label_range)
+    return kind.build(hyperparameters, state)
+
+
+def _kind_of(meta: dict, where: str):
+    name = meta.get("class")
+    if isinstance(name, str):
+        try:
+            return _registry.kind(name)
+        except KeyError:
+            pass
+    raise ModelFileError(f"{where}: unknown model class {name!r}")
+
+
+def _optimizer_of(meta: dict, kind, version: int, where: str) -> str:
+    """The optimizer of the file (its hyperparameter, or the class default), and for version 3 its slots."""
+    hp = meta.get("hyperparameters")
+    if not isinstance(hp, dict):
+        raise ModelFileError(f"{where}: metadata has no hyperparameters record")
+    optimizer = hp.get("optimizer", kind.signature.default("optimizer"))
+    if not isinstance(optimizer, str) or optimizer not in OPTIMIZERS:
+        raise ModelFileError(f"{where}: invalid hyperparameters (optimizer must be one of {sorted(OPTIMIZERS)}, got "
+                             f"{optimizer!r})")
+    if version >= 3:
+        slots = meta.get("optimizer_slots")
+        _check(slots == list(OPTIMIZERS[optimizer].slots), where,
+               f"optimizer_slots {slots!r} are not the slots of {optimizer} {list(OPTIMIZERS[optimizer].slots)}")
+    return optimizer
+
+
+def _positive(key: str, optimizer: str, version: int) -> bool:
+    """Whether array `key` must hold values > 0 (Adagrad's sums; every accumulator of a version 1/2 file)."""
+    if version < 3:
+        return key.startswith("accum.")
+    parts = key.split(".")
+    return parts[0] == "slot" and parts[1] in OPTIMIZERS[optimizer].positive
 
 
 def resign(data: bytes) -> bytes:
@@ -362,12 +413,11 @@ def resign(data: bytes) -> bytes:
             _npy_header(fh, npy_format.read_magic(fh))
             meta = json.loads(meta_raw[fh.tell():].decode("utf-8"))
         digests = {"meta": _digest(_canonical(meta))}
-        for key in ARRAY_KEYS:
-            raw = members.get(f"{key}.npy")
-            if raw is not None:
+        for name, raw in members.items():
+            if name != "meta.npy" and name.endswith(".npy"):
                 with io.BytesIO(raw) as fh:
                     _npy_header(fh, npy_format.read_magic(fh))
-                    digests[key] = _digest(raw[fh.tell():])
+                    digests[name[:-4]] = _digest(raw[fh.tell():])
         meta["sha256"] = digests
         members["meta.npy"] = _npy_bytes(np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8))
         out = io.BytesIO()

@@ -41,4 +41,24 @@ struct TrainConfig {
     int n_threads = 0;          // 0 = all cores
 };
 
+// The optimizer's state as named slots, each a view with the model's shapes (docs/model.md, "Optimizer
+// state"): sgd has none, adagrad one, G (the running sums of squared gradients). A new optimizer adds its
+// slots here (Adam: m and v, plus a step count per row of V/w) and its case in Trainer::step; nothing else
+// in the trainer knows which optimizer runs.
+struct OptimizerState {
+    Optimizer kind = Optimizer::sgd;
+    ModelView G;  // adagrad
+};
+
+// The slot names of an optimizer, in the order the model files and the binding list them.
+inline const char* const* optimizer_slots(Optimizer kind, int* count) {
+    static const char* const adagrad[] = {"G"};
+    if (kind == Optimizer::adagrad) {
+        *count = 1;
+        return adagrad;
+    }
+    *count = 0;
+    return nullptr;
+}
+
 }  // namespace afm

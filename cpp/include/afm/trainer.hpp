@@ -8,7 +8,7 @@
 // order and Adagrad/SGD updates that row of V and w at once; the dense parameters are updated likewise.
 // No sum depends on which thread ran what, so a fit is bit-identical for a fixed seed and thread count.
 //
-// Threading contract: the model and accumulators are written only in step (3), by disjoint ranges; one
+// Threading contract: the model and optimizer state are written only in step (3), by disjoint ranges; one
 // OpenMP team persists over all batches of the epoch (four barriers per batch); nothing is allocated inside
 // the batch loop.
 #pragma once
@@ -63,18 +63,30 @@ struct BatchGradients {
 // few enough that the chunks' dense gradient buffers (t*k + 2t + k floats each) stay small.
 constexpr int kChunksPerThread = 4;
 
+// One trainer per fit: it holds the views of the model and the optimizer state and all work memory, and
+// trains any number of row sets (an epoch in memory, or the blocks of a streamed cache) without
+// re-reserving: buffers only grow, to the largest rows seen so far.
 class Trainer {
 public:
-    // `accum` must have the model's shapes (ignored for SGD). `y` holds regression targets or {-1,+1} labels.
-    Trainer(const ModelView& model, const ModelView& accum, const CsrView& X, const float* y, const TrainConfig& cfg);
+    // `opt` holds the slots of cfg.optimizer, with the model's shapes.
+    Trainer(const ModelView& model, const OptimizerState& opt, const TrainConfig& cfg);
 
-    // One epoch over the rows order[0..n_order), in batches of cfg.batch_size.
-    EpochResult run_epoch(const int64_t* order, int64_t n_order, const ProgressHook* hook = nullptr);
+    // The dropout stream of the next calls (the only settings that change during a fit).
+    void set_stream(uint64_t seed, uint64_t epoch) {
+        cfg_.seed = seed;
+        cfg_.epoch = epoch;
+    }
 
-    // Gradient of J over the given rows as one batch; the model is not changed.
-    void batch_gradients(const int64_t* rows, int64_t n_rows, bool use_dropout, BatchGradients& out);
+    // One epoch over the rows order[0..n_order) of X (targets y), in batches of cfg.batch_size.
+    EpochResult run_epoch(const CsrView& X, const float* y, const int64_t* order, int64_t n_order,
+                          const ProgressHook* hook = nullptr);
+
+    // Gradient of J over the given rows of X as one batch; the model is not changed.
+    void batch_gradients(const CsrView& X, const float* y, const int64_t* rows, int64_t n_rows, bool use_dropout,
+                         BatchGradients& out);
 
 private:
+    void use_rows(const CsrView& X, const float* y);  // binds X and sizes the block scratch for its rows
     void prepare_buffers(const int64_t* order, int64_t n_order);
     void batch_offsets(const int64_t* rows, int64_t nb);                    // one thread
     void batch_slots(const int64_t* rows, int64_t nb);                      // one thread
@@ -83,17 +95,19 @@ private:
     // into total_ (no barrier after: the caller's next `single` provides it).
     void batch_compute(const int64_t* rows, int64_t nb, bool use_dropout);
     void sparse_gradient(int64_t slot, float* dv, float* dw) const;  // summed in row order, + L2
+    // One optimizer step on values [off, off + n) of the parameter `param` (and of its slots).
+    void step(float* ModelView::*param, int64_t off, const float* grad, int64_t n) const;
     void batch_update();                                                    // all threads, ends with a barrier
 
     ModelView m_;
-    ModelView acc_;
+    OptimizerState opt_;
     CsrView X_;
-    const float* y_;
+    const float* y_ = nullptr;
     TrainConfig cfg_;
     const IsaKernels& isa_;
     int n_threads_;
     int64_t dense_size_;
-    int64_t max_row_pairs_ = 0;
+    int64_t reserved_pairs_ = 0;         // pair tiles the scratch holds (grows only)
 
     PackedW packed_;                     // W packed for the GEMMs, refreshed per batch
     std::vector<BlockScratch> scratch_;  // per thread
@@ -113,6 +127,14 @@ private:
     std::vector<int64_t> slot_ptr_, slot_nz_;  // non-zeros grouped by feature, in row order
     int64_t n_touched_ = 0;
 };
+
+// Pairs a block of rows whose longest has max_row_nnz non-zeros may hold: the L2 budget or one whole row,
+// whichever is more; 1 for uniform pooling, which forms no pair tiles.
+int64_t block_pair_cap(int64_t max_row_nnz, int k, int t, bool attention);
+
+// Bytes of block scratch (pair tiles and per-row buffers) that training or prediction reserves on
+// n_threads threads for rows of up to max_row_nnz non-zeros (the Python side's memory checks use it).
+int64_t block_scratch_bytes(int64_t max_row_nnz, int k, int t, int n_threads, bool attention);
 
 // Loss and dloss/dy of one row; for logistic, label is -1 or +1.
 double row_loss(Loss loss, float y_pred, float label, float* grad);

@@ -1,0 +1,291 @@
+"""The one table of hyperparameters: default, constraint, help text and command-line flag of each.
+
+It drives the estimators' validation (`validate`), the `fastafm train` options (`add_cli_arguments`), the
+settings handed to the core (`core_settings`, for fastafm._engine.make_config, the same on Dask workers) and
+the README's hyperparameter table (`markdown_table`). Each estimator lists the names it takes in
+`SIGNATURES`, with its own defaults where they differ; its `__init__` is written out (scikit-learn reads the
+signature) and tests/test_hyperparams.py checks that every `__init__` agrees with this table.
+"""
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+import numpy as np
+
+from ._validation import check_float, check_int
+
+_INT32_MAX = 2**31 - 1
+
+
+# ---------------------------------------------------------------------------------------------- constraints
+@dataclass(frozen=True)
+class Int:
+    minimum: int
+    maximum: Optional[int] = None
+    allow_none: bool = False
+
+    def check(self, value, name: str) -> None:
+        check_int(value, name, self.minimum, allow_none=self.allow_none, maximum=self.maximum)
+
+    def parse(self, text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"invalid integer: {text!r}") from None
+        if value < self.minimum:
+            raise argparse.ArgumentTypeError(f"must be >= {self.minimum}, got {value}")
+        if self.maximum is not None and value > self.maximum:
+            raise argparse.ArgumentTypeError(f"must be <= {self.maximum}, got {value}")
+        return value
+
+    def describe(self) -> str:
+        return (f"int >= {self.minimum}" + ("" if self.maximum is None else f", <= {self.maximum}")
+                + (" or None" if self.allow_none else ""))
+
+
+@dataclass(frozen=True)
+class Float:
+    low: float
+    high: Optional[float] = None  # exclusive
+    low_open: bool = False
+
+    def check(self, value, name: str) -> None:
+        check_float(value, name, self.low, self.high, low_open=self.low_open)
+
+    def parse(self, text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"invalid number: {text!r}") from None
+        ok = (np.isfinite(value) and (value > self.low if self.low_open else value >= self.low)
+              and (self.high is None or value < self.high))
+        if not ok:
+            raise argparse.ArgumentTypeError(f"must be in {self.describe()}, got {text}")
+        return value
+
+    def describe(self) -> str:
+        lo = "(" if self.low_open else "["
+        hi = "inf)" if self.high is None else f"{self.high})"
+        return f"{lo}{self.low}, {hi}"
+
+
+@dataclass(frozen=True)
+class Choice:
+    values: tuple
+
+    def check(self, value, name: str) -> None:
+        if not isinstance(value, str) or value not in self.values:
+            raise ValueError(f"{name} must be {' or '.join(repr(v) for v in self.values)}, got {value!r}")
+
+    def describe(self) -> str:
+        return " or ".join(repr(v) for v in self.values)
+
+
+@dataclass(frozen=True)
+class Bool:
+    def check(self, value, name: str) -> None:
+        if not isinstance(value, (bool, np.bool_)):
+            raise TypeError(f"{name} must be True or False, got {value!r}")
+
+    def describe(self) -> str:
+        return "bool"
+
+
+@dataclass(frozen=True)
+class Seed:
+    """None, a numpy Generator/RandomState, or an integer >= 0."""
+
+    def check(self, value, name: str) -> None:
+        if value is None or isinstance(value, (np.random.Generator, np.random.RandomState)):
+            return
+        check_int(value, name, 0)
+
+    def parse(self, text: str) -> int:
+        return Int(0).parse(text)
+
+    def describe(self) -> str:
+        return "None, int >= 0 or a numpy Generator"
+
+
+@dataclass(frozen=True)
+class OptionalName:
+    """None or a string; which strings are valid depends on the estimator (early_stopping_metric)."""
+
+    def check(self, value, name: str) -> None:
+        return None  # the estimator checks it against its own metrics (_callbacks.EarlyStopping)
+
+    def describe(self) -> str:
+        return "None or a metric name"
+
+
+@dataclass(frozen=True)
+class Anything:
+    def check(self, value, name: str) -> None:
+        return None
+
+    def describe(self) -> str:
+        return "any"
+
+
+# ---------------------------------------------------------------------------------------------- the table
+@dataclass(frozen=True)
+class Hyperparameter:
+    name: str
+    default: Any
+    constraint: Any
+    help: str                       # one phrase: the README table and the CLI help
+    cli: Optional[str] = None       # the `fastafm train` flag, None: not on the command line
+    metavar: Optional[str] = None
+    cli_default: Any = None         # where the command line's default differs (--seed 0)
+    cli_help: Optional[str] = None  # where the command line's wording differs from `help`
+    core: bool = False              # handed to the core's TrainConfig (core_settings)
+
+
+TABLE: tuple = (
+    Hyperparameter("embedding_dim", 64, Int(1, _INT32_MAX), "k, size of the feature embeddings",
+                   "--embedding-dim", "K"),
+    Hyperparameter("attention_dim", 64, Int(1, _INT32_MAX), "t, hidden size of the attention network (AFM only)",
+                   "--attention-dim", "T"),
+    Hyperparameter("dropout", 0.5, Float(0.0, 1.0),
+                   "drop ratio in [0, 1) on the pooled pair-wise layer (training only, inverted scaling)",
+                   "--dropout", "RHO", core=True),
+    Hyperparameter("attention_l2", 2.0, Float(0.0),
+                   "L2 λ on the attention weights W, once per mini-batch (AFM only)", "--attention-l2", "LAMBDA",
+                   core=True),
+    Hyperparameter("l2", 0.0, Float(0.0), "L2 on the rows of V and w a mini-batch touches", "--l2", "L2", core=True),
+    Hyperparameter("learning_rate", 0.1, Float(0.0, low_open=True),
+                   "step size (the batch loss is a **sum** over rows)", "--learning-rate", "LR", core=True),
+    Hyperparameter("optimizer", "adagrad", Choice(("adagrad", "sgd")),
+                   "`\"adagrad\"` or `\"sgd\"` (optimizer state: docs/model.md)", "--optimizer", core=True,
+                   cli_help="the optimizer"),
+    Hyperparameter("batch_size", 128, Int(1, _INT32_MAX), "rows per mini-batch", "--batch-size", "N", core=True),
+    Hyperparameter("n_epochs", 20, Int(0), "epochs of `fit` (the maximum with early stopping)", "--epochs", "N",
+                   cli_help="training epochs"),
+    Hyperparameter("init_std", 0.01, Float(0.0), "std of the initial embeddings", "--init-std", "STD"),
+    Hyperparameter("attention", True, Bool(),
+                   "False: FM-like uniform pooling with a learned projection p (AFM only)", "--no-attention",
+                   cli_help="FM-like uniform pooling (every pair weight 1) instead of attention"),
+    Hyperparameter("n_threads", 0, Int(0, 4096), "OpenMP threads (0 = all cores)", "--threads", "N", core=True),
+    Hyperparameter("random_state", None, Seed(),
+                   "seeds initialisation, shuffling and dropout; with a fixed seed and n_threads a fit is "
+                   "bit-identical", "--seed", "N", cli_default=0,
+                   cli_help="random seed for initialisation, shuffling and dropout; with the same seed and --threads "
+                            "a run is bit-identical"),
+    Hyperparameter("verbose", 0, Int(0), "a progress bar per epoch (tqdm) and one line per epoch"),
+    Hyperparameter("patience", None, Int(1, allow_none=True),
+                   "early stopping on `eval_set` after this many epochs without improvement; the best epoch's "
+                   "parameters are restored"),
+    Hyperparameter("early_stopping_metric", None, OptionalName(),
+                   "the eval metric early stopping watches (rmse/mae, logloss/auc; None: the first)"),
+    Hyperparameter("sync_rows", 16384, Int(1), "rows each worker trains between synchronisations (Dask only)"),
+    Hyperparameter("combine", "average", Choice(("sum", "average")),
+                   "how the workers' updates are combined (Dask only)"),
+    Hyperparameter("client", None, Anything(), "the dask.distributed Client; None: the current one (Dask only)"),
+)
+BY_NAME = {hp.name: hp for hp in TABLE}
+
+_COMMON = ("embedding_dim", "dropout", "l2", "learning_rate", "optimizer", "batch_size", "n_epochs", "init_std")
+_AFM = ("embedding_dim", "attention_dim", "dropout", "attention_l2", "l2", "learning_rate", "optimizer",
+        "batch_size", "n_epochs", "init_std", "attention", "n_threads", "random_state", "verbose")
+
+
+@dataclass(frozen=True)
+class Signature:
+    """The hyperparameters an estimator takes, in its __init__'s order, and its own defaults."""
+
+    names: tuple
+    defaults: dict = field(default_factory=dict)
+
+    def default(self, name: str):
+        return self.defaults.get(name, BY_NAME[name].default)
+
+
+SIGNATURES = {
+    "afm": Signature(_AFM + ("patience", "early_stopping_metric")),
+    # FM: no attention network; learning_rate 0.05 from the Frappe runs (docs/accuracy.md).
+    "fm": Signature(_COMMON + ("n_threads", "random_state", "verbose", "patience", "early_stopping_metric"),
+                    {"learning_rate": 0.05}),
+    "dask": Signature(_AFM + ("sync_rows", "combine", "client")),
+}
+
+
+def store(estimator, arguments: dict) -> None:
+    """An estimator __init__'s body: every argument (`locals()`) kept as the attribute of its name, unchanged,
+    as scikit-learn requires."""
+    for name, value in arguments.items():
+        if name != "self":
+            setattr(estimator, name, value)
+
+
+def validate(values: dict, names) -> None:
+    """Check each of `names` in values against its constraint (ValueError / TypeError naming it)."""
+    for name in names:
+        BY_NAME[name].constraint.check(values[name], name)
+
+
+def values_of(obj, names) -> dict:
+    return {name: getattr(obj, name) for name in names}
+
+
+def core_settings(values: dict, loss: str, attention: bool, learn_projection: bool, n_threads=None) -> dict:
+    """The plain (picklable) settings of the core's TrainConfig: the table's core entries from `values`, plus
+    what the model spec decides (loss, pooling, projection). `n_threads` overrides the hyperparameter (Dask:
+    a worker's own thread count)."""
+    out = {hp.name: values.get(hp.name, hp.default) for hp in TABLE if hp.core}
+    out.update(loss=loss, attention=bool(attention), learn_projection=bool(learn_projection))
+    if n_threads is not None:
+        out["n_threads"] = int(n_threads)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- CLI, docs
+def add_cli_arguments(group, defaults: dict) -> None:
+    """The `fastafm train` options of every table entry with a flag (`defaults`: the estimator's)."""
+    for hp in TABLE:
+        if hp.cli is None:
+            continue
+        if isinstance(hp.constraint, Bool):  # a True default: the flag turns it off
+            group.add_argument(hp.cli, dest=hp.name, action="store_false", default=defaults[hp.name],
+                               help=_cli_help(hp))
+            continue
+        default = hp.cli_default if hp.cli_default is not None else defaults[hp.name]
+        kwargs: dict = {"dest": hp.name, "default": default, "help": _cli_help(hp) + " (default %(default)s)"}
+        if isinstance(hp.constraint, Choice):
+            kwargs["choices"] = hp.constraint.values
+        else:
+            kwargs["type"] = hp.constraint.parse
+            kwargs["metavar"] = hp.metavar
+        group.add_argument(hp.cli, **kwargs)
+
+
+def _cli_help(hp: Hyperparameter) -> str:
+    """The help text without Markdown, and without "(AFM only)": `fastafm train` trains AFM."""
+    text = hp.cli_help or hp.help.replace(" (AFM only)", "")
+    return text.replace("**", "").replace("`", "").replace("%", "%%")
+
+
+def cli_values(args) -> dict:
+    """The hyperparameters given on the command line (argparse namespace -> estimator keyword arguments)."""
+    return {hp.name: getattr(args, hp.name) for hp in TABLE if hp.cli is not None}
+
+
+def _default_text(name: str) -> str:
+    afm, fm = SIGNATURES["afm"], SIGNATURES["fm"]
+    text = repr(BY_NAME[name].default).replace("'", '"')
+    text = f"`{text}`" if isinstance(BY_NAME[name].default, str) else text
+    if name in fm.names and fm.default(name) != afm.default(name):
+        text += f" (FM: {fm.default(name)})"
+    return text
+
+
+def markdown_table() -> str:
+    """The README's hyperparameter table (tests/test_hyperparams.py checks the README holds it)."""
+    lines = ["| name | default | meaning |", "|---|---|---|"]
+    lines += [f"| `{hp.name}` | {_default_text(hp.name)} | {hp.help} |" for hp in TABLE]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":  # python -m fastafm._hyperparams: print the README table
+    print(markdown_table())

@@ -1,0 +1,70 @@
+"""The estimator classes by name, with what each fixes about the model: the model files, the Dask driver
+and the CLI build estimators and model specs through here, never from each other's attributes.
+
+fastafm.estimators registers its four classes when it is imported (fastafm's __init__ imports it).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ._hyperparams import SIGNATURES
+from ._state import ModelSpec, TrainingState
+
+
+@dataclass(frozen=True)
+class Kind:
+    """One estimator class: its name, loss, family ("afm" or "fm") and the settings its family fixes."""
+
+    name: str
+    cls: type
+    loss: str               # "squared" or "logistic"
+    family: str             # "afm": attention pooling (or uniform with attention=False); "fm": uniform, p = 1
+    fixed: dict = field(default_factory=dict)
+
+    @property
+    def classifier(self) -> bool:
+        return self.loss == "logistic"
+
+    @property
+    def signature(self):
+        return SIGNATURES[self.family]
+
+    def values(self, hyperparameters: dict) -> dict:
+        """The hyperparameters with what the family fixes (FM: no attention network, p fixed at 1)."""
+        return {**hyperparameters, **self.fixed}
+
+    def spec(self, hyperparameters: dict, n_features: int) -> ModelSpec:
+        v = self.values(hyperparameters)
+        return ModelSpec(int(n_features), int(v["embedding_dim"]), int(v["attention_dim"]), self.loss,
+                         "attention" if v["attention"] else "uniform", self.family == "afm")
+
+    def build(self, hyperparameters: dict, state: TrainingState):
+        """A fitted estimator of this class from its hyperparameters and a training state."""
+        model = self.cls(**hyperparameters)
+        model.training_state_ = state
+        return model
+
+
+# FM keeps the attention network at its smallest shape (attention_dim 1): the core's parameter set always
+# has one, unused under uniform pooling.
+FM_FIXED = {"attention_dim": 1, "attention": False, "attention_l2": 0.0}
+
+_KINDS: dict = {}
+
+
+def register(cls: type, loss: str, family: str) -> type:
+    _KINDS[cls.__name__] = Kind(cls.__name__, cls, loss, family, FM_FIXED if family == "fm" else {})
+    return cls
+
+
+def kind(name_or_class) -> Kind:
+    """The Kind of a registered class (or class name); KeyError for anything else."""
+    name = name_or_class if isinstance(name_or_class, str) else name_or_class.__name__
+    found = _KINDS[name]
+    if not isinstance(name_or_class, str) and found.cls is not name_or_class:
+        raise KeyError(name)
+    return found
+
+
+def names() -> tuple:
+    return tuple(_KINDS)

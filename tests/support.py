@@ -1,0 +1,95 @@
+"""Helpers shared by the tests (imported as `from support import ...`; fixtures stay in conftest.py):
+seeded random rows and models, the core's configuration, float32-vs-float64 comparison, one small-model
+factory, and the optimizer state in the forms the core and the estimators use."""
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+
+import fastafm
+from fastafm import _core, reference
+
+
+def random_csr(rng, row_nnz, n_features, value_scale=1.0, repeat_ids=True):
+    """CSR rows with the given non-zero counts, real values of both signs, repeated ids allowed."""
+    indptr = np.concatenate([[0], np.cumsum(row_nnz)]).astype(np.int64)
+    nnz = int(indptr[-1])
+    if repeat_ids:
+        indices = rng.integers(0, n_features, size=nnz)
+    else:
+        indices = np.concatenate([rng.choice(n_features, size=m, replace=False) for m in row_nnz] or [[]])
+    values = rng.uniform(0.3, 1.5, size=nnz) * rng.choice([-1.0, 1.0], size=nnz) * value_scale
+    return sp.csr_matrix(
+        (values.astype(np.float32), indices.astype(np.int32), indptr), shape=(len(row_nnz), n_features)
+    )
+
+
+def random_params(rng, n_features, k, t, v_std=0.4):
+    """A model whose attention is far from uniform (so attention bugs show), as float32-exact float64."""
+    p = reference.init_params(n_features, k, t, init_std=v_std, rng=rng)
+    p.w = rng.normal(0, 0.3, n_features)
+    p.w0 = float(rng.normal())
+    p.p = rng.normal(1.0, 0.5, k)
+    p.h = rng.normal(0, 2.0, t)
+    # Round to float32 so the reference sees exactly the values the C++ core sees.
+    for name in ("w", "V", "W", "b", "h", "p"):
+        setattr(p, name, getattr(p, name).astype(np.float32).astype(np.float64))
+    p.w0 = float(np.float32(p.w0))
+    return p
+
+
+def to_core(params) -> dict:
+    """Reference Params -> the dict of float32 arrays the compiled core takes."""
+    return {
+        name: np.ascontiguousarray(np.atleast_1d(getattr(params, name)), dtype=np.float32)
+        for name in reference.PARAM_NAMES
+    }
+
+
+def core_config(loss="squared", attention=True, attention_l2=0.0, l2=0.0, dropout=0.0, n_threads=1, lr=0.05,
+                optimizer="adagrad", seed=0, epoch=0, batch_size=128):
+    cfg = _core.TrainConfig()
+    cfg.loss = getattr(_core.Loss, loss)
+    cfg.optimizer = getattr(_core.Optimizer, optimizer)
+    cfg.attention = attention
+    cfg.attention_l2 = attention_l2
+    cfg.l2 = l2
+    cfg.dropout = dropout
+    cfg.n_threads = n_threads
+    cfg.learning_rate = lr
+    cfg.seed = seed
+    cfg.epoch = epoch
+    cfg.batch_size = batch_size
+    return cfg
+
+
+def assert_close(actual, expected, name, rtol=2e-4):
+    """float32 core vs float64 reference: error relative to the array's scale."""
+    actual = np.asarray(actual, np.float64)
+    expected = np.asarray(expected, np.float64)
+    scale = max(np.max(np.abs(expected)), 1e-3)
+    err = np.max(np.abs(actual - expected)) if expected.size else 0.0
+    assert err <= rtol * scale, f"{name}: max error {err:.3g} vs scale {scale:.3g}"
+
+
+_AFM_ONLY = ("attention_dim", "attention_l2", "attention")
+
+
+def small_model(cls=fastafm.AFMRegressor, **kw):
+    """A small, fast, seeded estimator of `cls` (k = t = 8, 3 epochs, one thread); FM classes drop the
+    attention-only settings."""
+    params = dict(embedding_dim=8, attention_dim=8, n_epochs=3, random_state=0, n_threads=1)
+    params.update(kw)
+    if cls.__name__.startswith("FM"):
+        params = {k: v for k, v in params.items() if k not in _AFM_ONLY}
+    return cls(**params)
+
+
+def core_slots(optimizer: str, accum: dict) -> dict:
+    """The optimizer state argument of _core.train_epoch: {"G": accum} for adagrad, {} for sgd."""
+    return {"G": accum} if optimizer == "adagrad" else {}
+
+
+def slot_arrays(model) -> dict:
+    """A fitted model's optimizer state flattened to {"slot.param": array} ({} for sgd)."""
+    return {f"{slot}.{name}": a for slot, arrays in model.optimizer_state().items() for name, a in arrays.items()}

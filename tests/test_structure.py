@@ -1,0 +1,151 @@
+"""The package's structure (issue 11): every estimator's signature agrees with the one hyperparameter table,
+the README shows that table, python/fastafm has no import cycle, no module reads another module's private
+attributes, and FM and AFM are siblings."""
+from __future__ import annotations
+
+import ast
+import inspect
+import os
+import re
+
+import pytest
+
+import fastafm
+from fastafm import _hyperparams, _registry
+
+PACKAGE = os.path.dirname(fastafm.__file__)
+ROOT = os.path.dirname(os.path.dirname(PACKAGE))
+
+
+def signature_mismatches(cls, signature) -> list:
+    """How `cls.__init__` differs from the table's `signature` (names in order, and defaults)."""
+    params = [p for p in inspect.signature(cls.__init__).parameters.values() if p.name != "self"]
+    names = tuple(p.name for p in params)
+    problems = []
+    if names != signature.names:
+        problems.append(f"{cls.__name__} takes {names}, the table says {signature.names}")
+    for p in params:
+        if p.name in signature.names and p.default != signature.default(p.name):
+            problems.append(f"{cls.__name__}.{p.name} defaults to {p.default!r}, the table says "
+                            f"{signature.default(p.name)!r}")
+    return problems
+
+
+def _estimators():
+    out = [(fastafm.AFMRegressor, "afm"), (fastafm.AFMClassifier, "afm"), (fastafm.FMRegressor, "fm"),
+           (fastafm.FMClassifier, "fm")]
+    try:
+        from fastafm.dask import DaskAFMClassifier, DaskAFMRegressor
+    except ImportError:
+        return out
+    return out + [(DaskAFMRegressor, "dask"), (DaskAFMClassifier, "dask")]
+
+
+@pytest.mark.parametrize("cls, family", _estimators(), ids=lambda v: getattr(v, "__name__", v))
+def test_every_signature_agrees_with_the_hyperparameter_table(cls, family):
+    assert signature_mismatches(cls, _hyperparams.SIGNATURES[family]) == []
+    if family != "dask":
+        assert _registry.kind(cls).signature is _hyperparams.SIGNATURES[family]
+
+
+def test_the_signature_check_sees_a_drift():
+    class Drifted(fastafm.FMRegressor):
+        def __init__(self, embedding_dim=32, dropout=0.5, l2=0.0, learning_rate=0.05, optimizer="adagrad",
+                     batch_size=128, n_epochs=20, init_std=0.01, n_threads=0, random_state=None, verbose=0,
+                     patience=None):
+            pass
+
+    problems = signature_mismatches(Drifted, _hyperparams.SIGNATURES["fm"])
+    assert any("takes" in p for p in problems) and any("embedding_dim defaults to 32" in p for p in problems)
+
+
+def test_every_table_entry_validates_its_default():
+    for hp in _hyperparams.TABLE:
+        hp.constraint.check(hp.default, hp.name)
+
+
+def test_readme_shows_the_hyperparameter_table():
+    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as fh:
+        readme = fh.read()
+    assert _hyperparams.markdown_table() in readme, "regenerate it: python -m fastafm._hyperparams"
+
+
+def test_cli_options_come_from_the_table():
+    from fastafm.cli import build_parser
+
+    train = next(a for a in build_parser()._actions if a.dest == "command").choices["train"]
+    options = {opt for action in train._actions for opt in action.option_strings}
+    assert {hp.cli for hp in _hyperparams.TABLE if hp.cli} <= options
+
+
+# ---------------------------------------------------------------------------------------------- imports
+def _modules() -> dict:
+    out = {}
+    for name in sorted(os.listdir(PACKAGE)):
+        if name.endswith(".py"):
+            with open(os.path.join(PACKAGE, name), encoding="utf-8") as fh:
+                out[name[:-3]] = ast.parse(fh.read())
+    return out
+
+
+def _imports(module: str, tree) -> set:
+    """The package modules `module` imports anywhere (top level or inside functions)."""
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            if node.level == 1 and node.module:
+                found.add(node.module.split(".")[0])
+            elif node.level == 1:
+                found.update(alias.name for alias in node.names)
+            elif node.module and node.module.startswith("fastafm."):
+                found.add(node.module.split(".")[1])
+        elif isinstance(node, ast.Import):
+            found.update(a.name.split(".")[1] for a in node.names if a.name.startswith("fastafm."))
+    return found - {module}
+
+
+def test_no_import_cycle():
+    modules = _modules()
+    graph = {m: {d for d in _imports(m, tree) if d in modules} for m, tree in modules.items() if m != "__init__"}
+    graph = {m: deps - {"__init__"} for m, deps in graph.items()}
+    state: dict = {}
+
+    def visit(m, path):
+        state[m] = "open"
+        for dep in sorted(graph.get(m, ())):
+            if state.get(dep) == "open":
+                raise AssertionError("import cycle: " + " -> ".join(path[path.index(dep):] + [dep]))
+            if dep not in state:
+                visit(dep, path + [dep])
+        state[m] = "done"
+
+    for m in sorted(graph):
+        if m not in state:
+            visit(m, [m])
+
+
+def test_no_module_reads_private_attributes_of_another_modules_objects():
+    """`obj._name` is only read on self/cls (or a module's own names); modules of the package (fastafm._core,
+    fastafm._validation ...) are reached by their public names."""
+    allowed_owners = {"self", "cls", "super"}
+    offenders = []
+    for module, tree in _modules().items():
+        for node in ast.walk(tree):
+            if not (isinstance(node, ast.Attribute) and re.match(r"_[a-z]", node.attr)):
+                continue
+            owner = node.value
+            if isinstance(owner, ast.Call) and isinstance(owner.func, ast.Name) and owner.func.id == "super":
+                continue
+            if isinstance(owner, ast.Name) and owner.id in allowed_owners:
+                continue
+            offenders.append(f"{module}.py:{node.lineno}: {ast.unparse(node)}")
+    assert offenders == []
+
+
+def test_fm_and_afm_are_siblings():
+    assert not issubclass(fastafm.FMRegressor, fastafm.AFMRegressor)
+    assert not issubclass(fastafm.FMClassifier, fastafm.AFMClassifier)
+    assert not issubclass(fastafm.AFMRegressor, fastafm.FMRegressor)
+    base = fastafm.estimators._Base
+    assert all(issubclass(c, base) for c in (fastafm.AFMRegressor, fastafm.AFMClassifier, fastafm.FMRegressor,
+                                             fastafm.FMClassifier))
