@@ -72,13 +72,13 @@ def as_csr(X, name: str = "X", n_features: int | None = None, owner: str = "the 
         except (ValueError, TypeError, IndexError) as exc:
             raise ValueError(f"{name} is a malformed sparse matrix: {exc}") from None
         data = np.asarray(X.data)
-        if np.iscomplexobj(data):
+        if data.dtype.kind == "c":
             raise ValueError(f"{name} must hold real numbers: Complex data not supported (dtype {data.dtype})")
-        if not (np.issubdtype(data.dtype, np.number) or data.dtype == np.bool_):
+        if data.dtype.kind not in "biuf":  # dtype kinds, not np.issubdtype: this runs on every predict call
             raise TypeError(f"{name} must hold real numbers, got dtype {data.dtype}")
         indices = np.asarray(X.indices)
         indptr = np.asarray(X.indptr)
-        if not (np.issubdtype(indices.dtype, np.integer) and np.issubdtype(indptr.dtype, np.integer)):
+        if indices.dtype.kind not in "iu" or indptr.dtype.kind not in "iu":
             raise TypeError(f"{name} has non-integer CSR index arrays ({indices.dtype}, {indptr.dtype})")
         if indptr.ndim != 1 or indices.ndim != 1 or data.ndim != 1:
             raise ValueError(f"{name} has malformed CSR arrays (indptr, indices and data must be 1-D)")
@@ -261,6 +261,12 @@ def check_kernel_memory(X, k: int, t: int, n_threads: int, batch_size: int | Non
                         attention: bool = True) -> None:
     """Before training (batch_size given) or predicting on X: the block kernels' scratch, which grows with the
     square of the longest row's non-zero count, plus the per-batch sparse gradient buffers."""
+    if batch_size is None:  # predicting: no row is longer than all the non-zeros, often a quick all-clear
+        from . import _core
+
+        threads = _core.resolve_threads(int(n_threads))
+        if _core.scratch_bytes(int(X.nnz), int(k), int(t), threads, bool(attention)) < SMALL_REQUEST_BYTES:
+            return
     check_kernel_memory_sizes(_max_row_nnz(X), X.shape[0], X.shape[1], k, t, n_threads, batch_size, attention)
 
 
