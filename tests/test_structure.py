@@ -14,7 +14,9 @@ import fastafm
 from fastafm import _hyperparams, _registry
 
 PACKAGE = os.path.dirname(fastafm.__file__)
-ROOT = os.path.dirname(os.path.dirname(PACKAGE))
+# The checkout (or, in tools/wheel_roundtrip.sh, the folder the tests and README.md are copied to): found from
+# this file, not from the package, which is in site-packages when installed normally.
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def signature_mismatches(cls, signature) -> list:
