@@ -68,6 +68,11 @@ class InMemoryRows:
         res = trainer.run(*self._arrays, self._y, order, state.dropout_seed, progress=progress)
         return float(res["loss_sum"])
 
+    @property
+    def targets(self) -> np.ndarray:
+        """The encoded float32 targets the core trains on."""
+        return self._y
+
     def hold_out(self, fraction: float, rng: np.random.Generator, stratify: bool):
         """(rows of the kept part, held-out CSR X, held-out encoded targets): `holdout_split` of the rows,
         stratified by the encoded target when `stratify`."""

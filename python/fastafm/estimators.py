@@ -204,6 +204,8 @@ class _Base(BaseEstimator):
             rows, X_val, y_val = rows.hold_out(fraction, int(rng.integers(0, 2**63 - 1)))
             return rows, (X_val, y_val)
         rows, X_val, y_enc = rows.hold_out(fraction, rng, stratify=kind.classifier)
+        if "label_range" in labels:  # the range of the rows trained on (a cache: its header's, of all rows)
+            labels["label_range"] = (float(rows.targets.min()), float(rows.targets.max()))
         if kind.classifier:  # the encoded +-1 targets back to the labels the evaluation compares
             return rows, (X_val, labels["classes"][(y_enc > 0).astype(int)])
         return rows, (X_val, y_enc)
