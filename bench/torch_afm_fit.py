@@ -3,9 +3,9 @@
 The model is docs/model.md's AFM written in PyTorch the way torchfm and most CTR code do it: embeddings of
 size k, attention size t, dropout 0.2 on the pooled vector, Adam with weight decay 1e-6 (torchfm's example),
 mean-reduced loss (MSE or binary cross-entropy on the logit), batch 1024, early stopping on the validation loss
-(RMSE / log loss) after n_iter_no_change=2 epochs without improvement, the best epoch's weights restored. Rows are CSR (any number of non-zeros):
-they are padded to the longest row with id n_features (a zero embedding) and value 0, and padded pairs are masked
-out of the softmax, so multi-hot fields work as in fastafm.
+(RMSE / log loss) after n_iter_no_change=2 epochs without improvement, the best epoch's weights restored. Rows
+are CSR (any number of non-zeros): they are padded to the longest row with id n_features (a zero embedding) and
+value 0, and padded pairs are masked out of the softmax, so multi-hot fields work as in fastafm.
 
 PyTorch is a benchmark-only dependency: nothing in the package or its tests imports this module.
 """
