@@ -171,10 +171,12 @@ class _Base(BaseEstimator):
             fm_state = self._pretrain_fm(kind, values, rows, n_features, labels, evaluation, stopping, metric)
             init_params = warm_start_params(fm_state.params, n_features, int(self.embedding_dim))
             pretrain_history = fm_state.history
+            del fm_state  # its arrays live on in init_params only until they are copied below
         state = self._new_state(kind, values, n_features, labels)
         if init_params is not None:
             for name, arr in init_params.items():
                 np.copyto(state.params[name], arr)
+            del init_params
         if pretrain_history is not None and self.verbose:
             print(f"training {type(self).__name__} from the pretrained FM", flush=True)
         best = self._train_new(state, self._settings(kind, state), rows, evaluation, stopping, metric)
