@@ -306,6 +306,12 @@ def test_workers_stream_cache_files_in_blocks(client, planted, tmp_path):
     assert update.rows == 600 and np.isfinite(update.loss_sum)
     # one buffer for the largest block: 128 rows of 4 non-zeros (planted: 4 fields), never the 2000-row shard
     assert shard.nbytes_buffer() == 8 * 129 + 128 * 4 * (4 + 4) + 4 * 128
+    # what Dask spills or sends is the file list, not the buffer; the copy reads its blocks again
+    import pickle
+
+    copy = pickle.loads(pickle.dumps(shard))
+    assert copy.nbytes_buffer() == 0 and len(pickle.dumps(shard)) < 4096
+    np.testing.assert_array_equal(copy.block(3)[1], shard.block(3)[1])
     # Whole fits: streamed in blocks of 128 rows, as good as the same rows in memory.
     streamed = DaskAFMRegressor(client=client, **SMALL).fit([fastafm.CacheFile(p, block_rows=128) for p in paths])
     in_memory = DaskAFMRegressor(client=client, **SMALL).fit(da.from_array(X, chunks=(1000, -1), asarray=False),

@@ -144,6 +144,10 @@ class StreamShard:
         self._buffers: dict | None = None
         self._loaded: tuple | None = None  # (block index, arrays)
 
+    def __getstate__(self) -> dict:
+        # What Dask spills or moves: the files and the block layout, never the block buffer (re-read on use).
+        return {**self.__dict__, "_buffers": None, "_loaded": None}
+
     def nbytes_buffer(self) -> int:
         return 0 if self._buffers is None else sum(a.nbytes for a in self._buffers.values())
 
