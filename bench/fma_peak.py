@@ -40,6 +40,11 @@ def n_cores() -> int:
         return os.cpu_count() or 1
 
 
+def cpu_model() -> str:
+    """The CPU's model name (every figure in bench/ names the CPU that produced it)."""
+    return cpu_info()["model_name"]
+
+
 def cpu_info() -> dict:
     """CPU model, nominal clock, flags of interest and core count, from /proc/cpuinfo and lscpu."""
     info = {"machine": platform.machine(), "cores": n_cores(), "cpu_count": os.cpu_count()}

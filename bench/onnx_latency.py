@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import sys
 import time
@@ -27,16 +26,7 @@ sys.path.insert(0, str(HERE))
 import numpy as np  # noqa: E402
 
 import data as bench_data  # noqa: E402
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
+from fma_peak import cpu_model  # noqa: E402
 
 
 def timed(fn, repeats: int) -> dict:

@@ -20,7 +20,8 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import data as bench_data  # noqa: E402
-from onnx_latency import cpu_model, repeats_for, timed  # noqa: E402
+from fma_peak import cpu_model  # noqa: E402
+from onnx_latency import repeats_for, timed  # noqa: E402
 
 import fastafm  # noqa: E402
 from fastafm import _core  # noqa: E402
