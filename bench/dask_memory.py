@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import numpy as np  # noqa: E402
 
 import data  # noqa: E402  (bench/data.py)
-from onnx_latency import cpu_model  # noqa: E402
+from fma_peak import cpu_model  # noqa: E402
 
 
 def _rss_now() -> int:
