@@ -138,10 +138,11 @@ def _interrupt_after(seconds, sent):
 
 @pytest.mark.skipif(threading.current_thread() is not threading.main_thread(), reason="signals need the main thread")
 def test_sigint_stops_a_long_epoch_within_a_second():
-    settings = dict(embedding_dim=64, attention_dim=64, batch_size=16, n_threads=1, random_state=0)
+    settings = dict(embedding_dim=64, attention_dim=64, batch_size=16, n_threads=1, random_state=0,
+                    pretrain=None, early_stopping=False)  # AFM epochs only, whatever the row count
     X, y = long_rows_for(8.0, **settings)  # an epoch of ~8 s: SIGINT at 1 s lands inside the first one
     model = fastafm.AFMRegressor(n_epochs=50, **settings)
-    init = fastafm.AFMRegressor(embedding_dim=64, attention_dim=64, n_epochs=0, random_state=0).fit(X, y)
+    init = fastafm.AFMRegressor(n_epochs=0, **settings).fit(X, y)  # the initial parameters of the same seed
     sent = []
     previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     timer = _interrupt_after(1.0, sent)
@@ -181,7 +182,8 @@ def test_concurrent_predict_on_one_model_is_correct():
 
 
 def test_two_threads_fitting_one_model_is_refused():
-    settings = dict(embedding_dim=64, attention_dim=64, batch_size=16, n_threads=1, random_state=0)
+    settings = dict(embedding_dim=64, attention_dim=64, batch_size=16, n_threads=1, random_state=0,
+                    pretrain=None, early_stopping=False)  # AFM epochs only, whatever the row count
     X, y = long_rows_for(3.0, **settings)  # the first fit lasts ~3 s, whatever the CPU
     model = fastafm.AFMRegressor(n_epochs=1, **settings)
     errors = []
