@@ -279,15 +279,16 @@ def check_kernel_memory_sizes(m: int, n_rows: int, n_features: int, k: int, t: i
 
 
 def check_class_labels(y: np.ndarray, fitting: bool, classifier: str = "AFMClassifier",
-                       regressor: str = "AFMRegressor") -> None:
+                       regressor: str = "AFMRegressor", name: str = "y") -> None:
     """Class labels a classifier can use: no complex numbers, NaN, infinity or None; when fitting, no
     continuous values (the names say which estimator to use instead)."""
     if y.dtype.kind == "c":
-        raise ValueError("y must hold class labels: Complex data not supported")
+        raise ValueError(f"{name} must hold class labels: Complex data not supported")
     if y.dtype.kind == "f" and not np.all(np.isfinite(y)):
-        raise ValueError("y contains NaN or infinity")
-    if y.dtype == object and any(v is None or (isinstance(v, float) and not np.isfinite(v)) for v in y):
-        raise ValueError("y contains missing labels (None or NaN)")
+        raise ValueError(f"{name} contains NaN or infinity")
+    if y.dtype == object and any(v is None or (isinstance(v, (float, np.floating)) and not np.isfinite(v))
+                                 for v in y):
+        raise ValueError(f"{name} contains missing labels (None or NaN)")
     if fitting and y.dtype.kind == "f" and np.any(y != np.round(y)):
-        raise ValueError(f"Unknown label type: continuous values in y; {classifier} needs two class "
+        raise ValueError(f"Unknown label type: continuous values in {name}; {classifier} needs two class "
                          f"labels (use {regressor} for real-valued targets)")
