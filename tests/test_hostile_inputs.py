@@ -431,3 +431,31 @@ def test_cli_memory_error_and_unexpected_errors_are_one_line(text_file, tmp_path
     monkeypatch.setattr(fastafm.AFMRegressor, "fit", lambda *a, **k: 1 / 0)
     assert main(["train", text_file, "--model", model, "--quiet"]) == 1
     assert "ZeroDivisionError" in one_error_line(capsys.readouterr().err)
+
+
+# ------------------------------------------------------------------------------------ the core's labels
+@pytest.mark.parametrize("entry", ["train_epoch", "Trainer", "batch_gradients"])
+def test_the_core_refuses_logistic_labels_other_than_plus_minus_one(rng, entry):
+    from fastafm._validation import csr_arrays
+    from support import core_config, core_slots, random_csr, random_params, to_core
+
+    X = random_csr(rng, [3, 2, 4, 1], n_features=7)
+    params = to_core(random_params(rng, 7, 2, 2))
+    arrays = csr_arrays(X)
+    order = np.arange(4, dtype=np.int64)
+    cfg = core_config(loss="logistic", optimizer="sgd")
+    for y, ok in ((np.array([1, -1, 1, -1], np.float32), True), (np.array([1, 0, 1, 0], np.float32), False),
+                  (np.array([1, -1, np.nan, 1], np.float32), False)):
+        if entry == "train_epoch":
+            call = lambda: _core.train_epoch(params, core_slots("sgd", {}), *arrays, y, order, cfg)  # noqa: E731
+        elif entry == "Trainer":
+            call = lambda: _core.Trainer(params, {}, cfg).train_epoch(*arrays, y, order, 0, 0)  # noqa: E731
+        else:
+            call = lambda: _core.batch_gradients(params, *arrays, y, order, cfg)  # noqa: E731
+        if ok:
+            call()
+        else:
+            with pytest.raises(ValueError, match=r"the logistic loss needs labels \+1 or -1"):
+                call()
+    squared = core_config(loss="squared", optimizer="sgd")
+    _core.batch_gradients(params, *arrays, np.array([0.5, 0, 3, 1], np.float32), order, squared)
