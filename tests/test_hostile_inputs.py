@@ -6,8 +6,11 @@ with a capped address space and a timeout, so a regression fails the test instea
 """
 from __future__ import annotations
 
+import gzip
 import json
 import os
+import shlex
+import shutil
 import struct
 import subprocess
 import sys
@@ -172,6 +175,18 @@ def test_cli_reads_a_pipe_on_stdin_whole(tmp_path):
         cache_bytes = fh.read()
     res = child("", stdin=cache_bytes, args=["train", "/dev/stdin", "--model", str(tmp_path / "m4.afm")])
     assert res.returncode == 3 and "must be a regular file" in one_error_line(res.stderr.decode())
+
+
+@pytest.mark.skipif(shutil.which("bash") is None or shutil.which("gzip") is None, reason="needs bash and gzip")
+def test_cli_trains_from_a_process_substitution_of_a_gzip_file(tmp_path):
+    data = libfm_text(3000)
+    gz = tmp_path / "train.libfm.gz"
+    gz.write_bytes(gzip.compress(data))
+    cmd = (f"{shlex.quote(sys.executable)} -m fastafm train <(gzip -dc {shlex.quote(str(gz))}) "
+           f"--model {shlex.quote(str(tmp_path / 'm.afm'))} {' '.join(CLI_TINY)}")
+    res = subprocess.run(["bash", "-c", cmd], capture_output=True, timeout=CHILD_TIMEOUT)  # timing: hang guard only
+    assert res.returncode == 0, res.stderr.decode()
+    assert ": 3000 rows" in res.stdout.decode()  # every row, the first 4 KiB included
 
 
 def pipe_path(data: bytes):
