@@ -413,6 +413,14 @@ def test_n_threads_is_range_checked_at_predict(text_file):
                 call(X[:5])
 
 
+def test_the_kernel_calls_check_n_threads_by_the_tables_bound():
+    from fastafm import _validation
+    from fastafm._hyperparams import BY_NAME
+
+    assert BY_NAME["n_threads"].constraint.maximum == _validation.MAX_THREADS
+    assert BY_NAME["n_threads"].constraint.minimum == 0
+
+
 def test_cli_threads_out_of_range_is_one_line(text_file, tmp_path, capsys):
     model = str(tmp_path / "m.afm")
     assert main(["train", text_file, "--model", model, "--quiet", *CLI_TINY]) == 0

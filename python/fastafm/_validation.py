@@ -18,6 +18,9 @@ import numpy as np
 import scipy.sparse as sp
 
 _INT32_MAX = int(np.iinfo(np.int32).max)
+# The range of n_threads in the hyperparameter table (fastafm._hyperparams, which imports this module, so the
+# bound is repeated here; tests/test_hostile_inputs.py checks that the two agree).
+MAX_THREADS = 4096
 
 try:  # the warning scikit-learn's checks expect for a column-vector y; a plain UserWarning without sklearn
     from sklearn.exceptions import DataConversionWarning
@@ -263,11 +266,10 @@ def check_kernel_memory_sizes(m: int, n_rows: int, n_features: int, k: int, t: i
     """check_kernel_memory from the sizes alone (longest row m, rows, width), plus `extra` bytes (e.g. the
     block buffer of out-of-core training)."""
     from . import _core
-    from ._hyperparams import validate
 
     # Every kernel call (fit, partial_fit, predict, attention) passes here: n_threads set after fit (set_params,
-    # or an attribute) is range-checked by the hyperparameter table's own rule before it reaches the core.
-    validate({"n_threads": n_threads}, ("n_threads",))
+    # or an attribute) is range-checked by the hyperparameter table's rule before it reaches the core.
+    check_int(n_threads, "n_threads", 0, maximum=MAX_THREADS)
     threads = _core.resolve_threads(int(n_threads))
     # The block kernels' scratch, as the core sizes it (pair tiles of the largest block, at least one row).
     need = int(_core.scratch_bytes(int(m), int(k), int(t), threads, bool(attention))) + int(extra)
