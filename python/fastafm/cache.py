@@ -20,6 +20,7 @@ from typing import BinaryIO, Iterator
 import numpy as np
 import scipy.sparse as sp
 
+from ._files import display as _display  # the path as text that can cross into C++
 from ._files import input_kind, open_input, same_file
 from .io import libfm_chunks
 
@@ -48,11 +49,6 @@ _BIG_ENDIAN = sys.byteorder == "big"
 
 def _align(offset: int) -> int:
     return (offset + ALIGN - 1) // ALIGN * ALIGN
-
-
-def _display(path: str) -> str:
-    """The path as text that can cross into C++ (odd bytes of POSIX names escaped)."""
-    return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def _fspath(path, what: str) -> str:

@@ -21,6 +21,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from ._files import display as _display
 from ._hyperparams import SIGNATURES, Float, Int, add_cli_arguments, cli_values
 
 EXIT_OK = 0
@@ -218,12 +219,8 @@ def _describe(exc: BaseException) -> str:
     return " ".join(text.split())  # one line
 
 
-def _display(path: str) -> str:
-    return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-
-
 def _input_kind(path: str, what: str, code: int = EXIT_DATA) -> str:
-    """'file' or 'pipe' for a data file (files._files' policy), as a CliError when it cannot be read."""
+    """'file' or 'pipe' for a data file (fastafm._files' policy), as a CliError when it cannot be read."""
     from ._files import input_kind
 
     try:
