@@ -56,7 +56,8 @@ def load_libfm(path, n_features=None):
     IsADirectoryError
         If ``path`` is a folder.
     ValueError
-        If ``path`` is neither a regular file nor a pipe, if a line is longer than 256 MiB, if a line is malformed (the message reads ``"{path}:{line}: {what}"``,
+        If ``path`` is neither a regular file nor a pipe, if a line read from a pipe is longer than 256 MiB
+        (``MAX_LINE_BYTES``), if a line is malformed (the message reads ``"{path}:{line}: {what}"``,
         with the 1-based line number), or if ``n_features`` is too small or
         not positive.
     TypeError
