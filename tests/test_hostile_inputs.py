@@ -49,8 +49,14 @@ def text_file(tmp_path):
 
 
 def child(code: str, *, stdin: bytes | None = None, args=()):
-    """Run python code (or `-m fastafm` args) in a child with a 2 GiB address space and a timeout."""
-    cap = ("import resource; resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))\n")
+    """Run python code (or `-m fastafm` args) in a child with 2 GiB of address space to grow into and a timeout."""
+    # 2 GiB of address space beyond what the child has mapped at its start (under ASan that is terabytes of
+    # shadow memory, so the cap cannot be absolute)
+    cap = ("import os, resource\n"
+           "if os.path.exists('/proc/self/statm'):\n"
+           "    with open('/proc/self/statm') as fh:\n"
+           "        size = int(fh.read().split()[0]) * os.sysconf('SC_PAGE_SIZE') + (2 << 30)\n"
+           "    resource.setrlimit(resource.RLIMIT_AS, (size, size))\n")
     argv = [sys.executable, "-c", cap + code] if code else [
         sys.executable, "-c", cap + "import sys; from fastafm.cli import main; sys.exit(main(sys.argv[1:]))", *args]
     env = dict(os.environ)
