@@ -50,7 +50,7 @@ def parse_args(argv=None):
     ap.add_argument("--embedding-dim", type=int, default=256, help="k for FM and AFM (default: 256, the paper's)")
     ap.add_argument("--attention-dim", type=int, default=64, help="t of AFM's attention network (default: 64)")
     ap.add_argument("--max-epochs", type=int, default=150, help="epoch limit of each fit (default: 150)")
-    ap.add_argument("--patience", type=int, default=5,
+    ap.add_argument("--n-iter-no-change", type=int, default=5,
                     help="early stopping: epochs without holdout-RMSE improvement (default: 5)")
     ap.add_argument("--fm-lr", type=float, default=0.05, help="FM learning rate (default: 0.05)")
     ap.add_argument("--fm-dropout", type=float, default=0.5, help="FM dropout on the pair-wise layer (default: 0.5)")
@@ -119,7 +119,7 @@ def main(argv=None) -> int:
     train, holdout, test = load(data_dir)
     verbose = 0 if args.quiet else 1
     common = dict(embedding_dim=args.embedding_dim, batch_size=128, optimizer="adagrad", n_epochs=args.max_epochs,
-                  patience=args.patience, n_threads=args.threads, verbose=verbose)
+                  n_iter_no_change=args.n_iter_no_change, n_threads=args.threads, verbose=verbose)
     fm_settings = dict(learning_rate=args.fm_lr, dropout=args.fm_dropout)
     l2fm_settings = dict(learning_rate=args.l2fm_lr, dropout=0.0, l2=args.l2fm_l2)
     afm_settings = dict(attention_dim=args.attention_dim, learning_rate=args.afm_lr, dropout=args.afm_dropout,
@@ -216,7 +216,7 @@ full training split (about 202k rows), which is not available here, so absolute 
 figure is AFM's relative gain over FM on the same data.
 
 Common settings: Adagrad, batch 128, loss summed over the batch (as the authors' code), early stopping with
-patience {args.patience} (at most {args.max_epochs} epochs) restoring the best holdout epoch; {
+n_iter_no_change {args.n_iter_no_change} (at most {args.max_epochs} epochs) restoring the best holdout epoch; {
 fastafm._core.resolve_threads(args.threads)} thread(s), ISA {fastafm._core.active_isa()}, {platform.machine()},
 {os.cpu_count()} CPUs. Seconds are the wall time of each fit (holdout evaluation included).
 

@@ -3,9 +3,9 @@
 The model is docs/model.md's AFM written in PyTorch the way torchfm and most CTR code do it: embeddings of
 size k, attention size t, dropout 0.2 on the pooled vector, Adam with weight decay 1e-6 (torchfm's example),
 mean-reduced loss (MSE or binary cross-entropy on the logit), batch 1024, early stopping on the validation loss
-(RMSE / log loss) with patience 2, the best epoch's weights restored. Rows are CSR (any number of non-zeros):
-they are padded to the longest row with id n_features (a zero embedding) and value 0, and padded pairs are masked
-out of the softmax, so multi-hot fields work as in fastafm.
+(RMSE / log loss) after n_iter_no_change=2 epochs without improvement, the best epoch's weights restored. Rows
+are CSR (any number of non-zeros): they are padded to the longest row with id n_features (a zero embedding) and
+value 0, and padded pairs are masked out of the softmax, so multi-hot fields work as in fastafm.
 
 PyTorch is a benchmark-only dependency: nothing in the package or its tests imports this module.
 """
@@ -65,7 +65,7 @@ class PaddedAFM(nn.Module):
 
 
 def fit(data, lr: float, k: int = 64, t: int = 64, batch_size: int = 1024, dropout: float = 0.2,
-        weight_decay: float = 1e-6, max_epochs: int = 30, patience: int = 2, seed: int = 0, threads: int = 1):
+        weight_decay: float = 1e-6, max_epochs: int = 30, n_iter_no_change: int = 2, seed: int = 0, threads: int = 1):
     """Train on data.train with early stopping on data.valid; returns the test predictions' raw scores and the
     run's record (best epoch, epochs run, seconds)."""
     torch.manual_seed(seed)
@@ -123,7 +123,7 @@ def fit(data, lr: float, k: int = 64, t: int = 64, batch_size: int = 1024, dropo
             best_state = copy.deepcopy(model.state_dict())
         else:
             since += 1
-            if since >= patience:
+            if since >= n_iter_no_change:
                 break
     seconds = time.perf_counter() - start
     if best_state is not None:

@@ -56,7 +56,7 @@ def test_fm_hyperparameters_are_fms_own():
     fm = fastafm.FMRegressor(embedding_dim=16, n_epochs=2)
     params = fm.get_params()
     assert "attention_dim" not in params and "attention_l2" not in params and "attention" not in params
-    assert params["embedding_dim"] == 16 and params["patience"] is None
+    assert params["embedding_dim"] == 16 and params["n_iter_no_change"] == 2 and "pretrain" not in params
     assert clone(fm).get_params() == params
     with pytest.raises(ValueError, match="attention_dim"):
         fm.set_params(attention_dim=8)
@@ -146,8 +146,8 @@ def test_early_stopping_restores_the_best_epoch(cls, metric):
     kw = dict(embedding_dim=8, learning_rate=0.02 if classification else 0.2, dropout=0.0, batch_size=16,
               n_threads=1, random_state=7)
     if cls in (fastafm.AFMRegressor, fastafm.AFMClassifier):
-        kw["attention_dim"] = 4
-    model = cls(n_epochs=60, patience=3, early_stopping_metric=metric, **kw).fit(X, y, eval_set=(X_eval, y_eval))
+        kw.update(attention_dim=4, pretrain=None)
+    model = cls(n_epochs=60, n_iter_no_change=3, early_stopping_metric=metric, **kw).fit(X, y, eval_set=(X_eval, y_eval))
     name = "eval_" + (metric or ("rmse" if hasattr(model, "label_range_") else "logloss"))
     scores = [h[name] for h in model.history_]
     best = int(np.argmax(scores) if name == "eval_auc" else np.argmin(scores)) + 1
@@ -163,26 +163,29 @@ def test_early_stopping_restores_the_best_epoch(cls, metric):
     np.testing.assert_array_equal(model.decision_function(X_eval), ref.decision_function(X_eval))
 
 
-def test_without_patience_all_epochs_run_and_the_last_is_kept():
+def test_without_early_stopping_all_epochs_run_and_the_last_is_kept():
     X, y, X_eval, y_eval = overfitting_data()
-    kw = dict(embedding_dim=8, attention_dim=4, learning_rate=0.2, batch_size=16, n_threads=1, random_state=7)
-    model = fastafm.AFMRegressor(n_epochs=12, **kw).fit(X, y, eval_set=(X_eval, y_eval))
+    kw = dict(embedding_dim=8, attention_dim=4, learning_rate=0.2, batch_size=16, n_threads=1, random_state=7,
+              pretrain=None)
+    model = fastafm.AFMRegressor(n_epochs=12, early_stopping=False, **kw).fit(X, y, eval_set=(X_eval, y_eval))
     assert len(model.history_) == 12 and model.best_epoch_ < 12  # informational only
     np.testing.assert_array_equal(model.V_, fastafm.AFMRegressor(n_epochs=12, **kw).fit(X, y).V_)
 
 
 def test_early_stopping_arguments_are_checked():
     X, y, _ = planted(n_rows=200)
-    with pytest.raises(ValueError, match="needs an eval_set"):
-        fastafm.AFMRegressor(patience=2).fit(X, y)
     with pytest.raises(ValueError, match="early_stopping_metric must be one of"):
-        fastafm.AFMRegressor(patience=2, early_stopping_metric="auc").fit(X, y, eval_set=(X, y))
+        fastafm.AFMRegressor(early_stopping_metric="auc").fit(X, y, eval_set=(X, y))
     with pytest.raises(ValueError, match="early_stopping_metric must be one of"):
         fastafm.AFMClassifier(early_stopping_metric="rmse").fit(X, y > 0)
-    with pytest.raises(ValueError, match="patience"):
-        fastafm.AFMRegressor(patience=0).fit(X, y, eval_set=(X, y))
-    with pytest.raises(TypeError, match="patience"):
-        fastafm.AFMRegressor(patience=2.5).fit(X, y, eval_set=(X, y))
+    with pytest.raises(ValueError, match="n_iter_no_change"):
+        fastafm.AFMRegressor(n_iter_no_change=0).fit(X, y, eval_set=(X, y))
+    with pytest.raises(TypeError, match="n_iter_no_change"):
+        fastafm.AFMRegressor(n_iter_no_change=2.5).fit(X, y, eval_set=(X, y))
+    for name, value in (("early_stopping", "yes"), ("validation_fraction", 1.0), ("validation_fraction", 0.0),
+                        ("tol", -0.1), ("pretrain", "afm")):
+        with pytest.raises(ValueError, match=name):
+            fastafm.AFMRegressor(**{name: value}).fit(X, y)
 
 
 # ---------------------------------------------------------------------------------------------- metrics
@@ -255,7 +258,7 @@ def test_field_pair_attention_field_forms_and_checks():
 def test_verbose_prints_epoch_lines_without_a_tty(capsys):
     X, y, _ = planted(n_rows=800)
     model = fastafm.AFMRegressor(embedding_dim=8, attention_dim=8, n_epochs=3, n_threads=1, random_state=0,
-                                 verbose=1)
+                                 verbose=1, early_stopping=False, pretrain=None)
     model.fit(X[:600], y[:600], eval_set=(X[600:], y[600:]))
     out, err = capsys.readouterr()
     lines = [ln for ln in out.splitlines() if ln.startswith("epoch")]
@@ -263,7 +266,7 @@ def test_verbose_prints_epoch_lines_without_a_tty(capsys):
     assert re.match(r"epoch +1 +train_loss=\d\.\d+ +eval_rmse=\d\.\d+ +eval_mae=\d\.\d+ +\d+\.\d+s", lines[0])
     assert err == ""  # verbose=1 shows the bar only on a terminal; stderr is not one here
     fastafm.AFMRegressor(embedding_dim=8, attention_dim=8, n_epochs=20, n_threads=1, random_state=0, verbose=0,
-                         patience=1).fit(X[:600], y[:600], eval_set=(X[600:], y[600:]))
+                         n_iter_no_change=1).fit(X[:600], y[:600], eval_set=(X[600:], y[600:]))
     assert capsys.readouterr() == ("", "")  # silent by default
 
 

@@ -236,7 +236,7 @@ def test_last_partial_block_is_trained(tmp_path):
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(_engine.CoreTrainer, "run", spy)
-        fastafm.AFMRegressor(**dict(SMALL, n_epochs=1)).fit(cache)
+        fastafm.AFMRegressor(**dict(SMALL, n_epochs=1, pretrain=None)).fit(cache)
     assert sorted(n for n, _ in seen) == [2, 7, 7, 7, 7]
     assert all(order == list(range(n)) for n, order in seen)
 
@@ -245,7 +245,7 @@ def test_classifier_partial_fit_and_early_stopping(tmp_path):
     X, y, _ = fastafm.make_planted(n_rows=2000, n_fields=6, cardinality=8, classification=True, random_state=5)
     y = np.where(y > 0, 1.0, -1.0)
     cache = convert((X[:1500], y[:1500]), tmp_path / "c.cache", block_rows=400)
-    model = fastafm.AFMClassifier(**dict(SMALL, n_epochs=30, patience=2)).fit(cache, eval_set=(X[1500:], y[1500:]))
+    model = fastafm.AFMClassifier(**dict(SMALL, n_epochs=30, n_iter_no_change=2)).fit(cache, eval_set=(X[1500:], y[1500:]))
     assert list(model.classes_) == [-1.0, 1.0] and model.best_epoch_ is not None
     assert model.history_[0]["eval_auc"] > 0.5
     done = model.n_epochs_done_

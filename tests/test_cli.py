@@ -58,7 +58,8 @@ def test_train_predict_eval_regression(data, tmp_path, capsys):
     train, valid = data["reg"]
     model_path = str(tmp_path / "m.afm")
     code, out, err = run(capsys, "train", train, "--valid", valid, "--model", model_path, *SMALL,
-                         "--dropout", "0.1", "--learning-rate", "0.04", "--batch-size", "64", "--seed", "7")
+                         "--dropout", "0.1", "--learning-rate", "0.04", "--batch-size", "64", "--seed", "7",
+                         "--early-stopping", "off", "--pretrain", "none")
     assert code == 0, err
     assert out.count("eval_rmse=") == 3 and f"model written to {model_path}" in out  # verbose by default
     model = fastafm.load(model_path)

@@ -438,3 +438,15 @@ def test_duplicate_member(saved):
 def test_compressed_members_are_refused(saved):
     write_zip(saved, members_of(saved), compression=zipfile.ZIP_DEFLATED)
     assert_rejected(saved, "is compressed")
+
+
+def test_files_from_before_early_stopping_by_default_load_with_their_behaviour():
+    # version1.afm and regressor_v3.afm were written when the estimators had `patience` (None: no early
+    # stopping) and no pretraining; they load with the settings that train as they did.
+    corpus = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "fuzz", "corpus", "model")
+    for name in ("version1.afm", "regressor_v3.afm"):
+        model = fastafm.load(os.path.join(corpus, name))
+        params = model.get_params()
+        assert "patience" not in params
+        assert params["early_stopping"] is False and params["pretrain"] is None, name
+        assert np.isfinite(model.predict(np.eye(model.n_features_in_, dtype=np.float32))).all()

@@ -37,7 +37,9 @@ def planted(n_rows=600, seed=0):
 
 
 def small(**kw):
-    return small_model(**{**dict(embedding_dim=4, attention_dim=4, n_epochs=1), **kw})
+    """Without FM pretraining: these tests are about the engine's epochs (a pretrained fit of n epochs is not
+    a fit of n - 1 and one partial_fit, the FM's epochs are bounded by n_epochs too)."""
+    return small_model(**{**dict(embedding_dim=4, attention_dim=4, n_epochs=1, pretrain=None), **kw})
 
 
 def long_rows(n_rows=3000, nnz=60, n_features=500, seed=0):
@@ -336,6 +338,26 @@ def test_prediction_does_not_depend_on_the_thread_count():
         outputs.append(model.predict(X))
     np.testing.assert_array_equal(outputs[0], outputs[1])
     np.testing.assert_array_equal(outputs[0], outputs[2])
+
+
+def test_a_row_predicts_the_same_alone_and_in_any_batch():
+    # The core sizes its chunks and its scratch by the input (one row: one thread, scratch for its own pairs;
+    # long rows: chunks of fewer rows), so this checks that a row's output never depends on its neighbours.
+    rng = np.random.default_rng(7)
+    nnz = rng.integers(0, 40, size=300)
+    nnz[:3] = (0, 1, 2)
+    X = sp.csr_matrix((rng.uniform(0.5, 1.5, nnz.sum()).astype(np.float32),
+                       rng.integers(0, 50, nnz.sum()).astype(np.int32), np.concatenate([[0], np.cumsum(nnz)])),
+                      shape=(300, 50))
+    model = small(n_threads=2, embedding_dim=16, attention_dim=8, n_epochs=1).fit(X, rng.normal(size=300))
+    whole = model.decision_function(X)
+    np.testing.assert_array_equal(np.concatenate([model.decision_function(X[i:i + 1]) for i in range(300)]), whole)
+    np.testing.assert_array_equal(np.concatenate([model.decision_function(X[i:i + 7]) for i in range(0, 300, 7)]),
+                                  whole)
+    merged = X[:20].copy()
+    merged.sum_duplicates()  # a dense row has one entry per id, in id order: compare with that CSR
+    np.testing.assert_array_equal(np.concatenate([model.decision_function(merged[i:i + 1].toarray()) for i in range(20)]),
+                                  model.decision_function(merged))
 
 
 def test_core_version_is_exposed():

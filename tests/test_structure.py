@@ -14,7 +14,9 @@ import fastafm
 from fastafm import _hyperparams, _registry
 
 PACKAGE = os.path.dirname(fastafm.__file__)
-ROOT = os.path.dirname(os.path.dirname(PACKAGE))
+# The checkout (or, in tools/wheel_roundtrip.sh, the folder the tests and README.md are copied to): found from
+# this file, not from the package, which is in site-packages when installed normally.
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def signature_mismatches(cls, signature) -> list:
@@ -52,7 +54,7 @@ def test_the_signature_check_sees_a_drift():
     class Drifted(fastafm.FMRegressor):
         def __init__(self, embedding_dim=32, dropout=0.5, l2=0.0, learning_rate=0.05, optimizer="adagrad",
                      batch_size=128, n_epochs=20, init_std=0.01, n_threads=0, random_state=None, verbose=0,
-                     patience=None):
+                     early_stopping="auto"):
             pass
 
     problems = signature_mismatches(Drifted, _hyperparams.SIGNATURES["fm"])

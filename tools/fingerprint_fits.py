@@ -14,6 +14,7 @@ exactly what it gives from the refitted model.
 from __future__ import annotations
 
 import argparse
+import inspect
 import os
 import sys
 import tempfile
@@ -43,6 +44,19 @@ def _params(model) -> dict:
     return out
 
 
+def _today(cls, **kw) -> dict:
+    """kw as the keyword arguments of a fit as before issue 12 on either version: where the class has them,
+    no FM pretraining and early stopping only where asked (`n_iter_no_change`, the former `patience`)."""
+    names = inspect.signature(cls.__init__).parameters
+    if "patience" in kw and "patience" not in names:
+        kw["n_iter_no_change"] = kw.pop("patience")
+    if "early_stopping" in names:
+        kw.setdefault("early_stopping", "n_iter_no_change" in kw)
+    if "pretrain" in names:
+        kw["pretrain"] = None
+    return kw
+
+
 def _fits(workdir: str):
     """(name, fitted model, training data for one more epoch) triples, always in the same order."""
     X, y, X_eval, y_eval = _data()
@@ -56,10 +70,10 @@ def _fits(workdir: str):
         for optimizer in ("adagrad", "sgd"):
             lr = 0.05 if optimizer == "adagrad" else 0.01
             base = dict(common, optimizer=optimizer, learning_rate=lr, **extra)
-            yield f"{cls_name}.{optimizer}.plain", cls(n_epochs=4, **base).fit(X, yy), (X, yy)
+            yield f"{cls_name}.{optimizer}.plain", cls(**_today(cls, n_epochs=4, **base)).fit(X, yy), (X, yy)
             yield (f"{cls_name}.{optimizer}.early",
-                   cls(n_epochs=12, patience=2, **base).fit(X, yy, eval_set=(X_eval, yy_eval)), (X, yy))
-            model = cls(n_epochs=2, **base).fit(X, yy)
+                   cls(**_today(cls, n_epochs=12, patience=2, **base)).fit(X, yy, eval_set=(X_eval, yy_eval)), (X, yy))
+            model = cls(**_today(cls, n_epochs=2, **base)).fit(X, yy)
             model.partial_fit(X, yy)
             yield f"{cls_name}.{optimizer}.partial", model, (X, yy)
         labels = yy.astype(np.float32)
@@ -67,7 +81,7 @@ def _fits(workdir: str):
             path = os.path.join(workdir, f"{cls_name}.{block_rows}.cache")
             fastafm.convert((X, labels), path)
             cache = CacheFile(path) if block_rows is None else CacheFile(path, block_rows=block_rows)
-            model = cls(n_epochs=3, **dict(common, **extra)).fit(cache)
+            model = cls(**_today(cls, n_epochs=3, **dict(common, **extra))).fit(cache)
             yield f"{cls_name}.cache.{block_rows}", model, (cache, None)
 
 

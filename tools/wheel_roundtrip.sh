@@ -128,6 +128,10 @@ mkdir -p "$RUN"
 cp -r "$WORK/src/tests" "$RUN/tests"
 # The fuzz harnesses and their seed corpus are test inputs (tests/test_fuzz_corpus.py replays them), not source.
 cp -r "$WORK/src/fuzz" "$RUN/fuzz"
+# README.md and docs/ too: tests check that README's hyperparameter table is the one the package generates and
+# that docs/serving.md's snippet runs.
+cp "$WORK/src/README.md" "$RUN/README.md"
+cp -r "$WORK/src/docs" "$RUN/docs"
 # Only the pytest settings of pyproject.toml (strict markers, warnings as errors); no package source.
 awk '/^\[tool\.pytest\.ini_options\]/{on=1; print; next} /^\[/{on=0} on' "$WORK/src/pyproject.toml" > "$RUN/pyproject.toml"
 cd "$RUN"

@@ -16,10 +16,22 @@ namespace {
 template <class Emit>
 void forward_blocks(const ModelView& m, const CsrView& X, bool attention, int n_threads, Emit emit) {
     const IsaKernels& isa = kernels();
-    const int nt = resolve_threads(n_threads);
-    int64_t max_nnz = 0;
-    for (int64_t r = 0; r < X.n_rows; ++r) max_nnz = std::max(max_nnz, X.indptr[r + 1] - X.indptr[r]);
-    const int64_t pair_cap = block_pair_cap(max_nnz, m.k, m.t, attention);
+    int64_t max_nnz = 0, total_pairs = 0;
+    for (int64_t r = 0; r < X.n_rows; ++r) {
+        const int64_t nnz = X.indptr[r + 1] - X.indptr[r];
+        max_nnz = std::max(max_nnz, nnz);
+        total_pairs += pair_count(nnz);
+    }
+    // Chunks of about kChunkPairs pairs (at most 256 rows): at k = t = 64 that is ~1 ms of work, worth waking a
+    // thread for. No more threads than chunks, so a few rows run on the calling thread alone.
+    constexpr int64_t kChunkPairs = 8192;
+    const int64_t avg_pairs = X.n_rows > 0 ? total_pairs / X.n_rows : 0;
+    const int64_t chunk_rows = std::max<int64_t>(1, std::min<int64_t>(256, kChunkPairs / std::max<int64_t>(avg_pairs, 1)));
+    const int64_t n_chunks = (X.n_rows + chunk_rows - 1) / chunk_rows;
+    const int nt = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(resolve_threads(n_threads), n_chunks)));
+    // Scratch for the pairs there are, not the full block budget: predicting one row must not touch 256 KiB.
+    int64_t pair_cap = block_pair_cap(max_nnz, m.k, m.t, attention);
+    if (attention) pair_cap = std::max(std::min(pair_cap, total_pairs), std::max<int64_t>(pair_count(max_nnz), 1));
     PackedW Wp;
     if (attention) {
         Wp.resize(m.k, m.t);
@@ -28,18 +40,16 @@ void forward_blocks(const ModelView& m, const CsrView& X, bool attention, int n_
     // Allocated here, outside the parallel region: an allocation failure must not happen inside it.
     std::vector<BlockScratch> scratch(nt);
     for (auto& s : scratch) s.reserve(pair_cap, kMaxBlockRows, m.k, m.t);
-    constexpr int64_t kChunk = 256;
-    const int64_t n_chunks = (X.n_rows + kChunk - 1) / kChunk;
 
-#pragma omp parallel num_threads(nt)
+#pragma omp parallel num_threads(nt) if (nt > 1)
     {
         FlushDenormals ftz;
         BlockScratch& sc = scratch[thread_id()];
         BlockRows block;
 #pragma omp for schedule(dynamic, 1)
         for (int64_t chunk = 0; chunk < n_chunks; ++chunk) {
-            const int64_t hi = std::min(X.n_rows, (chunk + 1) * kChunk);
-            for (int64_t row = chunk * kChunk; row < hi;) {
+            const int64_t hi = std::min(X.n_rows, (chunk + 1) * chunk_rows);
+            for (int64_t row = chunk * chunk_rows; row < hi;) {
                 const int64_t first = row;
                 block.n = 0;
                 int64_t pairs = 0;

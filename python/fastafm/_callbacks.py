@@ -6,13 +6,14 @@ import numpy as np
 from ._engine import Callback
 
 
-def better(metric: str, score, best) -> bool:
-    """Whether `score` improves on `best` (None: nothing yet); lower is better except for auc."""
+def better(metric: str, score, best, tol: float = 0.0) -> bool:
+    """Whether `score` improves on `best` (None: nothing yet) by more than `tol`; lower is better except for
+    auc."""
     if not np.isfinite(score):
         return False
     if best is None:
         return True
-    return score > best if metric == "auc" else score < best
+    return score > best + tol if metric == "auc" else score < best - tol
 
 
 def check_metric(metric, metrics: tuple, owner: str) -> str:
@@ -47,39 +48,49 @@ class Evaluation(Callback):
 class History(Callback):
     """Appends every epoch's record to the state's history; with verbose, prints it as one line."""
 
-    def __init__(self, verbose: int = 0) -> None:
-        self.verbose = verbose
+    def __init__(self, verbose: int = 0, prefix: str = "") -> None:
+        self.verbose, self.prefix = verbose, prefix
 
     def on_epoch_end(self, state, record) -> bool:
         state.history.append(record)
         if self.verbose:
             extras = "  ".join(f"{k}={v:.5f}" for k, v in record.items() if k.startswith("eval_"))
-            print(f"epoch {record['epoch']:3d}  train_loss={record['train_loss']:.5f}  {extras}  "
+            print(f"{self.prefix}epoch {record['epoch']:3d}  train_loss={record['train_loss']:.5f}  {extras}  "
                   f"{record['seconds']:.2f}s", flush=True)
         return False
 
 
 class EarlyStopping(Callback):
-    """Stops once `patience` epochs in a row did not improve `metric` (in the record, from Evaluation), then
-    restores the parameters and optimizer slots of the best epoch. The history and the shuffling stream are
-    not rewound: history keeps every epoch run, and partial_fit continues with the next epoch's shuffling."""
+    """Stops once `n_iter_no_change` epochs in a row did not improve `metric` (in the record, from Evaluation)
+    by more than `tol` on the best epoch so far, then restores the parameters and optimizer slots of that
+    best epoch (the last one that improved by more than tol). The history and the shuffling stream are not
+    rewound: history keeps every epoch run, and partial_fit continues with the next epoch's shuffling."""
 
-    def __init__(self, metric: str, patience: int, verbose: int = 0) -> None:
-        self.metric, self.patience, self.verbose = metric, int(patience), verbose
+    def __init__(self, metric: str, n_iter_no_change: int, tol: float = 0.0, verbose: int = 0,
+                 prefix: str = "") -> None:
+        self.metric, self.n_iter_no_change, self.tol = metric, int(n_iter_no_change), float(tol)
+        self.verbose, self.prefix = verbose, prefix
         self.best, self.best_epoch, self.snapshot = None, 0, None
 
     def on_epoch_end(self, state, record) -> bool:
         score = record[f"eval_{self.metric}"]
-        if better(self.metric, score, self.best):
+        if better(self.metric, score, self.best, self.tol):
             self.best, self.best_epoch = score, record["epoch"]
             self.snapshot = state.snapshot(into=self.snapshot)
             return False
-        if record["epoch"] - self.best_epoch >= self.patience:
+        if record["epoch"] - self.best_epoch >= self.n_iter_no_change:
             if self.verbose:
-                print(f"early stopping: no {self.metric} improvement for {self.patience} epochs; "
-                      f"restoring epoch {self.best_epoch} ({self.metric}={self.best:.5f})", flush=True)
+                best = "none" if self.best is None else f"{self.best:.5f}"
+                print(f"{self.prefix}early stopping: no {self.metric} improvement for {self.n_iter_no_change} "
+                      f"epochs; restoring epoch {self.best_epoch} ({self.metric}={best})", flush=True)
             return True
         return False
+
+    def result(self):
+        """(best epoch, its score), (None, nan) when no epoch had a finite score."""
+        if self.best is None:
+            return None, float("nan")
+        return self.best_epoch, float(self.best)
 
     def on_train_end(self, state) -> None:
         if self.snapshot is not None:

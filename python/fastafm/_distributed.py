@@ -1,7 +1,8 @@
 """Worker-side steps of data-parallel training (used by fastafm.dask; plain NumPy, no dask import).
 
 Each worker holds a `Shard`: the rows of the partitions assigned to it, as one CSR matrix and encoded
-targets. Training proceeds in sync rounds: every worker runs the C++ core over its next slice of rows,
+targets, or, for cache files, a `StreamShard`: the files themselves, read one block at a time into one reusable
+buffer, so a worker never holds its whole shard (memory: one block + the model and its optimizer state). Training proceeds in sync rounds: every worker runs the C++ core over its next slice of rows,
 starting from the same `State` (parameters and the optimizer's slots, fastafm._optim), and returns an
 `Update`; `merge` averages the updates into the next State.
 
@@ -25,6 +26,7 @@ import scipy.sparse as sp
 
 from . import _core
 from ._engine import make_config
+from ._streaming import block_seed
 from ._validation import as_csr, as_targets, check_class_labels, column_or_1d, csr_arrays
 
 SPARSE = ("w", "V")
@@ -118,15 +120,61 @@ def load_shard(x_blocks: list, y_blocks: list, first_block: int, n_features: int
     return Shard(X, np.concatenate(targets))
 
 
-def load_cache_shard(caches: list, first_file: int, n_features: int, classifier: bool) -> Shard:
-    """A Shard from whole cache files (fastafm.CacheFile objects, read here, on the worker). Files written
-    separately may have fewer features than the widest; their rows are valid as they are."""
-    x_blocks, y_blocks = [], []
-    for cache in caches:
-        X, y = cache.read_rows(0, cache.n_rows)
-        x_blocks.append(sp.csr_matrix((X.data, X.indices, X.indptr), shape=(X.shape[0], n_features), copy=False))
-        y_blocks.append(y)
-    return load_shard(x_blocks, y_blocks, first_file, n_features, classifier)
+class StreamShard:
+    """A worker's cache files (fastafm.CacheFile, reopened and validated on the worker), streamed in blocks of
+    each file's `block_rows` rows through one buffer sized for the largest block. Files written separately may
+    have fewer features than the widest; their rows are valid as they are. `positive` is the label trained as
+    +1 (classifiers, set by encode_shard); regression labels are trained as they are."""
+
+    def __init__(self, caches: list, first_file: int, n_features: int, classifier: bool, positive=None):
+        self.caches = list(caches)
+        self.first_file = first_file
+        self.n_features = n_features
+        self.classifier = classifier
+        self.positive = positive
+        # (file, first row, stop row, first row in the shard) of every block, files in order
+        self.blocks: list = []
+        offset = 0
+        for i, cache in enumerate(self.caches):
+            for start in range(0, cache.n_rows, int(cache.block_rows)):
+                stop = min(start + int(cache.block_rows), cache.n_rows)
+                self.blocks.append((i, start, stop, offset + start))
+            offset += cache.n_rows
+        self.n_rows = offset
+        self._buffers: dict | None = None
+        self._loaded: tuple | None = None  # (block index, arrays)
+
+    def nbytes_buffer(self) -> int:
+        return 0 if self._buffers is None else sum(a.nbytes for a in self._buffers.values())
+
+    def _allocate(self) -> dict:
+        if self._buffers is None:
+            rows = max((stop - start for _, start, stop, _ in self.blocks), default=0)
+            nnz = max((int(np.diff(self.caches[f].indptr_at([start, stop]))[0])
+                       for f, start, stop, _ in self.blocks), default=0)
+            self._buffers = {"indptr": np.empty(rows + 1, np.int64), "indices": np.empty(nnz, np.int32),
+                             "values": np.empty(nnz, np.float32), "labels": np.empty(rows, np.float32)}
+        return self._buffers
+
+    def block(self, b: int) -> tuple:
+        """(indptr, indices, values, y) of block b, as the core trains them (read unless it is loaded)."""
+        if self._loaded is None or self._loaded[0] != b:
+            f, start, stop, _ = self.blocks[b]
+            try:
+                indptr, indices, values, labels = self.caches[f].read_block(start, stop, self._allocate())
+            except OSError as exc:  # a file removed or unreadable after the fit started
+                raise OSError(f"partition {self.first_file + f} ({self.caches[f].path}): {exc}") from exc
+            if self.classifier:
+                y = np.where(labels == self.positive, 1.0, -1.0).astype(np.float32)
+            else:
+                y = labels
+            self._loaded = (b, (indptr, indices, values, y))
+        return self._loaded[1]
+
+
+def load_cache_shard(caches: list, first_file: int, n_features: int, classifier: bool) -> StreamShard:
+    """The StreamShard of a worker's cache files; nothing but their headers is read here."""
+    return StreamShard(caches, first_file, n_features, classifier)
 
 
 def as_csr_empty(n_features: int) -> sp.csr_matrix:
@@ -134,11 +182,13 @@ def as_csr_empty(n_features: int) -> sp.csr_matrix:
                          shape=(0, n_features))
 
 
-def shard_summary(shard: Shard, classifier: bool) -> dict:
+def shard_summary(shard, classifier: bool) -> dict:
     """Row count and label range (regressor) or the distinct labels (classifier) of a shard."""
     out: dict = {"n_rows": shard.n_rows}
     if shard.n_rows == 0:
         return out
+    if isinstance(shard, StreamShard):
+        return {**out, **_stream_labels(shard, classifier)}
     if classifier:
         check_class_labels(shard.y, fitting=True, classifier="DaskAFMClassifier", regressor="DaskAFMRegressor")
         out["labels"] = np.unique(shard.y)
@@ -147,35 +197,98 @@ def shard_summary(shard: Shard, classifier: bool) -> dict:
     return out
 
 
-def encode_shard(shard: Shard, positive) -> Shard:
-    """Class labels -> float32 +1 (the positive class) / -1."""
+def _stream_labels(shard: StreamShard, classifier: bool) -> dict:
+    """The label facts of cache files from their headers (label range, and up to 2 distinct values)."""
+    used = [c for c in shard.caches if c.n_rows]
+    if not classifier:
+        return {"y_min": min(c.label_min for c in used), "y_max": max(c.label_max for c in used)}
+    labels = set()
+    for c in used:
+        if c.n_label_values > 2:
+            raise ValueError(f"{c.path} holds more than two distinct labels; a classifier needs two classes")
+        labels.update({c.label_min, c.label_max})
+    values = np.array(sorted(labels), dtype=np.float32)
+    check_class_labels(values, fitting=True, classifier="DaskAFMClassifier", regressor="DaskAFMRegressor")
+    return {"labels": values}
+
+
+def encode_shard(shard, positive):
+    """Class labels -> float32 +1 (the positive class) / -1 (a StreamShard encodes each block as it reads it)."""
+    if isinstance(shard, StreamShard):
+        return StreamShard(shard.caches, shard.first_file, shard.n_features, shard.classifier, positive)
     return Shard(shard.X, np.where(shard.y == positive, 1.0, -1.0).astype(np.float32))
 
 
-def epoch_order(n_rows: int, seed: int) -> np.ndarray:
-    """The shuffled order of a shard's rows for one epoch."""
-    return np.random.default_rng(seed).permutation(n_rows).astype(np.int64)
+@dataclass
+class StreamOrder:
+    """One epoch's order over a StreamShard: the blocks in `blocks` order, each in the permutation drawn from
+    its seed. A shard of one block is ordered exactly as the same rows in memory (epoch_order of the seed)."""
+
+    blocks: np.ndarray
+    seeds: np.ndarray
+    sizes: np.ndarray  # rows of each block, in epoch order
+
+    def rows(self, i: int) -> np.ndarray:
+        return np.random.default_rng(int(self.seeds[i])).permutation(int(self.sizes[i])).astype(np.int64)
+
+
+def epoch_order(shard, seed: int):
+    """The shuffled order of a shard's rows for one epoch (a StreamOrder for a StreamShard)."""
+    if not isinstance(shard, StreamShard):
+        return np.random.default_rng(seed).permutation(shard.n_rows).astype(np.int64)
+    n = len(shard.blocks)
+    if n == 1:
+        blocks, seeds = np.zeros(1, np.int64), np.array([seed], np.int64)
+    else:
+        rng = np.random.default_rng(seed)
+        blocks, seeds = rng.permutation(n), rng.integers(0, 2**63 - 1, n)
+    sizes = np.array([shard.blocks[b][2] - shard.blocks[b][1] for b in blocks.tolist()], np.int64)
+    return StreamOrder(blocks, seeds, sizes)
 
 
 # ---------------------------------------------------------------------------------------------- rounds
-def train_round(shard: Shard, order: np.ndarray, state: State, lo: int, hi: int, settings: dict, seed: int,
-                epoch: int) -> Update:
-    """Train rows order[lo:hi] of the shard from `state` (copied: the state may be shared in memory)."""
-    rows = order[lo:hi]
+def train_round(shard: Shard | StreamShard, order, state: State, lo: int, hi: int, settings: dict, seed: int, epoch: int) -> Update:
+    """Train rows [lo, hi) of the epoch's order of the shard from `state` (copied: the state may be shared in
+    memory). A StreamShard trains the part of each block the range covers with one core call per block (the
+    dropout seed of a block derives from its first row, as in the single-process streaming fit)."""
     params = {name: a.copy() for name, a in state.params.items()}
     slots = {slot: {name: a.copy() for name, a in d.items()} for slot, d in state.slots.items()}
     start = time.perf_counter()
-    res = _core.train_epoch(params, slots, *shard.arrays, shard.y, rows, make_config(settings, seed, epoch))
+    loss, touched = 0.0, []
+    if isinstance(shard, StreamShard):
+        ends = np.cumsum(order.sizes)
+        for i in range(int(np.searchsorted(ends, lo, side="right")), len(ends)):
+            first = int(ends[i] - order.sizes[i])
+            if first >= hi:
+                break
+            b = int(order.blocks[i])
+            indptr, indices, values, y = shard.block(b)
+            rows = order.rows(i)[max(lo - first, 0):hi - first]
+            cfg = make_config(settings, block_seed(seed, shard.blocks[b][3]), epoch)
+            loss += float(_core.train_epoch(params, slots, indptr, indices, values, y, rows, cfg)["loss_sum"])
+            touched.append(_row_ids(indptr, indices, rows))
+        n_rows = hi - lo
+    else:
+        rows = order[lo:hi]
+        res = _core.train_epoch(params, slots, *shard.arrays, shard.y, rows, make_config(settings, seed, epoch))
+        loss = float(res["loss_sum"])
+        indptr, indices, _ = shard.arrays
+        touched.append(_row_ids(indptr, indices, rows))
+        n_rows = int(rows.shape[0])
     seconds = time.perf_counter() - start
-    indptr, indices, _ = shard.arrays
+    n_features = shard.n_features if isinstance(shard, StreamShard) else shard.X.shape[1]
+    ids, counts = _touched(np.concatenate(touched), n_features)
+    out_p = {name: params[name][ids] if name in SPARSE else params[name] for name in params}
+    out_s = {slot: {name: d[name][ids] if name in SPARSE else d[name] for name in d} for slot, d in slots.items()}
+    return Update(int(n_rows), loss, ids, counts.astype(np.float32), out_p, out_s, seconds)
+
+
+def _row_ids(indptr: np.ndarray, indices: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """The feature ids of the given rows (with repeats), as one flat array."""
     starts, stops = indptr[rows], indptr[rows + 1]
     lengths = stops - starts
     flat = np.repeat(stops - np.cumsum(lengths), lengths) + np.arange(int(lengths.sum()))
-    ids, counts = _touched(indices[flat], shard.X.shape[1])
-    out_p = {name: params[name][ids] if name in SPARSE else params[name] for name in params}
-    out_s = {slot: {name: d[name][ids] if name in SPARSE else d[name] for name in d} for slot, d in slots.items()}
-    return Update(int(rows.shape[0]), float(res["loss_sum"]), ids, counts.astype(np.float32), out_p, out_s,
-                  seconds)
+    return indices[flat]
 
 
 def _touched(ids: np.ndarray, n_features: int) -> tuple[np.ndarray, np.ndarray]:

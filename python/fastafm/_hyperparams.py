@@ -114,10 +114,54 @@ class OptionalName:
     """None or a string; which strings are valid depends on the estimator (early_stopping_metric)."""
 
     def check(self, value, name: str) -> None:
-        return None  # the estimator checks it against its own metrics (_callbacks.EarlyStopping)
+        return None  # the estimator checks it against its own metrics (_callbacks.check_metric)
+
+    def parse(self, text: str) -> str:
+        return text  # `fastafm train` checks it against the task's metrics
 
     def describe(self) -> str:
         return "None or a metric name"
+
+
+@dataclass(frozen=True)
+class AutoOrBool:
+    """"auto", True or False (early_stopping); on the command line auto, on or off."""
+
+    def check(self, value, name: str) -> None:
+        if isinstance(value, (bool, np.bool_)) or (isinstance(value, str) and value == "auto"):
+            return
+        raise ValueError(f"{name} must be 'auto', True or False, got {value!r}")
+
+    def parse(self, text: str):
+        words = {"auto": "auto", "on": True, "off": False}
+        if text not in words:
+            raise argparse.ArgumentTypeError(f"must be auto, on or off, got {text!r}")
+        return words[text]
+
+    def describe(self) -> str:
+        return "'auto', True or False"
+
+
+@dataclass(frozen=True)
+class OptionalChoice:
+    """One of `values` or None (pretrain); on the command line one of the values or none."""
+
+    values: tuple
+
+    def check(self, value, name: str) -> None:
+        if value is None or (isinstance(value, str) and value in self.values):
+            return
+        raise ValueError(f"{name} must be {' or '.join(repr(v) for v in self.values)} or None, got {value!r}")
+
+    def parse(self, text: str):
+        if text == "none":
+            return None
+        if text not in self.values:
+            raise argparse.ArgumentTypeError(f"must be {', '.join(self.values)} or none, got {text!r}")
+        return text
+
+    def describe(self) -> str:
+        return " or ".join(repr(v) for v in self.values) + " or None"
 
 
 @dataclass(frozen=True)
@@ -162,7 +206,7 @@ TABLE: tuple = (
                    cli_help="the optimizer"),
     Hyperparameter("batch_size", 128, Int(1, _INT32_MAX), "rows per mini-batch", "--batch-size", "N", core=True),
     Hyperparameter("n_epochs", 20, Int(0), "epochs of `fit` (the maximum with early stopping)", "--epochs", "N",
-                   cli_help="training epochs"),
+                   cli_help="training epochs (the maximum with early stopping)"),
     Hyperparameter("init_std", 0.01, Float(0.0), "std of the initial embeddings", "--init-std", "STD"),
     Hyperparameter("attention", True, Bool(),
                    "False: FM-like uniform pooling with a learned projection p (AFM only)", "--no-attention",
@@ -174,11 +218,29 @@ TABLE: tuple = (
                    cli_help="random seed for initialisation, shuffling and dropout; with the same seed and --threads "
                             "a run is bit-identical"),
     Hyperparameter("verbose", 0, Int(0), "a progress bar per epoch (tqdm) and one line per epoch"),
-    Hyperparameter("patience", None, Int(1, allow_none=True),
-                   "early stopping on `eval_set` after this many epochs without improvement; the best epoch's "
-                   "parameters are restored"),
+    Hyperparameter("early_stopping", "auto", AutoOrBool(),
+                   "`\"auto\"`: on with an `eval_set` or at least 10,000 training rows; True/False force it",
+                   "--early-stopping", "{auto,on,off}",
+                   cli_help="early stopping: auto (on with --valid or at least 10,000 training rows), on or off"),
+    Hyperparameter("validation_fraction", 0.1, Float(0.0, 1.0, low_open=True),
+                   "share of the training rows held out (seeded, stratified for classifiers) for early stopping "
+                   "when no `eval_set` is given", "--validation-fraction", "F",
+                   cli_help="share of TRAIN held out for early stopping when no --valid is given"),
+    Hyperparameter("n_iter_no_change", 2, Int(1),
+                   "early stopping: stop after this many epochs without improvement; the best epoch is restored",
+                   "--n-iter-no-change", "N"),
+    Hyperparameter("tol", 0.0, Float(0.0),
+                   "early stopping: how much the monitored score must improve to count", "--tol", "TOL"),
     Hyperparameter("early_stopping_metric", None, OptionalName(),
-                   "the eval metric early stopping watches (rmse/mae, logloss/auc; None: the first)"),
+                   "the metric early stopping watches (rmse/mae, logloss/auc; None: the loss, rmse/logloss)",
+                   "--early-stopping-metric", "METRIC",
+                   cli_help="the metric early stopping watches: rmse or mae (regression), logloss or auc "
+                            "(classification); none: the loss"),
+    Hyperparameter("pretrain", "fm", OptionalChoice(("fm",)),
+                   "`\"fm\"`: `fit` first trains an FM (its own early stopping) and warm-starts AFM from it; "
+                   "None: AFM from scratch (AFM only)", "--pretrain", "{fm,none}",
+                   cli_help="fm: first train an FM with its own early stopping and warm-start AFM from it; none: "
+                            "AFM from scratch"),
     Hyperparameter("sync_rows", 16384, Int(1), "rows each worker trains between synchronisations (Dask only)"),
     Hyperparameter("combine", "average", Choice(("sum", "average")),
                    "how the workers' updates are combined (Dask only)"),
@@ -189,6 +251,7 @@ BY_NAME = {hp.name: hp for hp in TABLE}
 _COMMON = ("embedding_dim", "dropout", "l2", "learning_rate", "optimizer", "batch_size", "n_epochs", "init_std")
 _AFM = ("embedding_dim", "attention_dim", "dropout", "attention_l2", "l2", "learning_rate", "optimizer",
         "batch_size", "n_epochs", "init_std", "attention", "n_threads", "random_state", "verbose")
+_EARLY_STOPPING = ("early_stopping", "validation_fraction", "n_iter_no_change", "tol", "early_stopping_metric")
 
 
 @dataclass(frozen=True)
@@ -203,10 +266,9 @@ class Signature:
 
 
 SIGNATURES = {
-    "afm": Signature(_AFM + ("patience", "early_stopping_metric")),
+    "afm": Signature(_AFM + _EARLY_STOPPING + ("pretrain",)),
     # FM: no attention network; learning_rate 0.05 from the Frappe runs (docs/accuracy.md).
-    "fm": Signature(_COMMON + ("n_threads", "random_state", "verbose", "patience", "early_stopping_metric"),
-                    {"learning_rate": 0.05}),
+    "fm": Signature(_COMMON + ("n_threads", "random_state", "verbose") + _EARLY_STOPPING, {"learning_rate": 0.05}),
     "dask": Signature(_AFM + ("sync_rows", "combine", "client")),
 }
 
@@ -241,17 +303,20 @@ def core_settings(values: dict, loss: str, attention: bool, learn_projection: bo
 
 
 # ---------------------------------------------------------------------------------------------- CLI, docs
-def add_cli_arguments(group, defaults: dict) -> None:
-    """The `fastafm train` options of every table entry with a flag (`defaults`: the estimator's)."""
+def add_cli_arguments(group, signatures: dict) -> None:
+    """The `fastafm train` options of every table entry with a flag that one of `signatures` (label ->
+    Signature, the first the default model) takes. No option has an argparse default: `cli_values` fills in
+    the chosen estimator's own defaults, so each model type gets its estimator's defaults."""
     for hp in TABLE:
-        if hp.cli is None:
+        if hp.cli is None or not any(hp.name in sig.names for sig in signatures.values()):
             continue
+        help_text = _cli_help(hp)
         if isinstance(hp.constraint, Bool):  # a True default: the flag turns it off
-            group.add_argument(hp.cli, dest=hp.name, action="store_false", default=defaults[hp.name],
-                               help=_cli_help(hp))
+            group.add_argument(hp.cli, dest=hp.name, action="store_false", default=argparse.SUPPRESS,
+                               help=help_text + _only(hp.name, signatures))
             continue
-        default = hp.cli_default if hp.cli_default is not None else defaults[hp.name]
-        kwargs: dict = {"dest": hp.name, "default": default, "help": _cli_help(hp) + " (default %(default)s)"}
+        kwargs: dict = {"dest": hp.name, "default": argparse.SUPPRESS,
+                        "help": help_text + _cli_default_text(hp, signatures)}
         if isinstance(hp.constraint, Choice):
             kwargs["choices"] = hp.constraint.values
         else:
@@ -260,15 +325,50 @@ def add_cli_arguments(group, defaults: dict) -> None:
         group.add_argument(hp.cli, **kwargs)
 
 
+def _only(name: str, signatures: dict) -> str:
+    takers = [label for label, sig in signatures.items() if name in sig.names]
+    return "" if len(takers) == len(signatures) else f" ({', '.join(t.upper() for t in takers)} only)"
+
+
+def _cli_default_text(hp: Hyperparameter, signatures: dict) -> str:
+    def shown(value):
+        if value is None:
+            return "none"
+        if isinstance(value, bool):
+            return "on" if value else "off"
+        return value
+
+    if hp.cli_default is not None:
+        return f" (default {hp.cli_default})"
+    texts = [(label, shown(sig.default(hp.name))) for label, sig in signatures.items() if hp.name in sig.names]
+    if len(texts) < len(signatures):
+        return f" ({texts[0][0].upper()} only, default {texts[0][1]})"
+    if len({str(t) for _, t in texts}) == 1:
+        return f" (default {texts[0][1]})"
+    return " (default " + ", ".join(f"{label} {t}" for label, t in texts) + ")"
+
+
 def _cli_help(hp: Hyperparameter) -> str:
-    """The help text without Markdown, and without "(AFM only)": `fastafm train` trains AFM."""
+    """The help text without Markdown, and without "(AFM only)" (added per model type by the caller)."""
     text = hp.cli_help or hp.help.replace(" (AFM only)", "")
     return text.replace("**", "").replace("`", "").replace("%", "%%")
 
 
-def cli_values(args) -> dict:
-    """The hyperparameters given on the command line (argparse namespace -> estimator keyword arguments)."""
-    return {hp.name: getattr(args, hp.name) for hp in TABLE if hp.cli is not None}
+def cli_given(args) -> set:
+    """The table's hyperparameters given on the command line (argparse namespace)."""
+    return {hp.name for hp in TABLE if hp.cli is not None and hasattr(args, hp.name)}
+
+
+def cli_values(args, signature: Signature) -> dict:
+    """The keyword arguments of the estimator of `signature` from the command line: each option given, else
+    the command line's default (--seed 0) or the estimator's own."""
+    out = {}
+    for hp in TABLE:
+        if hp.cli is None or hp.name not in signature.names:
+            continue
+        default = hp.cli_default if hp.cli_default is not None else signature.default(hp.name)
+        out[hp.name] = getattr(args, hp.name, default)
+    return out
 
 
 def _default_text(name: str) -> str:

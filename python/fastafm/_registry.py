@@ -68,3 +68,11 @@ def kind(name_or_class) -> Kind:
 
 def names() -> tuple:
     return tuple(_KINDS)
+
+
+def sibling(of: Kind, family: str) -> Kind:
+    """The registered kind of `family` with the same loss as `of` (AFMClassifier -> FMClassifier)."""
+    for found in _KINDS.values():
+        if found.family == family and found.loss == of.loss:
+            return found
+    raise KeyError(f"no {family} estimator with the {of.loss} loss")

@@ -11,12 +11,19 @@ once, not per block). Mini-batches do not span blocks. The
 dropout mask of a row is keyed on (seed, epoch, row position in the block), so each block trains with its
 own seed derived from the estimator's seed and the block's first row; the block starting at row 0 keeps the
 estimator's seed. A cache of one block is therefore trained exactly as the same rows in memory.
+
+Early stopping without an eval_set holds part of the training rows out (`hold_out`): in memory a seeded
+split of the rows (stratified by class for classifiers); from a cache a seeded subset of the rows of every
+block (each row held out with probability `fraction`, drawn per block from the split seed and the block's
+index, so no per-row index of the whole cache is kept), skipped by the training epochs and read into memory
+once for evaluation.
 """
 from __future__ import annotations
 
 import numpy as np
+import scipy.sparse as sp
 
-from ._validation import check_kernel_memory, check_kernel_memory_sizes, csr_arrays
+from ._validation import check_kernel_memory, check_kernel_memory_sizes, check_memory, csr_arrays
 
 _SEED_STRIDE = 0x9E3779B97F4A7C15
 _U64 = (1 << 64) - 1
@@ -25,6 +32,22 @@ _U64 = (1 << 64) - 1
 def block_seed(seed: int, first_row: int) -> int:
     """The dropout seed of the block that starts at `first_row` (the estimator's seed for row 0)."""
     return (int(seed) + int(first_row) * _SEED_STRIDE) & _U64
+
+
+def holdout_split(n_rows: int, fraction: float, rng: np.random.Generator, strata=None):
+    """(train rows, held-out rows), both sorted: round(fraction * n) rows of each stratum (of each distinct
+    value of `strata`, e.g. the class; one stratum when None) drawn by `rng`. ValueError when either side
+    would be empty."""
+    groups = [np.arange(n_rows)] if strata is None else [np.flatnonzero(strata == v) for v in np.unique(strata)]
+    held = [rng.permutation(g)[: int(np.floor(fraction * g.shape[0] + 0.5))] for g in groups]
+    mask = np.zeros(n_rows, dtype=bool)
+    mask[np.concatenate(held)] = True
+    n_held = int(np.count_nonzero(mask))
+    if n_held == 0 or n_held == n_rows:
+        raise ValueError(f"validation_fraction={fraction} of {n_rows} training rows leaves "
+                         f"{'no' if n_held == 0 else 'all'} rows for validation; early stopping needs rows on both "
+                         "sides (pass an eval_set, change validation_fraction, or set early_stopping=False)")
+    return np.flatnonzero(~mask), np.flatnonzero(mask)
 
 
 class InMemoryRows:
@@ -45,6 +68,17 @@ class InMemoryRows:
         res = trainer.run(*self._arrays, self._y, order, state.dropout_seed, progress=progress)
         return float(res["loss_sum"])
 
+    @property
+    def targets(self) -> np.ndarray:
+        """The encoded float32 targets the core trains on."""
+        return self._y
+
+    def hold_out(self, fraction: float, rng: np.random.Generator, stratify: bool):
+        """(rows of the kept part, held-out CSR X, held-out encoded targets): `holdout_split` of the rows,
+        stratified by the encoded target when `stratify`."""
+        keep, held = holdout_split(self.n_rows, fraction, rng, self._y if stratify else None)
+        return InMemoryRows(self._X[keep], self._y[keep]), self._X[held], self._y[held]
+
 
 class CacheRows:
     """Rows of a CacheFile, streamed in shuffled blocks through one reusable buffer.
@@ -53,13 +87,15 @@ class CacheRows:
     regression, +-1 for classification).
     """
 
-    def __init__(self, cache, encode) -> None:
+    def __init__(self, cache, encode, holdout=None) -> None:
         self.cache = cache
-        self.n_rows = cache.n_rows
         self._encode = encode
+        self._holdout = holdout  # None, or (fraction, seed): the rows `held_out` keeps out of training
         rows = int(cache.block_rows)
-        self.starts = np.arange(0, self.n_rows, rows, dtype=np.int64)
-        self.stops = np.minimum(self.starts + rows, self.n_rows)
+        self.starts = np.arange(0, cache.n_rows, rows, dtype=np.int64)
+        self.stops = np.minimum(self.starts + rows, cache.n_rows)
+        self.n_rows = cache.n_rows if holdout is None else sum(
+            int(np.count_nonzero(~self.held_mask(b))) for b in range(self.starts.shape[0]))
         bounds = cache.indptr_at(np.append(self.starts, self.n_rows))
         max_block_nnz = int(np.max(np.diff(bounds))) if self.starts.size else 0
         max_rows = int(np.max(self.stops - self.starts)) if self.starts.size else 0
@@ -80,6 +116,33 @@ class CacheRows:
                              "values": np.empty(nnz, dtype=np.float32), "labels": np.empty(rows, dtype=np.float32)}
         return self._buffers
 
+    def held_mask(self, b: int) -> np.ndarray:
+        """The held-out mask of block b's rows (all False without a holdout)."""
+        n = int(self.stops[b] - self.starts[b])
+        if self._holdout is None:
+            return np.zeros(n, dtype=bool)
+        fraction, seed = self._holdout
+        return np.random.default_rng([int(seed), b]).random(n) < fraction
+
+    def hold_out(self, fraction: float, seed: int):
+        """(rows that skip a seeded subset of every block's rows, those rows as CSR X, their cache labels)."""
+        rows = CacheRows(self.cache, self._encode, (float(fraction), int(seed)))
+        n_held = self.cache.n_rows - rows.n_rows
+        if n_held == 0 or rows.n_rows == 0:
+            raise ValueError(f"validation_fraction={fraction} of the {self.cache.n_rows} rows of {self.cache.path} "
+                             f"holds out {'no' if n_held == 0 else 'all'} rows; early stopping needs rows on both "
+                             "sides (pass an eval_set, change validation_fraction, or set early_stopping=False)")
+        check_memory(int(self.cache.nnz * fraction * 8 * 1.5) + 16 * n_held,
+                     f"the {n_held} held-out validation rows of {self.cache.path}")
+        parts, labels = [], []
+        for b in range(self.starts.shape[0]):
+            mask = rows.held_mask(b)
+            if mask.any():
+                X, y = self.cache.read_rows(int(self.starts[b]), int(self.stops[b]))
+                parts.append(X[np.flatnonzero(mask)])
+                labels.append(y[mask])
+        return rows, sp.vstack(parts, format="csr"), np.concatenate(labels)
+
     def block_order(self, rng) -> np.ndarray:
         """This epoch's order of the blocks (no draw from rng for a single block)."""
         n = self.starts.shape[0]
@@ -93,13 +156,17 @@ class CacheRows:
             start, stop = int(self.starts[b]), int(self.stops[b])
             indptr, indices, values, labels = self.cache.read_block(start, stop, buffers)
             y = self._encode(labels)
-            order = rng.permutation(stop - start).astype(np.int64)
+            if self._holdout is None:
+                order = rng.permutation(stop - start).astype(np.int64)
+            else:  # the block's kept rows, shuffled
+                kept = np.flatnonzero(~self.held_mask(b))
+                order = kept[rng.permutation(kept.shape[0])].astype(np.int64)
             hook = None if progress is None else _offset_progress(progress, done)
             res = trainer.run(indptr, indices, values, y, order, block_seed(state.dropout_seed, start), progress=hook)
             if res["diverged"]:
                 return float("nan")
             total += float(res["loss_sum"])
-            done += stop - start
+            done += order.shape[0]
             if progress is not None:  # the core reports by time; a block's end is always reported
                 progress(done)
         return total

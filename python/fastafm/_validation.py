@@ -58,7 +58,8 @@ def _numeric_array(X, name: str) -> np.ndarray:
 
 
 def as_csr(X, name: str = "X", n_features: int | None = None, owner: str = "the model") -> sp.csr_matrix:
-    """Return X as a CSR matrix with int64 indptr, int32 indices and float32 finite values.
+    """Return X as a CSR matrix with int32 indices, float32 finite values and an int32 or int64 indptr
+    (csr_arrays gives the core int64). A CSR matrix that already has these dtypes is returned as it is.
 
     Accepts SciPy sparse matrices/arrays (any format; CSR kept as is, so repeated and unsorted ids in a row
     stay separate non-zeros in their order) and dense 2-D numeric arrays (zeros are skipped).
@@ -74,13 +75,13 @@ def as_csr(X, name: str = "X", n_features: int | None = None, owner: str = "the 
         except (ValueError, TypeError, IndexError) as exc:
             raise ValueError(f"{name} is a malformed sparse matrix: {exc}") from None
         data = np.asarray(X.data)
-        if np.iscomplexobj(data):
+        if data.dtype.kind == "c":
             raise ValueError(f"{name} must hold real numbers: Complex data not supported (dtype {data.dtype})")
-        if not (np.issubdtype(data.dtype, np.number) or data.dtype == np.bool_):
+        if data.dtype.kind not in "biuf":  # dtype kinds, not np.issubdtype: this runs on every predict call
             raise TypeError(f"{name} must hold real numbers, got dtype {data.dtype}")
         indices = np.asarray(X.indices)
         indptr = np.asarray(X.indptr)
-        if not (np.issubdtype(indices.dtype, np.integer) and np.issubdtype(indptr.dtype, np.integer)):
+        if indices.dtype.kind not in "iu" or indptr.dtype.kind not in "iu":
             raise TypeError(f"{name} has non-integer CSR index arrays ({indices.dtype}, {indptr.dtype})")
         if indptr.ndim != 1 or indices.ndim != 1 or data.ndim != 1:
             raise ValueError(f"{name} has malformed CSR arrays (indptr, indices and data must be 1-D)")
@@ -93,10 +94,12 @@ def as_csr(X, name: str = "X", n_features: int | None = None, owner: str = "the 
         if indices.size and (indices.min() < 0 or indices.max() >= n_cols):
             raise ValueError(f"{name} has column indices outside [0, {n_cols})")
         values = _as_float32(data, name)
-        X = sp.csr_matrix(
-            (values, indices.astype(np.int32, copy=False), indptr.astype(np.int64, copy=False)),
-            shape=(n_rows, n_cols), copy=False
-        )
+        if not (values is data and indices.dtype == np.int32 and indptr.dtype in (np.int32, np.int64)
+                and isinstance(X, sp.csr_matrix)):  # else X is already what the core takes: no new matrix
+            X = sp.csr_matrix(
+                (values, indices.astype(np.int32, copy=False), indptr.astype(np.int64, copy=False)),
+                shape=(n_rows, n_cols), copy=False
+            )
     else:
         if isinstance(X, (str, bytes)) or X is None:
             raise TypeError(f"{name} must be a 2-D array or a SciPy sparse matrix, got {type(X).__name__}")
@@ -107,12 +110,10 @@ def as_csr(X, name: str = "X", n_features: int | None = None, owner: str = "the 
                 "array.reshape(-1, 1) if it has a single feature or array.reshape(1, -1) if it holds a single row."
             )
         arr = _as_float32(arr, name)
-        X = sp.csr_matrix(arr)
-        X = sp.csr_matrix(
-            (X.data.astype(np.float32), X.indices.astype(np.int32), X.indptr.astype(np.int64)),
-            shape=arr.shape,
-            copy=False,
-        )
+        rows, cols = np.nonzero(arr)  # row-major: each row's non-zeros in column order
+        indptr = np.zeros(arr.shape[0] + 1, dtype=np.int64)
+        np.cumsum(np.bincount(rows, minlength=arr.shape[0]), out=indptr[1:])
+        X = sp.csr_matrix((arr[rows, cols], cols.astype(np.int32), indptr), shape=arr.shape, copy=False)
     n_rows, n_cols = X.shape
     if n_rows == 0:
         raise ValueError(f"{name} has 0 rows (0 sample(s), shape={X.shape}); at least one row is required")
@@ -231,9 +232,14 @@ def _gib(nbytes: float) -> str:
     return f"{nbytes / 2**30:.3g} GiB"
 
 
+#: Requests below this are not checked: reading /proc and the cgroup files costs more than predicting a few
+#: rows, and an allocation this small that fails raises an ordinary MemoryError (or fails anywhere in Python).
+SMALL_REQUEST_BYTES = 64 * 2**20
+
+
 def check_memory(nbytes: int, what: str) -> None:
     """MemoryError naming `what` when `nbytes` is more than the memory available now."""
-    if os.environ.get("FASTAFM_SKIP_MEMORY_CHECK"):
+    if nbytes < SMALL_REQUEST_BYTES or os.environ.get("FASTAFM_SKIP_MEMORY_CHECK"):
         return
     avail = available_memory()
     if avail is not None and nbytes > avail:
@@ -258,6 +264,12 @@ def check_kernel_memory(X, k: int, t: int, n_threads: int, batch_size: int | Non
                         attention: bool = True) -> None:
     """Before training (batch_size given) or predicting on X: the block kernels' scratch, which grows with the
     square of the longest row's non-zero count, plus the per-batch sparse gradient buffers."""
+    if batch_size is None:  # predicting: no row is longer than all the non-zeros, often a quick all-clear
+        from . import _core
+
+        threads = _core.resolve_threads(int(n_threads))
+        if _core.scratch_bytes(int(X.nnz), int(k), int(t), threads, bool(attention)) < SMALL_REQUEST_BYTES:
+            return
     check_kernel_memory_sizes(_max_row_nnz(X), X.shape[0], X.shape[1], k, t, n_threads, batch_size, attention)
 
 

@@ -22,7 +22,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from ._files import display as _display
-from ._hyperparams import SIGNATURES, Float, Int, add_cli_arguments, cli_values
+from ._hyperparams import BY_NAME, SIGNATURES, Float, Int, add_cli_arguments, cli_given, cli_values
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -59,12 +59,12 @@ def _wrap(*paragraphs: str) -> str:
     return "\n\n".join(textwrap.fill(p, width=78) for p in paragraphs)
 
 
-def _estimator_defaults() -> dict:
-    return {name: SIGNATURES["afm"].default(name) for name in SIGNATURES["afm"].names}
+#: --model-type -> the signature of its estimators (the first: the default)
+MODEL_TYPES = {"afm": SIGNATURES["afm"], "fm": SIGNATURES["fm"]}
+_TASK_METRICS = {"regression": ("rmse", "mae"), "classification": ("logloss", "auc")}
 
 
 def build_parser() -> argparse.ArgumentParser:
-    defaults = _estimator_defaults()
     fmt = argparse.RawDescriptionHelpFormatter
     parser = argparse.ArgumentParser(
         prog="fastafm",
@@ -88,9 +88,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = sub.add_parser(
         "train", help="train a model on a libFM/libSVM file and save it",
-        description=_wrap("Train an AFM model on TRAIN and write it to --model. Progress (one line per epoch "
-                          "with the training loss and, with --valid, the validation RMSE and MAE or log loss and "
-                          "AUC) goes to standard output unless --quiet.", DATA_FORMAT_HELP),
+        description=_wrap("Train an AFM (or, with --model-type fm, an FM) model on TRAIN and write it to --model. "
+                          "Progress (one line per epoch with the training loss and the validation RMSE and MAE "
+                          "or log loss and AUC, on --valid or on the rows early stopping holds out) goes to "
+                          "standard output unless --quiet.", DATA_FORMAT_HELP),
         epilog=EXIT_CODES_HELP, formatter_class=fmt)
     train.add_argument("train", metavar="TRAIN", help="training data file (libFM/libSVM)")
     train.add_argument("--valid", metavar="VALID", help="validation data file, evaluated after every epoch")
@@ -99,8 +100,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="regression: squared loss (AFMRegressor); classification: logistic loss "
                             "(AFMClassifier), the file must hold exactly two labels, e.g. 0/1 or -1/1, the "
                             "larger one being the positive class (default regression)")
-    hp = train.add_argument_group("hyperparameters (defaults are the library's)")
-    add_cli_arguments(hp, defaults)  # one option per entry of the hyperparameter table with a flag
+    train.add_argument("--model-type", choices=tuple(MODEL_TYPES), default="afm",
+                       help="afm: AFMRegressor / AFMClassifier; fm: FMRegressor / FMClassifier (default afm)")
+    hp = train.add_argument_group("hyperparameters (defaults are the library's, per model type)")
+    add_cli_arguments(hp, MODEL_TYPES)  # one option per entry of the hyperparameter table with a flag
     train.add_argument("--n-features", type=Int(1).parse, metavar="N",
                        help="width of the model: feature ids must be < N (default: the largest id in TRAIN and "
                             "VALID plus one). Set it when test files may hold larger ids")
@@ -367,17 +370,16 @@ def _training_cache(args, stream=None):
 def _cmd_train(args) -> int:
     _check_writable(args.model, "model", EXIT_MODEL)
     _refuse_same(args.model, "model", [args.train, args.valid, args.cache or None], EXIT_MODEL)
+    model = _make_model(args)  # usage errors before any data is read
     stream = _open_pipe(args.train) if _input_kind(args.train, "data file") == "pipe" else None
     try:
-        return _train(args, stream)
+        return _train(args, model, stream)
     finally:
         if stream is not None:
             stream[0].close()
 
 
-def _train(args, stream) -> int:
-    from .estimators import AFMClassifier
-
+def _train(args, model, stream) -> int:
     cache = _training_cache(args, stream)
     if cache is not None:
         return _train_from_cache(args, cache)
@@ -396,9 +398,8 @@ def _train(args, stream) -> int:
         X, X_val = _widen(X, width), _widen(X_val, width)
         eval_set = (X_val, y_val)
         _status(args, f"read {args.valid}: {X_val.shape[0]} rows for validation")
-    model = _make_model(args)
     cls = type(model)
-    if cls is AFMClassifier:
+    if args.task == "classification":
         labels = np.unique(y)
         if labels.shape[0] != 2:
             raise CliError(f"{args.train}: classification needs exactly two labels, found {labels.shape[0]} "
@@ -409,15 +410,35 @@ def _train(args, stream) -> int:
             if unknown.size:
                 raise CliError(f"{args.valid}: labels {', '.join(f'{v:g}' for v in unknown[:5])} are not among "
                                f"the training labels {labels[0]:g}, {labels[1]:g}", EXIT_DATA)
-    _status(args, f"training {cls.__name__} for {args.n_epochs} epochs, {X.shape[1]} features")
+    _status(args, f"training {cls.__name__} for {_epochs(model)}, {X.shape[1]} features")
     return _fit_and_save(args, model, X, y, eval_set)
 
 
 def _make_model(args):
-    from .estimators import AFMClassifier, AFMRegressor
+    """The estimator of --model-type and --task with the options given (the others: its own defaults)."""
+    from . import estimators
 
-    cls = AFMClassifier if args.task == "classification" else AFMRegressor
-    return cls(**cli_values(args), verbose=0 if args.quiet else 1)
+    signature = MODEL_TYPES[args.model_type]
+    other = sorted(cli_given(args) - set(signature.names))
+    if other:
+        flags = ", ".join(BY_NAME[name].cli for name in other)
+        raise CliError(f"{flags} {'does' if len(other) == 1 else 'do'} not apply to --model-type "
+                       f"{args.model_type}", EXIT_USAGE)
+    metric = getattr(args, "early_stopping_metric", None)
+    if metric is not None and metric not in _TASK_METRICS[args.task]:
+        raise CliError(f"--early-stopping-metric must be {' or '.join(_TASK_METRICS[args.task])} for "
+                       f"{args.task}, got {metric!r}", EXIT_USAGE)
+    name = {"afm": "AFM", "fm": "FM"}[args.model_type] + ("Classifier" if args.task == "classification"
+                                                           else "Regressor")
+    return getattr(estimators, name)(**cli_values(args, signature), verbose=0 if args.quiet else 1)
+
+
+def _epochs(model) -> str:
+    """How long `fit` trains, for the status line."""
+    text = f"at most {model.n_epochs} epochs" if model.early_stopping is not False else f"{model.n_epochs} epochs"
+    if getattr(model, "pretrain", None) == "fm":
+        text += ", after pretraining an FM"
+    return text
 
 
 def _train_from_cache(args, cache) -> int:
@@ -429,7 +450,7 @@ def _train_from_cache(args, cache) -> int:
         raise CliError(f"cannot read data file {cache.path}: no rows", EXIT_DATA)
     _status(args, f"streaming {cache.path}: {cache.n_rows} rows, {cache.nnz} non-zeros, {cache.n_features} "
                   f"features, blocks of {cache.block_rows} rows")
-    model = _make_model(args)
+    model = _make_model(args)  # checked by _cmd_train already
     if args.task == "classification" and cache.n_label_values != 2:
         found = "3 or more" if cache.n_label_values > 2 else str(cache.n_label_values)
         raise CliError(f"{cache.path}: classification needs exactly two labels, found {found}", EXIT_DATA)
@@ -445,7 +466,7 @@ def _train_from_cache(args, cache) -> int:
                                f"the training labels {cache.label_min:g}, {cache.label_max:g}", EXIT_DATA)
         eval_set = (X_val, y_val)
         _status(args, f"read {args.valid}: {X_val.shape[0]} rows for validation")
-    _status(args, f"training {type(model).__name__} for {args.n_epochs} epochs out of core")
+    _status(args, f"training {type(model).__name__} for {_epochs(model)} out of core")
     return _fit_and_save(args, model, cache, None, eval_set)
 
 

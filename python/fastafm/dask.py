@@ -12,8 +12,11 @@ How it trains (see docs/distributed.md for the design and its measured costs):
 
 1. The partitions of X and y are assigned to the workers in order, in contiguous runs of about equal rows,
    and each worker loads its run into one resident shard (CSR rows and targets); the data never passes
-   through the client.
-2. Every epoch, each worker shuffles its shard. Then, in sync rounds, every worker runs the C++ core over its
+   through the client. Cache files are not loaded: each worker streams its files in blocks of their
+   `block_rows` rows through one reusable buffer (fastafm.CacheFile(path, block_rows=...) sets the block), so
+   it holds one block, the model and its optimizer state, never its whole shard.
+2. Every epoch, each worker shuffles its shard (cache files: the order of the blocks, then the rows within
+   each block, as the single-process streaming fit). Then, in sync rounds, every worker runs the C++ core over its
    next `sync_rows` rows starting from the same model, and the workers' models are averaged (parameters and
    optimizer slots; rows of w and V over the workers that touched them, weighted by how often,
    everything else weighted by rows; fastafm._distributed). The average is computed on the first worker
@@ -388,8 +391,8 @@ class _DaskAFMBase(BaseEstimator):
         for _ in range(int(self.n_epochs)):
             epoch = local.n_epochs_done
             epoch_start = time.perf_counter()
-            orders = [client.submit(dist.epoch_order, n, int(local.rng.integers(0, 2**63 - 1)), workers=[a],
-                                    pure=False) for n, a in zip(n_local, workers)]
+            orders = [client.submit(dist.epoch_order, s, int(local.rng.integers(0, 2**63 - 1)), workers=[a],
+                                    pure=False) for s, a in zip(shards, workers)]
             before = state
             for r in range(n_rounds):
                 updates = []

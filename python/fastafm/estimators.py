@@ -18,7 +18,7 @@ from . import _core, _registry, metrics, reference
 from ._callbacks import EarlyStopping, Evaluation, History, best_of, check_metric
 from ._compat import BaseEstimator, ClassifierMixin, RegressorMixin, fitted_state
 from ._engine import train
-from ._hyperparams import core_settings, store, validate
+from ._hyperparams import SIGNATURES, core_settings, store, validate
 from ._state import TrainingState, init_state
 from ._streaming import CacheRows, InMemoryRows
 from ._targets import class_cache_targets, class_targets, regression_cache_targets, regression_targets
@@ -28,6 +28,27 @@ from .cache import as_cache
 from .persistence import save_model
 
 PARAM_NAMES = reference.PARAM_NAMES  # ("w0", "w", "V", "W", "b", "h", "p")
+
+#: early_stopping="auto" turns early stopping on from this many training rows (scikit-learn's
+#: HistGradientBoosting threshold), or whenever an eval_set is given.
+AUTO_EARLY_STOPPING_ROWS = 10_000
+#: The pretraining FM's learning rate relative to the AFM's: the ratio of the two families' defaults
+#: (FM 0.05, AFM 0.1), the setting of the measurements in docs/accuracy.md.
+_PRETRAIN_LR_RATIO = SIGNATURES["fm"].default("learning_rate") / SIGNATURES["afm"].default("learning_rate")
+_SPLIT_STREAM = 0x5EED_5EA1  # the validation split's own stream of an integer random_state
+
+
+def _split_generator(random_state) -> np.random.Generator:
+    """The generator of the validation split: for an integer random_state its own stream (so the model's
+    initialisation and shuffling draw what they draw without the split), for a Generator or RandomState one
+    draw from it, None: fresh entropy."""
+    if isinstance(random_state, (int, np.integer)) and not isinstance(random_state, (bool, np.bool_)):
+        return np.random.default_rng([int(random_state), _SPLIT_STREAM])
+    if isinstance(random_state, np.random.RandomState):
+        return np.random.default_rng(random_state.randint(0, 2**31 - 1))
+    if isinstance(random_state, np.random.Generator):
+        return np.random.default_rng(int(random_state.integers(0, 2**63 - 1)))
+    return np.random.default_rng()
 
 # fit/partial_fit of one estimator may not run in two threads at once (the core updates the parameter arrays
 # in place); the same thread may re-enter. Maps id(estimator) -> [owner thread ident, depth].
@@ -116,7 +137,7 @@ class _Base(BaseEstimator):
     # ------------------------------------------------------------------ public API
     @_exclusive
     def fit(self, X, y=None, eval_set=None, init=None):
-        """Train from scratch for `n_epochs` epochs.
+        """Train from scratch for at most `n_epochs` epochs.
 
         Parameters
         ----------
@@ -127,33 +148,105 @@ class _Base(BaseEstimator):
         y : array-like, shape (n_rows,)
             Regression targets, or two class labels for the classifier; None (and only None) with a cache.
         eval_set : tuple (X_eval, y_eval) or list of one such tuple, optional
-            Evaluated after every epoch; the metrics go to `history_`. Required when `patience` is set
-            (early stopping watches `early_stopping_metric` on it).
+            Evaluated after every epoch; the metrics go to `history_`. With `early_stopping="auto"` (the
+            default) or True, early stopping watches `early_stopping_metric` on it; without it, early stopping
+            holds out `validation_fraction` of the training rows instead (docs/accuracy.md).
         init : fitted FMRegressor/FMClassifier (or AFM estimator), or dict with "w0", "w", "V", optional
             Warm start, as in the AFM paper: w0, w and V are copied from this model after the usual
             initialisation (the attention network is initialised as usual and p = 1; the optimizer state
-            starts fresh). Its n_features and embedding_dim must match this estimator's.
+            starts fresh). Its n_features and embedding_dim must match this estimator's. It overrides
+            `pretrain` (no FM is pretrained when init is given).
         """
         kind = _registry.kind(type(self))
         values = self._validated(kind)
         metric = check_metric(self.early_stopping_metric, self._metrics, type(self).__name__)
-        if self.patience is not None and eval_set is None:
-            raise ValueError("early stopping (patience is set) needs an eval_set to watch")
         rows, n_features, labels = self._rows(X, y, fitting=True)
         evaluation = self._prepare_eval_set(eval_set, n_features)
+        stopping = self._early_stopping_on(rows.n_rows, evaluation is not None)
+        if stopping and evaluation is None:
+            rows, evaluation = self._hold_out(rows, kind, labels)
         init_params = None if init is None else warm_start_params(init, n_features, int(self.embedding_dim))
+        pretrain_history = None
+        if init is None and values.get("pretrain") == "fm":
+            fm_state = self._pretrain_fm(kind, values, rows, n_features, labels, evaluation, stopping, metric)
+            init_params = warm_start_params(fm_state.params, n_features, int(self.embedding_dim))
+            pretrain_history = fm_state.history
+            del fm_state  # its arrays live on in init_params only until they are copied below
         state = self._new_state(kind, values, n_features, labels)
         if init_params is not None:
             for name, arr in init_params.items():
                 np.copyto(state.params[name], arr)
-        callbacks: list = [] if evaluation is None else [Evaluation(lambda: self._evaluate(*evaluation))]
-        callbacks.append(History(self.verbose))
-        if self.patience is not None:
-            callbacks.append(EarlyStopping(metric, self.patience, self.verbose))
-        train(state, rows, int(self.n_epochs), self._settings(kind, state), callbacks, self.verbose)
+            del init_params
+        if pretrain_history is not None and self.verbose:
+            print(f"training {type(self).__name__} from the pretrained FM", flush=True)
+        best = self._train_new(state, self._settings(kind, state), rows, evaluation, stopping, metric)
+        self.do_early_stopping_ = stopping
+        if "pretrain" in values:
+            self.pretrain_history_ = pretrain_history
+        for name in ("best_epoch_", "best_score_", "validation_score_"):  # an earlier fit's
+            self.__dict__.pop(name, None)
         if evaluation is not None:
-            self.best_epoch_, self.best_score_ = best_of(state.history, metric)
+            self.best_epoch_, self.best_score_ = best
+            self.validation_score_ = np.array([r[f"eval_{metric}"] for r in state.history], dtype=np.float64)
         return self
+
+    def _early_stopping_on(self, n_rows: int, has_eval_set: bool) -> bool:
+        """early_stopping resolved: "auto" is on with an eval_set or at least AUTO_EARLY_STOPPING_ROWS rows."""
+        if isinstance(self.early_stopping, str):  # "auto"
+            return has_eval_set or n_rows >= AUTO_EARLY_STOPPING_ROWS
+        return bool(self.early_stopping)
+
+    def _hold_out(self, rows, kind, labels):
+        """(the rows left to train on, the held-out (X, y) to evaluate): a seeded split of `validation_fraction`
+        of the training rows, stratified by class for a classifier in memory; from a cache, a seeded subset of
+        every block's rows (fastafm._streaming)."""
+        rng = _split_generator(self.random_state)
+        fraction = float(self.validation_fraction)
+        if isinstance(rows, CacheRows):
+            rows, X_val, y_val = rows.hold_out(fraction, int(rng.integers(0, 2**63 - 1)))
+            return rows, (X_val, y_val)
+        rows, X_val, y_enc = rows.hold_out(fraction, rng, stratify=kind.classifier)
+        if "label_range" in labels:  # the range of the rows trained on (a cache: its header's, of all rows)
+            labels["label_range"] = (float(rows.targets.min()), float(rows.targets.max()))
+        if kind.classifier:  # the encoded +-1 targets back to the labels the evaluation compares
+            return rows, (X_val, labels["classes"][(y_enc > 0).astype(int)])
+        return rows, (X_val, y_enc)
+
+    def _pretrain_fm(self, kind, values, rows, n_features, labels, evaluation, stopping, metric) -> TrainingState:
+        """The training state of an FM fitted on `rows` (the paper's warm start of AFM): this estimator's
+        embedding_dim, dropout, l2, optimizer, batch size, epochs, seed and early stopping on the same
+        evaluation rows; the learning rate scaled by the ratio of the FM's and the AFM's defaults."""
+        fm = _registry.sibling(kind, "fm")
+        fm_values = {name: values[name] for name in fm.signature.names}
+        fm_values["learning_rate"] = float(values["learning_rate"]) * _PRETRAIN_LR_RATIO
+        state = init_state(fm.spec(fm_values, n_features), self.optimizer, self.init_std, self.random_state)
+        state.classes, state.label_range = labels.get("classes"), labels.get("label_range")
+        if self.verbose:
+            print(f"pretraining {fm.name} (the warm start of {type(self).__name__})", flush=True)
+        settings = core_settings(fm.values(fm_values), state.spec.loss, state.spec.attention,
+                                 state.spec.learn_projection)
+        try:
+            self._train_new(state, settings, rows, evaluation, stopping, metric, prefix="fm ")
+        except FloatingPointError as exc:
+            raise FloatingPointError(f"pretraining the FM (pretrain='fm'): {exc}; {type(self).__name__} was not "
+                                     "trained (pretrain=None skips the FM)") from exc
+        return state
+
+    def _train_new(self, state, settings, rows, evaluation, stopping, metric, prefix=""):
+        """`n_epochs` epochs of the engine on `state` with evaluation, history and (stopping) early stopping;
+        returns (best epoch, best score) of `metric` ((None, nan) without an evaluation)."""
+        callbacks: list = []
+        if evaluation is not None:
+            callbacks.append(Evaluation(lambda: self._evaluate(state, *evaluation)))
+        callbacks.append(History(self.verbose, prefix))
+        stopper = None
+        if stopping:
+            stopper = EarlyStopping(metric, self.n_iter_no_change, self.tol, self.verbose, prefix)
+            callbacks.append(stopper)
+        train(state, rows, int(self.n_epochs), settings, callbacks, self.verbose)
+        if stopper is not None:
+            return stopper.result()
+        return best_of(state.history, metric) if evaluation is not None else (None, float("nan"))
 
     @_exclusive
     def partial_fit(self, X, y=None, classes=None):
@@ -174,7 +267,9 @@ class _Base(BaseEstimator):
 
     def decision_function(self, X) -> np.ndarray:
         """Raw model output y(x) (the logit for the classifier), float64 of shape (n_rows,)."""
-        state = self._fitted_state()
+        return self._decision(self._fitted_state(), X)
+
+    def _decision(self, state: TrainingState, X) -> np.ndarray:
         X = self._predict_rows(X, state)
         out = _core.predict(state.params, *csr_arrays(X), state.spec.attention, int(self.n_threads))
         if not np.isfinite(out).all():  # finite model and input, but float32 overflowed: say so, never silently
@@ -326,8 +421,12 @@ class _AFM(_Base):
         n_threads=0,
         random_state=None,
         verbose=0,
-        patience=None,
+        early_stopping="auto",
+        validation_fraction=0.1,
+        n_iter_no_change=2,
+        tol=0.0,
         early_stopping_metric=None,
+        pretrain="fm",
     ):
         store(self, locals())
 
@@ -350,7 +449,10 @@ class _FM(_Base):
         n_threads=0,
         random_state=None,
         verbose=0,
-        patience=None,
+        early_stopping="auto",
+        validation_fraction=0.1,
+        n_iter_no_change=2,
+        tol=0.0,
         early_stopping_metric=None,
     ):
         store(self, locals())
@@ -375,9 +477,9 @@ class _Regression(_Base):
         """Predicted values, float64 of shape (n_rows,)."""
         return self.decision_function(X)
 
-    def _evaluate(self, X_eval, y_eval):
-        pred = self.decision_function(X_eval)
-        return {"eval_rmse": metrics.rmse(y_eval, pred, clip=self.label_range_), "eval_mae": metrics.mae(y_eval, pred)}
+    def _evaluate(self, state, X_eval, y_eval):
+        pred = self._decision(state, X_eval)
+        return {"eval_rmse": metrics.rmse(y_eval, pred, clip=state.label_range), "eval_mae": metrics.mae(y_eval, pred)}
 
 
 class _Classification(_Base):
@@ -403,24 +505,27 @@ class _Classification(_Base):
 
     def predict_proba(self, X) -> np.ndarray:
         """Class probabilities, shape (n_rows, 2), columns in the order of `classes_`."""
-        z = self.decision_function(X)
-        p1 = np.empty_like(z)
-        pos = z >= 0
-        p1[pos] = 1.0 / (1.0 + np.exp(-z[pos]))
-        ez = np.exp(z[~pos])
-        p1[~pos] = ez / (1.0 + ez)
-        return np.column_stack([1.0 - p1, p1])
+        return _probabilities(self.decision_function(X))
 
     def predict(self, X) -> np.ndarray:
         """Predicted class labels."""
         positive = self.decision_function(X) > 0
         return self.classes_[positive.astype(int)]
 
-    def _evaluate(self, X_eval, y_eval):
-        z = self.decision_function(X_eval)
-        y01 = (np.asarray(y_eval) == self.classes_[1]).astype(np.float64)
-        proba = self.predict_proba(X_eval)[:, 1]
-        return {"eval_logloss": metrics.log_loss(y01, proba), "eval_auc": metrics.roc_auc(y01, z)}
+    def _evaluate(self, state, X_eval, y_eval):
+        z = self._decision(state, X_eval)
+        y01 = (np.asarray(y_eval) == state.classes[1]).astype(np.float64)
+        return {"eval_logloss": metrics.log_loss(y01, _probabilities(z)[:, 1]), "eval_auc": metrics.roc_auc(y01, z)}
+
+
+def _probabilities(z: np.ndarray) -> np.ndarray:
+    """(1 - sigmoid(z), sigmoid(z)) without overflow."""
+    p1 = np.empty_like(z)
+    pos = z >= 0
+    p1[pos] = 1.0 / (1.0 + np.exp(-z[pos]))
+    ez = np.exp(z[~pos])
+    p1[~pos] = ez / (1.0 + ez)
+    return np.column_stack([1.0 - p1, p1])
 
 
 def _present(value, name: str):
@@ -462,22 +567,43 @@ class AFMRegressor(_Regression, RegressorMixin, _AFM):
         0: silent. 1: one line per epoch (loss, eval metrics, seconds) to stdout, and a tqdm progress bar
         within each epoch (rows/s) on stderr when stderr is a terminal. 2: the progress bar also when it is
         not (e.g. in a log file). Without tqdm installed there is no bar.
-    patience : int or None, default None
-        Early stopping: stop once `patience` epochs in a row did not improve `early_stopping_metric` on the
-        `eval_set` given to `fit`, and restore the parameters (and optimizer state) of the best epoch.
-        None: run all `n_epochs` and keep the last epoch's parameters.
+    early_stopping : "auto", True or False, default "auto"
+        Early stopping, scikit-learn's way (HistGradientBoosting, MLP): after every epoch the monitored score
+        is computed on the `eval_set` given to `fit`, or, without one, on `validation_fraction` of the
+        training rows held out; training stops once `n_iter_no_change` epochs in a row did not improve it by
+        more than `tol`, and the parameters (and optimizer state) of the best epoch are restored; `n_epochs`
+        is the maximum. "auto": on when an `eval_set` is given or the training set has at least 10,000 rows.
+        `partial_fit` never stops early.
+    validation_fraction : float in (0, 1), default 0.1
+        Share of the training rows held out for early stopping when no `eval_set` is given: a seeded split
+        (from `random_state`), stratified by class for the classifiers; from a CacheFile a seeded subset of
+        every block's rows (docs/cache.md). The held-out rows are not trained on.
+    n_iter_no_change : int >= 1, default 2
+        Epochs without improvement after which early stopping stops (docs/accuracy.md: why 2).
+    tol : float >= 0, default 0.0
+        Improvement of the monitored score needed to count (absolute; 0: any improvement).
     early_stopping_metric : str or None, default None
         The eval metric early stopping watches: "rmse" (the default; predictions clipped to the training
         label range, as the paper's code) or "mae" for the regressor, "logloss" (the default) or "auc"
-        for the classifier.
+        for the classifier. Also what `eval_set` alone (early_stopping=False) reports in best_epoch_.
+    pretrain : "fm" or None, default "fm"
+        "fm": `fit` first trains an FM (FMRegressor/FMClassifier) with this estimator's embedding_dim,
+        dropout, l2, optimizer, batch size, n_epochs, seed and early stopping on the same validation rows, at
+        half the learning rate (the ratio of the FM's and AFM's defaults), and warm-starts AFM from its w0, w
+        and V, as the AFM paper does (docs/accuracy.md: it helps on every tuning set). None: AFM from its
+        random initialisation. `fit(..., init=model)` overrides it; `partial_fit` never pretrains.
 
     Attributes
     ----------
     w0_, w_, V_, W_, b_, h_, p_ : learned parameters (float32)
     n_features_in_ : int
     history_ : list of dict, one per epoch run (train_loss, seconds, and eval_* metrics with an eval_set)
-    best_epoch_, best_score_ : with an eval_set, the epoch (1-based) with the best `early_stopping_metric`
-        and its value; the parameters are that epoch's when `patience` is set, else the last epoch's.
+    best_epoch_, best_score_ : with an eval_set or a held-out validation set, the epoch (1-based) with the
+        best `early_stopping_metric` and its value; the parameters are that epoch's with early stopping,
+        else the last epoch's.
+    validation_score_ : float array, the monitored score after every epoch (as in history_)
+    do_early_stopping_ : bool, whether this fit stopped early (early_stopping resolved)
+    pretrain_history_ : list of dict or None, the history of the pretraining FM (None: no pretraining)
     n_epochs_done_ : int, epochs run (partial_fit continues with the next epoch's shuffling and dropout)
     label_range_ : (float, float), training label range used to clip predictions in eval RMSE
     """

@@ -322,6 +322,8 @@ def _load(fh, where: str):
             _check(_digest(_canonical(meta)) == digests["meta"], where,
                    "the metadata fails its SHA-256 checksum (the file is corrupted or was edited)")
         kind = _kind_of(meta, where)
+        if isinstance(meta.get("hyperparameters"), dict):
+            meta["hyperparameters"] = _upgrade_hyperparameters(meta["hyperparameters"], kind)
         optimizer = _optimizer_of(meta, kind, version, where)
         keys = array_keys(version, OPTIMIZERS[optimizer].slots)
         extra = sorted(set(by_key) - {"meta", *keys})
@@ -381,6 +383,21 @@ def _kind_of(meta: dict, where: str):
         except KeyError:
             pass
     raise ModelFileError(f"{where}: unknown model class {name!r}")
+
+
+def _upgrade_hyperparameters(hp: dict, kind) -> dict:
+    """Files written before early stopping was on by default (issue 12) name it `patience` (None: off) and
+    never pretrained: load them with the settings that behave as they did."""
+    if "patience" not in hp:
+        return hp
+    hp = dict(hp)
+    patience = hp.pop("patience")
+    hp.setdefault("early_stopping", False if patience is None else "auto")
+    if patience is not None:
+        hp.setdefault("n_iter_no_change", patience)
+    if "pretrain" in kind.signature.names:
+        hp.setdefault("pretrain", None)
+    return hp
 
 
 def _optimizer_of(meta: dict, kind, version: int, where: str) -> str:
