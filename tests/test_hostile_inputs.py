@@ -255,6 +255,7 @@ def test_a_pipe_that_outgrows_memory_is_a_memory_error_naming_it(monkeypatch):
 
     monkeypatch.delenv("FASTAFM_SKIP_MEMORY_CHECK", raising=False)
     monkeypatch.setattr(_validation, "available_memory", lambda: 64 << 10)
+    monkeypatch.setattr(_validation, "SMALL_REQUEST_BYTES", 0, raising=False)  # check requests of any size
     with pytest.raises(MemoryError, match="reading <pipe>"):
         fio._parse_stream(pyio.BytesIO(libfm_text(3000)), "<pipe>", chunk_bytes=8192)
 

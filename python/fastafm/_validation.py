@@ -260,10 +260,18 @@ def check_model_memory(n_features: int, k: int, t: int) -> None:
                  f"a model with n_features={n}, embedding_dim={k}, attention_dim={t}")
 
 
+def check_threads(n_threads) -> None:
+    """Every kernel call (fit, partial_fit, predict, attention) passes here, through the memory checks: n_threads
+    set after fit (set_params, or an attribute) is range-checked by the hyperparameter table's rule before it
+    reaches the core (where an int beyond int64 was a pybind11 signature dump)."""
+    check_int(n_threads, "n_threads", 0, maximum=MAX_THREADS)
+
+
 def check_kernel_memory(X, k: int, t: int, n_threads: int, batch_size: int | None = None,
                         attention: bool = True) -> None:
     """Before training (batch_size given) or predicting on X: the block kernels' scratch, which grows with the
     square of the longest row's non-zero count, plus the per-batch sparse gradient buffers."""
+    check_threads(n_threads)
     if batch_size is None:  # predicting: no row is longer than all the non-zeros, often a quick all-clear
         from . import _core
 
@@ -279,9 +287,7 @@ def check_kernel_memory_sizes(m: int, n_rows: int, n_features: int, k: int, t: i
     block buffer of out-of-core training)."""
     from . import _core
 
-    # Every kernel call (fit, partial_fit, predict, attention) passes here: n_threads set after fit (set_params,
-    # or an attribute) is range-checked by the hyperparameter table's rule before it reaches the core.
-    check_int(n_threads, "n_threads", 0, maximum=MAX_THREADS)
+    check_threads(n_threads)
     threads = _core.resolve_threads(int(n_threads))
     # The block kernels' scratch, as the core sizes it (pair tiles of the largest block, at least one row).
     need = int(_core.scratch_bytes(int(m), int(k), int(t), threads, bool(attention))) + int(extra)
