@@ -167,6 +167,19 @@ void check_config(const afm::TrainConfig& c) {
     if (c.n_threads < 0) throw py::value_error("n_threads must be >= 0");
 }
 
+// The logistic loss reads y as the sign of the class: anything but +1 / -1 would train silently on garbage.
+// (A y of the wrong dtype or shape is left to checked<float>, which names it.)
+void check_labels(const py::array& y, afm::Loss loss) {
+    if (loss != afm::Loss::logistic || y.ndim() != 1 || !py::isinstance<py::array_t<float>>(y)) return;
+    const auto* data = static_cast<const char*>(y.data());
+    for (py::ssize_t i = 0; i < y.shape(0); ++i) {
+        const float v = *reinterpret_cast<const float*>(data + i * y.strides(0));
+        if (v != 1.0f && v != -1.0f)
+            throw py::value_error("y[" + std::to_string(i) + "] = " + std::to_string(v) +
+                                  ": the logistic loss needs labels +1 or -1");
+    }
+}
+
 py::array_t<float> to_array(const std::vector<float>& v, std::vector<py::ssize_t> shape) {
     py::array_t<float> out(shape);
     std::copy(v.begin(), v.end(), out.mutable_data());
@@ -191,6 +204,7 @@ struct PyTrainer {
     std::vector<py::object> keep;
     std::unique_ptr<afm::Trainer> trainer;
     bool busy = false;
+    afm::Loss loss = afm::Loss::squared;
 };
 
 // One Trainer::run_epoch over CSR arrays from Python, checked first, with the GIL released.
@@ -268,6 +282,7 @@ PYBIND11_MODULE(_core, mod) {
            const py::array& values, const py::array& y, const py::array& order, const afm::TrainConfig& cfg,
            const py::object& progress, double progress_interval) {
             check_config(cfg);
+            check_labels(y, cfg.loss);
             afm::ModelView m = model_view(params, "params", true);
             afm::OptimizerState opt = optimizer_state(state, cfg.optimizer, m, nullptr);
             std::unique_ptr<afm::Trainer> trainer;
@@ -293,6 +308,7 @@ PYBIND11_MODULE(_core, mod) {
         .def(py::init([](const py::dict& params, const py::dict& state, const afm::TrainConfig& cfg) {
                  check_config(cfg);
                  auto self = std::make_unique<PyTrainer>();
+                 self->loss = cfg.loss;
                  self->m = model_view(params, "params", true);
                  keep_arrays(params, &self->keep);
                  afm::OptimizerState opt = optimizer_state(state, cfg.optimizer, self->m, &self->keep);
@@ -307,6 +323,7 @@ PYBIND11_MODULE(_core, mod) {
                const py::array& y, const py::array& order, uint64_t seed, uint64_t epoch, const py::object& progress,
                double progress_interval) {
                 if (self.busy) throw std::runtime_error("this Trainer is already training in another thread");
+                check_labels(y, self.loss);
                 self.busy = true;
                 struct Idle {
                     bool& busy;
@@ -363,6 +380,7 @@ PYBIND11_MODULE(_core, mod) {
         [](const py::dict& params, const py::array& indptr, const py::array& indices, const py::array& values,
            const py::array& y, const py::array& rows, const afm::TrainConfig& cfg, bool use_dropout) {
             check_config(cfg);
+            check_labels(y, cfg.loss);
             afm::ModelView m = model_view(params, "params", false);
             afm::CsrView X = csr_view(indptr, indices, values, m.n_features);
             const float* yp = checked<float>(y, "y", {X.n_rows});

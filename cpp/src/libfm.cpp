@@ -13,11 +13,12 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
-#include <filesystem>
 #include <limits>
 #include <memory>
 #include <new>
 #include <system_error>
+
+#include <sys/stat.h>
 
 namespace afm {
 namespace {
@@ -320,9 +321,24 @@ bool parse_libfm_file(const std::string& path, LibfmData& out, ParseError& err) 
         std::unique_ptr<std::FILE, Closer> f(std::fopen(path.c_str(), "rb"));
         if (!f) return fail(err, 0, "cannot open the file: " + os_error(errno), out);
 
-        std::error_code ec;
-        const auto hint = std::filesystem::file_size(path, ec);  // a hint only: pipes etc. report none
-        size_t cap = (ec || hint > (size_t(1) << 40)) ? size_t(1) << 16 : static_cast<size_t>(hint) + 1;
+        // Regular files and pipes only: a character device (/dev/zero) or the like would be read without end.
+        struct stat st {};
+        if (::fstat(fileno(f.get()), &st) != 0)
+            return fail(err, 0, "cannot read the file: " + os_error(errno), out);
+        if (!S_ISREG(st.st_mode) && !S_ISFIFO(st.st_mode)) {
+            const char* kind = S_ISCHR(st.st_mode)   ? "a character device"
+                               : S_ISBLK(st.st_mode) ? "a block device"
+                               : S_ISDIR(st.st_mode) ? "a directory"
+                               : S_ISSOCK(st.st_mode) ? "a socket"
+                                                      : "not a regular file";
+            return fail(err, 0, std::string("cannot read the file: it is ") + kind + ", not a regular file or a pipe",
+                        out);
+        }
+        // The size of a regular file sizes the buffer (a file growing while it is read is read further); a pipe
+        // reports none.
+        const bool regular = S_ISREG(st.st_mode);
+        const auto hint = static_cast<uint64_t>(st.st_size);
+        size_t cap = (!regular || hint > (uint64_t(1) << 40)) ? size_t(1) << 16 : static_cast<size_t>(hint) + 1;
         std::unique_ptr<char[]> buf(new char[cap]);
         size_t len = 0;
         for (;;) {

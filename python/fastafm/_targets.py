@@ -3,6 +3,8 @@ cache's label blocks. Each function returns what the core trains on and, when fi
 training state keeps ({"label_range": ...} or {"classes": ...})."""
 from __future__ import annotations
 
+import numbers
+
 import numpy as np
 
 from ._validation import as_targets, check_class_labels, column_or_1d
@@ -36,23 +38,103 @@ def _check_against_fitted(found, classes, fitted, where: str = "") -> None:
         raise ValueError(f"{where}y contains labels not seen in fit: {unknown[:5]}")
 
 
+class MixedLabelsError(ValueError, TypeError):
+    """Labels of more than one type (strings and numbers): a ValueError (bad labels), and a TypeError as
+    fastafm raised before it checked them itself."""
+
+
+def _is_missing(v) -> bool:
+    return v is None or (isinstance(v, (float, np.floating)) and not np.isfinite(v))
+
+
+def check_label_types(y, arr: np.ndarray, name: str = "y") -> None:
+    """Labels given as Python objects (a list, a tuple, an object array) must be all strings, all bytes or all numbers,
+    none missing: np.asarray would otherwise turn [1, "a"] into the strings "1", "a" and [0, 1, nan] with
+    strings into the label "nan", silently making classes of them."""
+    if isinstance(y, (list, tuple)):
+        values = list(y)
+    elif arr.dtype == object:
+        values = arr.ravel().tolist()
+    else:
+        return
+    flat = []
+    for v in values:  # one level of nesting: an (n, 1) column given as a list of lists
+        if isinstance(v, (list, tuple, np.ndarray)):
+            flat.extend(np.asarray(v, dtype=object).ravel().tolist())
+        else:
+            flat.append(v)
+    types = set(map(type, flat))  # classified per type, not per value: cheap for long lists
+    if type(None) in types or any(issubclass(t, (float, np.floating)) for t in types):
+        if any(_is_missing(v) for v in flat):
+            raise ValueError(f"{name} contains missing labels (None or NaN)")
+    kinds = {_kind_of_label(t) for t in types}
+    if len(kinds) > 1:
+        example: dict = {}
+        for v in flat:
+            example.setdefault(_kind_of_label(type(v)), v)
+        shown = ", ".join(f"{k} {example[k]!r}" for k in sorted(example))
+        raise MixedLabelsError(f"{name} must hold labels of one type: it mixes {' and '.join(sorted(example))} "
+                               f"labels ({shown}); class labels must all be of one type (strings, bytes or numbers)")
+    if kinds - {"string", "bytes", "number"}:
+        raise ValueError(f"{name} holds labels of type {kinds.pop()}; class labels must be strings or numbers")
+
+
+def _kind_of_label(t: type) -> str:
+    if issubclass(t, (str, np.str_)):
+        return "string"
+    if issubclass(t, (bytes, np.bytes_)):
+        return "bytes"
+    if issubclass(t, (numbers.Number, np.bool_)):
+        return "number"
+    return t.__name__
+
+
+def as_labels(y, n_rows: int, name: str = "y") -> np.ndarray:
+    """y as a 1-D array of n_rows class labels of one type, none missing."""
+    try:
+        arr = np.asarray(y)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"{name} is not a 1-D array of labels: {exc}") from None
+    check_label_types(y, arr, name)
+    arr = column_or_1d(arr, name)
+    if arr.shape[0] != n_rows:
+        raise ValueError(f"{name} has {arr.shape[0]} values but X has {n_rows} rows")
+    return arr
+
+
+def eval_targets(y, n_rows: int, classes) -> np.ndarray:
+    """The labels of an eval_set: regression targets (`classes` None), or labels of the model's two `classes`
+    (strings when the model's are), refusing labels the model was not fitted on: they cannot be scored."""
+    if classes is None:
+        return as_targets(y, n_rows, name="eval_set y")
+    if y is None:
+        raise ValueError("eval_set y is None: an eval_set needs its labels")
+    arr = as_labels(y, n_rows, "eval_set y")
+    check_class_labels(arr, False, name="eval_set y")
+    fitted = np.asarray(classes)
+    try:
+        unknown = np.setdiff1d(np.unique(arr), fitted)
+    except TypeError:  # labels of another type than the model's, e.g. numbers against strings
+        unknown = np.unique(arr.astype(str))
+    if (arr.dtype.kind in "US") != (fitted.dtype.kind in "US"):
+        unknown = np.unique(arr)
+    if unknown.size:
+        raise ValueError(f"eval_set y contains labels not seen in fit: {unknown[:5].tolist()} (the model's classes "
+                         f"are {fitted.tolist()})")
+    return arr
+
+
 def class_targets(y, n_rows: int, fitting: bool, classes, fitted, owner: str):
     """+-1 targets; `fitted` is the model's classes_ when not fitting."""
     if y is None:
         raise ValueError(f"y is None: {owner} requires y to be passed, but the target y is None")
-    try:
-        arr = np.asarray(y)
-    except (ValueError, TypeError) as exc:
-        raise ValueError(f"y is not a 1-D array of labels: {exc}") from None
-    arr = column_or_1d(arr, "y")
-    if arr.shape[0] != n_rows:
-        raise ValueError(f"y has {arr.shape[0]} values but X has {n_rows} rows")
+    arr = as_labels(y, n_rows)
     check_class_labels(arr, fitting)
     if fitting:
         try:
             found = np.unique(arr)
         except TypeError as exc:  # labels of mixed, unorderable types
-            raise TypeError(f"y must hold labels of one type: {exc}") from None
+            raise MixedLabelsError(f"y must hold labels of one type: {exc}") from None
         if classes is not None:
             found = _declared_classes(found, classes, "")
         if found.shape[0] != 2:

@@ -18,6 +18,9 @@ import numpy as np
 import scipy.sparse as sp
 
 _INT32_MAX = int(np.iinfo(np.int32).max)
+# The range of n_threads in the hyperparameter table (fastafm._hyperparams, which imports this module, so the
+# bound is repeated here; tests/test_hostile_inputs.py checks that the two agree).
+MAX_THREADS = 4096
 
 try:  # the warning scikit-learn's checks expect for a column-vector y; a plain UserWarning without sklearn
     from sklearn.exceptions import DataConversionWarning
@@ -257,10 +260,18 @@ def check_model_memory(n_features: int, k: int, t: int) -> None:
                  f"a model with n_features={n}, embedding_dim={k}, attention_dim={t}")
 
 
+def check_threads(n_threads) -> None:
+    """Every kernel call (fit, partial_fit, predict, attention) passes here, through the memory checks: n_threads
+    set after fit (set_params, or an attribute) is range-checked by the hyperparameter table's rule before it
+    reaches the core (where an int beyond int64 was a pybind11 signature dump)."""
+    check_int(n_threads, "n_threads", 0, maximum=MAX_THREADS)
+
+
 def check_kernel_memory(X, k: int, t: int, n_threads: int, batch_size: int | None = None,
                         attention: bool = True) -> None:
     """Before training (batch_size given) or predicting on X: the block kernels' scratch, which grows with the
     square of the longest row's non-zero count, plus the per-batch sparse gradient buffers."""
+    check_threads(n_threads)
     if batch_size is None:  # predicting: no row is longer than all the non-zeros, often a quick all-clear
         from . import _core
 
@@ -276,6 +287,7 @@ def check_kernel_memory_sizes(m: int, n_rows: int, n_features: int, k: int, t: i
     block buffer of out-of-core training)."""
     from . import _core
 
+    check_threads(n_threads)
     threads = _core.resolve_threads(int(n_threads))
     # The block kernels' scratch, as the core sizes it (pair tiles of the largest block, at least one row).
     need = int(_core.scratch_bytes(int(m), int(k), int(t), threads, bool(attention))) + int(extra)
@@ -287,15 +299,16 @@ def check_kernel_memory_sizes(m: int, n_rows: int, n_features: int, k: int, t: i
 
 
 def check_class_labels(y: np.ndarray, fitting: bool, classifier: str = "AFMClassifier",
-                       regressor: str = "AFMRegressor") -> None:
+                       regressor: str = "AFMRegressor", name: str = "y") -> None:
     """Class labels a classifier can use: no complex numbers, NaN, infinity or None; when fitting, no
     continuous values (the names say which estimator to use instead)."""
     if y.dtype.kind == "c":
-        raise ValueError("y must hold class labels: Complex data not supported")
+        raise ValueError(f"{name} must hold class labels: Complex data not supported")
     if y.dtype.kind == "f" and not np.all(np.isfinite(y)):
-        raise ValueError("y contains NaN or infinity")
-    if y.dtype == object and any(v is None or (isinstance(v, float) and not np.isfinite(v)) for v in y):
-        raise ValueError("y contains missing labels (None or NaN)")
+        raise ValueError(f"{name} contains NaN or infinity")
+    if y.dtype == object and any(v is None or (isinstance(v, (float, np.floating)) and not np.isfinite(v))
+                                 for v in y):
+        raise ValueError(f"{name} contains missing labels (None or NaN)")
     if fitting and y.dtype.kind == "f" and np.any(y != np.round(y)):
-        raise ValueError(f"Unknown label type: continuous values in y; {classifier} needs two class "
+        raise ValueError(f"Unknown label type: continuous values in {name}; {classifier} needs two class "
                          f"labels (use {regressor} for real-valued targets)")

@@ -7,6 +7,7 @@ streaming pass over a libFM/libSVM file (or an in-memory (X, y)) with memory bou
 """
 from __future__ import annotations
 
+import math
 import numbers
 import os
 import shutil
@@ -18,6 +19,10 @@ from typing import BinaryIO, Iterator
 
 import numpy as np
 import scipy.sparse as sp
+
+from ._files import display as _display  # the path as text that can cross into C++
+from ._files import input_kind, open_input, same_file
+from .io import libfm_chunks
 
 __all__ = ["CacheFile", "convert"]
 
@@ -46,11 +51,6 @@ def _align(offset: int) -> int:
     return (offset + ALIGN - 1) // ALIGN * ALIGN
 
 
-def _display(path: str) -> str:
-    """The path as text that can cross into C++ (odd bytes of POSIX names escaped)."""
-    return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-
-
 def _fspath(path, what: str) -> str:
     if isinstance(path, (str, bytes, os.PathLike)):
         return os.fsdecode(os.fspath(path))
@@ -77,7 +77,9 @@ class CacheFile:
 
     def __init__(self, path, *, block_rows: int | None = None, block_bytes: int = DEFAULT_BLOCK_BYTES):
         self.path = _fspath(path, "path")
-        with open(self.path, "rb") as fh:
+        # A regular file only (it is read at offsets, once per block): a FIFO or /dev/zero is refused here.
+        fh, _ = open_input(self.path, "a cache", pipes=False)
+        with fh:
             size = os.fstat(fh.fileno()).st_size
             head = fh.read(HEADER_BYTES)
             self._parse_header(head, size)
@@ -108,8 +110,17 @@ class CacheFile:
             self._corrupt("header checksum mismatch (the header is damaged)")
         if header_size != HEADER_SIZE or dtypes.rstrip(b"\0") != DTYPES:
             self._corrupt(f"unexpected header size {header_size} or dtypes {dtypes!r}")
-        if n_features > _INT32_MAX or max_row_nnz > nnz or (n_rows == 0 and nnz):
-            self._corrupt(f"inconsistent counts: n_rows={n_rows}, n_features={n_features}, nnz={nnz}")
+        if (n_features > _INT32_MAX or max_row_nnz > nnz or (n_rows == 0 and nnz) or (nnz and not max_row_nnz)
+                or max_row_nnz * n_rows < nnz):
+            self._corrupt(f"inconsistent counts: n_rows={n_rows}, n_features={n_features}, nnz={nnz}, "
+                          f"max_row_nnz={max_row_nnz}")
+        # The label summary decides the classes of a classifier: it must describe some labels.
+        if not (math.isfinite(label_min) and math.isfinite(label_max) and label_min <= label_max):
+            self._corrupt(f"the label range [{label_min}, {label_max}] is not two finite numbers lo <= hi")
+        if (n_label_values > 3 or (n_rows == 0) != (n_label_values == 0)
+                or (n_rows > 0 and (n_label_values == 1) != (label_min == label_max))):
+            self._corrupt(f"the label summary (n_label_values={n_label_values}, labels from {label_min} to "
+                          f"{label_max}) does not fit {n_rows} rows")
         self.n_rows, self.n_features, self.nnz = int(n_rows), int(n_features), int(nnz)
         self.max_row_nnz = int(max_row_nnz)
         self.label_min, self.label_max, self.n_label_values = float(label_min), float(label_max), int(n_label_values)
@@ -145,6 +156,7 @@ class CacheFile:
 
     # -- raw reads
     def _open(self) -> BinaryIO:
+        input_kind(self.path, "a cache", pipes=False)  # still a regular file (never open a FIFO put in its place)
         fh = open(self.path, "rb", buffering=0)
         size = os.fstat(fh.fileno()).st_size
         if size != self._size:
@@ -156,6 +168,9 @@ class CacheFile:
         dtype = _SECTION_DTYPES[section]
         if out is None:
             out = np.empty(count, dtype=dtype.newbyteorder("="))
+        elif out.shape[0] < count:  # buffers sized from indptr_at's (checked) values: the file changed
+            self._corrupt(f"section {section}: {count} values to read at offset {offset}, more than the block's "
+                          f"buffer of {out.shape[0]} holds")
         view = out[:count].data.cast("B")
         fh.seek(offset)
         got = 0
@@ -187,6 +202,23 @@ class CacheFile:
                 if not 0 <= r <= self.n_rows:
                     raise ValueError(f"row position {r} is outside [0, {self.n_rows}]")
                 self._read_at(fh, self._offsets["indptr"] + 8 * r, 1, "indptr", out[i:i + 1])
+        # What callers size buffers from must be checked first (a damaged value must not become an allocation):
+        # within [0, nnz], 0 at row 0 and nnz at row n_rows, and between two positions non-decreasing and at
+        # most max_row_nnz per row.
+        bad = (out < 0) | (out > self.nnz) | ((rows == 0) & (out != 0)) | ((rows == self.n_rows) & (out != self.nnz))
+        if np.any(bad):
+            i = int(np.flatnonzero(bad)[0])
+            self._corrupt(f"indptr at row {int(rows[i])} is {int(out[i])}, outside [0, nnz={self.nnz}] or not "
+                          "where it must be")
+        order = np.argsort(rows, kind="stable")
+        r_sorted, v_sorted = rows[order], out[order]
+        d_rows, d_vals = np.diff(r_sorted), np.diff(v_sorted)
+        bad_step = (d_vals < 0) | (d_vals > d_rows * self.max_row_nnz)
+        if np.any(bad_step):
+            i = int(np.flatnonzero(bad_step)[0])
+            self._corrupt(f"indptr goes from {int(v_sorted[i])} at row {int(r_sorted[i])} to {int(v_sorted[i + 1])} "
+                          f"at row {int(r_sorted[i + 1])}: not non-decreasing by at most max_row_nnz="
+                          f"{self.max_row_nnz} per row")
         return out
 
     def read_block(self, start: int, stop: int, buffers: dict | None = None):
@@ -199,8 +231,9 @@ class CacheFile:
             lo, hi = int(indptr[0]), int(indptr[-1])
             if not 0 <= lo <= hi <= self.nnz or (n and np.any(indptr[1:] < indptr[:-1])):
                 self._corrupt(f"indptr of rows [{start}, {stop}) is not non-decreasing within [0, {self.nnz}]")
-            if hi - lo > self.max_row_nnz * n:
-                self._corrupt(f"rows [{start}, {stop}) hold more than max_row_nnz={self.max_row_nnz} non-zeros")
+            if n and int(np.max(indptr[1:] - indptr[:-1])) > self.max_row_nnz:
+                self._corrupt(f"a row of rows [{start}, {stop}) holds more than max_row_nnz={self.max_row_nnz} "
+                              "non-zeros")
             indices = self._read_at(fh, self._offsets["indices"] + 4 * lo, hi - lo, "indices", bufs.get("indices"))
             values = self._read_at(fh, self._offsets["values"] + 4 * lo, hi - lo, "values", bufs.get("values"))
             labels = self._read_at(fh, self._offsets["labels"] + 4 * start, n, "labels", bufs.get("labels"))
@@ -330,33 +363,6 @@ class _Writer:
             fh.close()
 
 
-def _libfm_chunks(path: str, chunk_bytes: int) -> Iterator[tuple[bytes, int]]:
-    """Chunks of whole lines of a libFM file with the file line number each starts at. A chunk is cut just
-    before the newline ("\\n" or "\\r\\n") that ends its last line, so the next chunk starts with that newline:
-    an empty first line that the parser skips, which keeps line numbers exact and a byte-order-mark check
-    confined to the file's true first line."""
-    line = 1
-    carry = b""
-    with open(path, "rb") as fh:
-        while True:
-            data = fh.read(chunk_bytes)
-            if not data:
-                if carry:
-                    yield carry, line
-                return
-            buf = carry + data
-            cut = buf.rfind(b"\n", 1)
-            if cut > 0 and buf[cut - 1:cut] == b"\r":
-                cut -= 1
-            if cut <= 0:  # no complete line yet (a line longer than chunk_bytes): read on
-                carry = buf
-                continue
-            chunk = buf[:cut]
-            yield chunk, line
-            line += chunk.count(b"\n")
-            carry = buf[cut:]
-
-
 def _check_n_features(n_features) -> int | None:
     if n_features is None:
         return None
@@ -375,14 +381,16 @@ def convert(source, dest, *, n_features: int | None = None, chunk_bytes: int = D
     Parameters
     ----------
     source : str, bytes or os.PathLike, tuple (X, y), or an iterable of (X, y) tuples
-        A libFM/libSVM text file (the format of `fastafm.load_libfm`; read and parsed in chunks of about
-        `chunk_bytes`, errors name the file's true line), an in-memory X (SciPy sparse or 2-D array) with
+        A libFM/libSVM text file (the format of `fastafm.load_libfm`; read once and parsed in chunks of about
+        `chunk_bytes`, errors name the file's true line; a regular file or a pipe such as ``<(zcat f.gz)``,
+        anything else, e.g. /dev/zero, is a ValueError), an in-memory X (SciPy sparse or 2-D array) with
         its labels y (written in chunks of `chunk_rows` rows), or an iterable (e.g. a generator) yielding
         such (X, y) pieces in row order, all of the same width: data produced piece by piece never has to
         be held whole.
     dest : str or os.PathLike
         The cache file to write. It is written under a temporary name in the same folder and renamed into
-        place when complete, so `dest` is never left half-written.
+        place when complete, so `dest` is never left half-written. A `dest` that is the source file itself
+        (the same inode: the same path, a hard link or a symbolic link to it) is a ValueError.
     n_features : int, optional
         Width of the data; default the largest feature id plus one (X's width for an in-memory X). A given
         value must be at least that.
@@ -404,10 +412,37 @@ def convert(source, dest, *, n_features: int | None = None, chunk_bytes: int = D
         chunks, name = _array_chunks(source, chunk_rows, n_features), "X"
     else:
         path = _fspath(source, "source")
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"{path}: no such file" if not os.path.exists(path) else f"{path}: not a file")
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"{path}: no such file")
+        input_kind(path, "a libFM file", pipes=True)  # a regular file or a pipe (read once), nothing else
+        _refuse_overwrite(path, dest)
         name = _display(path)
         chunks = _parsed_libfm_chunks(path, name, chunk_bytes)
+    return _write_cache(chunks, name, dest, n_features, block_rows, block_bytes)
+
+
+def _refuse_overwrite(source: str, dest: str) -> None:
+    if same_file(source, dest):
+        raise ValueError(f"{_display(dest)} is the source file {_display(source)}: writing the cache there would "
+                         "destroy the data; give the cache another name")
+
+
+def _convert_stream(fh, name: str, dest, prefix: bytes = b"", *, n_features: int | None = None,
+                    chunk_bytes: int = DEFAULT_CHUNK_BYTES, block_bytes: int = DEFAULT_BLOCK_BYTES) -> CacheFile:
+    """convert() of libFM text read once from the open stream `fh` (after `prefix`, bytes already read from
+    it), e.g. a pipe the CLI sniffed for a cache's magic bytes."""
+    n_features = _check_n_features(n_features)
+    dest = _fspath(dest, "dest")
+    try:
+        if os.path.samestat(os.fstat(fh.fileno()), os.stat(dest)):
+            _refuse_overwrite(name, dest)
+    except OSError:
+        pass
+    chunks = _parsed_chunks(libfm_chunks(fh, chunk_bytes, prefix, name), name)
+    return _write_cache(chunks, name, dest, n_features, None, block_bytes)
+
+
+def _write_cache(chunks, name: str, dest: str, n_features, block_rows, block_bytes) -> CacheFile:
     folder = os.path.dirname(os.path.abspath(dest))
     if os.path.isdir(dest):
         raise IsADirectoryError(f"cannot write the cache {dest}: it is a directory")
@@ -431,9 +466,15 @@ def convert(source, dest, *, n_features: int | None = None, chunk_bytes: int = D
 
 
 def _parsed_libfm_chunks(path: str, name: str, chunk_bytes: int):
+    fh, _ = open_input(path, "a libFM file", pipes=True)  # opened when the first chunk is asked for
+    with fh:
+        yield from _parsed_chunks(libfm_chunks(fh, chunk_bytes, name=name), name)
+
+
+def _parsed_chunks(chunks, name: str):
     from . import _core
 
-    for chunk, first_line in _libfm_chunks(path, chunk_bytes):
+    for chunk, first_line in chunks:
         yield _core.parse_libfm_buffer(chunk, name, first_line)
 
 

@@ -21,6 +21,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from ._files import display as _display
 from ._hyperparams import BY_NAME, SIGNATURES, Float, Int, add_cli_arguments, cli_given, cli_values
 
 EXIT_OK = 0
@@ -170,11 +171,17 @@ def _status(args, message: str, stream=None) -> None:
         print(message, file=stream or sys.stdout, flush=True)
 
 
-def _load_data(path: str, n_features: Optional[int] = None):
-    from .io import load_libfm
+def _load_data(path: str, n_features: Optional[int] = None, stream=None):
+    """load_libfm(path), or with `stream` = (open file, first bytes already read from it) the same parse of that
+    stream (a pipe is read once: the CLI sniffs it and parses what it sniffed)."""
+    from .io import _load_libfm_stream, load_libfm
 
     try:
+        if stream is not None:
+            return _load_libfm_stream(stream[0], _display(path), n_features, stream[1])
         return load_libfm(path, n_features=n_features)
+    except MemoryError as exc:
+        raise CliError(f"cannot read data file {path}: out of memory ({_describe(exc)})", EXIT_DATA) from exc
     except (ValueError, OSError, TypeError) as exc:
         message = _describe(exc)
         if isinstance(exc, OSError) or not message.startswith(path):
@@ -193,10 +200,12 @@ def _widen(X, n_features: int):
 def _load_model(path: str):
     from .persistence import load_model
 
-    if not os.path.isfile(path):
+    if not os.path.exists(path):
         raise CliError(f"cannot read model {path}: no such file", EXIT_MODEL)
     try:
-        return load_model(path)
+        return load_model(path)  # refuses anything but a regular file before opening it
+    except MemoryError as exc:
+        raise CliError(f"cannot read model {path}: out of memory ({_describe(exc)})", EXIT_MODEL) from exc
     except (ValueError, OSError, KeyError, TypeError) as exc:
         message = _describe(exc)
         if message.startswith(f"{path}: "):
@@ -208,7 +217,31 @@ def _describe(exc: BaseException) -> str:
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror + (f": {exc.filename}" if exc.filename else "")
     text = str(exc).strip() or type(exc).__name__
+    if "incompatible function arguments" in text:  # pybind11 lists every overload: keep its first sentence
+        text = text.split(". ", 1)[0]
     return " ".join(text.split())  # one line
+
+
+def _input_kind(path: str, what: str, code: int = EXIT_DATA) -> str:
+    """'file' or 'pipe' for a data file (fastafm._files' policy), as a CliError when it cannot be read."""
+    from ._files import input_kind
+
+    try:
+        return input_kind(path, "a libFM file", pipes=True)
+    except (ValueError, OSError) as exc:
+        message = _describe(exc)
+        raise CliError(message if message.startswith(_display(path)) else f"cannot read {what} {path}: {message}",
+                       code) from exc
+
+
+def _refuse_same(dest: str, what: str, sources, code: int) -> None:
+    """CliError when writing `dest` would replace one of the input files (same inode)."""
+    from ._files import same_file
+
+    for source in sources:
+        if source is not None and same_file(source, dest):
+            raise CliError(f"cannot write {what} {dest}: it is the input file {source}, which it would destroy",
+                           code)
 
 
 def _check_writable(path: str, what: str, code: int) -> None:
@@ -234,14 +267,19 @@ def _cmd_demo(args) -> int:
     return EXIT_OK
 
 
-def _convert(source: str, dest: str, n_features: Optional[int], block_bytes: int = 64 << 20):
-    from .cache import convert
+def _convert(source: str, dest: str, n_features: Optional[int], block_bytes: int = 64 << 20, stream=None):
+    from .cache import _convert_stream, convert
 
-    if not os.path.isfile(source):
-        raise CliError(f"cannot read data file {source}: no such file", EXIT_DATA)
+    _input_kind(source, "data file")
     _check_writable(dest, "cache", EXIT_DATA)
+    _refuse_same(dest, "cache", [source], EXIT_DATA)
     try:
+        if stream is not None:
+            return _convert_stream(stream[0], _display(source), dest, stream[1], n_features=n_features,
+                                   block_bytes=block_bytes)
         return convert(source, dest, n_features=n_features, block_bytes=block_bytes)
+    except MemoryError as exc:
+        raise CliError(f"cannot convert {source} to {dest}: out of memory ({_describe(exc)})", EXIT_DATA) from exc
     except (ValueError, OSError, TypeError) as exc:
         message = _describe(exc)
         if isinstance(exc, OSError) or not message.startswith(source):
@@ -261,8 +299,12 @@ def _open_cache(path: str, block_bytes: int):
 
 
 def _is_cache(path: str) -> bool:
+    """Whether the regular file at `path` starts with a cache's magic bytes (never opens anything else: a pipe
+    must be read once, see _training_cache)."""
     from .cache import MAGIC
 
+    if not os.path.isfile(path):
+        return False
     try:
         with open(path, "rb") as fh:
             return fh.read(len(MAGIC)) == MAGIC
@@ -278,9 +320,36 @@ def _cmd_convert(args) -> int:
     return EXIT_OK
 
 
-def _training_cache(args):
-    """The cache to stream TRAIN from, or None to load TRAIN in memory."""
+def _open_pipe(path: str):
+    """(open stream, its first bytes) of the pipe TRAIN, which is read once: the bytes sniffed for a cache's
+    magic are handed to the parser with the rest of the stream."""
+    from ._files import open_input, read_exactly
+    from .cache import MAGIC
+
+    try:
+        fh, _ = open_input(path, "a libFM file", pipes=True)
+        head = read_exactly(fh, len(MAGIC))
+    except (ValueError, OSError) as exc:
+        raise CliError(f"cannot read data file {path}: {_describe(exc)}", EXIT_DATA) from exc
+    if head == MAGIC:
+        fh.close()
+        raise CliError(f"cannot read {path}: it is a cache on a pipe; a cache is read at random offsets and must "
+                       "be a regular file", EXIT_DATA)
+    return fh, head
+
+
+def _training_cache(args, stream=None):
+    """The cache to stream TRAIN from, or None to load TRAIN in memory (from `stream` when TRAIN is a pipe)."""
     block_bytes = max(1, int(args.block_mb * 1e6))
+    if stream is not None:
+        if args.cache is None:
+            return None
+        if not args.cache:
+            raise CliError(f"--cache needs a CACHE path when TRAIN ({args.train}) is a pipe", EXIT_USAGE)
+        start = time.perf_counter()
+        cache = _convert(args.train, args.cache, args.n_features, block_bytes, stream=stream)
+        _status(args, f"converted {args.train} to the cache {args.cache} ({time.perf_counter() - start:.2f} s)")
+        return cache
     if _is_cache(args.train):
         return _open_cache(args.train, block_bytes)
     if args.cache is None:
@@ -300,12 +369,22 @@ def _training_cache(args):
 
 def _cmd_train(args) -> int:
     _check_writable(args.model, "model", EXIT_MODEL)
+    _refuse_same(args.model, "model", [args.train, args.valid, args.cache or None], EXIT_MODEL)
     model = _make_model(args)  # usage errors before any data is read
-    cache = _training_cache(args)
+    stream = _open_pipe(args.train) if _input_kind(args.train, "data file") == "pipe" else None
+    try:
+        return _train(args, model, stream)
+    finally:
+        if stream is not None:
+            stream[0].close()
+
+
+def _train(args, model, stream) -> int:
+    cache = _training_cache(args, stream)
     if cache is not None:
         return _train_from_cache(args, cache)
     start = time.perf_counter()
-    X, y = _load_data(args.train, args.n_features)
+    X, y = _load_data(args.train, args.n_features, stream)
     _status(args, f"read {args.train}: {X.shape[0]} rows, {X.nnz} non-zeros, max feature id {X.shape[1] - 1} "
                   f"({time.perf_counter() - start:.2f} s)")
     if X.shape[0] == 0:
@@ -408,9 +487,19 @@ def _fit_and_save(args, model, X, y, eval_set) -> int:
     return EXIT_OK
 
 
-def _predict(model, X, threads):
+def _set_threads(model, threads) -> None:
+    from ._hyperparams import validate
+
     if threads is not None:
+        try:
+            validate({"n_threads": threads}, ("n_threads",))
+        except (ValueError, TypeError) as exc:
+            raise CliError(f"--threads: {_describe(exc)}", EXIT_USAGE) from exc
         model.set_params(n_threads=threads)
+
+
+def _predict(model, X, threads):
+    _set_threads(model, threads)
     if _is_classifier(model):
         return model.predict_proba(X)[:, 1]
     return model.predict(X)
@@ -421,6 +510,7 @@ def _cmd_predict(args) -> int:
     X, _ = _load_data(args.data, model.n_features_in_)
     if args.out is not None:
         _check_writable(args.out, "predictions", EXIT_DATA)
+        _refuse_same(args.out, "predictions", [args.data, args.model], EXIT_DATA)
     start = time.perf_counter()
     pred = _predict(model, X, args.threads) if X.shape[0] else np.empty(0)
     text = "".join(f"{v:.9g}\n" for v in pred.tolist())
@@ -472,8 +562,7 @@ def _cmd_eval(args) -> int:
     X, y = _load_data(args.data, model.n_features_in_)
     if X.shape[0] == 0:
         raise CliError(f"cannot read data file {args.data}: no rows", EXIT_DATA)
-    if args.threads is not None:
-        model.set_params(n_threads=args.threads)
+    _set_threads(model, args.threads)
     try:
         result = evaluate(model, X, y)
     except CliError as exc:
@@ -505,9 +594,20 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         return COMMANDS[args.command](args)
     except CliError as exc:
+        return _report(str(exc), exc.code)
+    except MemoryError as exc:  # anywhere (e.g. a model too large for this machine): one line, not a traceback
+        return _report(f"out of memory: {_describe(exc)}", EXIT_FAILURE)
+    except Exception as exc:  # a bug, or an error not mapped above: still the documented one line
+        return _report(f"{type(exc).__name__}: {_describe(exc)}", EXIT_FAILURE)
+
+
+def _report(message: str, code: int) -> int:
+    try:
         sys.stdout.flush()
-        print(f"fastafm: error: {exc}", file=sys.stderr)
-        return exc.code
+    except (OSError, ValueError):
+        pass
+    print(f"fastafm: error: {message}", file=sys.stderr)
+    return code
 
 
 if __name__ == "__main__":  # pragma: no cover

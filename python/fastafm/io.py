@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
-import errno
 import numbers
 import os
+from typing import BinaryIO, Iterator
 
 import numpy as np
 import scipy.sparse as sp
 
+from ._files import PIPE, display, input_kind, open_input
+
 __all__ = ["load_libfm"]
+
+DEFAULT_CHUNK_BYTES = 16 << 20
+MAX_LINE_BYTES = 1 << 28  # one line (row) of text at most; longer is an error, not an unbounded read
 
 
 def load_libfm(path, n_features=None):
@@ -22,7 +27,10 @@ def load_libfm(path, n_features=None):
     Parameters
     ----------
     path : str, bytes or os.PathLike
-        The file to read.
+        The file to read: a regular file, or a pipe (a FIFO, ``/dev/stdin``, a shell's ``<(zcat f.gz)``), which
+        is read once, in chunks, with a memory check before each (MemoryError naming the stream when the data
+        outgrows the memory available). Anything else, e.g. a character device such as ``/dev/zero``, is
+        refused (ValueError) before it is read.
     n_features : int, optional
         Number of columns of ``X``. By default the largest feature id plus one
         (0 when the file has no feature at all). A given value must be a
@@ -45,8 +53,11 @@ def load_libfm(path, n_features=None):
     ------
     FileNotFoundError
         If ``path`` does not exist.
+    IsADirectoryError
+        If ``path`` is a folder.
     ValueError
-        If a line is malformed (the message reads ``"{path}:{line}: {what}"``,
+        If ``path`` is neither a regular file nor a pipe, if a line read from a pipe is longer than 256 MiB
+        (``MAX_LINE_BYTES``), if a line is malformed (the message reads ``"{path}:{line}: {what}"``,
         with the 1-based line number), or if ``n_features`` is too small or
         not positive.
     TypeError
@@ -97,12 +108,23 @@ def load_libfm(path, n_features=None):
         n_features = int(n_features)
         if n_features <= 0:
             raise ValueError(f"n_features must be a positive integer or None, got {n_features}")
-    if not os.path.exists(path):
-        raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), path)
-    if os.path.isdir(path):
-        raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), path)
+    kind = input_kind(path, "a libFM file", pipes=True)
+    if kind == PIPE:
+        with open_input(path, "a libFM file", pipes=True)[0] as fh:
+            parsed = _parse_stream(fh, display(path))
+    else:
+        parsed = _parse(path)
+    return _assemble(path, parsed, n_features)
 
-    indptr, indices, values, labels, max_feature_id = _parse(path)
+
+def _load_libfm_stream(fh, name: str, n_features=None, prefix: bytes = b""):
+    """load_libfm on an open binary stream whose first bytes, `prefix`, were already read from it (the CLI
+    sniffs a pipe for a cache's magic bytes, then parses the same stream)."""
+    return _assemble(name, _parse_stream(fh, name, prefix), n_features)
+
+
+def _assemble(path: str, parsed, n_features):
+    indptr, indices, values, labels, max_feature_id = parsed
     max_feature_id = int(max_feature_id)
     if n_features is None:
         n_features = max_feature_id + 1
@@ -141,3 +163,65 @@ def _parse(path: str):
         finally:
             os.close(fd)
     return _core.parse_libfm_file(path)
+
+
+def libfm_chunks(fh: BinaryIO, chunk_bytes: int = DEFAULT_CHUNK_BYTES, prefix: bytes = b"",
+                 name: str = "<stream>") -> Iterator[tuple[bytes, int]]:
+    """Chunks of whole lines of libFM text read once from `fh` (after `prefix`, bytes already read from it),
+    with the file line number each starts at. A chunk is cut just before the newline ("\\n" or "\\r\\n") that
+    ends its last line, so the next chunk starts with that newline: an empty first line that the parser skips,
+    which keeps line numbers exact and a byte-order-mark check confined to the file's true first line.
+
+    Memory is bounded: a line longer than MAX_LINE_BYTES is a ValueError, and a line that holds a NUL byte is
+    reported (by the parser) as soon as it is seen, so a stream of zeros or of one endless line ends quickly."""
+    line = 1
+    carry = b""
+    pending = prefix
+    while True:
+        data = pending + fh.read(chunk_bytes)
+        pending = b""
+        if not data:
+            if carry:
+                yield carry, line
+            return
+        buf = carry + data
+        cut = buf.rfind(b"\n", 1)
+        if cut > 0 and buf[cut - 1:cut] == b"\r":
+            cut -= 1
+        if cut <= 0:  # no complete line yet (a line longer than chunk_bytes): read on, within limits
+            if b"\0" in data:
+                yield buf, line  # the parser reports the NUL byte (its first check of a line)
+            if len(buf) > MAX_LINE_BYTES or b"\0" in data:
+                raise ValueError(f"{name}:{line}: the line is longer than {MAX_LINE_BYTES} bytes "
+                                 "(not libFM text?)")
+            carry = buf
+            continue
+        chunk = buf[:cut]
+        yield chunk, line
+        line += chunk.count(b"\n")
+        carry = buf[cut:]
+
+
+def _parse_stream(fh: BinaryIO, name: str, prefix: bytes = b"", chunk_bytes: int = DEFAULT_CHUNK_BYTES):
+    """The parser over a stream read once in chunks, with a memory check before each chunk and before the
+    parts are joined (MemoryError naming the stream instead of unbounded growth)."""
+    from fastafm import _core
+
+    from ._validation import check_memory
+
+    parts = []
+    held = 0
+    max_id = -1
+    for chunk, first_line in libfm_chunks(fh, chunk_bytes, prefix, name):
+        indptr, indices, values, labels, chunk_max = _core.parse_libfm_buffer(chunk, name, first_line)
+        parts.append((indptr, indices, values, labels))
+        held += indptr.nbytes + indices.nbytes + values.nbytes + labels.nbytes
+        max_id = max(max_id, int(chunk_max))
+        # the next chunk (text and its parse) and, at the end, one joined copy of everything parsed
+        check_memory(held + 4 * chunk_bytes, f"reading {name} ({held} bytes parsed so far)")
+    if not parts:
+        return (np.zeros(1, np.int64), np.zeros(0, np.int32), np.zeros(0, np.float32), np.zeros(0, np.float32), -1)
+    offsets = np.cumsum([0] + [int(p[0][-1]) for p in parts])
+    indptr = np.concatenate([np.zeros(1, np.int64)] + [p[0][1:] + off for p, off in zip(parts, offsets)])
+    return (indptr, np.concatenate([p[1] for p in parts]), np.concatenate([p[2] for p in parts]),
+            np.concatenate([p[3] for p in parts]), max_id)

@@ -40,6 +40,7 @@ from numpy.lib import format as npy_format
 
 from . import _registry
 from ._compat import fitted_state
+from ._files import open_input
 from ._hyperparams import validate
 from ._optim import OPTIMIZERS
 from ._state import TrainingState
@@ -249,15 +250,19 @@ def load_model(path):
     """Read a model written by `model.save(path)`.
 
     Raises FileNotFoundError/PermissionError/IsADirectoryError (OSError) when the file cannot be opened,
-    TypeError for a path that is not a str or os.PathLike, and ValueError (ModelFileError) for any file that is
-    not a valid fastafm model: truncated, corrupted (checksum), a newer or unknown format version, edited
+    TypeError for a path that is not a str or os.PathLike, ValueError naming the path when it is not a regular
+    file (a pipe, a device such as /dev/zero: refused before it is opened or read), and ValueError
+    (ModelFileError) for any file that is not a valid fastafm model: truncated, corrupted (checksum), a newer or unknown format version, edited
     arrays (wrong dtype, shape, NaN/inf), a pickle or object arrays, unknown classes or hyperparameters.
     """
     if not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"path must be a str or os.PathLike, got {type(path).__name__}")
     path = os.fspath(path)
     where = os.fsdecode(path)
-    with open(path, "rb") as fh:  # OSErrors (missing file, directory, permissions) propagate as they are
+    # A regular file only, checked before it is opened (a FIFO would block the open, /dev/zero would be read
+    # without end); OSErrors (missing file, directory, permissions) propagate as they are.
+    fh, _ = open_input(where, "a model file", pipes=False)
+    with fh:
         try:
             return _load(fh, where)
         except ModelFileError:

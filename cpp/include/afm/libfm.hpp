@@ -48,7 +48,9 @@ struct ParseError {
 // Parse a whole in-memory buffer. Returns true on success; on failure fills err and returns false.
 bool parse_libfm(const char* data, size_t size, LibfmData& out, ParseError& err);
 
-// Read a file in one go and parse it; an unreadable file gives line 0 and a message naming the OS error.
+// Read a file in one go and parse it; an unreadable file gives line 0 and a message naming the OS error. Only
+// regular files and pipes are read: anything else (a character device such as /dev/zero, a block device, a
+// socket, a directory) is refused with line 0 and a message naming its kind, before any byte is read.
 bool parse_libfm_file(const std::string& path, LibfmData& out, ParseError& err);
 
 }  // namespace afm
