@@ -489,3 +489,16 @@ def test_the_core_refuses_logistic_labels_other_than_plus_minus_one(rng, entry):
                 call()
     squared = core_config(loss="squared", optimizer="sgd")
     _core.batch_gradients(params, *arrays, np.array([0.5, 0, 3, 1], np.float32), order, squared)
+
+
+def test_fit_scores_an_eval_set_of_string_labels_and_refuses_unknown_ones():
+    X, y, _ = fastafm.make_planted(600, n_fields=4, cardinality=5, classification=True, random_state=0)
+    labels = np.where(y > 0, "click", "none")
+    small = dict(embedding_dim=4, attention_dim=4, n_epochs=2, random_state=0)
+    model = fastafm.AFMClassifier(**small).fit(X[:500], labels[:500], eval_set=(X[500:], labels[500:]))
+    assert np.isfinite(model.history_[-1]["eval_logloss"])
+    other = np.where(y[500:] > 0, "click", "other")
+    with pytest.raises(ValueError, match=r"eval_set y contains labels not seen in fit: \['other'\]"):
+        fastafm.AFMClassifier(**small).fit(X[:500], labels[:500], eval_set=(X[500:], other))
+    with pytest.raises(ValueError, match="eval_set y contains labels not seen in fit"):
+        fastafm.AFMClassifier(**small).fit(X[:500], y[:500], eval_set=(X[500:], y[500:] + 2))

@@ -21,8 +21,9 @@ from ._engine import train
 from ._hyperparams import SIGNATURES, core_settings, store, validate
 from ._state import TrainingState, init_state
 from ._streaming import CacheRows, InMemoryRows
-from ._targets import class_cache_targets, class_targets, regression_cache_targets, regression_targets
-from ._validation import as_csr, as_targets, check_kernel_memory, check_memory, csr_arrays
+from ._targets import (class_cache_targets, class_targets, eval_targets, regression_cache_targets,
+                       regression_targets)
+from ._validation import as_csr, check_kernel_memory, check_memory, csr_arrays
 from ._warm_start import warm_start_params
 from .cache import as_cache
 from .persistence import save_model
@@ -161,7 +162,7 @@ class _Base(BaseEstimator):
         values = self._validated(kind)
         metric = check_metric(self.early_stopping_metric, self._metrics, type(self).__name__)
         rows, n_features, labels = self._rows(X, y, fitting=True)
-        evaluation = self._prepare_eval_set(eval_set, n_features)
+        evaluation = self._prepare_eval_set(eval_set, n_features, labels.get("classes"))
         stopping = self._early_stopping_on(rows.n_rows, evaluation is not None)
         if stopping and evaluation is None:
             rows, evaluation = self._hold_out(rows, kind, labels)
@@ -388,7 +389,7 @@ class _Base(BaseEstimator):
         encode, labels = self._cache_targets(cache, fitting, classes)
         return CacheRows(cache, encode), cache.n_features, labels
 
-    def _prepare_eval_set(self, eval_set, n_features):
+    def _prepare_eval_set(self, eval_set, n_features, classes=None):
         if eval_set is None:
             return None
         if isinstance(eval_set, list):
@@ -398,7 +399,8 @@ class _Base(BaseEstimator):
         if not isinstance(eval_set, tuple) or len(eval_set) != 2:
             raise ValueError("eval_set must be a tuple (X_eval, y_eval)")
         X_eval = as_csr(eval_set[0], name="eval_set X", n_features=n_features, owner=type(self).__name__)
-        y_eval = as_targets(eval_set[1], X_eval.shape[0], name="eval_set y")
+        # regression targets, or labels of the fitted classes (strings too; an unknown label cannot be scored)
+        y_eval = eval_targets(eval_set[1], X_eval.shape[0], classes)
         return X_eval, y_eval
 
 
