@@ -166,20 +166,23 @@ void Trainer::chunk_compute(const int64_t* rows, int64_t nb, int c, bool use_dro
 
 // Called by every thread of the team (orphaned worksharing constructs).
 void Trainer::batch_compute(const int64_t* rows, int64_t nb, bool use_dropout) {
-#pragma omp single
+#pragma omp single nowait
     batch_offsets(rows, nb);
+    barrier_.wait();
     // One thread builds the feature slots (needed only after the chunks) and then joins the chunks.
 #pragma omp single nowait
     batch_slots(rows, nb);
-#pragma omp for schedule(dynamic, 1)
+#pragma omp for schedule(dynamic, 1) nowait
     for (int c = 0; c < n_chunks_; ++c) chunk_compute(rows, nb, c, use_dropout);
+    barrier_.wait();
 
     // Dense gradients: the chunks' buffers summed in chunk order (+ L2 on W), in slices of elements.
     constexpr int64_t kSlice = 1024;
     const int64_t n_slices = (dense_size_ + kSlice - 1) / kSlice;
     const int64_t nW = cfg_.attention_l2 > 0.0f ? static_cast<int64_t>(m_.t) * m_.k : 0;
     float* tot = total_.data.data();
-#pragma omp for schedule(static) nowait
+    // Dynamic, like every phase of a batch: a thread descheduled by another job holds back at most one slice.
+#pragma omp for schedule(dynamic, 1) nowait
     for (int64_t sl = 0; sl < n_slices; ++sl) {
         const int64_t e0 = sl * kSlice, e1 = std::min(dense_size_, e0 + kSlice);
         std::fill(tot + e0, tot + e1, 0.0f);
@@ -246,7 +249,7 @@ void Trainer::batch_update() {
         slot_of_feature_[f] = -1;
     }
     // Dense parameters, in row blocks of W so that threads share the largest array.
-#pragma omp for schedule(static) nowait
+#pragma omp for schedule(dynamic, 8) nowait
     for (int j = 0; j < t; ++j) {
         const int64_t off = static_cast<int64_t>(j) * k;
         apply_update(m_.W + off, ada ? acc_.W + off : nullptr, total_.W() + off, k, lr);
@@ -259,7 +262,7 @@ void Trainer::batch_update() {
         const float gw0 = static_cast<float>(total_.w0);
         apply_update(m_.w0, ada ? acc_.w0 : nullptr, &gw0, 1, lr);
     }
-#pragma omp barrier
+    barrier_.wait();
 }
 
 EpochResult Trainer::run_epoch(const int64_t* order, int64_t n_order, const ProgressHook* hook) {
@@ -276,10 +279,12 @@ EpochResult Trainer::run_epoch(const int64_t* order, int64_t n_order, const Prog
 #pragma omp parallel num_threads(n_threads_)
     {
         FlushDenormals ftz;
+#pragma omp single
+        barrier_.reset(team_size());
         for (int64_t b0 = 0; b0 < n_order; b0 += bs) {
             const int64_t nb = std::min(bs, n_order - b0);
             batch_compute(order + b0, nb, /*use_dropout=*/true);
-#pragma omp single
+#pragma omp single nowait
             {
                 // A non-finite loss means the model diverged: stop before this batch's update touches it.
                 const double loss = sum_chunks(loss_, dense_, n_chunks_, total_);
@@ -288,7 +293,8 @@ EpochResult Trainer::run_epoch(const int64_t* order, int64_t n_order, const Prog
                     diverged = true;
                     rows_done = b0;
                 }
-            }  // implicit barrier: every thread sees `diverged`, and total_ is complete
+            }
+            barrier_.wait();  // every thread sees `diverged`, and total_ is complete
             if (diverged) break;
             batch_update();
             if (hook && hook->callback) {
@@ -302,7 +308,7 @@ EpochResult Trainer::run_epoch(const int64_t* order, int64_t n_order, const Prog
                         if (!hook->callback(rows_done)) stop = true;
                     }
                 }
-#pragma omp barrier
+                barrier_.wait();
                 if (stop) break;
             }
         }
@@ -323,6 +329,8 @@ void Trainer::batch_gradients(const int64_t* rows, int64_t nb, bool use_dropout,
 #pragma omp parallel num_threads(n_threads_)
     {
         FlushDenormals ftz;
+#pragma omp single
+        barrier_.reset(team_size());
         batch_compute(rows, nb, use_dropout);
     }
     cfg_.batch_size = static_cast<int>(saved_bs);

@@ -9,8 +9,9 @@
 // No sum depends on which thread ran what, so a fit is bit-identical for a fixed seed and thread count.
 //
 // Threading contract: the model and accumulators are written only in step (3), by disjoint ranges; one
-// OpenMP team persists over all batches of the epoch (four barriers per batch); nothing is allocated inside
-// the batch loop.
+// OpenMP team persists over all batches of the epoch (four barriers per batch, TeamBarrier: spin briefly,
+// then sleep, so that a team sharing its cores with other jobs does not spin away their time); nothing is
+// allocated inside the batch loop.
 #pragma once
 #include <functional>
 #include <vector>
@@ -18,6 +19,7 @@
 #include "afm/block_kernels.hpp"
 #include "afm/common.hpp"
 #include "afm/model.hpp"
+#include "afm/team_barrier.hpp"
 
 namespace afm {
 
@@ -92,6 +94,7 @@ private:
     TrainConfig cfg_;
     const IsaKernels& isa_;
     int n_threads_;
+    TeamBarrier barrier_;                // the team's barriers between the phases of a batch
     int64_t dense_size_;
     int64_t max_row_pairs_ = 0;
 
