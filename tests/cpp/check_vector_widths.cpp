@@ -35,8 +35,9 @@ namespace narrow {
 void BlockScratch::reserve(int64_t pairs, int rows, int k, int t) {
     pair_cap = pairs;
     row_cap = rows;
-    E.assign(pairs * k, 0.0f);
-    Z.assign(pairs * t, 0.0f);
+    E.assign(pairs * packed_columns(k), 0.0f);
+    Z.assign(pairs * packed_columns(t), 0.0f);
+    dv.assign((pairs + 1) * packed_columns(k), 0.0f);
     a.assign(pairs, 0.0f);
     ds.assign(pairs, 0.0f);
     q.assign(static_cast<size_t>(rows) * k, 0.0f);

@@ -51,8 +51,10 @@ using AlignedFloats = std::vector<float, AlignedAllocator<float>>;
 struct BlockScratch {
     int64_t pair_cap = 0;  // pairs a block may hold
     int row_cap = 0;       // rows a block may hold
-    AlignedFloats E;  // pair_cap x k: pair products, then dloss/de
-    AlignedFloats Z;  // pair_cap x t: pre-activations, then dloss/dz
+    AlignedFloats E;  // pair_cap rows of k floats padded to whole vectors: pair products, then dloss/de
+    AlignedFloats Z;  // pair_cap rows of t floats, padded likewise: pre-activations, then dloss/dz
+    AlignedFloats dv; // (pair_cap + 1) padded rows of k: one row's V gradients per non-zero (a row of m
+                      // non-zeros has m(m-1)/2 >= m - 1 pairs)
     AlignedFloats a;  // pair_cap: scores, then attention weights
     AlignedFloats ds; // pair_cap: dloss/dscore
     AlignedFloats q, c, mask;     // row_cap x k: pooled vectors, dloss/dq, dropout factors
