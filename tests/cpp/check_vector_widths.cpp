@@ -38,6 +38,7 @@ void BlockScratch::reserve(int64_t pairs, int rows, int k, int t) {
     E.assign(pairs * packed_columns(k), 0.0f);
     Z.assign(pairs * packed_columns(t), 0.0f);
     dv.assign((pairs + 1) * packed_columns(k), 0.0f);
+    gx.assign((pairs + 1) * packed_columns(k), 0.0f);
     a.assign(pairs, 0.0f);
     ds.assign(pairs, 0.0f);
     q.assign(static_cast<size_t>(rows) * k, 0.0f);

@@ -55,6 +55,7 @@ struct BlockScratch {
     AlignedFloats Z;  // pair_cap rows of t floats, padded likewise: pre-activations, then dloss/dz
     AlignedFloats dv; // (pair_cap + 1) padded rows of k: one row's V gradients per non-zero (a row of m
                       // non-zeros has m(m-1)/2 >= m - 1 pairs)
+    AlignedFloats gx; // the same size: one row's v x per non-zero
     AlignedFloats a;  // pair_cap: scores, then attention weights
     AlignedFloats ds; // pair_cap: dloss/dscore
     AlignedFloats q, c, mask;     // row_cap x k: pooled vectors, dloss/dq, dropout factors

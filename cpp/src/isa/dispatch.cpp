@@ -71,6 +71,7 @@ void BlockScratch::reserve(int64_t pairs, int rows, int k, int t) {
     E.assign(P * ldk, 0.0f);
     Z.assign(P * ldt, 0.0f);
     dv.assign((P + 1) * ldk, 0.0f);
+    gx.assign((P + 1) * ldk, 0.0f);
     a.assign(P, 0.0f);
     ds.assign(P, 0.0f);
     q.assign(R * k, 0.0f);
