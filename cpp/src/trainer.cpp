@@ -49,7 +49,7 @@ int64_t padded_row(int k) { return (static_cast<int64_t>(k) + 15) / 16 * 16 + 16
 
 Trainer::Trainer(const ModelView& model, const ModelView& accum, const CsrView& X, const float* y,
                  const TrainConfig& cfg)
-    : m_(model), acc_(accum), X_(X), y_(y), cfg_(cfg), isa_(kernels()), n_threads_(resolve_threads(cfg.n_threads)) {
+    : m_(model), acc_(accum), X_(X), y_(y), cfg_(cfg), isa_(kernels_for(model.k, model.t)), n_threads_(resolve_threads(cfg.n_threads)) {
     const int k = m_.k, t = m_.t;
     dense_size_ = static_cast<int64_t>(t) * k + 2 * t + k;
     int64_t max_nnz = 0;

@@ -127,6 +127,9 @@ inline void PackedW::pack(const IsaKernels& isa, const ModelView& m) {
 }
 
 const IsaKernels& kernels();                  // the active kernel set
+// The set a model of these shapes runs on: the active one, or a narrower one where that is faster for the
+// shapes (never when FASTAFM_ISA or select_isa chose the set).
+const IsaKernels& kernels_for(int k, int t);
 bool select_isa(const std::string& name);     // false if unknown or unsupported by this CPU
 std::vector<std::string> supported_isas();    // best first
 std::string active_isa();
