@@ -15,7 +15,7 @@ namespace {
 // written by one thread and does not depend on the split.
 template <class Emit>
 void forward_blocks(const ModelView& m, const CsrView& X, bool attention, int n_threads, Emit emit) {
-    const IsaKernels& isa = kernels();
+    const IsaKernels& isa = kernels_for(m.k, m.t);
     int64_t max_nnz = 0, total_pairs = 0;
     for (int64_t r = 0; r < X.n_rows; ++r) {
         const int64_t nnz = X.indptr[r + 1] - X.indptr[r];

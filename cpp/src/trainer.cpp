@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdlib>
+#include <string>
 
 #include "afm/rng.hpp"
 
@@ -58,7 +59,7 @@ int64_t block_scratch_bytes(int64_t max_row_nnz, int k, int t, int n_threads, bo
 }
 
 Trainer::Trainer(const ModelView& model, const OptimizerState& opt, const TrainConfig& cfg)
-    : m_(model), opt_(opt), cfg_(cfg), isa_(kernels()), n_threads_(resolve_threads(cfg.n_threads)) {
+    : m_(model), opt_(opt), cfg_(cfg), isa_(kernels_for(model.k, model.t)), n_threads_(resolve_threads(cfg.n_threads)) {
     const int k = m_.k, t = m_.t;
     dense_size_ = static_cast<int64_t>(t) * k + 2 * t + k;
     packed_.resize(k, t);
@@ -70,6 +71,12 @@ Trainer::Trainer(const ModelView& model, const OptimizerState& opt, const TrainC
     loss_.assign(n_chunks_max_, 0.0);
     total_.resize(k, t);
     slot_of_feature_.assign(static_cast<size_t>(m_.n_features), -1);
+    // FASTAFM_TEAM_MODE: "alternate" switches between the team and thread 0 alone every batch (tests: the
+    // result must not change), "team" never goes solo (measurements); unset: adaptive (choose_mode).
+    if (const char* mode = std::getenv("FASTAFM_TEAM_MODE")) {
+        const std::string v(mode);
+        force_mode_ = v == "alternate" ? 1 : v == "team" ? 2 : 0;
+    }
 }
 
 void Trainer::use_rows(const CsrView& X, const float* y) {
@@ -183,23 +190,32 @@ void Trainer::chunk_compute(const int64_t* rows, int64_t nb, int c, bool use_dro
     loss_[c] = loss_sum;
 }
 
-// Called by every thread of the team (orphaned worksharing constructs).
+// Called by every active thread (all of the team, or thread 0 alone in solo mode). No OpenMP worksharing
+// construct is used inside the batch loop: in solo mode the other threads skip batches, and OpenMP requires
+// every thread of a team to meet the same sequence of them. Work is claimed from atomic counters instead.
 void Trainer::batch_compute(const int64_t* rows, int64_t nb, bool use_dropout) {
-#pragma omp single
-    batch_offsets(rows, nb);
+    const int tid = thread_id();
+    if (tid == 0) {
+        next_chunk_.store(0, std::memory_order_relaxed);
+        next_slice_.store(0, std::memory_order_relaxed);
+        next_touched_.store(0, std::memory_order_relaxed);
+        next_wrow_.store(0, std::memory_order_relaxed);
+        batch_offsets(rows, nb);
+    }
+    team_wait();
     // One thread builds the feature slots (needed only after the chunks) and then joins the chunks.
-#pragma omp single nowait
-    batch_slots(rows, nb);
-#pragma omp for schedule(dynamic, 1)
-    for (int c = 0; c < n_chunks_; ++c) chunk_compute(rows, nb, c, use_dropout);
+    if (tid == (barrier_.size() > 1 ? 1 : 0)) batch_slots(rows, nb);
+    for (int64_t c; (c = next_chunk_.fetch_add(1, std::memory_order_relaxed)) < n_chunks_;)
+        chunk_compute(rows, nb, static_cast<int>(c), use_dropout);
+    team_wait();
 
     // Dense gradients: the chunks' buffers summed in chunk order (+ L2 on W), in slices of elements.
     constexpr int64_t kSlice = 1024;
     const int64_t n_slices = (dense_size_ + kSlice - 1) / kSlice;
     const int64_t nW = cfg_.attention_l2 > 0.0f ? static_cast<int64_t>(m_.t) * m_.k : 0;
     float* tot = total_.data.data();
-#pragma omp for schedule(static) nowait
-    for (int64_t sl = 0; sl < n_slices; ++sl) {
+    // Claimed, like every phase of a batch: a thread descheduled by another job holds back at most one slice.
+    for (int64_t sl; (sl = next_slice_.fetch_add(1, std::memory_order_relaxed)) < n_slices;) {
         const int64_t e0 = sl * kSlice, e1 = std::min(dense_size_, e0 + kSlice);
         std::fill(tot + e0, tot + e1, 0.0f);
         for (int c = 0; c < n_chunks_; ++c) {
@@ -257,8 +273,9 @@ void Trainer::batch_update() {
     // Touched rows of V and w: each row's gradient is summed and applied at once (dynamic: rows of frequent
     // features sum many non-zeros).
     float* dv = sparse_tmp_.data() + thread_id() * padded_row(k);
-#pragma omp for schedule(dynamic, 16) nowait
-    for (int64_t s = 0; s < n_touched_; ++s) {
+    constexpr int64_t kTouchedPerClaim = 16;
+    for (int64_t s0; (s0 = next_touched_.fetch_add(kTouchedPerClaim, std::memory_order_relaxed)) < n_touched_;)
+    for (int64_t s = s0; s < std::min(n_touched_, s0 + kTouchedPerClaim); ++s) {
         const int64_t f = touched_[s];
         float dw;
         sparse_gradient(s, dv, &dw);
@@ -267,20 +284,58 @@ void Trainer::batch_update() {
         slot_of_feature_[f] = -1;
     }
     // Dense parameters, in row blocks of W so that threads share the largest array.
-#pragma omp for schedule(static) nowait
-    for (int j = 0; j < t; ++j) {
+    constexpr int kRowsPerClaim = 8;
+    for (int j0; (j0 = next_wrow_.fetch_add(kRowsPerClaim, std::memory_order_relaxed)) < t;)
+    for (int j = j0; j < std::min(t, j0 + kRowsPerClaim); ++j) {
         const int64_t off = static_cast<int64_t>(j) * k;
         step(&ModelView::W, off, total_.W() + off, k);
     }
-#pragma omp single nowait
-    {
+    if (thread_id() == 0) {
         step(&ModelView::b, 0, total_.b(), t);
         step(&ModelView::h, 0, total_.h(), t);
         if (cfg_.learn_projection) step(&ModelView::p, 0, total_.p(), k);
         const float gw0 = static_cast<float>(total_.w0);
         step(&ModelView::w0, 0, &gw0, 1);
     }
-#pragma omp barrier
+    team_wait();
+}
+
+double Trainer::team_wait() {
+    const double w = barrier_.wait();
+    if (thread_id() == 0) waited_ += w;
+    return w;
+}
+
+// Thread 0, at the end of a batch (before the team's last barrier of the batch): whether the next batches
+// run on the whole team or on thread 0 alone. Any thread may run any chunk, and the chunks and their sums are
+// the same either way, so the result does not depend on the mode. Solo mode is entered when thread 0 spent
+// over a third of the last kWindow batches waiting for the others (they are descheduled: the cores are
+// shared with other jobs) and lasts solo_len_ batches, doubled each time a probe with the team fails.
+void Trainer::choose_mode(double batch_seconds) {
+    constexpr int kWindow = 8;
+    if (barrier_.size() <= 1 && !solo_) return;  // one thread
+    if (force_mode_ == 1) {  // FASTAFM_TEAM_MODE=alternate (tests): switch every batch
+        solo_next_ = !solo_;
+        return;
+    }
+    if (solo_) {
+        solo_next_ = --solo_left_ > 0;
+        return;
+    }
+    window_time_ += batch_seconds;
+    window_wait_ += waited_;
+    if (++window_n_ < kWindow) return;
+    const bool contended = window_wait_ > window_time_ / 3;
+    window_n_ = 0;
+    window_time_ = window_wait_ = 0.0;
+    if (force_mode_ == 2) return;  // FASTAFM_TEAM_MODE=team
+    if (contended) {
+        solo_next_ = true;
+        solo_left_ = solo_len_;
+        solo_len_ = std::min(solo_len_ * 2, 1024);
+    } else {
+        solo_len_ = 32;
+    }
 }
 
 EpochResult Trainer::run_epoch(const CsrView& X, const float* y, const int64_t* order, int64_t n_order,
@@ -299,11 +354,38 @@ EpochResult Trainer::run_epoch(const CsrView& X, const float* y, const int64_t* 
 #pragma omp parallel num_threads(n_threads_)
     {
         FlushDenormals ftz;
-        for (int64_t b0 = 0; b0 < n_order; b0 += bs) {
+        const int tid = thread_id();
+#pragma omp single
+        {
+            team_ = team_size();
+            barrier_.reset(team_);
+            solo_ = solo_next_ = false;
+            exit_ = false;
+            solo_len_ = 32;
+            window_n_ = 0;
+            window_time_ = window_wait_ = 0.0;
+            gate_.open();
+        }
+        int64_t b0 = 0;
+        unsigned gate_seen = gate_.generation();
+        for (;;) {
+            if (tid != 0) {  // solo mode: sleep until thread 0 needs the team again
+                gate_.wait_open();
+                if (exit_) break;
+                // The gate was closed and opened since this thread last looked: it missed the solo batches
+                // (it may even have found the gate open again, if it was slow to get here).
+                const unsigned g = gate_.generation();
+                if (g != gate_seen) {
+                    gate_seen = g;
+                    b0 = resume_b0_;
+                }
+            }
+            if (b0 >= n_order) break;
+            const auto batch_start = clock::now();
+            if (tid == 0) waited_ = 0.0;
             const int64_t nb = std::min(bs, n_order - b0);
             batch_compute(order + b0, nb, /*use_dropout=*/true);
-#pragma omp single
-            {
+            if (tid == 0) {
                 // A non-finite loss means the model diverged: stop before this batch's update touches it.
                 const double loss = sum_chunks(loss_, dense_, n_chunks_, total_);
                 epoch_loss += loss;
@@ -311,13 +393,15 @@ EpochResult Trainer::run_epoch(const CsrView& X, const float* y, const int64_t* 
                     diverged = true;
                     rows_done = b0;
                 }
-            }  // implicit barrier: every thread sees `diverged`, and total_ is complete
+            }
+            team_wait();  // every thread sees `diverged`, and total_ is complete
             if (diverged) break;
+            if (tid == 0) choose_mode(std::chrono::duration<double>(clock::now() - batch_start).count());
+            if (tid == 0 && solo_next_ && !solo_) gate_.close();  // before the batch's last barrier
             batch_update();
             if (hook && hook->callback) {
                 // The calling thread (the team's master) reports progress; every thread then reads its verdict.
-#pragma omp master
-                {
+                if (tid == 0) {
                     rows_done = b0 + nb;
                     const auto now = clock::now();
                     if (std::chrono::duration<double>(now - last_call).count() >= hook->interval_seconds) {
@@ -325,9 +409,24 @@ EpochResult Trainer::run_epoch(const CsrView& X, const float* y, const int64_t* 
                         if (!hook->callback(rows_done)) stop = true;
                     }
                 }
-#pragma omp barrier
+                team_wait();
                 if (stop) break;
             }
+            b0 += bs;
+            if (tid == 0 && solo_next_ != solo_) {  // the others passed the last barrier (or sleep)
+                solo_ = solo_next_;
+                if (solo_) {
+                    barrier_.reset(1);
+                } else {
+                    barrier_.reset(team_);
+                    resume_b0_ = b0;
+                    gate_.open();
+                }
+            }
+        }
+        if (tid == 0) {  // wake the team if it sleeps, to leave the parallel region
+            exit_ = true;
+            gate_.open();
         }
     }
     res.loss_sum = epoch_loss;
@@ -348,7 +447,10 @@ void Trainer::batch_gradients(const CsrView& X, const float* y, const int64_t* r
 #pragma omp parallel num_threads(n_threads_)
     {
         FlushDenormals ftz;
+#pragma omp single
+        barrier_.reset(team_size());
         batch_compute(rows, nb, use_dropout);
+        team_wait();  // the reduction's slices are claimed: all done before the sums below
     }
     cfg_.batch_size = static_cast<int>(saved_bs);
 

@@ -8,6 +8,9 @@
 #include <random>
 #include <vector>
 
+#if defined(__AVX2__)
+#include <immintrin.h>  // built with the real -m flags (tests/test_kernel_shapes.py): the masked tails
+#endif
 #include "afm/block_kernels.hpp"
 
 namespace afm {
@@ -32,8 +35,10 @@ namespace narrow {
 void BlockScratch::reserve(int64_t pairs, int rows, int k, int t) {
     pair_cap = pairs;
     row_cap = rows;
-    E.assign(pairs * k, 0.0f);
-    Z.assign(pairs * t, 0.0f);
+    E.assign(pairs * packed_columns(k), 0.0f);
+    Z.assign(pairs * packed_columns(t), 0.0f);
+    dv.assign((pairs + 1) * packed_columns(k), 0.0f);
+    gx.assign((pairs + 1) * packed_columns(k), 0.0f);
     a.assign(pairs, 0.0f);
     ds.assign(pairs, 0.0f);
     q.assign(static_cast<size_t>(rows) * k, 0.0f);
@@ -121,7 +126,7 @@ int main() {
             Wp.resize(k, t);
             Wp.pack(isa, m);
             isa.forward(m, Wp, attention, rows, s);
-            outs[variant] = s.y;
+            outs[variant].assign(s.y.begin(), s.y.end());
             for (int r = 0; r < n_rows; ++r) s.g[r] = 0.7f - 0.3f * r;
             std::vector<float> dense(t * k + 2 * t + k, 0.0f);
             double dw0 = 0.0;

@@ -15,6 +15,8 @@
 // Threading: every pointer a call writes belongs to the calling thread.
 #pragma once
 #include <cstdint>
+#include <cstdlib>
+#include <new>
 #include <string>
 #include <vector>
 
@@ -23,16 +25,41 @@
 
 namespace afm {
 
+// Allocator of 64-byte aligned arrays: the kernels' work buffers start on a cache line, so that no vector
+// load of a block's first row splits one (rows of k or t floats stay aligned when k, t are multiples of 16).
+template <class T>
+struct AlignedAllocator {
+    using value_type = T;
+    AlignedAllocator() = default;
+    template <class U>
+    AlignedAllocator(const AlignedAllocator<U>&) {}
+    T* allocate(size_t n) {
+        const size_t bytes = (n * sizeof(T) + 63) / 64 * 64;
+        void* p = std::aligned_alloc(64, bytes ? bytes : 64);
+        if (!p) throw std::bad_alloc();
+        return static_cast<T*>(p);
+    }
+    void deallocate(T* p, size_t) { std::free(p); }
+    template <class U>
+    bool operator==(const AlignedAllocator<U>&) const { return true; }
+    template <class U>
+    bool operator!=(const AlignedAllocator<U>&) const { return false; }
+};
+using AlignedFloats = std::vector<float, AlignedAllocator<float>>;
+
 // Work memory of one thread, sized once per call for the largest block (no allocation per batch).
 struct BlockScratch {
     int64_t pair_cap = 0;  // pairs a block may hold
     int row_cap = 0;       // rows a block may hold
-    std::vector<float> E;  // pair_cap x k: pair products, then dloss/de
-    std::vector<float> Z;  // pair_cap x t: pre-activations, then dloss/dz
-    std::vector<float> a;  // pair_cap: scores, then attention weights
-    std::vector<float> ds; // pair_cap: dloss/dscore
-    std::vector<float> q, c, mask;     // row_cap x k: pooled vectors, dloss/dq, dropout factors
-    std::vector<float> y, g;           // row_cap: outputs, dloss/dy
+    AlignedFloats E;  // pair_cap rows of k floats padded to whole vectors: pair products, then dloss/de
+    AlignedFloats Z;  // pair_cap rows of t floats, padded likewise: pre-activations, then dloss/dz
+    AlignedFloats dv; // (pair_cap + 1) padded rows of k: one row's V gradients per non-zero (a row of m
+                      // non-zeros has m(m-1)/2 >= m - 1 pairs)
+    AlignedFloats gx; // the same size: one row's v x per non-zero
+    AlignedFloats a;  // pair_cap: scores, then attention weights
+    AlignedFloats ds; // pair_cap: dloss/dscore
+    AlignedFloats q, c, mask;     // row_cap x k: pooled vectors, dloss/dq, dropout factors
+    AlignedFloats y, g;           // row_cap: outputs, dloss/dy
     std::vector<int64_t> pair_off;     // row_cap + 1: first pair of each row in the block
     void reserve(int64_t pairs, int rows, int k, int t);
 };
@@ -60,9 +87,10 @@ struct DenseGradView {
 struct IsaKernels;
 
 // W packed for one kernel set's GEMMs, refreshed whenever W changes (once per batch): fwd is B = W^T (k x t)
-// of Z = E W^T + b, bwd is B = W (t x k) of dE = delta W. Sized once by resize (no allocation in pack).
+// of Z = E W^T + b, bwd is B = W (t x k) of dE = delta W, each with its columns zero-padded to whole vectors
+// (room for 16-float vectors). Sized once by resize (no allocation in pack).
 struct PackedW {
-    std::vector<float> fwd, bwd;
+    AlignedFloats fwd, bwd;
     void resize(int k, int t);
     void pack(const IsaKernels& isa, const ModelView& m);
 };
@@ -77,16 +105,20 @@ struct IsaKernels {
     // C (M x N, ldc) = [bias row | C if accumulate | 0] + A B, with A(i, l) = A[i*a_rs + l*a_cs], B row-major.
     void (*gemm)(int64_t M, int64_t N, int64_t K, const float* A, int64_t a_rs, int64_t a_cs, const float* B,
                  int64_t ldb, float* C, int64_t ldc, const float* bias, bool accumulate);
-    // Packs B (K x N, B(l, c) = B[l*b_rs + c*b_cs]) into out, K*N floats, in the layout this set's GEMMs read.
+    // Packs B (K x N, B(l, c) = B[l*b_rs + c*b_cs]) into out, in the layout this set's GEMMs read: at most
+    // K * packed_columns(N) floats (columns zero-padded to whole vectors).
     void (*pack_b)(int64_t K, int64_t N, const float* B, int64_t b_rs, int64_t b_cs, float* out);
     // Adagrad (accum += g^2; theta -= lr g / sqrt(accum)) and SGD on n contiguous coordinates.
     void (*adagrad)(float* theta, float* accum, const float* grad, int64_t n, float lr);
     void (*sgd)(float* theta, const float* grad, int64_t n, float lr);
 };
 
+// Columns of a packed B of N columns, for any vector width up to 16 floats.
+inline int64_t packed_columns(int64_t N) { return (N + 15) / 16 * 16; }
+
 inline void PackedW::resize(int k, int t) {
-    fwd.assign(static_cast<size_t>(k) * t, 0.0f);
-    bwd.assign(static_cast<size_t>(k) * t, 0.0f);
+    fwd.assign(static_cast<size_t>(k * packed_columns(t)), 0.0f);
+    bwd.assign(static_cast<size_t>(t * packed_columns(k)), 0.0f);
 }
 
 inline void PackedW::pack(const IsaKernels& isa, const ModelView& m) {
@@ -95,6 +127,9 @@ inline void PackedW::pack(const IsaKernels& isa, const ModelView& m) {
 }
 
 const IsaKernels& kernels();                  // the active kernel set
+// The set a model of these shapes runs on: the active one, or a narrower one where that is faster for the
+// shapes (never when FASTAFM_ISA or select_isa chose the set).
+const IsaKernels& kernels_for(int k, int t);
 bool select_isa(const std::string& name);     // false if unknown or unsupported by this CPU
 std::vector<std::string> supported_isas();    // best first
 std::string active_isa();

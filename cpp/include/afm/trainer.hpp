@@ -9,15 +9,18 @@
 // No sum depends on which thread ran what, so a fit is bit-identical for a fixed seed and thread count.
 //
 // Threading contract: the model and optimizer state are written only in step (3), by disjoint ranges; one
-// OpenMP team persists over all batches of the epoch (four barriers per batch); nothing is allocated inside
-// the batch loop.
+// OpenMP team persists over all batches of the epoch (four barriers per batch, TeamBarrier: spin briefly,
+// then sleep, so that a team sharing its cores with other jobs does not spin away their time); nothing is
+// allocated inside the batch loop.
 #pragma once
+#include <atomic>
 #include <functional>
 #include <vector>
 
 #include "afm/block_kernels.hpp"
 #include "afm/common.hpp"
 #include "afm/model.hpp"
+#include "afm/team_barrier.hpp"
 
 namespace afm {
 
@@ -98,6 +101,8 @@ private:
     // One optimizer step on values [off, off + n) of the parameter `param` (and of its slots).
     void step(float* ModelView::*param, int64_t off, const float* grad, int64_t n) const;
     void batch_update();                                                    // all threads, ends with a barrier
+    double team_wait();                                                     // barrier_; thread 0 sums its waits
+    void choose_mode(double batch_seconds);                                 // thread 0: team or solo next
 
     ModelView m_;
     OptimizerState opt_;
@@ -106,6 +111,19 @@ private:
     TrainConfig cfg_;
     const IsaKernels& isa_;
     int n_threads_;
+    TeamBarrier barrier_;                // the team's barriers between the phases of a batch
+    TeamGate gate_;                      // closed in solo mode: the team's other threads sleep there
+    // Work of a batch, claimed by whichever active thread is free (reset by thread 0 per batch).
+    std::atomic<int64_t> next_chunk_{0}, next_slice_{0}, next_touched_{0};
+    std::atomic<int> next_wrow_{0};
+    // Solo mode (run_epoch): thread 0 trains alone while the cores are busy with other jobs. Thread 0's state.
+    int team_ = 1;
+    bool solo_ = false, solo_next_ = false;
+    bool exit_ = false;                  // written by thread 0 before gate_.open()
+    int64_t resume_b0_ = 0;              // the batch the team resumes at, likewise
+    int solo_left_ = 0, solo_len_ = 32, window_n_ = 0;
+    double waited_ = 0.0, window_time_ = 0.0, window_wait_ = 0.0;
+    int force_mode_ = 0;                 // FASTAFM_TEAM_MODE: 0 adaptive, 1 alternate (tests), 2 team
     int64_t dense_size_;
     int64_t reserved_pairs_ = 0;         // pair tiles the scratch holds (grows only)
 

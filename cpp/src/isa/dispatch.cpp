@@ -27,14 +27,19 @@ const IsaKernels* table_for(const std::string& name) {
 }
 
 const IsaKernels* g_active = nullptr;
+bool g_forced = false;  // FASTAFM_ISA or select_isa chose the set: no per-shape choice (tests force paths)
 std::once_flag g_once;
 
 void init_default() {
     std::call_once(g_once, [] {
         // An unknown or unsupported FASTAFM_ISA falls back to the best path; active_isa() tells which.
         const char* forced = std::getenv("FASTAFM_ISA");
-        if (forced && *forced && table_for(forced) && cpu_has(forced)) g_active = table_for(forced);
-        else g_active = table_for(supported_isas().front());
+        if (forced && *forced && table_for(forced) && cpu_has(forced)) {
+            g_active = table_for(forced);
+            g_forced = true;
+        } else {
+            g_active = table_for(supported_isas().front());
+        }
     });
 }
 
@@ -52,6 +57,7 @@ bool select_isa(const std::string& name) {
     if (!t || !cpu_has(name)) return false;
     init_default();
     g_active = t;
+    g_forced = true;
     return true;
 }
 
@@ -62,12 +68,29 @@ const IsaKernels& kernels() {
 
 std::string active_isa() { return kernels().name; }
 
+const IsaKernels& kernels_for(int k, int t) {
+    const IsaKernels& best = kernels();
+#ifdef AFM_HAVE_ISA_CLONES
+    // k, t <= 8 fill one 8-float vector exactly and half a 16-float one: there the AVX2 set trains 1.2-1.3x
+    // faster than the AVX-512 one (bench/RESULTS.md, shape sweep), so it is used unless a set was forced.
+    if (!g_forced && &best == &isa_avx512::table() && k <= 8 && t <= 8 && cpu_has("avx2"))
+        return isa_avx2::table();
+#endif
+    (void)k;
+    (void)t;
+    return best;
+}
+
 void BlockScratch::reserve(int64_t pairs, int rows, int k, int t) {
     pair_cap = pairs < 1 ? 1 : pairs;
     row_cap = rows < 1 ? 1 : rows;
     const size_t P = static_cast<size_t>(pair_cap), R = static_cast<size_t>(row_cap);
-    E.assign(P * k, 0.0f);
-    Z.assign(P * t, 0.0f);
+    // Rows of E, Z and dv padded to whole vectors of any width (the kernels use padded(k), padded(t)).
+    const size_t ldk = static_cast<size_t>(packed_columns(k)), ldt = static_cast<size_t>(packed_columns(t));
+    E.assign(P * ldk, 0.0f);
+    Z.assign(P * ldt, 0.0f);
+    dv.assign((P + 1) * ldk, 0.0f);
+    gx.assign((P + 1) * ldk, 0.0f);
     a.assign(P, 0.0f);
     ds.assign(P, 0.0f);
     q.assign(R * k, 0.0f);

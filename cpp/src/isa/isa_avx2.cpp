@@ -1,4 +1,6 @@
 // The fused block kernels compiled for one instruction set (flags set per file in CMakeLists.txt).
+#include <immintrin.h>  // masked tails (vec.inc); outside the namespace below
+
 #include "afm/block_kernels.hpp"
 
 namespace afm {
