@@ -3,7 +3,12 @@ seeded random rows and models, the core's configuration, float32-vs-float64 comp
 factory, and the optimizer state in the forms the core and the estimators use."""
 from __future__ import annotations
 
+import os
+import shutil
+from pathlib import Path
+
 import numpy as np
+import pytest
 import scipy.sparse as sp
 
 import fastafm
@@ -94,3 +99,19 @@ def core_slots(optimizer: str, accum: dict) -> dict:
 def slot_arrays(model) -> dict:
     """A fitted model's optimizer state flattened to {"slot.param": array} ({} for sgd)."""
     return {f"{slot}.{name}": a for slot, arrays in model.optimizer_state().items() for name, a in arrays.items()}
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def compiler_or_skip(what: str) -> str:
+    """A C++ compiler for the tests that build C++ checks against the kernel sources; without one (or without
+    the source tree, as in the wheel round trip) the test skips, or fails where FASTAFM_REQUIRE_CXX_TESTS=1."""
+    compiler = shutil.which(os.environ.get("CXX", "g++")) or shutil.which("c++")
+    missing = None if compiler and (ROOT / "cpp" / "src" / "isa" / "block_kernels.inc").exists() else (
+        "no C++ compiler" if not compiler else "no source tree")
+    if missing:
+        if os.environ.get("FASTAFM_REQUIRE_CXX_TESTS") == "1":
+            pytest.fail(f"cannot build the {what}: {missing}")
+        pytest.skip(f"cannot build the {what}: {missing}")
+    return str(compiler)

@@ -12,14 +12,6 @@ from support import assert_close, core_config, random_csr, random_params, to_cor
 ISAS = _core.supported_isas()
 
 
-@pytest.fixture(params=ISAS)
-def isa(request):
-    before = _core.active_isa()
-    _core.select_isa(request.param)
-    yield request.param
-    _core.select_isa(before)
-
-
 def test_the_best_path_is_active_and_baseline_is_always_there():
     assert ISAS[-1] == "baseline"
     assert _core.active_isa() in ISAS

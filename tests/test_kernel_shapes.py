@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -27,7 +26,7 @@ import pytest
 
 from fastafm import _core, reference
 from fastafm._validation import csr_arrays
-from support import core_config, random_csr, random_params, to_core
+from support import compiler_or_skip, core_config, random_csr, random_params, to_core
 
 ROOT = Path(__file__).resolve().parent.parent
 ISAS = _core.supported_isas()
@@ -64,17 +63,6 @@ def isa_compile_flags() -> dict[str, list[str]]:
     return out
 
 
-def compiler_or_skip() -> str:
-    compiler = shutil.which(os.environ.get("CXX", "g++")) or shutil.which("c++")
-    missing = None if compiler and (ROOT / "cpp" / "src" / "isa" / "block_kernels.inc").exists() else (
-        "no C++ compiler" if not compiler else "no source tree")
-    if missing:
-        if os.environ.get("FASTAFM_REQUIRE_CXX_TESTS") == "1":
-            pytest.fail(f"cannot build the kernel checks: {missing}")
-        pytest.skip(f"cannot build the kernel checks: {missing}")
-    return compiler
-
-
 def build(compiler: str, source: Path, flags: list[str], exe: Path) -> subprocess.CompletedProcess:
     return subprocess.run(
         [compiler, "-O1", "-std=c++17", "-Wno-psabi", *flags, f"-I{ROOT / 'cpp' / 'include'}",
@@ -85,7 +73,7 @@ def build(compiler: str, source: Path, flags: list[str], exe: Path) -> subproces
 @pytest.fixture(scope="module")
 def gemm_checks(tmp_path_factory):
     """The GEMM check built once per ISA this CPU has (in parallel): {isa: CompletedProcess of the build}."""
-    compiler = compiler_or_skip()
+    compiler = compiler_or_skip("kernel checks")
     d = tmp_path_factory.mktemp("kernel_shapes")
     flags = isa_compile_flags()
     source = ROOT / "tests" / "cpp" / "check_kernel_shapes.cpp"
@@ -107,21 +95,13 @@ def test_gemm_every_shape_against_float64(gemm_checks, isa):
 def test_wide_configuration_with_real_avx512_flags(tmp_path):
     if "avx512" not in ISAS:
         pytest.skip("this CPU has no AVX-512 (test_vector_widths.py covers the 16-wide code without it)")
-    compiler = compiler_or_skip()
+    compiler = compiler_or_skip("kernel checks")
     exe = tmp_path / "check_vector_widths_avx512"
     result = build(compiler, ROOT / "tests" / "cpp" / "check_vector_widths.cpp", isa_compile_flags()["avx512"], exe)
     assert result.returncode == 0, result.stderr
     run = subprocess.run([str(exe)], capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stdout + run.stderr
     assert run.stdout.strip().endswith("passed, 0 failed"), run.stdout
-
-
-@pytest.fixture(params=ISAS)
-def isa(request):
-    before = _core.active_isa()
-    _core.select_isa(request.param)
-    yield request.param
-    _core.select_isa(before)
 
 
 def assert_per_element(got, want, name, rtol=1e-3, atol_frac=2e-5, scale=None):

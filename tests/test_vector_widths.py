@@ -7,25 +7,17 @@ It needs the source tree and a C++ compiler. Where either is missing (a wheel in
 skipped, unless FASTAFM_REQUIRE_CXX_TESTS=1, which .ci/run sets so that CI never skips it."""
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 from pathlib import Path
 
-import pytest
+from support import compiler_or_skip
 
 ROOT = Path(__file__).resolve().parent.parent
 SOURCE = ROOT / "tests" / "cpp" / "check_vector_widths.cpp"
 
 
 def test_wide_vector_configuration_matches_narrow(tmp_path):
-    compiler = shutil.which(os.environ.get("CXX", "g++")) or shutil.which("c++")
-    missing = None if compiler and (ROOT / "cpp" / "src" / "isa" / "block_kernels.inc").exists() else (
-        "no C++ compiler" if not compiler else "no source tree")
-    if missing:
-        if os.environ.get("FASTAFM_REQUIRE_CXX_TESTS") == "1":
-            pytest.fail(f"cannot build the vector-width check: {missing}")
-        pytest.skip(f"cannot build the vector-width check: {missing}")
+    compiler = compiler_or_skip("vector-width check")
     exe = tmp_path / "check_vector_widths"
     build = subprocess.run(
         [compiler, "-O1", "-std=c++17", "-Wno-psabi", f"-I{ROOT / 'cpp' / 'include'}", f"-I{ROOT / 'cpp' / 'src'}",
