@@ -231,9 +231,15 @@ class StreamOrder:
     blocks: np.ndarray
     seeds: np.ndarray
     sizes: np.ndarray  # rows of each block, in epoch order
+    # The last block's permutation: consecutive rounds train consecutive parts of one block, so it is drawn
+    # once per block, not once per round.
+    _last: tuple | None = field(default=None, repr=False, compare=False)
 
     def rows(self, i: int) -> np.ndarray:
-        return np.random.default_rng(int(self.seeds[i])).permutation(int(self.sizes[i])).astype(np.int64)
+        if self._last is None or self._last[0] != i:
+            perm = np.random.default_rng(int(self.seeds[i])).permutation(int(self.sizes[i])).astype(np.int64)
+            self._last = (i, perm)
+        return self._last[1]
 
 
 def epoch_order(shard, seed: int):
