@@ -420,6 +420,16 @@ def test_n_threads_is_range_checked_at_predict(text_file):
                 call(X[:5])
 
 
+def test_n_threads_of_the_wrong_type_after_fit_is_named(text_file):
+    X, y = fastafm.load_libfm(text_file)
+    model = fastafm.AFMRegressor(**TINY).fit(X, y)
+    for bad in (None, 2.7, "2"):  # set_params skips validation: int() would fail unnamed or truncate 2.7
+        model.set_params(n_threads=bad)
+        for call in (model.predict, model.decision_function, model.attention_weights):
+            with pytest.raises(TypeError, match="n_threads must be an integer"):
+                call(X[:5])
+
+
 def test_the_kernel_calls_check_n_threads_by_the_tables_bound():
     from fastafm import _validation
     from fastafm._hyperparams import BY_NAME

@@ -23,7 +23,7 @@ from ._state import TrainingState, init_state
 from ._streaming import CacheRows, InMemoryRows
 from ._targets import (class_cache_targets, class_targets, eval_targets, regression_cache_targets,
                        regression_targets)
-from ._validation import as_csr, check_kernel_memory, check_memory, csr_arrays
+from ._validation import as_csr, check_kernel_memory, check_memory, check_threads, csr_arrays
 from ._warm_start import warm_start_params
 from .cache import as_cache
 from .persistence import save_model
@@ -272,7 +272,7 @@ class _Base(BaseEstimator):
 
     def _decision(self, state: TrainingState, X) -> np.ndarray:
         X = self._predict_rows(X, state)
-        out = _core.predict(state.params, *csr_arrays(X), state.spec.attention, int(self.n_threads))
+        out = _core.predict(state.params, *csr_arrays(X), state.spec.attention, self._threads())
         if not np.isfinite(out).all():  # finite model and input, but float32 overflowed: say so, never silently
             warnings.warn(f"{int(np.count_nonzero(~np.isfinite(out)))} of {out.shape[0]} outputs are NaN or infinite "
                           "(float32 overflow: feature values too large for this model?)", RuntimeWarning, stacklevel=2)
@@ -298,7 +298,7 @@ class _Base(BaseEstimator):
         # Output: weights (4 bytes) and pairs (8) per pair, plus index temporaries while the pairs are built.
         check_memory(int(pair_indptr[-1]) * 36, f"the attention weights of {int(pair_indptr[-1])} feature pairs")
         weights = _core.pair_attention(state.params, *csr_arrays(X), pair_indptr, state.spec.attention,
-                                       int(self.n_threads))
+                                       self._threads())
         pairs = np.empty((int(pair_indptr[-1]), 2), dtype=np.int32)
         # Rows of equal length share one triu pattern, so the pairs are built per length, not per row.
         for m in np.unique(nnz[nnz >= 2]):
@@ -360,9 +360,15 @@ class _Base(BaseEstimator):
         settings["optimizer"] = state.optimizer  # the slots the state holds
         return settings
 
+    def _threads(self) -> int:
+        """n_threads checked on every kernel call, not only in fit: set_params may change it after fitting (a
+        None or 2.7 would otherwise reach int() and fail unnamed, or be truncated)."""
+        check_threads(self.n_threads)
+        return int(self.n_threads)
+
     def _predict_rows(self, X, state: TrainingState):
         X = as_csr(X, n_features=state.spec.n_features, owner=type(self).__name__)
-        check_kernel_memory(X, state.spec.embedding_dim, state.spec.attention_dim, int(self.n_threads),
+        check_kernel_memory(X, state.spec.embedding_dim, state.spec.attention_dim, self._threads(),
                             attention=state.spec.attention)
         return X
 
