@@ -177,3 +177,28 @@ def test_chosen_isa_is_the_best_the_cpu_reports():
 @pytest.mark.parametrize("forced", ISAS)
 def test_fastafm_isa_forces_a_supported_path(forced):
     assert _active_isa_in_subprocess(forced) == forced
+
+
+def _kernel_isas_in_subprocess(env_isa: str | None) -> list[str]:
+    env = {k: v for k, v in os.environ.items() if k != "FASTAFM_ISA"}
+    if env_isa is not None:
+        env["FASTAFM_ISA"] = env_isa
+    code = ("from fastafm import _core; "
+            "print(_core.active_isa(), *[_core.kernel_isa(k, t) for k, t in ((8, 8), (4, 1), (9, 8), (8, 9), (64, 64))])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 0, out.stderr
+    return out.stdout.split()
+
+
+def test_kernel_isa_reports_the_small_shape_rule():
+    active, *per_shape = _kernel_isas_in_subprocess(None)
+    small, large = per_shape[:2], per_shape[2:]
+    assert large == [active] * 3  # k or t above 8: the active set
+    want_small = "avx2" if active == "avx512" and "avx2" in ISAS else active
+    assert small == [want_small] * 2
+
+
+@pytest.mark.parametrize("forced", ISAS)
+def test_kernel_isa_follows_a_forced_set_at_every_shape(forced):
+    active, *per_shape = _kernel_isas_in_subprocess(forced)
+    assert [active, *per_shape] == [forced] * 6

@@ -353,6 +353,10 @@ PYBIND11_MODULE(_core, mod) {
         "optimizer"_a, "The names of the optimizer's state slots, in order ([] for sgd, ['G'] for adagrad).");
 
     mod.def("active_isa", &afm::active_isa, "The instruction set the kernels use now (avx512, avx2 or baseline).");
+    mod.def(
+        "kernel_isa", [](int k, int t) { return afm::kernels_for(k, t).name; }, "k"_a, "t"_a,
+        "The instruction set a model with embedding size k and attention size t trains and predicts with: the\n"
+        "active one, except that k, t <= 8 use avx2 on an avx512 CPU unless a set was forced (it is faster there).");
     mod.def("supported_isas", &afm::supported_isas, "Instruction sets this build and CPU can use, best first.");
     mod.def(
         "select_isa",

@@ -7,7 +7,7 @@ import numpy
 import numpy.typing
 import typing
 import typing_extensions
-__all__: list[str] = ['Loss', 'Optimizer', 'TrainConfig', 'Trainer', 'active_isa', 'adagrad_update_', 'batch_gradients', 'dropout_mask', 'gemm', 'openmp_enabled', 'optimizer_slots', 'pair_attention', 'parse_libfm_buffer', 'parse_libfm_file', 'predict', 'resolve_threads', 'scratch_bytes', 'select_isa', 'sgd_update_', 'supported_isas', 'train_epoch']
+__all__: list[str] = ['Loss', 'Optimizer', 'TrainConfig', 'Trainer', 'active_isa', 'adagrad_update_', 'batch_gradients', 'dropout_mask', 'gemm', 'kernel_isa', 'openmp_enabled', 'optimizer_slots', 'pair_attention', 'parse_libfm_buffer', 'parse_libfm_file', 'predict', 'resolve_threads', 'scratch_bytes', 'select_isa', 'sgd_update_', 'supported_isas', 'train_epoch']
 class Loss:
     """
     Members:
@@ -189,6 +189,11 @@ def dropout_mask(seed: typing.SupportsInt | typing.SupportsIndex, epoch: typing.
 def gemm(A: numpy.ndarray, B: numpy.ndarray) -> numpy.typing.NDArray[numpy.float32]:
     """
     A @ B with the active instruction set's GEMM kernel (float32; for tests and benchmarks).
+    """
+def kernel_isa(k: typing.SupportsInt | typing.SupportsIndex, t: typing.SupportsInt | typing.SupportsIndex) -> str:
+    """
+    The instruction set a model with embedding size k and attention size t trains and predicts with: the
+    active one, except that k, t <= 8 use avx2 on an avx512 CPU unless a set was forced (it is faster there).
     """
 def openmp_enabled() -> bool:
     """
