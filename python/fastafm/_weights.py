@@ -10,9 +10,11 @@ import numbers
 import numpy as np
 
 
-def check_sample_weight(sample_weight, n_rows: int, name: str = "sample_weight") -> np.ndarray | None:
+def check_sample_weight(sample_weight, n_rows: int, name: str = "sample_weight",
+                        positive_sum: bool = True) -> np.ndarray | None:
     """`sample_weight` as a float32 vector of n_rows finite weights >= 0 with a positive sum (None stays None);
-    ValueError naming the problem otherwise (strings, wrong shape or length, NaN, infinity, negative, all 0)."""
+    ValueError naming the problem otherwise (strings, wrong shape or length, NaN, infinity, negative, all 0).
+    positive_sum=False accepts all zeros (one part of the data, e.g. a Dask partition, whose whole is checked)."""
     if sample_weight is None:
         return None
     if isinstance(sample_weight, (str, bytes)):
@@ -42,7 +44,7 @@ def check_sample_weight(sample_weight, n_rows: int, name: str = "sample_weight")
         raise ValueError(f"{name} contains NaN or infinity (or values too large for float32)")
     if np.any(out < 0):
         raise ValueError(f"{name} contains negative weights (the smallest is {float(out.min())}); weights must be >= 0")
-    if n_rows and not np.any(out > 0):
+    if positive_sum and n_rows and not np.any(out > 0):
         raise ValueError(f"{name} is all zero: at least one row must have a positive weight")
     return out
 
