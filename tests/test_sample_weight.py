@@ -115,6 +115,32 @@ def test_class_weight_in_partial_fit_and_model_files(rng, tmp_path):
     assert m.n_epochs_done_ > 3
 
 
+def test_files_from_before_class_weight_load_with_none(tmp_path):
+    import json
+    import os
+
+    from test_persistence import edit, meta_of, members_of
+
+    corpus = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "fuzz", "corpus", "model")
+    for name in ("classifier_int.afm", "classifier_str_v3.afm"):  # written before class_weight existed
+        path = os.path.join(corpus, name)
+        assert "class_weight" not in meta_of(members_of(path))["hyperparameters"]
+        assert fastafm.load(path).class_weight is None
+    # A dict stored as pairs; a malformed one is refused with the file named.
+    X, y = _data(np.random.default_rng(0), classification=True)
+    path = tmp_path / "m.afm"
+    small_model(fastafm.FMClassifier, class_weight={1: 2.0}).fit(X, y).save(path)
+    assert json.loads(json.dumps(meta_of(members_of(path))["hyperparameters"]["class_weight"])) == {
+        "pairs": [[1, 2.0]]}
+
+    def broken(meta):
+        meta["hyperparameters"]["class_weight"] = {"1": 2.0}
+
+    edit(path, meta=broken)
+    with pytest.raises(ValueError, match="not a list of \\[label, weight\\] pairs"):
+        fastafm.load(path)
+
+
 def test_regressors_have_no_class_weight():
     assert "class_weight" not in fastafm.AFMRegressor().get_params()
     assert "class_weight" not in fastafm.FMRegressor().get_params()
