@@ -217,3 +217,7 @@ def test_cli_class_weight(files, tmp_path, capsys):
     assert main(["train", data, "--model", str(tmp_path / "m.afm"), "--task", "classification", "--class-weight",
                  "7:2", *CLI_SMALL]) != 0
     assert "not one of the classes" in capsys.readouterr().err
+    assert main(["train", data, "--model", str(tmp_path / "m.afm"), "--task", "classification", "--class-weight",
+                 "balanced", "--cache", str(tmp_path / "t.cache"), *CLI_SMALL]) == 2
+    assert "--class-weight cannot be used when training from a cache" in capsys.readouterr().err
+    assert not (tmp_path / "t.cache").exists()  # refused before converting
