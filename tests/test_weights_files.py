@@ -127,9 +127,19 @@ def test_fit_streams_a_weighted_cache_as_the_same_rows_in_memory(tmp_path, cls):
     assert streamed.history_[0]["train_loss"] == in_memory.history_[0]["train_loss"]
     with pytest.raises(ValueError, match="sample_weight must be None when X is a CacheFile"):
         cls(**kw).fit(cache, sample_weight=w)
-    if cls is fastafm.FMClassifier:
-        with pytest.raises(ValueError, match="class_weight is not supported when training from a CacheFile"):
-            cls(**kw, class_weight="balanced").fit(cache)
+    if cls is fastafm.FMClassifier:  # class weights times the cache's weights, as in memory
+        for class_weight in ("balanced", {1.0: 3.0}):
+            streamed = cls(**kw, class_weight=class_weight).fit(cache)
+            assert params_equal(streamed, cls(**kw, class_weight=class_weight).fit(X, y, sample_weight=w.astype(
+                np.float32)))
+            assert not params_equal(streamed, in_memory)
+        unweighted = convert((X, y), tmp_path / "plain.cache")  # class weights alone
+        assert params_equal(cls(**kw, class_weight="balanced").fit(unweighted),
+                            cls(**kw, class_weight="balanced").fit(X, y))
+        with pytest.raises(ValueError, match="not one of the classes"):
+            cls(**kw, class_weight={7.0: 1.0}).fit(cache)
+        with pytest.raises(ValueError, match="'balanced' is not supported by partial_fit"):
+            cls(**kw, class_weight="balanced").partial_fit(cache)
 
 
 def test_streamed_holdout_keeps_the_weights_of_its_rows(tmp_path):
@@ -217,7 +227,9 @@ def test_cli_class_weight(files, tmp_path, capsys):
     assert main(["train", data, "--model", str(tmp_path / "m.afm"), "--task", "classification", "--class-weight",
                  "7:2", *CLI_SMALL]) != 0
     assert "not one of the classes" in capsys.readouterr().err
+    # Streaming a cache: the class weights apply to its rows as in memory.
+    assert main(["train", data, "--model", str(tmp_path / "c.afm"), "--task", "classification", "--class-weight",
+                 "0:1,1:4.5", "--cache", str(tmp_path / "t.cache"), *CLI_SMALL]) == 0
     assert main(["train", data, "--model", str(tmp_path / "m.afm"), "--task", "classification", "--class-weight",
-                 "balanced", "--cache", str(tmp_path / "t.cache"), *CLI_SMALL]) == 2
-    assert "--class-weight cannot be used when training from a cache" in capsys.readouterr().err
-    assert not (tmp_path / "t.cache").exists()  # refused before converting
+                 "0:1,1:4.5", *CLI_SMALL]) == 0
+    assert params_equal(fastafm.load(tmp_path / "c.afm"), fastafm.load(tmp_path / "m.afm"))

@@ -99,12 +99,14 @@ class CacheRows:
     """Rows of a CacheFile, streamed in shuffled blocks through one reusable buffer.
 
     `encode(labels) -> float32 targets` maps the cache's labels to what the core trains on (identity for
-    regression, +-1 for classification).
+    regression, +-1 for classification); `class_weights(labels) -> float64 per-row weights` (or None) the
+    classifiers' class_weight, multiplied with the cache's own weights.
     """
 
-    def __init__(self, cache, encode, holdout=None) -> None:
+    def __init__(self, cache, encode, holdout=None, class_weights=None) -> None:
         self.cache = cache
         self._encode = encode
+        self._class_weights = class_weights
         self._holdout = holdout  # None, or (fraction, seed): the rows `held_out` keeps out of training
         rows = int(cache.block_rows)
         self.starts = np.arange(0, cache.n_rows, rows, dtype=np.int64)
@@ -119,13 +121,26 @@ class CacheRows:
         self._shape = (max_rows, max_block_nnz)
         self._buffers: dict | None = None
 
+    def block_weights(self, start: int, stop: int, labels=None, out=None) -> np.ndarray | None:
+        """The float32 weights of rows [start, stop): the cache's weights times the class weights of their
+        labels (read when not given), None when there are neither."""
+        w = self.cache.read_weights(start, stop, out) if self.cache.has_weights else None
+        if self._class_weights is None:
+            return w
+        if labels is None:
+            labels = self.cache.read_labels(start, stop)
+        cw = self._class_weights(labels)
+        return (cw if w is None else cw * w).astype(np.float32)  # one rounding, as in memory
+
     def _weight_sum(self) -> float:
-        """The trained rows' total weight: one pass over the cache's weights section (n_rows without one)."""
-        if not self.cache.has_weights:
+        """The trained rows' total weight: one pass over the cache's weights (and, with class weights, labels)
+        sections; n_rows without either."""
+        if not self.cache.has_weights and self._class_weights is None:
             return float(self.n_rows)
         total = 0.0
         for b in range(self.starts.shape[0]):
-            w = self.cache.read_weights(int(self.starts[b]), int(self.stops[b]))
+            w = self.block_weights(int(self.starts[b]), int(self.stops[b]))
+            assert w is not None
             total += float(np.sum(w[~self.held_mask(b)], dtype=np.float64))
         if not total > 0:
             raise ValueError(f"{self.cache.path}: the rows trained on all have weight 0")
@@ -156,7 +171,7 @@ class CacheRows:
     def hold_out(self, fraction: float, seed: int):
         """(rows that skip a seeded subset of every block's rows, those rows as CSR X, their cache labels,
         their weights or None)."""
-        rows = CacheRows(self.cache, self._encode, (float(fraction), int(seed)))
+        rows = CacheRows(self.cache, self._encode, (float(fraction), int(seed)), self._class_weights)
         n_held = self.cache.n_rows - rows.n_rows
         if n_held == 0 or rows.n_rows == 0:
             raise ValueError(f"validation_fraction={fraction} of the {self.cache.n_rows} rows of {self.cache.path} "
@@ -171,8 +186,9 @@ class CacheRows:
                 X, y = self.cache.read_rows(int(self.starts[b]), int(self.stops[b]))
                 parts.append(X[np.flatnonzero(mask)])
                 labels.append(y[mask])
-                if self.cache.has_weights:
-                    weights.append(self.cache.read_weights(int(self.starts[b]), int(self.stops[b]))[mask])
+                w = self.block_weights(int(self.starts[b]), int(self.stops[b]), y)
+                if w is not None:
+                    weights.append(w[mask])
         w_val = np.concatenate(weights) if weights else None
         if w_val is not None and not np.any(w_val > 0):
             raise ValueError(f"validation_fraction={fraction}: the rows of {self.cache.path} held out all have "
@@ -192,7 +208,7 @@ class CacheRows:
         for b in self.block_order(rng).tolist():
             start, stop = int(self.starts[b]), int(self.stops[b])
             indptr, indices, values, labels = self.cache.read_block(start, stop, buffers)
-            w = self.cache.read_weights(start, stop, buffers["weights"]) if self.cache.has_weights else None
+            w = self.block_weights(start, stop, labels, buffers["weights"])
             y = self._encode(labels)
             if self._holdout is None:
                 order = rng.permutation(stop - start).astype(np.int64)

@@ -89,6 +89,32 @@ def class_row_weights(class_weight, y_labels: np.ndarray, classes: np.ndarray, p
     return out
 
 
+def cache_class_weights(class_weight, cache, classes: np.ndarray, partial: bool = False):
+    """class_row_weights for the label blocks of a CacheFile: a function labels -> per-row class weights.
+    "balanced" counts the classes over all the cache's rows first (one pass over its labels section)."""
+    check_class_weight(class_weight)
+    classes = np.asarray(classes)
+    if isinstance(class_weight, str):
+        if partial:
+            class_row_weights(class_weight, classes[:0], classes, partial=True)  # the same refusal as in memory
+        counts = np.zeros(classes.shape[0])
+        step = max(int(cache.block_rows), 1)
+        for start in range(0, cache.n_rows, step):
+            labels = cache.read_labels(start, min(start + step, cache.n_rows))
+            counts += [np.count_nonzero(labels == c) for c in classes]
+        class_weight = {c: cache.n_rows / (classes.shape[0] * n) if n else 0.0
+                        for c, n in zip(classes.tolist(), counts.tolist())}
+    else:
+        class_row_weights(class_weight, classes[:0], classes)  # unknown labels refused before training
+
+    def weights(labels):
+        out = class_row_weights(class_weight, labels, classes)
+        assert out is not None
+        return out
+
+    return weights
+
+
 def _same_label(a, b) -> bool:
     try:
         return bool(a == b)

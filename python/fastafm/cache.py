@@ -250,6 +250,15 @@ class CacheFile:
             self._corrupt(f"rows [{start}, {stop}) hold sample weights that are NaN, infinite or negative")
         return w
 
+    def read_labels(self, start: int, stop: int) -> np.ndarray:
+        """The float32 labels of rows [start, stop) (only the labels section is read); checked finite."""
+        start, stop = self._check_range(start, stop)
+        with self._open() as fh:
+            labels = self._read_at(fh, self._offsets["labels"] + 4 * start, stop - start, "labels")
+        if not np.isfinite(labels).all():
+            self._corrupt(f"rows [{start}, {stop}) hold NaN or infinite labels")
+        return labels
+
     def read_block(self, start: int, stop: int, buffers: dict | None = None):
         """(indptr int64 from 0, indices int32, values float32, labels float32) of rows [start, stop), read
         into `buffers` (arrays large enough, reused across calls) or new arrays; checked for corruption."""

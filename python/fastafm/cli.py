@@ -389,9 +389,6 @@ def _cmd_train(args) -> int:
     _check_writable(args.model, "model", EXIT_MODEL)
     _refuse_same(args.model, "model", [args.train, args.valid, args.cache or None], EXIT_MODEL)
     model = _make_model(args)  # usage errors before any data is read
-    if getattr(model, "class_weight", None) is not None and (args.cache is not None or _is_cache(args.train)):
-        raise CliError("--class-weight cannot be used when training from a cache (TRAIN a cache, or --cache): "
-                       "store the weights in the cache (fastafm convert --weights)", EXIT_USAGE)
     stream = _open_pipe(args.train) if _input_kind(args.train, "data file") == "pipe" else None
     try:
         return _train(args, model, stream)

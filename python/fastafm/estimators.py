@@ -25,7 +25,7 @@ from ._targets import (class_cache_targets, class_targets, eval_targets, regress
                        regression_targets)
 from ._validation import as_csr, check_kernel_memory, check_memory, csr_arrays
 from ._warm_start import warm_start_params
-from ._weights import check_sample_weight, class_row_weights, combine
+from ._weights import cache_class_weights, check_sample_weight, class_row_weights, combine
 from .cache import as_cache
 from .persistence import save_model
 
@@ -408,9 +408,7 @@ class _Base(BaseEstimator):
         if sample_weight is not None:
             raise ValueError("sample_weight must be None when X is a CacheFile: a cache's weights are stored in it "
                              "(fastafm.convert(..., weights=...))")
-        if getattr(self, "class_weight", None) is not None:
-            raise ValueError("class_weight is not supported when training from a CacheFile: store the weights in "
-                             "the cache (fastafm.convert(..., weights=...)) instead")
+
         if cache.n_rows == 0:
             raise ValueError(f"{cache.path}: the cache has 0 rows; at least one row is required")
         if cache.n_features == 0:
@@ -419,7 +417,11 @@ class _Base(BaseEstimator):
             raise ValueError(f"{cache.path} has {cache.n_features} features, but {type(self).__name__} is expecting "
                              f"{self.n_features_in_} features as input")
         encode, labels = self._cache_targets(cache, fitting, classes)
-        return CacheRows(cache, encode), cache.n_features, labels
+        class_weights = None
+        if getattr(self, "class_weight", None) is not None:
+            found = labels["classes"] if fitting else self.classes_
+            class_weights = cache_class_weights(self.class_weight, cache, found, partial)
+        return CacheRows(cache, encode, class_weights=class_weights), cache.n_features, labels
 
     def _prepare_eval_set(self, eval_set, n_features, classes=None):
         if eval_set is None:
@@ -669,7 +671,8 @@ class AFMClassifier(_Classification, ClassifierMixin, _AFM):
         weight, and times its `sample_weight`; "balanced" gives class c the weight n_rows / (2 * count(c)) over
         the rows `fit` trains on (before a validation_fraction split); a dict gives the listed classes their
         weights and the others 1 (a label that is not a class is a ValueError). `partial_fit` takes a dict,
-        not "balanced"; training from a CacheFile takes neither (store weights in the cache).
+        not "balanced". From a CacheFile the class weights multiply the cache's stored weights ("balanced"
+        counts the classes over the whole cache).
     """
 
     def __init__(
