@@ -351,10 +351,26 @@ def pair_attention(params: Params, X, attention: bool = True):
     return pair_indptr, pos, wts
 
 
-def touched_features(X) -> np.ndarray:
-    """``T(B)``: the sorted distinct feature ids stored in ``X`` (explicit zeros included)."""
-    _, indices, _, _ = _csr_arrays(X)
+def touched_features(X, sample_weight=None) -> np.ndarray:
+    """``T(B)``: the sorted distinct feature ids stored in ``X`` (explicit zeros included), in the rows of
+    positive weight when ``sample_weight`` is given (a row of weight 0 touches nothing)."""
+    indptr, indices, _, n_rows = _csr_arrays(X)
+    if sample_weight is not None:
+        keep = np.repeat(_weights(sample_weight, n_rows) > 0, np.diff(indptr))
+        indices = indices[keep]
     return np.unique(indices).astype(np.int64)
+
+
+def _weights(sample_weight, n_rows: int) -> np.ndarray:
+    """Per-row weights as float64 (all ones for None); finite and >= 0."""
+    if sample_weight is None:
+        return np.ones(n_rows)
+    w = np.asarray(sample_weight, dtype=np.float64).reshape(-1)
+    if w.shape[0] != n_rows:
+        raise ValueError(f"sample_weight has {w.shape[0]} entries, X has {n_rows} rows")
+    if not np.all(np.isfinite(w)) or np.any(w < 0):
+        raise ValueError("sample_weight must be finite and >= 0")
+    return w
 
 
 def _regularizer(params: Params, touched, attention_l2: float, l2: float) -> float:
@@ -365,11 +381,12 @@ def _regularizer(params: Params, touched, attention_l2: float, l2: float) -> flo
 
 
 def objective(params: Params, X, y, loss: str = "squared", attention: bool = True,
-              attention_l2: float = 0.0, l2: float = 0.0, dropout_mask=None) -> float:
+              attention_l2: float = 0.0, l2: float = 0.0, dropout_mask=None, sample_weight=None) -> float:
     """Mini-batch objective ``J(B)`` of ``docs/model.md``.
 
-    The loss is summed (not averaged) over rows; the attention L2 term is added
-    once; the embedding/linear L2 term covers only the touched features ``T(B)``.
+    The loss is summed (not averaged) over rows, each row's times its weight;
+    the attention L2 term is added once; the embedding/linear L2 term covers
+    only the touched features ``T(B)`` (of the rows with positive weight).
 
     Parameters
     ----------
@@ -384,6 +401,8 @@ def objective(params: Params, X, y, loss: str = "squared", attention: bool = Tru
     l2 : float, default=0.0
         L2 on ``w`` and ``V`` rows in ``T(B)``.
     dropout_mask : ndarray of shape (n_rows, k) or None
+    sample_weight : array-like of shape (n_rows,) or None
+        Weight of each row's loss (finite, >= 0); None: all 1.
 
     Returns
     -------
@@ -391,13 +410,15 @@ def objective(params: Params, X, y, loss: str = "squared", attention: bool = Tru
     """
     n_rows = int(X.shape[0])
     t = _targets(y, n_rows, loss)
+    w = _weights(sample_weight, n_rows)
     y_pred = forward(params, X, attention=attention, dropout_mask=dropout_mask)
     losses, _ = _loss_and_grad(y_pred, t, loss)
-    return float(np.sum(losses)) + _regularizer(params, touched_features(X), attention_l2, l2)
+    touched = touched_features(X, None if sample_weight is None else w)
+    return float(np.sum(w * losses)) + _regularizer(params, touched, attention_l2, l2)
 
 
 def gradients(params: Params, X, y, loss: str = "squared", attention: bool = True,
-              attention_l2: float = 0.0, l2: float = 0.0, dropout_mask=None):
+              attention_l2: float = 0.0, l2: float = 0.0, dropout_mask=None, sample_weight=None):
     """Objective ``J(B)`` and its analytic gradient with respect to every parameter.
 
     Parameters are as for :func:`objective`.
@@ -412,6 +433,7 @@ def gradients(params: Params, X, y, loss: str = "squared", attention: bool = Tru
     n_rows = int(X.shape[0])
     k = params.embedding_dim
     t = _targets(y, n_rows, loss)
+    weight = _weights(sample_weight, n_rows)
     d = _dropout_rows(dropout_mask, n_rows, k)
     W, h, p, V = params.W, params.h, params.p, params.V
 
@@ -421,8 +443,9 @@ def gradients(params: Params, X, y, loss: str = "squared", attention: bool = Tru
     for i, row in _rows(params, X, attention):
         y_hat = _predict_row(params, row, d[i])
         l_i, g = _loss_and_grad(np.float64(y_hat), t[i], loss)
-        total_loss += float(l_i)
-        g = float(g)
+        # The row's loss times its weight: every gradient below scales with g, so it carries the weight.
+        total_loss += float(weight[i] * l_i)
+        g = float(weight[i] * g)
 
         # Output layer and linear part.  np.add.at so repeated ids accumulate.
         c = g * p * d[i]                                   # ∂ℓ/∂q   (k,)
@@ -451,7 +474,7 @@ def gradients(params: Params, X, y, loss: str = "squared", attention: bool = Tru
         np.add.at(G.V, ir, dE * V[is_] * row.xx[:, None])
         np.add.at(G.V, is_, dE * V[ir] * row.xx[:, None])
 
-    touched = touched_features(X)
+    touched = touched_features(X, sample_weight)
     G.W += attention_l2 * W
     G.V[touched] += l2 * V[touched]
     G.w[touched] += l2 * params.w[touched]
