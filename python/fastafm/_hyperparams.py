@@ -269,7 +269,7 @@ SIGNATURES = {
     "afm": Signature(_AFM + _EARLY_STOPPING + ("pretrain",)),
     # FM: no attention network; learning_rate 0.05 from the Frappe runs (docs/accuracy.md).
     "fm": Signature(_COMMON + ("n_threads", "random_state", "verbose") + _EARLY_STOPPING, {"learning_rate": 0.05}),
-    "dask": Signature(_AFM + ("sync_rows", "combine", "client")),
+    "dask": Signature(_AFM + _EARLY_STOPPING + ("sync_rows", "combine", "client")),
 }
 
 
