@@ -256,22 +256,23 @@ def test_a_replica_brought_back_by_the_delta_equals_the_merged_state():
 
 # ---------------------------------------------------------------------------------------------- memory, bad input
 def test_streaming_under_a_worker_memory_limit_smaller_than_its_shard(tmp_path):
+    """A fit from cache files larger than each worker's memory limit runs, and Dask's memory management (its
+    managed-memory spill target) changes nothing: the model equals the one without a limit. In-process workers
+    share the test's RSS, so the RSS-based pause and terminate thresholds are off here; bench/dask_memory.py and
+    bench/dask_scaling.py --limit-rows measure worker processes' RSS under a limit."""
     X, y = _wide(n_rows=40000, n_features=2000, seed=1)
     files = _caches(tmp_path, X, y, 4, block_rows=2000)
     shard_bytes = sum(p.stat().st_size for p in tmp_path.glob("part[01].afmcache"))
     limit = 1 << 20  # 1 MiB per worker, under each worker's ~1.2 MiB of cache files
     assert shard_bytes > limit
-    # In-process workers share the test's RSS, so only the limit on Dask's managed memory can apply here
-    # (bench/dask_memory.py measures worker processes): spill what a worker manages above 60% of its limit.
     config = {"distributed.worker.memory.target": 0.6, "distributed.worker.memory.spill": False,
               "distributed.worker.memory.pause": False, "distributed.worker.memory.terminate": False}
     params = {**SMALL, "n_epochs": 2, "sync_rows": 4000, "embedding_dim": 4, "attention_dim": 4}
     with dask.config.set(config), LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
                                                dashboard_address=":0", memory_limit=limit) as cluster, \
             Client(cluster) as c:
+        assert set(c.run(lambda dask_worker: dask_worker.memory_manager.memory_limit).values()) == {limit}
         limited = DaskAFMRegressor(**params, client=c).fit(files)
-        managed = c.run(lambda dask_worker: dask_worker.state.nbytes)
-        assert max(managed.values()) < limit, managed
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=":0") as cluster, \
             Client(cluster) as c:
         free = DaskAFMRegressor(**params, client=c).fit(files)
