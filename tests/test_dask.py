@@ -141,7 +141,9 @@ def test_sync_stats_count_the_bytes_moved(client, planted):
                                           da.from_array(y, chunks=500))
     s = model.sync_stats_
     assert s["state_bytes"] == 2 * 4 * (n * (k + 1) + t * k + 2 * t + k + 1)  # params + Adagrad state, float32
-    assert s["bytes_down_per_round"] == s["state_bytes"]  # to the one other worker
+    assert s["bytes_down_full_per_round"] == s["bytes_initial"] == s["state_bytes"]  # to the one other worker
+    # each round's delta: the rows touched (here all 24 features every round) with their ids, and the dense part
+    assert s["bytes_down_per_round"] == s["state_bytes"] + 4 * n
     assert s["rounds"] == 4 * 3  # 1500 rows per worker, 500 per round, 4 epochs
     assert 0 < s["bytes_up_per_round"] <= 2 * (s["state_bytes"] + 8 * n)
     assert 0 <= s["sync_share"] < 1
@@ -302,7 +304,11 @@ def test_workers_stream_cache_files_in_blocks(client, planted, tmp_path):
     state = dist.State(dict(init.fit(X[:10], y[:10]).training_state_.params), {})
     settings = dict(loss="squared", optimizer="sgd", attention=True, learn_projection=True, dropout=0.0,
                     attention_l2=0.0, l2=0.0, learning_rate=0.01, batch_size=64, n_threads=1)
-    update = dist.train_round(shard, order, state, 100, 700, settings, 1, 0)  # spans several blocks
+    key = dist.new_replica(state, "test-stream")
+    try:
+        update = dist.train_round(shard, order, key, None, 100, 700, settings, 1, 0)  # spans several blocks
+    finally:
+        dist.drop_replica(key)
     assert update.rows == 600 and np.isfinite(update.loss_sum)
     # one buffer for the largest block: 128 rows of 4 non-zeros (planted: 4 fields), never the 2000-row shard
     assert shard.nbytes_buffer() == 8 * 129 + 128 * 4 * (4 + 4) + 4 * 128

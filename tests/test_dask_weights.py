@@ -78,3 +78,28 @@ def test_classifier_takes_weights(client, planted):  # noqa: F811
     weighted = DaskAFMClassifier(client=client, **SMALL).fit(dX, dy, sample_weight=da.from_array(w, chunks=700))
     # Weighting the positive class up moves predictions towards it.
     assert np.mean(weighted.to_local().predict(X) == 1) > np.mean(plain.to_local().predict(X) == 1)
+
+
+def test_weights_with_early_stopping_and_partial_fit(client, planted, tmp_path):  # noqa: F811
+    """Weights meet the held-out split (in memory and streamed from cache files with weights sections) and
+    partial_fit (two one-epoch calls make the model of fit with two epochs)."""
+    X, y = planted
+    w = np.random.default_rng(2).uniform(0.5, 2.0, size=X.shape[0])
+    stopped = _fit(client, X, y, w, early_stopping=True, n_epochs=4)
+    assert stopped.do_early_stopping_ and 1 <= stopped.best_epoch_ <= 4
+    assert all(np.isfinite(r["train_loss"]) and np.isfinite(r["eval_rmse"]) for r in stopped.history_)
+    # From cache files with weights sections, streamed, with the held-out subset of every block.
+    paths = [tmp_path / f"es{i}.afmcache" for i in range(2)]
+    for i, path in enumerate(paths):
+        part = slice(1500 * i, 1500 * (i + 1))
+        fastafm.convert((X[part], y[part], w[part].astype(np.float32)), path)
+    streamed = DaskAFMRegressor(client=client, **{**SMALL, "early_stopping": True, "n_epochs": 3}).fit(
+        [str(p) for p in paths])
+    assert streamed.do_early_stopping_ and all(np.isfinite(r["train_loss"]) for r in streamed.history_)
+    dX, dy = da.from_array(X, chunks=(700, -1), asarray=False), da.from_array(y, chunks=700)
+    dw = da.from_array(w, chunks=700)
+    once = DaskAFMRegressor(client=client, **{**SMALL, "n_epochs": 1}).fit(dX, dy, sample_weight=dw)
+    more = DaskAFMRegressor(client=client, **{**SMALL, "n_epochs": 1}).fit(dX, dy, sample_weight=dw)
+    more.partial_fit(dX, dy, sample_weight=dw)
+    two = DaskAFMRegressor(client=client, **{**SMALL, "n_epochs": 2}).fit(dX, dy, sample_weight=dw)
+    assert _params_equal(more, two) and not _params_equal(once, two)

@@ -309,7 +309,7 @@ SIGNATURES = {
     "afm_classifier": Signature(_AFM + _EARLY_STOPPING + ("pretrain", "class_weight")),
     "fm_classifier": Signature(_COMMON + ("n_threads", "random_state", "verbose") + _EARLY_STOPPING
                                + ("class_weight",), {"learning_rate": 0.05}),
-    "dask": Signature(_AFM + ("sync_rows", "combine", "client")),
+    "dask": Signature(_AFM + _EARLY_STOPPING + ("sync_rows", "combine", "client")),
 }
 
 

@@ -26,6 +26,11 @@ class Kind:
         return self.loss == "logistic"
 
     @property
+    def metrics(self) -> tuple:
+        """The eval metrics (the eval_ keys of history_), the first the one early stopping watches by default."""
+        return ("logloss", "auc") if self.classifier else ("rmse", "mae")
+
+    @property
     def signature(self):
         return SIGNATURES[f"{self.family}_classifier" if self.classifier else self.family]
 

@@ -19,9 +19,15 @@ How it trains (see docs/distributed.md for the design and its measured costs):
    each block, as the single-process streaming fit). Then, in sync rounds, every worker runs the C++ core over its
    next `sync_rows` rows starting from the same model, and the workers' models are averaged (parameters and
    optimizer slots; rows of w and V over the workers that touched them, weighted by how often,
-   everything else weighted by rows; fastafm._distributed). The average is computed on the first worker
-   and fetched from there by the others: the client only schedules tasks and reads a few numbers per epoch.
-3. `predict` maps the fitted model over the partitions of its input (map_blocks / map_partitions).
+   everything else weighted by rows; fastafm._distributed). The average is computed on the first worker;
+   every worker trains its own replica of the model in place and fetches only what the merge changed (the
+   dense parameters and the rows of w and V touched in the round): the client only schedules tasks and
+   reads a few numbers per epoch.
+3. Early stopping as in the in-memory estimators: after every epoch each worker scores its share of the
+   evaluation rows (an eval_set, or validation_fraction of its own rows held out) with its replica; the
+   client combines the sums into the metrics, and keeps the best epoch's merged model (a future on the first
+   worker) to restore. `partial_fit` runs one epoch, continuing the model, optimizer and shuffling.
+4. `predict` maps the fitted model over the partitions of its input (map_blocks / map_partitions).
 
 The result is deterministic for a fixed random_state, the same partitioning and the same number of workers.
 Needs the optional dependencies: pip install fastafm[dask].
@@ -31,9 +37,12 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
+import operator
 import os
 import time
+import uuid
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -48,10 +57,13 @@ except ImportError as exc:  # pragma: no cover - exercised by a subprocess test 
 
 from . import _distributed as dist
 from . import _registry
+from ._callbacks import EarlyStopping, Evaluation, History, best_of, check_metric
 from ._compat import BaseEstimator, ClassifierMixin, RegressorMixin, fitted_state
 from ._hyperparams import SIGNATURES, core_settings, store, validate
 from ._state import init_state
-from .estimators import AFMClassifier, AFMRegressor
+from ._targets import eval_targets
+from ._validation import as_csr
+from .estimators import AUTO_EARLY_STOPPING_ROWS, AFMClassifier, AFMRegressor, _split_generator
 
 __all__ = ["DaskAFMClassifier", "DaskAFMRegressor"]
 
@@ -90,15 +102,47 @@ def _check_numeric(dtype, what: str, allow_labels: bool = False) -> None:
     raise TypeError(f"{what} must hold real numbers, got dtype {dtype}")
 
 
-def _partitions(X, y, classifier: bool):
-    """(X blocks, y blocks, n_features, rows per partition or None) of dask collections X and y, checked."""
+def _rows_of(shard) -> int:
+    return shard.n_rows
+
+
+def _weight_of(shard) -> float:
+    return dist.shard_weight_sum(shard)
+
+
+def _weight_partitions(sample_weight, X, n_parts: int):
+    """The delayed blocks of sample_weight (a 1-D dask array or Series partitioned like X), or None."""
+    if sample_weight is None:
+        return None
+    if isinstance(sample_weight, da.Array):
+        if sample_weight.ndim != 1:
+            raise ValueError(f"sample_weight must be 1-D, got a dask array of shape {sample_weight.shape}")
+        if isinstance(X, da.Array) and sample_weight.chunks[0] != X.chunks[0]:
+            raise ValueError(f"X and sample_weight have different row chunks ({_short(X.chunks[0])} vs "
+                             f"{_short(sample_weight.chunks[0])}); rechunk sample_weight alike")
+        blocks = list(sample_weight.to_delayed())
+    elif _is_series(sample_weight):
+        blocks = list(sample_weight.to_delayed())
+    else:
+        raise TypeError(f"sample_weight must be a dask array or Series partitioned like X, got "
+                        f"{type(sample_weight).__name__}")
+    if len(blocks) != n_parts:
+        raise ValueError(f"X has {n_parts} partitions but sample_weight has {len(blocks)}; they must be "
+                         "partitioned alike")
+    return blocks
+
+
+def _partitions(X, y, classifier: bool, what: str = ""):
+    """(X blocks, y blocks, n_features, rows per partition or None) of dask collections X and y, checked;
+    `what` prefixes the names in the errors ("eval_set ")."""
     if y is None:
-        raise ValueError("y is None: fit requires the targets y, as a dask array or Series partitioned like X")
+        raise ValueError(f"{what}y is None: fit requires the targets {what}y, as a dask array or Series "
+                         f"partitioned like {what}X")
     if isinstance(X, da.Array):
         if X.ndim != 2:
-            raise ValueError(f"X must be 2-D (n_rows, n_features), got a {X.ndim}-D dask array")
+            raise ValueError(f"{what}X must be 2-D (n_rows, n_features), got a {X.ndim}-D dask array")
         if any(math.isnan(s) for s in X.shape):
-            raise ValueError("X has unknown chunk sizes; call X.compute_chunk_sizes() first")
+            raise ValueError(f"{what}X has unknown chunk sizes; call X.compute_chunk_sizes() first")
         _check_numeric(X.dtype, "X")
         if X.numblocks[1] > 1:
             X = X.rechunk({1: -1})
@@ -143,7 +187,7 @@ def _partitions(X, y, classifier: bool):
     return x_blocks, y_blocks, n_features, sizes
 
 
-def _cache_files(X, y):
+def _cache_files(X, y, what: str = "X"):
     """X as a list of fastafm.CacheFile (from paths or CacheFile objects), or None when X is not a list of
     cache files. The files are opened here to read their headers (row and feature counts); the workers read
     the rows, so every worker must see the files at the same paths (a shared file system, or copies)."""
@@ -152,35 +196,13 @@ def _cache_files(X, y):
     from .cache import CacheFile
 
     if not X:
-        raise ValueError("X is an empty list; pass a list of cache files (fastafm.convert writes them)")
+        raise ValueError(f"{what} is an empty list; pass a list of cache files (fastafm.convert writes them)")
     if not all(isinstance(f, (str, os.PathLike, CacheFile)) for f in X):
-        raise TypeError("X as a list must hold cache file paths or fastafm.CacheFile objects, got "
+        raise TypeError(f"{what} as a list must hold cache file paths or fastafm.CacheFile objects, got "
                         f"{sorted({type(f).__name__ for f in X})}")
     if y is not None:
-        raise ValueError("y must be None when X is a list of cache files: the labels are in the files")
+        raise ValueError(f"y must be None when {what} is a list of cache files: the labels are in the files")
     return [f if isinstance(f, CacheFile) else CacheFile(f) for f in X]
-
-
-def _weight_partitions(sample_weight, X, n_parts: int):
-    """The delayed blocks of sample_weight (a 1-D dask array or Series partitioned like X), or None."""
-    if sample_weight is None:
-        return None
-    if isinstance(sample_weight, da.Array):
-        if sample_weight.ndim != 1:
-            raise ValueError(f"sample_weight must be 1-D, got a dask array of shape {sample_weight.shape}")
-        if isinstance(X, da.Array) and sample_weight.chunks[0] != X.chunks[0]:
-            raise ValueError(f"X and sample_weight have different row chunks ({_short(X.chunks[0])} vs "
-                             f"{_short(sample_weight.chunks[0])}); rechunk sample_weight alike")
-        blocks = list(sample_weight.to_delayed())
-    elif _is_series(sample_weight):
-        blocks = list(sample_weight.to_delayed())
-    else:
-        raise TypeError(f"sample_weight must be a dask array or Series partitioned like X, got "
-                        f"{type(sample_weight).__name__}")
-    if len(blocks) != n_parts:
-        raise ValueError(f"X has {n_parts} partitions but sample_weight has {len(blocks)}; they must be "
-                         "partitioned alike")
-    return blocks
 
 
 def _short(chunks) -> str:
@@ -238,10 +260,46 @@ def _predict_part(part, model, method: str):
     return out
 
 
+class _Cluster:
+    """What the engine's callbacks (fastafm._callbacks) see of a Dask fit: the history of the local training
+    state, and snapshot/restore of the merged model on the first worker. A merged State is never changed in
+    place, so keeping its future is the snapshot (no copy, and nothing reaches the client)."""
+
+    def __init__(self, local) -> None:
+        self.local = local
+        self.master = None  # the future of the current merged State
+
+    @property
+    def history(self) -> list:
+        return self.local.history
+
+    def snapshot(self, into=None):
+        return self.master
+
+    def restore(self, snap, rng: bool = True) -> None:
+        self.master = snap
+
+
+@dataclass
+class _Data:
+    """The training rows as the workers hold them, and what the client knows of them."""
+
+    shards: list
+    workers: list
+    nthreads: dict
+    n_local: list
+    n_features: int
+    summaries: list
+    weight_total: float = 0.0  # the trained rows' total sample weight (their count when unweighted)
+
+
 class _DaskAFMBase(BaseEstimator):
     """Shared code of DaskAFMRegressor / DaskAFMClassifier; see DaskAFMRegressor for the parameters."""
 
     _local_class: type = AFMRegressor
+    #: Send the whole model to every worker each round instead of the touched rows (the behaviour before the
+    #: rows were tracked; the same values, more bytes): for the tests and bench/dask_scaling.py's comparison.
+    _full_sync = False
 
     def __init__(
         self,
@@ -259,6 +317,11 @@ class _DaskAFMBase(BaseEstimator):
         n_threads=0,
         random_state=None,
         verbose=0,
+        early_stopping="auto",
+        validation_fraction=0.1,
+        n_iter_no_change=2,
+        tol=0.0,
+        early_stopping_metric=None,
         sync_rows=16384,
         combine="average",
         client=None,
@@ -272,8 +335,8 @@ class _DaskAFMBase(BaseEstimator):
         return type(self)(**copy.deepcopy(params), client=client)
 
     # ------------------------------------------------------------------ public API
-    def fit(self, X, y=None, sample_weight=None):
-        """Train for `n_epochs` epochs. Returns self.
+    def fit(self, X, y=None, sample_weight=None, eval_set=None):
+        """Train for at most `n_epochs` epochs (fewer with early stopping). Returns self.
 
         X, y: dask collections: X a dask array (numpy or scipy.sparse chunks) or a dask DataFrame of numeric
         columns (one dense feature each), y a dask array or Series with the same partitions as X. Or X a list
@@ -281,23 +344,88 @@ class _DaskAFMBase(BaseEstimator):
         read by the worker it is assigned to, so the paths must be valid on the workers) and y None.
         sample_weight: a dask array or Series of one weight per row, partitioned like X (each row's loss times
         its weight, docs/model.md); with cache files None, their weights sections are used.
+
+        eval_set: (X_eval, y_eval) or a list of one such tuple, evaluated after every epoch (history_) and
+        watched by early stopping as in the in-memory estimators. X_eval, y_eval: data in the client (NumPy,
+        SciPy; sent once to the first worker), dask collections (each worker loads its share of the
+        partitions), or X_eval a list of cache files and y_eval None (each worker reads its share of the files
+        into memory). Without an eval_set, early stopping holds out `validation_fraction` of the training rows
+        (docs/distributed.md: which ones).
         """
+        kind, local_values = self._checked()
+        metric = check_metric(self.early_stopping_metric, kind.metrics, type(self).__name__)
+        client = _get_client(self.client)
+        data = self._load(client, X, y, kind.classifier, sample_weight=sample_weight)
+        state = init_state(kind.spec(local_values, data.n_features), self.optimizer, self.init_std,
+                           self.random_state)
+        self._labels(client, data, state, kind.classifier, None)
+        stopping = (sum(data.n_local) >= AUTO_EARLY_STOPPING_ROWS or eval_set is not None
+                    if isinstance(self.early_stopping, str) else bool(self.early_stopping))
+        parts = None
+        if eval_set is not None:
+            parts = self._eval_parts(client, eval_set, data, state, kind.classifier)
+        elif stopping:
+            parts = self._hold_out(client, data, kind.classifier)
+        stopper = self._train(client, kind, local_values, state, data, int(self.n_epochs), parts,
+                              metric if stopping else None)
+        self._fitted(kind, local_values, state, data)
+        self.do_early_stopping_ = stopping
+        for name in ("best_epoch_", "best_score_", "validation_score_"):  # an earlier fit's
+            self.__dict__.pop(name, None)
+        if parts is not None:
+            self.best_epoch_, self.best_score_ = stopper.result() if stopper is not None else best_of(
+                state.history, metric)
+            self.validation_score_ = np.array([r[f"eval_{metric}"] for r in state.history], dtype=np.float64)
+        return self
+
+    def partial_fit(self, X, y=None, classes=None, sample_weight=None):
+        """One more epoch over (X, y) (the same inputs as `fit`), continuing from the current parameters,
+        optimizer state, shuffling and dropout streams; on an unfitted model, one epoch from a fresh one.
+        `classes` (classifier, optional): the two labels, for a first batch that may hold only one of them.
+        Never stops early and never evaluates."""
+        kind, local_values = self._checked()
+        client = _get_client(self.client)
+        fitted = hasattr(self, "_local_")
+        data = self._load(client, X, y, kind.classifier, self.n_features_in_ if fitted else None, sample_weight)
+        if fitted:
+            state = fitted_state(self._local_)
+        else:
+            state = init_state(kind.spec(local_values, data.n_features), self.optimizer, self.init_std,
+                               self.random_state)
+        self._labels(client, data, state, kind.classifier, classes)
+        self._train(client, kind, local_values, state, data, 1, None, None)
+        self._fitted(kind, local_values, state, data)
+        return self
+
+    # ------------------------------------------------------------------ fitting, step by step
+    def _checked(self):
+        """(the Kind of the local model, its hyperparameters), validated against the table."""
         kind = _registry.kind(self._local_class)
         values = {name: getattr(self, name) for name in SIGNATURES["dask"].names}
         validate(values, SIGNATURES["dask"].names)
-        local_values = {name: values[name] for name in _HYPERPARAMETERS}
-        classifier = kind.classifier
+        return kind, {name: values[name] for name in _HYPERPARAMETERS}
+
+    def _load(self, client, X, y, classifier: bool, n_features=None, sample_weight=None) -> _Data:
+        """The training rows loaded (or, for cache files, opened) on the workers, one shard each; n_features:
+        the fitted model's width that X must have (partial_fit), None when fitting."""
         caches = _cache_files(X, y)
+        w_blocks = None
         if caches is None:
-            x_blocks, y_blocks, n_features, sizes = _partitions(X, y, classifier)
+            x_blocks, y_blocks, width, sizes = _partitions(X, y, classifier)
             w_blocks = _weight_partitions(sample_weight, X, len(x_blocks))
+            if n_features is not None and width != n_features:
+                raise ValueError(f"X has {width} features, but {type(self).__name__} is expecting {n_features} "
+                                 "features as input")
         else:
             if sample_weight is not None:
                 raise ValueError("sample_weight must be None when X is a list of cache files: their weights are "
                                  "stored in them (fastafm.convert(..., weights=...))")
-            x_blocks, y_blocks, w_blocks = caches, caches, None
-            n_features, sizes = max(c.n_features for c in caches), [c.n_rows for c in caches]
-        client = _get_client(self.client)
+            x_blocks, y_blocks = caches, caches
+            width, sizes = max(c.n_features for c in caches), [c.n_rows for c in caches]
+            if n_features is not None and width > n_features:
+                raise ValueError(f"the cache files have {width} features, but {type(self).__name__} is expecting "
+                                 f"{n_features} features as input")
+        width = width if n_features is None else n_features
         nthreads = client.nthreads()
         workers = sorted(nthreads)
         if not workers:
@@ -306,16 +434,17 @@ class _DaskAFMBase(BaseEstimator):
         if any(stop == start for start, stop in runs):
             warnings.warn(f"X has {len(x_blocks)} partitions for {len(workers)} workers: some workers get no rows "
                           "and idle; repartition X into at least as many partitions as workers", UserWarning,
-                          stacklevel=2)
+                          stacklevel=3)
         shards = []
         for addr, (start, stop) in zip(workers, runs):
             if caches is None:
                 task = dask.delayed(dist.load_shard, pure=True)(x_blocks[start:stop], y_blocks[start:stop], start,
-                                                                n_features, classifier,
+                                                                width, classifier,
                                                                 None if w_blocks is None else w_blocks[start:stop])
                 shards.append(client.compute(task, workers=[addr], allow_other_workers=False))
             else:
-                shards.append(client.submit(dist.load_cache_shard, caches[start:stop], start, n_features,
+                shards.append(client.submit(dist.load_cache_shard, [dist.cache_ref(c) for c in caches[start:stop]],
+                                            start, width,
                                             classifier, workers=[addr], allow_other_workers=False, pure=False))
         summaries = client.gather([client.submit(dist.shard_summary, s, classifier, workers=[a], pure=False)
                                    for s, a in zip(shards, workers)])
@@ -325,23 +454,109 @@ class _DaskAFMBase(BaseEstimator):
         weight_total = sum(float(s["weight_sum"]) for s in summaries)
         if not weight_total > 0:
             raise ValueError("sample_weight is all zero: at least one row must have a positive weight")
-        state = init_state(kind.spec(local_values, n_features), self.optimizer, self.init_std, self.random_state)
-        if classifier:
+        return _Data(shards, workers, nthreads, n_local, width, summaries, weight_total)
+
+    def _labels(self, client, data: _Data, state, classifier: bool, classes) -> None:
+        """The classes (classifier: the shards' labels encoded as +-1) or the label range of the state; on a
+        fitted state, the data's labels are checked against the model's classes."""
+        if not classifier:
+            lo = min(s["y_min"] for s in data.summaries if "y_min" in s)
+            hi = max(s["y_max"] for s in data.summaries if "y_max" in s)
+            if state.label_range is None:
+                state.label_range = (lo, hi)
+            return
+        try:
+            found = np.unique(np.concatenate([s["labels"] for s in data.summaries if "labels" in s]))
+        except TypeError as exc:
+            raise TypeError(f"y must hold labels of one type: {exc}") from None
+        if state.classes is None and classes is not None:
+            state.classes = np.unique(np.asarray(classes))
+            if state.classes.shape[0] != 2:
+                raise ValueError(f"classes must hold two labels, got {state.classes.shape[0]}: {state.classes[:5]}")
+        if state.classes is not None:
+            strings = (found.dtype.kind in "US", state.classes.dtype.kind in "US")
             try:
-                classes = np.unique(np.concatenate([s["labels"] for s in summaries if "labels" in s]))
-            except TypeError as exc:
-                raise TypeError(f"y must hold labels of one type: {exc}") from None
-            if classes.shape[0] != 2:
-                raise ValueError(f"DaskAFMClassifier needs two classes in y, got {classes.shape[0]}: {classes[:5]}")
-            state.classes = classes
-            shards = [client.submit(dist.encode_shard, s, classes[1], workers=[a], pure=False)
-                      for s, a in zip(shards, workers)]
+                unknown = found if strings[0] != strings[1] else np.setdiff1d(found, state.classes)
+            except TypeError:  # labels of another type than the model's
+                unknown = found
+            if unknown.size:
+                raise ValueError(f"y contains labels not in classes: {unknown[:5].tolist()} (the model's classes "
+                                 f"are {state.classes.tolist()})")
         else:
-            state.label_range = (min(s["y_min"] for s in summaries if "y_min" in s),
-                                 max(s["y_max"] for s in summaries if "y_max" in s))
-        self._train(client, kind, local_values, state, shards, workers, n_local, nthreads, weight_total)
-        self.n_features_in_ = n_features
-        self.n_workers_ = len(workers)
+            if found.shape[0] != 2:
+                raise ValueError(f"DaskAFMClassifier needs two classes in y, got {found.shape[0]}: {found[:5]}")
+            state.classes = found
+        data.shards = [client.submit(dist.encode_shard, s, state.classes[1], workers=[a], pure=False)
+                       for s, a in zip(data.shards, data.workers)]
+
+    def _hold_out(self, client, data: _Data, classifier: bool) -> list:
+        """validation_fraction of every worker's rows held out (seeded per worker from random_state's split
+        stream, as the in-memory estimators draw theirs); the shards keep the rest. Returns the eval parts."""
+        rng = _split_generator(self.random_state)
+        seed = int(rng.integers(0, 2**63 - 1))
+        fraction = float(self.validation_fraction)
+        split = [client.submit(dist.hold_out_shard, s, fraction, (seed + w * 0x9E3779B97F4A7C15) % (2**63 - 1),
+                               classifier, workers=[a], allow_other_workers=False, pure=False)
+                 for w, (s, a) in enumerate(zip(data.shards, data.workers))]
+        data.shards = [client.submit(operator.getitem, f, 0, workers=[a], pure=False)
+                       for f, a in zip(split, data.workers)]
+        parts = [client.submit(operator.getitem, f, 1, workers=[a], pure=False) for f, a in zip(split, data.workers)]
+        data.n_local = [int(n) for n in client.gather(
+            [client.submit(_rows_of, s, workers=[a], pure=False) for s, a in zip(data.shards, data.workers)])]
+        data.weight_total = sum(float(v) for v in client.gather(
+            [client.submit(_weight_of, s, workers=[a], pure=False) for s, a in zip(data.shards, data.workers)]))
+        n_total = sum(s["n_rows"] for s in data.summaries)
+        n_held = n_total - sum(data.n_local)
+        if n_held == 0 or sum(data.n_local) == 0:
+            raise ValueError(f"validation_fraction={fraction} of {n_total} training rows leaves "
+                             f"{'no' if n_held == 0 else 'all'} rows for validation; early stopping needs rows on "
+                             "both sides (pass an eval_set, change validation_fraction, or set early_stopping=False)")
+        return parts
+
+    def _eval_parts(self, client, eval_set, data: _Data, state, classifier: bool) -> list:
+        """The eval_set as one EvalPart per worker (None where a worker has none)."""
+        if isinstance(eval_set, list) and len(eval_set) == 1 and isinstance(eval_set[0], tuple):
+            eval_set = eval_set[0]
+        if not isinstance(eval_set, tuple) or len(eval_set) != 2:
+            raise ValueError("eval_set must be a tuple (X_eval, y_eval) or a list holding one")
+        X_eval, y_eval = eval_set
+        classes = state.classes if classifier else None
+        n = data.n_features
+        caches = _cache_files(X_eval, y_eval, what="eval_set X")
+        if caches is not None:
+            runs = _assign(len(caches), [c.n_rows for c in caches], len(data.workers))
+            return [client.submit(dist.eval_part_of_caches, [dist.cache_ref(c) for c in caches[lo:hi]], lo, n,
+                                  classes, workers=[a],
+                                  allow_other_workers=False, pure=False) if hi > lo else None
+                    for a, (lo, hi) in zip(data.workers, runs)]
+        if isinstance(X_eval, da.Array) or _is_dataframe(X_eval):
+            x_blocks, y_blocks, width, sizes = _partitions(X_eval, y_eval, classifier, what="eval_set ")
+            if width != n:
+                raise ValueError(f"eval_set X has {width} features, but {type(self).__name__} is expecting {n} "
+                                 "features as input")
+            runs = _assign(len(x_blocks), sizes, len(data.workers))
+            out: list = []
+            for a, (lo, hi) in zip(data.workers, runs):
+                if hi == lo:
+                    out.append(None)
+                    continue
+                task = dask.delayed(dist.eval_part_of_blocks, pure=True)(x_blocks[lo:hi], y_blocks[lo:hi], lo, n,
+                                                                         classes)
+                out.append(client.compute(task, workers=[a], allow_other_workers=False))
+            return out
+        # data in the client: checked as the in-memory estimators check it, then sent to the first worker once
+        X_csr = as_csr(X_eval, name="eval_set X", n_features=n, owner=type(self).__name__)
+        y_checked = eval_targets(y_eval, X_csr.shape[0], classes)
+        if classes is None:
+            y_enc = np.asarray(y_checked, np.float32)
+        else:
+            y_enc = np.where(y_checked == classes[1], 1.0, -1.0).astype(np.float32)
+        home = client.scatter(dist.EvalPart(X_csr, y_enc), workers=[data.workers[0]])
+        return [home] + [None] * (len(data.workers) - 1)
+
+    def _fitted(self, kind, local_values, state, data: _Data) -> None:
+        self.n_features_in_ = data.n_features
+        self.n_workers_ = len(data.workers)
         self._local_ = kind.build(local_values, state)
         if state.classes is not None:
             self.classes_ = state.classes
@@ -349,7 +564,6 @@ class _DaskAFMBase(BaseEstimator):
             self.label_range_ = state.label_range
         self.history_ = state.history
         self.n_epochs_done_ = state.n_epochs_done
-        return self
 
     def to_local(self):
         """The fitted model as an in-memory AFMRegressor / AFMClassifier (a copy): save, pair_attention,
@@ -408,66 +622,114 @@ class _DaskAFMBase(BaseEstimator):
         raise TypeError(f"X must be a dask.array.Array or a dask.dataframe.DataFrame, got {type(X).__name__} (for "
                         "data in memory use .to_local().predict(X))")
 
-    def _train(self, client, kind, values, local, shards, workers, n_local, nthreads, weight_total=None):
-        """The epochs: sync rounds of train_round on every worker and a merge on the first worker. `local` is
-        the training state of the local model (fastafm._state), updated at the end."""
+    def _train(self, client, kind, values, local, data: _Data, n_epochs: int, parts, metric):
+        """`n_epochs` epochs of sync rounds: train_round on every worker's replica, a merge on the first worker,
+        the merge's delta to every replica; with eval parts, the metrics after every epoch, and with a metric,
+        early stopping (restoring the best epoch's merged State). `local` is the training state of the local
+        model (fastafm._state), updated at the end. Returns the EarlyStopping callback or None."""
         spec = local.spec
+        workers, shards, n_local = data.workers, data.shards, data.n_local
         settings = [core_settings(kind.values(values), spec.loss, spec.attention, spec.learn_projection,
-                                  n_threads=int(self.n_threads) or int(nthreads[a])) for a in workers]
+                                  n_threads=int(self.n_threads) or int(data.nthreads[a])) for a in workers]
         seeds = [(local.dropout_seed + w * 0x9E3779B97F4A7C15) % (2**63 - 1) for w in range(len(workers))]
         home = workers[0]
-        state = client.scatter(dist.State(local.params, local.slots), workers=[home])
+        cluster = _Cluster(local)
+        cluster.master = client.scatter(dist.State(local.params, local.slots), workers=[home])
+        # Each worker's own copy of the model, made once per fit (the only time the whole model moves).
+        fit_key = uuid.uuid4().hex
+        replicas = [client.submit(dist.new_replica, cluster.master, f"{fit_key}-{w}", workers=[a],
+                                  allow_other_workers=False, pure=False) for w, a in enumerate(workers)]
+        try:
+            return self._epochs(client, kind, local, data, n_epochs, parts, metric, settings, seeds, cluster,
+                                replicas)
+        finally:
+            client.gather([client.submit(dist.drop_replica, f"{fit_key}-{w}", workers=[a], allow_other_workers=False,
+                                         pure=False) for w, a in enumerate(workers)])
+
+    def _epochs(self, client, kind, local, data, n_epochs, parts, metric, settings, seeds, cluster, replicas):
+        spec = local.spec
+        workers, shards, n_local = data.workers, data.shards, data.n_local
+        home = workers[0]
+        delta = None
+        # Every task on a replica takes the worker's previous one as `after`: they run in order, and every
+        # worker gets every round's delta (an idle one through sync_replica).
+        last = list(replicas)
+        callbacks: list = []
+
+        def evaluate() -> dict:
+            for w, (a, part) in enumerate(zip(workers, parts)):
+                last[w] = client.submit(dist.evaluate_part, replicas[w], delta, part, spec.attention,
+                                        settings[w]["n_threads"], local.label_range, kind.classifier, after=last[w],
+                                        workers=[a], allow_other_workers=False, pure=False)
+            return dist.combine_eval(client.gather(last), kind.classifier)
+
+        if parts is not None:
+            callbacks.append(Evaluation(evaluate))
+        callbacks.append(History(self.verbose))
+        stopper = None
+        if metric is not None:
+            stopper = EarlyStopping(metric, self.n_iter_no_change, self.tol, self.verbose)
+            callbacks.append(stopper)
         n_rounds = max(1, max(-(-n // int(self.sync_rows)) for n in n_local))
         start = time.perf_counter()
         summary: dict = {}
-        for _ in range(int(self.n_epochs)):
+        for _ in range(n_epochs):
             epoch = local.n_epochs_done
             epoch_start = time.perf_counter()
             orders = [client.submit(dist.epoch_order, s, int(local.rng.integers(0, 2**63 - 1)), workers=[a],
                                     pure=False) for s, a in zip(shards, workers)]
-            before = state
             for r in range(n_rounds):
                 updates = []
                 for w, addr in enumerate(workers):
                     lo, hi = _round_bounds(n_local[w], r, n_rounds, int(self.batch_size))
                     if hi > lo:
-                        updates.append(client.submit(dist.train_round, shards[w], orders[w], state, lo, hi,
-                                                     settings[w], seeds[w], epoch, workers=[addr],
-                                                     allow_other_workers=False, pure=False))
-                state = client.submit(dist.merge, state, updates, r == 0, self.combine, workers=[home],
-                                      allow_other_workers=False, pure=False)
-            summary = client.submit(dist.summarize, state, workers=[home], pure=False).result()
+                        last[w] = client.submit(dist.train_round, shards[w], orders[w], replicas[w], delta, lo, hi,
+                                                settings[w], seeds[w], epoch, after=last[w], workers=[addr],
+                                                allow_other_workers=False, pure=False)
+                        updates.append(last[w])
+                    else:
+                        last[w] = client.submit(dist.sync_replica, replicas[w], delta, after=last[w], workers=[addr],
+                                                allow_other_workers=False, pure=False)
+                cluster.master = client.submit(dist.merge, cluster.master, updates, r == 0, self.combine,
+                                               self._full_sync, workers=[home], allow_other_workers=False,
+                                               pure=False)
+                delta = client.submit(dist.delta_of, cluster.master, workers=[home], pure=False)
+            summary = client.submit(dist.summarize, cluster.master, workers=[home], pure=False).result()
             if not summary["finite"] or not np.isfinite(summary["loss_sum"]):
                 raise FloatingPointError(
                     f"training diverged in epoch {epoch + 1}: the loss or a parameter became NaN or infinite. "
                     f"Try a smaller learning_rate (now {self.learning_rate}), or scale the feature values down")
-            del before
-            # The mean loss per unit of weight (an epoch trains every row: its total weight is weight_total).
-            per = summary["rows"] if weight_total is None else weight_total
-            record = {"epoch": epoch + 1, "train_loss": summary["loss_sum"] / max(per, 1e-300),
+            # The mean loss per unit of weight (an epoch trains every row: their total weight is weight_total).
+            record = {"epoch": epoch + 1, "train_loss": summary["loss_sum"] / max(data.weight_total, 1e-300),
                       "seconds": time.perf_counter() - epoch_start}
-            local.history.append(record)
+            stop = False
+            for callback in callbacks:  # as the engine (fastafm._engine.train) runs them
+                stop = callback.on_epoch_end(cluster, record) or stop
             local.n_epochs_done += 1
-            if self.verbose:
-                print(f"epoch {record['epoch']:3d}  train_loss={record['train_loss']:.5f}  "
-                      f"{record['seconds']:.2f}s", flush=True)
+            if stop:
+                break
+        for callback in callbacks:
+            callback.on_train_end(cluster)  # early stopping: cluster.master is the best epoch's State again
         wall = time.perf_counter() - start
-        params, slots = client.submit(dist.fetch, state, workers=[home], pure=False).result()
+        params, slots = client.submit(dist.fetch, cluster.master, workers=[home], pure=False).result()
         local.params = {k: np.array(a, dtype=np.float32) for k, a in params.items()}
         local.slots = {s: {k: np.array(a, dtype=np.float32) for k, a in d.items()} for s, d in slots.items()}
-        self.sync_stats_ = self._sync_stats(summary, wall, len(workers), sum(n_local) * int(self.n_epochs))
+        self.sync_stats_ = self._sync_stats(summary, wall, len(workers))
+        return stopper
 
     @staticmethod
-    def _sync_stats(summary: dict, wall: float, n_workers: int, rows_trained: int) -> dict:
+    def _sync_stats(summary: dict, wall: float, n_workers: int) -> dict:
         stats = summary.get("stats", {})
         rounds = max(int(stats.get("rounds", 0)), 1)
         state_bytes = int(summary.get("state_bytes", 0))
         return {
             "rounds": int(stats.get("rounds", 0)),
-            "rows_per_round": rows_trained / rounds,
+            "rows_per_round": stats.get("rows", 0) / rounds,
             "state_bytes": state_bytes,
             "bytes_up_per_round": stats.get("bytes_up", 0) / rounds,
-            "bytes_down_per_round": state_bytes * (n_workers - 1),
+            "bytes_down_per_round": stats.get("bytes_delta", 0) / rounds * (n_workers - 1),
+            "bytes_down_full_per_round": state_bytes * (n_workers - 1),
+            "bytes_initial": state_bytes * (n_workers - 1),
             "wall_seconds": wall,
             "compute_seconds_per_worker": stats.get("compute_seconds", 0.0) / n_workers,
             "merge_seconds": stats.get("merge_seconds", 0.0),
@@ -481,8 +743,14 @@ class DaskAFMRegressor(RegressorMixin, _DaskAFMBase):
     Parameters
     ----------
     embedding_dim, attention_dim, dropout, attention_l2, l2, learning_rate, optimizer, batch_size, n_epochs,
-    init_std, attention, random_state, verbose
-        As in fastafm.AFMRegressor.
+    init_std, attention, random_state, verbose, early_stopping, validation_fraction, n_iter_no_change, tol,
+    early_stopping_metric
+        As in fastafm.AFMRegressor ("auto" early stopping: on with an eval_set or at least 10,000 training
+        rows). Without an eval_set, each worker holds out validation_fraction of its rows: a seeded split of
+        an in-memory shard (stratified for the classifier), and from cache files each row with probability
+        validation_fraction, drawn per block from (seed, file index, block index); the held-out rows are
+        read into the worker's memory once. There is no `pretrain` (train an FM first and use its w, V via
+        to_local() if needed).
     n_threads : int, default 0
         Threads of the core in each worker's task; 0 uses the worker's thread count (threads_per_worker).
     sync_rows : int, default 16384
@@ -494,12 +762,16 @@ class DaskAFMRegressor(RegressorMixin, _DaskAFMBase):
 
     Attributes
     ----------
-    n_features_in_, history_ (one dict per epoch: train_loss, seconds), n_epochs_done_, label_range_
+    n_features_in_, history_ (one dict per epoch: train_loss, seconds, eval_* with evaluation rows),
+    n_epochs_done_, label_range_
+    best_epoch_, best_score_, validation_score_, do_early_stopping_ : as in AFMRegressor
     n_workers_ : workers that trained
-    sync_stats_ : dict, what synchronisation cost: rounds, state_bytes (parameters + optimizer slots),
-        bytes_up_per_round (all workers' updates), bytes_down_per_round (the averaged state to the other
-        workers), wall_seconds, compute_seconds_per_worker, merge_seconds, sync_share (share of the wall
-        time not spent in the slowest worker's core)
+    sync_stats_ : dict, what synchronisation cost in the last fit/partial_fit: rounds, rows_per_round,
+        state_bytes (parameters + optimizer slots), bytes_up_per_round (all workers' updates),
+        bytes_down_per_round (the merges' deltas to the other workers), bytes_down_full_per_round (what
+        sending the whole model would cost), bytes_initial (the model to the other workers once per fit),
+        wall_seconds, compute_seconds_per_worker, merge_seconds, sync_share (share of the wall time not
+        spent in the slowest worker's core)
     """
 
     _local_class = AFMRegressor
