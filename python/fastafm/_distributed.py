@@ -49,6 +49,11 @@ class Shard:
         """The (indptr, indices, values) arrays the core takes, converted once per shard, not per round."""
         return csr_arrays(self.X)
 
+    @functools.cached_property
+    def feature_counts(self) -> np.ndarray:
+        """frequency_l2's n_i over the shard's rows (each worker regularises by its own shard's counts)."""
+        return np.bincount(self.arrays[1], minlength=self.X.shape[1]).astype(np.float32)
+
 
 @dataclass
 class State:
@@ -147,6 +152,14 @@ class StreamShard:
     def __getstate__(self) -> dict:
         # What Dask spills or moves: the files and the block layout, never the block buffer (re-read on use).
         return {**self.__dict__, "_buffers": None, "_loaded": None}
+
+    @functools.cached_property
+    def feature_counts(self) -> np.ndarray:
+        """frequency_l2's n_i over the shard's rows: one pass over its blocks, once per worker."""
+        counts = np.zeros(self.n_features, dtype=np.int64)
+        for b in range(len(self.blocks)):
+            counts += np.bincount(self.block(b)[1], minlength=self.n_features)
+        return counts.astype(np.float32)
 
     def nbytes_buffer(self) -> int:
         return 0 if self._buffers is None else sum(a.nbytes for a in self._buffers.values())
@@ -265,6 +278,7 @@ def train_round(shard: Shard | StreamShard, order, state: State, lo: int, hi: in
     slots = {slot: {name: a.copy() for name, a in d.items()} for slot, d in state.slots.items()}
     start = time.perf_counter()
     loss, touched = 0.0, []
+    counts = shard.feature_counts if float(settings["frequency_l2"]) > 0.0 else None
     if isinstance(shard, StreamShard):
         ends = np.cumsum(order.sizes)
         for i in range(int(np.searchsorted(ends, lo, side="right")), len(ends)):
@@ -275,12 +289,14 @@ def train_round(shard: Shard | StreamShard, order, state: State, lo: int, hi: in
             indptr, indices, values, y = shard.block(b)
             rows = order.rows(i)[max(lo - first, 0):hi - first]
             cfg = make_config(settings, block_seed(seed, shard.blocks[b][3]), epoch)
-            loss += float(_core.train_epoch(params, slots, indptr, indices, values, y, rows, cfg)["loss_sum"])
+            loss += float(_core.train_epoch(params, slots, indptr, indices, values, y, rows, cfg,
+                                            feature_counts=counts)["loss_sum"])
             touched.append(_row_ids(indptr, indices, rows))
         n_rows = hi - lo
     else:
         rows = order[lo:hi]
-        res = _core.train_epoch(params, slots, *shard.arrays, shard.y, rows, make_config(settings, seed, epoch))
+        res = _core.train_epoch(params, slots, *shard.arrays, shard.y, rows, make_config(settings, seed, epoch),
+                                feature_counts=counts)
         loss = float(res["loss_sum"])
         indptr, indices, _ = shard.arrays
         touched.append(_row_ids(indptr, indices, rows))

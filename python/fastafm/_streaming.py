@@ -63,6 +63,10 @@ class InMemoryRows:
         check_kernel_memory(self._X, spec.embedding_dim, spec.attention_dim, int(settings["n_threads"]),
                             attention=spec.attention, batch_size=int(settings["batch_size"]))
 
+    def feature_counts(self, n_features: int) -> np.ndarray:
+        """Each feature's stored occurrences in these rows (float32, frequency_l2's n_i)."""
+        return np.bincount(self._arrays[1], minlength=n_features).astype(np.float32)
+
     def run_epoch(self, state, trainer, progress) -> float:
         order = state.rng.permutation(self.n_rows).astype(np.int64)
         res = trainer.run(*self._arrays, self._y, order, state.dropout_seed, progress=progress)
@@ -142,6 +146,21 @@ class CacheRows:
                 parts.append(X[np.flatnonzero(mask)])
                 labels.append(y[mask])
         return rows, sp.vstack(parts, format="csr"), np.concatenate(labels)
+
+    def feature_counts(self, n_features: int) -> np.ndarray:
+        """Each feature's stored occurrences in the rows trained (held-out rows excluded): one pass over the
+        blocks through the epoch's buffer (float32, frequency_l2's n_i)."""
+        buffers = self._allocate()
+        counts = np.zeros(n_features, dtype=np.int64)
+        for b in range(self.starts.shape[0]):
+            start, stop = int(self.starts[b]), int(self.stops[b])
+            indptr, indices, _, _ = self.cache.read_block(start, stop, buffers)
+            if self._holdout is None:
+                counts += np.bincount(indices, minlength=n_features)
+            else:
+                kept = np.repeat(~self.held_mask(b), np.diff(indptr))
+                counts += np.bincount(indices[kept], minlength=n_features)
+        return counts.astype(np.float32)
 
     def block_order(self, rng) -> np.ndarray:
         """This epoch's order of the blocks (no draw from rng for a single block)."""

@@ -79,6 +79,8 @@ public:
         cfg_.seed = seed;
         cfg_.epoch = epoch;
     }
+    // n_i of every feature (the rows' occurrence counts) for cfg.frequency_l2; viewed, not copied.
+    void set_feature_counts(const float* counts) { counts_ = counts; }
 
     // One epoch over the rows order[0..n_order) of X (targets y), in batches of cfg.batch_size.
     EpochResult run_epoch(const CsrView& X, const float* y, const int64_t* order, int64_t n_order,
@@ -98,6 +100,7 @@ private:
     // into total_ (no barrier after: the caller's next `single` provides it).
     void batch_compute(const int64_t* rows, int64_t nb, bool use_dropout);
     void sparse_gradient(int64_t slot, float* dv, float* dw) const;  // summed in row order, + L2
+    float l2_of_slot(int64_t slot) const;  // l2 + the frequency_l2 share of touched feature `slot`
     // One optimizer step on values [off, off + n) of the parameter `param` (and of its slots).
     void step(float* ModelView::*param, int64_t off, const float* grad, int64_t n) const;
     void batch_update();                                                    // all threads, ends with a barrier
@@ -108,6 +111,7 @@ private:
     OptimizerState opt_;
     CsrView X_;
     const float* y_ = nullptr;
+    const float* counts_ = nullptr;      // n_i per feature (frequency_l2)
     TrainConfig cfg_;
     const IsaKernels& isa_;
     int n_threads_;
