@@ -230,9 +230,9 @@ def test_last_partial_block_is_trained(tmp_path):
     seen = []
     original = _engine.CoreTrainer.run
 
-    def spy(self, indptr, indices, values, y_block, order, seed, progress=None):
+    def spy(self, indptr, indices, values, y_block, order, seed, progress=None, weights=None):
         seen.append((len(y_block), sorted(order.tolist())))
-        return original(self, indptr, indices, values, y_block, order, seed, progress=progress)
+        return original(self, indptr, indices, values, y_block, order, seed, progress=progress, weights=weights)
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(_engine.CoreTrainer, "run", spy)

@@ -246,9 +246,9 @@ def test_a_cache_holds_out_a_seeded_subset_of_every_blocks_rows(tmp_path):
     seen = []
     original = _engine.CoreTrainer.run
 
-    def spy(self, indptr, indices, values, y_block, order, seed, progress=None):
+    def spy(self, indptr, indices, values, y_block, order, seed, progress=None, weights=None):
         seen.append((indptr.shape[0] - 1, order.copy()))
-        return original(self, indptr, indices, values, y_block, order, seed, progress=progress)
+        return original(self, indptr, indices, values, y_block, order, seed, progress=progress, weights=weights)
 
     kw = dict(FM_KW, n_epochs=1, early_stopping=True, validation_fraction=0.3)
     with pytest.MonkeyPatch.context() as mp:

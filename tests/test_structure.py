@@ -34,8 +34,8 @@ def signature_mismatches(cls, signature) -> list:
 
 
 def _estimators():
-    out = [(fastafm.AFMRegressor, "afm"), (fastafm.AFMClassifier, "afm"), (fastafm.FMRegressor, "fm"),
-           (fastafm.FMClassifier, "fm")]
+    out = [(fastafm.AFMRegressor, "afm"), (fastafm.AFMClassifier, "afm_classifier"), (fastafm.FMRegressor, "fm"),
+           (fastafm.FMClassifier, "fm_classifier")]
     try:
         from fastafm.dask import DaskAFMClassifier, DaskAFMRegressor
     except ImportError:

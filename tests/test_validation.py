@@ -283,7 +283,8 @@ def test_classifier_partial_fit_classes(data):
 EVAL_CASES = [
     ("not a tuple", lambda X, y: X, "eval_set must be a tuple"),
     ("list of two", lambda X, y: [(X, y), (X, y)], "eval_set must be one"),
-    ("tuple of three", lambda X, y: (X, y, y), "eval_set must be a tuple"),
+    ("tuple of four", lambda X, y: (X, y, y, y), "eval_set must be a tuple"),
+    ("bad eval weights", lambda X, y: (X, y, -np.ones(300)), "eval_set sample_weight contains negative weights"),
     ("fewer features", lambda X, y: (X[:, :19], y), "eval_set X has 19 features"),
     ("y length", lambda X, y: (X, y[:5]), "eval_set y has 5 values"),
     ("NaN in y", lambda X, y: (X, np.full(300, np.nan)), "eval_set y contains NaN"),

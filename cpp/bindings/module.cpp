@@ -182,6 +182,17 @@ void check_labels(const py::array& y, afm::Loss loss) {
     }
 }
 
+// Per-row sample weights: None (nullptr: every weight 1) or float32 (n_rows,), each finite and >= 0.
+const float* row_weights(const py::object& weights, int64_t n_rows) {
+    if (weights.is_none()) return nullptr;
+    const float* w = checked<float>(py::reinterpret_borrow<py::array>(weights), "weights", {n_rows});
+    for (int64_t i = 0; i < n_rows; ++i)
+        if (!(w[i] >= 0.0f) || !std::isfinite(w[i]))
+            throw py::value_error("weights[" + std::to_string(i) + "] = " + std::to_string(w[i]) +
+                                  ": sample weights must be finite and >= 0");
+    return w;
+}
+
 py::array_t<float> to_array(const std::vector<float>& v, std::vector<py::ssize_t> shape) {
     py::array_t<float> out(shape);
     std::copy(v.begin(), v.end(), out.mutable_data());
@@ -227,9 +238,10 @@ struct PyTrainer {
 // One Trainer::run_epoch over CSR arrays from Python, checked first, with the GIL released.
 py::dict run_epoch(afm::Trainer& trainer, const afm::ModelView& m, const py::array& indptr, const py::array& indices,
                    const py::array& values, const py::array& y, const py::array& order, const py::object& progress,
-                   double progress_interval) {
+                   double progress_interval, const py::object& weights) {
     afm::CsrView X = csr_view(indptr, indices, values, m.n_features);
     const float* yp = checked<float>(y, "y", {X.n_rows});
+    const float* wp = row_weights(weights, X.n_rows);
     int64_t n_order = 0;
     const int64_t* ord = row_list(order, "order", X.n_rows, &n_order);
 
@@ -256,7 +268,7 @@ py::dict run_epoch(afm::Trainer& trainer, const afm::ModelView& m, const py::arr
     afm::EpochResult res;
     {
         py::gil_scoped_release nogil;
-        res = trainer.run_epoch(X, yp, ord, n_order, &hook);
+        res = trainer.run_epoch(X, yp, wp, ord, n_order, &hook);
     }
     if (error) throw py::error_already_set(std::move(*error));
     return py::dict("loss_sum"_a = res.loss_sum, "n_rows"_a = res.n_rows, "n_batches"_a = res.n_batches,
@@ -298,7 +310,8 @@ PYBIND11_MODULE(_core, mod) {
         "train_epoch",
         [](const py::dict& params, const py::dict& state, const py::array& indptr, const py::array& indices,
            const py::array& values, const py::array& y, const py::array& order, const afm::TrainConfig& cfg,
-           const py::object& progress, double progress_interval, const py::object& counts) {
+           const py::object& progress, double progress_interval, const py::object& weights,
+           const py::object& counts) {
             check_config(cfg);
             check_labels(y, cfg.loss);
             afm::ModelView m = model_view(params, "params", true);
@@ -310,17 +323,20 @@ PYBIND11_MODULE(_core, mod) {
                 trainer = std::make_unique<afm::Trainer>(m, opt, cfg);
                 trainer->set_feature_counts(n_i);
             }
-            return run_epoch(*trainer, m, indptr, indices, values, y, order, progress, progress_interval);
+            return run_epoch(*trainer, m, indptr, indices, values, y, order, progress, progress_interval, weights);
         },
         "params"_a, "state"_a, "indptr"_a, "indices"_a, "values"_a, "y"_a, "order"_a, "config"_a,
-        "progress"_a = py::none(), "progress_interval"_a = 0.1, "feature_counts"_a = py::none(),
+        "progress"_a = py::none(), "progress_interval"_a = 0.1, "weights"_a = py::none(),
+        "feature_counts"_a = py::none(),
         "Train one epoch in place over the rows `order` (mini-batches of config.batch_size). `state` holds the\n"
         "optimizer's slots, {slot: dict of arrays shaped like params}: {} for sgd, {'G': ...} for adagrad.\n"
         "Returns a dict with loss_sum (summed data loss), n_rows, n_batches, stopped and diverged (a batch's\n"
         "loss was not finite: the epoch stopped before that batch's update). Every `progress_interval`\n"
         "seconds, between batches, pending signals are handled (KeyboardInterrupt is raised after the batch in\n"
-        "progress) and `progress(rows_done)` is called; returning False stops the epoch. `feature_counts`\n"
-        "(float32, n_features): each feature's n_i for config.frequency_l2 (required when it is > 0).");
+        "progress) and `progress(rows_done)` is called; returning False stops the epoch. `weights` (float32,\n"
+        "one finite weight >= 0 per row of X, or None for all 1) multiplies each row's loss and gradient.\n"
+        "`feature_counts` (float32, n_features): each feature's n_i for config.frequency_l2 (required when\n"
+        "it is > 0).");
 
     py::class_<PyTrainer>(mod, "Trainer",
                           "The core's trainer of one fit: it views `params` and the optimizer `state` (updated in\n"
@@ -346,7 +362,7 @@ PYBIND11_MODULE(_core, mod) {
             "train_epoch",
             [](PyTrainer& self, const py::array& indptr, const py::array& indices, const py::array& values,
                const py::array& y, const py::array& order, uint64_t seed, uint64_t epoch, const py::object& progress,
-               double progress_interval) {
+               double progress_interval, const py::object& weights) {
                 if (self.busy) throw std::runtime_error("this Trainer is already training in another thread");
                 check_labels(y, self.loss);
                 self.busy = true;
@@ -356,10 +372,10 @@ PYBIND11_MODULE(_core, mod) {
                 } idle{self.busy};
                 self.trainer->set_stream(seed, epoch);
                 return run_epoch(*self.trainer, self.m, indptr, indices, values, y, order, progress,
-                                 progress_interval);
+                                 progress_interval, weights);
             },
             "indptr"_a, "indices"_a, "values"_a, "y"_a, "order"_a, "seed"_a, "epoch"_a, "progress"_a = py::none(),
-            "progress_interval"_a = 0.1,
+            "progress_interval"_a = 0.1, "weights"_a = py::none(),
             "One epoch over the rows `order` of these CSR rows, with the dropout stream (seed, epoch); returns\n"
             "what _core.train_epoch returns.");
 
@@ -408,13 +424,14 @@ PYBIND11_MODULE(_core, mod) {
         "batch_gradients",
         [](const py::dict& params, const py::array& indptr, const py::array& indices, const py::array& values,
            const py::array& y, const py::array& rows, const afm::TrainConfig& cfg, bool use_dropout,
-           const py::object& counts) {
+           const py::object& weights, const py::object& counts) {
             check_config(cfg);
             check_labels(y, cfg.loss);
             afm::ModelView m = model_view(params, "params", false);
             const float* n_i = feature_counts(counts, cfg, m.n_features);
             afm::CsrView X = csr_view(indptr, indices, values, m.n_features);
             const float* yp = checked<float>(y, "y", {X.n_rows});
+            const float* wp = row_weights(weights, X.n_rows);
             int64_t n = 0;
             const int64_t* rp = row_list(rows, "rows", X.n_rows, &n);
             afm::BatchGradients g;
@@ -422,7 +439,7 @@ PYBIND11_MODULE(_core, mod) {
                 py::gil_scoped_release nogil;
                 afm::Trainer trainer(m, afm::OptimizerState{}, cfg);  // computes gradients only: no slots
                 trainer.set_feature_counts(n_i);
-                trainer.batch_gradients(X, yp, rp, n, use_dropout, g);
+                trainer.batch_gradients(X, yp, wp, rp, n, use_dropout, g);
             }
             const py::ssize_t k = m.k, t = m.t, nt = static_cast<py::ssize_t>(g.touched.size());
             std::vector<float> W(g.dense.W(), g.dense.W() + t * k), b(g.dense.b(), g.dense.b() + t),
@@ -434,8 +451,9 @@ PYBIND11_MODULE(_core, mod) {
                             "touched"_a = touched, "V"_a = to_array(g.dV, {nt, k}), "w"_a = to_array(g.dw, {nt}));
         },
         "params"_a, "indptr"_a, "indices"_a, "values"_a, "y"_a, "rows"_a, "config"_a, "use_dropout"_a = false,
-        "feature_counts"_a = py::none(),
-        "Objective J and its gradient over `rows` taken as one mini-batch (the training step's own code path).\n"
+        "weights"_a = py::none(), "feature_counts"_a = py::none(),
+        "Objective J and its gradient over `rows` taken as one mini-batch (the training step's own code path),\n"
+        "each row's loss times its `weights` entry (None: all 1).\n"
         "Sparse gradients are given for the distinct `touched` ids only (rows of V and w).");
 
     mod.def(

@@ -79,9 +79,10 @@ Trainer::Trainer(const ModelView& model, const OptimizerState& opt, const TrainC
     }
 }
 
-void Trainer::use_rows(const CsrView& X, const float* y) {
+void Trainer::use_rows(const CsrView& X, const float* y, const float* weights) {
     X_ = X;
     y_ = y;
+    w_ = weights;
     int64_t max_nnz = 0;
     for (int64_t r = 0; r < X_.n_rows; ++r) max_nnz = std::max(max_nnz, X_.indptr[r + 1] - X_.indptr[r]);
     // The blocks are cut at this call's own cap (so a block's rows, and every sum, do not depend on rows seen
@@ -130,6 +131,10 @@ void Trainer::batch_slots(const int64_t* rows, int64_t nb) {
     n_touched_ = 0;
     for (int64_t i = 0; i < nb; ++i) {
         const int64_t lo = X_.indptr[rows[i]], hi = X_.indptr[rows[i] + 1];
+        if (w_ && w_[rows[i]] == 0.0f) {  // a weight-0 row is not in T(B): no slot, no L2, as if left out
+            for (int64_t j = lo; j < hi; ++j, ++pos) nz_slot_[pos] = -1;
+            continue;
+        }
         for (int64_t j = lo; j < hi; ++j, ++pos) {
             const feature_t f = X_.indices[j];
             int32_t slot = slot_of_feature_[f];
@@ -143,9 +148,11 @@ void Trainer::batch_slots(const int64_t* rows, int64_t nb) {
     }
     // Counting sort, stable: row order kept within a feature.
     std::fill(slot_ptr_.begin(), slot_ptr_.begin() + n_touched_ + 1, 0);
-    for (int64_t j = 0; j < pos; ++j) ++slot_ptr_[nz_slot_[j] + 1];
+    for (int64_t j = 0; j < pos; ++j)
+        if (nz_slot_[j] >= 0) ++slot_ptr_[nz_slot_[j] + 1];
     for (int64_t s = 0; s < n_touched_; ++s) slot_ptr_[s + 1] += slot_ptr_[s];
-    for (int64_t j = 0; j < pos; ++j) slot_nz_[slot_ptr_[nz_slot_[j]]++] = j;
+    for (int64_t j = 0; j < pos; ++j)
+        if (nz_slot_[j] >= 0) slot_nz_[slot_ptr_[nz_slot_[j]]++] = j;
     for (int64_t s = n_touched_; s > 0; --s) slot_ptr_[s] = slot_ptr_[s - 1];
     slot_ptr_[0] = 0;
 }
@@ -184,7 +191,16 @@ void Trainer::chunk_compute(const int64_t* rows, int64_t nb, int c, bool use_dro
         }
         isa_.forward(m_, packed_, cfg_.attention, block, sc);
         const int64_t first = i - block.n;
-        for (int r = 0; r < block.n; ++r) loss_sum += row_loss(cfg_.loss, sc.y[r], y_[rows[first + r]], &sc.g[r]);
+        for (int r = 0; r < block.n; ++r) {
+            const int64_t row = rows[first + r];
+            const double l = row_loss(cfg_.loss, sc.y[r], y_[row], &sc.g[r]);
+            if (w_) {  // the row's loss, and so every gradient of it (all scale with g), times its weight
+                loss_sum += static_cast<double>(w_[row]) * l;
+                sc.g[r] *= w_[row];
+            } else {
+                loss_sum += l;
+            }
+        }
         isa_.backward(m_, packed_, cfg_.attention, block, sc, dg.view());
     }
     loss_[c] = loss_sum;
@@ -347,11 +363,11 @@ void Trainer::choose_mode(double batch_seconds) {
     }
 }
 
-EpochResult Trainer::run_epoch(const CsrView& X, const float* y, const int64_t* order, int64_t n_order,
-                               const ProgressHook* hook) {
+EpochResult Trainer::run_epoch(const CsrView& X, const float* y, const float* weights, const int64_t* order,
+                               int64_t n_order, const ProgressHook* hook) {
     EpochResult res;
     if (n_order <= 0) return res;
-    use_rows(X, y);
+    use_rows(X, y, weights);
     prepare_buffers(order, n_order);
     const int64_t bs = std::max(cfg_.batch_size, 1);
     using clock = std::chrono::steady_clock;
@@ -446,10 +462,10 @@ EpochResult Trainer::run_epoch(const CsrView& X, const float* y, const int64_t* 
     return res;
 }
 
-void Trainer::batch_gradients(const CsrView& X, const float* y, const int64_t* rows, int64_t nb, bool use_dropout,
-                              BatchGradients& out) {
+void Trainer::batch_gradients(const CsrView& X, const float* y, const float* weights, const int64_t* rows, int64_t nb,
+                              bool use_dropout, BatchGradients& out) {
     const int k = m_.k;
-    use_rows(X, y);
+    use_rows(X, y, weights);
     const int64_t saved_bs = cfg_.batch_size;
     cfg_.batch_size = static_cast<int>(std::max<int64_t>(nb, 1));
     prepare_buffers(rows, nb);

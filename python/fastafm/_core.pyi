@@ -164,7 +164,7 @@ class Trainer:
     """
     def __init__(self, params: dict, state: dict, config: TrainConfig) -> None:
         ...
-    def train_epoch(self, indptr: numpy.ndarray, indices: numpy.ndarray, values: numpy.ndarray, y: numpy.ndarray, order: numpy.ndarray, seed: typing.SupportsInt | typing.SupportsIndex, epoch: typing.SupportsInt | typing.SupportsIndex, progress: typing.Any = None, progress_interval: typing.SupportsFloat | typing.SupportsIndex = 0.1) -> dict:
+    def train_epoch(self, indptr: numpy.ndarray, indices: numpy.ndarray, values: numpy.ndarray, y: numpy.ndarray, order: numpy.ndarray, seed: typing.SupportsInt | typing.SupportsIndex, epoch: typing.SupportsInt | typing.SupportsIndex, progress: typing.Any = None, progress_interval: typing.SupportsFloat | typing.SupportsIndex = 0.1, weights: typing.Any = None) -> dict:
         """
         One epoch over the rows `order` of these CSR rows, with the dropout stream (seed, epoch); returns
         what _core.train_epoch returns.
@@ -177,9 +177,10 @@ def adagrad_update_(theta: numpy.ndarray, accum: numpy.ndarray, grad: numpy.ndar
     """
     In place: accum += grad**2; theta -= learning_rate * grad / sqrt(accum).
     """
-def batch_gradients(params: dict, indptr: numpy.ndarray, indices: numpy.ndarray, values: numpy.ndarray, y: numpy.ndarray, rows: numpy.ndarray, config: TrainConfig, use_dropout: bool = False) -> dict:
+def batch_gradients(params: dict, indptr: numpy.ndarray, indices: numpy.ndarray, values: numpy.ndarray, y: numpy.ndarray, rows: numpy.ndarray, config: TrainConfig, use_dropout: bool = False, weights: typing.Any = None) -> dict:
     """
-    Objective J and its gradient over `rows` taken as one mini-batch (the training step's own code path).
+    Objective J and its gradient over `rows` taken as one mini-batch (the training step's own code path),
+    each row's loss times its `weights` entry (None: all 1).
     Sparse gradients are given for the distinct `touched` ids only (rows of V and w).
     """
 def dropout_mask(seed: typing.SupportsInt | typing.SupportsIndex, epoch: typing.SupportsInt | typing.SupportsIndex, rows: numpy.ndarray, k: typing.SupportsInt | typing.SupportsIndex, rho: typing.SupportsFloat | typing.SupportsIndex) -> numpy.typing.NDArray[numpy.float32]:
@@ -243,13 +244,14 @@ def supported_isas() -> list[str]:
     """
     Instruction sets this build and CPU can use, best first.
     """
-def train_epoch(params: dict, state: dict, indptr: numpy.ndarray, indices: numpy.ndarray, values: numpy.ndarray, y: numpy.ndarray, order: numpy.ndarray, config: TrainConfig, progress: typing.Any = None, progress_interval: typing.SupportsFloat | typing.SupportsIndex = 0.1) -> dict:
+def train_epoch(params: dict, state: dict, indptr: numpy.ndarray, indices: numpy.ndarray, values: numpy.ndarray, y: numpy.ndarray, order: numpy.ndarray, config: TrainConfig, progress: typing.Any = None, progress_interval: typing.SupportsFloat | typing.SupportsIndex = 0.1, weights: typing.Any = None) -> dict:
     """
     Train one epoch in place over the rows `order` (mini-batches of config.batch_size). `state` holds the
     optimizer's slots, {slot: dict of arrays shaped like params}: {} for sgd, {'G': ...} for adagrad.
     Returns a dict with loss_sum (summed data loss), n_rows, n_batches, stopped and diverged (a batch's
     loss was not finite: the epoch stopped before that batch's update). Every `progress_interval`
     seconds, between batches, pending signals are handled (KeyboardInterrupt is raised after the batch in
-    progress) and `progress(rows_done)` is called; returning False stops the epoch.
+    progress) and `progress(rows_done)` is called; returning False stops the epoch. `weights` (float32,
+    one finite weight >= 0 per row of X, or None for all 1) multiplies each row's loss and gradient.
     """
 __version__: str

@@ -26,8 +26,9 @@ import scipy.sparse as sp
 
 from . import _core
 from ._engine import make_config
-from ._streaming import block_seed
+from ._streaming import block_seed, feature_occurrences
 from ._validation import as_csr, as_targets, check_class_labels, column_or_1d, csr_arrays
+from ._weights import check_sample_weight
 
 SPARSE = ("w", "V")
 DENSE = ("w0", "W", "b", "h", "p")
@@ -35,10 +36,12 @@ DENSE = ("w0", "W", "b", "h", "p")
 
 @dataclass
 class Shard:
-    """A worker's rows: CSR X (int64 indptr, int32 indices, float32 values) and targets y."""
+    """A worker's rows: CSR X (int64 indptr, int32 indices, float32 values), targets y and float32 sample
+    weights w (None: all 1)."""
 
     X: sp.csr_matrix
     y: np.ndarray
+    w: np.ndarray | None = None
 
     @property
     def n_rows(self) -> int:
@@ -51,8 +54,11 @@ class Shard:
 
     @functools.cached_property
     def feature_counts(self) -> np.ndarray:
-        """frequency_l2's n_i over the shard's rows (each worker regularises by its own shard's counts)."""
-        return np.bincount(self.arrays[1], minlength=self.X.shape[1]).astype(np.float32)
+        """frequency_l2's n_i over the shard's rows of positive weight (each worker regularises by its own shard's
+        counts)."""
+        indptr, indices, _ = self.arrays
+        mask = None if self.w is None else self.w > 0
+        return feature_occurrences(indptr, indices, self.X.shape[1], mask).astype(np.float32)
 
 
 @dataclass
@@ -92,15 +98,16 @@ def _groups(obj) -> list:
 
 
 # ---------------------------------------------------------------------------------------------- shards
-def load_shard(x_blocks: list, y_blocks: list, first_block: int, n_features: int, classifier: bool) -> Shard:
-    """Concatenate a worker's partitions into one Shard, checking each (X block, y block) pair.
+def load_shard(x_blocks: list, y_blocks: list, first_block: int, n_features: int, classifier: bool,
+               w_blocks: list | None = None) -> Shard:
+    """Concatenate a worker's partitions into one Shard, checking each (X block, y block[, weight block]).
 
     Regression targets are checked and stored as float32; class labels are kept as given (encode_shard
     turns them into -1/+1 once the classes of all shards are known). Empty partitions are skipped.
     """
     if len(x_blocks) != len(y_blocks):
         raise ValueError(f"X has {len(x_blocks)} partitions but y has {len(y_blocks)}")
-    mats, targets = [], []
+    mats, targets, weights = [], [], []
     for i, (xb, yb) in enumerate(zip(x_blocks, y_blocks)):
         part = first_block + i
         n_x = int(xb.shape[0])
@@ -114,15 +121,21 @@ def load_shard(x_blocks: list, y_blocks: list, first_block: int, n_features: int
                              "partitioned alike (same row chunks / divisions)")
         if n_x == 0:
             continue
+        if w_blocks is not None:  # all zero is fine here: the driver checks the total weight
+            w = check_sample_weight(np.asarray(w_blocks[i]), n_x, f"sample_weight (partition {part})",
+                                    positive_sum=False)
+            assert w is not None
+            weights.append(w)
         mats.append(as_csr(xb, name=f"X (partition {part})", n_features=n_features, owner="this model"))
         if classifier:
             targets.append(column_or_1d(y_arr, "y"))
         else:
             targets.append(as_targets(y_arr, n_x, name=f"y (partition {part})"))
     if not mats:
-        return Shard(as_csr_empty(n_features), np.zeros(0, np.float32))
+        return Shard(as_csr_empty(n_features), np.zeros(0, np.float32), None if w_blocks is None else
+                     np.zeros(0, np.float32))
     X = mats[0] if len(mats) == 1 else sp.vstack(mats, format="csr")
-    return Shard(X, np.concatenate(targets))
+    return Shard(X, np.concatenate(targets), np.concatenate(weights) if weights else None)
 
 
 class StreamShard:
@@ -158,7 +171,9 @@ class StreamShard:
         """frequency_l2's n_i over the shard's rows: one pass over its blocks, once per worker."""
         counts = np.zeros(self.n_features, dtype=np.int64)
         for b in range(len(self.blocks)):
-            counts += np.bincount(self.block(b)[1], minlength=self.n_features)
+            indptr, indices = self.block(b)[:2]
+            w = block_weights(self, b)
+            counts += feature_occurrences(indptr, indices, self.n_features, None if w is None else w > 0)
         return counts.astype(np.float32)
 
     def nbytes_buffer(self) -> int:
@@ -189,6 +204,13 @@ class StreamShard:
         return self._loaded[1]
 
 
+def block_weights(shard: StreamShard, b: int) -> np.ndarray | None:
+    """The sample weights of block b of a StreamShard (None when its file has no weights section)."""
+    f, start, stop, _ = shard.blocks[b]
+    cache = shard.caches[f]
+    return cache.read_weights(start, stop) if cache.has_weights else None
+
+
 def load_cache_shard(caches: list, first_file: int, n_features: int, classifier: bool) -> StreamShard:
     """The StreamShard of a worker's cache files; nothing but their headers is read here."""
     return StreamShard(caches, first_file, n_features, classifier)
@@ -201,7 +223,7 @@ def as_csr_empty(n_features: int) -> sp.csr_matrix:
 
 def shard_summary(shard, classifier: bool) -> dict:
     """Row count and label range (regressor) or the distinct labels (classifier) of a shard."""
-    out: dict = {"n_rows": shard.n_rows}
+    out: dict = {"n_rows": shard.n_rows, "weight_sum": _weight_sum(shard)}
     if shard.n_rows == 0:
         return out
     if isinstance(shard, StreamShard):
@@ -212,6 +234,14 @@ def shard_summary(shard, classifier: bool) -> dict:
     else:
         out["y_min"], out["y_max"] = float(shard.y.min()), float(shard.y.max())
     return out
+
+
+def _weight_sum(shard) -> float:
+    """The shard's total sample weight (its row count when unweighted; a cache's weights read once)."""
+    if isinstance(shard, StreamShard):
+        return float(sum(np.sum(w, dtype=np.float64) if (w := block_weights(shard, b)) is not None
+                         else shard.blocks[b][2] - shard.blocks[b][1] for b in range(len(shard.blocks))))
+    return float(shard.n_rows) if shard.w is None else float(np.sum(shard.w, dtype=np.float64))
 
 
 def _stream_labels(shard: StreamShard, classifier: bool) -> dict:
@@ -233,7 +263,7 @@ def encode_shard(shard, positive):
     """Class labels -> float32 +1 (the positive class) / -1 (a StreamShard encodes each block as it reads it)."""
     if isinstance(shard, StreamShard):
         return StreamShard(shard.caches, shard.first_file, shard.n_features, shard.classifier, positive)
-    return Shard(shard.X, np.where(shard.y == positive, 1.0, -1.0).astype(np.float32))
+    return Shard(shard.X, np.where(shard.y == positive, 1.0, -1.0).astype(np.float32), shard.w)
 
 
 @dataclass
@@ -290,13 +320,13 @@ def train_round(shard: Shard | StreamShard, order, state: State, lo: int, hi: in
             rows = order.rows(i)[max(lo - first, 0):hi - first]
             cfg = make_config(settings, block_seed(seed, shard.blocks[b][3]), epoch)
             loss += float(_core.train_epoch(params, slots, indptr, indices, values, y, rows, cfg,
-                                            feature_counts=counts)["loss_sum"])
+                                            weights=block_weights(shard, b), feature_counts=counts)["loss_sum"])
             touched.append(_row_ids(indptr, indices, rows))
         n_rows = hi - lo
     else:
         rows = order[lo:hi]
         res = _core.train_epoch(params, slots, *shard.arrays, shard.y, rows, make_config(settings, seed, epoch),
-                                feature_counts=counts)
+                                weights=shard.w, feature_counts=counts)
         loss = float(res["loss_sum"])
         indptr, indices, _ = shard.arrays
         touched.append(_row_ids(indptr, indices, rows))

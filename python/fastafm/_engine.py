@@ -44,9 +44,9 @@ class CoreTrainer:
                                                                                state.n_epochs_done),
                                       feature_counts=feature_counts)
 
-    def run(self, indptr, indices, values, y, order, seed: int, progress=None) -> dict:
+    def run(self, indptr, indices, values, y, order, seed: int, progress=None, weights=None) -> dict:
         return self._trainer.train_epoch(indptr, indices, values, y, order, seed=int(seed),
-                                         epoch=int(self.state.n_epochs_done), progress=progress)
+                                         epoch=int(self.state.n_epochs_done), progress=progress, weights=weights)
 
 
 class Callback:
@@ -84,7 +84,8 @@ def train(state: TrainingState, rows, n_epochs: int, settings: dict, callbacks=(
             if not state.finite():
                 state.restore(saved)
             raise
-        record = {"epoch": epoch, "train_loss": loss_sum / rows.n_rows, "seconds": time.perf_counter() - start}
+        # The mean loss per unit of weight (per row when unweighted).
+        record = {"epoch": epoch, "train_loss": loss_sum / rows.weight_sum, "seconds": time.perf_counter() - start}
         if not np.isfinite(record["train_loss"]) or not state.finite():
             state.restore(saved)
             raise FloatingPointError(

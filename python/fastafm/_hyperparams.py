@@ -165,6 +165,36 @@ class OptionalChoice:
 
 
 @dataclass(frozen=True)
+class ClassWeight:
+    """None, "balanced" or a dict {label: weight >= 0}; on the command line none, balanced or LABEL:W,LABEL:W."""
+
+    def check(self, value, name: str) -> None:
+        from ._weights import check_class_weight
+
+        check_class_weight(value, name)
+
+    def parse(self, text: str):
+        if text in ("none", "balanced"):
+            return None if text == "none" else text
+        out = {}
+        for item in text.split(","):
+            label, sep, weight = item.partition(":")
+            try:
+                if not sep:
+                    raise ValueError
+                out[float(label)] = float(weight)
+            except ValueError:
+                raise argparse.ArgumentTypeError(f"must be none, balanced or LABEL:WEIGHT,LABEL:WEIGHT (e.g. "
+                                                 f"0:1,1:5), got {text!r}") from None
+            if not (np.isfinite(out[float(label)]) and out[float(label)] >= 0):
+                raise argparse.ArgumentTypeError(f"class weights must be finite and >= 0, got {weight!r}")
+        return out
+
+    def describe(self) -> str:
+        return "None, 'balanced' or a dict {label: weight}"
+
+
+@dataclass(frozen=True)
 class Anything:
     def check(self, value, name: str) -> None:
         return None
@@ -245,6 +275,12 @@ TABLE: tuple = (
                    "None: AFM from scratch (AFM only)", "--pretrain", "{fm,none}",
                    cli_help="fm: first train an FM with its own early stopping and warm-start AFM from it; none: "
                             "AFM from scratch"),
+    Hyperparameter("class_weight", None, ClassWeight(),
+                   "None, `\"balanced\"` (class c weighs n_rows / (2 · count(c))) or a dict {label: weight}: each "
+                   "row's loss times its class's weight, and times its `sample_weight` (classifiers only)",
+                   "--class-weight", "{none,balanced,LABEL:W,...}",
+                   cli_help="class weights (classification only): none, balanced (n_rows / (2 count(c))) or "
+                            "LABEL:WEIGHT,LABEL:WEIGHT, e.g. 0:1,1:5"),
     Hyperparameter("sync_rows", 16384, Int(1), "rows each worker trains between synchronisations (Dask only)"),
     Hyperparameter("combine", "average", Choice(("sum", "average")),
                    "how the workers' updates are combined (Dask only)"),
@@ -273,6 +309,10 @@ SIGNATURES = {
     "afm": Signature(_AFM + _EARLY_STOPPING + ("pretrain",)),
     # FM: no attention network; learning_rate 0.05 from the Frappe runs (docs/accuracy.md).
     "fm": Signature(_COMMON + ("n_threads", "random_state", "verbose") + _EARLY_STOPPING, {"learning_rate": 0.05}),
+    # The classifiers: their family's hyperparameters and class_weight.
+    "afm_classifier": Signature(_AFM + _EARLY_STOPPING + ("pretrain", "class_weight")),
+    "fm_classifier": Signature(_COMMON + ("n_threads", "random_state", "verbose") + _EARLY_STOPPING
+                               + ("class_weight",), {"learning_rate": 0.05}),
     "dask": Signature(_AFM + ("sync_rows", "combine", "client")),
 }
 

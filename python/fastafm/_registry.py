@@ -27,7 +27,7 @@ class Kind:
 
     @property
     def signature(self):
-        return SIGNATURES[self.family]
+        return SIGNATURES[f"{self.family}_classifier" if self.classifier else self.family]
 
     def values(self, hyperparameters: dict) -> dict:
         """The hyperparameters with what the family fixes (FM: no attention network, p fixed at 1)."""

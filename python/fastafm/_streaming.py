@@ -17,6 +17,10 @@ split of the rows (stratified by class for classifiers); from a cache a seeded s
 block (each row held out with probability `fraction`, drawn per block from the split seed and the block's
 index, so no per-row index of the whole cache is kept), skipped by the training epochs and read into memory
 once for evaluation.
+
+Sample weights travel with their rows: an in-memory source holds one per row (or None), a cache's come from
+its optional weights section; a held-out part keeps the weights of its rows for the evaluation. `weight_sum`
+(the rows' total weight, n_rows unweighted) divides the summed loss into the epoch's mean training loss.
 """
 from __future__ import annotations
 
@@ -24,6 +28,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from ._validation import check_kernel_memory, check_kernel_memory_sizes, check_memory, csr_arrays
+from ._weights import weight_sum
 
 _SEED_STRIDE = 0x9E3779B97F4A7C15
 _U64 = (1 << 64) - 1
@@ -50,26 +55,39 @@ def holdout_split(n_rows: int, fraction: float, rng: np.random.Generator, strata
     return np.flatnonzero(~mask), np.flatnonzero(mask)
 
 
-class InMemoryRows:
-    """Rows held as a CSR matrix: one `train_epoch` call over a permutation of all rows."""
+def feature_occurrences(indptr, indices, n_features: int, row_mask=None) -> np.ndarray:
+    """int64 count of each feature's stored entries in the rows of a CSR block (only rows where `row_mask` is
+    True): frequency_l2's n_i. Rows of weight 0 are left out, as the core leaves them out of a batch."""
+    if row_mask is not None:
+        indices = indices[np.repeat(np.asarray(row_mask, dtype=bool), np.diff(indptr))]
+    return np.bincount(indices, minlength=n_features)
 
-    def __init__(self, X, y_enc):
+
+class InMemoryRows:
+    """Rows held as a CSR matrix: one `train_epoch` call over a permutation of all rows. `weights`: the rows'
+    checked float32 sample weights, or None (all 1)."""
+
+    def __init__(self, X, y_enc, weights=None):
         self.n_rows = X.shape[0]
         self._X = X
         self._arrays = csr_arrays(X)
         self._y = y_enc
+        self.weights = weights
+        self.weight_sum = weight_sum(weights, self.n_rows)
 
     def check_memory(self, spec, settings: dict) -> None:
         check_kernel_memory(self._X, spec.embedding_dim, spec.attention_dim, int(settings["n_threads"]),
                             attention=spec.attention, batch_size=int(settings["batch_size"]))
 
     def feature_counts(self, n_features: int) -> np.ndarray:
-        """Each feature's stored occurrences in these rows (float32, frequency_l2's n_i)."""
-        return np.bincount(self._arrays[1], minlength=n_features).astype(np.float32)
+        """Each feature's stored occurrences in these rows of positive weight (float32, frequency_l2's n_i)."""
+        indptr, indices, _ = self._arrays
+        mask = None if self.weights is None else self.weights > 0
+        return feature_occurrences(indptr, indices, n_features, mask).astype(np.float32)
 
     def run_epoch(self, state, trainer, progress) -> float:
         order = state.rng.permutation(self.n_rows).astype(np.int64)
-        res = trainer.run(*self._arrays, self._y, order, state.dropout_seed, progress=progress)
+        res = trainer.run(*self._arrays, self._y, order, state.dropout_seed, progress=progress, weights=self.weights)
         return float(res["loss_sum"])
 
     @property
@@ -78,34 +96,69 @@ class InMemoryRows:
         return self._y
 
     def hold_out(self, fraction: float, rng: np.random.Generator, stratify: bool):
-        """(rows of the kept part, held-out CSR X, held-out encoded targets): `holdout_split` of the rows,
-        stratified by the encoded target when `stratify`."""
+        """(rows of the kept part, held-out CSR X, held-out encoded targets, held-out weights or None):
+        `holdout_split` of the rows, stratified by the encoded target when `stratify`; each part keeps its
+        rows' weights."""
         keep, held = holdout_split(self.n_rows, fraction, rng, self._y if stratify else None)
-        return InMemoryRows(self._X[keep], self._y[keep]), self._X[held], self._y[held]
+        w = self.weights
+        if w is not None and not (np.any(w[keep] > 0) and np.any(w[held] > 0)):
+            raise ValueError(f"validation_fraction={fraction}: the {'held-out' if np.any(w[keep] > 0) else 'kept'} "
+                             "rows all have sample_weight 0; early stopping needs weight on both sides (pass an "
+                             "eval_set, or set early_stopping=False)")
+        kept = InMemoryRows(self._X[keep], self._y[keep], None if w is None else w[keep])
+        return kept, self._X[held], self._y[held], None if w is None else w[held]
 
 
 class CacheRows:
     """Rows of a CacheFile, streamed in shuffled blocks through one reusable buffer.
 
     `encode(labels) -> float32 targets` maps the cache's labels to what the core trains on (identity for
-    regression, +-1 for classification).
+    regression, +-1 for classification); `class_weights(labels) -> float64 per-row weights` (or None) the
+    classifiers' class_weight, multiplied with the cache's own weights.
     """
 
-    def __init__(self, cache, encode, holdout=None) -> None:
+    def __init__(self, cache, encode, holdout=None, class_weights=None) -> None:
         self.cache = cache
         self._encode = encode
+        self._class_weights = class_weights
         self._holdout = holdout  # None, or (fraction, seed): the rows `held_out` keeps out of training
         rows = int(cache.block_rows)
         self.starts = np.arange(0, cache.n_rows, rows, dtype=np.int64)
         self.stops = np.minimum(self.starts + rows, cache.n_rows)
         self.n_rows = cache.n_rows if holdout is None else sum(
             int(np.count_nonzero(~self.held_mask(b))) for b in range(self.starts.shape[0]))
+        self.weight_sum = self._weight_sum()
         bounds = cache.indptr_at(np.append(self.starts, self.n_rows))
         max_block_nnz = int(np.max(np.diff(bounds))) if self.starts.size else 0
         max_rows = int(np.max(self.stops - self.starts)) if self.starts.size else 0
-        self._buffer_bytes = 8 * (max_rows + 1) + 8 * max_block_nnz + 16 * max_rows
+        self._buffer_bytes = 8 * (max_rows + 1) + 8 * max_block_nnz + 20 * max_rows
         self._shape = (max_rows, max_block_nnz)
         self._buffers: dict | None = None
+
+    def block_weights(self, start: int, stop: int, labels=None, out=None) -> np.ndarray | None:
+        """The float32 weights of rows [start, stop): the cache's weights times the class weights of their
+        labels (read when not given), None when there are neither."""
+        w = self.cache.read_weights(start, stop, out) if self.cache.has_weights else None
+        if self._class_weights is None:
+            return w
+        if labels is None:
+            labels = self.cache.read_labels(start, stop)
+        cw = self._class_weights(labels)
+        return (cw if w is None else cw * w).astype(np.float32)  # one rounding, as in memory
+
+    def _weight_sum(self) -> float:
+        """The trained rows' total weight: one pass over the cache's weights (and, with class weights, labels)
+        sections; n_rows without either."""
+        if not self.cache.has_weights and self._class_weights is None:
+            return float(self.n_rows)
+        total = 0.0
+        for b in range(self.starts.shape[0]):
+            w = self.block_weights(int(self.starts[b]), int(self.stops[b]))
+            assert w is not None
+            total += float(np.sum(w[~self.held_mask(b)], dtype=np.float64))
+        if not total > 0:
+            raise ValueError(f"{self.cache.path}: the rows trained on all have weight 0")
+        return total
 
     def check_memory(self, spec, settings: dict) -> None:
         check_kernel_memory_sizes(self.cache.max_row_nnz, self._shape[0], self.cache.n_features,
@@ -117,7 +170,8 @@ class CacheRows:
         if self._buffers is None:
             rows, nnz = self._shape
             self._buffers = {"indptr": np.empty(rows + 1, dtype=np.int64), "indices": np.empty(nnz, dtype=np.int32),
-                             "values": np.empty(nnz, dtype=np.float32), "labels": np.empty(rows, dtype=np.float32)}
+                             "values": np.empty(nnz, dtype=np.float32), "labels": np.empty(rows, dtype=np.float32),
+                             "weights": np.empty(rows if self.cache.has_weights else 0, dtype=np.float32)}
         return self._buffers
 
     def held_mask(self, b: int) -> np.ndarray:
@@ -129,8 +183,9 @@ class CacheRows:
         return np.random.default_rng([int(seed), b]).random(n) < fraction
 
     def hold_out(self, fraction: float, seed: int):
-        """(rows that skip a seeded subset of every block's rows, those rows as CSR X, their cache labels)."""
-        rows = CacheRows(self.cache, self._encode, (float(fraction), int(seed)))
+        """(rows that skip a seeded subset of every block's rows, those rows as CSR X, their cache labels,
+        their weights or None)."""
+        rows = CacheRows(self.cache, self._encode, (float(fraction), int(seed)), self._class_weights)
         n_held = self.cache.n_rows - rows.n_rows
         if n_held == 0 or rows.n_rows == 0:
             raise ValueError(f"validation_fraction={fraction} of the {self.cache.n_rows} rows of {self.cache.path} "
@@ -138,28 +193,36 @@ class CacheRows:
                              "sides (pass an eval_set, change validation_fraction, or set early_stopping=False)")
         check_memory(int(self.cache.nnz * fraction * 8 * 1.5) + 16 * n_held,
                      f"the {n_held} held-out validation rows of {self.cache.path}")
-        parts, labels = [], []
+        parts, labels, weights = [], [], []
         for b in range(self.starts.shape[0]):
             mask = rows.held_mask(b)
             if mask.any():
                 X, y = self.cache.read_rows(int(self.starts[b]), int(self.stops[b]))
                 parts.append(X[np.flatnonzero(mask)])
                 labels.append(y[mask])
-        return rows, sp.vstack(parts, format="csr"), np.concatenate(labels)
+                w = self.block_weights(int(self.starts[b]), int(self.stops[b]), y)
+                if w is not None:
+                    weights.append(w[mask])
+        w_val = np.concatenate(weights) if weights else None
+        if w_val is not None and not np.any(w_val > 0):
+            raise ValueError(f"validation_fraction={fraction}: the rows of {self.cache.path} held out all have "
+                             "weight 0; early stopping needs weight on them (pass an eval_set, or set "
+                             "early_stopping=False)")
+        return rows, sp.vstack(parts, format="csr"), np.concatenate(labels), w_val
 
     def feature_counts(self, n_features: int) -> np.ndarray:
-        """Each feature's stored occurrences in the rows trained (held-out rows excluded): one pass over the
-        blocks through the epoch's buffer (float32, frequency_l2's n_i)."""
+        """Each feature's stored occurrences in the rows trained (held-out rows and rows of weight 0 excluded):
+        one pass over the blocks through the epoch's buffer (float32, frequency_l2's n_i)."""
         buffers = self._allocate()
         counts = np.zeros(n_features, dtype=np.int64)
         for b in range(self.starts.shape[0]):
             start, stop = int(self.starts[b]), int(self.stops[b])
-            indptr, indices, _, _ = self.cache.read_block(start, stop, buffers)
-            if self._holdout is None:
-                counts += np.bincount(indices, minlength=n_features)
-            else:
-                kept = np.repeat(~self.held_mask(b), np.diff(indptr))
-                counts += np.bincount(indices[kept], minlength=n_features)
+            indptr, indices, _, labels = self.cache.read_block(start, stop, buffers)
+            mask = ~self.held_mask(b)
+            w = self.block_weights(start, stop, labels)
+            if w is not None:
+                mask &= w > 0
+            counts += feature_occurrences(indptr, indices, n_features, mask)
         return counts.astype(np.float32)
 
     def block_order(self, rng) -> np.ndarray:
@@ -174,6 +237,7 @@ class CacheRows:
         for b in self.block_order(rng).tolist():
             start, stop = int(self.starts[b]), int(self.stops[b])
             indptr, indices, values, labels = self.cache.read_block(start, stop, buffers)
+            w = self.block_weights(start, stop, labels, buffers["weights"])
             y = self._encode(labels)
             if self._holdout is None:
                 order = rng.permutation(stop - start).astype(np.int64)
@@ -181,7 +245,8 @@ class CacheRows:
                 kept = np.flatnonzero(~self.held_mask(b))
                 order = kept[rng.permutation(kept.shape[0])].astype(np.int64)
             hook = None if progress is None else _offset_progress(progress, done)
-            res = trainer.run(indptr, indices, values, y, order, block_seed(state.dropout_seed, start), progress=hook)
+            res = trainer.run(indptr, indices, values, y, order, block_seed(state.dropout_seed, start), progress=hook,
+                              weights=w)
             if res["diverged"]:
                 return float("nan")
             total += float(res["loss_sum"])

@@ -104,6 +104,14 @@ def build_parser() -> argparse.ArgumentParser:
                        help="afm: AFMRegressor / AFMClassifier; fm: FMRegressor / FMClassifier (default afm)")
     hp = train.add_argument_group("hyperparameters (defaults are the library's, per model type)")
     add_cli_arguments(hp, MODEL_TYPES)  # one option per entry of the hyperparameter table with a flag
+    class_weight = BY_NAME["class_weight"]  # the classifiers' only one (not in MODEL_TYPES' signatures)
+    hp.add_argument(class_weight.cli, dest="class_weight", type=class_weight.constraint.parse,
+                    default=argparse.SUPPRESS, metavar=class_weight.metavar,
+                    help=f"{class_weight.cli_help} (default none)")
+    train.add_argument("--weights", metavar="FILE",
+                       help="sample weights of TRAIN: a text file with one weight (a number >= 0) per line, line i "
+                            "for row i of TRAIN; each row's loss is multiplied by its weight. With --cache the "
+                            "weights are stored in the cache")
     train.add_argument("--n-features", type=Int(1).parse, metavar="N",
                        help="width of the model: feature ids must be < N (default: the largest id in TRAIN and "
                             "VALID plus one). Set it when test files may hold larger ids")
@@ -127,6 +135,9 @@ def build_parser() -> argparse.ArgumentParser:
     conv.add_argument("output", metavar="OUTPUT", help="the cache file to write")
     conv.add_argument("--n-features", type=Int(1).parse, metavar="N",
                       help="width of the data: feature ids must be < N (default: the largest id plus one)")
+    conv.add_argument("--weights", metavar="FILE",
+                      help="sample weights to store in the cache: a text file with one weight (a number >= 0) per "
+                           "line, line i for row i of INPUT")
     conv.add_argument("--quiet", action="store_true", help="no summary line")
 
     predict = sub.add_parser(
@@ -267,17 +278,20 @@ def _cmd_demo(args) -> int:
     return EXIT_OK
 
 
-def _convert(source: str, dest: str, n_features: Optional[int], block_bytes: int = 64 << 20, stream=None):
+def _convert(source: str, dest: str, n_features: Optional[int], block_bytes: int = 64 << 20, stream=None,
+             weights: Optional[str] = None):
     from .cache import _convert_stream, convert
 
     _input_kind(source, "data file")
+    if weights is not None:
+        _input_kind(weights, "weights file")
     _check_writable(dest, "cache", EXIT_DATA)
-    _refuse_same(dest, "cache", [source], EXIT_DATA)
+    _refuse_same(dest, "cache", [source, weights], EXIT_DATA)
     try:
         if stream is not None:
             return _convert_stream(stream[0], _display(source), dest, stream[1], n_features=n_features,
-                                   block_bytes=block_bytes)
-        return convert(source, dest, n_features=n_features, block_bytes=block_bytes)
+                                   block_bytes=block_bytes, weights=weights)
+        return convert(source, dest, n_features=n_features, block_bytes=block_bytes, weights=weights)
     except MemoryError as exc:
         raise CliError(f"cannot convert {source} to {dest}: out of memory ({_describe(exc)})", EXIT_DATA) from exc
     except (ValueError, OSError, TypeError) as exc:
@@ -314,8 +328,9 @@ def _is_cache(path: str) -> bool:
 
 def _cmd_convert(args) -> int:
     start = time.perf_counter()
-    cache = _convert(args.input, args.output, args.n_features)
-    _status(args, f"wrote {args.output}: {cache.n_rows} rows, {cache.nnz} non-zeros, {cache.n_features} features "
+    cache = _convert(args.input, args.output, args.n_features, weights=args.weights)
+    _status(args, f"wrote {args.output}: {cache.n_rows} rows, {cache.nnz} non-zeros, {cache.n_features} features"
+                  f"{', sample weights' if cache.has_weights else ''} "
                   f"({os.path.getsize(args.output) / 1e6:.1f} MB, {time.perf_counter() - start:.2f} s)")
     return EXIT_OK
 
@@ -347,22 +362,25 @@ def _training_cache(args, stream=None):
         if not args.cache:
             raise CliError(f"--cache needs a CACHE path when TRAIN ({args.train}) is a pipe", EXIT_USAGE)
         start = time.perf_counter()
-        cache = _convert(args.train, args.cache, args.n_features, block_bytes, stream=stream)
+        cache = _convert(args.train, args.cache, args.n_features, block_bytes, stream=stream, weights=args.weights)
         _status(args, f"converted {args.train} to the cache {args.cache} ({time.perf_counter() - start:.2f} s)")
         return cache
     if _is_cache(args.train):
+        if args.weights is not None:
+            raise CliError(f"--weights cannot be given with the cache {args.train}: a cache's sample weights are "
+                           "stored in it when it is converted (fastafm convert --weights)", EXIT_USAGE)
         return _open_cache(args.train, block_bytes)
     if args.cache is None:
         return None
     dest = args.cache or args.train + ".cache"
-    if (os.path.isfile(args.train) and _is_cache(dest)
-            and os.path.getmtime(dest) >= os.path.getmtime(args.train)):
+    if (args.weights is None and os.path.isfile(args.train) and _is_cache(dest)
+            and os.path.getmtime(dest) >= os.path.getmtime(args.train)):  # with --weights: always converted
         cache = _open_cache(dest, block_bytes)
         if args.n_features is None or cache.n_features == args.n_features:
             _status(args, f"using the cache {dest} (newer than {args.train})")
             return cache
     start = time.perf_counter()
-    cache = _convert(args.train, dest, args.n_features, block_bytes)
+    cache = _convert(args.train, dest, args.n_features, block_bytes, weights=args.weights)
     _status(args, f"converted {args.train} to the cache {dest} ({time.perf_counter() - start:.2f} s)")
     return cache
 
@@ -389,6 +407,7 @@ def _train(args, model, stream) -> int:
                   f"({time.perf_counter() - start:.2f} s)")
     if X.shape[0] == 0:
         raise CliError(f"cannot read data file {args.train}: no rows", EXIT_DATA)
+    sample_weight = None if args.weights is None else _load_weights(args.weights, X.shape[0], args.train)
     eval_set = None
     if args.valid is not None:
         X_val, y_val = _load_data(args.valid, args.n_features)
@@ -411,7 +430,20 @@ def _train(args, model, stream) -> int:
                 raise CliError(f"{args.valid}: labels {', '.join(f'{v:g}' for v in unknown[:5])} are not among "
                                f"the training labels {labels[0]:g}, {labels[1]:g}", EXIT_DATA)
     _status(args, f"training {cls.__name__} for {_epochs(model)}, {X.shape[1]} features")
-    return _fit_and_save(args, model, X, y, eval_set)
+    return _fit_and_save(args, model, X, y, eval_set, sample_weight)
+
+
+def _load_weights(path: str, n_rows: int, data: str):
+    """The sample weights of the --weights file: one per line, as many as DATA has rows."""
+    from .cache import read_weights_file
+
+    _input_kind(path, "weights file")
+    try:
+        return read_weights_file(path, n_rows)
+    except (ValueError, OSError) as exc:
+        message = _describe(exc)
+        raise CliError(message if message.startswith(path) else f"cannot read weights file {path}: {message}"
+                       f" ({data} has {n_rows} rows)", EXIT_DATA) from exc
 
 
 def _make_model(args):
@@ -419,6 +451,10 @@ def _make_model(args):
     from . import estimators
 
     signature = MODEL_TYPES[args.model_type]
+    if args.task == "classification":  # the classifiers also take class_weight
+        signature = SIGNATURES[f"{args.model_type}_classifier"]
+    elif hasattr(args, "class_weight"):
+        raise CliError("--class-weight applies to --task classification only", EXIT_USAGE)
     other = sorted(cli_given(args) - set(signature.names))
     if other:
         flags = ", ".join(BY_NAME[name].cli for name in other)
@@ -470,10 +506,10 @@ def _train_from_cache(args, cache) -> int:
     return _fit_and_save(args, model, cache, None, eval_set)
 
 
-def _fit_and_save(args, model, X, y, eval_set) -> int:
+def _fit_and_save(args, model, X, y, eval_set, sample_weight=None) -> int:
     start = time.perf_counter()
     try:
-        model.fit(X, y, eval_set=eval_set)
+        model.fit(X, y, sample_weight=sample_weight, eval_set=eval_set)
     except FloatingPointError as exc:
         raise CliError(_describe(exc), EXIT_FAILURE) from exc
     except (ValueError, TypeError) as exc:

@@ -161,6 +161,28 @@ def _cache_files(X, y):
     return [f if isinstance(f, CacheFile) else CacheFile(f) for f in X]
 
 
+def _weight_partitions(sample_weight, X, n_parts: int):
+    """The delayed blocks of sample_weight (a 1-D dask array or Series partitioned like X), or None."""
+    if sample_weight is None:
+        return None
+    if isinstance(sample_weight, da.Array):
+        if sample_weight.ndim != 1:
+            raise ValueError(f"sample_weight must be 1-D, got a dask array of shape {sample_weight.shape}")
+        if isinstance(X, da.Array) and sample_weight.chunks[0] != X.chunks[0]:
+            raise ValueError(f"X and sample_weight have different row chunks ({_short(X.chunks[0])} vs "
+                             f"{_short(sample_weight.chunks[0])}); rechunk sample_weight alike")
+        blocks = list(sample_weight.to_delayed())
+    elif _is_series(sample_weight):
+        blocks = list(sample_weight.to_delayed())
+    else:
+        raise TypeError(f"sample_weight must be a dask array or Series partitioned like X, got "
+                        f"{type(sample_weight).__name__}")
+    if len(blocks) != n_parts:
+        raise ValueError(f"X has {n_parts} partitions but sample_weight has {len(blocks)}; they must be "
+                         "partitioned alike")
+    return blocks
+
+
 def _short(chunks) -> str:
     return str(tuple(chunks[:4]))[:-1] + (", ...)" if len(chunks) > 4 else ")")
 
@@ -250,13 +272,15 @@ class _DaskAFMBase(BaseEstimator):
         return type(self)(**copy.deepcopy(params), client=client)
 
     # ------------------------------------------------------------------ public API
-    def fit(self, X, y=None):
+    def fit(self, X, y=None, sample_weight=None):
         """Train for `n_epochs` epochs. Returns self.
 
         X, y: dask collections: X a dask array (numpy or scipy.sparse chunks) or a dask DataFrame of numeric
         columns (one dense feature each), y a dask array or Series with the same partitions as X. Or X a list
         of cache files (paths or fastafm.CacheFile, written by fastafm.convert; each file is one partition,
         read by the worker it is assigned to, so the paths must be valid on the workers) and y None.
+        sample_weight: a dask array or Series of one weight per row, partitioned like X (each row's loss times
+        its weight, docs/model.md); with cache files None, their weights sections are used.
         """
         kind = _registry.kind(self._local_class)
         values = {name: getattr(self, name) for name in SIGNATURES["dask"].names}
@@ -266,8 +290,12 @@ class _DaskAFMBase(BaseEstimator):
         caches = _cache_files(X, y)
         if caches is None:
             x_blocks, y_blocks, n_features, sizes = _partitions(X, y, classifier)
+            w_blocks = _weight_partitions(sample_weight, X, len(x_blocks))
         else:
-            x_blocks, y_blocks = caches, caches
+            if sample_weight is not None:
+                raise ValueError("sample_weight must be None when X is a list of cache files: their weights are "
+                                 "stored in them (fastafm.convert(..., weights=...))")
+            x_blocks, y_blocks, w_blocks = caches, caches, None
             n_features, sizes = max(c.n_features for c in caches), [c.n_rows for c in caches]
         client = _get_client(self.client)
         nthreads = client.nthreads()
@@ -283,7 +311,8 @@ class _DaskAFMBase(BaseEstimator):
         for addr, (start, stop) in zip(workers, runs):
             if caches is None:
                 task = dask.delayed(dist.load_shard, pure=True)(x_blocks[start:stop], y_blocks[start:stop], start,
-                                                                n_features, classifier)
+                                                                n_features, classifier,
+                                                                None if w_blocks is None else w_blocks[start:stop])
                 shards.append(client.compute(task, workers=[addr], allow_other_workers=False))
             else:
                 shards.append(client.submit(dist.load_cache_shard, caches[start:stop], start, n_features,
@@ -293,6 +322,9 @@ class _DaskAFMBase(BaseEstimator):
         n_local = [int(s["n_rows"]) for s in summaries]
         if sum(n_local) == 0:
             raise ValueError("X has 0 rows; at least one row is required")
+        weight_total = sum(float(s["weight_sum"]) for s in summaries)
+        if not weight_total > 0:
+            raise ValueError("sample_weight is all zero: at least one row must have a positive weight")
         state = init_state(kind.spec(local_values, n_features), self.optimizer, self.init_std, self.random_state)
         if classifier:
             try:
@@ -307,7 +339,7 @@ class _DaskAFMBase(BaseEstimator):
         else:
             state.label_range = (min(s["y_min"] for s in summaries if "y_min" in s),
                                  max(s["y_max"] for s in summaries if "y_max" in s))
-        self._train(client, kind, local_values, state, shards, workers, n_local, nthreads)
+        self._train(client, kind, local_values, state, shards, workers, n_local, nthreads, weight_total)
         self.n_features_in_ = n_features
         self.n_workers_ = len(workers)
         self._local_ = kind.build(local_values, state)
@@ -376,7 +408,7 @@ class _DaskAFMBase(BaseEstimator):
         raise TypeError(f"X must be a dask.array.Array or a dask.dataframe.DataFrame, got {type(X).__name__} (for "
                         "data in memory use .to_local().predict(X))")
 
-    def _train(self, client, kind, values, local, shards, workers, n_local, nthreads):
+    def _train(self, client, kind, values, local, shards, workers, n_local, nthreads, weight_total=None):
         """The epochs: sync rounds of train_round on every worker and a merge on the first worker. `local` is
         the training state of the local model (fastafm._state), updated at the end."""
         spec = local.spec
@@ -410,7 +442,9 @@ class _DaskAFMBase(BaseEstimator):
                     f"training diverged in epoch {epoch + 1}: the loss or a parameter became NaN or infinite. "
                     f"Try a smaller learning_rate (now {self.learning_rate}), or scale the feature values down")
             del before
-            record = {"epoch": epoch + 1, "train_loss": summary["loss_sum"] / max(summary["rows"], 1),
+            # The mean loss per unit of weight (an epoch trains every row: its total weight is weight_total).
+            per = summary["rows"] if weight_total is None else weight_total
+            record = {"epoch": epoch + 1, "train_loss": summary["loss_sum"] / max(per, 1e-300),
                       "seconds": time.perf_counter() - epoch_start}
             local.history.append(record)
             local.n_epochs_done += 1

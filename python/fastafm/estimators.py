@@ -25,6 +25,7 @@ from ._targets import (class_cache_targets, class_targets, eval_targets, regress
                        regression_targets)
 from ._validation import as_csr, check_kernel_memory, check_memory, check_threads, csr_arrays
 from ._warm_start import warm_start_params
+from ._weights import cache_class_weights, check_sample_weight, class_row_weights, combine
 from .cache import as_cache
 from .persistence import save_model
 
@@ -137,7 +138,7 @@ class _Base(BaseEstimator):
 
     # ------------------------------------------------------------------ public API
     @_exclusive
-    def fit(self, X, y=None, eval_set=None, init=None):
+    def fit(self, X, y=None, sample_weight=None, eval_set=None, init=None):
         """Train from scratch for at most `n_epochs` epochs.
 
         Parameters
@@ -148,8 +149,13 @@ class _Base(BaseEstimator):
             whole (docs/cache.md); its labels are in the file.
         y : array-like, shape (n_rows,)
             Regression targets, or two class labels for the classifier; None (and only None) with a cache.
-        eval_set : tuple (X_eval, y_eval) or list of one such tuple, optional
-            Evaluated after every epoch; the metrics go to `history_`. With `early_stopping="auto"` (the
+        sample_weight : array-like, shape (n_rows,), optional
+            Weight of each row's loss (finite, >= 0, not all 0; None: all 1), multiplied with the classifiers'
+            `class_weight`. How it meets the mini-batch sum and L2: docs/model.md ("Sample weights"). With a
+            validation_fraction split the held-out rows keep their weights for the evaluation. None with a
+            cache: its weights are in the file (`fastafm.convert(..., weights=...)`).
+        eval_set : tuple (X_eval, y_eval) or (X_eval, y_eval, sample_weight_eval), or a list of one, optional
+            Evaluated after every epoch (weighted metrics with a third element); the metrics go to `history_`. With `early_stopping="auto"` (the
             default) or True, early stopping watches `early_stopping_metric` on it; without it, early stopping
             holds out `validation_fraction` of the training rows instead (docs/accuracy.md).
         init : fitted FMRegressor/FMClassifier (or AFM estimator), or dict with "w0", "w", "V", optional
@@ -161,7 +167,7 @@ class _Base(BaseEstimator):
         kind = _registry.kind(type(self))
         values = self._validated(kind)
         metric = check_metric(self.early_stopping_metric, self._metrics, type(self).__name__)
-        rows, n_features, labels = self._rows(X, y, fitting=True)
+        rows, n_features, labels = self._rows(X, y, fitting=True, sample_weight=sample_weight)
         evaluation = self._prepare_eval_set(eval_set, n_features, labels.get("classes"))
         stopping = self._early_stopping_on(rows.n_rows, evaluation is not None)
         if stopping and evaluation is None:
@@ -204,14 +210,14 @@ class _Base(BaseEstimator):
         rng = _split_generator(self.random_state)
         fraction = float(self.validation_fraction)
         if isinstance(rows, CacheRows):
-            rows, X_val, y_val = rows.hold_out(fraction, int(rng.integers(0, 2**63 - 1)))
-            return rows, (X_val, y_val)
-        rows, X_val, y_enc = rows.hold_out(fraction, rng, stratify=kind.classifier)
+            rows, X_val, y_val, w_val = rows.hold_out(fraction, int(rng.integers(0, 2**63 - 1)))
+            return rows, (X_val, y_val, w_val)
+        rows, X_val, y_enc, w_val = rows.hold_out(fraction, rng, stratify=kind.classifier)
         if "label_range" in labels:  # the range of the rows trained on (a cache: its header's, of all rows)
             labels["label_range"] = (float(rows.targets.min()), float(rows.targets.max()))
         if kind.classifier:  # the encoded +-1 targets back to the labels the evaluation compares
-            return rows, (X_val, labels["classes"][(y_enc > 0).astype(int)])
-        return rows, (X_val, y_enc)
+            return rows, (X_val, labels["classes"][(y_enc > 0).astype(int)], w_val)
+        return rows, (X_val, y_enc, w_val)
 
     def _pretrain_fm(self, kind, values, rows, n_features, labels, evaluation, stopping, metric) -> TrainingState:
         """The training state of an FM fitted on `rows` (the paper's warm start of AFM): this estimator's
@@ -250,21 +256,32 @@ class _Base(BaseEstimator):
         return best_of(state.history, metric) if evaluation is not None else (None, float("nan"))
 
     @_exclusive
-    def partial_fit(self, X, y=None, classes=None):
+    def partial_fit(self, X, y=None, classes=None, sample_weight=None):
         """One more epoch over (X, y), continuing from the current parameters and optimizer state
         (initialising them first if the model is not fitted yet). `classes` (classifier only, optional): the
         two labels, for a first batch that may hold only one of them. X may be a CacheFile (y None): one
-        epoch streamed from it."""
+        epoch streamed from it. `sample_weight`: as for fit (a class_weight dict applies too; "balanced"
+        is refused, one batch's class counts are not the data's)."""
         kind = _registry.kind(type(self))
         if not hasattr(self, "training_state_"):
             values = self._validated(kind)
-            rows, n_features, labels = self._rows(X, y, fitting=True, classes=classes)
+            rows, n_features, labels = self._rows(X, y, fitting=True, classes=classes, sample_weight=sample_weight,
+                                                  partial=True)
             self._new_state(kind, values, n_features, labels)
         else:
-            rows, _, _ = self._rows(X, y, fitting=False, classes=classes)
+            if kind.classifier:
+                validate({"class_weight": self.class_weight}, ("class_weight",))
+            rows, _, _ = self._rows(X, y, fitting=False, classes=classes, sample_weight=sample_weight, partial=True)
         state = self.training_state_
         train(state, rows, 1, self._settings(kind, state), [History(self.verbose)], self.verbose)
         return self
+
+    def _score_inputs(self, X, sample_weight):
+        """(CSR X, float64 weights or None) for score: the weights checked as fit checks them (finite, >= 0,
+        not all 0), so that score refuses what fit refuses (scikit-learn's score takes negative weights)."""
+        X = self._predict_rows(X, self._fitted_state())
+        w = check_sample_weight(sample_weight, X.shape[0])
+        return X, None if w is None else np.broadcast_to(np.asarray(sample_weight, np.float64), w.shape)
 
     def decision_function(self, X) -> np.ndarray:
         """Raw model output y(x) (the logit for the classifier), float64 of shape (n_rows,)."""
@@ -372,9 +389,10 @@ class _Base(BaseEstimator):
                             attention=state.spec.attention)
         return X
 
-    def _rows(self, X, y, fitting, classes=None):
+    def _rows(self, X, y, fitting, classes=None, sample_weight=None, partial=False):
         """The training rows of fit/partial_fit: (row source, n_features, label facts), from a CSR-able X and
-        its y or from a cache (y None). Not fitting: X must have the fitted model's width."""
+        its y (and sample_weight, times the class weights) or from a cache (y None, its own weights). Not
+        fitting: X must have the fitted model's width."""
         cache = as_cache(X)
         if cache is None:
             if fitting:
@@ -382,9 +400,21 @@ class _Base(BaseEstimator):
             else:
                 X = as_csr(X, n_features=self.n_features_in_, owner=type(self).__name__)
             y_enc, labels = self._targets(y, X.shape[0], fitting, classes)
-            return InMemoryRows(X, y_enc), X.shape[1], labels
+            weights = check_sample_weight(sample_weight, X.shape[0])
+            if getattr(self, "class_weight", None) is not None:
+                found = labels["classes"] if fitting else self.classes_
+                row_labels = np.asarray(found)[(y_enc > 0).astype(int)]
+                # The product in float64 from the weights as given, rounded to float32 once.
+                given = None if weights is None else np.broadcast_to(np.asarray(sample_weight, np.float64),
+                                                                     weights.shape)
+                weights = combine(given, class_row_weights(self.class_weight, row_labels, found, partial))
+            return InMemoryRows(X, y_enc, weights), X.shape[1], labels
         if y is not None:
             raise ValueError("y must be None when X is a CacheFile: the labels are read from the cache")
+        if sample_weight is not None:
+            raise ValueError("sample_weight must be None when X is a CacheFile: a cache's weights are stored in it "
+                             "(fastafm.convert(..., weights=...))")
+
         if cache.n_rows == 0:
             raise ValueError(f"{cache.path}: the cache has 0 rows; at least one row is required")
         if cache.n_features == 0:
@@ -393,21 +423,27 @@ class _Base(BaseEstimator):
             raise ValueError(f"{cache.path} has {cache.n_features} features, but {type(self).__name__} is expecting "
                              f"{self.n_features_in_} features as input")
         encode, labels = self._cache_targets(cache, fitting, classes)
-        return CacheRows(cache, encode), cache.n_features, labels
+        class_weights = None
+        if getattr(self, "class_weight", None) is not None:
+            found = labels["classes"] if fitting else self.classes_
+            class_weights = cache_class_weights(self.class_weight, cache, found, partial)
+        return CacheRows(cache, encode, class_weights=class_weights), cache.n_features, labels
 
     def _prepare_eval_set(self, eval_set, n_features, classes=None):
         if eval_set is None:
             return None
         if isinstance(eval_set, list):
             if len(eval_set) != 1:
-                raise ValueError("eval_set must be one (X, y) tuple or a list holding one")
+                raise ValueError("eval_set must be one (X, y) or (X, y, sample_weight) tuple or a list holding one")
             eval_set = eval_set[0]
-        if not isinstance(eval_set, tuple) or len(eval_set) != 2:
-            raise ValueError("eval_set must be a tuple (X_eval, y_eval)")
+        if not isinstance(eval_set, tuple) or len(eval_set) not in (2, 3):
+            raise ValueError("eval_set must be a tuple (X_eval, y_eval) or (X_eval, y_eval, sample_weight_eval)")
         X_eval = as_csr(eval_set[0], name="eval_set X", n_features=n_features, owner=type(self).__name__)
         # regression targets, or labels of the fitted classes (strings too; an unknown label cannot be scored)
         y_eval = eval_targets(eval_set[1], X_eval.shape[0], classes)
-        return X_eval, y_eval
+        w_eval = None if len(eval_set) == 2 else check_sample_weight(eval_set[2], X_eval.shape[0],
+                                                                      name="eval_set sample_weight")
+        return X_eval, y_eval, w_eval
 
 
 class _AFM(_Base):
@@ -485,9 +521,15 @@ class _Regression(_Base):
         """Predicted values, float64 of shape (n_rows,)."""
         return self.decision_function(X)
 
-    def _evaluate(self, state, X_eval, y_eval):
+    def score(self, X, y, sample_weight=None) -> float:
+        """R² of the predictions (scikit-learn's r2_score), rows weighted by `sample_weight`."""
+        X, w = self._score_inputs(X, sample_weight)
+        return super().score(X, y, sample_weight=w)
+
+    def _evaluate(self, state, X_eval, y_eval, w_eval=None):
         pred = self._decision(state, X_eval)
-        return {"eval_rmse": metrics.rmse(y_eval, pred, clip=state.label_range), "eval_mae": metrics.mae(y_eval, pred)}
+        return {"eval_rmse": metrics.rmse(y_eval, pred, clip=state.label_range, sample_weight=w_eval),
+                "eval_mae": metrics.mae(y_eval, pred, sample_weight=w_eval)}
 
 
 class _Classification(_Base):
@@ -520,10 +562,16 @@ class _Classification(_Base):
         positive = self.decision_function(X) > 0
         return self.classes_[positive.astype(int)]
 
-    def _evaluate(self, state, X_eval, y_eval):
+    def score(self, X, y, sample_weight=None) -> float:
+        """Accuracy (scikit-learn's accuracy_score), rows weighted by `sample_weight`."""
+        X, w = self._score_inputs(X, sample_weight)
+        return super().score(X, y, sample_weight=w)
+
+    def _evaluate(self, state, X_eval, y_eval, w_eval=None):
         z = self._decision(state, X_eval)
         y01 = (np.asarray(y_eval) == state.classes[1]).astype(np.float64)
-        return {"eval_logloss": metrics.log_loss(y01, _probabilities(z)[:, 1]), "eval_auc": metrics.roc_auc(y01, z)}
+        return {"eval_logloss": metrics.log_loss(y01, _probabilities(z)[:, 1], sample_weight=w_eval),
+                "eval_auc": metrics.roc_auc(y01, z, sample_weight=w_eval)}
 
 
 def _probabilities(z: np.ndarray) -> np.ndarray:
@@ -621,9 +669,43 @@ class AFMRegressor(_Regression, RegressorMixin, _AFM):
 class AFMClassifier(_Classification, ClassifierMixin, _AFM):
     """Attentional Factorization Machine for binary classification (logistic loss, e.g. click-through rate).
 
-    Takes the same parameters as AFMRegressor. Labels may be any two values ({0, 1}, {-1, 1}, strings);
-    `classes_[1]` is the positive class.
+    Takes the same parameters as AFMRegressor, and `class_weight`. Labels may be any two values ({0, 1},
+    {-1, 1}, strings); `classes_[1]` is the positive class.
+
+    class_weight : None, "balanced" or dict {label: weight}, default None
+        As scikit-learn (sklearn.utils.class_weight.compute_sample_weight): each row's loss times its class's
+        weight, and times its `sample_weight`; "balanced" gives class c the weight n_rows / (2 * count(c)) over
+        the rows `fit` trains on (before a validation_fraction split); a dict gives the listed classes their
+        weights and the others 1 (a label that is not a class is a ValueError). `partial_fit` takes a dict,
+        not "balanced". From a CacheFile the class weights multiply the cache's stored weights ("balanced"
+        counts the classes over the whole cache).
     """
+
+    def __init__(
+        self,
+        embedding_dim=64,
+        attention_dim=64,
+        dropout=0.5,
+        attention_l2=2.0,
+        l2=0.0,
+        learning_rate=0.1,
+        optimizer="adagrad",
+        batch_size=128,
+        n_epochs=20,
+        init_std=0.01,
+        attention=True,
+        n_threads=0,
+        random_state=None,
+        verbose=0,
+        early_stopping="auto",
+        validation_fraction=0.1,
+        n_iter_no_change=2,
+        tol=0.0,
+        early_stopping_metric=None,
+        pretrain="fm",
+        class_weight=None,
+    ):
+        store(self, locals())
 
 
 
@@ -643,7 +725,30 @@ class FMRegressor(_Regression, RegressorMixin, _FM):
 
 
 class FMClassifier(_Classification, ClassifierMixin, _FM):
-    """Factorization Machine for binary classification (logistic loss); see FMRegressor and AFMClassifier."""
+    """Factorization Machine for binary classification (logistic loss); see FMRegressor and AFMClassifier (class_weight
+    included)."""
+
+    def __init__(
+        self,
+        embedding_dim=64,
+        dropout=0.5,
+        l2=0.0,
+        learning_rate=0.05,
+        optimizer="adagrad",
+        batch_size=128,
+        n_epochs=20,
+        init_std=0.01,
+        n_threads=0,
+        random_state=None,
+        verbose=0,
+        early_stopping="auto",
+        validation_fraction=0.1,
+        n_iter_no_change=2,
+        tol=0.0,
+        early_stopping_metric=None,
+        class_weight=None,
+    ):
+        store(self, locals())
 
 
 for _cls, _loss, _family in ((AFMRegressor, "squared", "afm"), (AFMClassifier, "logistic", "afm"),

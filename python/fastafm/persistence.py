@@ -96,6 +96,27 @@ def _array_bytes(arr: np.ndarray) -> memoryview:
     return memoryview(np.ascontiguousarray(arr, dtype="<f4")).cast("B")
 
 
+def _class_weight_json(value):
+    """class_weight in JSON: a dict as a list of [label, weight] pairs (JSON keys would turn labels into
+    strings); None and "balanced" as they are."""
+    if isinstance(value, dict):
+        return {"pairs": [[_label(k), float(v)] for k, v in value.items()]}
+    return value
+
+
+def _class_weight_from_json(value, where: str):
+    if isinstance(value, dict):
+        pairs = value.get("pairs")
+        if not isinstance(pairs, list):
+            raise ModelFileError(f"{where}: class_weight {value!r} is not a list of [label, weight] pairs")
+        _check(set(value) == {"pairs"}
+               and all(isinstance(p, list) and len(p) == 2 and isinstance(p[0], (str, int, float, bool))
+                       and isinstance(p[1], (int, float)) and not isinstance(p[1], bool) for p in pairs),
+               where, f"class_weight {value!r} is not a list of [label, weight] pairs")
+        return {p[0]: float(p[1]) for p in pairs}
+    return value
+
+
 def _label(value):
     if isinstance(value, np.generic):
         return value.item()
@@ -117,7 +138,8 @@ def save_model(model, path) -> None:
         "format": FORMAT,
         "version": VERSION,
         "class": type(model).__name__,
-        "hyperparameters": {k: _jsonable(v) for k, v in model.get_params().items()},
+        "hyperparameters": {k: _class_weight_json(v) if k == "class_weight" else _jsonable(v)
+                            for k, v in model.get_params().items()},
         "n_features_in": int(state.spec.n_features),
         "n_epochs_done": int(state.n_epochs_done),
         "history": state.history,
@@ -334,6 +356,8 @@ def _load(fh, where: str):
             _check(all(isinstance(digests.get(k), str) for k in keys), where, "the metadata has no checksums")
         _check_meta(meta, kind, where)
         hyperparameters = meta["hyperparameters"]
+        if "class_weight" in hyperparameters:  # files before class_weight have none: the default, None
+            hyperparameters["class_weight"] = _class_weight_from_json(hyperparameters["class_weight"], where)
         try:
             model = kind.cls(**hyperparameters)
             values = {name: getattr(model, name) for name in kind.signature.names}

@@ -352,20 +352,40 @@ def pair_attention(params: Params, X, attention: bool = True):
     return pair_indptr, pos, wts
 
 
-def touched_features(X) -> np.ndarray:
-    """``T(B)``: the sorted distinct feature ids stored in ``X`` (explicit zeros included)."""
-    _, indices, _, _ = _csr_arrays(X)
+def touched_features(X, sample_weight=None) -> np.ndarray:
+    """``T(B)``: the sorted distinct feature ids stored in ``X`` (explicit zeros included), in the rows of
+    positive weight when ``sample_weight`` is given (a row of weight 0 touches nothing)."""
+    indptr, indices, _, n_rows = _csr_arrays(X)
+    if sample_weight is not None:
+        keep = np.repeat(_weights(sample_weight, n_rows) > 0, np.diff(indptr))
+        indices = indices[keep]
     return np.unique(indices).astype(np.int64)
 
 
-def touched_l2(X, touched, l2: float, frequency_l2: float = 0.0, feature_counts=None) -> np.ndarray:
+def _weights(sample_weight, n_rows: int) -> np.ndarray:
+    """Per-row weights as float64 (all ones for None); finite and >= 0."""
+    if sample_weight is None:
+        return np.ones(n_rows)
+    w = np.asarray(sample_weight, dtype=np.float64).reshape(-1)
+    if w.shape[0] != n_rows:
+        raise ValueError(f"sample_weight has {w.shape[0]} entries, X has {n_rows} rows")
+    if not np.all(np.isfinite(w)) or np.any(w < 0):
+        raise ValueError("sample_weight must be finite and >= 0")
+    return w
+
+
+def touched_l2(X, touched, l2: float, frequency_l2: float = 0.0, feature_counts=None,
+               sample_weight=None) -> np.ndarray:
     """The L2 strength of each id of ``touched`` (= T(B)) in this batch: ``l2 + frequency_l2·c_iB / n_i²``,
-    ``c_iB`` the id's stored occurrences in X, ``n_i = max(feature_counts[i], c_iB)`` (docs/model.md)."""
+    ``c_iB`` the id's stored occurrences in X (in rows of positive weight), ``n_i = max(feature_counts[i], c_iB)``
+    (docs/model.md)."""
     lam = np.full(touched.shape[0], float(l2))
     if frequency_l2 > 0.0:
         if feature_counts is None:
             raise ValueError("frequency_l2 > 0 needs feature_counts")
-        _, indices, _, _ = _csr_arrays(X)
+        indptr, indices, _, n_rows = _csr_arrays(X)
+        if sample_weight is not None:  # a row of weight 0 touches nothing (touched_features)
+            indices = indices[np.repeat(_weights(sample_weight, n_rows) > 0, np.diff(indptr))]
         c = np.bincount(indices, minlength=int(X.shape[1]))[touched].astype(np.float64)
         n = np.maximum(np.asarray(feature_counts, dtype=np.float64)[touched], c)
         lam += float(frequency_l2) * c / (n * n)
@@ -380,12 +400,13 @@ def _regularizer(params: Params, touched, attention_l2: float, lam) -> float:
 
 
 def objective(params: Params, X, y, loss: str = "squared", attention: bool = True,
-              attention_l2: float = 0.0, l2: float = 0.0, dropout_mask=None, frequency_l2: float = 0.0,
-              feature_counts=None) -> float:
+              attention_l2: float = 0.0, l2: float = 0.0, dropout_mask=None, sample_weight=None,
+              frequency_l2: float = 0.0, feature_counts=None) -> float:
     """Mini-batch objective ``J(B)`` of ``docs/model.md``.
 
-    The loss is summed (not averaged) over rows; the attention L2 term is added
-    once; the embedding/linear L2 term covers only the touched features ``T(B)``.
+    The loss is summed (not averaged) over rows, each row's times its weight;
+    the attention L2 term is added once; the embedding/linear L2 term covers
+    only the touched features ``T(B)`` (of the rows with positive weight).
 
     Parameters
     ----------
@@ -400,6 +421,8 @@ def objective(params: Params, X, y, loss: str = "squared", attention: bool = Tru
     l2 : float, default=0.0
         L2 on ``w`` and ``V`` rows in ``T(B)``.
     dropout_mask : ndarray of shape (n_rows, k) or None
+    sample_weight : array-like of shape (n_rows,) or None
+        Weight of each row's loss (finite, >= 0); None: all 1.
     frequency_l2 : float, default=0.0
         L2 on the rows in ``T(B)`` scaled by ``c_iB / n_i²`` (see `touched_l2`).
     feature_counts : array of shape (n_features,) or None
@@ -411,16 +434,17 @@ def objective(params: Params, X, y, loss: str = "squared", attention: bool = Tru
     """
     n_rows = int(X.shape[0])
     t = _targets(y, n_rows, loss)
+    w = _weights(sample_weight, n_rows)
     y_pred = forward(params, X, attention=attention, dropout_mask=dropout_mask)
     losses, _ = _loss_and_grad(y_pred, t, loss)
-    touched = touched_features(X)
-    lam = touched_l2(X, touched, l2, frequency_l2, feature_counts)
-    return float(np.sum(losses)) + _regularizer(params, touched, attention_l2, lam)
+    touched = touched_features(X, None if sample_weight is None else w)
+    lam = touched_l2(X, touched, l2, frequency_l2, feature_counts, sample_weight)
+    return float(np.sum(w * losses)) + _regularizer(params, touched, attention_l2, lam)
 
 
 def gradients(params: Params, X, y, loss: str = "squared", attention: bool = True,
-              attention_l2: float = 0.0, l2: float = 0.0, dropout_mask=None, frequency_l2: float = 0.0,
-              feature_counts=None):
+              attention_l2: float = 0.0, l2: float = 0.0, dropout_mask=None, sample_weight=None,
+              frequency_l2: float = 0.0, feature_counts=None):
     """Objective ``J(B)`` and its analytic gradient with respect to every parameter.
 
     Parameters are as for :func:`objective`.
@@ -435,6 +459,7 @@ def gradients(params: Params, X, y, loss: str = "squared", attention: bool = Tru
     n_rows = int(X.shape[0])
     k = params.embedding_dim
     t = _targets(y, n_rows, loss)
+    weight = _weights(sample_weight, n_rows)
     d = _dropout_rows(dropout_mask, n_rows, k)
     W, h, p, V = params.W, params.h, params.p, params.V
 
@@ -444,8 +469,9 @@ def gradients(params: Params, X, y, loss: str = "squared", attention: bool = Tru
     for i, row in _rows(params, X, attention):
         y_hat = _predict_row(params, row, d[i])
         l_i, g = _loss_and_grad(np.float64(y_hat), t[i], loss)
-        total_loss += float(l_i)
-        g = float(g)
+        # The row's loss times its weight: every gradient below scales with g, so it carries the weight.
+        total_loss += float(weight[i] * l_i)
+        g = float(weight[i] * g)
 
         # Output layer and linear part.  np.add.at so repeated ids accumulate.
         c = g * p * d[i]                                   # ∂ℓ/∂q   (k,)
@@ -474,8 +500,8 @@ def gradients(params: Params, X, y, loss: str = "squared", attention: bool = Tru
         np.add.at(G.V, ir, dE * V[is_] * row.xx[:, None])
         np.add.at(G.V, is_, dE * V[ir] * row.xx[:, None])
 
-    touched = touched_features(X)
-    lam = touched_l2(X, touched, l2, frequency_l2, feature_counts)
+    touched = touched_features(X, sample_weight)
+    lam = touched_l2(X, touched, l2, frequency_l2, feature_counts, sample_weight)
     G.W += attention_l2 * W
     G.V[touched] += lam[:, None] * V[touched]
     G.w[touched] += lam * params.w[touched]

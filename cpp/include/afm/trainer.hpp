@@ -82,16 +82,18 @@ public:
     // n_i of every feature (the rows' occurrence counts) for cfg.frequency_l2; viewed, not copied.
     void set_feature_counts(const float* counts) { counts_ = counts; }
 
-    // One epoch over the rows order[0..n_order) of X (targets y), in batches of cfg.batch_size.
-    EpochResult run_epoch(const CsrView& X, const float* y, const int64_t* order, int64_t n_order,
-                          const ProgressHook* hook = nullptr);
+    // One epoch over the rows order[0..n_order) of X (targets y), in batches of cfg.batch_size. `weights`
+    // (one finite weight >= 0 per row of X, or nullptr for all 1) multiplies each row's loss and gradient; a
+    // row of weight 0 touches no feature (docs/model.md, "Sample weights").
+    EpochResult run_epoch(const CsrView& X, const float* y, const float* weights, const int64_t* order,
+                          int64_t n_order, const ProgressHook* hook = nullptr);
 
     // Gradient of J over the given rows of X as one batch; the model is not changed.
-    void batch_gradients(const CsrView& X, const float* y, const int64_t* rows, int64_t n_rows, bool use_dropout,
-                         BatchGradients& out);
+    void batch_gradients(const CsrView& X, const float* y, const float* weights, const int64_t* rows, int64_t n_rows,
+                         bool use_dropout, BatchGradients& out);
 
 private:
-    void use_rows(const CsrView& X, const float* y);  // binds X and sizes the block scratch for its rows
+    void use_rows(const CsrView& X, const float* y, const float* weights);  // binds X, sizes the block scratch
     void prepare_buffers(const int64_t* order, int64_t n_order);
     void batch_offsets(const int64_t* rows, int64_t nb);                    // one thread
     void batch_slots(const int64_t* rows, int64_t nb);                      // one thread
@@ -112,6 +114,7 @@ private:
     CsrView X_;
     const float* y_ = nullptr;
     const float* counts_ = nullptr;      // n_i per feature (frequency_l2)
+    const float* w_ = nullptr;           // per-row sample weights of X_, nullptr: all 1
     TrainConfig cfg_;
     const IsaKernels& isa_;
     int n_threads_;
