@@ -288,9 +288,10 @@ TABLE: tuple = (
 )
 BY_NAME = {hp.name: hp for hp in TABLE}
 
-_COMMON = ("embedding_dim", "dropout", "l2", "frequency_l2", "learning_rate", "optimizer", "batch_size", "n_epochs", "init_std")
-_AFM = ("embedding_dim", "attention_dim", "dropout", "attention_l2", "l2", "frequency_l2", "learning_rate", "optimizer",
-        "batch_size", "n_epochs", "init_std", "attention", "n_threads", "random_state", "verbose")
+_COMMON = ("embedding_dim", "dropout", "l2", "frequency_l2", "learning_rate", "optimizer", "batch_size", "n_epochs",
+           "init_std")
+_AFM = ("embedding_dim", "attention_dim", "dropout", "attention_l2", "l2", "frequency_l2", "learning_rate",
+        "optimizer", "batch_size", "n_epochs", "init_std", "attention", "n_threads", "random_state", "verbose")
 _EARLY_STOPPING = ("early_stopping", "validation_fraction", "n_iter_no_change", "tol", "early_stopping_metric")
 
 
