@@ -301,9 +301,13 @@ def test_workers_stream_cache_files_in_blocks(client, planted, tmp_path):
     init = fastafm.AFMRegressor(embedding_dim=8, attention_dim=8, n_epochs=0, optimizer="sgd", random_state=0)
     state = dist.State(dict(init.fit(X[:10], y[:10]).training_state_.params), {})
     settings = dict(loss="squared", optimizer="sgd", attention=True, learn_projection=True, dropout=0.0,
-                    attention_l2=0.0, l2=0.0, learning_rate=0.01, batch_size=64, n_threads=1)
+                    attention_l2=0.0, l2=0.0, frequency_l2=0.0, learning_rate=0.01, batch_size=64, n_threads=1)
     update = dist.train_round(shard, order, state, 100, 700, settings, 1, 0)  # spans several blocks
     assert update.rows == 600 and np.isfinite(update.loss_sum)
+    # frequency_l2's n_i: the worker's whole shard, read block by block
+    np.testing.assert_array_equal(shard.feature_counts, np.bincount(X[:2000].indices, minlength=X.shape[1]))
+    regularised = dist.train_round(shard, order, state, 100, 700, {**settings, "frequency_l2": 50.0}, 1, 0)
+    assert not np.array_equal(regularised.params["V"], update.params["V"])
     # one buffer for the largest block: 128 rows of 4 non-zeros (planted: 4 fields), never the 2000-row shard
     assert shard.nbytes_buffer() == 8 * 129 + 128 * 4 * (4 + 4) + 4 * 128
     # what Dask spills or sends is the file list, not the buffer; the copy reads its blocks again
