@@ -36,6 +36,8 @@ CONFIGS: dict = {
     # 2 epochs without improvement on the eval_set (then `patience=2`).
     "afm-patience2": ("afm", {"n_iter_no_change": 2, "pretrain": None}),
     "fm-patience2": ("fm", {"n_iter_no_change": 2}),
+    # The defaults before frequency_l2 (issue 12, item 2): the runs named afm-defaults until then.
+    "afm-freq0 (before)": ("afm", {"frequency_l2": 0.0}),
     "torch-adam-1e-2": ("torch", {"lr": 1e-2}),
     "torch-adam-3e-3": ("torch", {"lr": 3e-3}),
     "torch-adam-1e-3": ("torch", {"lr": 1e-3}),

@@ -52,13 +52,14 @@ def to_core(params) -> dict:
 
 
 def core_config(loss="squared", attention=True, attention_l2=0.0, l2=0.0, dropout=0.0, n_threads=1, lr=0.05,
-                optimizer="adagrad", seed=0, epoch=0, batch_size=128):
+                optimizer="adagrad", seed=0, epoch=0, batch_size=128, frequency_l2=0.0):
     cfg = _core.TrainConfig()
     cfg.loss = getattr(_core.Loss, loss)
     cfg.optimizer = getattr(_core.Optimizer, optimizer)
     cfg.attention = attention
     cfg.attention_l2 = attention_l2
     cfg.l2 = l2
+    cfg.frequency_l2 = frequency_l2
     cfg.dropout = dropout
     cfg.n_threads = n_threads
     cfg.learning_rate = lr

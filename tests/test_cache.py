@@ -280,7 +280,8 @@ def test_progress_counts_all_rows_of_the_epoch(planted, capsys):
     rows = _streaming.CacheRows(blocks, lambda labels: labels)
     state = model.training_state_
     settings = core_settings(model.get_params(), "squared", True, True)
-    rows.run_epoch(state, _engine.CoreTrainer(state, settings), calls.append)
+    trainer = _engine.CoreTrainer(state, settings, rows.feature_counts(state.spec.n_features))
+    rows.run_epoch(state, trainer, calls.append)
     assert calls[-1] == 3000 and calls == sorted(calls) and len(calls) >= 5  # at least once per block
     fastafm.AFMRegressor(**dict(SMALL, n_epochs=1, verbose=1)).fit(blocks)
     assert "epoch   1  train_loss=" in capsys.readouterr().out

@@ -303,13 +303,20 @@ def test_workers_stream_cache_files_in_blocks(client, planted, tmp_path):
     init = fastafm.AFMRegressor(embedding_dim=8, attention_dim=8, n_epochs=0, optimizer="sgd", random_state=0)
     state = dist.State(dict(init.fit(X[:10], y[:10]).training_state_.params), {})
     settings = dict(loss="squared", optimizer="sgd", attention=True, learn_projection=True, dropout=0.0,
-                    attention_l2=0.0, l2=0.0, learning_rate=0.01, batch_size=64, n_threads=1)
-    key = dist.new_replica(state, "test-stream")
-    try:
-        update = dist.train_round(shard, order, key, None, 100, 700, settings, 1, 0)  # spans several blocks
-    finally:
-        dist.drop_replica(key)
+                    attention_l2=0.0, l2=0.0, frequency_l2=0.0, learning_rate=0.01, batch_size=64, n_threads=1)
+    updates = {}
+    for strength in (0.0, 50.0):
+        key = dist.new_replica(state, f"test-stream-{strength}")
+        try:  # spans several blocks
+            updates[strength] = dist.train_round(shard, order, key, None, 100, 700,
+                                                 {**settings, "frequency_l2": strength}, 1, 0)
+        finally:
+            dist.drop_replica(key)
+    update = updates[0.0]
     assert update.rows == 600 and np.isfinite(update.loss_sum)
+    # frequency_l2's n_i: the worker's whole shard, read block by block
+    np.testing.assert_array_equal(shard.feature_counts, np.bincount(X[:2000].indices, minlength=X.shape[1]))
+    assert not np.array_equal(updates[50.0].params["V"], update.params["V"])
     # one buffer for the largest block: 128 rows of 4 non-zeros (planted: 4 fields), never the 2000-row shard
     assert shard.nbytes_buffer() == 8 * 129 + 128 * 4 * (4 + 4) + 4 * 128
     # what Dask spills or sends is the file list, not the buffer; the copy reads its blocks again

@@ -65,6 +65,52 @@ def test_batch_gradients_match_reference(rng, k, t, loss, attention, regularised
     assert_close(got["w"], want.w[touched], "w")
 
 
+@pytest.mark.parametrize("loss", ["squared", "logistic"])
+@pytest.mark.parametrize("n_threads", [1, 2])
+def test_frequency_l2_gradients_match_reference(rng, loss, n_threads):
+    """frequency_l2's share c_iB / max(n_i, c_iB)^2 per touched id, with repeated ids (c_iB > 1), counts below
+    the batch's occurrences (clamped) and ids of count 0 that the batch touches."""
+    k, t, n_features = 8, 5, 13
+    X = random_csr(rng, EDGE_NNZ + list(rng.integers(0, 8, size=10)), n_features=n_features)
+    y = rng.normal(size=X.shape[0]) if loss == "squared" else rng.choice([-1.0, 1.0], size=X.shape[0])
+    params = random_params(rng, n_features, k, t)
+    occurrences = np.bincount(X.indices, minlength=n_features)
+    counts = (occurrences * rng.choice([0.0, 0.5, 1.0, 3.0], size=n_features)).astype(np.float32)
+    assert np.any((counts < occurrences) & (occurrences > 0)) and np.any(counts > occurrences)
+    rows = np.arange(X.shape[0], dtype=np.int64)
+    regs = dict(l2=0.1, frequency_l2=4.0)
+    got = _core.batch_gradients(to_core(params), *csr_arrays(X), y.astype(np.float32), rows,
+                                core_config(loss=loss, n_threads=n_threads, **regs), feature_counts=counts)
+    want_obj, want = reference.gradients(params, X, y, loss=loss, feature_counts=counts, **regs)
+    without_obj, without = reference.gradients(params, X, y, loss=loss, l2=0.1)
+    assert got["objective"] == pytest.approx(want_obj, rel=1e-5)
+    assert abs(want_obj - without_obj) > 1e-2 * abs(want_obj)  # the term is large enough to be seen
+    touched = got["touched"]
+    assert_close(got["V"], want.V[touched], "V")
+    assert_close(got["w"], want.w[touched], "w")
+    assert np.max(np.abs(want.V[touched] - without.V[touched])) > 1e-2
+
+
+def test_frequency_l2_needs_valid_counts(rng):
+    X = random_csr(rng, [3, 2, 4], n_features=6)
+    params = to_core(random_params(rng, 6, 4, 3))
+    y, rows = np.zeros(3, np.float32), np.arange(3, dtype=np.int64)
+    cfg = core_config(frequency_l2=1.0)
+    with pytest.raises(ValueError, match="frequency_l2 > 0 needs feature_counts"):
+        _core.batch_gradients(params, *csr_arrays(X), y, rows, cfg)
+    with pytest.raises(ValueError, match="frequency_l2 > 0 needs feature_counts"):
+        _core.Trainer(params, {"G": {n: np.zeros_like(a) for n, a in params.items()}}, cfg)
+    for bad, error, match in ((np.ones(5, np.float32), ValueError, "feature_counts has shape"),
+                              (np.ones(6), TypeError, "feature_counts must have dtype float32"),
+                              (np.array([1, 1, np.nan, 1, 1, 1], np.float32), ValueError, r"feature_counts\[2\]"),
+                              (-np.ones(6, np.float32), ValueError, r"feature_counts\[0\] must be finite and >= 0")):
+        with pytest.raises(error, match=match):
+            _core.batch_gradients(params, *csr_arrays(X), y, rows, cfg, feature_counts=bad)
+    cfg.frequency_l2 = float("nan")
+    with pytest.raises(ValueError, match="frequency_l2 must be finite"):
+        _core.batch_gradients(params, *csr_arrays(X), y, rows, cfg, feature_counts=np.ones(6, np.float32))
+
+
 @pytest.mark.parametrize("rho", [0.2, 0.6])
 def test_dropout_gradients_use_the_documented_mask(rng, rho):
     k, t, n_features = 8, 6, 10

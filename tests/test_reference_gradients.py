@@ -142,20 +142,24 @@ def test_inputs_avoid_relu_kinks_and_attention_is_nontrivial():
 # --------------------------------------------------------------------------- #
 # gradient check
 # --------------------------------------------------------------------------- #
+# n_i of frequency_l2: feature 4 occurs 3 times in ROWS but is given 2 (clamped to 3), feature 7 never.
+FEATURE_COUNTS = np.array([9.0, 3.0, 4.0, 1.0, 2.0, 6.0, 2.0, 0.0])
+
 CASES = list(itertools.product(
     ["squared", "logistic"],            # loss
     [True, False],                      # attention
-    [(0.0, 0.0), (0.7, 0.3)],           # (attention_l2, l2)
+    [(0.0, 0.0, 0.0), (0.7, 0.3, 0.0), (0.7, 0.3, 5.0), (0.0, 0.0, 5.0)],  # (attention_l2, l2, frequency_l2)
     [False, True],                      # dropout mask
 ))
 
 
 @pytest.mark.parametrize("loss,attention,regs,use_dropout", CASES)
 def test_gradients_match_finite_differences(loss, attention, regs, use_dropout):
-    attention_l2, l2 = regs
+    attention_l2, l2, frequency_l2 = regs
     X, params, y = make_csr(ROWS), make_params(), targets(loss)
     mask = DROPOUT_MASK if use_dropout else None
-    kw = dict(loss=loss, attention=attention, attention_l2=attention_l2, l2=l2, dropout_mask=mask)
+    kw = dict(loss=loss, attention=attention, attention_l2=attention_l2, l2=l2, dropout_mask=mask,
+              frequency_l2=frequency_l2, feature_counts=FEATURE_COUNTS)
     assert np.min(np.abs(all_z(params, X))) > Z_MARGIN
 
     J, grads = ref.gradients(params, X, y, **kw)
@@ -426,3 +430,33 @@ def test_init_params_follows_the_table():
     assert c.V[0, 0] != p.V[0, 0]
     # Flat round trip.
     np.testing.assert_array_equal(p.from_flat(p.to_flat()).to_flat(), p.to_flat())
+
+
+def test_frequency_l2_strength_per_touched_id():
+    """l2 + frequency_l2 * c_iB / max(n_i, c_iB)^2, c_iB counted over stored entries (explicit zeros too)."""
+    X = make_csr(ROWS)
+    touched = ref.touched_features(X)
+    lam = ref.touched_l2(X, touched, 0.25, 4.0, FEATURE_COUNTS)
+    occurrences = {0: 2, 1: 2, 2: 3, 3: 2, 4: 3, 5: 3, 6: 2}
+    want = [0.25 + 4.0 * c / max(FEATURE_COUNTS[i], c) ** 2 for i, c in occurrences.items()]
+    np.testing.assert_allclose(lam, want, rtol=1e-15)
+    with pytest.raises(ValueError, match="feature_counts"):
+        ref.touched_l2(X, touched, 0.0, 1.0, None)
+
+
+def test_frequency_l2_sums_to_one_over_n_per_epoch():
+    """With n_i counted over the epoch's rows, an id's shares over the epoch's batches add up to 1/n_i,
+    whatever the batching: the penalty is per parameter, not per occurrence or per batch."""
+    rng = np.random.default_rng(3)
+    X = make_csr(ROWS * 5)
+    counts = np.bincount(X.indices, minlength=N_FEATURES).astype(np.float64)
+    for batch in (1, 4, 7, 30):
+        order = rng.permutation(X.shape[0])
+        total = np.zeros(N_FEATURES)
+        for b0 in range(0, X.shape[0], batch):
+            part = X[np.sort(order[b0:b0 + batch])]
+            touched = ref.touched_features(part)
+            total[touched] += ref.touched_l2(part, touched, 0.0, 1.0, counts)
+        seen = counts > 0
+        np.testing.assert_allclose(total[seen], 1.0 / counts[seen], rtol=1e-12)
+        assert np.all(total[~seen] == 0.0)

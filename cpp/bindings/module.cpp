@@ -163,6 +163,8 @@ void check_config(const afm::TrainConfig& c) {
     if (!(c.dropout >= 0.0f && c.dropout < 1.0f)) throw py::value_error("dropout must be in [0, 1)");
     if (!(c.attention_l2 >= 0.0f) || !(c.l2 >= 0.0f) || !std::isfinite(c.attention_l2) || !std::isfinite(c.l2))
         throw py::value_error("L2 strengths must be finite and >= 0");
+    if (!(c.frequency_l2 >= 0.0f) || !std::isfinite(c.frequency_l2))
+        throw py::value_error("frequency_l2 must be finite and >= 0");
     if (c.batch_size <= 0) throw py::value_error("batch_size must be positive");
     if (c.n_threads < 0) throw py::value_error("n_threads must be >= 0");
 }
@@ -210,6 +212,21 @@ py::tuple libfm_tuple(const afm::LibfmData& data) {
 }
 
 // A Trainer with the arrays it views (kept alive) and a guard against two threads training it at once.
+// The n_i of config.frequency_l2: float32 (n_features,), finite and >= 0; required when frequency_l2 > 0.
+const float* feature_counts(const py::object& counts, const afm::TrainConfig& cfg, int64_t n_features) {
+    if (counts.is_none()) {
+        if (cfg.frequency_l2 > 0.0f)
+            throw py::value_error("frequency_l2 > 0 needs feature_counts (each feature's occurrences in the rows)");
+        return nullptr;
+    }
+    const py::array a = py::reinterpret_borrow<py::array>(counts);
+    const float* c = checked<float>(a, "feature_counts", {n_features});
+    for (int64_t i = 0; i < n_features; ++i)
+        if (!(c[i] >= 0.0f) || !std::isfinite(c[i]))
+            throw py::value_error("feature_counts[" + std::to_string(i) + "] must be finite and >= 0");
+    return c;
+}
+
 struct PyTrainer {
     afm::ModelView m;
     std::vector<py::object> keep;
@@ -282,6 +299,7 @@ PYBIND11_MODULE(_core, mod) {
         .def_readwrite("dropout", &afm::TrainConfig::dropout)
         .def_readwrite("attention_l2", &afm::TrainConfig::attention_l2)
         .def_readwrite("l2", &afm::TrainConfig::l2)
+        .def_readwrite("frequency_l2", &afm::TrainConfig::frequency_l2)
         .def_readwrite("learning_rate", &afm::TrainConfig::learning_rate)
         .def_readwrite("batch_size", &afm::TrainConfig::batch_size)
         .def_readwrite("seed", &afm::TrainConfig::seed)
@@ -292,44 +310,54 @@ PYBIND11_MODULE(_core, mod) {
         "train_epoch",
         [](const py::dict& params, const py::dict& state, const py::array& indptr, const py::array& indices,
            const py::array& values, const py::array& y, const py::array& order, const afm::TrainConfig& cfg,
-           const py::object& progress, double progress_interval, const py::object& weights) {
+           const py::object& progress, double progress_interval, const py::object& weights,
+           const py::object& counts) {
             check_config(cfg);
             check_labels(y, cfg.loss);
             afm::ModelView m = model_view(params, "params", true);
             afm::OptimizerState opt = optimizer_state(state, cfg.optimizer, m, nullptr);
+            const float* n_i = feature_counts(counts, cfg, m.n_features);
             std::unique_ptr<afm::Trainer> trainer;
             {
                 py::gil_scoped_release nogil;
                 trainer = std::make_unique<afm::Trainer>(m, opt, cfg);
+                trainer->set_feature_counts(n_i);
             }
             return run_epoch(*trainer, m, indptr, indices, values, y, order, progress, progress_interval, weights);
         },
         "params"_a, "state"_a, "indptr"_a, "indices"_a, "values"_a, "y"_a, "order"_a, "config"_a,
         "progress"_a = py::none(), "progress_interval"_a = 0.1, "weights"_a = py::none(),
+        "feature_counts"_a = py::none(),
         "Train one epoch in place over the rows `order` (mini-batches of config.batch_size). `state` holds the\n"
         "optimizer's slots, {slot: dict of arrays shaped like params}: {} for sgd, {'G': ...} for adagrad.\n"
         "Returns a dict with loss_sum (summed data loss), n_rows, n_batches, stopped and diverged (a batch's\n"
         "loss was not finite: the epoch stopped before that batch's update). Every `progress_interval`\n"
         "seconds, between batches, pending signals are handled (KeyboardInterrupt is raised after the batch in\n"
         "progress) and `progress(rows_done)` is called; returning False stops the epoch. `weights` (float32,\n"
-        "one finite weight >= 0 per row of X, or None for all 1) multiplies each row's loss and gradient.");
+        "one finite weight >= 0 per row of X, or None for all 1) multiplies each row's loss and gradient.\n"
+        "`feature_counts` (float32, n_features): each feature's n_i for config.frequency_l2 (required when\n"
+        "it is > 0).");
 
     py::class_<PyTrainer>(mod, "Trainer",
                           "The core's trainer of one fit: it views `params` and the optimizer `state` (updated in\n"
                           "place) and keeps its work memory across train_epoch calls (an epoch, or one block of a\n"
                           "streamed cache), growing it only for longer rows.")
-        .def(py::init([](const py::dict& params, const py::dict& state, const afm::TrainConfig& cfg) {
+        .def(py::init([](const py::dict& params, const py::dict& state, const afm::TrainConfig& cfg,
+                         const py::object& counts) {
                  check_config(cfg);
                  auto self = std::make_unique<PyTrainer>();
                  self->loss = cfg.loss;
                  self->m = model_view(params, "params", true);
                  keep_arrays(params, &self->keep);
                  afm::OptimizerState opt = optimizer_state(state, cfg.optimizer, self->m, &self->keep);
+                 const float* n_i = feature_counts(counts, cfg, self->m.n_features);
+                 self->keep.push_back(counts);  // viewed by the core for the Trainer's life
                  py::gil_scoped_release nogil;
                  self->trainer = std::make_unique<afm::Trainer>(self->m, opt, cfg);
+                 self->trainer->set_feature_counts(n_i);
                  return self;
              }),
-             "params"_a, "state"_a, "config"_a)
+             "params"_a, "state"_a, "config"_a, "feature_counts"_a = py::none())
         .def(
             "train_epoch",
             [](PyTrainer& self, const py::array& indptr, const py::array& indices, const py::array& values,
@@ -396,10 +424,11 @@ PYBIND11_MODULE(_core, mod) {
         "batch_gradients",
         [](const py::dict& params, const py::array& indptr, const py::array& indices, const py::array& values,
            const py::array& y, const py::array& rows, const afm::TrainConfig& cfg, bool use_dropout,
-           const py::object& weights) {
+           const py::object& weights, const py::object& counts) {
             check_config(cfg);
             check_labels(y, cfg.loss);
             afm::ModelView m = model_view(params, "params", false);
+            const float* n_i = feature_counts(counts, cfg, m.n_features);
             afm::CsrView X = csr_view(indptr, indices, values, m.n_features);
             const float* yp = checked<float>(y, "y", {X.n_rows});
             const float* wp = row_weights(weights, X.n_rows);
@@ -409,6 +438,7 @@ PYBIND11_MODULE(_core, mod) {
             {
                 py::gil_scoped_release nogil;
                 afm::Trainer trainer(m, afm::OptimizerState{}, cfg);  // computes gradients only: no slots
+                trainer.set_feature_counts(n_i);
                 trainer.batch_gradients(X, yp, wp, rp, n, use_dropout, g);
             }
             const py::ssize_t k = m.k, t = m.t, nt = static_cast<py::ssize_t>(g.touched.size());
@@ -421,7 +451,7 @@ PYBIND11_MODULE(_core, mod) {
                             "touched"_a = touched, "V"_a = to_array(g.dV, {nt, k}), "w"_a = to_array(g.dw, {nt}));
         },
         "params"_a, "indptr"_a, "indices"_a, "values"_a, "y"_a, "rows"_a, "config"_a, "use_dropout"_a = false,
-        "weights"_a = py::none(),
+        "weights"_a = py::none(), "feature_counts"_a = py::none(),
         "Objective J and its gradient over `rows` taken as one mini-batch (the training step's own code path),\n"
         "each row's loss times its `weights` entry (None: all 1).\n"
         "Sparse gradients are given for the distinct `touched` ids only (rows of V and w).");

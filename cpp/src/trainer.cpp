@@ -267,12 +267,21 @@ void Trainer::sparse_gradient(int64_t s, float* dv, float* dw_out) const {
         for (int f2 = 0; f2 < k; ++f2) dv[f2] += src[f2];
         dw += dw_nz_[nz];
     }
-    if (cfg_.l2 > 0.0f) {
+    const float l2 = l2_of_slot(s);
+    if (l2 > 0.0f) {
         const float* v = m_.V + static_cast<int64_t>(f) * k;
-        for (int f2 = 0; f2 < k; ++f2) dv[f2] += cfg_.l2 * v[f2];
-        dw += cfg_.l2 * m_.w[f];
+        for (int f2 = 0; f2 < k; ++f2) dv[f2] += l2 * v[f2];
+        dw += l2 * m_.w[f];
     }
     *dw_out = dw;
+}
+
+float Trainer::l2_of_slot(int64_t s) const {
+    if (cfg_.frequency_l2 <= 0.0f || !counts_) return cfg_.l2;
+    // c_iB / n_i^2 per batch sums to 1 / n_i over an epoch; n_i < c_iB (counts of other rows) is clamped.
+    const float c = static_cast<float>(slot_ptr_[s + 1] - slot_ptr_[s]);
+    const float n = std::max(counts_[touched_[s]], c);
+    return cfg_.l2 + cfg_.frequency_l2 * (c / n) / n;
 }
 
 void Trainer::step(float* ModelView::*param, int64_t off, const float* grad, int64_t n) const {
@@ -471,7 +480,7 @@ void Trainer::batch_gradients(const CsrView& X, const float* y, const float* wei
     cfg_.batch_size = static_cast<int>(saved_bs);
 
     const double obj = sum_chunks(loss_, dense_, n_chunks_, total_);
-    double regW = 0.0, regV = 0.0;
+    double regW = 0.0, regV = 0.0;  // regV: sum over touched ids of l2_of_slot * (||V[i]||^2 + w[i]^2)
     for (int64_t e = 0; e < static_cast<int64_t>(m_.t) * k; ++e) regW += static_cast<double>(m_.W[e]) * m_.W[e];
     out.touched.assign(touched_.begin(), touched_.begin() + n_touched_);
     out.dV.assign(static_cast<size_t>(n_touched_) * k, 0.0f);
@@ -480,11 +489,12 @@ void Trainer::batch_gradients(const CsrView& X, const float* y, const float* wei
         const feature_t f = touched_[s];
         sparse_gradient(s, out.dV.data() + s * k, &out.dw[s]);
         const float* v = m_.V + static_cast<int64_t>(f) * k;
-        for (int f2 = 0; f2 < k; ++f2) regV += static_cast<double>(v[f2]) * v[f2];
-        regV += static_cast<double>(m_.w[f]) * m_.w[f];
+        double sq = static_cast<double>(m_.w[f]) * m_.w[f];
+        for (int f2 = 0; f2 < k; ++f2) sq += static_cast<double>(v[f2]) * v[f2];
+        regV += static_cast<double>(l2_of_slot(s)) * sq;
         slot_of_feature_[f] = -1;
     }
-    out.objective = obj + 0.5 * cfg_.attention_l2 * regW + 0.5 * cfg_.l2 * regV;
+    out.objective = obj + 0.5 * cfg_.attention_l2 * regW + 0.5 * regV;
     out.dense = total_;
 }
 

@@ -133,6 +133,12 @@ class TrainConfig:
     def epoch(self, arg0: typing.SupportsInt | typing.SupportsIndex) -> None:
         ...
     @property
+    def frequency_l2(self) -> float:
+        ...
+    @frequency_l2.setter
+    def frequency_l2(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
     def l2(self) -> float:
         ...
     @l2.setter
@@ -162,7 +168,7 @@ class Trainer:
     place) and keeps its work memory across train_epoch calls (an epoch, or one block of a
     streamed cache), growing it only for longer rows.
     """
-    def __init__(self, params: dict, state: dict, config: TrainConfig) -> None:
+    def __init__(self, params: dict, state: dict, config: TrainConfig, feature_counts: typing.Any = None) -> None:
         ...
     def train_epoch(self, indptr: numpy.ndarray, indices: numpy.ndarray, values: numpy.ndarray, y: numpy.ndarray, order: numpy.ndarray, seed: typing.SupportsInt | typing.SupportsIndex, epoch: typing.SupportsInt | typing.SupportsIndex, progress: typing.Any = None, progress_interval: typing.SupportsFloat | typing.SupportsIndex = 0.1, weights: typing.Any = None) -> dict:
         """
@@ -177,7 +183,7 @@ def adagrad_update_(theta: numpy.ndarray, accum: numpy.ndarray, grad: numpy.ndar
     """
     In place: accum += grad**2; theta -= learning_rate * grad / sqrt(accum).
     """
-def batch_gradients(params: dict, indptr: numpy.ndarray, indices: numpy.ndarray, values: numpy.ndarray, y: numpy.ndarray, rows: numpy.ndarray, config: TrainConfig, use_dropout: bool = False, weights: typing.Any = None) -> dict:
+def batch_gradients(params: dict, indptr: numpy.ndarray, indices: numpy.ndarray, values: numpy.ndarray, y: numpy.ndarray, rows: numpy.ndarray, config: TrainConfig, use_dropout: bool = False, weights: typing.Any = None, feature_counts: typing.Any = None) -> dict:
     """
     Objective J and its gradient over `rows` taken as one mini-batch (the training step's own code path),
     each row's loss times its `weights` entry (None: all 1).
@@ -244,7 +250,7 @@ def supported_isas() -> list[str]:
     """
     Instruction sets this build and CPU can use, best first.
     """
-def train_epoch(params: dict, state: dict, indptr: numpy.ndarray, indices: numpy.ndarray, values: numpy.ndarray, y: numpy.ndarray, order: numpy.ndarray, config: TrainConfig, progress: typing.Any = None, progress_interval: typing.SupportsFloat | typing.SupportsIndex = 0.1, weights: typing.Any = None) -> dict:
+def train_epoch(params: dict, state: dict, indptr: numpy.ndarray, indices: numpy.ndarray, values: numpy.ndarray, y: numpy.ndarray, order: numpy.ndarray, config: TrainConfig, progress: typing.Any = None, progress_interval: typing.SupportsFloat | typing.SupportsIndex = 0.1, weights: typing.Any = None, feature_counts: typing.Any = None) -> dict:
     """
     Train one epoch in place over the rows `order` (mini-batches of config.batch_size). `state` holds the
     optimizer's slots, {slot: dict of arrays shaped like params}: {} for sgd, {'G': ...} for adagrad.
@@ -253,5 +259,7 @@ def train_epoch(params: dict, state: dict, indptr: numpy.ndarray, indices: numpy
     seconds, between batches, pending signals are handled (KeyboardInterrupt is raised after the batch in
     progress) and `progress(rows_done)` is called; returning False stops the epoch. `weights` (float32,
     one finite weight >= 0 per row of X, or None for all 1) multiplies each row's loss and gradient.
+    `feature_counts` (float32, n_features): each feature's n_i for config.frequency_l2 (required when
+    it is > 0).
     """
 __version__: str

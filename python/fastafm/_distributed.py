@@ -35,7 +35,7 @@ import scipy.sparse as sp
 
 from . import _core
 from ._engine import make_config
-from ._streaming import block_seed
+from ._streaming import block_seed, feature_occurrences
 from ._validation import as_csr, as_targets, check_class_labels, column_or_1d, csr_arrays
 from ._weights import check_sample_weight
 
@@ -60,6 +60,14 @@ class Shard:
     def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The (indptr, indices, values) arrays the core takes, converted once per shard, not per round."""
         return csr_arrays(self.X)
+
+    @functools.cached_property
+    def feature_counts(self) -> np.ndarray:
+        """frequency_l2's n_i over the shard's rows of positive weight (each worker regularises by its own shard's
+        counts)."""
+        indptr, indices, _ = self.arrays
+        mask = None if self.w is None else self.w > 0
+        return feature_occurrences(indptr, indices, self.X.shape[1], mask).astype(np.float32)
 
 
 @dataclass
@@ -258,6 +266,20 @@ class StreamShard:
         return StreamShard(self.caches, self.first_file, self.n_features, self.classifier,
                            self.positive if positive is None else positive,
                            self.holdout if holdout is None else holdout)
+
+    @functools.cached_property
+    def feature_counts(self) -> np.ndarray:
+        """frequency_l2's n_i over the shard's trained rows (held-out rows and rows of weight 0 excluded): one
+        pass over its blocks, once per worker."""
+        counts = np.zeros(self.n_features, dtype=np.int64)
+        for b in range(len(self.blocks)):
+            indptr, indices = self.block(b)[:2]
+            mask = ~self.held_mask(b)
+            w = block_weights(self, b)
+            if w is not None:
+                mask &= w > 0
+            counts += feature_occurrences(indptr, indices, self.n_features, mask)
+        return counts.astype(np.float32)
 
     def nbytes_buffer(self) -> int:
         return 0 if self._buffers is None else sum(a.nbytes for a in self._buffers.values())
@@ -555,6 +577,7 @@ def train_round(shard: Shard | StreamShard, order, key: str, delta: Optional[Del
     params, slots = model.params, model.slots
     start = time.perf_counter()
     loss, touched = 0.0, []
+    counts = shard.feature_counts if float(settings["frequency_l2"]) > 0.0 else None
     if isinstance(shard, StreamShard):
         ends = np.cumsum(order.sizes)
         for i in range(int(np.searchsorted(ends, lo, side="right")), len(ends)):
@@ -566,13 +589,13 @@ def train_round(shard: Shard | StreamShard, order, key: str, delta: Optional[Del
             rows = order.rows(i)[max(lo - first, 0):hi - first]
             cfg = make_config(settings, block_seed(seed, shard.blocks[b][3]), epoch)
             loss += float(_core.train_epoch(params, slots, indptr, indices, values, y, rows, cfg,
-                                            weights=block_weights(shard, b))["loss_sum"])
+                                            weights=block_weights(shard, b), feature_counts=counts)["loss_sum"])
             touched.append(_row_ids(indptr, indices, rows))
         n_rows = hi - lo
     else:
         rows = order[lo:hi]
         res = _core.train_epoch(params, slots, *shard.arrays, shard.y, rows, make_config(settings, seed, epoch),
-                                weights=shard.w)
+                                weights=shard.w, feature_counts=counts)
         loss = float(res["loss_sum"])
         indptr, indices, _ = shard.arrays
         touched.append(_row_ids(indptr, indices, rows))

@@ -24,6 +24,7 @@ def make_config(settings: dict, seed: int, epoch: int) -> _core.TrainConfig:
     cfg.dropout = float(settings["dropout"])
     cfg.attention_l2 = float(settings["attention_l2"])
     cfg.l2 = float(settings["l2"])
+    cfg.frequency_l2 = float(settings["frequency_l2"])
     cfg.learning_rate = float(settings["learning_rate"])
     cfg.batch_size = int(settings["batch_size"])
     cfg.n_threads = int(settings["n_threads"])
@@ -34,12 +35,14 @@ def make_config(settings: dict, seed: int, epoch: int) -> _core.TrainConfig:
 
 class CoreTrainer:
     """The core's Trainer for one fit of `state` (its work memory lives across epochs and streamed blocks).
-    `run` trains one row set in place with the dropout stream (seed, the state's current epoch)."""
+    `run` trains one row set in place with the dropout stream (seed, the state's current epoch).
+    `feature_counts`: the n_i of frequency_l2 (the occurrences of each feature in the rows of this call)."""
 
-    def __init__(self, state: TrainingState, settings: dict) -> None:
+    def __init__(self, state: TrainingState, settings: dict, feature_counts=None) -> None:
         self.state = state
         self._trainer = _core.Trainer(state.params, state.slots, make_config(settings, state.dropout_seed,
-                                                                               state.n_epochs_done))
+                                                                               state.n_epochs_done),
+                                      feature_counts=feature_counts)
 
     def run(self, indptr, indices, values, y, order, seed: int, progress=None, weights=None) -> dict:
         return self._trainer.train_epoch(indptr, indices, values, y, order, seed=int(seed),
@@ -66,7 +69,9 @@ def train(state: TrainingState, rows, n_epochs: int, settings: dict, callbacks=(
     rows.check_memory(state.spec, settings)
     if n_epochs <= 0:
         return
-    trainer = CoreTrainer(state, settings)
+    # frequency_l2's n_i: over the rows this call trains (fit: the training rows; partial_fit: the rows given).
+    counts = rows.feature_counts(state.spec.n_features) if float(settings["frequency_l2"]) > 0.0 else None
+    trainer = CoreTrainer(state, settings, counts)
     saved = state.snapshot()  # the rollback buffers: allocated once per call, refilled every epoch
     for _ in range(n_epochs):
         epoch = state.n_epochs_done + 1

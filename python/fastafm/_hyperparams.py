@@ -229,6 +229,10 @@ TABLE: tuple = (
                    "L2 λ on the attention weights W, once per mini-batch (AFM only)", "--attention-l2", "LAMBDA",
                    core=True),
     Hyperparameter("l2", 0.0, Float(0.0), "L2 on the rows of V and w a mini-batch touches", "--l2", "L2", core=True),
+    Hyperparameter("frequency_l2", 1.0, Float(0.0),
+                   "L2 on V and w by frequency: per epoch id i pays frequency_l2 / (2 n_i) · (‖V[i]‖² + w[i]²), "
+                   "n_i its occurrences in the training rows (rare ids shrink, frequent ones barely)",
+                   "--frequency-l2", "L2", core=True),
     Hyperparameter("learning_rate", 0.1, Float(0.0, low_open=True),
                    "step size (the batch loss is a **sum** over rows)", "--learning-rate", "LR", core=True),
     Hyperparameter("optimizer", "adagrad", Choice(("adagrad", "sgd")),
@@ -284,9 +288,10 @@ TABLE: tuple = (
 )
 BY_NAME = {hp.name: hp for hp in TABLE}
 
-_COMMON = ("embedding_dim", "dropout", "l2", "learning_rate", "optimizer", "batch_size", "n_epochs", "init_std")
-_AFM = ("embedding_dim", "attention_dim", "dropout", "attention_l2", "l2", "learning_rate", "optimizer",
-        "batch_size", "n_epochs", "init_std", "attention", "n_threads", "random_state", "verbose")
+_COMMON = ("embedding_dim", "dropout", "l2", "frequency_l2", "learning_rate", "optimizer", "batch_size", "n_epochs",
+           "init_std")
+_AFM = ("embedding_dim", "attention_dim", "dropout", "attention_l2", "l2", "frequency_l2", "learning_rate",
+        "optimizer", "batch_size", "n_epochs", "init_std", "attention", "n_threads", "random_state", "verbose")
 _EARLY_STOPPING = ("early_stopping", "validation_fraction", "n_iter_no_change", "tol", "early_stopping_metric")
 
 

@@ -55,6 +55,14 @@ def holdout_split(n_rows: int, fraction: float, rng: np.random.Generator, strata
     return np.flatnonzero(~mask), np.flatnonzero(mask)
 
 
+def feature_occurrences(indptr, indices, n_features: int, row_mask=None) -> np.ndarray:
+    """int64 count of each feature's stored entries in the rows of a CSR block (only rows where `row_mask` is
+    True): frequency_l2's n_i. Rows of weight 0 are left out, as the core leaves them out of a batch."""
+    if row_mask is not None:
+        indices = indices[np.repeat(np.asarray(row_mask, dtype=bool), np.diff(indptr))]
+    return np.bincount(indices, minlength=n_features)
+
+
 class InMemoryRows:
     """Rows held as a CSR matrix: one `train_epoch` call over a permutation of all rows. `weights`: the rows'
     checked float32 sample weights, or None (all 1)."""
@@ -70,6 +78,12 @@ class InMemoryRows:
     def check_memory(self, spec, settings: dict) -> None:
         check_kernel_memory(self._X, spec.embedding_dim, spec.attention_dim, int(settings["n_threads"]),
                             attention=spec.attention, batch_size=int(settings["batch_size"]))
+
+    def feature_counts(self, n_features: int) -> np.ndarray:
+        """Each feature's stored occurrences in these rows of positive weight (float32, frequency_l2's n_i)."""
+        indptr, indices, _ = self._arrays
+        mask = None if self.weights is None else self.weights > 0
+        return feature_occurrences(indptr, indices, n_features, mask).astype(np.float32)
 
     def run_epoch(self, state, trainer, progress) -> float:
         order = state.rng.permutation(self.n_rows).astype(np.int64)
@@ -195,6 +209,21 @@ class CacheRows:
                              "weight 0; early stopping needs weight on them (pass an eval_set, or set "
                              "early_stopping=False)")
         return rows, sp.vstack(parts, format="csr"), np.concatenate(labels), w_val
+
+    def feature_counts(self, n_features: int) -> np.ndarray:
+        """Each feature's stored occurrences in the rows trained (held-out rows and rows of weight 0 excluded):
+        one pass over the blocks through the epoch's buffer (float32, frequency_l2's n_i)."""
+        buffers = self._allocate()
+        counts = np.zeros(n_features, dtype=np.int64)
+        for b in range(self.starts.shape[0]):
+            start, stop = int(self.starts[b]), int(self.stops[b])
+            indptr, indices, _, labels = self.cache.read_block(start, stop, buffers)
+            mask = ~self.held_mask(b)
+            w = self.block_weights(start, stop, labels)
+            if w is not None:
+                mask &= w > 0
+            counts += feature_occurrences(indptr, indices, n_features, mask)
+        return counts.astype(np.float32)
 
     def block_order(self, rng) -> np.ndarray:
         """This epoch's order of the blocks (no draw from rng for a single block)."""

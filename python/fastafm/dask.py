@@ -308,6 +308,7 @@ class _DaskAFMBase(BaseEstimator):
         dropout=0.5,
         attention_l2=2.0,
         l2=0.0,
+        frequency_l2=1.0,
         learning_rate=0.1,
         optimizer="adagrad",
         batch_size=128,

@@ -456,6 +456,7 @@ class _AFM(_Base):
         dropout=0.5,
         attention_l2=2.0,
         l2=0.0,
+        frequency_l2=1.0,
         learning_rate=0.1,
         optimizer="adagrad",
         batch_size=128,
@@ -485,6 +486,7 @@ class _FM(_Base):
         embedding_dim=64,
         dropout=0.5,
         l2=0.0,
+        frequency_l2=1.0,
         learning_rate=0.05,
         optimizer="adagrad",
         batch_size=128,
@@ -605,7 +607,11 @@ class AFMRegressor(_Regression, RegressorMixin, _AFM):
         L2 strength λ on the attention weights W, added once per mini-batch (the paper's λ). Without it the
         attention network overfits within a few epochs on data like Frappe (docs/accuracy.md).
     l2 : float, default 0.0
-        L2 strength on the rows of V and w touched by a mini-batch.
+        L2 strength on the rows of V and w touched by a mini-batch (once per batch: frequent ids pay most).
+    frequency_l2 : float, default 1.0
+        L2 on V and w shared out by frequency: per epoch feature i pays frequency_l2 / (2 n_i) times
+        ||V[i]||^2 + w[i]^2, n_i its occurrences in the training rows, so rare ids are shrunk and frequent ones
+        barely (docs/model.md; chosen by measurement, docs/accuracy.md).
     learning_rate : float, default 0.1
         Step size; the batch loss is summed over rows (see docs/model.md).
     optimizer : {"adagrad", "sgd"}, default "adagrad"
@@ -688,6 +694,7 @@ class AFMClassifier(_Classification, ClassifierMixin, _AFM):
         dropout=0.5,
         attention_l2=2.0,
         l2=0.0,
+        frequency_l2=1.0,
         learning_rate=0.1,
         optimizer="adagrad",
         batch_size=128,
@@ -733,6 +740,7 @@ class FMClassifier(_Classification, ClassifierMixin, _FM):
         embedding_dim=64,
         dropout=0.5,
         l2=0.0,
+        frequency_l2=1.0,
         learning_rate=0.05,
         optimizer="adagrad",
         batch_size=128,

@@ -410,8 +410,11 @@ def _kind_of(meta: dict, where: str):
 
 
 def _upgrade_hyperparameters(hp: dict, kind) -> dict:
-    """Files written before early stopping was on by default (issue 12) name it `patience` (None: off) and
-    never pretrained: load them with the settings that behave as they did."""
+    """Load older files with the settings that behave as they did: files from before frequency_l2 (issue 12)
+    trained without it; files written before early stopping was on by default name it `patience` (None: off)
+    and never pretrained."""
+    if "frequency_l2" not in hp and "l2" in hp:  # files from before frequency_l2 (issue 12) trained without it
+        hp = {**hp, "frequency_l2": 0.0}
     if "patience" not in hp:
         return hp
     hp = dict(hp)

@@ -31,6 +31,7 @@ __all__ = [
     "objective",
     "gradients",
     "touched_features",
+    "touched_l2",
     "adagrad_step",
     "sgd_step",
 ]
@@ -373,15 +374,34 @@ def _weights(sample_weight, n_rows: int) -> np.ndarray:
     return w
 
 
-def _regularizer(params: Params, touched, attention_l2: float, l2: float) -> float:
-    """``(attention_l2/2)·||W||² + (l2/2)·Σ_{i∈T(B)} (||V[i]||² + w[i]²)``."""
+def touched_l2(X, touched, l2: float, frequency_l2: float = 0.0, feature_counts=None,
+               sample_weight=None) -> np.ndarray:
+    """The L2 strength of each id of ``touched`` (= T(B)) in this batch: ``l2 + frequency_l2·c_iB / n_i²``,
+    ``c_iB`` the id's stored occurrences in X (in rows of positive weight), ``n_i = max(feature_counts[i], c_iB)``
+    (docs/model.md)."""
+    lam = np.full(touched.shape[0], float(l2))
+    if frequency_l2 > 0.0:
+        if feature_counts is None:
+            raise ValueError("frequency_l2 > 0 needs feature_counts")
+        indptr, indices, _, n_rows = _csr_arrays(X)
+        if sample_weight is not None:  # a row of weight 0 touches nothing (touched_features)
+            indices = indices[np.repeat(_weights(sample_weight, n_rows) > 0, np.diff(indptr))]
+        c = np.bincount(indices, minlength=int(X.shape[1]))[touched].astype(np.float64)
+        n = np.maximum(np.asarray(feature_counts, dtype=np.float64)[touched], c)
+        lam += float(frequency_l2) * c / (n * n)
+    return lam
+
+
+def _regularizer(params: Params, touched, attention_l2: float, lam) -> float:
+    """``(attention_l2/2)·||W||² + Σ_{i∈T(B)} (lam_i/2)·(||V[i]||² + w[i]²)``, lam from `touched_l2`."""
     reg = 0.5 * attention_l2 * float(np.sum(params.W * params.W))
-    reg += 0.5 * l2 * float(np.sum(params.V[touched] ** 2) + np.sum(params.w[touched] ** 2))
+    reg += 0.5 * float(np.sum(lam * (np.sum(params.V[touched] ** 2, axis=1) + params.w[touched] ** 2)))
     return reg
 
 
 def objective(params: Params, X, y, loss: str = "squared", attention: bool = True,
-              attention_l2: float = 0.0, l2: float = 0.0, dropout_mask=None, sample_weight=None) -> float:
+              attention_l2: float = 0.0, l2: float = 0.0, dropout_mask=None, sample_weight=None,
+              frequency_l2: float = 0.0, feature_counts=None) -> float:
     """Mini-batch objective ``J(B)`` of ``docs/model.md``.
 
     The loss is summed (not averaged) over rows, each row's times its weight;
@@ -403,6 +423,10 @@ def objective(params: Params, X, y, loss: str = "squared", attention: bool = Tru
     dropout_mask : ndarray of shape (n_rows, k) or None
     sample_weight : array-like of shape (n_rows,) or None
         Weight of each row's loss (finite, >= 0); None: all 1.
+    frequency_l2 : float, default=0.0
+        L2 on the rows in ``T(B)`` scaled by ``c_iB / n_i²`` (see `touched_l2`).
+    feature_counts : array of shape (n_features,) or None
+        ``n_i``: each feature's occurrences in the rows of the fit; needed when ``frequency_l2 > 0``.
 
     Returns
     -------
@@ -414,11 +438,13 @@ def objective(params: Params, X, y, loss: str = "squared", attention: bool = Tru
     y_pred = forward(params, X, attention=attention, dropout_mask=dropout_mask)
     losses, _ = _loss_and_grad(y_pred, t, loss)
     touched = touched_features(X, None if sample_weight is None else w)
-    return float(np.sum(w * losses)) + _regularizer(params, touched, attention_l2, l2)
+    lam = touched_l2(X, touched, l2, frequency_l2, feature_counts, sample_weight)
+    return float(np.sum(w * losses)) + _regularizer(params, touched, attention_l2, lam)
 
 
 def gradients(params: Params, X, y, loss: str = "squared", attention: bool = True,
-              attention_l2: float = 0.0, l2: float = 0.0, dropout_mask=None, sample_weight=None):
+              attention_l2: float = 0.0, l2: float = 0.0, dropout_mask=None, sample_weight=None,
+              frequency_l2: float = 0.0, feature_counts=None):
     """Objective ``J(B)`` and its analytic gradient with respect to every parameter.
 
     Parameters are as for :func:`objective`.
@@ -475,10 +501,11 @@ def gradients(params: Params, X, y, loss: str = "squared", attention: bool = Tru
         np.add.at(G.V, is_, dE * V[ir] * row.xx[:, None])
 
     touched = touched_features(X, sample_weight)
+    lam = touched_l2(X, touched, l2, frequency_l2, feature_counts, sample_weight)
     G.W += attention_l2 * W
-    G.V[touched] += l2 * V[touched]
-    G.w[touched] += l2 * params.w[touched]
-    J = total_loss + _regularizer(params, touched, attention_l2, l2)
+    G.V[touched] += lam[:, None] * V[touched]
+    G.w[touched] += lam * params.w[touched]
+    J = total_loss + _regularizer(params, touched, attention_l2, lam)
     return J, G
 
 

@@ -34,6 +34,9 @@ struct TrainConfig {
     float dropout = 0.0f;       // drop ratio on the pooled pair-wise layer
     float attention_l2 = 0.0f;  // L2 on W, once per batch
     float l2 = 0.0f;            // L2 on touched rows of V and w, once per batch
+    // L2 on V and w scaled by frequency: id i's share in a batch is frequency_l2 * c_iB / n_i^2 (c_iB its
+    // occurrences in the batch, n_i in the rows of the fit), so over an epoch id i pays frequency_l2 / n_i.
+    float frequency_l2 = 0.0f;
     float learning_rate = 0.01f;
     int batch_size = 128;
     uint64_t seed = 0;          // dropout stream

@@ -79,6 +79,8 @@ public:
         cfg_.seed = seed;
         cfg_.epoch = epoch;
     }
+    // n_i of every feature (the rows' occurrence counts) for cfg.frequency_l2; viewed, not copied.
+    void set_feature_counts(const float* counts) { counts_ = counts; }
 
     // One epoch over the rows order[0..n_order) of X (targets y), in batches of cfg.batch_size. `weights`
     // (one finite weight >= 0 per row of X, or nullptr for all 1) multiplies each row's loss and gradient; a
@@ -100,6 +102,7 @@ private:
     // into total_ (no barrier after: the caller's next `single` provides it).
     void batch_compute(const int64_t* rows, int64_t nb, bool use_dropout);
     void sparse_gradient(int64_t slot, float* dv, float* dw) const;  // summed in row order, + L2
+    float l2_of_slot(int64_t slot) const;  // l2 + the frequency_l2 share of touched feature `slot`
     // One optimizer step on values [off, off + n) of the parameter `param` (and of its slots).
     void step(float* ModelView::*param, int64_t off, const float* grad, int64_t n) const;
     void batch_update();                                                    // all threads, ends with a barrier
@@ -110,6 +113,7 @@ private:
     OptimizerState opt_;
     CsrView X_;
     const float* y_ = nullptr;
+    const float* counts_ = nullptr;      // n_i per feature (frequency_l2)
     const float* w_ = nullptr;           // per-row sample weights of X_, nullptr: all 1
     TrainConfig cfg_;
     const IsaKernels& isa_;
