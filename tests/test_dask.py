@@ -184,6 +184,20 @@ def test_merge_keeps_rows_of_one_worker_and_combines_shared_rows(combine):
     assert state.params["w"][0] == 0.0  # the input state is not modified
 
 
+def test_adam_trains_on_dask_and_its_step_counts_merge_like_their_rows(client, planted):
+    """Adam on Dask: the merge takes slot "step", which holds only w and w0, with the other slots, and the
+    fitted model carries the whole state."""
+    X, y = planted
+    dX, dy = da.from_array(X.toarray(), chunks=(600, -1)), da.from_array(y, chunks=600)
+    model = DaskAFMRegressor(client=client, optimizer="adam", learning_rate=0.01, **SMALL).fit(dX, dy)
+    local = model.to_local()
+    state = local.optimizer_state()
+    assert sorted(state) == ["m", "step", "v"] and sorted(state["step"]) == ["w", "w0"]
+    assert state["step"]["w0"][0] > 0 and state["step"]["w"].max() > 0
+    assert model.history_[-1]["train_loss"] < model.history_[0]["train_loss"]
+    assert _rmse(local.predict(X), y) < 0.8 * np.std(y)
+
+
 # ---------------------------------------------------------------------------------------------- bad input
 def test_bad_input_raises_clear_errors(client, planted):
     X, y = planted

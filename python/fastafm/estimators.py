@@ -131,7 +131,9 @@ class _Base(BaseEstimator):
 
     def optimizer_state(self) -> dict:
         """A copy of the optimizer's state as named slots, {slot: {parameter name: float32 array}}: {} for
-        sgd, {"G": ...} (the sums of squared gradients) for adagrad (docs/model.md)."""
+        sgd, {"G": ...} (the sums of squared gradients) for adagrad, {"m": ..., "v": ..., "step": {"w": ...,
+        "w0": ...}} (moments, and step counts per row of V/w and of the dense parameters) for adam
+        (docs/model.md)."""
         return {slot: {name: a.copy() for name, a in arrays.items()}
                 for slot, arrays in self._fitted_state().slots.items()}
 
@@ -554,7 +556,9 @@ class AFMRegressor(_Regression, RegressorMixin, _AFM):
         L2 strength on the rows of V and w touched by a mini-batch.
     learning_rate : float, default 0.1
         Step size; the batch loss is summed over rows (see docs/model.md).
-    optimizer : {"adagrad", "sgd"}, default "adagrad"
+    optimizer : {"adagrad", "sgd", "adam"}, default "adagrad"
+        Adam is lazy and sparse: a row of V and w is updated (and its moments decayed) only in the batches
+        that touch it, bias-corrected by its own step count; beta1 0.9, beta2 0.999, eps 1e-8 (docs/model.md).
     batch_size : int, default 128
     n_epochs : int, default 20
     init_std : float, default 0.01
