@@ -36,6 +36,11 @@ CONFIGS: dict = {
     # 2 epochs without improvement on the eval_set (then `patience=2`).
     "afm-patience2": ("afm", {"n_iter_no_change": 2, "pretrain": None}),
     "fm-patience2": ("fm", {"n_iter_no_change": 2}),
+    # Each optimizer at its own default learning rate (learning_rate="auto", fastafm._hyperparams.AUTO_LEARNING_RATES).
+    "afm-sgd-defaults": ("afm", {"optimizer": "sgd"}),
+    "afm-adam-defaults": ("afm", {"optimizer": "adam"}),
+    "fm-sgd-defaults": ("fm", {"optimizer": "sgd"}),
+    "fm-adam-defaults": ("fm", {"optimizer": "adam"}),
     "torch-adam-1e-2": ("torch", {"lr": 1e-2}),
     "torch-adam-3e-3": ("torch", {"lr": 3e-3}),
     "torch-adam-1e-3": ("torch", {"lr": 1e-3}),

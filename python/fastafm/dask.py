@@ -228,7 +228,7 @@ class _DaskAFMBase(BaseEstimator):
         dropout=0.5,
         attention_l2=2.0,
         l2=0.0,
-        learning_rate=0.1,
+        learning_rate="auto",
         optimizer="adagrad",
         batch_size=128,
         n_epochs=20,
@@ -408,7 +408,8 @@ class _DaskAFMBase(BaseEstimator):
             if not summary["finite"] or not np.isfinite(summary["loss_sum"]):
                 raise FloatingPointError(
                     f"training diverged in epoch {epoch + 1}: the loss or a parameter became NaN or infinite. "
-                    f"Try a smaller learning_rate (now {self.learning_rate}), or scale the feature values down")
+                    f"Try a smaller learning_rate (now {settings[0]['learning_rate']}), or scale the feature values "
+                    "down")
             del before
             record = {"epoch": epoch + 1, "train_loss": summary["loss_sum"] / max(summary["rows"], 1),
                       "seconds": time.perf_counter() - epoch_start}
