@@ -18,6 +18,7 @@ import pandas as pd
 from distributed import Client, LocalCluster, get_client
 
 from fastafm import _distributed as dist
+from fastafm._hyperparams import AUTO_LEARNING_RATES
 from fastafm.dask import DaskAFMClassifier, DaskAFMRegressor
 
 SMALL = dict(embedding_dim=8, attention_dim=8, n_epochs=4, random_state=0, sync_rows=500)
@@ -189,11 +190,12 @@ def test_adam_trains_on_dask_and_its_step_counts_merge_like_their_rows(client, p
     fitted model carries the whole state."""
     X, y = planted
     dX, dy = da.from_array(X.toarray(), chunks=(600, -1)), da.from_array(y, chunks=600)
-    model = DaskAFMRegressor(client=client, optimizer="adam", learning_rate=0.01, **SMALL).fit(dX, dy)
+    model = DaskAFMRegressor(client=client, optimizer="adam", **SMALL).fit(dX, dy)
     local = model.to_local()
     state = local.optimizer_state()
     assert sorted(state) == ["m", "step", "v"] and sorted(state["step"]) == ["w", "w0"]
     assert state["step"]["w0"][0] > 0 and state["step"]["w"].max() > 0
+    assert model.learning_rate_ == local.learning_rate_ == AUTO_LEARNING_RATES["afm"]["adam"]  # "auto" resolved
     assert model.history_[-1]["train_loss"] < model.history_[0]["train_loss"]
     assert _rmse(local.predict(X), y) < 0.8 * np.std(y)
 

@@ -317,6 +317,7 @@ class _DaskAFMBase(BaseEstimator):
             self.label_range_ = state.label_range
         self.history_ = state.history
         self.n_epochs_done_ = state.n_epochs_done
+        self.learning_rate_ = self._local_.learning_rate_  # "auto" resolved for the optimizer
         return self
 
     def to_local(self):
@@ -461,7 +462,8 @@ class DaskAFMRegressor(RegressorMixin, _DaskAFMBase):
 
     Attributes
     ----------
-    n_features_in_, history_ (one dict per epoch: train_loss, seconds), n_epochs_done_, label_range_
+    n_features_in_, history_ (one dict per epoch: train_loss, seconds), n_epochs_done_, label_range_,
+    learning_rate_ (the learning rate used: `learning_rate`, or "auto" resolved for the optimizer)
     n_workers_ : workers that trained
     sync_stats_ : dict, what synchronisation cost: rounds, state_bytes (parameters + optimizer slots),
         bytes_up_per_round (all workers' updates), bytes_down_per_round (the averaged state to the other
