@@ -114,6 +114,25 @@ def verdicts(name: str, configs: dict, base_rate: float | None) -> list:
     return lines + [""]
 
 
+OPTIMIZER_CONFIGS = {"afm": ("afm-defaults", "afm-sgd-defaults", "afm-adam-defaults"),
+                     "fm": ("fm-defaults", "fm-sgd-defaults", "fm-adam-defaults")}
+
+
+def optimizer_table(runs: dict) -> list:
+    """Each optimizer at its default learning rate (adagrad is the default optimizer): the test loss per set."""
+    lines = ["## Optimizers at their default learning rates", "",
+             "`learning_rate=\"auto\"` (fastafm._hyperparams.AUTO_LEARNING_RATES); the mean over the seeds run "
+             "(their number in brackets); log loss for classification, RMSE for regression, lower is better.", "",
+             "| set | model | adagrad | sgd | adam |", "|---|---|---:|---:|---:|"]
+    for name, configs in runs.items():
+        for family, names in OPTIMIZER_CONFIGS.items():
+            if not any(c in configs for c in names[1:]):
+                continue
+            cells = [f"{primary(configs[c]):.4f} ({len(configs[c])})" if c in configs else "" for c in names]
+            lines.append(f"| {name} | {family.upper()} | " + " | ".join(cells) + " |")
+    return lines + [""]
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", default=str(RUNS))
@@ -135,6 +154,7 @@ def main(argv=None) -> int:
     for name, (family, params) in seen.items():
         lines.append(f"* `{name}`: {family} {json.dumps(params) if params else '(defaults)'}")
     lines.append("")
+    lines += optimizer_table(runs)
     for name in runs:
         lines += table(name, runs[name], base.get(name))
         lines += verdicts(name, runs[name], base.get(name))

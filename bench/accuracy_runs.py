@@ -38,6 +38,17 @@ CONFIGS: dict = {
     "fm-patience2": ("fm", {"n_iter_no_change": 2}),
     # The defaults before frequency_l2 (issue 12, item 2): the runs named afm-defaults until then.
     "afm-freq0 (before)": ("afm", {"frequency_l2": 0.0}),
+    "fm-freq0 (before)": ("fm", {"frequency_l2": 0.0}),
+    # Each optimizer at its own default learning rate (learning_rate="auto", fastafm._hyperparams.AUTO_LEARNING_RATES).
+    "afm-sgd-defaults": ("afm", {"optimizer": "sgd"}),
+    "afm-adam-defaults": ("afm", {"optimizer": "adam"}),
+    "fm-sgd-defaults": ("fm", {"optimizer": "sgd"}),
+    "fm-adam-defaults": ("fm", {"optimizer": "adam"}),
+    # The same, measured before frequency_l2 (with frequency_l2 = 0, the regularisation of then).
+    "afm-sgd-freq0 (before)": ("afm", {"optimizer": "sgd", "frequency_l2": 0.0}),
+    "afm-adam-freq0 (before)": ("afm", {"optimizer": "adam", "frequency_l2": 0.0}),
+    "fm-sgd-freq0 (before)": ("fm", {"optimizer": "sgd", "frequency_l2": 0.0}),
+    "fm-adam-freq0 (before)": ("fm", {"optimizer": "adam", "frequency_l2": 0.0}),
     "torch-adam-1e-2": ("torch", {"lr": 1e-2}),
     "torch-adam-3e-3": ("torch", {"lr": 3e-3}),
     "torch-adam-1e-3": ("torch", {"lr": 1e-3}),

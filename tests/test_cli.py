@@ -240,3 +240,21 @@ def test_console_script_exit_codes(data, tmp_path):
         _, stderr = proc.communicate(timeout=120)
         assert proc.returncode == code, (argv, stderr)
         assert "Traceback" not in stderr and "fastafm" in stderr
+
+
+def test_optimizer_adam_and_learning_rate_auto(data, tmp_path, capsys):
+    """`--optimizer adam` trains lazy Adam; `--learning-rate auto` (also the default) is the optimizer's own
+    value; anything else that is not a positive number is a usage error."""
+    from fastafm._hyperparams import AUTO_LEARNING_RATES
+
+    train, valid = data["clf"]
+    path = str(tmp_path / "adam.afm")
+    code, out, err = run(capsys, "train", train, "--valid", valid, "--model", path, *SMALL, "--optimizer", "adam",
+                         "--learning-rate", "auto")
+    assert code == 0, err
+    model = fastafm.load(path)
+    assert model.optimizer == "adam" and model.learning_rate == "auto"
+    assert model.learning_rate_ == AUTO_LEARNING_RATES["afm"]["adam"]
+    assert sorted(model.optimizer_state()) == ["m", "step", "v"]
+    code, out, err = run(capsys, "train", train, "--model", path, "--learning-rate", "fast")
+    assert code == 2 and "argument --learning-rate: invalid number: 'fast'" in err

@@ -18,6 +18,7 @@ import pandas as pd
 from distributed import Client, LocalCluster, get_client
 
 from fastafm import _distributed as dist
+from fastafm._hyperparams import AUTO_LEARNING_RATES
 from fastafm.dask import DaskAFMClassifier, DaskAFMRegressor
 
 SMALL = dict(embedding_dim=8, attention_dim=8, n_epochs=4, random_state=0, sync_rows=500)
@@ -184,6 +185,21 @@ def test_merge_keeps_rows_of_one_worker_and_combines_shared_rows(combine):
     np.testing.assert_array_equal(out.params["V"][:, 0], w)
     assert out.epoch_rows == 400 and out.stats["rounds"] == 1
     assert state.params["w"][0] == 0.0  # the input state is not modified
+
+
+def test_adam_trains_on_dask_and_its_step_counts_merge_like_their_rows(client, planted):
+    """Adam on Dask: the merge takes slot "step", which holds only w and w0, with the other slots, and the
+    fitted model carries the whole state."""
+    X, y = planted
+    dX, dy = da.from_array(X.toarray(), chunks=(600, -1)), da.from_array(y, chunks=600)
+    model = DaskAFMRegressor(client=client, optimizer="adam", **SMALL).fit(dX, dy)
+    local = model.to_local()
+    state = local.optimizer_state()
+    assert sorted(state) == ["m", "step", "v"] and sorted(state["step"]) == ["w", "w0"]
+    assert state["step"]["w0"][0] > 0 and state["step"]["w"].max() > 0
+    assert model.learning_rate_ == local.learning_rate_ == AUTO_LEARNING_RATES["afm"]["adam"]  # "auto" resolved
+    assert model.history_[-1]["train_loss"] < model.history_[0]["train_loss"]
+    assert _rmse(local.predict(X), y) < 0.8 * np.std(y)
 
 
 # ---------------------------------------------------------------------------------------------- bad input

@@ -317,7 +317,8 @@ def test_cli_fm_and_the_early_stopping_options(libfm_files, tmp_path, capsys):
                          "--early-stopping-metric", "mae")
     assert code == 0, err
     model = fastafm.load(path)
-    assert isinstance(model, fastafm.FMRegressor) and model.learning_rate == 0.05  # FM's own default
+    assert isinstance(model, fastafm.FMRegressor) and model.learning_rate == "auto"
+    assert model.learning_rate_ == 0.05  # FM's own value for adagrad
     assert (model.early_stopping, model.validation_fraction, model.n_iter_no_change, model.tol,
             model.early_stopping_metric) == (True, 0.2, 3, 0.001, "mae")
     assert "eval_mae=" in out  # the held-out rows are evaluated without --valid

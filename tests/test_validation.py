@@ -171,7 +171,7 @@ HYPER_CASES = [
     ("attention_l2", -1.0, ValueError), ("attention_l2", float("inf"), ValueError), ("l2", -0.5, ValueError),
     ("batch_size", 0, ValueError), ("batch_size", 2**31, ValueError), ("batch_size", 1.5, TypeError),
     ("n_epochs", -1, ValueError), ("n_epochs", 2.0, TypeError),
-    ("optimizer", "adam", ValueError), ("optimizer", None, ValueError),
+    ("optimizer", "adamw", ValueError), ("optimizer", None, ValueError),
     ("n_threads", -2, ValueError), ("n_threads", 10**6, ValueError),
     ("init_std", -0.1, ValueError), ("init_std", float("nan"), ValueError),
     ("attention", "yes", TypeError), ("attention", 1, TypeError),

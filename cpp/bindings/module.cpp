@@ -88,8 +88,34 @@ void keep_arrays(const py::dict& d, std::vector<py::object>* keep) {
     for (const char* key : {"w0", "w", "V", "W", "b", "h", "p"}) keep->push_back(d[key]);
 }
 
+const char* optimizer_name(afm::Optimizer kind) {
+    return kind == afm::Optimizer::adagrad ? "adagrad" : kind == afm::Optimizer::adam ? "adam" : "sgd";
+}
+
+// Adam's step counts: a dict of exactly w (n_features,) (one count per row of V and w) and w0 (1,) (the
+// dense parameters' count), float32, every count finite and >= 0.
+void adam_steps(const py::dict& d, const afm::ModelView& m, afm::OptimizerState& opt, std::vector<py::object>* keep) {
+    for (auto item : d) {
+        const std::string key = py::str(item.first);
+        if (key != "w" && key != "w0")
+            throw py::value_error("optimizer slot step has an array '" + key + "': it holds only 'w' and 'w0'");
+    }
+    opt.row_step = checked<float>(param(d, "w", "optimizer slot step"), "optimizer slot step['w']", {m.n_features}, true);
+    opt.dense_step = checked<float>(param(d, "w0", "optimizer slot step"), "optimizer slot step['w0']", {1}, true);
+    for (int64_t i = 0; i <= m.n_features; ++i) {
+        const float c = i < m.n_features ? opt.row_step[i] : *opt.dense_step;
+        if (!(c >= 0.0f) || !std::isfinite(c))
+            throw py::value_error("optimizer slot step holds a step count that is negative or not finite");
+    }
+    if (keep) {
+        keep->push_back(d["w"]);
+        keep->push_back(d["w0"]);
+    }
+}
+
 // The optimizer state: a dict {slot name: dict of arrays with the model's shapes}, exactly the slots of
-// `kind` ({} for sgd, {"G": ...} for adagrad). Every viewed array is appended to `keep`.
+// `kind` ({} for sgd, {"G": ...} for adagrad, {"m", "v", "step"} for adam, step with w and w0 only).
+// Every viewed array is appended to `keep`.
 afm::OptimizerState optimizer_state(const py::dict& slots, afm::Optimizer kind, const afm::ModelView& m,
                                     std::vector<py::object>* keep) {
     int count = 0;
@@ -102,8 +128,7 @@ afm::OptimizerState optimizer_state(const py::dict& slots, afm::Optimizer kind, 
         for (int i = 0; i < count; ++i) known = known || key == names[i];
         if (!known)
             throw py::value_error("optimizer state has a slot '" + key + "' that " +
-                                  std::string(kind == afm::Optimizer::adagrad ? "adagrad" : "sgd") +
-                                  " does not have (its slots: [" + want + "])");
+                                  std::string(optimizer_name(kind)) + " does not have (its slots: [" + want + "])");
     }
     afm::OptimizerState opt;
     opt.kind = kind;
@@ -113,10 +138,15 @@ afm::OptimizerState optimizer_state(const py::dict& slots, afm::Optimizer kind, 
         py::object d = slots[names[i]];
         if (!py::isinstance<py::dict>(d))
             throw py::type_error(std::string("optimizer state slot '") + names[i] + "' must be a dict of arrays");
-        afm::ModelView v = model_view(d.cast<py::dict>(), std::string("optimizer slot ") + names[i], true);
+        const std::string name = names[i];
+        if (name == "step") {
+            adam_steps(d.cast<py::dict>(), m, opt, keep);
+            continue;
+        }
+        afm::ModelView v = model_view(d.cast<py::dict>(), "optimizer slot " + name, true);
         check_same_shapes(m, v);
         if (keep) keep_arrays(d.cast<py::dict>(), keep);
-        opt.G = v;  // the only slot so far; Adam's m and v would be assigned by name here
+        (name == "G" ? opt.G : name == "m" ? opt.m : opt.v) = v;
     }
     return opt;
 }
@@ -166,6 +196,9 @@ void check_config(const afm::TrainConfig& c) {
     if (!(c.frequency_l2 >= 0.0f) || !std::isfinite(c.frequency_l2))
         throw py::value_error("frequency_l2 must be finite and >= 0");
     if (c.batch_size <= 0) throw py::value_error("batch_size must be positive");
+    if (!(c.adam_beta1 >= 0.0 && c.adam_beta1 < 1.0) || !(c.adam_beta2 >= 0.0 && c.adam_beta2 < 1.0))
+        throw py::value_error("adam_beta1 and adam_beta2 must be in [0, 1)");
+    if (!(c.adam_eps > 0.0) || !std::isfinite(c.adam_eps)) throw py::value_error("adam_eps must be positive and finite");
     if (c.n_threads < 0) throw py::value_error("n_threads must be >= 0");
 }
 
@@ -288,7 +321,8 @@ PYBIND11_MODULE(_core, mod) {
     py::enum_<afm::Loss>(mod, "Loss").value("squared", afm::Loss::squared).value("logistic", afm::Loss::logistic);
     py::enum_<afm::Optimizer>(mod, "Optimizer")
         .value("adagrad", afm::Optimizer::adagrad)
-        .value("sgd", afm::Optimizer::sgd);
+        .value("sgd", afm::Optimizer::sgd)
+        .value("adam", afm::Optimizer::adam);
 
     py::class_<afm::TrainConfig>(mod, "TrainConfig", "Settings of a training call (see docs/model.md).")
         .def(py::init<>())
@@ -301,6 +335,9 @@ PYBIND11_MODULE(_core, mod) {
         .def_readwrite("l2", &afm::TrainConfig::l2)
         .def_readwrite("frequency_l2", &afm::TrainConfig::frequency_l2)
         .def_readwrite("learning_rate", &afm::TrainConfig::learning_rate)
+        .def_readwrite("adam_beta1", &afm::TrainConfig::adam_beta1)
+        .def_readwrite("adam_beta2", &afm::TrainConfig::adam_beta2)
+        .def_readwrite("adam_eps", &afm::TrainConfig::adam_eps)
         .def_readwrite("batch_size", &afm::TrainConfig::batch_size)
         .def_readwrite("seed", &afm::TrainConfig::seed)
         .def_readwrite("epoch", &afm::TrainConfig::epoch)
@@ -329,7 +366,8 @@ PYBIND11_MODULE(_core, mod) {
         "progress"_a = py::none(), "progress_interval"_a = 0.1, "weights"_a = py::none(),
         "feature_counts"_a = py::none(),
         "Train one epoch in place over the rows `order` (mini-batches of config.batch_size). `state` holds the\n"
-        "optimizer's slots, {slot: dict of arrays shaped like params}: {} for sgd, {'G': ...} for adagrad.\n"
+        "optimizer's slots, {slot: dict of arrays shaped like params}: {} for sgd, {'G': ...} for adagrad,\n"
+        "{'m': ..., 'v': ..., 'step': {'w': (n_features,), 'w0': (1,)}} for adam (docs/model.md).\n"
         "Returns a dict with loss_sum (summed data loss), n_rows, n_batches, stopped and diverged (a batch's\n"
         "loss was not finite: the epoch stopped before that batch's update). Every `progress_interval`\n"
         "seconds, between batches, pending signals are handled (KeyboardInterrupt is raised after the batch in\n"
@@ -391,7 +429,9 @@ PYBIND11_MODULE(_core, mod) {
             std::vector<std::string> out(names, names + count);
             return out;
         },
-        "optimizer"_a, "The names of the optimizer's state slots, in order ([] for sgd, ['G'] for adagrad).");
+        "optimizer"_a,
+        "The names of the optimizer's state slots, in order ([] for sgd, ['G'] for adagrad, ['m', 'v', 'step']\n"
+        "for adam).");
 
     mod.def("active_isa", &afm::active_isa, "The instruction set the kernels use now (avx512, avx2 or baseline).");
     mod.def(
@@ -533,6 +573,24 @@ PYBIND11_MODULE(_core, mod) {
             afm::kernels().sgd(th, checked<float>(grad, "grad", {n}), n, lr);
         },
         "theta"_a.noconvert(), "grad"_a, "learning_rate"_a, "In place: theta -= learning_rate * grad.");
+
+    mod.def(
+        "adam_update_",
+        [](const py::array& theta, const py::array& m, const py::array& v, const py::array& grad, float lr,
+           double step, double beta1, double beta2, double eps) {
+            const py::ssize_t n = theta.ndim() == 1 ? theta.shape(0) : -1;
+            if (!(step >= 1.0) || !std::isfinite(step)) throw py::value_error("step must be a finite count >= 1");
+            float* th = checked<float>(theta, "theta", {n}, true);
+            float* mm = checked<float>(m, "m", {n}, true);
+            float* vv = checked<float>(v, "v", {n}, true);
+            const float* g = checked<float>(grad, "grad", {n});
+            afm::kernels().adam(th, mm, vv, g, n, afm::adam_coefficients(beta1, beta2, eps, lr, step));
+        },
+        "theta"_a.noconvert(), "m"_a.noconvert(), "v"_a.noconvert(), "grad"_a, "learning_rate"_a, "step"_a,
+        "beta1"_a, "beta2"_a, "eps"_a,
+        "In place, one Adam step at step count `step` (>= 1): m = beta1 m + (1-beta1) grad;\n"
+        "v = beta2 v + (1-beta2) grad**2; theta -= learning_rate (m / (1-beta1**step)) /\n"
+        "(sqrt(v / (1-beta2**step)) + eps).");
 
     mod.def(
         "parse_libfm_file",

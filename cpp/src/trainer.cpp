@@ -284,17 +284,25 @@ float Trainer::l2_of_slot(int64_t s) const {
     return cfg_.l2 + cfg_.frequency_l2 * (c / n) / n;
 }
 
-void Trainer::step(float* ModelView::*param, int64_t off, const float* grad, int64_t n) const {
+void Trainer::step(float* ModelView::*param, int64_t off, const float* grad, int64_t n, const AdamStep& adam) const {
     float* theta = m_.*param + off;
     const float lr = cfg_.learning_rate;
     switch (opt_.kind) {
         case Optimizer::adagrad: isa_.adagrad(theta, opt_.G.*param + off, grad, n, lr); break;
         case Optimizer::sgd: isa_.sgd(theta, grad, n, lr); break;
+        case Optimizer::adam: isa_.adam(theta, opt_.m.*param + off, opt_.v.*param + off, grad, n, adam); break;
     }
+}
+
+AdamStep Trainer::adam_step(float step_count) const {
+    return adam_coefficients(cfg_.adam_beta1, cfg_.adam_beta2, cfg_.adam_eps, cfg_.learning_rate, step_count);
 }
 
 void Trainer::batch_update() {
     const int k = m_.k, t = m_.t;
+    const bool adam = opt_.kind == Optimizer::adam;
+    // Adam: the dense parameters take their next step count (written back by thread 0 after the barrier).
+    const AdamStep dense_adam = adam ? adam_step(*opt_.dense_step + 1.0f) : AdamStep{};
     // Touched rows of V and w: each row's gradient is summed and applied at once (dynamic: rows of frequent
     // features sum many non-zeros).
     float* dv = sparse_tmp_.data() + thread_id() * padded_row(k);
@@ -304,8 +312,14 @@ void Trainer::batch_update() {
         const int64_t f = touched_[s];
         float dw;
         sparse_gradient(s, dv, &dw);
-        step(&ModelView::V, f * k, dv, k);
-        step(&ModelView::w, f, &dw, 1);
+        AdamStep row_adam{};
+        if (adam) {  // lazy Adam: the row's own step count, advanced only when a batch touches the row
+            const float steps = opt_.row_step[f] + 1.0f;
+            opt_.row_step[f] = steps;
+            row_adam = adam_step(steps);
+        }
+        step(&ModelView::V, f * k, dv, k, row_adam);
+        step(&ModelView::w, f, &dw, 1, row_adam);
         slot_of_feature_[f] = -1;
     }
     // Dense parameters, in row blocks of W so that threads share the largest array.
@@ -313,16 +327,18 @@ void Trainer::batch_update() {
     for (int j0; (j0 = next_wrow_.fetch_add(kRowsPerClaim, std::memory_order_relaxed)) < t;)
     for (int j = j0; j < std::min(t, j0 + kRowsPerClaim); ++j) {
         const int64_t off = static_cast<int64_t>(j) * k;
-        step(&ModelView::W, off, total_.W() + off, k);
+        step(&ModelView::W, off, total_.W() + off, k, dense_adam);
     }
     if (thread_id() == 0) {
-        step(&ModelView::b, 0, total_.b(), t);
-        step(&ModelView::h, 0, total_.h(), t);
-        if (cfg_.learn_projection) step(&ModelView::p, 0, total_.p(), k);
+        step(&ModelView::b, 0, total_.b(), t, dense_adam);
+        step(&ModelView::h, 0, total_.h(), t, dense_adam);
+        if (cfg_.learn_projection) step(&ModelView::p, 0, total_.p(), k, dense_adam);
         const float gw0 = static_cast<float>(total_.w0);
-        step(&ModelView::w0, 0, &gw0, 1);
+        step(&ModelView::w0, 0, &gw0, 1, dense_adam);
     }
     team_wait();
+    // Read by every thread above, and next only in the next batch's update (after its barriers).
+    if (adam && thread_id() == 0) *opt_.dense_step += 1.0f;
 }
 
 double Trainer::team_wait() {

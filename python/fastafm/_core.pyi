@@ -7,7 +7,7 @@ import numpy
 import numpy.typing
 import typing
 import typing_extensions
-__all__: list[str] = ['Loss', 'Optimizer', 'TrainConfig', 'Trainer', 'active_isa', 'adagrad_update_', 'batch_gradients', 'dropout_mask', 'gemm', 'kernel_isa', 'openmp_enabled', 'optimizer_slots', 'pair_attention', 'parse_libfm_buffer', 'parse_libfm_file', 'predict', 'resolve_threads', 'scratch_bytes', 'select_isa', 'sgd_update_', 'supported_isas', 'train_epoch']
+__all__: list[str] = ['Loss', 'Optimizer', 'TrainConfig', 'Trainer', 'active_isa', 'adagrad_update_', 'adam_update_', 'batch_gradients', 'dropout_mask', 'gemm', 'kernel_isa', 'openmp_enabled', 'optimizer_slots', 'pair_attention', 'parse_libfm_buffer', 'parse_libfm_file', 'predict', 'resolve_threads', 'scratch_bytes', 'select_isa', 'sgd_update_', 'supported_isas', 'train_epoch']
 class Loss:
     """
     Members:
@@ -60,9 +60,12 @@ class Optimizer:
       adagrad
     
       sgd
+    
+      adam
     """
     __members__: typing.ClassVar[dict[str, Optimizer]]
     adagrad: typing.ClassVar[Optimizer]
+    adam: typing.ClassVar[Optimizer]
     sgd: typing.ClassVar[Optimizer]
     @typing.overload
     def __eq__(self, other: Optimizer) -> bool:
@@ -107,6 +110,24 @@ class TrainConfig:
     loss: Loss
     optimizer: Optimizer
     def __init__(self) -> None:
+        ...
+    @property
+    def adam_beta1(self) -> float:
+        ...
+    @adam_beta1.setter
+    def adam_beta1(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def adam_beta2(self) -> float:
+        ...
+    @adam_beta2.setter
+    def adam_beta2(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def adam_eps(self) -> float:
+        ...
+    @adam_eps.setter
+    def adam_eps(self, arg0: typing.SupportsFloat | typing.SupportsIndex) -> None:
         ...
     @property
     def attention_l2(self) -> float:
@@ -183,6 +204,12 @@ def adagrad_update_(theta: numpy.ndarray, accum: numpy.ndarray, grad: numpy.ndar
     """
     In place: accum += grad**2; theta -= learning_rate * grad / sqrt(accum).
     """
+def adam_update_(theta: numpy.ndarray, m: numpy.ndarray, v: numpy.ndarray, grad: numpy.ndarray, learning_rate: typing.SupportsFloat | typing.SupportsIndex, step: typing.SupportsFloat | typing.SupportsIndex, beta1: typing.SupportsFloat | typing.SupportsIndex, beta2: typing.SupportsFloat | typing.SupportsIndex, eps: typing.SupportsFloat | typing.SupportsIndex) -> None:
+    """
+    In place, one Adam step at step count `step` (>= 1): m = beta1 m + (1-beta1) grad;
+    v = beta2 v + (1-beta2) grad**2; theta -= learning_rate (m / (1-beta1**step)) /
+    (sqrt(v / (1-beta2**step)) + eps).
+    """
 def batch_gradients(params: dict, indptr: numpy.ndarray, indices: numpy.ndarray, values: numpy.ndarray, y: numpy.ndarray, rows: numpy.ndarray, config: TrainConfig, use_dropout: bool = False, weights: typing.Any = None, feature_counts: typing.Any = None) -> dict:
     """
     Objective J and its gradient over `rows` taken as one mini-batch (the training step's own code path),
@@ -208,7 +235,8 @@ def openmp_enabled() -> bool:
     """
 def optimizer_slots(optimizer: Optimizer) -> list[str]:
     """
-    The names of the optimizer's state slots, in order ([] for sgd, ['G'] for adagrad).
+    The names of the optimizer's state slots, in order ([] for sgd, ['G'] for adagrad, ['m', 'v', 'step']
+    for adam).
     """
 def pair_attention(params: dict, indptr: numpy.ndarray, indices: numpy.ndarray, values: numpy.ndarray, pair_indptr: numpy.ndarray, attention: bool = True, n_threads: typing.SupportsInt | typing.SupportsIndex = 0) -> numpy.typing.NDArray[numpy.float32]:
     """
@@ -253,7 +281,8 @@ def supported_isas() -> list[str]:
 def train_epoch(params: dict, state: dict, indptr: numpy.ndarray, indices: numpy.ndarray, values: numpy.ndarray, y: numpy.ndarray, order: numpy.ndarray, config: TrainConfig, progress: typing.Any = None, progress_interval: typing.SupportsFloat | typing.SupportsIndex = 0.1, weights: typing.Any = None, feature_counts: typing.Any = None) -> dict:
     """
     Train one epoch in place over the rows `order` (mini-batches of config.batch_size). `state` holds the
-    optimizer's slots, {slot: dict of arrays shaped like params}: {} for sgd, {'G': ...} for adagrad.
+    optimizer's slots, {slot: dict of arrays shaped like params}: {} for sgd, {'G': ...} for adagrad,
+    {'m': ..., 'v': ..., 'step': {'w': (n_features,), 'w0': (1,)}} for adam (docs/model.md).
     Returns a dict with loss_sum (summed data loss), n_rows, n_batches, stopped and diverged (a batch's
     loss was not finite: the epoch stopped before that batch's update). Every `progress_interval`
     seconds, between batches, pending signals are handled (KeyboardInterrupt is raised after the batch in

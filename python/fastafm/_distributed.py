@@ -18,6 +18,8 @@ Averaging rule ("sparse-aware parameter averaging"):
   exactly (plain averaging would shrink its step by the number of workers); a row no worker touched is
   unchanged. An update carries only the touched rows, and so does a delta (their union over the workers), so
   both sizes follow the data, not n_features.
+  Adam's step counts follow the same rules: slot step's w (a count per row) like the rows, its w0 (the dense
+  parameters' count) like the dense parameters, so a count may become a non-integer mean.
 
 Evaluation (early stopping) runs where the evaluation rows are: each worker scores its `EvalPart` with its
 replica at the end of an epoch and returns sums (squared and absolute errors, log loss) and, for AUC, the
@@ -645,6 +647,8 @@ def merge(state: State, updates: list, new_epoch: bool, combine: str = "average"
     if total:
         for name in DENSE:
             for dst, src in pairs:
+                if name not in dst:  # a slot that covers only some parameters (adam's step counts)
+                    continue
                 old = np.asarray(dst[name], np.float64)
                 if combine == "sum":
                     acc = old + sum(np.asarray(src(u)[name], np.float64) - old for u in updates)
@@ -662,6 +666,8 @@ def merge(state: State, updates: list, new_epoch: bool, combine: str = "average"
             # so such rows keep that worker's values bit for bit).
             weights = [(u.counts / den[pos]).astype(np.float32).reshape(shape) for u, pos in zip(updates, positions)]
             for dst, src in pairs:
+                if name not in dst:
+                    continue
                 full = dst[name].copy()
                 if combine == "sum":  # old + the sum of the workers' changes
                     acc = full[union]

@@ -10,7 +10,7 @@ import time
 
 import numpy as np
 
-from . import _core
+from . import _core, reference
 from ._state import TrainingState
 
 
@@ -26,6 +26,7 @@ def make_config(settings: dict, seed: int, epoch: int) -> _core.TrainConfig:
     cfg.l2 = float(settings["l2"])
     cfg.frequency_l2 = float(settings["frequency_l2"])
     cfg.learning_rate = float(settings["learning_rate"])
+    cfg.adam_beta1, cfg.adam_beta2, cfg.adam_eps = reference.ADAM_BETA1, reference.ADAM_BETA2, reference.ADAM_EPS
     cfg.batch_size = int(settings["batch_size"])
     cfg.n_threads = int(settings["n_threads"])
     cfg.seed = int(seed)

@@ -72,6 +72,26 @@ class Float:
 
 
 @dataclass(frozen=True)
+class AutoOrFloat:
+    """"auto" or a float in `number`'s range (learning_rate); on the command line auto or a number."""
+
+    number: Float
+
+    def check(self, value, name: str) -> None:
+        if isinstance(value, str) and value == "auto":
+            return
+        if isinstance(value, str):
+            raise ValueError(f"{name} must be 'auto' or a number in {self.number.describe()}, got {value!r}")
+        self.number.check(value, name)
+
+    def parse(self, text: str):
+        return "auto" if text == "auto" else self.number.parse(text)
+
+    def describe(self) -> str:
+        return f"'auto' or a number in {self.number.describe()}"
+
+
+@dataclass(frozen=True)
 class Choice:
     values: tuple
 
@@ -217,6 +237,24 @@ class Hyperparameter:
     core: bool = False              # handed to the core's TrainConfig (core_settings)
 
 
+#: learning_rate="auto" by family and optimizer (docs/accuracy.md has the measurements): Adagrad's values are
+#: the defaults before "auto" existed; SGD's and Adam's the best of {1e-3, 3e-3, 1e-2} on Frappe regression
+#: and classification (seed 0; SGD diverged at 1e-2). SGD's step grows with the batch-summed loss, so it must
+#: be small; Adam's step is ~lr per coordinate whatever the gradient's scale.
+AUTO_LEARNING_RATES = {
+    "afm": {"adagrad": 0.1, "sgd": 0.003, "adam": 0.01},
+    "fm": {"adagrad": 0.05, "sgd": 0.003, "adam": 0.01},
+}
+
+
+
+
+def _auto_text(sep: str = ", ") -> str:
+    """The "auto" values, for the help texts: adagrad 0.1 (FM 0.05), sgd ..., adam ..."""
+    afm, fm = AUTO_LEARNING_RATES["afm"], AUTO_LEARNING_RATES["fm"]
+    return sep.join(f"{opt} {afm[opt]}" + (f" (FM {fm[opt]})" if fm[opt] != afm[opt] else "") for opt in afm)
+
+
 TABLE: tuple = (
     Hyperparameter("embedding_dim", 64, Int(1, _INT32_MAX), "k, size of the feature embeddings",
                    "--embedding-dim", "K"),
@@ -233,10 +271,13 @@ TABLE: tuple = (
                    "L2 on V and w by frequency: per epoch id i pays frequency_l2 / (2 n_i) · (‖V[i]‖² + w[i]²), "
                    "n_i its occurrences in the training rows (rare ids shrink, frequent ones barely)",
                    "--frequency-l2", "L2", core=True),
-    Hyperparameter("learning_rate", 0.1, Float(0.0, low_open=True),
-                   "step size (the batch loss is a **sum** over rows)", "--learning-rate", "LR", core=True),
-    Hyperparameter("optimizer", "adagrad", Choice(("adagrad", "sgd")),
-                   "`\"adagrad\"` or `\"sgd\"` (optimizer state: docs/model.md)", "--optimizer", core=True,
+    Hyperparameter("learning_rate", "auto", AutoOrFloat(Float(0.0, low_open=True)),
+                   "step size (the batch loss is a **sum** over rows); `\"auto\"`: the optimizer's own "
+                   f"({_auto_text()}), `learning_rate_` after fit", "--learning-rate", "LR", core=True,
+                   cli_help=f"step size (the batch loss is a sum over rows); auto: the optimizer's own ({_auto_text()})"),
+    Hyperparameter("optimizer", "adagrad", Choice(("adagrad", "sgd", "adam")),
+                   "`\"adagrad\"`, `\"sgd\"` or `\"adam\"` (lazy sparse Adam; optimizer state: docs/model.md)",
+                   "--optimizer", core=True,
                    cli_help="the optimizer"),
     Hyperparameter("batch_size", 128, Int(1, _INT32_MAX), "rows per mini-batch", "--batch-size", "N", core=True),
     Hyperparameter("n_epochs", 20, Int(0), "epochs of `fit` (the maximum with early stopping)", "--epochs", "N",
@@ -288,6 +329,22 @@ TABLE: tuple = (
 )
 BY_NAME = {hp.name: hp for hp in TABLE}
 
+def resolve_learning_rate(value, optimizer: str, family: str) -> float:
+    """The learning rate a fit uses: `value`, or for "auto" the family's default for `optimizer`."""
+    if isinstance(value, str) and value == "auto":
+        return AUTO_LEARNING_RATES[family][optimizer]
+    return float(value)
+
+
+def pretrain_learning_rate(value, optimizer: str):
+    """The learning rate of the FM that pretrain="fm" fits for an AFM of learning rate `value`: "auto" stays
+    "auto" (the FM's own default); a number is scaled by the ratio of the two families' defaults for
+    `optimizer` (the setting of the measurements in docs/accuracy.md)."""
+    if isinstance(value, str) and value == "auto":
+        return "auto"
+    return float(value) * AUTO_LEARNING_RATES["fm"][optimizer] / AUTO_LEARNING_RATES["afm"][optimizer]
+
+
 _COMMON = ("embedding_dim", "dropout", "l2", "frequency_l2", "learning_rate", "optimizer", "batch_size", "n_epochs",
            "init_std")
 _AFM = ("embedding_dim", "attention_dim", "dropout", "attention_l2", "l2", "frequency_l2", "learning_rate",
@@ -308,12 +365,12 @@ class Signature:
 
 SIGNATURES = {
     "afm": Signature(_AFM + _EARLY_STOPPING + ("pretrain",)),
-    # FM: no attention network; learning_rate 0.05 from the Frappe runs (docs/accuracy.md).
-    "fm": Signature(_COMMON + ("n_threads", "random_state", "verbose") + _EARLY_STOPPING, {"learning_rate": 0.05}),
+    # FM: no attention network (its own "auto" learning rates: AUTO_LEARNING_RATES).
+    "fm": Signature(_COMMON + ("n_threads", "random_state", "verbose") + _EARLY_STOPPING),
     # The classifiers: their family's hyperparameters and class_weight.
     "afm_classifier": Signature(_AFM + _EARLY_STOPPING + ("pretrain", "class_weight")),
     "fm_classifier": Signature(_COMMON + ("n_threads", "random_state", "verbose") + _EARLY_STOPPING
-                               + ("class_weight",), {"learning_rate": 0.05}),
+                               + ("class_weight",)),
     "dask": Signature(_AFM + _EARLY_STOPPING + ("sync_rows", "combine", "client")),
 }
 
@@ -336,11 +393,14 @@ def values_of(obj, names) -> dict:
     return {name: getattr(obj, name) for name in names}
 
 
-def core_settings(values: dict, loss: str, attention: bool, learn_projection: bool, n_threads=None) -> dict:
+def core_settings(values: dict, loss: str, attention: bool, learn_projection: bool, n_threads=None,
+                  family: str = "afm") -> dict:
     """The plain (picklable) settings of the core's TrainConfig: the table's core entries from `values`, plus
-    what the model spec decides (loss, pooling, projection). `n_threads` overrides the hyperparameter (Dask:
-    a worker's own thread count)."""
+    what the model spec decides (loss, pooling, projection), with learning_rate "auto" resolved for the
+    optimizer and `family` ("afm" or "fm"). `n_threads` overrides the hyperparameter (Dask: a worker's own
+    thread count)."""
     out = {hp.name: values.get(hp.name, hp.default) for hp in TABLE if hp.core}
+    out["learning_rate"] = resolve_learning_rate(out["learning_rate"], out["optimizer"], family)
     out.update(loss=loss, attention=bool(attention), learn_projection=bool(learn_projection))
     if n_threads is not None:
         out["n_threads"] = int(n_threads)

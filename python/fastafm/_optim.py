@@ -1,12 +1,14 @@
 """Optimizers as named state slots, each slot an array per parameter with the parameter's shape.
 
-    sgd      ()       no state
-    adagrad  ("G",)   running sums of squared gradients, starting at reference.ADAGRAD_INITIAL_ACCUMULATOR
+    sgd      ()                  no state
+    adagrad  ("G",)              running sums of squared gradients, starting at reference.ADAGRAD_INITIAL_ACCUMULATOR
+    adam     ("m", "v", "step")  first and second moments (starting at 0) of every parameter, and the step
+                                 counts: slot "step" holds only w (one count per row of V and w, which are
+                                 always updated together: lazy Adam's per-row counts) and w0 (the count of the
+                                 dense parameters w0, W, b, h, p)
 
 The same names are used by the training state (fastafm._state), the model files (format version 3 stores
-`slot.<slot>.<param>` members) and the core (`_core.optimizer_slots`, its OptimizerState struct). A new
-optimizer is one entry here and one case in the core: Adam would be ("m", "v") plus a step count per row of
-V and w (`row_steps`), which the entry already has room for.
+`slot.<slot>.<param>` members) and the core (`_core.optimizer_slots`, its OptimizerState struct).
 """
 from __future__ import annotations
 
@@ -14,26 +16,34 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .reference import ADAGRAD_INITIAL_ACCUMULATOR
+from .reference import ADAGRAD_INITIAL_ACCUMULATOR, PARAM_NAMES
 
 
 @dataclass(frozen=True)
 class OptimizerSpec:
     name: str
     slots: tuple = ()
-    initial: dict = field(default_factory=dict)  # slot -> initial value of every element
-    positive: tuple = ()                          # slots whose values must stay > 0 (checked on load)
-    row_steps: bool = False                       # a step count per row of V and w (Adam's bias correction)
+    initial: dict = field(default_factory=dict)      # slot -> initial value of every element
+    positive: tuple = ()                              # slots whose values must stay > 0 (checked on load)
+    nonnegative: tuple = ()                           # slots whose values must stay >= 0 (checked on load)
+    slot_params: dict = field(default_factory=dict)   # slot -> the parameters it covers (default: all)
+    row_steps: bool = False                           # a step count per row of V and w (Adam's bias correction)
+
+    def params_of(self, slot: str) -> tuple:
+        """The parameter names slot `slot` holds an array for (each of that parameter's shape)."""
+        return self.slot_params.get(slot, PARAM_NAMES)
 
 
 OPTIMIZERS = {
     "sgd": OptimizerSpec("sgd"),
     "adagrad": OptimizerSpec("adagrad", ("G",), {"G": ADAGRAD_INITIAL_ACCUMULATOR}, positive=("G",)),
+    "adam": OptimizerSpec("adam", ("m", "v", "step"), {"m": 0.0, "v": 0.0, "step": 0.0},
+                          nonnegative=("v", "step"), slot_params={"step": ("w0", "w")}, row_steps=True),
 }
 
 
 def init_slots(optimizer: str, params: dict) -> dict:
     """Fresh state of `optimizer` for `params`: {slot: {param name: float32 array}}."""
     spec = OPTIMIZERS[optimizer]
-    return {slot: {name: np.full_like(arr, spec.initial[slot]) for name, arr in params.items()}
+    return {slot: {name: np.full_like(params[name], spec.initial[slot]) for name in spec.params_of(slot)}
             for slot in spec.slots}

@@ -115,7 +115,7 @@ def init_state(spec: ModelSpec, optimizer: str, init_std: float, random_state) -
     all drawn from the generator of `random_state` in that order (so a seed fixes the whole fit)."""
     if optimizer not in OPTIMIZERS:
         raise ValueError(f"optimizer must be one of {sorted(OPTIMIZERS)}, got {optimizer!r}")
-    check_model_memory(spec.n_features, spec.embedding_dim, spec.attention_dim)
+    check_model_memory(spec.n_features, spec.embedding_dim, spec.attention_dim, len(OPTIMIZERS[optimizer].slots))
     rng = as_generator(random_state)
     ref = reference.init_params(spec.n_features, spec.embedding_dim, spec.attention_dim, init_std=float(init_std),
                                 rng=rng)

@@ -250,13 +250,14 @@ def _max_row_nnz(X) -> int:
     return int(np.max(np.diff(X.indptr))) if X.shape[0] else 0
 
 
-def check_model_memory(n_features: int, k: int, t: int) -> None:
-    """Before initialising a model: float64 initial values, float32 parameters and one optimizer slot (Adagrad),
-    and the start-of-epoch snapshot of both that lets a diverged epoch be rolled back."""
+def check_model_memory(n_features: int, k: int, t: int, slots: int = 1) -> None:
+    """Before initialising a model: float64 initial values, float32 parameters and `slots` optimizer slots of
+    their size (Adagrad 1, Adam 2 plus its step counts, one float per feature), and the start-of-epoch snapshot
+    of all of them that lets a diverged epoch be rolled back."""
     n, k, t = int(n_features), int(k), int(t)
     per_copy = 4 * (n * (k + 1) + t * k + 2 * t + k + 1)
     init = 8 * (n * (k + 1) + t * k + 2 * t + k)
-    check_memory(4 * per_copy + init,
+    check_memory(2 * (1 + int(slots)) * per_copy + init,
                  f"a model with n_features={n}, embedding_dim={k}, attention_dim={t}")
 
 

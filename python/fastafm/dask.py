@@ -309,7 +309,7 @@ class _DaskAFMBase(BaseEstimator):
         attention_l2=2.0,
         l2=0.0,
         frequency_l2=1.0,
-        learning_rate=0.1,
+        learning_rate="auto",
         optimizer="adagrad",
         batch_size=128,
         n_epochs=20,
@@ -559,6 +559,7 @@ class _DaskAFMBase(BaseEstimator):
         self.n_features_in_ = data.n_features
         self.n_workers_ = len(data.workers)
         self._local_ = kind.build(local_values, state)
+        self.learning_rate_ = self._local_.learning_rate_  # "auto" resolved for the optimizer
         if state.classes is not None:
             self.classes_ = state.classes
         if state.label_range is not None:
@@ -699,7 +700,8 @@ class _DaskAFMBase(BaseEstimator):
             if not summary["finite"] or not np.isfinite(summary["loss_sum"]):
                 raise FloatingPointError(
                     f"training diverged in epoch {epoch + 1}: the loss or a parameter became NaN or infinite. "
-                    f"Try a smaller learning_rate (now {self.learning_rate}), or scale the feature values down")
+                    f"Try a smaller learning_rate (now {settings[0]['learning_rate']}), or scale the feature values "
+                    "down")
             # The mean loss per unit of weight (an epoch trains every row: their total weight is weight_total).
             record = {"epoch": epoch + 1, "train_loss": summary["loss_sum"] / max(data.weight_total, 1e-300),
                       "seconds": time.perf_counter() - epoch_start}
@@ -764,7 +766,8 @@ class DaskAFMRegressor(RegressorMixin, _DaskAFMBase):
     Attributes
     ----------
     n_features_in_, history_ (one dict per epoch: train_loss, seconds, eval_* with evaluation rows),
-    n_epochs_done_, label_range_
+    n_epochs_done_, label_range_, learning_rate_ (the learning rate used: `learning_rate`, or "auto" resolved
+    for the optimizer)
     best_epoch_, best_score_, validation_score_, do_early_stopping_ : as in AFMRegressor
     n_workers_ : workers that trained
     sync_stats_ : dict, what synchronisation cost in the last fit/partial_fit: rounds, rows_per_round,

@@ -18,7 +18,8 @@ from . import _core, _registry, metrics, reference
 from ._callbacks import EarlyStopping, Evaluation, History, best_of, check_metric
 from ._compat import BaseEstimator, ClassifierMixin, RegressorMixin, fitted_state
 from ._engine import train
-from ._hyperparams import SIGNATURES, core_settings, store, validate
+from ._hyperparams import (core_settings, pretrain_learning_rate, resolve_learning_rate, store,
+                           validate)
 from ._state import TrainingState, init_state
 from ._streaming import CacheRows, InMemoryRows
 from ._targets import (class_cache_targets, class_targets, eval_targets, regression_cache_targets,
@@ -34,9 +35,6 @@ PARAM_NAMES = reference.PARAM_NAMES  # ("w0", "w", "V", "W", "b", "h", "p")
 #: early_stopping="auto" turns early stopping on from this many training rows (scikit-learn's
 #: HistGradientBoosting threshold), or whenever an eval_set is given.
 AUTO_EARLY_STOPPING_ROWS = 10_000
-#: The pretraining FM's learning rate relative to the AFM's: the ratio of the two families' defaults
-#: (FM 0.05, AFM 0.1), the setting of the measurements in docs/accuracy.md.
-_PRETRAIN_LR_RATIO = SIGNATURES["fm"].default("learning_rate") / SIGNATURES["afm"].default("learning_rate")
 _SPLIT_STREAM = 0x5EED_5EA1  # the validation split's own stream of an integer random_state
 
 
@@ -130,9 +128,18 @@ class _Base(BaseEstimator):
         """A copy of the learned parameters as a dict of float32 arrays (w0 as shape (1,))."""
         return {name: arr.copy() for name, arr in self._fitted_state().params.items()}
 
+    @property
+    def learning_rate_(self) -> float:
+        """The learning rate training uses: `learning_rate`, or for "auto" the optimizer's own default
+        (fastafm._hyperparams.AUTO_LEARNING_RATES; the FM of pretrain="fm" uses the FM's)."""
+        state = self._fitted_state()
+        return resolve_learning_rate(self.learning_rate, state.optimizer, _registry.kind(type(self)).family)
+
     def optimizer_state(self) -> dict:
         """A copy of the optimizer's state as named slots, {slot: {parameter name: float32 array}}: {} for
-        sgd, {"G": ...} (the sums of squared gradients) for adagrad (docs/model.md)."""
+        sgd, {"G": ...} (the sums of squared gradients) for adagrad, {"m": ..., "v": ..., "step": {"w": ...,
+        "w0": ...}} (moments, and step counts per row of V/w and of the dense parameters) for adam
+        (docs/model.md)."""
         return {slot: {name: a.copy() for name, a in arrays.items()}
                 for slot, arrays in self._fitted_state().slots.items()}
 
@@ -222,16 +229,17 @@ class _Base(BaseEstimator):
     def _pretrain_fm(self, kind, values, rows, n_features, labels, evaluation, stopping, metric) -> TrainingState:
         """The training state of an FM fitted on `rows` (the paper's warm start of AFM): this estimator's
         embedding_dim, dropout, l2, optimizer, batch size, epochs, seed and early stopping on the same
-        evaluation rows; the learning rate scaled by the ratio of the FM's and the AFM's defaults."""
+        evaluation rows; the learning rate "auto" (the FM's own), or a given one scaled by the ratio of the
+        FM's and the AFM's defaults for the optimizer."""
         fm = _registry.sibling(kind, "fm")
         fm_values = {name: values[name] for name in fm.signature.names}
-        fm_values["learning_rate"] = float(values["learning_rate"]) * _PRETRAIN_LR_RATIO
+        fm_values["learning_rate"] = pretrain_learning_rate(values["learning_rate"], self.optimizer)
         state = init_state(fm.spec(fm_values, n_features), self.optimizer, self.init_std, self.random_state)
         state.classes, state.label_range = labels.get("classes"), labels.get("label_range")
         if self.verbose:
             print(f"pretraining {fm.name} (the warm start of {type(self).__name__})", flush=True)
         settings = core_settings(fm.values(fm_values), state.spec.loss, state.spec.attention,
-                                 state.spec.learn_projection)
+                                 state.spec.learn_projection, family=fm.family)
         try:
             self._train_new(state, settings, rows, evaluation, stopping, metric, prefix="fm ")
         except FloatingPointError as exc:
@@ -373,9 +381,9 @@ class _Base(BaseEstimator):
     def _settings(self, kind, state: TrainingState) -> dict:
         """The core's settings: the current hyperparameters, with what the model spec and the state fix."""
         values = kind.values({name: getattr(self, name) for name in kind.signature.names})
-        settings = core_settings(values, state.spec.loss, state.spec.attention, state.spec.learn_projection)
-        settings["optimizer"] = state.optimizer  # the slots the state holds
-        return settings
+        values["optimizer"] = state.optimizer  # the slots the state holds (and the "auto" learning rate's)
+        return core_settings(values, state.spec.loss, state.spec.attention, state.spec.learn_projection,
+                             family=kind.family)
 
     def _threads(self) -> int:
         """n_threads checked on every kernel call, not only in fit: set_params may change it after fitting (a
@@ -457,7 +465,7 @@ class _AFM(_Base):
         attention_l2=2.0,
         l2=0.0,
         frequency_l2=1.0,
-        learning_rate=0.1,
+        learning_rate="auto",
         optimizer="adagrad",
         batch_size=128,
         n_epochs=20,
@@ -487,7 +495,7 @@ class _FM(_Base):
         dropout=0.5,
         l2=0.0,
         frequency_l2=1.0,
-        learning_rate=0.05,
+        learning_rate="auto",
         optimizer="adagrad",
         batch_size=128,
         n_epochs=20,
@@ -612,9 +620,13 @@ class AFMRegressor(_Regression, RegressorMixin, _AFM):
         L2 on V and w shared out by frequency: per epoch feature i pays frequency_l2 / (2 n_i) times
         ||V[i]||^2 + w[i]^2, n_i its occurrences in the training rows, so rare ids are shrunk and frequent ones
         barely (docs/model.md; chosen by measurement, docs/accuracy.md).
-    learning_rate : float, default 0.1
-        Step size; the batch loss is summed over rows (see docs/model.md).
-    optimizer : {"adagrad", "sgd"}, default "adagrad"
+    learning_rate : float or "auto", default "auto"
+        Step size; the batch loss is summed over rows (see docs/model.md). "auto": the optimizer's own
+        default, measured on the tuning data (docs/accuracy.md): adagrad 0.1 (FM 0.05), sgd and adam as in
+        fastafm._hyperparams.AUTO_LEARNING_RATES; the value used is `learning_rate_` after fit.
+    optimizer : {"adagrad", "sgd", "adam"}, default "adagrad"
+        Adam is lazy and sparse: a row of V and w is updated (and its moments decayed) only in the batches
+        that touch it, bias-corrected by its own step count; beta1 0.9, beta2 0.999, eps 1e-8 (docs/model.md).
     batch_size : int, default 128
     n_epochs : int, default 20
     init_std : float, default 0.01
@@ -724,7 +736,8 @@ class FMRegressor(_Regression, RegressorMixin, _FM):
     those of AFMRegressor without the attention ones (attention_dim, attention_l2, attention). A fitted FM is
     the usual warm start of an AFM: ``AFMRegressor(...).fit(X, y, init=fm)``.
 
-    Defaults as AFM's except learning_rate 0.05 (AFM: 0.1), from the Frappe runs in docs/accuracy.md.
+    Defaults as AFM's; learning_rate "auto" resolves to the FM's own values (adagrad 0.05, AFM's 0.1), from
+    the Frappe runs in docs/accuracy.md.
 
     FM and AFM are siblings (not subclasses of each other) over one base: FM pools uniformly with p fixed
     at 1, so `p_` stays all ones and `W_`, `b_`, `h_` are unused placeholders of attention_dim 1.

@@ -12,9 +12,10 @@ Layout (format version 3):
                       sha256["meta"] is the digest of the canonical JSON (sorted keys, no blanks) of the record
                       without "sha256"; sha256["param.w"] etc. are digests of the arrays' raw little-endian bytes.
     param.<name>.npy        the parameters w0 (1,), w (n,), V (n, k), W (t, k), b (t,), h (t,), p (k,)
-    slot.<slot>.<name>.npy  the optimizer's state, one array per slot and parameter, of the parameter's shape
-                            (fastafm._optim: none for sgd, slot G for adagrad, all > 0), so partial_fit can
-                            continue after loading; "optimizer_slots" lists the slots
+    slot.<slot>.<name>.npy  the optimizer's state, one array per slot and parameter it covers, of the
+                            parameter's shape (fastafm._optim: none for sgd; slot G for adagrad, all > 0; m, v
+                            (>= 0) for every parameter and step (>= 0) for w and w0 for adam), so partial_fit
+                            can continue after loading; "optimizer_slots" lists the slots
 
 Version 2 files (one `accum.<name>.npy` Adagrad accumulator per parameter, written for SGD models too) are
 read bit for bit: the accumulators become adagrad's slot G, and an SGD model's are dropped. Version 1 files
@@ -64,11 +65,14 @@ class ModelFileError(ValueError):
     """The file is not a valid fastafm model (truncated, corrupted, edited, or another kind of file)."""
 
 
-def array_keys(version: int, slots=()) -> tuple:
-    """The array members of a file of `version` whose optimizer has `slots` (versions 1-2: always accum)."""
+def array_keys(version: int, optimizer: str = "sgd") -> tuple:
+    """The array members of a file of `version` written for `optimizer` (versions 1-2: always accum): every
+    parameter, then each of the optimizer's slots for the parameters it covers (fastafm._optim)."""
     if version < 3:
         return V2_ARRAY_KEYS
-    return tuple(f"param.{n}" for n in PARAM_NAMES) + tuple(f"slot.{s}.{n}" for s in slots for n in PARAM_NAMES)
+    spec = OPTIMIZERS[optimizer]
+    return tuple(f"param.{n}" for n in PARAM_NAMES) + tuple(f"slot.{s}.{n}" for s in spec.slots
+                                                             for n in spec.params_of(s))
 
 
 def _jsonable(value):
@@ -130,9 +134,10 @@ def save_model(model, path) -> None:
     arrays = {}
     for name in PARAM_NAMES:
         arrays[f"param.{name}"] = np.ascontiguousarray(state.params[name], dtype="<f4")
-    slots = OPTIMIZERS[state.optimizer].slots
+    spec = OPTIMIZERS[state.optimizer]
+    slots = spec.slots
     for slot in slots:
-        for name in PARAM_NAMES:
+        for name in spec.params_of(slot):
             arrays[f"slot.{slot}.{name}"] = np.ascontiguousarray(state.slots[slot][name], dtype="<f4")
     meta = {
         "format": FORMAT,
@@ -347,7 +352,7 @@ def _load(fh, where: str):
         if isinstance(meta.get("hyperparameters"), dict):
             meta["hyperparameters"] = _upgrade_hyperparameters(meta["hyperparameters"], kind)
         optimizer = _optimizer_of(meta, kind, version, where)
-        keys = array_keys(version, OPTIMIZERS[optimizer].slots)
+        keys = array_keys(version, optimizer)
         extra = sorted(set(by_key) - {"meta", *keys})
         _check(not extra, where, f"unexpected members {extra[:5]} (not written by fastafm)")
         missing = [key for key in keys if key not in by_key]
@@ -367,7 +372,8 @@ def _load(fh, where: str):
 
         spec = kind.spec(values, meta["n_features_in"])
         shapes = spec.shapes()
-        check_memory(2 * 4 * sum(math.prod(shape) for shape in shapes.values()), f"loading {where}")
+        n_copies = 1 + max(len(OPTIMIZERS[optimizer].slots), 1)  # the parameters and the slots (v1/2: one)
+        check_memory(n_copies * 4 * sum(math.prod(shape) for shape in shapes.values()), f"loading {where}")
         arrays = {}
         for key in keys:
             name = key.rsplit(".", 1)[1]
@@ -379,6 +385,8 @@ def _load(fh, where: str):
                 raise ModelFileError(f"{where}: array {key} contains NaN or infinity")
             if _positive(key, optimizer, version) and not np.all(arr > 0):
                 raise ModelFileError(f"{where}: array {key} holds Adagrad accumulators <= 0")
+            if _slot_in(key, OPTIMIZERS[optimizer].nonnegative, version) and not np.all(arr >= 0):
+                raise ModelFileError(f"{where}: array {key} holds negative values (second moments or step counts)")
             arrays[key] = arr.astype(np.float32, copy=False)
 
     rng = np.random.default_rng()
@@ -388,8 +396,9 @@ def _load(fh, where: str):
         raise ModelFileError(f"{where}: invalid rng_state ({type(exc).__name__}: {exc})") from None
     params = {name: arrays[f"param.{name}"] for name in PARAM_NAMES}
     if version >= 3:
-        slots = {slot: {name: arrays[f"slot.{slot}.{name}"] for name in PARAM_NAMES}
-                 for slot in OPTIMIZERS[optimizer].slots}
+        ospec = OPTIMIZERS[optimizer]
+        slots = {slot: {name: arrays[f"slot.{slot}.{name}"] for name in ospec.params_of(slot)}
+                 for slot in ospec.slots}
     else:  # one accumulator per parameter: adagrad's G; an SGD model's were dummies
         slots = {"G": {name: arrays[f"accum.{name}"] for name in PARAM_NAMES}} if optimizer == "adagrad" else {}
     classes = None if meta.get("classes") is None else np.asarray(meta["classes"])
@@ -447,8 +456,13 @@ def _positive(key: str, optimizer: str, version: int) -> bool:
     """Whether array `key` must hold values > 0 (Adagrad's sums; every accumulator of a version 1/2 file)."""
     if version < 3:
         return key.startswith("accum.")
+    return _slot_in(key, OPTIMIZERS[optimizer].positive, version)
+
+
+def _slot_in(key: str, slots: tuple, version: int) -> bool:
+    """Whether array `key` of a version 3 file belongs to one of `slots`."""
     parts = key.split(".")
-    return parts[0] == "slot" and parts[1] in OPTIMIZERS[optimizer].positive
+    return version >= 3 and parts[0] == "slot" and parts[1] in slots
 
 
 def resign(data: bytes) -> bytes:

@@ -1,8 +1,8 @@
 """Float64 pure-NumPy reference implementation of the AFM model.
 
 This module implements ``docs/model.md`` literally: the forward pass, the
-mini-batch objective ``J(B)``, its analytic gradients and the Adagrad / SGD
-steps.  It is written to be read and checked, not to be fast: rows are
+mini-batch objective ``J(B)``, its analytic gradients and the Adagrad / SGD /
+lazy Adam steps.  It is written to be read and checked, not to be fast: rows are
 processed one at a time, with the pair computations of a row vectorised.  It
 is the test oracle for the C++ core and the baseline of the benchmarks.
 
@@ -34,12 +34,24 @@ __all__ = [
     "touched_l2",
     "adagrad_step",
     "sgd_step",
+    "ADAM_BETA1",
+    "ADAM_BETA2",
+    "ADAM_EPS",
+    "AdamState",
+    "init_adam_state",
+    "adam_step",
 ]
 
 PARAM_NAMES = ("w0", "w", "V", "W", "b", "h", "p")
 
 #: Initial value of every Adagrad accumulator (the authors' ``initial_accumulator_value``).
 ADAGRAD_INITIAL_ACCUMULATOR = 1e-8
+
+#: Adam's decay rates and epsilon: Kingma & Ba's defaults (also PyTorch's and TensorFlow's LazyAdam's). They
+#: are constants, not hyperparameters: the learning rate is the setting that matters (docs/model.md).
+ADAM_BETA1 = 0.9
+ADAM_BETA2 = 0.999
+ADAM_EPS = 1e-8
 
 _LOSSES = ("squared", "logistic")
 
@@ -542,3 +554,60 @@ def sgd_step(params: Params, grads: Params, touched, learning_rate) -> None:
         sel = _row_rule(name, touched)
         theta, g = getattr(params, name), getattr(grads, name)
         theta[sel] -= lr * g[sel]
+
+
+@dataclass
+class AdamState:
+    """Lazy Adam's state: first and second moments of every parameter (``Params`` of the same shapes), the
+    step count of every row of ``V``/``w`` (``row_steps``, one per feature: a row of V and its w are always
+    updated together) and the step count of the dense parameters (``step``)."""
+
+    m: Params
+    v: Params
+    row_steps: np.ndarray
+    step: int = 0
+
+
+def init_adam_state(params: Params) -> AdamState:
+    """Zero moments and step counts for ``params``."""
+    zeros = Params(0.0, *(np.zeros(getattr(params, n).shape) for n in PARAM_NAMES[1:]))
+    return AdamState(zeros, zeros.copy(), np.zeros(params.n_features), 0)
+
+
+def _adam_update(theta, m, v, g, t, lr):
+    """Adam on arrays of one step count ``t`` (a scalar or one per leading row), in place; returns the new
+    (theta, m, v) for scalars."""
+    m = ADAM_BETA1 * m + (1 - ADAM_BETA1) * g
+    v = ADAM_BETA2 * v + (1 - ADAM_BETA2) * g ** 2
+    m_hat = m / (1 - ADAM_BETA1 ** t)
+    v_hat = v / (1 - ADAM_BETA2 ** t)
+    return theta - lr * m_hat / (np.sqrt(v_hat) + ADAM_EPS), m, v
+
+
+def adam_step(params: Params, state: AdamState, grads: Params, touched, learning_rate) -> None:
+    """One lazy Adam step, in place on ``params`` and ``state``.
+
+    Dense parameters (w0, W, b, h, p): the batch's step count ``state.step`` advances by one and
+    ``m ← β1 m + (1-β1) g;  v ← β2 v + (1-β2) g²;  θ ← θ − lr · m̂ / (sqrt(v̂) + ε)`` with
+    ``m̂ = m / (1-β1^t)``, ``v̂ = v / (1-β2^t)``. Rows ``touched`` of ``w``/``V`` (``T(B)``): the same with
+    each row's own count ``t_i = row_steps[i] + 1``; untouched rows, their moments and counts do not change
+    (their moments are not decayed either: lazy, as TensorFlow's LazyAdam and PyTorch's SparseAdam).
+    """
+    lr = float(learning_rate)
+    state.step += 1
+    t = state.step
+    w0, m0, v0 = _adam_update(params.w0, state.m.w0, state.v.w0, grads.w0, t, lr)
+    params.w0, state.m.w0, state.v.w0 = float(w0), float(m0), float(v0)
+    for name in ("W", "b", "h", "p"):
+        theta, m, v = _adam_update(getattr(params, name), getattr(state.m, name), getattr(state.v, name),
+                                   getattr(grads, name), t, lr)
+        getattr(params, name)[...] = theta
+        getattr(state.m, name)[...] = m
+        getattr(state.v, name)[...] = v
+    rows = _row_rule("V", touched)
+    state.row_steps[rows] += 1
+    t_rows = state.row_steps[rows]
+    for name, t_sel in (("w", t_rows), ("V", t_rows[:, None])):
+        theta, m, v = getattr(params, name), getattr(state.m, name), getattr(state.v, name)
+        theta[rows], m[rows], v[rows] = _adam_update(theta[rows], m[rows], v[rows], getattr(grads, name)[rows],
+                                                     t_sel, lr)

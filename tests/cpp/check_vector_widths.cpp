@@ -152,6 +152,16 @@ int main() {
         wide::table().sgd(th1.data(), g.data(), n, 0.1f);
         narrow::table().sgd(th2.data(), g.data(), n, 0.1f);
         check("sgd", th1, th2, n, 0);
+        std::vector<float> m1(n, 0.0f), v1(n, 0.0f);
+        std::vector<float> m2 = m1, v2 = v1;
+        const afm::AdamStep s = afm::adam_coefficients(0.9, 0.999, 1e-8, 0.1, 1.0);
+        for (int rep = 0; rep < 2; ++rep) {  // the second call starts from non-zero moments
+            wide::table().adam(th1.data(), m1.data(), v1.data(), g.data(), n, s);
+            narrow::table().adam(th2.data(), m2.data(), v2.data(), g.data(), n, s);
+        }
+        check("adam", th1, th2, n, 0);
+        check("adam m", m1, m2, n, 0);
+        check("adam v", v1, v2, n, 0);
     }
     std::printf("%d passed, %d failed\n", passes, failures);
     return failures == 0 ? 0 : 1;

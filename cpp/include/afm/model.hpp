@@ -24,7 +24,7 @@ struct ModelView {
 };
 
 enum class Loss { squared = 0, logistic = 1 };
-enum class Optimizer { adagrad = 0, sgd = 1 };
+enum class Optimizer { adagrad = 0, sgd = 1, adam = 2 };
 
 struct TrainConfig {
     Loss loss = Loss::squared;
@@ -38,6 +38,9 @@ struct TrainConfig {
     // occurrences in the batch, n_i in the rows of the fit), so over an epoch id i pays frequency_l2 / n_i.
     float frequency_l2 = 0.0f;
     float learning_rate = 0.01f;
+    // Adam's constants (fastafm.reference.ADAM_BETA1, ADAM_BETA2, ADAM_EPS set them; docs/model.md). Double:
+    // 1 - beta2 in float32 arithmetic would be off by 1.3e-5 relative (0.999f is not 0.999).
+    double adam_beta1 = 0.9, adam_beta2 = 0.999, adam_eps = 1e-8;
     int batch_size = 128;
     uint64_t seed = 0;          // dropout stream
     uint64_t epoch = 0;         // dropout stream
@@ -45,20 +48,29 @@ struct TrainConfig {
 };
 
 // The optimizer's state as named slots, each a view with the model's shapes (docs/model.md, "Optimizer
-// state"): sgd has none, adagrad one, G (the running sums of squared gradients). A new optimizer adds its
-// slots here (Adam: m and v, plus a step count per row of V/w) and its case in Trainer::step; nothing else
-// in the trainer knows which optimizer runs.
+// state"): sgd has none, adagrad one, G (the running sums of squared gradients), adam the moments m and v
+// and its step counts: one per row of V and w (they are always updated together) and one for the dense
+// parameters (slot "step", arrays for w and w0 only). A new optimizer adds its slots here and its case in
+// Trainer::step; nothing else in the trainer knows which optimizer runs.
 struct OptimizerState {
     Optimizer kind = Optimizer::sgd;
-    ModelView G;  // adagrad
+    ModelView G;                  // adagrad
+    ModelView m, v;               // adam: first and second moments
+    float* row_step = nullptr;    // adam: updates so far of row i of V and w (n_features; float32, exact to 2^24)
+    float* dense_step = nullptr;  // adam: updates so far of w0, W, b, h, p (one float)
 };
 
 // The slot names of an optimizer, in the order the model files and the binding list them.
 inline const char* const* optimizer_slots(Optimizer kind, int* count) {
     static const char* const adagrad[] = {"G"};
+    static const char* const adam[] = {"m", "v", "step"};
     if (kind == Optimizer::adagrad) {
         *count = 1;
         return adagrad;
+    }
+    if (kind == Optimizer::adam) {
+        *count = 3;
+        return adam;
     }
     *count = 0;
     return nullptr;

@@ -103,8 +103,10 @@ private:
     void batch_compute(const int64_t* rows, int64_t nb, bool use_dropout);
     void sparse_gradient(int64_t slot, float* dv, float* dw) const;  // summed in row order, + L2
     float l2_of_slot(int64_t slot) const;  // l2 + the frequency_l2 share of touched feature `slot`
-    // One optimizer step on values [off, off + n) of the parameter `param` (and of its slots).
-    void step(float* ModelView::*param, int64_t off, const float* grad, int64_t n) const;
+    // One optimizer step on values [off, off + n) of the parameter `param` (and of its slots); `adam`: the
+    // coefficients at the step count of those values (Adam only).
+    void step(float* ModelView::*param, int64_t off, const float* grad, int64_t n, const AdamStep& adam) const;
+    AdamStep adam_step(float step_count) const;  // bias-corrected coefficients after step_count updates
     void batch_update();                                                    // all threads, ends with a barrier
     double team_wait();                                                     // barrier_; thread 0 sums its waits
     void choose_mode(double batch_seconds);                                 // thread 0: team or solo next
