@@ -487,6 +487,7 @@ PYBIND11_MODULE(_core, mod) {
             afm::ModelView m = model_view(params, "params", false, viewed);
             afm::CsrView X = csr_view(indptr, indices, values, m.n_features, viewed);
             const int64_t* pp = checked<int64_t>(pair_indptr, "pair_indptr", {X.n_rows + 1});
+            viewed.add(pair_indptr, "pair_indptr", false);
             if (pp[0] != 0) throw py::value_error("pair_indptr[0] must be 0");
             for (int64_t r = 0; r < X.n_rows; ++r)
                 if (pp[r + 1] - pp[r] != afm::pair_count(X.indptr[r + 1] - X.indptr[r]))
