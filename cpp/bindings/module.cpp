@@ -51,13 +51,55 @@ T* checked(const py::array& a, const std::string& name, std::initializer_list<py
     return static_cast<T*>(const_cast<void*>(a.data()));
 }
 
+// Every array a core call views, each with a reference held for the whole call (or, for a Trainer, for its
+// life): the GIL is released while the kernels run, and another thread, or a progress callback, may replace
+// a dict's entry (params["V"] = ...) and drop the last other reference to memory in use. Also the check that
+// no array the call writes shares memory with another array it views: the kernels take them as __restrict__.
+class Viewed {
+public:
+    void add(const py::array& a, std::string name, bool written) {
+        const char* lo = static_cast<const char*>(a.data());
+        entries_.push_back({a, std::move(name), lo, lo + a.nbytes(), written});
+    }
+    // ValueError naming the first two arrays found that share memory, at least one of them written.
+    void check_no_aliasing(const Viewed* also = nullptr) const {
+        std::vector<const Entry*> all;
+        for (const Entry& e : entries_) all.push_back(&e);
+        if (also)
+            for (const Entry& e : also->entries_) all.push_back(&e);
+        for (size_t i = 0; i < all.size(); ++i)
+            for (size_t j = i + 1; j < all.size(); ++j) {
+                const Entry &a = *all[i], &b = *all[j];
+                if ((a.written || b.written) && a.lo < a.hi && b.lo < b.hi && a.lo < b.hi && b.lo < a.hi)
+                    throw py::value_error(a.name + " and " + b.name + " share memory (the same or overlapping "
+                                          "buffers): the core writes " + (a.written ? a.name : b.name) +
+                                          " in place, so each must be an array of its own (pass a copy)");
+            }
+    }
+
+private:
+    struct Entry {
+        py::array ref;
+        std::string name;
+        const char* lo;
+        const char* hi;
+        bool written;
+    };
+    std::vector<Entry> entries_;
+};
+
 py::array param(const py::dict& d, const char* key, const std::string& what) {
     if (!d.contains(key)) throw py::value_error(what + " is missing the array '" + key + "'");
-    return py::reinterpret_borrow<py::array>(d[key]);
+    py::object value = d[key];
+    if (!py::isinstance<py::array>(value))
+        throw py::type_error(what + "['" + key + "'] must be a numpy array, got " +
+                             std::string(py::str(py::type::handle_of(value).attr("__name__"))));
+    return py::reinterpret_borrow<py::array>(value);
 }
 
 // A model (or optimizer state) given as a dict of float32 arrays w0 (1,), w (n,), V (n,k), W (t,k), b, h (t,), p (k,).
-afm::ModelView model_view(const py::dict& d, const std::string& what, bool writable) {
+// Each array viewed is added to `viewed` (under the name what['key']), as written when `writable`.
+afm::ModelView model_view(const py::dict& d, const std::string& what, bool writable, Viewed& viewed) {
     afm::ModelView m;
     py::array V = param(d, "V", what), W = param(d, "W", what);
     if (V.ndim() != 2 || W.ndim() != 2) throw py::value_error(what + ": V and W must be 2-D");
@@ -67,13 +109,19 @@ afm::ModelView model_view(const py::dict& d, const std::string& what, bool writa
     m.k = static_cast<int>(V.shape(1));
     m.t = static_cast<int>(W.shape(0));
     if (m.k <= 0 || m.t <= 0) throw py::value_error(what + ": embedding and attention sizes must be positive");
-    m.V = checked<float>(V, what + "['V']", {m.n_features, m.k}, writable);
-    m.W = checked<float>(W, what + "['W']", {m.t, m.k}, writable);
-    m.w0 = checked<float>(param(d, "w0", what), what + "['w0']", {1}, writable);
-    m.w = checked<float>(param(d, "w", what), what + "['w']", {m.n_features}, writable);
-    m.b = checked<float>(param(d, "b", what), what + "['b']", {m.t}, writable);
-    m.h = checked<float>(param(d, "h", what), what + "['h']", {m.t}, writable);
-    m.p = checked<float>(param(d, "p", what), what + "['p']", {m.k}, writable);
+    auto view = [&](const py::array& a, const char* key, std::initializer_list<py::ssize_t> shape) {
+        const std::string name = what + "['" + key + "']";
+        float* ptr = checked<float>(a, name, shape, writable);
+        viewed.add(a, name, writable);
+        return ptr;
+    };
+    m.V = view(V, "V", {m.n_features, m.k});
+    m.W = view(W, "W", {m.t, m.k});
+    m.w0 = view(param(d, "w0", what), "w0", {1});
+    m.w = view(param(d, "w", what), "w", {m.n_features});
+    m.b = view(param(d, "b", what), "b", {m.t});
+    m.h = view(param(d, "h", what), "h", {m.t});
+    m.p = view(param(d, "p", what), "p", {m.k});
     return m;
 }
 
@@ -82,42 +130,35 @@ void check_same_shapes(const afm::ModelView& a, const afm::ModelView& b) {
         throw py::value_error("optimizer state and model have different shapes");
 }
 
-// References to the arrays of a model dict: a Trainer views their memory, so it keeps them alive even when
-// the dict's entries are replaced.
-void keep_arrays(const py::dict& d, std::vector<py::object>* keep) {
-    for (const char* key : {"w0", "w", "V", "W", "b", "h", "p"}) keep->push_back(d[key]);
-}
-
 const char* optimizer_name(afm::Optimizer kind) {
     return kind == afm::Optimizer::adagrad ? "adagrad" : kind == afm::Optimizer::adam ? "adam" : "sgd";
 }
 
 // Adam's step counts: a dict of exactly w (n_features,) (one count per row of V and w) and w0 (1,) (the
 // dense parameters' count), float32, every count finite and >= 0.
-void adam_steps(const py::dict& d, const afm::ModelView& m, afm::OptimizerState& opt, std::vector<py::object>* keep) {
+void adam_steps(const py::dict& d, const afm::ModelView& m, afm::OptimizerState& opt, Viewed& viewed) {
     for (auto item : d) {
         const std::string key = py::str(item.first);
         if (key != "w" && key != "w0")
             throw py::value_error("optimizer slot step has an array '" + key + "': it holds only 'w' and 'w0'");
     }
-    opt.row_step = checked<float>(param(d, "w", "optimizer slot step"), "optimizer slot step['w']", {m.n_features}, true);
-    opt.dense_step = checked<float>(param(d, "w0", "optimizer slot step"), "optimizer slot step['w0']", {1}, true);
+    const py::array rows = param(d, "w", "optimizer slot step"), dense = param(d, "w0", "optimizer slot step");
+    opt.row_step = checked<float>(rows, "optimizer slot step['w']", {m.n_features}, true);
+    opt.dense_step = checked<float>(dense, "optimizer slot step['w0']", {1}, true);
+    viewed.add(rows, "state['step']['w']", true);
+    viewed.add(dense, "state['step']['w0']", true);
     for (int64_t i = 0; i <= m.n_features; ++i) {
         const float c = i < m.n_features ? opt.row_step[i] : *opt.dense_step;
         if (!(c >= 0.0f) || !std::isfinite(c))
             throw py::value_error("optimizer slot step holds a step count that is negative or not finite");
     }
-    if (keep) {
-        keep->push_back(d["w"]);
-        keep->push_back(d["w0"]);
-    }
 }
 
 // The optimizer state: a dict {slot name: dict of arrays with the model's shapes}, exactly the slots of
 // `kind` ({} for sgd, {"G": ...} for adagrad, {"m", "v", "step"} for adam, step with w and w0 only).
-// Every viewed array is appended to `keep`.
+// Every viewed array is added to `viewed` (written).
 afm::OptimizerState optimizer_state(const py::dict& slots, afm::Optimizer kind, const afm::ModelView& m,
-                                    std::vector<py::object>* keep) {
+                                    Viewed& viewed) {
     int count = 0;
     const char* const* names = afm::optimizer_slots(kind, &count);
     std::string want;
@@ -140,19 +181,19 @@ afm::OptimizerState optimizer_state(const py::dict& slots, afm::Optimizer kind, 
             throw py::type_error(std::string("optimizer state slot '") + names[i] + "' must be a dict of arrays");
         const std::string name = names[i];
         if (name == "step") {
-            adam_steps(d.cast<py::dict>(), m, opt, keep);
+            adam_steps(d.cast<py::dict>(), m, opt, viewed);
             continue;
         }
-        afm::ModelView v = model_view(d.cast<py::dict>(), "optimizer slot " + name, true);
+        afm::ModelView v = model_view(d.cast<py::dict>(), "state['" + name + "']", true, viewed);
         check_same_shapes(m, v);
-        if (keep) keep_arrays(d.cast<py::dict>(), keep);
         (name == "G" ? opt.G : name == "m" ? opt.m : opt.v) = v;
     }
     return opt;
 }
 
 // CSR arrays: indptr int64 (n_rows+1), indices int32, values float32; every id in [0, n_features).
-afm::CsrView csr_view(const py::array& indptr, const py::array& indices, const py::array& values, int64_t n_features) {
+afm::CsrView csr_view(const py::array& indptr, const py::array& indices, const py::array& values, int64_t n_features,
+                      Viewed& viewed) {
     afm::CsrView X;
     const int64_t* ip = checked<int64_t>(indptr, "indptr", {-1});
     if (indptr.shape(0) < 1) throw py::value_error("indptr must have at least one element");
@@ -160,6 +201,9 @@ afm::CsrView csr_view(const py::array& indptr, const py::array& indices, const p
     const int64_t nnz = indices.ndim() == 1 ? indices.shape(0) : -1;
     X.indices = checked<afm::feature_t>(indices, "indices", {-1});
     X.values = checked<float>(values, "values", {nnz});
+    viewed.add(indptr, "indptr", false);
+    viewed.add(indices, "indices", false);
+    viewed.add(values, "values", false);
     if (ip[0] != 0) throw py::value_error("indptr[0] must be 0");
     for (int64_t r = 0; r < n_rows; ++r)
         if (ip[r + 1] < ip[r]) throw py::value_error("indptr must be non-decreasing (row " + std::to_string(r) + ")");
@@ -202,16 +246,20 @@ void check_config(const afm::TrainConfig& c) {
     if (c.n_threads < 0) throw py::value_error("n_threads must be >= 0");
 }
 
-// The logistic loss reads y as the sign of the class: anything but +1 / -1 would train silently on garbage.
-// (A y of the wrong dtype or shape is left to checked<float>, which names it.)
+// The logistic loss reads y as the sign of the class: anything but +1 / -1 would train silently on garbage;
+// a non-finite target of the squared loss would make every parameter NaN. (A y of the wrong dtype or shape
+// is left to checked<float>, which names it.)
 void check_labels(const py::array& y, afm::Loss loss) {
-    if (loss != afm::Loss::logistic || y.ndim() != 1 || !py::isinstance<py::array_t<float>>(y)) return;
+    if (y.ndim() != 1 || !py::isinstance<py::array_t<float>>(y)) return;
     const auto* data = static_cast<const char*>(y.data());
     for (py::ssize_t i = 0; i < y.shape(0); ++i) {
         const float v = *reinterpret_cast<const float*>(data + i * y.strides(0));
-        if (v != 1.0f && v != -1.0f)
+        if (loss == afm::Loss::logistic && v != 1.0f && v != -1.0f)
             throw py::value_error("y[" + std::to_string(i) + "] = " + std::to_string(v) +
                                   ": the logistic loss needs labels +1 or -1");
+        if (!std::isfinite(v))
+            throw py::value_error("y[" + std::to_string(i) + "] = " + std::to_string(v) +
+                                  ": the squared loss needs finite targets");
     }
 }
 
@@ -244,9 +292,9 @@ py::tuple libfm_tuple(const afm::LibfmData& data) {
                           data.max_feature_id);
 }
 
-// A Trainer with the arrays it views (kept alive) and a guard against two threads training it at once.
 // The n_i of config.frequency_l2: float32 (n_features,), finite and >= 0; required when frequency_l2 > 0.
-const float* feature_counts(const py::object& counts, const afm::TrainConfig& cfg, int64_t n_features) {
+const float* feature_counts(const py::object& counts, const afm::TrainConfig& cfg, int64_t n_features,
+                            Viewed& viewed) {
     if (counts.is_none()) {
         if (cfg.frequency_l2 > 0.0f)
             throw py::value_error("frequency_l2 > 0 needs feature_counts (each feature's occurrences in the rows)");
@@ -254,56 +302,59 @@ const float* feature_counts(const py::object& counts, const afm::TrainConfig& cf
     }
     const py::array a = py::reinterpret_borrow<py::array>(counts);
     const float* c = checked<float>(a, "feature_counts", {n_features});
+    viewed.add(a, "feature_counts", false);
     for (int64_t i = 0; i < n_features; ++i)
         if (!(c[i] >= 0.0f) || !std::isfinite(c[i]))
             throw py::value_error("feature_counts[" + std::to_string(i) + "] must be finite and >= 0");
     return c;
 }
 
+// A Trainer with the arrays it views (held for its life) and a guard against two threads training it at once.
 struct PyTrainer {
     afm::ModelView m;
-    std::vector<py::object> keep;
+    Viewed viewed;  // params and optimizer slots
     std::unique_ptr<afm::Trainer> trainer;
     bool busy = false;
     afm::Loss loss = afm::Loss::squared;
 };
 
-// One Trainer::run_epoch over CSR arrays from Python, checked first, with the GIL released.
-py::dict run_epoch(afm::Trainer& trainer, const afm::ModelView& m, const py::array& indptr, const py::array& indices,
-                   const py::array& values, const py::array& y, const py::array& order, const py::object& progress,
-                   double progress_interval, const py::object& weights) {
-    afm::CsrView X = csr_view(indptr, indices, values, m.n_features);
+// One Trainer::run_epoch over CSR arrays from Python, checked first, with the GIL released. `model` holds the
+// arrays the trainer writes: none of the data arrays may share memory with them.
+py::dict run_epoch(afm::Trainer& trainer, const afm::ModelView& m, const Viewed& model, const py::array& indptr,
+                   const py::array& indices, const py::array& values, const py::array& y, const py::array& order,
+                   const py::object& progress, double progress_interval, const py::object& weights) {
+    Viewed data;
+    afm::CsrView X = csr_view(indptr, indices, values, m.n_features, data);
     const float* yp = checked<float>(y, "y", {X.n_rows});
     const float* wp = row_weights(weights, X.n_rows);
+    if (wp) data.add(py::reinterpret_borrow<py::array>(weights), "weights", false);
     int64_t n_order = 0;
     const int64_t* ord = row_list(order, "order", X.n_rows, &n_order);
+    data.add(y, "y", false);
+    data.add(order, "order", false);
+    model.check_no_aliasing(&data);
 
     // Between batches the calling thread takes the GIL back briefly: Ctrl-C (SIGINT) then stops the
-    // epoch after the batch in progress, and `progress(rows_done)` can drive a progress bar.
-    std::unique_ptr<py::error_already_set> error;
+    // epoch after the batch in progress, and `progress(rows_done)` can drive a progress bar. Whatever this
+    // throws (the callback's Python exception, or any C++ one) stops the epoch; Trainer::run_epoch rethrows
+    // it after the parallel region, and pybind11 hands it back to Python (the original Python exception).
     afm::ProgressHook hook;
     hook.interval_seconds = progress_interval;
     hook.callback = [&](int64_t rows_done) -> bool {
         py::gil_scoped_acquire gil;
-        if (PyErr_CheckSignals() != 0) {
-            error = std::make_unique<py::error_already_set>();
-            return false;
-        }
+        if (PyErr_CheckSignals() != 0) throw py::error_already_set();
         if (progress.is_none()) return true;
-        try {
-            py::object verdict = progress(rows_done);
-            return !(verdict.ptr() == Py_False);
-        } catch (py::error_already_set& e) {
-            error = std::make_unique<py::error_already_set>(std::move(e));
-            return false;
-        }
+        py::object verdict = progress(rows_done);
+        if (verdict.is_none()) return true;  // a callback that returns nothing continues
+        const int truth = PyObject_IsTrue(verdict.ptr());  // any falsy value (False, np.False_, 0, []) stops
+        if (truth < 0) throw py::error_already_set();
+        return truth != 0;
     };
     afm::EpochResult res;
     {
         py::gil_scoped_release nogil;
         res = trainer.run_epoch(X, yp, wp, ord, n_order, &hook);
     }
-    if (error) throw py::error_already_set(std::move(*error));
     return py::dict("loss_sum"_a = res.loss_sum, "n_rows"_a = res.n_rows, "n_batches"_a = res.n_batches,
                     "stopped"_a = res.stopped, "diverged"_a = res.diverged);
 }
@@ -351,16 +402,19 @@ PYBIND11_MODULE(_core, mod) {
            const py::object& counts) {
             check_config(cfg);
             check_labels(y, cfg.loss);
-            afm::ModelView m = model_view(params, "params", true);
-            afm::OptimizerState opt = optimizer_state(state, cfg.optimizer, m, nullptr);
-            const float* n_i = feature_counts(counts, cfg, m.n_features);
+            Viewed model;  // held until the call returns
+            afm::ModelView m = model_view(params, "params", true, model);
+            afm::OptimizerState opt = optimizer_state(state, cfg.optimizer, m, model);
+            const float* n_i = feature_counts(counts, cfg, m.n_features, model);
+            model.check_no_aliasing();
             std::unique_ptr<afm::Trainer> trainer;
             {
                 py::gil_scoped_release nogil;
                 trainer = std::make_unique<afm::Trainer>(m, opt, cfg);
                 trainer->set_feature_counts(n_i);
             }
-            return run_epoch(*trainer, m, indptr, indices, values, y, order, progress, progress_interval, weights);
+            return run_epoch(*trainer, m, model, indptr, indices, values, y, order, progress, progress_interval,
+                             weights);
         },
         "params"_a, "state"_a, "indptr"_a, "indices"_a, "values"_a, "y"_a, "order"_a, "config"_a,
         "progress"_a = py::none(), "progress_interval"_a = 0.1, "weights"_a = py::none(),
@@ -371,10 +425,12 @@ PYBIND11_MODULE(_core, mod) {
         "Returns a dict with loss_sum (summed data loss), n_rows, n_batches, stopped and diverged (a batch's\n"
         "loss was not finite: the epoch stopped before that batch's update). Every `progress_interval`\n"
         "seconds, between batches, pending signals are handled (KeyboardInterrupt is raised after the batch in\n"
-        "progress) and `progress(rows_done)` is called; returning False stops the epoch. `weights` (float32,\n"
-        "one finite weight >= 0 per row of X, or None for all 1) multiplies each row's loss and gradient.\n"
-        "`feature_counts` (float32, n_features): each feature's n_i for config.frequency_l2 (required when\n"
-        "it is > 0).");
+        "progress) and `progress(rows_done)` is called; a falsy return (False, np.False_, 0, an empty container)\n"
+        "stops the epoch, None or a truthy one continues, and an exception it raises stops the epoch and is\n"
+        "raised here. Arrays that share memory with a written one (params, state) are refused. `weights`\n"
+        "(float32, one finite weight >= 0 per row of X, or None for all 1) multiplies each row's loss and\n"
+        "gradient. `feature_counts` (float32, n_features): each feature's n_i for config.frequency_l2 (required\n"
+        "when it is > 0).");
 
     py::class_<PyTrainer>(mod, "Trainer",
                           "The core's trainer of one fit: it views `params` and the optimizer `state` (updated in\n"
@@ -385,11 +441,10 @@ PYBIND11_MODULE(_core, mod) {
                  check_config(cfg);
                  auto self = std::make_unique<PyTrainer>();
                  self->loss = cfg.loss;
-                 self->m = model_view(params, "params", true);
-                 keep_arrays(params, &self->keep);
-                 afm::OptimizerState opt = optimizer_state(state, cfg.optimizer, self->m, &self->keep);
-                 const float* n_i = feature_counts(counts, cfg, self->m.n_features);
-                 self->keep.push_back(counts);  // viewed by the core for the Trainer's life
+                 self->m = model_view(params, "params", true, self->viewed);
+                 afm::OptimizerState opt = optimizer_state(state, cfg.optimizer, self->m, self->viewed);
+                 const float* n_i = feature_counts(counts, cfg, self->m.n_features, self->viewed);
+                 self->viewed.check_no_aliasing();
                  py::gil_scoped_release nogil;
                  self->trainer = std::make_unique<afm::Trainer>(self->m, opt, cfg);
                  self->trainer->set_feature_counts(n_i);
@@ -409,7 +464,7 @@ PYBIND11_MODULE(_core, mod) {
                     ~Idle() { busy = false; }
                 } idle{self.busy};
                 self.trainer->set_stream(seed, epoch);
-                return run_epoch(*self.trainer, self.m, indptr, indices, values, y, order, progress,
+                return run_epoch(*self.trainer, self.m, self.viewed, indptr, indices, values, y, order, progress,
                                  progress_interval, weights);
             },
             "indptr"_a, "indices"_a, "values"_a, "y"_a, "order"_a, "seed"_a, "epoch"_a, "progress"_a = py::none(),
@@ -467,11 +522,13 @@ PYBIND11_MODULE(_core, mod) {
            const py::object& weights, const py::object& counts) {
             check_config(cfg);
             check_labels(y, cfg.loss);
-            afm::ModelView m = model_view(params, "params", false);
-            const float* n_i = feature_counts(counts, cfg, m.n_features);
-            afm::CsrView X = csr_view(indptr, indices, values, m.n_features);
+            Viewed viewed;  // held until the call returns (nothing is written: no aliasing to check)
+            afm::ModelView m = model_view(params, "params", false, viewed);
+            afm::CsrView X = csr_view(indptr, indices, values, m.n_features, viewed);
+            const float* n_i = feature_counts(counts, cfg, m.n_features, viewed);
             const float* yp = checked<float>(y, "y", {X.n_rows});
             const float* wp = row_weights(weights, X.n_rows);
+            if (wp) viewed.add(py::reinterpret_borrow<py::array>(weights), "weights", false);
             int64_t n = 0;
             const int64_t* rp = row_list(rows, "rows", X.n_rows, &n);
             afm::BatchGradients g;
@@ -501,8 +558,9 @@ PYBIND11_MODULE(_core, mod) {
         [](const py::dict& params, const py::array& indptr, const py::array& indices, const py::array& values,
            bool attention, int n_threads) {
             if (n_threads < 0) throw py::value_error("n_threads must be >= 0");
-            afm::ModelView m = model_view(params, "params", false);
-            afm::CsrView X = csr_view(indptr, indices, values, m.n_features);
+            Viewed viewed;  // held until the call returns (the output is a new array: no aliasing to check)
+            afm::ModelView m = model_view(params, "params", false, viewed);
+            afm::CsrView X = csr_view(indptr, indices, values, m.n_features, viewed);
             py::array_t<float> out(X.n_rows);
             float* o = out.mutable_data();
             {
@@ -519,9 +577,11 @@ PYBIND11_MODULE(_core, mod) {
         [](const py::dict& params, const py::array& indptr, const py::array& indices, const py::array& values,
            const py::array& pair_indptr, bool attention, int n_threads) {
             if (n_threads < 0) throw py::value_error("n_threads must be >= 0");
-            afm::ModelView m = model_view(params, "params", false);
-            afm::CsrView X = csr_view(indptr, indices, values, m.n_features);
+            Viewed viewed;  // held until the call returns (the output is a new array: no aliasing to check)
+            afm::ModelView m = model_view(params, "params", false, viewed);
+            afm::CsrView X = csr_view(indptr, indices, values, m.n_features, viewed);
             const int64_t* pp = checked<int64_t>(pair_indptr, "pair_indptr", {X.n_rows + 1});
+            viewed.add(pair_indptr, "pair_indptr", false);
             if (pp[0] != 0) throw py::value_error("pair_indptr[0] must be 0");
             for (int64_t r = 0; r < X.n_rows; ++r)
                 if (pp[r + 1] - pp[r] != afm::pair_count(X.indptr[r + 1] - X.indptr[r]))
@@ -560,6 +620,11 @@ PYBIND11_MODULE(_core, mod) {
             float* th = checked<float>(theta, "theta", {n}, true);
             float* ac = checked<float>(accum, "accum", {n}, true);
             const float* g = checked<float>(grad, "grad", {n});
+            Viewed viewed;
+            viewed.add(theta, "theta", true);
+            viewed.add(accum, "accum", true);
+            viewed.add(grad, "grad", false);
+            viewed.check_no_aliasing();
             afm::kernels().adagrad(th, ac, g, n, lr);
         },
         "theta"_a.noconvert(), "accum"_a.noconvert(), "grad"_a, "learning_rate"_a,
@@ -570,7 +635,12 @@ PYBIND11_MODULE(_core, mod) {
         [](const py::array& theta, const py::array& grad, float lr) {
             const py::ssize_t n = theta.ndim() == 1 ? theta.shape(0) : -1;
             float* th = checked<float>(theta, "theta", {n}, true);
-            afm::kernels().sgd(th, checked<float>(grad, "grad", {n}), n, lr);
+            const float* g = checked<float>(grad, "grad", {n});
+            Viewed viewed;
+            viewed.add(theta, "theta", true);
+            viewed.add(grad, "grad", false);
+            viewed.check_no_aliasing();
+            afm::kernels().sgd(th, g, n, lr);
         },
         "theta"_a.noconvert(), "grad"_a, "learning_rate"_a, "In place: theta -= learning_rate * grad.");
 

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdlib>
+#include <exception>
 #include <string>
 
 #include "afm/rng.hpp"
@@ -389,6 +390,7 @@ EpochResult Trainer::run_epoch(const CsrView& X, const float* y, const float* we
     using clock = std::chrono::steady_clock;
     auto last_call = clock::now();
     bool stop = false, diverged = false;
+    std::exception_ptr hook_error;  // what the progress hook threw (thread 0 only)
     int64_t rows_done = 0;
     double epoch_loss = 0.0;
 
@@ -447,7 +449,16 @@ EpochResult Trainer::run_epoch(const CsrView& X, const float* y, const float* we
                     const auto now = clock::now();
                     if (std::chrono::duration<double>(now - last_call).count() >= hook->interval_seconds) {
                         last_call = now;
-                        if (!hook->callback(rows_done)) stop = true;
+                        // The caller's code runs in the caller's floating-point mode, and nothing it throws
+                        // may cross the parallel region (std::terminate): it stops the epoch, and is
+                        // rethrown once the team has left the region.
+                        try {
+                            FlushDenormals::Paused caller_mode(ftz);
+                            if (!hook->callback(rows_done)) stop = true;
+                        } catch (...) {
+                            hook_error = std::current_exception();
+                            stop = true;
+                        }
                     }
                 }
                 team_wait();
@@ -470,6 +481,7 @@ EpochResult Trainer::run_epoch(const CsrView& X, const float* y, const float* we
             gate_.open();
         }
     }
+    if (hook_error) std::rethrow_exception(hook_error);
     res.loss_sum = epoch_loss;
     res.n_rows = (stop || diverged) ? rows_done : n_order;
     res.n_batches = (res.n_rows + bs - 1) / bs;

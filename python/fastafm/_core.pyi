@@ -286,9 +286,11 @@ def train_epoch(params: dict, state: dict, indptr: numpy.ndarray, indices: numpy
     Returns a dict with loss_sum (summed data loss), n_rows, n_batches, stopped and diverged (a batch's
     loss was not finite: the epoch stopped before that batch's update). Every `progress_interval`
     seconds, between batches, pending signals are handled (KeyboardInterrupt is raised after the batch in
-    progress) and `progress(rows_done)` is called; returning False stops the epoch. `weights` (float32,
-    one finite weight >= 0 per row of X, or None for all 1) multiplies each row's loss and gradient.
-    `feature_counts` (float32, n_features): each feature's n_i for config.frequency_l2 (required when
-    it is > 0).
+    progress) and `progress(rows_done)` is called; a falsy return (False, np.False_, 0, an empty container)
+    stops the epoch, None or a truthy one continues, and an exception it raises stops the epoch and is
+    raised here. Arrays that share memory with a written one (params, state) are refused. `weights`
+    (float32, one finite weight >= 0 per row of X, or None for all 1) multiplies each row's loss and
+    gradient. `feature_counts` (float32, n_features): each feature's n_i for config.frequency_l2 (required
+    when it is > 0).
     """
 __version__: str

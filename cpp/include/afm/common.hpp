@@ -77,6 +77,30 @@ public:
     FlushDenormals(const FlushDenormals&) = delete;
     FlushDenormals& operator=(const FlushDenormals&) = delete;
 
+    // The thread's own mode again while in scope: the calling thread runs the caller's code (a Python
+    // progress callback) from inside a parallel region, and that code must not see its denormals flushed.
+    class Paused {
+    public:
+        explicit Paused(const FlushDenormals& f) {
+#ifdef AFM_X86
+            kernel_mode_ = _mm_getcsr();
+            _mm_setcsr(f.saved_);
+#else
+            (void)f;
+#endif
+        }
+        ~Paused() {
+#ifdef AFM_X86
+            _mm_setcsr(kernel_mode_);
+#endif
+        }
+        Paused(const Paused&) = delete;
+        Paused& operator=(const Paused&) = delete;
+
+    private:
+        unsigned kernel_mode_ = 0;
+    };
+
 private:
     unsigned saved_ = 0;
 };

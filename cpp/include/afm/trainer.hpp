@@ -47,7 +47,9 @@ struct EpochResult {
 };
 
 // Called by the calling thread between batches, at most every `interval_seconds`, with the rows done so
-// far; returning false stops the epoch after the batch just completed (the model stays consistent).
+// far; returning false stops the epoch after the batch just completed (the model stays consistent). It runs
+// in the calling thread's own floating-point mode (not the kernels' FTZ/DAZ); an exception it throws stops
+// the epoch likewise and is rethrown by run_epoch after the parallel region.
 struct ProgressHook {
     std::function<bool(int64_t)> callback;
     double interval_seconds = 0.1;

@@ -1,4 +1,5 @@
 // Picks the kernel set for this CPU once; FASTAFM_ISA (avx512 | avx2 | baseline) forces one.
+#include <atomic>
 #include <cstdlib>
 #include <mutex>
 
@@ -26,21 +27,39 @@ const IsaKernels* table_for(const std::string& name) {
     return nullptr;
 }
 
-const IsaKernels* g_active = nullptr;
-bool g_forced = false;  // FASTAFM_ISA or select_isa chose the set: no per-shape choice (tests force paths)
+// The active set and whether it was forced (FASTAFM_ISA or select_isa: then no per-shape choice, since tests
+// force paths), published together in one atomic pointer: select_isa may run in one thread while others
+// start kernels, and a reader must never see a half-written choice.
+struct Choice {
+    const IsaKernels* table;
+    bool forced;
+};
+std::atomic<const Choice*> g_choice{nullptr};
 std::once_flag g_once;
 
-void init_default() {
+const Choice* choice_for(const IsaKernels* table, bool forced) {
+    // Every (set, forced) pair has one static Choice, so publishing one never allocates or frees.
+    static const Choice choices[] = {
+#ifdef AFM_HAVE_ISA_CLONES
+        {&isa_avx512::table(), false}, {&isa_avx512::table(), true}, {&isa_avx2::table(), false},
+        {&isa_avx2::table(), true},
+#endif
+        {&isa_baseline::table(), false}, {&isa_baseline::table(), true}};
+    for (const Choice& c : choices)
+        if (c.table == table && c.forced == forced) return &c;
+    return &choices[0];  // not reached: table_for only returns the sets above
+}
+
+const Choice& current() {
     std::call_once(g_once, [] {
         // An unknown or unsupported FASTAFM_ISA falls back to the best path; active_isa() tells which.
         const char* forced = std::getenv("FASTAFM_ISA");
-        if (forced && *forced && table_for(forced) && cpu_has(forced)) {
-            g_active = table_for(forced);
-            g_forced = true;
-        } else {
-            g_active = table_for(supported_isas().front());
-        }
+        const Choice* c = (forced && *forced && table_for(forced) && cpu_has(forced))
+                              ? choice_for(table_for(forced), true)
+                              : choice_for(table_for(supported_isas().front()), false);
+        g_choice.store(c, std::memory_order_release);
     });
+    return *g_choice.load(std::memory_order_acquire);
 }
 
 }  // namespace
@@ -55,30 +74,26 @@ std::vector<std::string> supported_isas() {
 bool select_isa(const std::string& name) {
     const IsaKernels* t = table_for(name);
     if (!t || !cpu_has(name)) return false;
-    init_default();
-    g_active = t;
-    g_forced = true;
+    current();  // FASTAFM_ISA is read first, so that it never overrides this later choice
+    g_choice.store(choice_for(t, true), std::memory_order_release);
     return true;
 }
 
-const IsaKernels& kernels() {
-    init_default();
-    return *g_active;
-}
+const IsaKernels& kernels() { return *current().table; }
 
 std::string active_isa() { return kernels().name; }
 
 const IsaKernels& kernels_for(int k, int t) {
-    const IsaKernels& best = kernels();
+    const Choice& c = current();  // one read: the set and whether it was forced belong together
 #ifdef AFM_HAVE_ISA_CLONES
     // k, t <= 8 fill one 8-float vector exactly and half a 16-float one: there the AVX2 set trains 1.2-1.3x
     // faster than the AVX-512 one (bench/RESULTS.md, shape sweep), so it is used unless a set was forced.
-    if (!g_forced && &best == &isa_avx512::table() && k <= 8 && t <= 8 && cpu_has("avx2"))
+    if (!c.forced && c.table == &isa_avx512::table() && k <= 8 && t <= 8 && cpu_has("avx2"))
         return isa_avx2::table();
 #endif
     (void)k;
     (void)t;
-    return best;
+    return *c.table;
 }
 
 void BlockScratch::reserve(int64_t pairs, int rows, int k, int t) {
