@@ -169,6 +169,17 @@ def test_long_row_sums_keep_float32_precision(rng):
     assert_per_element(got["V"], want.V[got["touched"]], "V", rtol=1e-3)
 
 
+def test_a_long_rows_linear_term_sums_in_float64(rng):
+    """w.x of a row of 2,000 non-zeros with w ~ N(0, 1): its partial sums wander to ~100, and a float32 sum
+    would be off by ~1e-6 of y (measured 1.9e-6 before the float64 sum); the streamed row (2 million pairs at
+    k = t = 2, the default tiles) is within float32 rounding of y."""
+    n_features = 5000
+    X = random_csr(rng, [2000], n_features=n_features)
+    params = random_params(rng, n_features, 2, 2, v_std=0.05)
+    params.w = rng.normal(0, 1.0, n_features).astype(np.float32).astype(np.float64)
+    assert_per_element(_core.predict(to_core(params), *csr_arrays(X)), reference.forward(params, X), "y", rtol=3e-7)
+
+
 def _padded(n):
     return (n + 15) // 16 * 16
 
