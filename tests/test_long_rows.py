@@ -8,10 +8,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+import fastafm
 from fastafm import _core, reference
 from fastafm._validation import csr_arrays
 from support import (assert_close, assert_per_element, core_config, core_slots, forced_pair_tile, random_csr,
-                     random_params, to_core)
+                     random_params, small_model, to_core)
 
 # Pairs per row: 0, 0, 1, 10, 15, 36, 66, 190; repeated ids allowed (random_csr).
 ROW_NNZ = [0, 1, 2, 5, 6, 9, 12, 20]
@@ -198,3 +199,21 @@ def test_scratch_grows_with_non_zeros_not_pairs():
     with forced_pair_tile(7):  # tiles of 7 pairs: the pair buffers shrink to 7 rows
         small = _core.scratch_bytes(m, k, t, 1, True)
     assert need - small > 0.9 * (need - m * 2 * _padded(k) * 4)
+
+
+def test_estimator_fit_predict_and_attention_on_streamed_rows(rng):
+    """AFMRegressor end to end (pretrain, 2 epochs, partial_fit, attention_weights) with rows of up to 40
+    non-zeros streamed in tiles of 8 pairs: the same model as with whole blocks, up to float32 rounding."""
+    X = random_csr(rng, list(rng.integers(0, 41, size=60)), n_features=80, value_scale=0.7)
+    y = rng.normal(size=X.shape[0])
+
+    def run():
+        model = small_model(fastafm.AFMRegressor, n_epochs=2, n_threads=2).fit(X, y)
+        model.partial_fit(X, y)
+        return model.predict(X), model.attention_weights(X)[2]
+
+    want_y, want_a = run()
+    with forced_pair_tile(8):
+        got_y, got_a = run()
+    assert_close(got_y, want_y, "y", rtol=1e-4)
+    assert_close(got_a, want_a, "attention", rtol=1e-4)
