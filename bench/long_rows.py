@@ -218,7 +218,8 @@ def speed(args) -> list:
     for which in ("new", args.baseline):
         workers[which] = subprocess.Popen(
             [sys.executable, __file__, "speed", "--worker", which, "--rows", str(args.rows),
-             "--threads", str(args.threads)] + (["--cpu-time"] if args.cpu_time else []), stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
+             "--threads", str(args.threads)] + (["--cpu-time"] if args.cpu_time else []),
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
         assert workers[which].stdout.readline().strip() == "ready"
     times = {(w, c): [] for w in workers for c in range(len(SPEED_CASES))}
     for rnd in range(args.rounds):

@@ -146,10 +146,10 @@ def test_streamed_rows_predict_the_same_on_any_thread_count(rng):
     core = to_core(random_params(rng, 50, k, t))
     pair_indptr = np.concatenate([[0], np.cumsum(np.diff(X.indptr) * (np.diff(X.indptr) - 1) // 2)]).astype(np.int64)
     with forced_pair_tile(16):
-        one = _core.predict(core, *csr_arrays(X), True, 1), _core.pair_attention(core, *csr_arrays(X), pair_indptr, True, 1)
-        two = _core.predict(core, *csr_arrays(X), True, 2), _core.pair_attention(core, *csr_arrays(X), pair_indptr, True, 2)
-    np.testing.assert_array_equal(one[0], two[0])
-    np.testing.assert_array_equal(one[1], two[1])
+        runs = [(_core.predict(core, *csr_arrays(X), True, n), _core.pair_attention(core, *csr_arrays(X), pair_indptr,
+                                                                                    True, n)) for n in (1, 2)]
+    np.testing.assert_array_equal(runs[0][0], runs[1][0])
+    np.testing.assert_array_equal(runs[0][1], runs[1][1])
 
 
 def test_long_row_sums_keep_float32_precision(rng):
