@@ -3,8 +3,8 @@
     python bench/long_rows.py bounded      # 2 rows of 4,000 non-zeros (8 million pairs each) at k = t = 64:
                                            # fit (2 epochs) and predict under prlimit --as=2 GiB, 2 threads,
                                            # against a float64 forward pass of the fitted model
-    python bench/long_rows.py huge         # 1 row of 20,000 non-zeros (2e8 pairs) at k = t = 64, same limit:
-                                           # time and peak RSS (--epochs, default 1)
+    python bench/long_rows.py huge         # 1 row of 20,000 non-zeros (2e8 pairs), same limit: time and peak
+                                           # RSS (--epochs, default 1; --k for k = t, default 64)
     python bench/long_rows.py soak         # 200 fit/predict/attention cycles with a streamed row: RSS
     python bench/long_rows.py speed --baseline DIR   # Frappe- and Criteo-shaped epochs, this core vs the
                                            # _core*.so in DIR (a build from before streaming), interleaved rounds,
@@ -74,9 +74,9 @@ def child(args) -> dict:
 
     if args.case == "soak":
         return soak()
-    nnz, n_long, epochs = (4000, 2, 2) if args.case == "bounded" else (20_000, 1, args.epochs)
+    nnz, n_long, epochs, k = (4000, 2, 2, 64) if args.case == "bounded" else (20_000, 1, args.epochs, args.k)
     X, y = long_rows(n_long, nnz, n_short=30, n_features=50_000)
-    model = fastafm.AFMRegressor(embedding_dim=64, attention_dim=64, n_epochs=epochs, n_threads=2, pretrain=None,
+    model = fastafm.AFMRegressor(embedding_dim=k, attention_dim=k, n_epochs=epochs, n_threads=2, pretrain=None,
                                  early_stopping=False, init_std=0.1, random_state=0)
     start = time.perf_counter()
     model.fit(X, y)
@@ -84,10 +84,10 @@ def child(args) -> dict:
     start = time.perf_counter()
     pred = model.predict(X)
     predict_s = time.perf_counter() - start
-    out = dict(case=args.case, nnz=nnz, pairs=nnz * (nnz - 1) // 2, long_rows=n_long, epochs=epochs,
+    out = dict(case=args.case, nnz=nnz, pairs=nnz * (nnz - 1) // 2, long_rows=n_long, epochs=epochs, k=k, t=k,
                fit_s=round(fit_s, 1), predict_s=round(predict_s, 1),
                peak_rss_mib=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-               scratch_mib_per_thread=round(fastafm._core.scratch_bytes(nnz, 64, 64, 1) / 2**20, 2))
+               scratch_mib_per_thread=round(fastafm._core.scratch_bytes(nnz, k, k, 1) / 2**20, 2))
     if args.params:
         np.savez(args.params, pred=pred, **{n: np.asarray(a) for n, a in model.get_model_params().items()})
     return out
@@ -137,9 +137,9 @@ def run_child(case: str, limit: bool, extra=()) -> dict:
     return json.loads(res.stdout.strip().splitlines()[-1])
 
 
-def bounded_case(case: str, epochs: int) -> dict:
+def bounded_case(case: str, epochs: int, k: int) -> dict:
     params_file = f"/tmp/fastafm_long_rows_{os.getpid()}.npz"
-    out = run_child(case, limit=True, extra=["--params", params_file, "--epochs", str(epochs)])
+    out = run_child(case, limit=True, extra=["--params", params_file, "--epochs", str(epochs), "--k", str(k)])
     if case == "bounded":  # the float64 check (outside the limit: NumPy's temporaries are not the point)
         saved = dict(np.load(params_file))
         X, _ = long_rows(2, 4000, n_short=30, n_features=50_000)
@@ -251,6 +251,7 @@ def main() -> None:
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     ap.add_argument("--params", help=argparse.SUPPRESS)
     ap.add_argument("--epochs", type=int, default=1, help="huge: epochs of the 20,000-non-zero row")
+    ap.add_argument("--k", type=int, default=64, help="huge: k = t (bounded: always 64)")
     ap.add_argument("--baseline", help="speed: folder holding the baseline build's _core*.so")
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--rows", type=int, default=20_000, help="speed: Frappe-shaped rows (Criteo: a quarter)")
@@ -266,7 +267,7 @@ def main() -> None:
     elif args.case == "soak":
         print(json.dumps(run_child("soak", limit=False)))
     else:
-        print(json.dumps(bounded_case(args.case, 2 if args.case == "bounded" else args.epochs)))
+        print(json.dumps(bounded_case(args.case, 2 if args.case == "bounded" else args.epochs, args.k)))
 
 
 if __name__ == "__main__":
