@@ -3,6 +3,7 @@ seeded random rows and models, the core's configuration, float32-vs-float64 comp
 factory, and the optimizer state in the forms the core and the estimators use."""
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 from pathlib import Path
@@ -69,6 +70,17 @@ def core_config(loss="squared", attention=True, attention_l2=0.0, l2=0.0, dropou
     return cfg
 
 
+@contextlib.contextmanager
+def forced_pair_tile(pairs: int):
+    """Blocks of at most `pairs` pairs, longer rows streamed through tiles of `pairs` (the core's test knob),
+    restored afterwards: small rows then take the long-row path."""
+    before = _core.set_pair_tile(pairs)
+    try:
+        yield
+    finally:
+        _core.set_pair_tile(before)
+
+
 def assert_close(actual, expected, name, rtol=2e-4, scale=None):
     """float32 core vs float64 reference: error relative to the array's scale (or `scale`, for a gradient that
     is a sum cancelling to ~0, like db when k = t = 1: its rounding is that of the terms, not of the sum)."""
@@ -77,6 +89,17 @@ def assert_close(actual, expected, name, rtol=2e-4, scale=None):
     scale = max(np.max(np.abs(expected)) if scale is None else scale, 1e-3)
     err = np.max(np.abs(actual - expected)) if expected.size else 0.0
     assert err <= rtol * scale, f"{name}: max error {err:.3g} vs scale {scale:.3g}"
+
+
+def assert_per_element(got, want, name, rtol=1e-3, atol_frac=2e-5, scale=None):
+    """float32 core vs float64 reference, element by element (atol: a small fraction of the array's scale,
+    or of `scale` where the array is a sum that cancels, like db when softmax weights sum to 1)."""
+    got = np.asarray(got, np.float64)
+    want = np.asarray(want, np.float64)
+    if scale is None:
+        scale = float(np.max(np.abs(want))) if want.size else 0.0
+    scale = max(scale, 1e-3)
+    np.testing.assert_allclose(got, want, rtol=rtol, atol=atol_frac * scale, err_msg=name)
 
 
 _AFM_ONLY = ("attention_dim", "attention_l2", "attention")

@@ -14,6 +14,7 @@ FUZZ = os.path.join(ROOT, "fuzz")
 sys.path.insert(0, FUZZ)
 
 import fuzz_libfm  # noqa: E402
+import fuzz_kernels  # noqa: E402
 import fuzz_load  # noqa: E402
 
 
@@ -67,3 +68,18 @@ def test_load_harness_on_mutations():
     for seed in range(150):
         data = fuzz_load.custom_mutator(seeds[seed % len(seeds)], 16384, seed)
         fuzz_load.test_one_input(data)
+
+
+@pytest.mark.parametrize("path", corpus("kernels"), ids=os.path.basename)
+def test_kernel_harness_on_seed(path):
+    fuzz_kernels.test_one_input(read(path))
+
+
+def test_kernel_harness_on_mutations():
+    rnd = random.Random(7)
+    seeds = [read(p) for p in corpus("kernels")]
+    for _ in range(60):
+        buf = bytearray(rnd.choice(seeds))
+        for _ in range(rnd.randint(1, 6)):
+            buf[rnd.randrange(len(buf))] = rnd.randrange(256)
+        fuzz_kernels.test_one_input(bytes(buf))

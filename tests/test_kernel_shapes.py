@@ -26,7 +26,7 @@ import pytest
 
 from fastafm import _core, reference
 from fastafm._validation import csr_arrays
-from support import compiler_or_skip, core_config, random_csr, random_params, to_core
+from support import assert_per_element, compiler_or_skip, core_config, random_csr, random_params, to_core
 
 ROOT = Path(__file__).resolve().parent.parent
 ISAS = _core.supported_isas()
@@ -102,17 +102,6 @@ def test_wide_configuration_with_real_avx512_flags(tmp_path):
     run = subprocess.run([str(exe)], capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stdout + run.stderr
     assert run.stdout.strip().endswith("passed, 0 failed"), run.stdout
-
-
-def assert_per_element(got, want, name, rtol=1e-3, atol_frac=2e-5, scale=None):
-    """float32 core vs float64 reference, element by element (atol: a small fraction of the array's scale,
-    or of `scale` where the array is a sum that cancels, like db when softmax weights sum to 1)."""
-    got = np.asarray(got, np.float64)
-    want = np.asarray(want, np.float64)
-    if scale is None:
-        scale = float(np.max(np.abs(want))) if want.size else 0.0
-    scale = max(scale, 1e-3)
-    np.testing.assert_allclose(got, want, rtol=rtol, atol=atol_frac * scale, err_msg=name)
 
 
 # Rows long enough that a block holds several full register tiles of pairs (14 non-zeros: 91 pairs) and

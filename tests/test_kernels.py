@@ -329,13 +329,29 @@ def test_trainer_checks_its_optimizer_slots(rng):
     assert _core.optimizer_slots(_core.Optimizer.adagrad) == ["G"] and _core.optimizer_slots(_core.Optimizer.sgd) == []
 
 
+def _scratch_rule(m, k, t, attention):
+    """BlockScratch::sizes: pair buffers for the block's cap (the L2 budget of 256 KiB of E and Z rows, or the
+    longest row up to the 8 MiB long-row threshold), two padded rows of k per non-zero of the longest row, the
+    per-row buffers of 64 rows, and the float32/float64 sums of a streamed row when one may be long."""
+    ld = lambda n: (n + 15) // 16 * 16  # noqa: E731
+    tile = 256 * 1024 // (4 * (k + t))
+    long_at = max(tile, 8 * 2**20 // (4 * (k + t)))
+    pairs = max(tile, min(m * (m - 1) // 2, long_at)) if attention else 1
+    tile = min(tile, pairs)
+    nnz = max(m if attention else 1, 1)
+    sums = max(t * k + 2 * t, k) if nnz * (nnz - 1) // 2 > tile else 0
+    rows = 64
+    return 4 * (pairs * (ld(k) + ld(t) + 2) + 2 * nnz * ld(k) + rows * (3 * k + 2) + sums) + 8 * (rows + 1 + sums)
+
+
 def test_scratch_bytes_is_the_cores_block_sizing():
-    """The pair tiles of a block: the L2 budget (256 KiB of E and Z rows) or one whole row, whichever is more;
-    uniform pooling forms none. Python's memory checks use this number instead of a copy of the rule."""
+    """Python's memory checks use this number instead of a copy of the rule; the rule is checked here once."""
     k = t = 8
-    per_row = 4 * 64 * (3 * k + 2) + 8 * 65
-    budget_pairs = 256 * 1024 // (4 * (k + t))
-    assert _core.scratch_bytes(10, k, t, 1, True) == 4 * budget_pairs * (k + t + 2) + per_row
-    m = 1000  # 499,500 pairs: more than the budget
-    assert _core.scratch_bytes(m, k, t, 3, True) == 3 * (4 * (m * (m - 1) // 2) * (k + t + 2) + per_row)
-    assert _core.scratch_bytes(m, k, t, 1, False) == 4 * (k + t + 2) + per_row
+    assert _core.scratch_bytes(10, k, t, 1, True) == _scratch_rule(10, k, t, True)
+    # 1,225 pairs: within the budget (4,096 pairs); 79,800: more, a block of its own; 499,500 and 12.5 million:
+    # more than the long-row threshold (131,072), streamed
+    for m in (50, 400, 1000, 5000):
+        assert _core.scratch_bytes(m, k, t, 3, True) == 3 * _scratch_rule(m, k, t, True)
+        assert _core.scratch_bytes(m, k, t, 1, False) == _scratch_rule(m, k, t, False)
+    assert _core.scratch_bytes(39, 64, 64, 1, True) == _scratch_rule(39, 64, 64, True)  # Criteo's 741 pairs
+

@@ -11,10 +11,11 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 import scipy.sparse as sp
-from support import slot_arrays, small_model
+from support import forced_pair_tile, slot_arrays, small_model
 
 import fastafm
 from fastafm import _core, estimators
+from fastafm._validation import check_kernel_memory, check_kernel_memory_sizes
 
 
 def _under_asan() -> bool:
@@ -272,16 +273,18 @@ def _one_long_row(n_features=200_000):
                           np.array([0, n_features])), shape=(1, n_features))
 
 
-def test_a_row_too_long_for_the_pair_layer_is_a_memory_error():
-    """A dense row of 200,000 non-zeros has 2e10 feature pairs: the kernels' pair tiles cannot exist."""
+def test_a_rows_memory_grows_with_its_non_zeros_not_its_pairs():
+    """A dense row of 200,000 non-zeros has 2e10 feature pairs; they are streamed through pair tiles, so the
+    memory check asks for O(nnz k) bytes and passes, while a row whose non-zeros alone cannot be held (2e9 of
+    them at k = 64: about 1 TB of per-non-zero buffers) is a MemoryError naming it."""
     X = _one_long_row()
-    model = small(embedding_dim=2, attention_dim=2)
-    with pytest.raises(MemoryError, match="a row of 200000 non-zeros"):
-        model.fit(X, [1.0])
-    model = small(embedding_dim=2, attention_dim=2).fit(sp.csr_matrix(X.shape), [1.0])  # no pairs: fits
-    for method in (model.predict, model.attention_weights):
-        with pytest.raises(MemoryError, match="a row of 200000 non-zeros"):
-            method(X)
+    check_kernel_memory(X, 2, 2, 1, batch_size=128)
+    with pytest.raises(MemoryError, match="a row of 2000000000 non-zeros"):
+        check_kernel_memory_sizes(2_000_000_000, 1, 2_000_000_000, 64, 64, 1, batch_size=128)
+    # Its attention weights themselves are O(pairs): 2e10 of them are refused before any work.
+    model = small(embedding_dim=2, attention_dim=2).fit(sp.csr_matrix(X.shape), [1.0])
+    with pytest.raises(MemoryError, match="attention weights of 19999900000 feature pairs"):
+        model.attention_weights(X)
 
 
 def test_attention_weights_of_too_many_pairs_is_a_memory_error():
@@ -301,10 +304,12 @@ def test_the_core_turns_bad_alloc_into_memory_error(monkeypatch):
     monkeypatch.setenv("FASTAFM_SKIP_MEMORY_CHECK", "1")
     X = _one_long_row()
     model = small(embedding_dim=2, attention_dim=2).fit(sp.csr_matrix(X.shape), [1.0])
-    with pytest.raises(MemoryError):
-        model.predict(X)
-    with pytest.raises(MemoryError):
-        small(embedding_dim=2, attention_dim=2).fit(X, [1.0])
+    # Pair tiles of 2^40 pairs (the core's test knob): the row's 2e10 pairs would be one block of 1.3 TB.
+    with forced_pair_tile(2**40):
+        with pytest.raises(MemoryError):
+            model.predict(X)
+        with pytest.raises(MemoryError):
+            small(embedding_dim=2, attention_dim=2).fit(X, [1.0])
 
 
 # --------------------------------------------------------------------------------------- determinism

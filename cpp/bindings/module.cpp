@@ -474,8 +474,18 @@ PYBIND11_MODULE(_core, mod) {
 
     mod.def("scratch_bytes", &afm::block_scratch_bytes, "max_row_nnz"_a, "k"_a, "t"_a, "n_threads"_a,
             "attention"_a = true,
-            "Bytes of block scratch (pair tiles and per-row buffers) that training or prediction reserves on\n"
-            "n_threads threads for rows of up to max_row_nnz non-zeros (the memory checks use it).");
+            "Bytes of block scratch (pair tiles, per-row and per-non-zero buffers) that training or prediction\n"
+            "reserves on n_threads threads for rows of up to max_row_nnz non-zeros (the memory checks use it):\n"
+            "O(tile (k + t) + max_row_nnz k) per thread; rows of more pairs than a block are streamed.");
+    mod.def(
+        "set_pair_tile",
+        [](int64_t pairs) {
+            if (pairs < 0) throw py::value_error("pairs must be >= 0");
+            return afm::set_pair_tile(pairs);
+        },
+        "pairs"_a,
+        "Tests only: from now on blocks hold at most `pairs` pairs and longer rows are streamed through tiles of\n"
+        "`pairs` pairs (0: the defaults). Results change only by float rounding. Returns the previous setting.");
     mod.def(
         "optimizer_slots",
         [](afm::Optimizer kind) {

@@ -13,8 +13,11 @@ namespace {
 // Runs the forward pass over all rows, block by block, and hands every finished block to
 // `emit(first_row, block, scratch)`. Chunks of rows are shared out dynamically; each output element is
 // written by one thread and does not depend on the split.
+// With `weights` set (pair_attention: row r's at weights + pair_indptr[r]), a long row's forward writes its
+// attention weights there itself, tile by tile (isa/long_rows.inc); emit copies those of the other blocks.
 template <class Emit>
-void forward_blocks(const ModelView& m, const CsrView& X, bool attention, int n_threads, Emit emit) {
+void forward_blocks(const ModelView& m, const CsrView& X, bool attention, int n_threads, Emit emit,
+                    const int64_t* pair_indptr = nullptr, float* weights = nullptr) {
     const IsaKernels& isa = kernels_for(m.k, m.t);
     int64_t max_nnz = 0, total_pairs = 0;
     for (int64_t r = 0; r < X.n_rows; ++r) {
@@ -30,8 +33,10 @@ void forward_blocks(const ModelView& m, const CsrView& X, bool attention, int n_
     const int64_t n_chunks = (X.n_rows + chunk_rows - 1) / chunk_rows;
     const int nt = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(resolve_threads(n_threads), n_chunks)));
     // Scratch for the pairs there are, not the full block budget: predicting one row must not touch 256 KiB.
+    // (A long row has more pairs than block_pair_cap, so it stays long: total_pairs >= its pairs.)
     int64_t pair_cap = block_pair_cap(max_nnz, m.k, m.t, attention);
-    if (attention) pair_cap = std::max(std::min(pair_cap, total_pairs), std::max<int64_t>(pair_count(max_nnz), 1));
+    if (attention) pair_cap = std::min(pair_cap, std::max<int64_t>(total_pairs, 1));
+    const int64_t tile = std::min(pair_cap, block_pair_target(m.k, m.t));
     PackedW Wp;
     if (attention) {
         Wp.resize(m.k, m.t);
@@ -39,7 +44,7 @@ void forward_blocks(const ModelView& m, const CsrView& X, bool attention, int n_
     }
     // Allocated here, outside the parallel region: an allocation failure must not happen inside it.
     std::vector<BlockScratch> scratch(nt);
-    for (auto& s : scratch) s.reserve(pair_cap, kMaxBlockRows, m.k, m.t);
+    for (auto& s : scratch) s.reserve(pair_cap, tile, kMaxBlockRows, attention ? max_nnz : 1, m.k, m.t);
 
 #pragma omp parallel num_threads(nt) if (nt > 1)
     {
@@ -64,6 +69,8 @@ void forward_blocks(const ModelView& m, const CsrView& X, bool attention, int n_
                     pairs += P;
                     ++row;
                 }
+                block.long_weights = weights && block.n == 1 && pairs > sc.pair_cap ? weights + pair_indptr[first]
+                                                                                    : nullptr;
                 isa.forward(m, Wp, attention, block, sc);
                 emit(first, block, sc);
             }
@@ -85,10 +92,13 @@ void pair_attention(const ModelView& m, const CsrView& X, bool attention, const 
         std::fill(out, out + pair_indptr[X.n_rows], 1.0f);
         return;
     }
-    forward_blocks(m, X, attention, n_threads, [&](int64_t first, const BlockRows& block, const BlockScratch& sc) {
-        const int64_t P = sc.pair_off[block.n];
-        std::copy(sc.a.data(), sc.a.data() + P, out + pair_indptr[first]);
-    });
+    forward_blocks(
+        m, X, attention, n_threads,
+        [&](int64_t first, const BlockRows& block, const BlockScratch& sc) {
+            const int64_t P = sc.pair_off[block.n];  // 0 for a long row: its weights are written already
+            std::copy(sc.a.data(), sc.a.data() + P, out + pair_indptr[first]);
+        },
+        pair_indptr, out);
 }
 
 }  // namespace afm

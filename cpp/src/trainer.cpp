@@ -1,6 +1,7 @@
 #include "afm/trainer.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <cstdlib>
@@ -18,7 +19,15 @@ void DenseGrad::resize(int k_, int t_) {
     w0 = 0.0;
 }
 
+namespace {
+// Test knob (set_pair_tile): when > 0, the pair tile and the long-row threshold, in pairs.
+std::atomic<int64_t> g_pair_tile{0};
+}  // namespace
+
+int64_t set_pair_tile(int64_t pairs) { return g_pair_tile.exchange(pairs > 0 ? pairs : 0); }
+
 int64_t block_pair_target(int k, int t) {
+    if (const int64_t forced = g_pair_tile.load(std::memory_order_relaxed)) return forced;
     // Bytes of E and Z tiles per block; FASTAFM_BLOCK_BYTES overrides it (tuning and tests).
     static const int64_t budget = [] {
         const char* env = std::getenv("FASTAFM_BLOCK_BYTES");
@@ -27,6 +36,14 @@ int64_t block_pair_target(int k, int t) {
     }();
     const int64_t per_pair = 4 * static_cast<int64_t>(k + t);
     return std::max<int64_t>(budget / per_pair, 1);
+}
+
+int64_t long_row_pairs(int k, int t) {
+    if (const int64_t forced = g_pair_tile.load(std::memory_order_relaxed)) return forced;
+    // A row up to 8 MiB of E and Z rows (16,384 pairs, 181 non-zeros at k = t = 64; Criteo's 741 pairs are far
+    // below) still runs as one block, as before streaming existed: no second pass for common row lengths.
+    constexpr int64_t kLongRowBytes = int64_t{8} << 20;
+    return std::max(block_pair_target(k, t), kLongRowBytes / (4 * static_cast<int64_t>(k + t)));
 }
 
 double row_loss(Loss loss, float y_pred, float label, float* grad) {
@@ -49,13 +66,16 @@ int64_t padded_row(int k) { return (static_cast<int64_t>(k) + 15) / 16 * 16 + 16
 }  // namespace
 
 int64_t block_pair_cap(int64_t max_row_nnz, int k, int t, bool attention) {
-    return attention ? std::max(block_pair_target(k, t), pair_count(max_row_nnz)) : 1;
+    if (!attention) return 1;
+    return std::max(block_pair_target(k, t), std::min(pair_count(max_row_nnz), long_row_pairs(k, t)));
 }
 
 int64_t block_scratch_bytes(int64_t max_row_nnz, int k, int t, int n_threads, bool attention) {
-    // What BlockScratch::reserve allocates: E, Z, a, ds per pair; q, c, mask, y, g and pair_off per row.
-    const int64_t P = block_pair_cap(max_row_nnz, k, t, attention), R = kMaxBlockRows;
-    const int64_t per_thread = 4 * (P * (k + t + 2) + R * (3 * static_cast<int64_t>(k) + 2)) + 8 * (R + 1);
+    // What BlockScratch::reserve allocates per thread (pair tiles, per-row and per-non-zero buffers).
+    const int64_t pairs = block_pair_cap(max_row_nnz, k, t, attention);
+    const int64_t tile = std::min(pairs, block_pair_target(k, t));
+    const int64_t nnz = attention ? max_row_nnz : 1;  // uniform pooling keeps nothing per non-zero
+    const int64_t per_thread = BlockScratch::sizes(pairs, tile, kMaxBlockRows, nnz, k, t).bytes();
     return static_cast<int64_t>(std::max(n_threads, 1)) * per_thread;
 }
 
@@ -85,15 +105,21 @@ void Trainer::use_rows(const CsrView& X, const float* y, const float* weights) {
     y_ = y;
     w_ = weights;
     int64_t max_nnz = 0;
-    for (int64_t r = 0; r < X_.n_rows; ++r) max_nnz = std::max(max_nnz, X_.indptr[r + 1] - X_.indptr[r]);
+    if (cfg_.attention)  // uniform pooling keeps nothing per non-zero in the block scratch
+        for (int64_t r = 0; r < X_.n_rows; ++r) max_nnz = std::max(max_nnz, X_.indptr[r + 1] - X_.indptr[r]);
     // The blocks are cut at this call's own cap (so a block's rows, and every sum, do not depend on rows seen
     // in earlier calls); the tiles are re-reserved only when they must grow.
     const int64_t pair_cap = block_pair_cap(max_nnz, m_.k, m_.t, cfg_.attention);
-    for (BlockScratch& sc : scratch_) {
-        if (pair_cap > reserved_pairs_) sc.reserve(pair_cap, kMaxBlockRows, m_.k, m_.t);
-        sc.pair_cap = pair_cap;
-    }
+    const int64_t tile = std::min(pair_cap, block_pair_target(m_.k, m_.t));
+    const bool grow = pair_cap > reserved_pairs_ || max_nnz > reserved_nnz_ || tile < reserved_tile_;
     reserved_pairs_ = std::max(reserved_pairs_, pair_cap);
+    reserved_nnz_ = std::max(reserved_nnz_, max_nnz);
+    reserved_tile_ = std::min(reserved_tile_, tile);
+    for (BlockScratch& sc : scratch_) {
+        if (grow) sc.reserve(reserved_pairs_, reserved_tile_, kMaxBlockRows, reserved_nnz_, m_.k, m_.t);
+        sc.pair_cap = pair_cap;
+        sc.tile_pairs = tile;
+    }
 }
 
 void Trainer::prepare_buffers(const int64_t* order, int64_t n_order) {

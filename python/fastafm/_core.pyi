@@ -7,7 +7,7 @@ import numpy
 import numpy.typing
 import typing
 import typing_extensions
-__all__: list[str] = ['Loss', 'Optimizer', 'TrainConfig', 'Trainer', 'active_isa', 'adagrad_update_', 'adam_update_', 'batch_gradients', 'dropout_mask', 'gemm', 'kernel_isa', 'openmp_enabled', 'optimizer_slots', 'pair_attention', 'parse_libfm_buffer', 'parse_libfm_file', 'predict', 'resolve_threads', 'scratch_bytes', 'select_isa', 'sgd_update_', 'supported_isas', 'train_epoch']
+__all__: list[str] = ['Loss', 'Optimizer', 'TrainConfig', 'Trainer', 'active_isa', 'adagrad_update_', 'adam_update_', 'batch_gradients', 'dropout_mask', 'gemm', 'kernel_isa', 'openmp_enabled', 'optimizer_slots', 'pair_attention', 'parse_libfm_buffer', 'parse_libfm_file', 'predict', 'resolve_threads', 'scratch_bytes', 'select_isa', 'set_pair_tile', 'sgd_update_', 'supported_isas', 'train_epoch']
 class Loss:
     """
     Members:
@@ -263,12 +263,18 @@ def resolve_threads(requested: typing.SupportsInt | typing.SupportsIndex) -> int
     """
 def scratch_bytes(max_row_nnz: typing.SupportsInt | typing.SupportsIndex, k: typing.SupportsInt | typing.SupportsIndex, t: typing.SupportsInt | typing.SupportsIndex, n_threads: typing.SupportsInt | typing.SupportsIndex, attention: bool = True) -> int:
     """
-    Bytes of block scratch (pair tiles and per-row buffers) that training or prediction reserves on
-    n_threads threads for rows of up to max_row_nnz non-zeros (the memory checks use it).
+    Bytes of block scratch (pair tiles, per-row and per-non-zero buffers) that training or prediction
+    reserves on n_threads threads for rows of up to max_row_nnz non-zeros (the memory checks use it):
+    O(tile (k + t) + max_row_nnz k) per thread; rows of more pairs than a block are streamed.
     """
 def select_isa(name: str) -> None:
     """
     Use the kernels of instruction set `name` from now on (FASTAFM_ISA sets it at import).
+    """
+def set_pair_tile(pairs: typing.SupportsInt | typing.SupportsIndex) -> int:
+    """
+    Tests only: from now on blocks hold at most `pairs` pairs and longer rows are streamed through tiles of
+    `pairs` pairs (0: the defaults). Results change only by float rounding. Returns the previous setting.
     """
 def sgd_update_(theta: numpy.ndarray, grad: numpy.ndarray, learning_rate: typing.SupportsFloat | typing.SupportsIndex) -> None:
     """

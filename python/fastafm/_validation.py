@@ -270,8 +270,9 @@ def check_threads(n_threads) -> None:
 
 def check_kernel_memory(X, k: int, t: int, n_threads: int, batch_size: int | None = None,
                         attention: bool = True) -> None:
-    """Before training (batch_size given) or predicting on X: the block kernels' scratch, which grows with the
-    square of the longest row's non-zero count, plus the per-batch sparse gradient buffers."""
+    """Before training (batch_size given) or predicting on X: the block kernels' scratch (pair tiles of a bounded
+    size, and buffers linear in the longest row's non-zero count: longer rows are streamed through the tiles),
+    plus the per-batch sparse gradient buffers."""
     check_threads(n_threads)
     if batch_size is None:  # predicting: no row is longer than all the non-zeros, often a quick all-clear
         from . import _core
@@ -290,7 +291,8 @@ def check_kernel_memory_sizes(m: int, n_rows: int, n_features: int, k: int, t: i
 
     check_threads(n_threads)
     threads = _core.resolve_threads(int(n_threads))
-    # The block kernels' scratch, as the core sizes it (pair tiles of the largest block, at least one row).
+    # The block kernels' scratch, as the core sizes it (pair tiles of the largest block, at most 8 MiB per thread
+    # whatever the row length, and per-non-zero rows of the longest row).
     need = int(_core.scratch_bytes(int(m), int(k), int(t), threads, bool(attention))) + int(extra)
     if batch_size is not None:
         need += min(int(batch_size), n_rows) * m * (int(k) + 8) * 4 + 4 * n_features

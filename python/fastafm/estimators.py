@@ -314,10 +314,13 @@ class _Base(BaseEstimator):
             The feature ids (i_r, i_s) of each pair, r < s in the row's storage order.
         weights : float32 array (n_pairs,)
             a_rs; they sum to 1 over each row with at least two non-zeros.
+
+        The output is O(pairs): 12 bytes per pair (a row of m non-zeros has m(m-1)/2), checked against the
+        available memory first. Computing it needs no more: a long row's weights are written tile by tile.
         """
         state = self._fitted_state()
         X = self._predict_rows(X, state)
-        nnz = np.diff(X.indptr)
+        nnz = np.diff(X.indptr).astype(np.int64)  # int32 indptr: m (m - 1) overflows past 46,341 non-zeros
         counts = nnz * (nnz - 1) // 2
         pair_indptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
         # Output: weights (4 bytes) and pairs (8) per pair, plus index temporaries while the pairs are built.
@@ -348,7 +351,9 @@ class _Base(BaseEstimator):
             (P_r, 2) of feature ids (r < s in the row's storage order) and weights the float32 a_ij (P_r,),
             summing to 1 over a row with at least two non-zeros. The flat arrays are `result.indptr`,
             `result.pairs`, `result.weights` (what `attention_weights(X)` returns). For FMRegressor and
-            FMClassifier every weight is 1 (FM weighs all pairs equally).
+            FMClassifier every weight is 1 (FM weighs all pairs equally). Like `attention_weights`, the
+            result is O(pairs) in size (12 bytes per pair), unlike predict, whose memory is linear in a row's
+            non-zeros.
         """
         from .interpret import PairAttention
 

@@ -22,7 +22,6 @@ namespace checked {
 #include "isa/block_kernels.inc"
 #undef AFM_ISA_NAME
 }  // namespace checked
-void BlockScratch::reserve(int64_t, int, int, int) {}  // declared by the kernels' header, unused here
 }  // namespace afm
 
 using namespace afm;

@@ -31,23 +31,6 @@ namespace narrow {
 #undef AFM_ISA_NAME
 }  // namespace narrow
 
-// Not linked from the library: the two helpers the kernels' header declares for BlockScratch.
-void BlockScratch::reserve(int64_t pairs, int rows, int k, int t) {
-    pair_cap = pairs;
-    row_cap = rows;
-    E.assign(pairs * packed_columns(k), 0.0f);
-    Z.assign(pairs * packed_columns(t), 0.0f);
-    dv.assign((pairs + 1) * packed_columns(k), 0.0f);
-    gx.assign((pairs + 1) * packed_columns(k), 0.0f);
-    a.assign(pairs, 0.0f);
-    ds.assign(pairs, 0.0f);
-    q.assign(static_cast<size_t>(rows) * k, 0.0f);
-    c.assign(static_cast<size_t>(rows) * k, 0.0f);
-    mask.assign(static_cast<size_t>(rows) * k, 1.0f);
-    y.assign(rows, 0.0f);
-    g.assign(rows, 0.0f);
-    pair_off.assign(rows + 1, 0);
-}
 }  // namespace afm
 
 using namespace afm;
@@ -86,14 +69,19 @@ int main() {
         check("gemm bias", C1, C2, K, N);
     }
 
-    // Forward and backward of a block of rows (0, 1, 2 and many non-zeros, repeated ids), with dropout.
-    for (int k : {1, 3, 16, 17, 40, 64}) for (int t : {1, 5, 16, 33, 64}) for (bool attention : {true, false}) {
+    // Forward and backward of a block of rows (0, 1, 2 and many non-zeros, repeated ids), with dropout; and of
+    // one long row of 14 non-zeros (91 pairs) streamed through tiles of 1, 7 and 13 pairs (tails, tiles that
+    // start inside a run of pairs of one non-zero).
+    for (int k : {1, 3, 16, 17, 40, 64}) for (int t : {1, 5, 16, 33, 64}) for (bool attention : {true, false})
+    for (int tile : {0, 1, 7, 13}) {
+        if (tile > 0 && !attention) continue;
         const int64_t nf = 23;
         std::vector<float> w0(1), w(nf), V(nf * k), W(t * k), b(t), h(t), p(k);
         fill(w0, 1.0f); fill(w, 0.3f); fill(V, 0.5f); fill(W, 0.5f); fill(b, 0.3f); fill(h, 1.5f); fill(p, 1.0f);
         ModelView m{w0.data(), w.data(), V.data(), W.data(), b.data(), h.data(), p.data(), nf, k, t};
-        const int nnz[] = {0, 1, 2, 9, 3, 14};
-        const int n_rows = 6;
+        const int block_nnz[] = {0, 1, 2, 9, 3, 14}, long_nnz[] = {14};
+        const int* nnz = tile > 0 ? long_nnz : block_nnz;
+        const int n_rows = tile > 0 ? 1 : 6;
         std::vector<int32_t> idx;
         std::vector<float> x;
         for (int r = 0; r < n_rows; ++r) for (int j = 0; j < nnz[r]; ++j) {
@@ -108,7 +96,8 @@ int main() {
         for (int variant = 0; variant < 2; ++variant) {
             const IsaKernels& isa = variant == 0 ? wide::table() : narrow::table();
             BlockScratch s;
-            s.reserve(pairs, n_rows, k, t);
+            // A long row: blocks of `tile` pairs (it has more), streamed in tiles of that size.
+            s.reserve(tile > 0 ? tile : pairs, tile > 0 ? tile : pairs, n_rows, 14, k, t);
             BlockRows rows;
             rows.n = n_rows;
             rows.has_mask = true;
@@ -135,7 +124,8 @@ int main() {
             isa.backward(m, Wp, attention, rows, s, dg);
             grads[variant] = dense;
         }
-        check(attention ? "forward y" : "forward y (uniform)", outs[0], outs[1], k, t);
+        check(tile > 0 ? "forward y (long row)" : attention ? "forward y" : "forward y (uniform)", outs[0], outs[1],
+              k, t);
         check("backward dense", grads[0], grads[1], k, t);
         check("backward dV", dV1, dV2, k, t);
         check("backward dw", dw1, dw2, k, t);

@@ -7,6 +7,8 @@
 //             (in place over Z); dW += delta^T E (GEMM); dE = delta W (GEMM, in place over E) + a c;
 //             per non-zero gradients of V rows; dh, db, dp, dw0 into the thread's dense buffers.
 //   uniform pooling (attention = false, FM-like): q = ((sum v x)^2 - sum (v x)^2) / 2, O(k nnz) per row.
+//   long rows (more pairs than a block holds): alone in their block, streamed through pair tiles with an
+//   online softmax and a recomputing backward (isa/long_rows.inc), so no buffer grows with a row's pairs.
 // FLOPs per pair: forward 2tk, backward 4tk (+ O(k + t)).
 //
 // Why one source compiled three times (isa_avx512.cpp, isa_avx2.cpp, isa_baseline.cpp): wheels must run on
@@ -48,21 +50,40 @@ struct AlignedAllocator {
 };
 using AlignedFloats = std::vector<float, AlignedAllocator<float>>;
 
-// Work memory of one thread, sized once per call for the largest block (no allocation per batch).
+// Work memory of one thread, sized once per call for the largest block (no allocation per batch). A block
+// holds up to pair_cap pairs; a row with more pairs (a long row) is alone in its block and streamed through
+// tiles of tile_pairs pairs (isa/long_rows.inc), so nothing here grows with a row's pair count.
 struct BlockScratch {
-    int64_t pair_cap = 0;  // pairs a block may hold
-    int row_cap = 0;       // rows a block may hold
+    int64_t pair_cap = 0;    // pairs a block may hold
+    int64_t tile_pairs = 0;  // pairs per tile of a long row (<= pair_cap)
+    int row_cap = 0;         // rows a block may hold
     AlignedFloats E;  // pair_cap rows of k floats padded to whole vectors: pair products, then dloss/de
     AlignedFloats Z;  // pair_cap rows of t floats, padded likewise: pre-activations, then dloss/dz
-    AlignedFloats dv; // (pair_cap + 1) padded rows of k: one row's V gradients per non-zero (a row of m
-                      // non-zeros has m(m-1)/2 >= m - 1 pairs)
+    AlignedFloats dv; // a padded row of k per non-zero of the longest row: one row's V gradients
     AlignedFloats gx; // the same size: one row's v x per non-zero
     AlignedFloats a;  // pair_cap: scores, then attention weights
     AlignedFloats ds; // pair_cap: dloss/dscore
     AlignedFloats q, c, mask;     // row_cap x k: pooled vectors, dloss/dq, dropout factors
     AlignedFloats y, g;           // row_cap: outputs, dloss/dy
     std::vector<int64_t> pair_off;     // row_cap + 1: first pair of each row in the block
-    void reserve(int64_t pairs, int rows, int k, int t);
+    // Long rows only (empty when no row can be long): one tile's float32 sums and the row's float64 totals,
+    // max(k, t k + 2t) each; the softmax maximum and 1 / total of the block's long row.
+    AlignedFloats tile_dense;
+    std::vector<double> acc64;
+    float long_max = 0.0f, long_inv = 0.0f;
+
+    // Floats (doubles for acc64) of every buffer for blocks of `pairs` pairs and `rows` rows whose longest
+    // row has `nnz` non-zeros, long rows streamed in tiles of `tile` pairs; reserve allocates exactly these,
+    // bytes() is what they take.
+    struct Sizes {
+        size_t E, Z, dv, a, q, rows, pair_off, tile_dense, acc64;
+        int64_t bytes() const {
+            return static_cast<int64_t>(4 * (E + Z + 2 * dv + 2 * a + 3 * q + 2 * rows + tile_dense) +
+                                        8 * (pair_off + acc64));
+        }
+    };
+    static Sizes sizes(int64_t pairs, int64_t tile, int rows, int64_t nnz, int k, int t);
+    void reserve(int64_t pairs, int64_t tile, int rows, int64_t nnz, int k, int t);
 };
 
 // The rows of one block: non-zeros of row r are idx[r][0..nnz[r]), x[r][...].
@@ -74,6 +95,9 @@ struct BlockRows {
     float* dV[kMaxBlockRows];  // backward: per non-zero V gradients (nnz x k), overwritten
     float* dw[kMaxBlockRows];  // backward: per non-zero w gradients (nnz), overwritten
     bool has_mask = false;     // dropout factors are in scratch.mask
+    // A block of one long row (more pairs than scratch.pair_cap; such a row is always alone in its block):
+    // forward writes its attention weights here when set (pair_attention's output, P floats).
+    float* long_weights = nullptr;
 };
 
 // Dense gradient buffer of one thread: [W (t*k) | b (t) | h (t) | p (k)] and w0.
@@ -134,6 +158,38 @@ struct IsaKernels {
 
 // Columns of a packed B of N columns, for any vector width up to 16 floats.
 inline int64_t packed_columns(int64_t N) { return (N + 15) / 16 * 16; }
+
+inline BlockScratch::Sizes BlockScratch::sizes(int64_t pairs, int64_t tile, int rows, int64_t nnz, int k, int t) {
+    const size_t P = static_cast<size_t>(pairs < 1 ? 1 : pairs), R = static_cast<size_t>(rows < 1 ? 1 : rows);
+    const size_t N = static_cast<size_t>(nnz < 1 ? 1 : nnz);
+    // Rows of E, Z, dv and gx padded to whole vectors of any width (the kernels use padded(k), padded(t)).
+    const size_t ldk = static_cast<size_t>(packed_columns(k)), ldt = static_cast<size_t>(packed_columns(t));
+    const bool long_rows = pair_count(nnz) > tile;  // a row may be long (pair_cap >= tile: a superset)
+    const size_t dense = static_cast<size_t>(t) * k + 2 * static_cast<size_t>(t);
+    const size_t sums = long_rows ? (dense > static_cast<size_t>(k) ? dense : static_cast<size_t>(k)) : 0;
+    return Sizes{P * ldk, P * ldt, N * ldk, P, R * k, R, R + 1, sums, sums};
+}
+
+inline void BlockScratch::reserve(int64_t pairs, int64_t tile, int rows, int64_t nnz, int k, int t) {
+    const Sizes n = sizes(pairs, tile, rows, nnz, k, t);
+    pair_cap = static_cast<int64_t>(n.a);
+    tile_pairs = tile < 1 ? 1 : tile > pair_cap ? pair_cap : tile;
+    row_cap = static_cast<int>(n.rows);
+    E.assign(n.E, 0.0f);
+    Z.assign(n.Z, 0.0f);
+    dv.assign(n.dv, 0.0f);
+    gx.assign(n.dv, 0.0f);
+    a.assign(n.a, 0.0f);
+    ds.assign(n.a, 0.0f);
+    q.assign(n.q, 0.0f);
+    c.assign(n.q, 0.0f);
+    mask.assign(n.q, 1.0f);
+    y.assign(n.rows, 0.0f);
+    g.assign(n.rows, 0.0f);
+    pair_off.assign(n.pair_off, 0);
+    tile_dense.assign(n.tile_dense, 0.0f);
+    acc64.assign(n.acc64, 0.0);
+}
 
 inline void PackedW::resize(int k, int t) {
     fwd.assign(static_cast<size_t>(k * packed_columns(t)), 0.0f);

@@ -14,6 +14,7 @@
 // allocated inside the batch loop.
 #pragma once
 #include <atomic>
+#include <cstdint>
 #include <functional>
 #include <vector>
 
@@ -137,6 +138,8 @@ private:
     int force_mode_ = 0;                 // FASTAFM_TEAM_MODE: 0 adaptive, 1 alternate (tests), 2 team
     int64_t dense_size_;
     int64_t reserved_pairs_ = 0;         // pair tiles the scratch holds (grows only)
+    int64_t reserved_nnz_ = 0;           // non-zeros of the longest row it holds (grows only)
+    int64_t reserved_tile_ = INT64_MAX;  // the smallest long-row tile it was sized for
 
     PackedW packed_;                     // W packed for the GEMMs, refreshed per batch
     std::vector<BlockScratch> scratch_;  // per thread
@@ -157,18 +160,29 @@ private:
     int64_t n_touched_ = 0;
 };
 
-// Pairs a block of rows whose longest has max_row_nnz non-zeros may hold: the L2 budget or one whole row,
-// whichever is more; 1 for uniform pooling, which forms no pair tiles.
+// Pairs a block of rows whose longest has max_row_nnz non-zeros may hold: the L2 budget, or the longest row
+// up to long_row_pairs, whichever is more; 1 for uniform pooling, which forms no pair tiles. A row with more
+// pairs is streamed through tiles of block_pair_target pairs (isa/long_rows.inc).
 int64_t block_pair_cap(int64_t max_row_nnz, int k, int t, bool attention);
 
-// Bytes of block scratch (pair tiles and per-row buffers) that training or prediction reserves on
-// n_threads threads for rows of up to max_row_nnz non-zeros (the Python side's memory checks use it).
+// Bytes of block scratch (pair tiles, per-row and per-non-zero buffers) that training or prediction reserves
+// on n_threads threads for rows of up to max_row_nnz non-zeros (the Python side's memory checks use it):
+// O(pair_cap (k + t) + max_row_nnz k) per thread, whatever the row's pair count.
 int64_t block_scratch_bytes(int64_t max_row_nnz, int k, int t, int n_threads, bool attention);
 
 // Loss and dloss/dy of one row; for logistic, label is -1 or +1.
 double row_loss(Loss loss, float y_pred, float label, float* grad);
 
-// Pairs a block may hold so that its E and Z tiles stay in L2 (at least one row's worth).
+// Pairs a block may hold so that its E and Z tiles stay in L2 (256 KiB, FASTAFM_BLOCK_BYTES); also the tile
+// of a long row.
 int64_t block_pair_target(int k, int t);
+
+// Pairs above which a row is long (streamed through tiles, its sums over pairs in float64): 8 MiB of E and
+// Z rows, at least block_pair_target.
+int64_t long_row_pairs(int k, int t);
+
+// Test knob: when pairs > 0, both block_pair_target and long_row_pairs are `pairs` (so that small rows take
+// the streamed path); 0 restores the defaults. Returns the previous setting. Results change only by rounding.
+int64_t set_pair_tile(int64_t pairs);
 
 }  // namespace afm

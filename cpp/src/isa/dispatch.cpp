@@ -96,24 +96,4 @@ const IsaKernels& kernels_for(int k, int t) {
     return *c.table;
 }
 
-void BlockScratch::reserve(int64_t pairs, int rows, int k, int t) {
-    pair_cap = pairs < 1 ? 1 : pairs;
-    row_cap = rows < 1 ? 1 : rows;
-    const size_t P = static_cast<size_t>(pair_cap), R = static_cast<size_t>(row_cap);
-    // Rows of E, Z and dv padded to whole vectors of any width (the kernels use padded(k), padded(t)).
-    const size_t ldk = static_cast<size_t>(packed_columns(k)), ldt = static_cast<size_t>(packed_columns(t));
-    E.assign(P * ldk, 0.0f);
-    Z.assign(P * ldt, 0.0f);
-    dv.assign((P + 1) * ldk, 0.0f);
-    gx.assign((P + 1) * ldk, 0.0f);
-    a.assign(P, 0.0f);
-    ds.assign(P, 0.0f);
-    q.assign(R * k, 0.0f);
-    c.assign(R * k, 0.0f);
-    mask.assign(R * k, 1.0f);
-    y.assign(R, 0.0f);
-    g.assign(R, 0.0f);
-    pair_off.assign(R + 1, 0);
-}
-
 }  // namespace afm
