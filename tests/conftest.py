@@ -1,4 +1,4 @@
-"""Shared fixtures: seeded random sparse rows and models, built fresh for every test."""
+"""Shared fixtures: seeded random sparse rows and models, built fresh for every test; the Dask tests' cluster."""
 from __future__ import annotations
 
 import zlib
@@ -23,3 +23,15 @@ def isa(request):
     _core.select_isa(request.param)
     yield request.param
     _core.select_isa(before)
+
+
+@pytest.fixture(scope="module")
+def client():
+    # A 2-worker Dask cluster per test module. Threads, not processes: starts in a fraction of a second, and
+    # the core releases the GIL while it trains. The dashboard on a free port: another cluster on the machine
+    # (on 8787) must not fail the suite. Imported here so that only the Dask tests pay for it.
+    from distributed import Client, LocalCluster
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=":0") as cluster, \
+            Client(cluster) as c:
+        yield c

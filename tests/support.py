@@ -91,6 +91,21 @@ def assert_close(actual, expected, name, rtol=2e-4, scale=None):
     assert err <= rtol * scale, f"{name}: max error {err:.3g} vs scale {scale:.3g}"
 
 
+def assert_batch_gradients(got, want_obj, want, X, sample_weight=None):
+    """The core's batch_gradients dict against the reference's (objective, Params): the objective, w0, the dense
+    gradients (relative to their largest entry) and the touched rows of V and w, with T(B) the features of the
+    rows of positive weight."""
+    assert got["objective"] == pytest.approx(want_obj, rel=1e-5)
+    assert_close(got["w0"], want.w0, "w0")
+    dense_scale = max(np.max(np.abs(getattr(want, name))) for name in ("W", "b", "h", "p"))
+    for name in ("W", "b", "h", "p"):
+        assert_close(got[name], getattr(want, name), name, scale=dense_scale)
+    touched = got["touched"]
+    np.testing.assert_array_equal(np.sort(touched), reference.touched_features(X, sample_weight))
+    assert_close(got["V"], want.V[touched], "V")
+    assert_close(got["w"], want.w[touched], "w")
+
+
 def assert_per_element(got, want, name, rtol=1e-3, atol_frac=2e-5, scale=None):
     """float32 core vs float64 reference, element by element (atol: a small fraction of the array's scale,
     or of `scale` where the array is a sum that cancels, like db when softmax weights sum to 1)."""

@@ -15,22 +15,13 @@ import dask
 import dask.array as da
 import dask.dataframe as dd
 import pandas as pd
-from distributed import Client, LocalCluster, get_client
+from distributed import get_client
 
 from fastafm import _distributed as dist
 from fastafm._hyperparams import AUTO_LEARNING_RATES
 from fastafm.dask import DaskAFMClassifier, DaskAFMRegressor
 
 SMALL = dict(embedding_dim=8, attention_dim=8, n_epochs=4, random_state=0, sync_rows=500)
-
-
-@pytest.fixture(scope="module")
-def client():
-    # Threads, not processes: starts in a fraction of a second; the core releases the GIL while it trains.
-    # The dashboard on a free port: another cluster on the machine (on 8787) must not fail the suite.
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=":0") as cluster, \
-            Client(cluster) as c:
-        yield c
 
 
 @pytest.fixture(scope="module")

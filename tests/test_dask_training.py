@@ -17,14 +17,6 @@ SMALL = dict(embedding_dim=8, attention_dim=8, n_epochs=4, random_state=0, sync_
 
 
 @pytest.fixture(scope="module")
-def client():
-    # Threads, not processes (fast to start; the core releases the GIL); the dashboard on a free port.
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=":0") as cluster, \
-            Client(cluster) as c:
-        yield c
-
-
-@pytest.fixture(scope="module")
 def overfitting():
     """Planted pairs plus an id field of 300 values seen ~10 times each, strong noise, no dropout: the model
     learns the pairs in a few epochs, then memorises the noise through the ids, and the eval RMSE rises

@@ -9,7 +9,7 @@ import pytest
 
 import fastafm
 from fastafm.dask import DaskAFMClassifier, DaskAFMRegressor
-from test_dask import SMALL, client, planted  # noqa: F401  (the module's LocalCluster and data fixtures)
+from test_dask import SMALL, planted  # noqa: F401  (the module's data fixture; the cluster is conftest's)
 
 
 def _fit(client, X, y, w=None, chunks=700, **kw):  # noqa: F811

@@ -8,7 +8,7 @@ import pytest
 
 from fastafm import _core, reference
 from fastafm._validation import csr_arrays
-from support import assert_close, core_config, core_slots, random_csr, random_params, to_core
+from support import assert_batch_gradients, assert_close, core_config, core_slots, random_csr, random_params, to_core
 
 SHAPES = [(1, 1), (3, 5), (16, 8), (33, 17)]
 EDGE_NNZ = [0, 1, 2, 3, 0, 7, 1, 12, 2, 5]
@@ -54,15 +54,7 @@ def test_batch_gradients_match_reference(rng, k, t, loss, attention, regularised
     got = _core.batch_gradients(to_core(params), *csr_arrays(X), y.astype(np.float32), rows,
                                 core_config(loss=loss, attention=attention, n_threads=n_threads, **l2s))
     want_obj, want = reference.gradients(params, X, y, loss=loss, attention=attention, **l2s)
-    assert got["objective"] == pytest.approx(want_obj, rel=1e-5)
-    assert_close(got["w0"], want.w0, "w0")
-    dense_scale = max(np.max(np.abs(getattr(want, name))) for name in ("W", "b", "h", "p"))
-    for name in ("W", "b", "h", "p"):
-        assert_close(got[name], getattr(want, name), name, scale=dense_scale)
-    touched = got["touched"]
-    np.testing.assert_array_equal(np.sort(touched), reference.touched_features(X))
-    assert_close(got["V"], want.V[touched], "V")
-    assert_close(got["w"], want.w[touched], "w")
+    assert_batch_gradients(got, want_obj, want, X)
 
 
 @pytest.mark.parametrize("loss", ["squared", "logistic"])
