@@ -91,6 +91,15 @@ def assert_close(actual, expected, name, rtol=2e-4, scale=None):
     assert err <= rtol * scale, f"{name}: max error {err:.3g} vs scale {scale:.3g}"
 
 
+def dense_gradients(cg, n_features: int, k: int):
+    """The core's batch_gradients dict as reference.Params: w and V dense, zero outside the touched rows."""
+    grads = reference.Params(w0=float(cg["w0"]), w=np.zeros(n_features), V=np.zeros((n_features, k)),
+                             W=cg["W"], b=cg["b"], h=cg["h"], p=cg["p"])
+    grads.V[cg["touched"]] = cg["V"]
+    grads.w[cg["touched"]] = cg["w"]
+    return grads
+
+
 def assert_batch_gradients(got, want_obj, want, X, sample_weight=None):
     """The core's batch_gradients dict against the reference's (objective, Params): the objective, w0, the dense
     gradients (relative to their largest entry) and the touched rows of V and w, with T(B) the features of the

@@ -9,7 +9,8 @@ import scipy.sparse as sp
 
 from fastafm import _core, reference
 from fastafm._validation import csr_arrays
-from support import assert_batch_gradients, assert_close, core_config, core_slots, random_csr, random_params, to_core
+from support import (assert_batch_gradients, assert_close, core_config, core_slots, dense_gradients, random_csr,
+                     random_params, to_core)
 
 SHAPES = [(1, 1), (3, 5), (16, 8), (33, 17)]  # SIMD tiles filled exactly and with tails
 EDGE_NNZ = [0, 1, 2, 3, 0, 7, 1, 12, 2, 5]
@@ -83,10 +84,7 @@ def test_one_weighted_training_step_matches_reference(rng, optimizer):
     assert res["loss_sum"] == pytest.approx(
         reference.objective(params, X, y, sample_weight=w), rel=1e-5)
     touched = reference.touched_features(X, w)
-    grads = reference.Params(w0=float(cg["w0"]), w=np.zeros(n_features), V=np.zeros((n_features, k)),
-                             W=cg["W"], b=cg["b"], h=cg["h"], p=cg["p"])
-    grads.V[cg["touched"]] = cg["V"]
-    grads.w[cg["touched"]] = cg["w"]
+    grads = dense_gradients(cg, n_features, k)
     want = params.copy()
     if optimizer == "adagrad":
         reference.adagrad_step(want, reference.init_accumulators(params), grads, touched, lr)

@@ -8,7 +8,8 @@ import pytest
 
 from fastafm import _core, reference
 from fastafm._validation import csr_arrays
-from support import assert_batch_gradients, assert_close, core_config, core_slots, random_csr, random_params, to_core
+from support import (assert_batch_gradients, assert_close, core_config, core_slots, dense_gradients, random_csr,
+                     random_params, to_core)
 
 SHAPES = [(1, 1), (3, 5), (16, 8), (33, 17)]
 EDGE_NNZ = [0, 1, 2, 3, 0, 7, 1, 12, 2, 5]
@@ -173,10 +174,7 @@ def test_one_training_step_matches_reference(rng, optimizer, n_threads):
                                y.astype(np.float32), order, core_config(l2=0.1, attention_l2=0.2))
     touched = reference.touched_features(X)
     np.testing.assert_array_equal(np.sort(cg["touched"]), touched)
-    grads = reference.Params(w0=float(cg["w0"]), w=np.zeros(n_features), V=np.zeros((n_features, k)),
-                             W=cg["W"], b=cg["b"], h=cg["h"], p=cg["p"])
-    grads.V[cg["touched"]] = cg["V"]
-    grads.w[cg["touched"]] = cg["w"]
+    grads = dense_gradients(cg, n_features, k)
     want = params.copy()
     if optimizer == "adagrad":
         acc = reference.init_accumulators(params)

@@ -11,8 +11,8 @@ import pytest
 import fastafm
 from fastafm import _core, reference
 from fastafm._validation import csr_arrays
-from support import (assert_close, assert_per_element, core_config, core_slots, forced_pair_tile, random_csr,
-                     random_params, small_model, to_core)
+from support import (assert_close, assert_per_element, core_config, core_slots, dense_gradients, forced_pair_tile,
+                     random_csr, random_params, small_model, to_core)
 
 # Pairs per row: 0, 0, 1, 10, 15, 36, 66, 190; repeated ids allowed (random_csr).
 ROW_NNZ = [0, 1, 2, 5, 6, 9, 12, 20]
@@ -154,10 +154,7 @@ def test_a_training_step_on_streamed_rows_is_the_reference_step(rng, n_threads):
     assert res["n_batches"] == 1 and np.isfinite(res["loss_sum"])
     _, want_g = reference.gradients(params, X, y, l2=0.1, attention_l2=0.2)
     assert_close(cg["V"], want_g.V[cg["touched"]], "V gradient")
-    grads = reference.Params(w0=float(cg["w0"]), w=np.zeros(n_features), V=np.zeros((n_features, k)),
-                             W=cg["W"], b=cg["b"], h=cg["h"], p=cg["p"])
-    grads.V[cg["touched"]] = cg["V"]
-    grads.w[cg["touched"]] = cg["w"]
+    grads = dense_gradients(cg, n_features, k)
     want = params.copy()
     reference.adagrad_step(want, reference.init_accumulators(params), grads, reference.touched_features(X), lr)
     for name in ("w", "V", "W", "b", "h", "p"):

@@ -74,16 +74,20 @@ class InMemoryRows:
         self._y = y_enc
         self.weights = weights
         self.weight_sum = weight_sum(weights, self.n_rows)
+        self._counts: np.ndarray | None = None  # feature_counts, once computed
 
     def check_memory(self, spec, settings: dict) -> None:
         check_kernel_memory(self._X, spec.embedding_dim, spec.attention_dim, int(settings["n_threads"]),
                             attention=spec.attention, batch_size=int(settings["batch_size"]))
 
     def feature_counts(self, n_features: int) -> np.ndarray:
-        """Each feature's stored occurrences in these rows of positive weight (float32, frequency_l2's n_i)."""
-        indptr, indices, _ = self._arrays
-        mask = None if self.weights is None else self.weights > 0
-        return feature_occurrences(indptr, indices, n_features, mask).astype(np.float32)
+        """Each feature's stored occurrences in these rows of positive weight (float32, frequency_l2's n_i);
+        counted once per source (the pretraining FM and the AFM of a fit train the same rows)."""
+        if self._counts is None:
+            indptr, indices, _ = self._arrays
+            mask = None if self.weights is None else self.weights > 0
+            self._counts = feature_occurrences(indptr, indices, n_features, mask).astype(np.float32)
+        return self._counts
 
     def run_epoch(self, state, trainer, progress) -> float:
         order = state.rng.permutation(self.n_rows).astype(np.int64)
@@ -134,6 +138,7 @@ class CacheRows:
         self._buffer_bytes = 8 * (max_rows + 1) + 8 * max_block_nnz + 20 * max_rows
         self._shape = (max_rows, max_block_nnz)
         self._buffers: dict | None = None
+        self._counts: np.ndarray | None = None  # feature_counts, once computed
 
     def block_weights(self, start: int, stop: int, labels=None, out=None) -> np.ndarray | None:
         """The float32 weights of rows [start, stop): the cache's weights times the class weights of their
@@ -212,7 +217,9 @@ class CacheRows:
 
     def feature_counts(self, n_features: int) -> np.ndarray:
         """Each feature's stored occurrences in the rows trained (held-out rows and rows of weight 0 excluded):
-        one pass over the blocks through the epoch's buffer (float32, frequency_l2's n_i)."""
+        one pass over the blocks through the epoch's buffer, once per source (float32, frequency_l2's n_i)."""
+        if self._counts is not None:
+            return self._counts
         buffers = self._allocate()
         counts = np.zeros(n_features, dtype=np.int64)
         for b in range(self.starts.shape[0]):
@@ -223,7 +230,8 @@ class CacheRows:
             if w is not None:
                 mask &= w > 0
             counts += feature_occurrences(indptr, indices, n_features, mask)
-        return counts.astype(np.float32)
+        self._counts = counts.astype(np.float32)
+        return self._counts
 
     def block_order(self, rng) -> np.ndarray:
         """This epoch's order of the blocks (no draw from rng for a single block)."""
