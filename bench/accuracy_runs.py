@@ -49,6 +49,11 @@ CONFIGS: dict = {
     "afm-adam-freq0 (before)": ("afm", {"optimizer": "adam", "frequency_l2": 0.0}),
     "fm-sgd-freq0 (before)": ("fm", {"optimizer": "sgd", "frequency_l2": 0.0}),
     "fm-adam-freq0 (before)": ("fm", {"optimizer": "adam", "frequency_l2": 0.0}),
+    # The defaults before "auto" scaled the rate by the rows' non-zeros (only synth-39f, 39 a row, changes).
+    "afm-unscaled-lr (before)": ("afm", {"learning_rate": 0.1}),
+    "fm-unscaled-lr (before)": ("fm", {"learning_rate": 0.05}),
+    "afm-adam-unscaled-lr (before)": ("afm", {"optimizer": "adam", "learning_rate": 0.01}),
+    "afm-sgd-unscaled-lr (before)": ("afm", {"optimizer": "sgd", "learning_rate": 0.003}),
     "torch-adam-1e-2": ("torch", {"lr": 1e-2}),
     "torch-adam-3e-3": ("torch", {"lr": 3e-3}),
     "torch-adam-1e-3": ("torch", {"lr": 1e-3}),

@@ -154,6 +154,11 @@ SYNTHETIC = {
     # 8 fields with users/items/ads of up to a million ids, mostly seen once or twice
     "synth-8f-rare": dict(cardinalities=[1_000_000, 100_000, 10_000, 1000, 100, 30, 10, 10],
                           planted_pairs=[(0, 2), (1, 3), (4, 5)], n_rows=200_000),
+    # Avazu's shape: 22 fields (P = 231 pairs) from 5 to 200,000 ids, three planted: between the <= 10 non-zeros
+    # the "auto" rates were measured on and Criteo's 39 (learning_rate="auto" scales with the non-zeros)
+    "synth-22f": dict(cardinalities=[5, 7, 10, 10, 20, 30, 50, 100, 300, 1000, 3000, 5000, 10_000, 50_000, 200_000,
+                                     10, 20, 100, 1000, 10, 50, 500],
+                      planted_pairs=[(0, 8), (9, 12), (13, 3)], n_rows=100_000),
     # Criteo's shape: 39 fields (P = 741 pairs), three planted
     "synth-39f": dict(cardinalities=[10] * 13 + [100, 1000, 10_000, 50_000] * 6 + [50, 20],
                       planted_pairs=[(13, 14), (2, 15), (16, 21)], n_rows=100_000),

@@ -18,7 +18,7 @@ import pandas as pd
 from distributed import get_client
 
 from fastafm import _distributed as dist
-from fastafm._hyperparams import AUTO_LEARNING_RATES
+from fastafm._hyperparams import AUTO_LEARNING_RATES, AUTO_RATE_NNZ
 from fastafm.dask import DaskAFMClassifier, DaskAFMRegressor
 
 SMALL = dict(embedding_dim=8, attention_dim=8, n_epochs=4, random_state=0, sync_rows=500)
@@ -191,6 +191,22 @@ def test_adam_trains_on_dask_and_its_step_counts_merge_like_their_rows(client, p
     assert model.learning_rate_ == local.learning_rate_ == AUTO_LEARNING_RATES["afm"]["adam"]  # "auto" resolved
     assert model.history_[-1]["train_loss"] < model.history_[0]["train_loss"]
     assert _rmse(local.predict(X), y) < 0.8 * np.std(y)
+
+
+def test_auto_rate_follows_the_mean_non_zeros_of_all_workers_rows(client):
+    """learning_rate="auto" scales with the mean non-zeros a row of all the rows given (summed over the shards,
+    before any hold-out), as the in-memory estimator's: rows of 12 and 30 non-zeros in separate partitions."""
+    X, y, _ = fastafm.make_planted(1200, n_fields=30, cardinality=4, random_state=4)
+    X = X.tolil()
+    X[:600, 12 * 4:] = 0  # the first 12 fields (one-hot, 4 columns each) kept
+    X = X.tocsr()
+    X.eliminate_zeros()
+    dX, dy = da.from_array(X.toarray(), chunks=(600, -1)), da.from_array(y, chunks=600)
+    model = DaskAFMRegressor(client=client, **SMALL).fit(dX, dy)
+    expected = AUTO_LEARNING_RATES["afm"]["adagrad"] * AUTO_RATE_NNZ / 21.0  # (12 + 30) / 2 non-zeros a row
+    assert model.learning_rate_ == model.to_local().learning_rate_ == pytest.approx(expected)
+    assert fastafm.AFMRegressor(**{k: v for k, v in SMALL.items() if k != "sync_rows"}, pretrain=None).fit(
+        X, y).learning_rate_ == pytest.approx(expected)
 
 
 # ---------------------------------------------------------------------------------------------- bad input

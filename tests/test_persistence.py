@@ -376,6 +376,10 @@ META_EDITS = [
     ("classes on a regressor", _set_meta("classes", [0, 1]), "a regressor has no classes"),
     ("label_range NaN", _set_meta("label_range", [float("nan"), 1.0]), "label_range"),
     ("label_range reversed", _set_meta("label_range", [2.0, 1.0]), "label_range"),
+    ("row_nnz negative", _set_meta("row_nnz", -1.0), "row_nnz -1.0"),
+    ("row_nnz NaN", _set_meta("row_nnz", float("nan")), "row_nnz nan"),
+    ("row_nnz a string", _set_meta("row_nnz", "39"), "row_nnz '39'"),
+    ("row_nnz a bool", _set_meta("row_nnz", True), "row_nnz True"),
 ]
 
 
@@ -450,3 +454,18 @@ def test_files_from_before_early_stopping_by_default_load_with_their_behaviour()
         assert "patience" not in params
         assert params["early_stopping"] is False and params["pretrain"] is None, name
         assert np.isfinite(model.predict(np.eye(model.n_features_in_, dtype=np.float32))).all()
+
+
+def test_files_from_before_the_non_zeros_rule_keep_the_unscaled_rate(tmp_path):
+    """learning_rate="auto" divides by mean non-zeros / 10 above 10 (docs/model.md); a model file without
+    "row_nnz" (written before the rule) loads with the table's rate, and its partial_fit continues at it."""
+    X, y, _ = fastafm.make_planted(300, n_fields=20, cardinality=5, random_state=0)
+    model = fastafm.AFMRegressor(embedding_dim=4, attention_dim=4, n_epochs=1, random_state=0).fit(X, y)
+    assert model.learning_rate_ == pytest.approx(0.05)  # 0.1 / (20 / 10)
+    path = tmp_path / "m.afm"
+    model.save(path)
+    edit(path, meta=_set_meta("row_nnz", KeyError))
+    old = fastafm.load(path)
+    assert old.learning_rate_ == 0.1
+    old.partial_fit(X, y)
+    assert old.learning_rate_ == 0.1

@@ -356,8 +356,10 @@ def as_csr_empty(n_features: int) -> sp.csr_matrix:
 
 
 def shard_summary(shard, classifier: bool) -> dict:
-    """Row count and label range (regressor) or the distinct labels (classifier) of a shard."""
-    out: dict = {"n_rows": shard.n_rows, "weight_sum": shard_weight_sum(shard)}
+    """Row count, stored non-zeros, and label range (regressor) or the distinct labels (classifier) of a
+    shard (loaded before any hold-out)."""
+    nnz = (sum(c.nnz for c in shard.caches) if isinstance(shard, StreamShard) else int(shard.X.nnz))
+    out: dict = {"n_rows": shard.n_rows, "nnz": nnz, "weight_sum": shard_weight_sum(shard)}
     if shard.n_rows == 0:
         return out
     if isinstance(shard, StreamShard):

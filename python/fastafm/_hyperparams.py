@@ -237,7 +237,8 @@ class Hyperparameter:
     core: bool = False              # handed to the core's TrainConfig (core_settings)
 
 
-#: learning_rate="auto" by family and optimizer (docs/accuracy.md has the measurements): Adagrad's values are
+#: learning_rate="auto" by family and optimizer, for rows of up to AUTO_RATE_NNZ non-zeros (docs/accuracy.md
+#: has the measurements): Adagrad's values are
 #: the defaults before "auto" existed; SGD's and Adam's the best of {1e-3, 3e-3, 1e-2} on Frappe regression
 #: and classification (seed 0; SGD diverged at 1e-2). SGD's step grows with the batch-summed loss, so it must
 #: be small; Adam's step is ~lr per coordinate whatever the gradient's scale.
@@ -246,7 +247,12 @@ AUTO_LEARNING_RATES = {
     "fm": {"adagrad": 0.05, "sgd": 0.003, "adam": 0.01},
 }
 
-
+#: The rates above hold for rows of up to this many non-zeros on average (Frappe has 10, MovieLens 6-11, the
+#: 3- and 8-field synthetic sets 3 and 8); with more, "auto" divides them by mean_nnz / 10. One step moves every
+#: weight a row touches by about the learning rate (Adagrad and Adam normalise the gradient; SGD's gradient of
+#: w_i is g x_i), so the output moves by about nnz steps: at Criteo's 39 fields the unscaled rates overshoot
+#: (synth-39f, docs/accuracy.md: AFM log loss 0.5880 at 0.1, 0.5763 at 0.1 x 10/39; FM 0.6557 and 0.5865).
+AUTO_RATE_NNZ = 10.0
 
 
 def _auto_text(sep: str = ", ") -> str:
@@ -273,8 +279,10 @@ TABLE: tuple = (
                    "--frequency-l2", "L2", core=True),
     Hyperparameter("learning_rate", "auto", AutoOrFloat(Float(0.0, low_open=True)),
                    "step size (the batch loss is a **sum** over rows); `\"auto\"`: the optimizer's own "
-                   f"({_auto_text()}), `learning_rate_` after fit", "--learning-rate", "LR", core=True,
-                   cli_help=f"step size (the batch loss is a sum over rows); auto: the optimizer's own ({_auto_text()})"),
+                   f"({_auto_text()}), divided by mean non-zeros a row / 10 above 10; `learning_rate_` after fit",
+                   "--learning-rate", "LR", core=True,
+                   cli_help=f"step size (the batch loss is a sum over rows); auto: the optimizer's own ({_auto_text()}), "
+                            "divided by mean non-zeros a row / 10 above 10"),
     Hyperparameter("optimizer", "adagrad", Choice(("adagrad", "sgd", "adam")),
                    "`\"adagrad\"`, `\"sgd\"` or `\"adam\"` (lazy sparse Adam; optimizer state: docs/model.md)",
                    "--optimizer", core=True,
@@ -329,10 +337,15 @@ TABLE: tuple = (
 )
 BY_NAME = {hp.name: hp for hp in TABLE}
 
-def resolve_learning_rate(value, optimizer: str, family: str) -> float:
-    """The learning rate a fit uses: `value`, or for "auto" the family's default for `optimizer`."""
+def resolve_learning_rate(value, optimizer: str, family: str, row_nnz=None) -> float:
+    """The learning rate a fit uses: `value`, or for "auto" the family's default for `optimizer`, divided by
+    row_nnz / AUTO_RATE_NNZ when the training rows' mean non-zeros a row `row_nnz` exceeds AUTO_RATE_NNZ
+    (None: not known, e.g. a model file from before the rule, whose rate stays the table's)."""
     if isinstance(value, str) and value == "auto":
-        return AUTO_LEARNING_RATES[family][optimizer]
+        rate = AUTO_LEARNING_RATES[family][optimizer]
+        if row_nnz is not None and row_nnz > AUTO_RATE_NNZ:
+            rate *= AUTO_RATE_NNZ / float(row_nnz)
+        return rate
     return float(value)
 
 
@@ -394,13 +407,13 @@ def values_of(obj, names) -> dict:
 
 
 def core_settings(values: dict, loss: str, attention: bool, learn_projection: bool, n_threads=None,
-                  family: str = "afm") -> dict:
+                  family: str = "afm", row_nnz=None) -> dict:
     """The plain (picklable) settings of the core's TrainConfig: the table's core entries from `values`, plus
     what the model spec decides (loss, pooling, projection), with learning_rate "auto" resolved for the
-    optimizer and `family` ("afm" or "fm"). `n_threads` overrides the hyperparameter (Dask: a worker's own
-    thread count)."""
+    optimizer, `family` ("afm" or "fm") and the training rows' mean non-zeros `row_nnz` (the state's).
+    `n_threads` overrides the hyperparameter (Dask: a worker's own thread count)."""
     out = {hp.name: values.get(hp.name, hp.default) for hp in TABLE if hp.core}
-    out["learning_rate"] = resolve_learning_rate(out["learning_rate"], out["optimizer"], family)
+    out["learning_rate"] = resolve_learning_rate(out["learning_rate"], out["optimizer"], family, row_nnz)
     out.update(loss=loss, attention=bool(attention), learn_projection=bool(learn_projection))
     if n_threads is not None:
         out["n_threads"] = int(n_threads)

@@ -59,6 +59,7 @@ class TrainingState:
     history: list = field(default_factory=list)
     classes: Optional[np.ndarray] = None         # a classifier's two labels, classes[1] the positive one
     label_range: Optional[tuple] = None          # a regressor's training label range (eval RMSE clipping)
+    row_nnz: Optional[float] = None              # mean non-zeros a row of the first training rows ("auto" rate)
 
     def arrays(self):
         """Every parameter and slot array."""

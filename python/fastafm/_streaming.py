@@ -74,6 +74,7 @@ class InMemoryRows:
         self._y = y_enc
         self.weights = weights
         self.weight_sum = weight_sum(weights, self.n_rows)
+        self.mean_nnz = self._arrays[1].shape[0] / max(self.n_rows, 1)  # learning_rate="auto"'s row_nnz
         self._counts: np.ndarray | None = None  # feature_counts, once computed
 
     def check_memory(self, spec, settings: dict) -> None:
@@ -132,6 +133,7 @@ class CacheRows:
         self.n_rows = cache.n_rows if holdout is None else sum(
             int(np.count_nonzero(~self.held_mask(b))) for b in range(self.starts.shape[0]))
         self.weight_sum = self._weight_sum()
+        self.mean_nnz = cache.nnz / max(cache.n_rows, 1)  # of all the cache's rows (learning_rate="auto")
         bounds = cache.indptr_at(np.append(self.starts, self.n_rows))
         max_block_nnz = int(np.max(np.diff(bounds))) if self.starts.size else 0
         max_rows = int(np.max(self.stops - self.starts)) if self.starts.size else 0

@@ -291,6 +291,7 @@ class _Data:
     n_features: int
     summaries: list
     weight_total: float = 0.0  # the trained rows' total sample weight (their count when unweighted)
+    row_nnz: float = 0.0  # mean stored non-zeros a row of all the rows given (learning_rate="auto")
 
 
 class _DaskAFMBase(BaseEstimator):
@@ -359,6 +360,7 @@ class _DaskAFMBase(BaseEstimator):
         data = self._load(client, X, y, kind.classifier, sample_weight=sample_weight)
         state = init_state(kind.spec(local_values, data.n_features), self.optimizer, self.init_std,
                            self.random_state)
+        state.row_nnz = data.row_nnz
         self._labels(client, data, state, kind.classifier, None)
         stopping = (sum(data.n_local) >= AUTO_EARLY_STOPPING_ROWS or eval_set is not None
                     if isinstance(self.early_stopping, str) else bool(self.early_stopping))
@@ -393,6 +395,7 @@ class _DaskAFMBase(BaseEstimator):
         else:
             state = init_state(kind.spec(local_values, data.n_features), self.optimizer, self.init_std,
                                self.random_state)
+            state.row_nnz = data.row_nnz
         self._labels(client, data, state, kind.classifier, classes)
         self._train(client, kind, local_values, state, data, 1, None, None)
         self._fitted(kind, local_values, state, data)
@@ -455,7 +458,8 @@ class _DaskAFMBase(BaseEstimator):
         weight_total = sum(float(s["weight_sum"]) for s in summaries)
         if not weight_total > 0:
             raise ValueError("sample_weight is all zero: at least one row must have a positive weight")
-        return _Data(shards, workers, nthreads, n_local, width, summaries, weight_total)
+        row_nnz = sum(int(s["nnz"]) for s in summaries) / sum(n_local)
+        return _Data(shards, workers, nthreads, n_local, width, summaries, weight_total, row_nnz)
 
     def _labels(self, client, data: _Data, state, classifier: bool, classes) -> None:
         """The classes (classifier: the shards' labels encoded as +-1) or the label range of the state; on a
@@ -632,7 +636,8 @@ class _DaskAFMBase(BaseEstimator):
         spec = local.spec
         workers, shards, n_local = data.workers, data.shards, data.n_local
         settings = [core_settings(kind.values(values), spec.loss, spec.attention, spec.learn_projection,
-                                  n_threads=int(self.n_threads) or int(data.nthreads[a])) for a in workers]
+                                  n_threads=int(self.n_threads) or int(data.nthreads[a]), row_nnz=local.row_nnz)
+                    for a in workers]
         seeds = [(local.dropout_seed + w * 0x9E3779B97F4A7C15) % (2**63 - 1) for w in range(len(workers))]
         home = workers[0]
         cluster = _Cluster(local)

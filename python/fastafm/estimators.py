@@ -131,9 +131,11 @@ class _Base(BaseEstimator):
     @property
     def learning_rate_(self) -> float:
         """The learning rate training uses: `learning_rate`, or for "auto" the optimizer's own default
-        (fastafm._hyperparams.AUTO_LEARNING_RATES; the FM of pretrain="fm" uses the FM's)."""
+        (fastafm._hyperparams.AUTO_LEARNING_RATES; the FM of pretrain="fm" uses the FM's), divided by the
+        training rows' mean non-zeros / 10 where that is above 10 (AUTO_RATE_NNZ)."""
         state = self._fitted_state()
-        return resolve_learning_rate(self.learning_rate, state.optimizer, _registry.kind(type(self)).family)
+        return resolve_learning_rate(self.learning_rate, state.optimizer, _registry.kind(type(self)).family,
+                                     state.row_nnz)
 
     def optimizer_state(self) -> dict:
         """A copy of the optimizer's state as named slots, {slot: {parameter name: float32 array}}: {} for
@@ -175,6 +177,7 @@ class _Base(BaseEstimator):
         values = self._validated(kind)
         metric = check_metric(self.early_stopping_metric, self._metrics, type(self).__name__)
         rows, n_features, labels = self._rows(X, y, fitting=True, sample_weight=sample_weight)
+        row_nnz = rows.mean_nnz  # of all the rows given, before a hold-out (the Dask estimators' too)
         evaluation = self._prepare_eval_set(eval_set, n_features, labels.get("classes"))
         stopping = self._early_stopping_on(rows.n_rows, evaluation is not None)
         if stopping and evaluation is None:
@@ -182,11 +185,12 @@ class _Base(BaseEstimator):
         init_params = None if init is None else warm_start_params(init, n_features, int(self.embedding_dim))
         pretrain_history = None
         if init is None and values.get("pretrain") == "fm":
-            fm_state = self._pretrain_fm(kind, values, rows, n_features, labels, evaluation, stopping, metric)
+            fm_state = self._pretrain_fm(kind, values, rows, n_features, labels, evaluation, stopping, metric,
+                                         row_nnz)
             init_params = warm_start_params(fm_state.params, n_features, int(self.embedding_dim))
             pretrain_history = fm_state.history
             del fm_state  # its arrays live on in init_params only until they are copied below
-        state = self._new_state(kind, values, n_features, labels)
+        state = self._new_state(kind, values, n_features, labels, row_nnz)
         if init_params is not None:
             for name, arr in init_params.items():
                 np.copyto(state.params[name], arr)
@@ -226,7 +230,8 @@ class _Base(BaseEstimator):
             return rows, (X_val, labels["classes"][(y_enc > 0).astype(int)], w_val)
         return rows, (X_val, y_enc, w_val)
 
-    def _pretrain_fm(self, kind, values, rows, n_features, labels, evaluation, stopping, metric) -> TrainingState:
+    def _pretrain_fm(self, kind, values, rows, n_features, labels, evaluation, stopping, metric,
+                     row_nnz) -> TrainingState:
         """The training state of an FM fitted on `rows` (the paper's warm start of AFM): this estimator's
         embedding_dim, dropout, l2, optimizer, batch size, epochs, seed and early stopping on the same
         evaluation rows; the learning rate "auto" (the FM's own), or a given one scaled by the ratio of the
@@ -236,10 +241,11 @@ class _Base(BaseEstimator):
         fm_values["learning_rate"] = pretrain_learning_rate(values["learning_rate"], self.optimizer)
         state = init_state(fm.spec(fm_values, n_features), self.optimizer, self.init_std, self.random_state)
         state.classes, state.label_range = labels.get("classes"), labels.get("label_range")
+        state.row_nnz = row_nnz
         if self.verbose:
             print(f"pretraining {fm.name} (the warm start of {type(self).__name__})", flush=True)
         settings = core_settings(fm.values(fm_values), state.spec.loss, state.spec.attention,
-                                 state.spec.learn_projection, family=fm.family)
+                                 state.spec.learn_projection, family=fm.family, row_nnz=row_nnz)
         try:
             self._train_new(state, settings, rows, evaluation, stopping, metric, prefix="fm ")
         except FloatingPointError as exc:
@@ -275,7 +281,7 @@ class _Base(BaseEstimator):
             values = self._validated(kind)
             rows, n_features, labels = self._rows(X, y, fitting=True, classes=classes, sample_weight=sample_weight,
                                                   partial=True)
-            self._new_state(kind, values, n_features, labels)
+            self._new_state(kind, values, n_features, labels, rows.mean_nnz)
         else:
             if kind.classifier:
                 validate({"class_weight": self.class_weight}, ("class_weight",))
@@ -376,10 +382,11 @@ class _Base(BaseEstimator):
         validate(values, kind.signature.names)
         return values
 
-    def _new_state(self, kind, values: dict, n_features: int, labels: dict) -> TrainingState:
+    def _new_state(self, kind, values: dict, n_features: int, labels: dict, row_nnz: float) -> TrainingState:
         state = init_state(kind.spec(values, n_features), self.optimizer, self.init_std, self.random_state)
         state.classes = labels.get("classes")
         state.label_range = labels.get("label_range")
+        state.row_nnz = float(row_nnz)
         self.training_state_ = state
         return state
 
@@ -388,7 +395,7 @@ class _Base(BaseEstimator):
         values = kind.values({name: getattr(self, name) for name in kind.signature.names})
         values["optimizer"] = state.optimizer  # the slots the state holds (and the "auto" learning rate's)
         return core_settings(values, state.spec.loss, state.spec.attention, state.spec.learn_projection,
-                             family=kind.family)
+                             family=kind.family, row_nnz=state.row_nnz)
 
     def _threads(self) -> int:
         """n_threads checked on every kernel call, not only in fit: set_params may change it after fitting (a

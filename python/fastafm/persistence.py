@@ -7,7 +7,9 @@ listed here.
 Layout (format version 3):
     meta.npy          uint8 array holding UTF-8 JSON: {"format": "fastafm-model", "version": 3, "class": ...,
                       "hyperparameters": {...}, "n_features_in": int, "n_epochs_done": int, "history": [...],
-                      "classes": [...] | null, "label_range": [lo, hi] | null, "dropout_seed": int,
+                      "classes": [...] | null, "label_range": [lo, hi] | null, "row_nnz": float | null (the
+                      training rows' mean non-zeros, learning_rate "auto"'s; absent in older files: the
+                      unscaled rate), "dropout_seed": int,
                       "rng_state": {...}, "optimizer_slots": [...], "sha256": {"meta": hex, "param.w0": hex, ...}}
                       sha256["meta"] is the digest of the canonical JSON (sorted keys, no blanks) of the record
                       without "sha256"; sha256["param.w"] etc. are digests of the arrays' raw little-endian bytes.
@@ -150,6 +152,7 @@ def save_model(model, path) -> None:
         "history": state.history,
         "classes": None if state.classes is None else [_label(c) for c in state.classes],
         "label_range": None if state.label_range is None else list(state.label_range),
+        "row_nnz": None if state.row_nnz is None else float(state.row_nnz),
         "dropout_seed": int(state.dropout_seed),
         "rng_state": state.rng.bit_generator.state,
         "optimizer_slots": list(slots),
@@ -271,6 +274,9 @@ def _check_meta(meta: dict, kind, where: str) -> None:
                           and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
                                   for v in lr) and lr[0] <= lr[1]),
            where, f"label_range {lr!r} is not two finite numbers lo <= hi")
+    nnz = meta.get("row_nnz")
+    _check(nnz is None or (isinstance(nnz, (int, float)) and not isinstance(nnz, bool) and math.isfinite(nnz)
+                           and nnz >= 0), where, f"row_nnz {nnz!r} is not a finite number >= 0")
 
 
 def load_model(path):
@@ -403,8 +409,9 @@ def _load(fh, where: str):
         slots = {"G": {name: arrays[f"accum.{name}"] for name in PARAM_NAMES}} if optimizer == "adagrad" else {}
     classes = None if meta.get("classes") is None else np.asarray(meta["classes"])
     label_range = None if meta.get("label_range") is None else tuple(float(v) for v in meta["label_range"])
+    row_nnz = None if meta.get("row_nnz") is None else float(meta["row_nnz"])
     state = TrainingState(spec, optimizer, params, slots, rng, meta["dropout_seed"], meta["n_epochs_done"],
-                          list(meta["history"]), classes, label_range)
+                          list(meta["history"]), classes, label_range, row_nnz)
     return kind.build(hyperparameters, state)
 
 
