@@ -54,6 +54,21 @@ CONFIGS: dict = {
     "fm-unscaled-lr (before)": ("fm", {"learning_rate": 0.05}),
     "afm-adam-unscaled-lr (before)": ("afm", {"optimizer": "adam", "learning_rate": 0.01}),
     "afm-sgd-unscaled-lr (before)": ("afm", {"optimizer": "sgd", "learning_rate": 0.003}),
+    # Adam's AFM warm-started from an Adagrad FM (the FM's own defaults), instead of an FM trained with Adam.
+    "afm-adam-from-adagrad-fm": ("afm-pretrained", {"fm": {}, "optimizer": "adam"}),
+    # Frappe regression: more epochs or patience (the pretraining FM stops at the 20-epoch cap there).
+    "afm-n-iter-no-change-3": ("afm", {"n_iter_no_change": 3}),
+    "afm-40-epochs": ("afm", {"n_epochs": 40}),
+    "fm-40-epochs": ("fm", {"n_epochs": 40}),
+    # One-knob scan on frappe-clf and synth-3f (the two sets where AFM trails FM), seed 0.
+    "afm-dropout-0.3": ("afm", {"dropout": 0.3}),
+    "afm-dropout-0.7": ("afm", {"dropout": 0.7}),
+    "afm-attention-l2-0.5": ("afm", {"attention_l2": 0.5}),
+    "afm-attention-l2-8": ("afm", {"attention_l2": 8.0}),
+    "afm-attention-dim-16": ("afm", {"attention_dim": 16}),
+    "afm-batch-256": ("afm", {"batch_size": 256}),
+    "afm-frequency-l2-0.3": ("afm", {"frequency_l2": 0.3}),
+    "afm-frequency-l2-3": ("afm", {"frequency_l2": 3.0}),
     "torch-adam-1e-2": ("torch", {"lr": 1e-2}),
     "torch-adam-3e-3": ("torch", {"lr": 3e-3}),
     "torch-adam-1e-3": ("torch", {"lr": 1e-3}),
