@@ -500,11 +500,11 @@ PYBIND11_MODULE(_core, mod) {
         "k x pairs) where k, t <= 32, or ('auto') the one dispatch chooses per instruction set and shape.\n"
         "Results change only by float rounding. Returns the previous setting.");
     mod.def(
-        "kernel_layout",
-        [](int k, int t) { return afm::use_pairs_major(afm::kernels_for(k, t), k, t) ? "pairs" : "rows"; }, "k"_a,
+        "pairs_major_from", [](int k, int t) { return afm::pairs_major_from(afm::kernels_for(k, t), k, t); }, "k"_a,
         "t"_a,
-        "The layout of blocks of pairs ('pairs' or 'rows') that a model with embedding size k and attention size t\n"
-        "trains and predicts with now (kernel_isa's set; pairs-major for small k and t, see set_pair_layout).");
+        "Blocks of pairs whose rows have at least this many pairs on average run the pairs-major layout (0: every\n"
+        "block, -1: none) for a model with embedding size k and attention size t, now (kernel_isa's set; small k\n"
+        "and t and long rows, unless set_pair_layout forced a layout).");
     mod.def(
         "optimizer_slots",
         [](afm::Optimizer kind) {

@@ -44,10 +44,10 @@ void forward_blocks(const ModelView& m, const CsrView& X, bool attention, int n_
     }
     // Allocated here, outside the parallel region: an allocation failure must not happen inside it.
     std::vector<BlockScratch> scratch(nt);
-    const bool pairs_major = use_pairs_major(isa, m.k, m.t);
+    const int64_t pm_from = pairs_major_from(isa, m.k, m.t);
     for (auto& s : scratch) {
         s.reserve(pair_cap, tile, kMaxBlockRows, attention ? max_nnz : 1, m.k, m.t);
-        s.pairs_major = pairs_major;
+        s.pairs_major_from = pm_from;
     }
 
 #pragma omp parallel num_threads(nt) if (nt > 1)

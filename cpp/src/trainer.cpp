@@ -119,7 +119,7 @@ void Trainer::use_rows(const CsrView& X, const float* y, const float* weights) {
         if (grow) sc.reserve(reserved_pairs_, reserved_tile_, kMaxBlockRows, reserved_nnz_, m_.k, m_.t);
         sc.pair_cap = pair_cap;
         sc.tile_pairs = tile;
-        sc.pairs_major = use_pairs_major(isa_, m_.k, m_.t);
+        sc.pairs_major_from = pairs_major_from(isa_, m_.k, m_.t);
     }
 }
 

@@ -7,8 +7,9 @@
 //             (in place over Z); dW += delta^T E (GEMM); dE = delta W (GEMM, in place over E) + a c;
 //             per non-zero gradients of V rows; dh, db, dp, dw0 into the thread's dense buffers.
 //   uniform pooling (attention = false, FM-like): q = ((sum v x)^2 - sum (v x)^2) / 2, O(k nnz) per row.
-//   pairs-major layout (small k and t, BlockScratch::pairs_major): E^T (k x P) and Z^T (t x P) instead, so that
-//   vectors run over pairs with every lane busy (isa/pairs_major.inc); the same sums in another order.
+//   pairs-major layout (small k and t, blocks of long enough rows: BlockScratch::pairs_major_from): E^T (k x P)
+//   and Z^T (t x P) instead, so that vectors run over pairs with every lane busy (isa/pairs_major.inc); the
+//   same sums in another order.
 //   long rows (more pairs than a block holds): alone in their block, streamed through pair tiles with an
 //   online softmax and a recomputing backward (isa/long_rows.inc), so no buffer grows with a row's pairs.
 // FLOPs per pair: forward 2tk, backward 4tk (+ O(k + t)).
@@ -55,14 +56,17 @@ using AlignedFloats = std::vector<float, AlignedAllocator<float>>;
 // Work memory of one thread, sized once per call for the largest block (no allocation per batch). A block
 // holds up to pair_cap pairs; a row with more pairs (a long row) is alone in its block and streamed through
 // tiles of tile_pairs pairs (isa/long_rows.inc), so nothing here grows with a row's pair count.
-// Sizes for both layouts where k, t <= kPairsMajorMaxDim; pairs_major chooses the layout of the blocks.
+// Sizes for both layouts where k, t <= kPairsMajorMaxDim; pairs_major_from chooses the layout of each block.
 constexpr int kPairsMajorMaxDim = 32;
 
 struct BlockScratch {
     int64_t pair_cap = 0;    // pairs a block may hold
     int64_t tile_pairs = 0;  // pairs per tile of a long row (<= pair_cap)
     int row_cap = 0;         // rows a block may hold
-    bool pairs_major = false;  // blocks (not long rows) in the pairs-major layout (use_pairs_major)
+    // Blocks (not long rows) whose rows have at least this many pairs on average run the pairs-major layout
+    // (0: every block, < 0: none; pairs_major_from() below); block_pairs_major: the current block's, for backward.
+    int64_t pairs_major_from = -1;
+    bool block_pairs_major = false;
     AlignedFloats E;  // pair_cap rows of k floats padded to whole vectors: pair products, then dloss/de
     AlignedFloats Z;  // pair_cap rows of t floats, padded likewise: pre-activations, then dloss/dz
     AlignedFloats dv; // a padded row of k per non-zero of the longest row: one row's V gradients
@@ -160,8 +164,10 @@ struct IsaKernels {
     void (*sgd)(float* theta, const float* grad, int64_t n, float lr);
     // Adam (one_minus_beta* stand for 1-b*): m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2; theta -= lr_corrected m / (sqrt(v inv_bc2) + eps).
     void (*adam)(float* theta, float* m, float* v, const float* grad, int64_t n, const AdamStep& s);
-    // Largest k and t for which use_pairs_major chooses the pairs-major layout on this set.
+    // Where pairs_major_from() chooses the pairs-major layout on this set: k, t <= pairs_major_max, blocks of
+    // rows of at least pairs_major_row_pairs pairs on average.
     int pairs_major_max;
+    int64_t pairs_major_row_pairs;
 };
 
 // Columns of a packed B of N columns, for any vector width up to 16 floats.
@@ -186,6 +192,7 @@ inline BlockScratch::Sizes BlockScratch::sizes(int64_t pairs, int64_t tile, int 
         at_least(Z, t * ld);
         at_least(A, 16 + ld + 48);
         at_least(G, k * gld);
+        at_least(G, 2 * gld + (N + 15) / 16 * 16 * 16);  // the V-gradient pass's sums (pm_scatter_row)
     }
     return Sizes{E, Z, G, A, R * k, R, R + 1, sums, sums};
 }
@@ -229,10 +236,11 @@ bool select_isa(const std::string& name);     // false if unknown or unsupported
 std::vector<std::string> supported_isas();    // best first
 std::string active_isa();
 
-// Whether blocks of a model of these shapes run the pairs-major layout on `isa`: k, t <= isa.pairs_major_max,
-// unless set_pair_layout forced a layout (never above kPairsMajorMaxDim, which the scratch is not sized for).
+// BlockScratch::pairs_major_from for a model of these shapes on `isa`: isa.pairs_major_row_pairs where k, t <=
+// isa.pairs_major_max, else -1 (rows layout); 0 or -1 where set_pair_layout forced a layout (never above
+// kPairsMajorMaxDim, which the scratch is not sized for).
 enum class PairLayout { automatic = 0, rows = 1, pairs = 2 };
-bool use_pairs_major(const IsaKernels& isa, int k, int t);
+int64_t pairs_major_from(const IsaKernels& isa, int k, int t);
 PairLayout set_pair_layout(PairLayout layout);  // test knob; returns the previous setting
 
 namespace isa_avx512 { const IsaKernels& table(); }

@@ -88,12 +88,12 @@ PairLayout set_pair_layout(PairLayout layout) {
     return static_cast<PairLayout>(g_layout.exchange(static_cast<int>(layout)));
 }
 
-bool use_pairs_major(const IsaKernels& isa, int k, int t) {
-    if (k > kPairsMajorMaxDim || t > kPairsMajorMaxDim) return false;
+int64_t pairs_major_from(const IsaKernels& isa, int k, int t) {
+    if (k > kPairsMajorMaxDim || t > kPairsMajorMaxDim) return -1;
     switch (static_cast<PairLayout>(g_layout.load(std::memory_order_relaxed))) {
-        case PairLayout::rows: return false;
-        case PairLayout::pairs: return true;
-        default: return k <= isa.pairs_major_max && t <= isa.pairs_major_max;
+        case PairLayout::rows: return -1;
+        case PairLayout::pairs: return 0;
+        default: return k <= isa.pairs_major_max && t <= isa.pairs_major_max ? isa.pairs_major_row_pairs : -1;
     }
 }
 
