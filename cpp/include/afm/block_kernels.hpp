@@ -192,7 +192,8 @@ inline BlockScratch::Sizes BlockScratch::sizes(int64_t pairs, int64_t tile, int 
         at_least(Z, t * ld);
         at_least(A, 16 + ld + 48);
         at_least(G, k * gld);
-        at_least(G, 2 * gld + (N + 15) / 16 * 16 * 16);  // the V-gradient pass's sums (pm_scatter_row)
+        at_least(G, 2 * (2 * gld + (N + 15) / 16 * 16 * 16));  // the V-gradient pass's sums (pm_scatter_row)
+        at_least(G, static_cast<size_t>(t) * k * 16);    // dW's vector sums (pm_dw)
     }
     return Sizes{E, Z, G, A, R * k, R, R + 1, sums, sums};
 }
