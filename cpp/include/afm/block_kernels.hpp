@@ -164,10 +164,9 @@ struct IsaKernels {
     void (*sgd)(float* theta, const float* grad, int64_t n, float lr);
     // Adam (one_minus_beta* stand for 1-b*): m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2; theta -= lr_corrected m / (sqrt(v inv_bc2) + eps).
     void (*adam)(float* theta, float* m, float* v, const float* grad, int64_t n, const AdamStep& s);
-    // Where pairs_major_from() chooses the pairs-major layout on this set: k, t <= pairs_major_max, blocks of
-    // rows of at least pairs_major_row_pairs pairs on average.
-    int pairs_major_max;
-    int64_t pairs_major_row_pairs;
+    // Where pairs_major_from() chooses the pairs-major layout on this set: for blocks whose rows have at least
+    // this many pairs on average, or -1 for none (the shapes where it measured faster, isa/pairs_major.inc).
+    int64_t (*pairs_major_rows)(int k, int t);
 };
 
 // Columns of a packed B of N columns, for any vector width up to 16 floats.
@@ -237,9 +236,8 @@ bool select_isa(const std::string& name);     // false if unknown or unsupported
 std::vector<std::string> supported_isas();    // best first
 std::string active_isa();
 
-// BlockScratch::pairs_major_from for a model of these shapes on `isa`: isa.pairs_major_row_pairs where k, t <=
-// isa.pairs_major_max, else -1 (rows layout); 0 or -1 where set_pair_layout forced a layout (never above
-// kPairsMajorMaxDim, which the scratch is not sized for).
+// BlockScratch::pairs_major_from for a model of these shapes on `isa`: isa.pairs_major_rows(k, t), or 0 / -1
+// where set_pair_layout forced a layout (-1 above kPairsMajorMaxDim, which the scratch is not sized for).
 enum class PairLayout { automatic = 0, rows = 1, pairs = 2 };
 int64_t pairs_major_from(const IsaKernels& isa, int k, int t);
 PairLayout set_pair_layout(PairLayout layout);  // test knob; returns the previous setting

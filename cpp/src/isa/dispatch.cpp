@@ -93,7 +93,7 @@ int64_t pairs_major_from(const IsaKernels& isa, int k, int t) {
     switch (static_cast<PairLayout>(g_layout.load(std::memory_order_relaxed))) {
         case PairLayout::rows: return -1;
         case PairLayout::pairs: return 0;
-        default: return k <= isa.pairs_major_max && t <= isa.pairs_major_max ? isa.pairs_major_row_pairs : -1;
+        default: return isa.pairs_major_rows(k, t);
     }
 }
 
