@@ -151,3 +151,21 @@ def test_pairs_major_training_is_reproducible_and_close_to_rows(rng, n_threads):
         assert np.array_equal(second[name], value), name
         np.testing.assert_allclose(rows[name], value, rtol=1e-3, atol=1e-4 * max(np.max(np.abs(value)), 1e-3),
                                    err_msg=name)
+
+
+def test_a_rows_layout_and_output_do_not_depend_on_its_neighbours(rng):
+    """With the automatic choice, rows of 300 pairs or more (here 26-39 non-zeros) run pairs-major and shorter
+    ones the rows layout, in blocks of one layout: a row predicts the same alone, in any batch and with rows of
+    the other layout around it."""
+    assert _core.pairs_major_from(10, 10) == 300  # every ISA: k = t = 10 leaves lanes idle in the rows layout
+    nnz = rng.integers(0, 40, size=120)
+    assert np.any(nnz * (nnz - 1) // 2 >= 300) and np.any((nnz * (nnz - 1) // 2 < 300) & (nnz >= 2))
+    X = random_csr(rng, list(nnz), n_features=60, value_scale=0.8)
+    model = _model(rng, 60, 10, 10)
+    params = to_core(model)
+    whole = _core.predict(params, *csr_arrays(X), True, 2)
+    alone = np.concatenate([_core.predict(params, *csr_arrays(X[i:i + 1]), True, 1) for i in range(X.shape[0])])
+    np.testing.assert_array_equal(alone, whole)
+    in_fives = np.concatenate([_core.predict(params, *csr_arrays(X[i:i + 5]), True, 1) for i in range(0, 120, 5)])
+    np.testing.assert_array_equal(in_fives, whole)
+    assert_per_element(whole, reference.forward(model, X), "y")

@@ -502,9 +502,9 @@ PYBIND11_MODULE(_core, mod) {
     mod.def(
         "pairs_major_from", [](int k, int t) { return afm::pairs_major_from(afm::kernels_for(k, t), k, t); }, "k"_a,
         "t"_a,
-        "Blocks of pairs whose rows have at least this many pairs on average run the pairs-major layout (0: every\n"
-        "block, -1: none) for a model with embedding size k and attention size t, now (kernel_isa's set; small k\n"
-        "and t and long rows, unless set_pair_layout forced a layout).");
+        "Rows of at least this many pairs run the pairs-major layout (0: every row, -1: none) for a model with\n"
+        "embedding size k and attention size t, now (kernel_isa's set; small k and t and long rows, unless\n"
+        "set_pair_layout forced a layout).");
     mod.def(
         "optimizer_slots",
         [](afm::Optimizer kind) {

@@ -62,10 +62,12 @@ void forward_blocks(const ModelView& m, const CsrView& X, bool attention, int n_
                 const int64_t first = row;
                 block.n = 0;
                 int64_t pairs = 0;
+                BlockLayoutCut layout;
                 while (row < hi && block.n < sc.row_cap) {
                     const int64_t start = X.indptr[row], nnz = X.indptr[row + 1] - start;
                     const int64_t P = attention ? pair_count(nnz) : 0;
                     if (block.n > 0 && pairs + P > sc.pair_cap) break;
+                    if (layout.cut_before(sc, P)) break;
                     const int r = block.n++;
                     block.idx[r] = X.indices + start;
                     block.x[r] = X.values + start;

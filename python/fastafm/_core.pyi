@@ -244,9 +244,9 @@ def pair_attention(params: dict, indptr: numpy.ndarray, indices: numpy.ndarray, 
     """
 def pairs_major_from(k: typing.SupportsInt | typing.SupportsIndex, t: typing.SupportsInt | typing.SupportsIndex) -> int:
     """
-    Blocks of pairs whose rows have at least this many pairs on average run the pairs-major layout (0: every
-    block, -1: none) for a model with embedding size k and attention size t, now (kernel_isa's set; small k
-    and t and long rows, unless set_pair_layout forced a layout).
+    Rows of at least this many pairs run the pairs-major layout (0: every row, -1: none) for a model with
+    embedding size k and attention size t, now (kernel_isa's set; small k and t and long rows, unless
+    set_pair_layout forced a layout).
     """
 def parse_libfm_buffer(buffer: typing_extensions.Buffer, name: str, first_line: typing.SupportsInt | typing.SupportsIndex = 1) -> tuple:
     """

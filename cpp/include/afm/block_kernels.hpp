@@ -7,7 +7,7 @@
 //             (in place over Z); dW += delta^T E (GEMM); dE = delta W (GEMM, in place over E) + a c;
 //             per non-zero gradients of V rows; dh, db, dp, dw0 into the thread's dense buffers.
 //   uniform pooling (attention = false, FM-like): q = ((sum v x)^2 - sum (v x)^2) / 2, O(k nnz) per row.
-//   pairs-major layout (small k and t, blocks of long enough rows: BlockScratch::pairs_major_from): E^T (k x P)
+//   pairs-major layout (small k and t, rows of many pairs: BlockScratch::pairs_major_from): E^T (k x P)
 //   and Z^T (t x P) instead, so that vectors run over pairs with every lane busy (isa/pairs_major.inc); the
 //   same sums in another order.
 //   long rows (more pairs than a block holds): alone in their block, streamed through pair tiles with an
@@ -63,8 +63,10 @@ struct BlockScratch {
     int64_t pair_cap = 0;    // pairs a block may hold
     int64_t tile_pairs = 0;  // pairs per tile of a long row (<= pair_cap)
     int row_cap = 0;         // rows a block may hold
-    // Blocks (not long rows) whose rows have at least this many pairs on average run the pairs-major layout
-    // (0: every block, < 0: none; pairs_major_from() below); block_pairs_major: the current block's, for backward.
+    // Rows of at least this many pairs run the pairs-major layout (0: every row, < 0: none; pairs_major_from()
+    // below), rows of fewer pairs the rows layout. A row's layout depends on the row alone (so does its output):
+    // callers cut blocks where it changes (BlockLayoutCut), and a block runs pairs-major when every row of it
+    // with pairs qualifies. block_pairs_major: the current block's layout, for backward.
     int64_t pairs_major_from = -1;
     bool block_pairs_major = false;
     AlignedFloats E;  // pair_cap rows of k floats padded to whole vectors: pair products, then dloss/de
@@ -94,6 +96,21 @@ struct BlockScratch {
     };
     static Sizes sizes(int64_t pairs, int64_t tile, int rows, int64_t nnz, int k, int t);
     void reserve(int64_t pairs, int64_t tile, int rows, int64_t nnz, int k, int t);
+};
+
+// Where a block walk must end the block before a row of P pairs: rows of the two layouts are not mixed (rows
+// without pairs go with either). One per block: reset() at its start.
+struct BlockLayoutCut {
+    int kind = -1;  // -1: no row with pairs yet, 0: rows layout, 1: pairs-major
+    void reset() { kind = -1; }
+    // Whether the row must start a new block; otherwise it joins this one.
+    bool cut_before(const BlockScratch& s, int64_t P) {
+        if (P == 0) return false;
+        const int k = s.pairs_major_from >= 0 && P >= s.pairs_major_from ? 1 : 0;
+        if (kind >= 0 && k != kind) return true;
+        kind = k;
+        return false;
+    }
 };
 
 // The rows of one block: non-zeros of row r are idx[r][0..nnz[r]), x[r][...].
@@ -164,8 +181,8 @@ struct IsaKernels {
     void (*sgd)(float* theta, const float* grad, int64_t n, float lr);
     // Adam (one_minus_beta* stand for 1-b*): m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2; theta -= lr_corrected m / (sqrt(v inv_bc2) + eps).
     void (*adam)(float* theta, float* m, float* v, const float* grad, int64_t n, const AdamStep& s);
-    // Where pairs_major_from() chooses the pairs-major layout on this set: for blocks whose rows have at least
-    // this many pairs on average, or -1 for none (the shapes where it measured faster, isa/pairs_major.inc).
+    // Where pairs_major_from() chooses the pairs-major layout on this set: for rows of at least this many pairs,
+    // or -1 for none (the shapes where it measured faster, isa/pairs_major.inc).
     int64_t (*pairs_major_rows)(int k, int t);
 };
 
