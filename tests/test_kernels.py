@@ -335,7 +335,8 @@ def _scratch_rule(m, k, t, attention):
     E, Z, A, G = pairs * ld(k), pairs * ld(t), pairs, nnz * ld(k)
     if k <= 32 and t <= 32:  # room for the pairs-major layout too (rows of pairs, slack of whole vectors)
         pm_ld, pm_gld = -(-pairs // 48) * 48 + 16, -(-nnz // 64) * 64 + 16
-        E, Z, A, G = max(E, 16 + k * pm_ld + 48), max(Z, t * pm_ld), max(A, 16 + pm_ld + 48), max(G, k * pm_gld, 2 * (2 * pm_gld + 16 * -(-nnz // 16) * 16), 16 * t * k)
+        E, Z, A = max(E, 16 + k * pm_ld + 48), max(Z, t * pm_ld), max(A, 16 + pm_ld + 48)
+        G = max(G, k * pm_gld, 2 * (2 * pm_gld + 16 * -(-nnz // 16) * 16), 16 * t * k)  # G^T, V-gradient, dW sums
     return 4 * (E + Z + 2 * A + 2 * G + rows * (3 * k + 2) + sums) + 8 * (rows + 1 + sums)
 
 
