@@ -99,10 +99,9 @@ struct BlockScratch {
 };
 
 // Where a block walk must end the block before a row of P pairs: rows of the two layouts are not mixed (rows
-// without pairs go with either). One per block: reset() at its start.
+// without pairs go with either). A fresh one per block.
 struct BlockLayoutCut {
     int kind = -1;  // -1: no row with pairs yet, 0: rows layout, 1: pairs-major
-    void reset() { kind = -1; }
     // Whether the row must start a new block; otherwise it joins this one.
     bool cut_before(const BlockScratch& s, int64_t P) {
         if (P == 0) return false;
