@@ -169,3 +169,18 @@ def test_a_rows_layout_and_output_do_not_depend_on_its_neighbours(rng):
     in_fives = np.concatenate([_core.predict(params, *csr_arrays(X[i:i + 5]), True, 1) for i in range(0, 120, 5)])
     np.testing.assert_array_equal(in_fives, whole)
     assert_per_element(whole, reference.forward(model, X), "y")
+
+
+@pytest.mark.parametrize("n_threads", [2, 3])
+def test_pairs_major_team_modes_give_bit_identical_models(monkeypatch, rng, n_threads):
+    """As tests/test_contention.py, in the pairs-major layout: whichever threads run which batches (the team, or
+    thread 0 alone every other batch), the model is bit-identical."""
+    X = random_csr(rng, list(rng.integers(0, 30, size=150)), n_features=60, value_scale=0.8)
+    y = rng.normal(size=X.shape[0])
+    models = {}
+    with forced_pair_layout("pairs"):
+        for mode in ("team", "alternate"):
+            monkeypatch.setenv("FASTAFM_TEAM_MODE", mode)
+            models[mode] = _fit(X, y, n_threads)
+    for name, value in models["team"].items():
+        assert np.array_equal(models["alternate"][name], value), name
