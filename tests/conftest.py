@@ -25,6 +25,14 @@ def isa(request):
     _core.select_isa(before)
 
 
+@pytest.fixture(params=["rows", "pairs"])
+def pair_layout(request):
+    # Each layout of the block kernels (rows: E is pairs x k; pairs: E^T is k x pairs), forced for the test.
+    before = _core.set_pair_layout(request.param)
+    yield request.param
+    _core.set_pair_layout(before)
+
+
 @pytest.fixture(scope="module")
 def client():
     # A 2-worker Dask cluster per test module. Threads, not processes: starts in a fraction of a second, and

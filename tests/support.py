@@ -81,6 +81,17 @@ def forced_pair_tile(pairs: int):
         _core.set_pair_tile(before)
 
 
+@contextlib.contextmanager
+def forced_pair_layout(layout: str):
+    """Blocks of pairs in the rows layout ("rows"), the pairs-major one ("pairs", where k, t <= 32) or the one
+    dispatch chooses ("auto") (the core's test knob), restored afterwards."""
+    before = _core.set_pair_layout(layout)
+    try:
+        yield
+    finally:
+        _core.set_pair_layout(before)
+
+
 def assert_close(actual, expected, name, rtol=2e-4, scale=None):
     """float32 core vs float64 reference: error relative to the array's scale (or `scale`, for a gradient that
     is a sum cancelling to ~0, like db when k = t = 1: its rounding is that of the terms, not of the sum)."""

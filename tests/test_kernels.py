@@ -322,7 +322,8 @@ def test_trainer_checks_its_optimizer_slots(rng):
 def _scratch_rule(m, k, t, attention):
     """BlockScratch::sizes: pair buffers for the block's cap (the L2 budget of 256 KiB of E and Z rows, or the
     longest row up to the 8 MiB long-row threshold), two padded rows of k per non-zero of the longest row, the
-    per-row buffers of 64 rows, and the float32/float64 sums of a streamed row when one may be long."""
+    per-row buffers of 64 rows, and the float32/float64 sums of a streamed row when one may be long; for k, t <= 32
+    the larger of those and the pairs-major layout's buffers."""
     ld = lambda n: (n + 15) // 16 * 16  # noqa: E731
     tile = 256 * 1024 // (4 * (k + t))
     long_at = max(tile, 8 * 2**20 // (4 * (k + t)))
@@ -331,7 +332,12 @@ def _scratch_rule(m, k, t, attention):
     nnz = max(m if attention else 1, 1)
     sums = max(t * k + 2 * t, k) if nnz * (nnz - 1) // 2 > tile else 0
     rows = 64
-    return 4 * (pairs * (ld(k) + ld(t) + 2) + 2 * nnz * ld(k) + rows * (3 * k + 2) + sums) + 8 * (rows + 1 + sums)
+    E, Z, A, G = pairs * ld(k), pairs * ld(t), pairs, nnz * ld(k)
+    if k <= 32 and t <= 32:  # room for the pairs-major layout too (rows of pairs, slack of whole vectors)
+        pm_ld, pm_gld = -(-pairs // 48) * 48 + 16, -(-nnz // 64) * 64 + 16
+        E, Z, A = max(E, 16 + k * pm_ld + 48), max(Z, t * pm_ld), max(A, 16 + pm_ld + 48)
+        G = max(G, k * pm_gld, 2 * (2 * pm_gld + 16 * -(-nnz // 16) * 16), 16 * t * k)  # G^T, V-gradient, dW sums
+    return 4 * (E + Z + 2 * A + 2 * G + rows * (3 * k + 2) + sums) + 8 * (rows + 1 + sums)
 
 
 def test_scratch_bytes_is_the_cores_block_sizing():
@@ -344,4 +350,7 @@ def test_scratch_bytes_is_the_cores_block_sizing():
         assert _core.scratch_bytes(m, k, t, 3, True) == 3 * _scratch_rule(m, k, t, True)
         assert _core.scratch_bytes(m, k, t, 1, False) == _scratch_rule(m, k, t, False)
     assert _core.scratch_bytes(39, 64, 64, 1, True) == _scratch_rule(39, 64, 64, True)  # Criteo's 741 pairs
+    for k, t in ((10, 10), (32, 7), (1, 1)):  # pairs-major buffers: larger at small k, t or few pairs
+        for m in (1, 39, 400):
+            assert _core.scratch_bytes(m, k, t, 1, True) == _scratch_rule(m, k, t, True)
 

@@ -2,8 +2,9 @@
 # Builds the core with AddressSanitizer + UndefinedBehaviorSanitizer (CMake option AFM_SANITIZE=ON) into its own
 # virtual environment and runs tests under it; fails on a failing test or on any sanitizer report.
 #
-#   tools/run_sanitizers.sh                  the kernel, ISA, kernel-shape, team-mode, core-boundary, exact-zero,
-#                                            parser, validation, persistence, reliability and fuzz-corpus tests
+#   tools/run_sanitizers.sh                  the kernel, ISA, kernel-shape, pairs-major, team-mode, core-boundary,
+#                                            exact-zero, parser, validation, persistence, reliability and fuzz-corpus
+#                                            tests
 #                                            (TESTS below)
 #   tools/run_sanitizers.sh tests/ -m "not slow"     any pytest arguments instead
 #
@@ -29,7 +30,7 @@ if ! ldd "$core" | grep libasan >/dev/null; then
   exit 2
 fi
 
-TESTS=(tests/test_kernels.py tests/test_isa.py tests/test_kernel_shapes.py tests/test_contention.py
+TESTS=(tests/test_kernels.py tests/test_isa.py tests/test_kernel_shapes.py tests/test_pairs_major.py tests/test_contention.py
        tests/test_core_boundary.py tests/test_exact_zeros.py
        tests/test_libfm.py tests/test_libfm_hardening.py
        tests/test_validation.py tests/test_persistence.py tests/test_reliability.py tests/test_fuzz_corpus.py)

@@ -487,6 +487,25 @@ PYBIND11_MODULE(_core, mod) {
         "Tests only: from now on blocks hold at most `pairs` pairs and longer rows are streamed through tiles of\n"
         "`pairs` pairs (0: the defaults). Results change only by float rounding. Returns the previous setting.");
     mod.def(
+        "set_pair_layout",
+        [](const std::string& layout) {
+            static const char* const names[] = {"auto", "rows", "pairs"};
+            for (int i = 0; i < 3; ++i)
+                if (layout == names[i])
+                    return std::string(names[static_cast<int>(afm::set_pair_layout(static_cast<afm::PairLayout>(i)))]);
+            throw py::value_error("layout must be 'auto', 'rows' or 'pairs', not '" + layout + "'");
+        },
+        "layout"_a,
+        "Tests only: from now on blocks of pairs use the rows layout (E: pairs x k), the pairs-major one (E^T:\n"
+        "k x pairs) where k, t <= 32, or ('auto') the one dispatch chooses per instruction set and shape.\n"
+        "Results change only by float rounding. Returns the previous setting.");
+    mod.def(
+        "pairs_major_from", [](int k, int t) { return afm::pairs_major_from(afm::kernels_for(k, t), k, t); }, "k"_a,
+        "t"_a,
+        "Rows of at least this many pairs run the pairs-major layout (0: every row, -1: none) for a model with\n"
+        "embedding size k and attention size t, now (kernel_isa's set; small k and t and long rows, unless\n"
+        "set_pair_layout forced a layout).");
+    mod.def(
         "optimizer_slots",
         [](afm::Optimizer kind) {
             int count = 0;

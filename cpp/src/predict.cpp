@@ -44,7 +44,11 @@ void forward_blocks(const ModelView& m, const CsrView& X, bool attention, int n_
     }
     // Allocated here, outside the parallel region: an allocation failure must not happen inside it.
     std::vector<BlockScratch> scratch(nt);
-    for (auto& s : scratch) s.reserve(pair_cap, tile, kMaxBlockRows, attention ? max_nnz : 1, m.k, m.t);
+    const int64_t pm_from = pairs_major_from(isa, m.k, m.t);
+    for (auto& s : scratch) {
+        s.reserve(pair_cap, tile, kMaxBlockRows, attention ? max_nnz : 1, m.k, m.t);
+        s.pairs_major_from = pm_from;
+    }
 
 #pragma omp parallel num_threads(nt) if (nt > 1)
     {
@@ -58,10 +62,12 @@ void forward_blocks(const ModelView& m, const CsrView& X, bool attention, int n_
                 const int64_t first = row;
                 block.n = 0;
                 int64_t pairs = 0;
+                BlockLayoutCut layout;
                 while (row < hi && block.n < sc.row_cap) {
                     const int64_t start = X.indptr[row], nnz = X.indptr[row + 1] - start;
                     const int64_t P = attention ? pair_count(nnz) : 0;
                     if (block.n > 0 && pairs + P > sc.pair_cap) break;
+                    if (layout.cut_before(sc, P)) break;
                     const int r = block.n++;
                     block.idx[r] = X.indices + start;
                     block.x[r] = X.values + start;

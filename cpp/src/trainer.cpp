@@ -119,6 +119,7 @@ void Trainer::use_rows(const CsrView& X, const float* y, const float* weights) {
         if (grow) sc.reserve(reserved_pairs_, reserved_tile_, kMaxBlockRows, reserved_nnz_, m_.k, m_.t);
         sc.pair_cap = pair_cap;
         sc.tile_pairs = tile;
+        sc.pairs_major_from = pairs_major_from(isa_, m_.k, m_.t);
     }
 }
 
@@ -199,11 +200,13 @@ void Trainer::chunk_compute(const int64_t* rows, int64_t nb, int c, bool use_dro
     for (int64_t i = lo; i < hi;) {
         block.n = 0;
         int64_t pairs = 0;
+        BlockLayoutCut layout;
         while (i < hi && block.n < sc.row_cap) {
             const int64_t row = rows[i];
             const int64_t start = X_.indptr[row], nnz = X_.indptr[row + 1] - start;
             const int64_t P = cfg_.attention ? pair_count(nnz) : 0;
             if (block.n > 0 && pairs + P > sc.pair_cap) break;
+            if (layout.cut_before(sc, P)) break;
             const int r = block.n++;
             block.idx[r] = X_.indices + start;
             block.x[r] = X_.values + start;

@@ -7,7 +7,7 @@ import numpy
 import numpy.typing
 import typing
 import typing_extensions
-__all__: list[str] = ['Loss', 'Optimizer', 'TrainConfig', 'Trainer', 'active_isa', 'adagrad_update_', 'adam_update_', 'batch_gradients', 'dropout_mask', 'gemm', 'kernel_isa', 'openmp_enabled', 'optimizer_slots', 'pair_attention', 'parse_libfm_buffer', 'parse_libfm_file', 'predict', 'resolve_threads', 'scratch_bytes', 'select_isa', 'set_pair_tile', 'sgd_update_', 'supported_isas', 'train_epoch']
+__all__: list[str] = ['Loss', 'Optimizer', 'TrainConfig', 'Trainer', 'active_isa', 'adagrad_update_', 'adam_update_', 'batch_gradients', 'dropout_mask', 'gemm', 'kernel_isa', 'openmp_enabled', 'optimizer_slots', 'pair_attention', 'pairs_major_from', 'parse_libfm_buffer', 'parse_libfm_file', 'predict', 'resolve_threads', 'scratch_bytes', 'select_isa', 'set_pair_layout', 'set_pair_tile', 'sgd_update_', 'supported_isas', 'train_epoch']
 class Loss:
     """
     Members:
@@ -242,6 +242,12 @@ def pair_attention(params: dict, indptr: numpy.ndarray, indices: numpy.ndarray, 
     """
     Attention weight of every pair (r<s, storage order) of every row, concatenated by pair_indptr.
     """
+def pairs_major_from(k: typing.SupportsInt | typing.SupportsIndex, t: typing.SupportsInt | typing.SupportsIndex) -> int:
+    """
+    Rows of at least this many pairs run the pairs-major layout (0: every row, -1: none) for a model with
+    embedding size k and attention size t, now (kernel_isa's set; small k and t and long rows, unless
+    set_pair_layout forced a layout).
+    """
 def parse_libfm_buffer(buffer: typing_extensions.Buffer, name: str, first_line: typing.SupportsInt | typing.SupportsIndex = 1) -> tuple:
     """
     Parse libFM/libSVM text held in a bytes-like buffer (a chunk of whole lines of a file). Returns what
@@ -270,6 +276,12 @@ def scratch_bytes(max_row_nnz: typing.SupportsInt | typing.SupportsIndex, k: typ
 def select_isa(name: str) -> None:
     """
     Use the kernels of instruction set `name` from now on (FASTAFM_ISA sets it at import).
+    """
+def set_pair_layout(layout: str) -> str:
+    """
+    Tests only: from now on blocks of pairs use the rows layout (E: pairs x k), the pairs-major one (E^T:
+    k x pairs) where k, t <= 32, or ('auto') the one dispatch chooses per instruction set and shape.
+    Results change only by float rounding. Returns the previous setting.
     """
 def set_pair_tile(pairs: typing.SupportsInt | typing.SupportsIndex) -> int:
     """

@@ -71,17 +71,19 @@ int main() {
 
     // Forward and backward of a block of rows (0, 1, 2 and many non-zeros, repeated ids), with dropout; and of
     // one long row of 14 non-zeros (91 pairs) streamed through tiles of 1, 7 and 13 pairs (tails, tiles that
-    // start inside a run of pairs of one non-zero).
+    // start inside a run of pairs of one non-zero). Where k, t <= kPairsMajorMaxDim also with one of the two in
+    // the pairs-major layout (pm: the wide one, else the narrow one), so each layout is checked against the other.
     for (int k : {1, 3, 16, 17, 40, 64}) for (int t : {1, 5, 16, 33, 64}) for (bool attention : {true, false})
-    for (int tile : {0, 1, 7, 13}) {
+    for (int tile : {0, 1, 7, 13}) for (int pm : {-1, 0, 1}) {
         if (tile > 0 && !attention) continue;
+        if (pm >= 0 && (k > kPairsMajorMaxDim || t > kPairsMajorMaxDim || !attention)) continue;
         const int64_t nf = 23;
         std::vector<float> w0(1), w(nf), V(nf * k), W(t * k), b(t), h(t), p(k);
         fill(w0, 1.0f); fill(w, 0.3f); fill(V, 0.5f); fill(W, 0.5f); fill(b, 0.3f); fill(h, 1.5f); fill(p, 1.0f);
         ModelView m{w0.data(), w.data(), V.data(), W.data(), b.data(), h.data(), p.data(), nf, k, t};
-        const int block_nnz[] = {0, 1, 2, 9, 3, 14}, long_nnz[] = {14};
+        const int block_nnz[] = {0, 1, 2, 9, 3, 14, 39}, long_nnz[] = {14};
         const int* nnz = tile > 0 ? long_nnz : block_nnz;
-        const int n_rows = tile > 0 ? 1 : 6;
+        const int n_rows = tile > 0 ? 1 : 7;
         std::vector<int32_t> idx;
         std::vector<float> x;
         for (int r = 0; r < n_rows; ++r) for (int j = 0; j < nnz[r]; ++j) {
@@ -97,7 +99,8 @@ int main() {
             const IsaKernels& isa = variant == 0 ? wide::table() : narrow::table();
             BlockScratch s;
             // A long row: blocks of `tile` pairs (it has more), streamed in tiles of that size.
-            s.reserve(tile > 0 ? tile : pairs, tile > 0 ? tile : pairs, n_rows, 14, k, t);
+            s.reserve(tile > 0 ? tile : pairs, tile > 0 ? tile : pairs, n_rows, 39, k, t);
+            s.pairs_major_from = pm >= 0 && (variant == 0) == (pm == 1) ? 0 : -1;
             BlockRows rows;
             rows.n = n_rows;
             rows.has_mask = true;

@@ -7,6 +7,9 @@
 //             (in place over Z); dW += delta^T E (GEMM); dE = delta W (GEMM, in place over E) + a c;
 //             per non-zero gradients of V rows; dh, db, dp, dw0 into the thread's dense buffers.
 //   uniform pooling (attention = false, FM-like): q = ((sum v x)^2 - sum (v x)^2) / 2, O(k nnz) per row.
+//   pairs-major layout (small k and t, rows of many pairs: BlockScratch::pairs_major_from): E^T (k x P)
+//   and Z^T (t x P) instead, so that vectors run over pairs with every lane busy (isa/pairs_major.inc); the
+//   same sums in another order.
 //   long rows (more pairs than a block holds): alone in their block, streamed through pair tiles with an
 //   online softmax and a recomputing backward (isa/long_rows.inc), so no buffer grows with a row's pairs.
 // FLOPs per pair: forward 2tk, backward 4tk (+ O(k + t)).
@@ -53,10 +56,19 @@ using AlignedFloats = std::vector<float, AlignedAllocator<float>>;
 // Work memory of one thread, sized once per call for the largest block (no allocation per batch). A block
 // holds up to pair_cap pairs; a row with more pairs (a long row) is alone in its block and streamed through
 // tiles of tile_pairs pairs (isa/long_rows.inc), so nothing here grows with a row's pair count.
+// Sizes for both layouts where k, t <= kPairsMajorMaxDim; pairs_major_from chooses the layout of each block.
+constexpr int kPairsMajorMaxDim = 32;
+
 struct BlockScratch {
     int64_t pair_cap = 0;    // pairs a block may hold
     int64_t tile_pairs = 0;  // pairs per tile of a long row (<= pair_cap)
     int row_cap = 0;         // rows a block may hold
+    // Rows of at least this many pairs run the pairs-major layout (0: every row, < 0: none; pairs_major_from()
+    // below), rows of fewer pairs the rows layout. A row's layout depends on the row alone (so does its output):
+    // callers cut blocks where it changes (BlockLayoutCut), and a block runs pairs-major when every row of it
+    // with pairs qualifies. block_pairs_major: the current block's layout, for backward.
+    int64_t pairs_major_from = -1;
+    bool block_pairs_major = false;
     AlignedFloats E;  // pair_cap rows of k floats padded to whole vectors: pair products, then dloss/de
     AlignedFloats Z;  // pair_cap rows of t floats, padded likewise: pre-activations, then dloss/dz
     AlignedFloats dv; // a padded row of k per non-zero of the longest row: one row's V gradients
@@ -84,6 +96,20 @@ struct BlockScratch {
     };
     static Sizes sizes(int64_t pairs, int64_t tile, int rows, int64_t nnz, int k, int t);
     void reserve(int64_t pairs, int64_t tile, int rows, int64_t nnz, int k, int t);
+};
+
+// Where a block walk must end the block before a row of P pairs: rows of the two layouts are not mixed (rows
+// without pairs go with either). A fresh one per block.
+struct BlockLayoutCut {
+    int kind = -1;  // -1: no row with pairs yet, 0: rows layout, 1: pairs-major
+    // Whether the row must start a new block; otherwise it joins this one.
+    bool cut_before(const BlockScratch& s, int64_t P) {
+        if (P == 0) return false;
+        const int k = s.pairs_major_from >= 0 && P >= s.pairs_major_from ? 1 : 0;
+        if (kind >= 0 && k != kind) return true;
+        kind = k;
+        return false;
+    }
 };
 
 // The rows of one block: non-zeros of row r are idx[r][0..nnz[r]), x[r][...].
@@ -154,6 +180,9 @@ struct IsaKernels {
     void (*sgd)(float* theta, const float* grad, int64_t n, float lr);
     // Adam (one_minus_beta* stand for 1-b*): m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2; theta -= lr_corrected m / (sqrt(v inv_bc2) + eps).
     void (*adam)(float* theta, float* m, float* v, const float* grad, int64_t n, const AdamStep& s);
+    // Where pairs_major_from() chooses the pairs-major layout on this set: for rows of at least this many pairs,
+    // or -1 for none (the shapes where it measured faster, isa/pairs_major.inc).
+    int64_t (*pairs_major_rows)(int k, int t);
 };
 
 // Columns of a packed B of N columns, for any vector width up to 16 floats.
@@ -167,12 +196,26 @@ inline BlockScratch::Sizes BlockScratch::sizes(int64_t pairs, int64_t tile, int 
     const bool long_rows = pair_count(nnz) > tile;  // a row may be long (pair_cap >= tile: a superset)
     const size_t dense = static_cast<size_t>(t) * k + 2 * static_cast<size_t>(t);
     const size_t sums = long_rows ? (dense > static_cast<size_t>(k) ? dense : static_cast<size_t>(k)) : 0;
-    return Sizes{P * ldk, P * ldt, N * ldk, P, R * k, R, R + 1, sums, sums};
+    size_t E = P * ldk, Z = P * ldt, G = N * ldk, A = P;
+    if (k <= kPairsMajorMaxDim && t <= kPairsMajorMaxDim) {
+        // Pairs-major (isa/pairs_major.inc): rows of E^T and Z^T of at most round_up(P, 48) + 16 floats, 16
+        // floats before E^T and the pair weights' copy and a tile of 48 after the pair buffers for whole-vector
+        // loads and stores; G^T: k rows of at most round_up(nnz, 64) + 16 floats.
+        const size_t ld = (P + 47) / 48 * 48 + 16, gld = (N + 63) / 64 * 64 + 16;
+        const auto at_least = [](size_t& n, size_t need) { n = n > need ? n : need; };
+        at_least(E, 16 + k * ld + 48);
+        at_least(Z, t * ld);
+        at_least(A, 16 + ld + 48);
+        at_least(G, k * gld);
+        at_least(G, 2 * (2 * gld + (N + 15) / 16 * 16 * 16));  // the V-gradient pass's sums (pm_scatter_row)
+        at_least(G, static_cast<size_t>(t) * k * 16);    // dW's vector sums (pm_dw)
+    }
+    return Sizes{E, Z, G, A, R * k, R, R + 1, sums, sums};
 }
 
 inline void BlockScratch::reserve(int64_t pairs, int64_t tile, int rows, int64_t nnz, int k, int t) {
     const Sizes n = sizes(pairs, tile, rows, nnz, k, t);
-    pair_cap = static_cast<int64_t>(n.a);
+    pair_cap = pairs < 1 ? 1 : pairs;
     tile_pairs = tile < 1 ? 1 : tile > pair_cap ? pair_cap : tile;
     row_cap = static_cast<int>(n.rows);
     E.assign(n.E, 0.0f);
@@ -208,6 +251,12 @@ const IsaKernels& kernels_for(int k, int t);
 bool select_isa(const std::string& name);     // false if unknown or unsupported by this CPU
 std::vector<std::string> supported_isas();    // best first
 std::string active_isa();
+
+// BlockScratch::pairs_major_from for a model of these shapes on `isa`: isa.pairs_major_rows(k, t), or 0 / -1
+// where set_pair_layout forced a layout (-1 above kPairsMajorMaxDim, which the scratch is not sized for).
+enum class PairLayout { automatic = 0, rows = 1, pairs = 2 };
+int64_t pairs_major_from(const IsaKernels& isa, int k, int t);
+PairLayout set_pair_layout(PairLayout layout);  // test knob; returns the previous setting
 
 namespace isa_avx512 { const IsaKernels& table(); }
 namespace isa_avx2 { const IsaKernels& table(); }

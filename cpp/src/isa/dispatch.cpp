@@ -35,6 +35,7 @@ struct Choice {
     bool forced;
 };
 std::atomic<const Choice*> g_choice{nullptr};
+std::atomic<int> g_layout{static_cast<int>(PairLayout::automatic)};  // set_pair_layout
 std::once_flag g_once;
 
 const Choice* choice_for(const IsaKernels* table, bool forced) {
@@ -82,6 +83,19 @@ bool select_isa(const std::string& name) {
 const IsaKernels& kernels() { return *current().table; }
 
 std::string active_isa() { return kernels().name; }
+
+PairLayout set_pair_layout(PairLayout layout) {
+    return static_cast<PairLayout>(g_layout.exchange(static_cast<int>(layout)));
+}
+
+int64_t pairs_major_from(const IsaKernels& isa, int k, int t) {
+    if (k > kPairsMajorMaxDim || t > kPairsMajorMaxDim) return -1;
+    switch (static_cast<PairLayout>(g_layout.load(std::memory_order_relaxed))) {
+        case PairLayout::rows: return -1;
+        case PairLayout::pairs: return 0;
+        default: return isa.pairs_major_rows(k, t);
+    }
+}
 
 const IsaKernels& kernels_for(int k, int t) {
     const Choice& c = current();  // one read: the set and whether it was forced belong together
