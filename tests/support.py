@@ -111,6 +111,19 @@ def dense_gradients(cg, n_features: int, k: int):
     return grads
 
 
+def assert_directional_derivatives(cg, params, X, y, rng, n_directions: int = 6, **objective_kw):
+    """The core's batch_gradients dict `cg` at `params` against central differences of the float64 reference
+    objective along random directions of every parameter (w and V dense via dense_gradients)."""
+    grad = dense_gradients(cg, X.shape[1], params.V.shape[1])
+    theta, g = params.to_flat(), grad.to_flat()
+    eps = 1e-6
+    for _ in range(n_directions):
+        u = rng.normal(size=theta.shape)
+        j = [reference.objective(params.copy().from_flat(theta + s * eps * u), X, y, **objective_kw)
+             for s in (1.0, -1.0)]
+        assert g @ u == pytest.approx((j[0] - j[1]) / (2 * eps), rel=2e-4, abs=1e-5)
+
+
 def assert_batch_gradients(got, want_obj, want, X, sample_weight=None):
     """The core's batch_gradients dict against the reference's (objective, Params): the objective, w0, the dense
     gradients (relative to their largest entry) and the touched rows of V and w, with T(B) the features of the

@@ -11,8 +11,8 @@ import pytest
 import fastafm
 from fastafm import _core, reference
 from fastafm._validation import csr_arrays
-from support import (assert_close, assert_per_element, core_config, core_slots, dense_gradients, forced_pair_tile,
-                     random_csr, random_params, small_model, to_core)
+from support import (assert_close, assert_directional_derivatives, assert_per_element, core_config, core_slots,
+                     dense_gradients, forced_pair_tile, random_csr, random_params, small_model, to_core)
 
 # Pairs per row: 0, 0, 1, 10, 15, 36, 66, 190; repeated ids allowed (random_csr).
 ROW_NNZ = [0, 1, 2, 5, 6, 9, 12, 20]
@@ -120,19 +120,7 @@ def test_streamed_gradient_matches_finite_differences(rng):
     with forced_pair_tile(7):
         got = _core.batch_gradients(to_core(params), *csr_arrays(X), y.astype(np.float32), rows,
                                     core_config(attention_l2=0.3, l2=0.2))
-    grad = reference.Params(w0=float(got["w0"]), w=np.zeros(n_features), V=np.zeros((n_features, k)),
-                            W=got["W"].astype(np.float64), b=got["b"].astype(np.float64),
-                            h=got["h"].astype(np.float64), p=got["p"].astype(np.float64))
-    grad.V[got["touched"]] = got["V"]
-    grad.w[got["touched"]] = got["w"]
-    theta, g = params.to_flat(), grad.to_flat()
-    eps = 1e-6
-    for _ in range(6):
-        u = rng.normal(size=theta.shape)
-        j = [reference.objective(params.copy().from_flat(theta + s * eps * u), X, y, attention_l2=0.3, l2=0.2)
-             for s in (1.0, -1.0)]
-        fd = (j[0] - j[1]) / (2 * eps)
-        assert g @ u == pytest.approx(fd, rel=2e-4, abs=1e-5)
+    assert_directional_derivatives(got, params, X, y, rng, attention_l2=0.3, l2=0.2)
 
 
 @pytest.mark.parametrize("n_threads", [1, 2])

@@ -11,7 +11,7 @@ import pytest
 import fastafm
 from fastafm import _core, reference
 from fastafm._validation import csr_arrays
-from support import (assert_per_element, core_config, forced_pair_layout, forced_pair_tile, random_csr,
+from support import (assert_directional_derivatives, assert_per_element, core_config, forced_pair_layout, forced_pair_tile, random_csr,
                      random_params, to_core)
 
 SIZES = [1, 7, 10, 15, 16, 17, 24, 32]
@@ -98,18 +98,7 @@ def test_pairs_major_gradient_matches_finite_differences(isa, rng):
     with forced_pair_layout("pairs"):
         got = _core.batch_gradients(to_core(params), *csr_arrays(X), y.astype(np.float32), rows,
                                     core_config(attention_l2=0.3, l2=0.2))
-    grad = reference.Params(w0=float(got["w0"]), w=np.zeros(n_features), V=np.zeros((n_features, k)),
-                            W=got["W"].astype(np.float64), b=got["b"].astype(np.float64),
-                            h=got["h"].astype(np.float64), p=got["p"].astype(np.float64))
-    grad.V[got["touched"]] = got["V"]
-    grad.w[got["touched"]] = got["w"]
-    theta, g = params.to_flat(), grad.to_flat()
-    eps = 1e-6
-    for _ in range(6):
-        u = rng.normal(size=theta.shape)
-        j = [reference.objective(params.copy().from_flat(theta + s * eps * u), X, y, attention_l2=0.3, l2=0.2)
-             for s in (1.0, -1.0)]
-        assert g @ u == pytest.approx((j[0] - j[1]) / (2 * eps), rel=2e-4, abs=1e-5)
+    assert_directional_derivatives(got, params, X, y, rng, attention_l2=0.3, l2=0.2)
 
 
 def test_layout_knob_and_dispatch_rule():
