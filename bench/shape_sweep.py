@@ -45,6 +45,20 @@ CRITEO_FEATURES = 100_000
 SECTION = "## Shape sweep (issue 13)"
 
 
+#: Pairs a row of each shape (10 and 39 one-hot fields): the automatic dispatch chooses by it (pairs-major).
+PAIRS = {"frappe": 45, "criteo": 741}
+
+
+def automatic_isas(args) -> dict:
+    """(shape, k, t) -> the set the automatic dispatch trains such rows with (_core.kernel_isa), read before
+    the sweep forces any set."""
+    from fastafm import _core
+
+    ks = [int(x) for x in args.ks.split(",")] if args.ks else KS
+    return {(name, k, t): _core.kernel_isa(k, t, PAIRS[name])
+            for name in args.shapes.split(",") for k, t in shapes_of(ks, extra=not args.ks)}
+
+
 def shapes_of(ks, extra=True):
     out = [(k, k) for k in ks]
     return out + [s for s in EXTRA if s not in out] if extra else out
@@ -224,16 +238,18 @@ def next16(k: int) -> int:
     return (k // 16 + 1) * 16 if k % 16 else k
 
 
-def targets(rows: list[dict], chosen: str) -> list[str]:
-    """The issue's targets, each with the figure reached."""
+def targets(rows: list[dict], chosen: dict) -> list[str]:
+    """The issue's targets, each with the figure reached, on the set the automatic dispatch chooses per shape
+    (`chosen`: automatic_isas)."""
     lines = []
     by = {(r["shape"], r["k"], r["t"], r["isa"]): r for r in rows}
+    auto = {key: by[key + (isa,)] for key, isa in chosen.items() if key + (isa,) in by}
     for shape in sorted({r["shape"] for r in rows}):
         worst = None
-        for r in rows:
-            if r["shape"] != shape or r["isa"] != chosen or r["k"] != r["t"] or r["k"] % 16 == 0:
+        for (s, k, t), r in auto.items():
+            if s != shape or k != t or k % 16 == 0:
                 continue
-            up = by.get((shape, next16(r["k"]), next16(r["k"]), chosen))
+            up = auto.get((shape, next16(k), next16(k)))
             if up:
                 ratio = r["train_rows_s"] / up["train_rows_s"]
                 if worst is None or ratio < worst[0]:
@@ -242,19 +258,19 @@ def targets(rows: list[dict], chosen: str) -> list[str]:
             lines.append(f"- {shape}: rows/s at k = t vs the next multiple of 16, worst {worst[0]:.2f}x "
                          f"(k = {worst[1]} vs {worst[2]}); target >= 0.95x: {'met' if worst[0] >= 0.95 else 'NOT met'}")
     for shape, k, goal in (("criteo", 16, 45), ("criteo", 10, 30), ("frappe", 256, 80), ("frappe", 64, 60)):
-        r = by.get((shape, k, k, chosen))
+        r = auto.get((shape, k, k))
         if r:
-            lines.append(f"- {shape} k = t = {k}: {r['train_pct']:.0f}% of peak (target >= {goal}%): "
+            lines.append(f"- {shape} k = t = {k}: {r['train_pct']:.0f}% of peak on {r['isa']} (target >= {goal}%): "
                          f"{'met' if r['train_pct'] >= goal else 'NOT met'}")
     slower = []
     isas = sorted({r["isa"] for r in rows})
-    for (shape, k, t, isa), r in by.items():
-        if isa == chosen:
-            for other in isas:
-                o = by.get((shape, k, t, other))
-                if other != chosen and o and o["train_rows_s"] > r["train_rows_s"] * 1.05:
-                    slower.append(f"{shape} k={k} t={t}: {other} {o['train_rows_s'] / r['train_rows_s']:.2f}x")
-    lines.append("- chosen ISA never slower than a narrower one (>5%): "
+    for (shape, k, t), r in auto.items():
+        for other in isas:
+            o = by.get((shape, k, t, other))
+            if other != r["isa"] and o and o["train_rows_s"] > r["train_rows_s"] * 1.05:
+                slower.append(f"{shape} k={k} t={t}: {other} {o['train_rows_s'] / r['train_rows_s']:.2f}x "
+                              f"the chosen {r['isa']}")
+    lines.append("- the automatically chosen ISA never slower than another (>5%): "
                  + ("met" if not slower else "NOT met at " + "; ".join(slower)))
     return lines
 
@@ -264,7 +280,8 @@ def markdown(rows, torch_res, cont, peak, chosen, args, load_note) -> str:
            f"CPU: {cpu_model()} ({fma_peak.n_cores()} cores), {args.threads} threads, batch {args.batch}. "
            f"FMA peak measured in this run ({args.threads} threads): "
            + ", ".join(f"{isa} {pk:.0f} GFLOP/s" for isa, pk in peak.items()) + ". "
-           "% of peak is of the line's own ISA. "
+           "% of peak is of the line's own ISA; (auto): the set the automatic dispatch trains those rows with "
+           "(kernel_isa(k, t, pairs)), which the targets judge. "
            + ("Times are the calling thread's CPU time (time.thread_time). " if CLOCK is not time.perf_counter else "")
            + "Best of "
            f"{args.rounds} interleaved rounds; spread = best / worst epoch time. {load_note}", "",
@@ -285,7 +302,8 @@ def markdown(rows, torch_res, cont, peak, chosen, args, load_note) -> str:
             "| rows | k | t | ISA | train rows/s | GFLOP/s | % peak | spread | predict rows/s | GFLOP/s | % peak |",
             "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
     for r in sorted(rows, key=lambda r: (r["shape"], r["k"] != r["t"], r["k"], r["t"], r["isa"])):
-        out.append(f"| {r['shape']} | {r['k']} | {r['t']} | {r['isa']} | {r['train_rows_s']:,.0f} | "
+        isa = r["isa"] + (" (auto)" if chosen.get((r["shape"], r["k"], r["t"])) == r["isa"] else "")
+        out.append(f"| {r['shape']} | {r['k']} | {r['t']} | {isa} | {r['train_rows_s']:,.0f} | "
                    f"{r['train_gflops']:.1f} | {r['train_pct']:.0f} | {r['train_spread']:.2f} | "
                    f"{r['predict_rows_s']:,.0f} | {r['predict_gflops']:.1f} | {r['predict_pct']:.0f} |")
     return "\n".join(out) + "\n"
@@ -374,11 +392,9 @@ def main(argv=None) -> int:
         args.ks = args.ks or "10,16,64"
         args.rounds, args.seconds, args.torch_rows = 1, 0.05, 2_000
     args.max_rows = {"frappe": 200_000 if not args.quick else 40_000, "criteo": 20_000 if not args.quick else 2_000}
-    from fastafm import _core
-
+    chosen = automatic_isas(args)
     peak, _ = peaks(args.threads)
     rows = sweep(args, peak)
-    chosen = _core.supported_isas()[0]
     torch_res = {} if args.no_torch else torch_rows(args)
     cont = {} if args.no_contention else contention(args)
     text = markdown(rows, torch_res, cont, peak, chosen, args, load_note())

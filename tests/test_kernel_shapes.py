@@ -173,7 +173,8 @@ def _kernel_isas_in_subprocess(env_isa: str | None) -> list[str]:
     if env_isa is not None:
         env["FASTAFM_ISA"] = env_isa
     code = ("from fastafm import _core; "
-            "print(_core.active_isa(), *[_core.kernel_isa(k, t) for k, t in ((8, 8), (4, 1), (9, 8), (8, 9), (64, 64))])")
+            "print(_core.active_isa(), *[_core.kernel_isa(k, t) for k, t in ((8, 8), (4, 1), (9, 8), (8, 9), (64, 64))], "
+            "_core.kernel_isa(8, 8, 741), _core.kernel_isa(8, 8, 3))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     assert out.returncode == 0, out.stderr
     return out.stdout.split()
@@ -181,13 +182,14 @@ def _kernel_isas_in_subprocess(env_isa: str | None) -> list[str]:
 
 def test_kernel_isa_reports_the_small_shape_rule():
     active, *per_shape = _kernel_isas_in_subprocess(None)
-    small, large = per_shape[:2], per_shape[2:]
+    small, large, (long_row, short_row) = per_shape[:2], per_shape[2:5], per_shape[5:]
     assert large == [active] * 3  # k or t above 8: the active set
     want_small = "avx2" if active == "avx512" and "avx2" in ISAS else active
     assert small == [want_small] * 2
+    assert short_row == want_small and long_row == active  # rows of >= 300 pairs run pairs-major on the active set
 
 
 @pytest.mark.parametrize("forced", ISAS)
 def test_kernel_isa_follows_a_forced_set_at_every_shape(forced):
     active, *per_shape = _kernel_isas_in_subprocess(forced)
-    assert [active, *per_shape] == [forced] * 6
+    assert [active, *per_shape] == [forced] * 8

@@ -5,6 +5,10 @@ and 39 non-zeros with repeated ids, several rows per block, dropout, 1 and 2 thr
 difference check of the core's gradient; the dispatch rule; and bit-identical training for a fixed seed."""
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -173,3 +177,48 @@ def test_pairs_major_team_modes_give_bit_identical_models(monkeypatch, rng, n_th
             models[mode] = _fit(X, y, n_threads)
     for name, value in models["team"].items():
         assert np.array_equal(models["alternate"][name], value), name
+
+
+_MIXED_SETS_CHECK = """
+import numpy as np
+from fastafm import _core, reference
+from fastafm._validation import csr_arrays
+from support import assert_per_element, core_config, random_csr, random_params, to_core
+import test_pairs_major as tpm
+assert _core.kernel_isa(8, 8, 741) == _core.active_isa()  # the pairs-major blocks: the active set
+rng = np.random.default_rng(5)
+k = t = 8
+X = random_csr(rng, [39, 3, 39, 2, 0, 25, 1, 39], n_features=30, value_scale=0.8)  # 741, 3, ..., 300 pairs
+y = rng.normal(size=X.shape[0])
+params = tpm._model(rng, 30, k, t)
+core = to_core(params)
+want_y = reference.forward(params, X)
+for n_threads in (1, 2):
+    assert_per_element(_core.predict(core, *csr_arrays(X), True, n_threads), want_y, "y")
+for r in range(X.shape[0]):  # alone, each row gives what it gives in the batch
+    alone = _core.predict(core, *csr_arrays(X[r]), True, 1)
+    assert alone[0] == _core.predict(core, *csr_arrays(X), True, 1)[r], r
+_, want = reference.gradients(params, X, y, attention_l2=0.3, l2=0.1)
+rows = np.arange(X.shape[0], dtype=np.int64)
+for n_threads in (1, 2):
+    got = _core.batch_gradients(core, *csr_arrays(X), y.astype(np.float32), rows,
+                                core_config(n_threads=n_threads, attention_l2=0.3, l2=0.1))
+    tpm._check_gradients(got, want)
+print("ok", _core.kernel_isa(8, 8), _core.kernel_isa(8, 8, 741))
+"""
+
+
+def test_automatic_dispatch_runs_each_block_on_its_layouts_set():
+    """Unforced (a fresh process: the `isa` fixture forces sets), k = t = 8: on an AVX-512 CPU the rows-layout
+    blocks run AVX2 and the pairs-major ones (rows of >= 300 pairs) AVX-512; a batch mixing both against the float64
+    reference per element (1 and 2 threads), and every row predicts the same alone as in the batch."""
+    env = {k: v for k, v in os.environ.items() if k != "FASTAFM_ISA"}
+    env["PYTHONPATH"] = os.pathsep.join([os.path.dirname(os.path.abspath(__file__)), env.get("PYTHONPATH", "")])
+    out = subprocess.run([sys.executable, "-c", _MIXED_SETS_CHECK], capture_output=True, text=True, env=env,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr
+    _, rows_set, pm_set = out.stdout.split()
+    if "avx512" in _core.supported_isas() and "avx2" in _core.supported_isas():
+        assert (rows_set, pm_set) == ("avx2", "avx512")
+    else:
+        assert rows_set == pm_set

@@ -500,11 +500,11 @@ PYBIND11_MODULE(_core, mod) {
         "k x pairs) where k, t <= 32, or ('auto') the one dispatch chooses per instruction set and shape.\n"
         "Results change only by float rounding. Returns the previous setting.");
     mod.def(
-        "pairs_major_from", [](int k, int t) { return afm::pairs_major_from(afm::kernels_for(k, t), k, t); }, "k"_a,
-        "t"_a,
+        "pairs_major_from",
+        [](int k, int t) { return afm::pairs_major_from(afm::pairs_major_kernels_for(k, t), k, t); }, "k"_a, "t"_a,
         "Rows of at least this many pairs run the pairs-major layout (0: every row, -1: none) for a model with\n"
-        "embedding size k and attention size t, now (kernel_isa's set; small k and t and long rows, unless\n"
-        "set_pair_layout forced a layout).");
+        "embedding size k and attention size t, now (on kernel_isa(k, t, pairs)'s set; small k and t and long\n"
+        "rows, unless set_pair_layout forced a layout).");
     mod.def(
         "optimizer_slots",
         [](afm::Optimizer kind) {
@@ -519,9 +519,16 @@ PYBIND11_MODULE(_core, mod) {
 
     mod.def("active_isa", &afm::active_isa, "The instruction set the kernels use now (avx512, avx2 or baseline).");
     mod.def(
-        "kernel_isa", [](int k, int t) { return afm::kernels_for(k, t).name; }, "k"_a, "t"_a,
-        "The instruction set a model with embedding size k and attention size t trains and predicts with: the\n"
-        "active one, except that k, t <= 8 use avx2 on an avx512 CPU unless a set was forced (it is faster there).");
+        "kernel_isa",
+        [](int k, int t, int64_t pairs) {
+            const afm::IsaKernels& pm = afm::pairs_major_kernels_for(k, t);
+            const int64_t from = afm::pairs_major_from(pm, k, t);
+            return from >= 0 && pairs >= from ? pm.name : afm::kernels_for(k, t).name;
+        },
+        "k"_a, "t"_a, "pairs"_a = 0,
+        "The instruction set a row of `pairs` pairs trains and predicts with, for a model with embedding size k\n"
+        "and attention size t: the active one, except that k, t <= 8 use avx2 on an avx512 CPU in the rows layout\n"
+        "unless a set was forced (it is faster there); rows that run pairs-major (pairs_major_from) stay on avx512.");
     mod.def("supported_isas", &afm::supported_isas, "Instruction sets this build and CPU can use, best first.");
     mod.def(
         "select_isa",

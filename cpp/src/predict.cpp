@@ -19,6 +19,7 @@ template <class Emit>
 void forward_blocks(const ModelView& m, const CsrView& X, bool attention, int n_threads, Emit emit,
                     const int64_t* pair_indptr = nullptr, float* weights = nullptr) {
     const IsaKernels& isa = kernels_for(m.k, m.t);
+    const IsaKernels& pm_isa = pairs_major_kernels_for(m.k, m.t);  // pairs-major blocks (the trainer's rule)
     int64_t max_nnz = 0, total_pairs = 0;
     for (int64_t r = 0; r < X.n_rows; ++r) {
         const int64_t nnz = X.indptr[r + 1] - X.indptr[r];
@@ -44,7 +45,7 @@ void forward_blocks(const ModelView& m, const CsrView& X, bool attention, int n_
     }
     // Allocated here, outside the parallel region: an allocation failure must not happen inside it.
     std::vector<BlockScratch> scratch(nt);
-    const int64_t pm_from = pairs_major_from(isa, m.k, m.t);
+    const int64_t pm_from = pairs_major_from(pm_isa, m.k, m.t);
     for (auto& s : scratch) {
         s.reserve(pair_cap, tile, kMaxBlockRows, attention ? max_nnz : 1, m.k, m.t);
         s.pairs_major_from = pm_from;
@@ -77,7 +78,7 @@ void forward_blocks(const ModelView& m, const CsrView& X, bool attention, int n_
                 }
                 block.long_weights = weights && block.n == 1 && pairs > sc.pair_cap ? weights + pair_indptr[first]
                                                                                     : nullptr;
-                isa.forward(m, Wp, attention, block, sc);
+                (layout.kind == 1 && pairs <= sc.pair_cap ? pm_isa : isa).forward(m, Wp, attention, block, sc);
                 emit(first, block, sc);
             }
         }

@@ -80,7 +80,8 @@ int64_t block_scratch_bytes(int64_t max_row_nnz, int k, int t, int n_threads, bo
 }
 
 Trainer::Trainer(const ModelView& model, const OptimizerState& opt, const TrainConfig& cfg)
-    : m_(model), opt_(opt), cfg_(cfg), isa_(kernels_for(model.k, model.t)), n_threads_(resolve_threads(cfg.n_threads)) {
+    : m_(model), opt_(opt), cfg_(cfg), isa_(kernels_for(model.k, model.t)),
+      pm_isa_(pairs_major_kernels_for(model.k, model.t)), n_threads_(resolve_threads(cfg.n_threads)) {
     const int k = m_.k, t = m_.t;
     dense_size_ = static_cast<int64_t>(t) * k + 2 * t + k;
     packed_.resize(k, t);
@@ -119,7 +120,7 @@ void Trainer::use_rows(const CsrView& X, const float* y, const float* weights) {
         if (grow) sc.reserve(reserved_pairs_, reserved_tile_, kMaxBlockRows, reserved_nnz_, m_.k, m_.t);
         sc.pair_cap = pair_cap;
         sc.tile_pairs = tile;
-        sc.pairs_major_from = pairs_major_from(isa_, m_.k, m_.t);
+        sc.pairs_major_from = pairs_major_from(pm_isa_, m_.k, m_.t);
     }
 }
 
@@ -219,7 +220,9 @@ void Trainer::chunk_compute(const int64_t* rows, int64_t nb, int c, bool use_dro
             pairs += P;
             ++i;
         }
-        isa_.forward(m_, packed_, cfg_.attention, block, sc);
+        // A pairs-major block runs on its layout's set (a streamed long row is not one: it keeps isa_).
+        const IsaKernels& bk = layout.kind == 1 && pairs <= sc.pair_cap ? pm_isa_ : isa_;
+        bk.forward(m_, packed_, cfg_.attention, block, sc);
         const int64_t first = i - block.n;
         for (int r = 0; r < block.n; ++r) {
             const int64_t row = rows[first + r];
@@ -231,7 +234,7 @@ void Trainer::chunk_compute(const int64_t* rows, int64_t nb, int c, bool use_dro
                 loss_sum += l;
             }
         }
-        isa_.backward(m_, packed_, cfg_.attention, block, sc, dg.view());
+        bk.backward(m_, packed_, cfg_.attention, block, sc, dg.view());
     }
     loss_[c] = loss_sum;
 }

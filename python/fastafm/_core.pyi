@@ -224,10 +224,11 @@ def gemm(A: numpy.ndarray, B: numpy.ndarray) -> numpy.typing.NDArray[numpy.float
     """
     A @ B with the active instruction set's GEMM kernel (float32; for tests and benchmarks).
     """
-def kernel_isa(k: typing.SupportsInt | typing.SupportsIndex, t: typing.SupportsInt | typing.SupportsIndex) -> str:
+def kernel_isa(k: typing.SupportsInt | typing.SupportsIndex, t: typing.SupportsInt | typing.SupportsIndex, pairs: typing.SupportsInt | typing.SupportsIndex = 0) -> str:
     """
-    The instruction set a model with embedding size k and attention size t trains and predicts with: the
-    active one, except that k, t <= 8 use avx2 on an avx512 CPU unless a set was forced (it is faster there).
+    The instruction set a row of `pairs` pairs trains and predicts with, for a model with embedding size k
+    and attention size t: the active one, except that k, t <= 8 use avx2 on an avx512 CPU in the rows layout
+    unless a set was forced (it is faster there); rows that run pairs-major (pairs_major_from) stay on avx512.
     """
 def openmp_enabled() -> bool:
     """
@@ -245,8 +246,8 @@ def pair_attention(params: dict, indptr: numpy.ndarray, indices: numpy.ndarray, 
 def pairs_major_from(k: typing.SupportsInt | typing.SupportsIndex, t: typing.SupportsInt | typing.SupportsIndex) -> int:
     """
     Rows of at least this many pairs run the pairs-major layout (0: every row, -1: none) for a model with
-    embedding size k and attention size t, now (kernel_isa's set; small k and t and long rows, unless
-    set_pair_layout forced a layout).
+    embedding size k and attention size t, now (on kernel_isa(k, t, pairs)'s set; small k and t and long
+    rows, unless set_pair_layout forced a layout).
     """
 def parse_libfm_buffer(buffer: typing_extensions.Buffer, name: str, first_line: typing.SupportsInt | typing.SupportsIndex = 1) -> tuple:
     """

@@ -248,6 +248,11 @@ const IsaKernels& kernels();                  // the active kernel set
 // The set a model of these shapes runs on: the active one, or a narrower one where that is faster for the
 // shapes (never when FASTAFM_ISA or select_isa chose the set).
 const IsaKernels& kernels_for(int k, int t);
+// The set that runs the pairs-major blocks (long rows, small k and t) of such a model: the active one. It
+// differs from kernels_for only at k, t <= 8 on an AVX-512 CPU, where the rows layout is faster on AVX2 but
+// pairs-major blocks are faster on AVX-512 (vectors over pairs use all 16 lanes): each block runs on its
+// layout's set, so a row's result never depends on its neighbours (the blocks are cut by layout).
+const IsaKernels& pairs_major_kernels_for(int k, int t);
 bool select_isa(const std::string& name);     // false if unknown or unsupported by this CPU
 std::vector<std::string> supported_isas();    // best first
 std::string active_isa();

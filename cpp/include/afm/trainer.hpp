@@ -121,7 +121,8 @@ private:
     const float* counts_ = nullptr;      // n_i per feature (frequency_l2)
     const float* w_ = nullptr;           // per-row sample weights of X_, nullptr: all 1
     TrainConfig cfg_;
-    const IsaKernels& isa_;
+    const IsaKernels& isa_;     // rows-layout blocks and the optimizer steps (kernels_for)
+    const IsaKernels& pm_isa_;  // pairs-major blocks (pairs_major_kernels_for)
     int n_threads_;
     TeamBarrier barrier_;                // the team's barriers between the phases of a batch
     TeamGate gate_;                      // closed in solo mode: the team's other threads sleep there

@@ -110,4 +110,9 @@ const IsaKernels& kernels_for(int k, int t) {
     return *c.table;
 }
 
+const IsaKernels& pairs_major_kernels_for(int k, int t) {
+    const Choice& c = current();
+    return c.forced ? kernels_for(k, t) : *c.table;
+}
+
 }  // namespace afm
