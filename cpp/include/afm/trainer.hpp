@@ -105,6 +105,10 @@ private:
     // into total_ (no barrier after: the caller's next `single` provides it).
     void batch_compute(const int64_t* rows, int64_t nb, bool use_dropout);
     void sparse_gradient(int64_t slot, float* dv, float* dw) const;  // summed in row order, + L2
+    // Cache hints for touched feature `slot`'s rows (model, optimizer slots, per-non-zero gradients), issued
+    // this many slots before the update reaches it; slots past the batch's are ignored.
+    static constexpr int64_t kSlotsAhead = 6;
+    void prefetch_slot(int64_t slot) const;
     float l2_of_slot(int64_t slot) const;  // l2 + the frequency_l2 share of touched feature `slot`
     // One optimizer step on values [off, off + n) of the parameter `param` (and of its slots); `adam`: the
     // coefficients at the step count of those values (Adam only).
