@@ -428,9 +428,12 @@ double Trainer::team_wait() {
 // run on the whole team or on thread 0 alone. Any thread may run any chunk, and the chunks and their sums are
 // the same either way, so the result does not depend on the mode. Solo mode is entered when thread 0 spent
 // over a third of the last kWindow batches waiting for the others (they are descheduled: the cores are
-// shared with other jobs) and lasts solo_len_ batches, doubled each time a probe with the team fails.
+// shared with other jobs) and lasts solo_len_ batches, doubled each time a probe with the team fails. A probe
+// (the team after solo batches, or at the start of an epoch after a contended one) is judged on kProbe batches,
+// not kWindow: each team batch under contention costs about twice a solo one, and the longer window made the
+// probes most of what 2 threads lost against 1 (bench/RESULTS.md, contention).
 void Trainer::choose_mode(double batch_seconds) {
-    constexpr int kWindow = 8;
+    constexpr int kWindow = 8, kProbe = 2;
     if (barrier_.size() <= 1 && !solo_) return;  // one thread
     if (force_mode_ == 1) {  // FASTAFM_TEAM_MODE=alternate (tests): switch every batch
         solo_next_ = !solo_;
@@ -438,15 +441,18 @@ void Trainer::choose_mode(double batch_seconds) {
     }
     if (solo_) {
         solo_next_ = --solo_left_ > 0;
+        if (!solo_next_) probing_ = true;
         return;
     }
     window_time_ += batch_seconds;
     window_wait_ += waited_;
-    if (++window_n_ < kWindow) return;
+    if (++window_n_ < (probing_ ? kProbe : kWindow)) return;
     const bool contended = window_wait_ > window_time_ / 3;
     window_n_ = 0;
     window_time_ = window_wait_ = 0.0;
+    probing_ = false;
     if (force_mode_ == 2) return;  // FASTAFM_TEAM_MODE=team
+    contended_ = contended;
     if (contended) {
         solo_next_ = true;
         solo_left_ = solo_len_;
@@ -480,7 +486,8 @@ EpochResult Trainer::run_epoch(const CsrView& X, const float* y, const float* we
             barrier_.reset(team_);
             solo_ = solo_next_ = false;
             exit_ = false;
-            solo_len_ = 32;
+            probing_ = contended_;  // an epoch after a contended one starts with a probe
+            if (!contended_) solo_len_ = 32;
             window_n_ = 0;
             window_time_ = window_wait_ = 0.0;
             gate_.open();

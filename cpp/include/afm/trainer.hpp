@@ -139,6 +139,8 @@ private:
     bool exit_ = false;                  // written by thread 0 before gate_.open()
     int64_t resume_b0_ = 0;              // the batch the team resumes at, likewise
     int solo_left_ = 0, solo_len_ = 32, window_n_ = 0;
+    bool probing_ = false;               // the team is back after solo batches: judged on a short window
+    bool contended_ = false;             // the last window judged was contended (kept across epochs)
     double waited_ = 0.0, window_time_ = 0.0, window_wait_ = 0.0;
     int force_mode_ = 0;                 // FASTAFM_TEAM_MODE: 0 adaptive, 1 alternate (tests), 2 team
     int64_t dense_size_;
