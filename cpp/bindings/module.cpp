@@ -520,11 +520,7 @@ PYBIND11_MODULE(_core, mod) {
     mod.def("active_isa", &afm::active_isa, "The instruction set the kernels use now (avx512, avx2 or baseline).");
     mod.def(
         "kernel_isa",
-        [](int k, int t, int64_t pairs) {
-            const afm::IsaKernels& pm = afm::pairs_major_kernels_for(k, t);
-            const int64_t from = afm::pairs_major_from(pm, k, t);
-            return from >= 0 && pairs >= from ? pm.name : afm::kernels_for(k, t).name;
-        },
+        [](int k, int t, int64_t pairs) { return afm::kernels_for_row(k, t, pairs).name; },
         "k"_a, "t"_a, "pairs"_a = 0,
         "The instruction set a row of `pairs` pairs trains and predicts with, for a model with embedding size k\n"
         "and attention size t: the active one, except that k, t <= 8 use avx2 on an avx512 CPU in the rows layout\n"

@@ -78,7 +78,7 @@ void forward_blocks(const ModelView& m, const CsrView& X, bool attention, int n_
                 }
                 block.long_weights = weights && block.n == 1 && pairs > sc.pair_cap ? weights + pair_indptr[first]
                                                                                     : nullptr;
-                (layout.kind == 1 && pairs <= sc.pair_cap ? pm_isa : isa).forward(m, Wp, attention, block, sc);
+                (layout.pairs_major_block(sc, pairs) ? pm_isa : isa).forward(m, Wp, attention, block, sc);
                 emit(first, block, sc);
             }
         }

@@ -235,8 +235,7 @@ void Trainer::chunk_compute(const int64_t* rows, int64_t nb, int c, bool use_dro
             pairs += P;
             ++i;
         }
-        // A pairs-major block runs on its layout's set (a streamed long row is not one: it keeps isa_).
-        const IsaKernels& bk = layout.kind == 1 && pairs <= sc.pair_cap ? pm_isa_ : isa_;
+        const IsaKernels& bk = layout.pairs_major_block(sc, pairs) ? pm_isa_ : isa_;  // its layout's set
         bk.forward(m_, packed_, cfg_.attention, block, sc);
         const int64_t first = i - block.n;
         for (int r = 0; r < block.n; ++r) {

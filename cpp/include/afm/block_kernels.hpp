@@ -110,6 +110,9 @@ struct BlockLayoutCut {
         kind = k;
         return false;
     }
+    // Whether the finished block of `pairs` pairs runs pairs-major, so on pairs_major_kernels_for's set (a
+    // streamed long row, more pairs than the block holds, keeps the rows set).
+    bool pairs_major_block(const BlockScratch& s, int64_t pairs) const { return kind == 1 && pairs <= s.pair_cap; }
 };
 
 // The rows of one block: non-zeros of row r are idx[r][0..nnz[r]), x[r][...].
@@ -253,6 +256,9 @@ const IsaKernels& kernels_for(int k, int t);
 // pairs-major blocks are faster on AVX-512 (vectors over pairs use all 16 lanes): each block runs on its
 // layout's set, so a row's result never depends on its neighbours (the blocks are cut by layout).
 const IsaKernels& pairs_major_kernels_for(int k, int t);
+// The set a row of `pairs` pairs runs on (kernel_isa): pairs_major_kernels_for where the row runs pairs-major,
+// kernels_for otherwise.
+const IsaKernels& kernels_for_row(int k, int t, int64_t pairs);
 bool select_isa(const std::string& name);     // false if unknown or unsupported by this CPU
 std::vector<std::string> supported_isas();    // best first
 std::string active_isa();

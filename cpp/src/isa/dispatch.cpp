@@ -115,4 +115,10 @@ const IsaKernels& pairs_major_kernels_for(int k, int t) {
     return c.forced ? kernels_for(k, t) : *c.table;
 }
 
+const IsaKernels& kernels_for_row(int k, int t, int64_t pairs) {
+    const IsaKernels& pm = pairs_major_kernels_for(k, t);
+    const int64_t from = pairs_major_from(pm, k, t);
+    return from >= 0 && pairs >= from ? pm : kernels_for(k, t);
+}
+
 }  // namespace afm
