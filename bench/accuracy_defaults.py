@@ -121,7 +121,7 @@ OPTIMIZER_CONFIGS = {"afm": ("afm-defaults", "afm-sgd-defaults", "afm-adam-defau
 def optimizer_table(runs: dict) -> list:
     """Each optimizer at its default learning rate (adagrad is the default optimizer): the test loss per set."""
     lines = ["## Optimizers at their default learning rates", "",
-             "`learning_rate=\"auto\"` (fastafm._hyperparams.AUTO_LEARNING_RATES); the mean over the seeds run "
+             "`learning_rate=\"auto\"` (fastafm.models.hyperparams.AUTO_LEARNING_RATES); the mean over the seeds run "
              "(their number in brackets); log loss for classification, RMSE for regression, lower is better.", "",
              "| set | model | adagrad | sgd | adam |", "|---|---|---:|---:|---:|"]
     for name, configs in runs.items():

@@ -39,7 +39,7 @@ CONFIGS: dict = {
     # The defaults before frequency_l2 (issue 12, item 2): the runs named afm-defaults until then.
     "afm-freq0 (before)": ("afm", {"frequency_l2": 0.0}),
     "fm-freq0 (before)": ("fm", {"frequency_l2": 0.0}),
-    # Each optimizer at its own default learning rate (learning_rate="auto", fastafm._hyperparams.AUTO_LEARNING_RATES).
+    # Each optimizer at its own default learning rate (learning_rate="auto", fastafm.models.hyperparams.AUTO_LEARNING_RATES).
     "afm-sgd-defaults": ("afm", {"optimizer": "sgd"}),
     "afm-adam-defaults": ("afm", {"optimizer": "adam"}),
     "fm-sgd-defaults": ("fm", {"optimizer": "sgd"}),

@@ -23,9 +23,9 @@ import fma_peak  # noqa: E402
 
 import fastafm  # noqa: E402
 from fastafm import _core  # noqa: E402
-from fastafm._engine import make_config  # noqa: E402
-from fastafm._hyperparams import core_settings  # noqa: E402
-from fastafm._validation import csr_arrays  # noqa: E402
+from fastafm.training.engine import make_config  # noqa: E402
+from fastafm.models.hyperparams import core_settings  # noqa: E402
+from fastafm.data.validation import csr_arrays  # noqa: E402
 
 CASES = [("frappe", 256, 128, 3000), ("frappe", 64, 256, 20000), ("frappe", 16, 256, 40000), ("criteo", 16, 256, 3000)]
 

@@ -96,7 +96,7 @@ def dataset(name: str, n_rows: int) -> bench_data.Dataset:
 
 
 def init_model(n_features: int, k: int, t: int, seed: int = 0):
-    """(params, accumulators): fresh float32 dicts as fastafm._state.init_state makes them (the accumulators
+    """(params, accumulators): fresh float32 dicts as fastafm.training.state.init_state makes them (the accumulators
     are adagrad's slot G)."""
     from fastafm import reference
 

@@ -155,8 +155,8 @@ def main(argv=None) -> int:
     model = fastafm.AFMRegressor(n_epochs=0, **kw).fit(X, y)  # initialised: parameters and accumulators resident
     arrays = ds.arrays()  # the core's dtypes, made before the measurement
     order = np.random.default_rng(0).permutation(ds.n_rows).astype(np.int64)
-    from fastafm._engine import make_config
-    from fastafm._hyperparams import core_settings
+    from fastafm.training.engine import make_config
+    from fastafm.models.hyperparams import core_settings
 
     state = model.training_state_
     cfg = make_config(core_settings(model.get_params(), "squared", True, True), state.dropout_seed, 0)

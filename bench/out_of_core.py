@@ -95,7 +95,7 @@ def throughput(args, source_cache, workdir: Path) -> dict:
 def child(args) -> None:
     """Runs under the cap: a MemoryError for the whole data set, then one streamed epoch; JSON on stdout."""
     import fastafm
-    from fastafm import _streaming
+    from fastafm.training import rows as _streaming
 
     result: dict = {"baseline_rss": _status("VmRSS"), "baseline_vm": _status("VmSize")}
     if args.child == "baseline":

@@ -25,7 +25,7 @@ from onnx_latency import repeats_for, timed  # noqa: E402
 
 import fastafm  # noqa: E402
 from fastafm import _core  # noqa: E402
-from fastafm._validation import as_csr, check_kernel_memory, csr_arrays  # noqa: E402
+from fastafm.data.validation import as_csr, check_kernel_memory, csr_arrays  # noqa: E402
 
 
 def main(argv=None) -> dict:

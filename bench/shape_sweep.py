@@ -73,7 +73,7 @@ class Case:
             self.ds = bench_data.criteo_like(max_rows, n_features=CRITEO_FEATURES, seed=0)
         else:
             self.ds = bench_data.make(name, max_rows, seed=0)
-        from fastafm._validation import csr_arrays
+        from fastafm.data.validation import csr_arrays
 
         self.arrays = csr_arrays(self.ds.X)
         self.y = np.ascontiguousarray(self.ds.y, dtype=np.float32)

@@ -29,8 +29,8 @@ import scipy.sparse as sp
 atheris = None  # imported by main(): tests/test_fuzz_corpus.py runs the harness without it
 
 import fastafm  # noqa: E402
-from fastafm import persistence  # noqa: E402
-from fastafm._optim import OPTIMIZERS  # noqa: E402
+from fastafm.models import persistence  # noqa: E402
+from fastafm.training.optim import OPTIMIZERS  # noqa: E402
 
 
 def instrument_modules(prefix: str) -> None:

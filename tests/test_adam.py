@@ -10,9 +10,9 @@ from support import assert_close, core_config, random_csr, random_params, small_
 
 import fastafm
 from fastafm import _core, reference
-from fastafm._optim import init_slots
-from fastafm._validation import csr_arrays
-from fastafm.cache import convert
+from fastafm.training.optim import init_slots
+from fastafm.data.validation import csr_arrays
+from fastafm.data.cache import convert
 from fastafm.data import make_planted
 
 B1, B2, EPS = reference.ADAM_BETA1, reference.ADAM_BETA2, reference.ADAM_EPS
@@ -214,7 +214,7 @@ def test_model_file_refuses_negative_second_moments(tmp_path):
     import json
     import zipfile
 
-    from fastafm import persistence
+    from fastafm.models import persistence
 
     X, y = _planted(n_rows=300)
     path = tmp_path / "adam.afm"

@@ -11,9 +11,10 @@ import pytest
 import scipy.sparse as sp
 
 import fastafm
-from fastafm import _engine, _streaming
-from fastafm._hyperparams import core_settings
-from fastafm.cache import HEADER_SIZE, CacheFile, convert
+from fastafm.training import engine as _engine
+from fastafm.training import rows as _streaming
+from fastafm.models.hyperparams import core_settings
+from fastafm.data.cache import HEADER_SIZE, CacheFile, convert
 from fastafm.cli import main
 
 SMALL = dict(embedding_dim=8, attention_dim=8, n_epochs=3, n_threads=1, random_state=3)

@@ -245,7 +245,7 @@ def test_console_script_exit_codes(data, tmp_path):
 def test_optimizer_adam_and_learning_rate_auto(data, tmp_path, capsys):
     """`--optimizer adam` trains lazy Adam; `--learning-rate auto` (also the default) is the optimizer's own
     value; anything else that is not a positive number is a usage error."""
-    from fastafm._hyperparams import AUTO_LEARNING_RATES
+    from fastafm.models.hyperparams import AUTO_LEARNING_RATES
 
     train, valid = data["clf"]
     path = str(tmp_path / "adam.afm")

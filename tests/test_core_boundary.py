@@ -27,7 +27,7 @@ import numpy as np
 import pytest
 
 from fastafm import _core, reference
-from fastafm._validation import csr_arrays
+from fastafm.data.validation import csr_arrays
 from support import compiler_or_skip, core_config, core_slots, random_csr, random_params, to_core
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -65,7 +65,7 @@ SWAP_SCRIPT = textwrap.dedent("""
     import numpy as np
     sys.path.insert(0, {tests!r})
     from fastafm import _core, reference
-    from fastafm._validation import csr_arrays
+    from fastafm.data.validation import csr_arrays
     from support import core_config, random_csr, random_params, to_core
 
     rng = np.random.default_rng(3)
@@ -123,7 +123,7 @@ THREAD_SWAP_SCRIPT = textwrap.dedent("""
     import numpy as np
     sys.path.insert(0, {tests!r})
     from fastafm import _core
-    from fastafm._validation import csr_arrays
+    from fastafm.data.validation import csr_arrays
     from support import random_csr, random_params, to_core
 
     rng = np.random.default_rng(5)

@@ -17,8 +17,8 @@ import dask.dataframe as dd
 import pandas as pd
 from distributed import get_client
 
-from fastafm import _distributed as dist
-from fastafm._hyperparams import AUTO_LEARNING_RATES, AUTO_RATE_NNZ
+from fastafm.dask import worker as dist
+from fastafm.models.hyperparams import AUTO_LEARNING_RATES, AUTO_RATE_NNZ
 from fastafm.dask import DaskAFMClassifier, DaskAFMRegressor
 
 SMALL = dict(embedding_dim=8, attention_dim=8, n_epochs=4, random_state=0, sync_rows=500)
@@ -373,7 +373,7 @@ def test_a_damaged_cache_file_on_a_worker_is_a_clear_error_in_the_client(client,
 
 
 def test_rounds_never_split_a_mini_batch():
-    from fastafm.dask import _round_bounds
+    from fastafm.dask.estimators import _round_bounds
 
     for n, rounds in ((80000, 10), (1000, 3), (100, 4), (5, 2)):
         bounds = [_round_bounds(n, r, rounds, 128) for r in range(rounds)]

@@ -10,7 +10,7 @@ import scipy.sparse as sp
 from distributed import Client, LocalCluster
 
 import fastafm
-from fastafm import _distributed as dist
+from fastafm.dask import worker as dist
 from fastafm.dask import DaskAFMClassifier, DaskAFMRegressor
 
 SMALL = dict(embedding_dim=8, attention_dim=8, n_epochs=4, random_state=0, sync_rows=500, n_threads=1)
@@ -105,7 +105,7 @@ def test_classifier_eval_set_metrics_and_unknown_labels(client):
                                                       eval_set=_arrays(Xv, np.full(400, "maybe"), 200))
     with pytest.raises(ValueError, match="labels not seen in fit"):
         DaskAFMClassifier(**SMALL, client=client).fit(*_arrays(X, labels, 500), eval_set=(Xv, np.full(400, "maybe")))
-    from fastafm import _registry
+    from fastafm.models import registry as _registry
 
     for cls in (fastafm.AFMRegressor, fastafm.AFMClassifier):  # the Dask estimators' metrics are the local ones'
         assert _registry.kind(cls).metrics == cls._metrics

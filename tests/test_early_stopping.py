@@ -10,11 +10,13 @@ import pytest
 from support import slot_arrays
 
 import fastafm
-from fastafm import _engine, _registry, estimators
-from fastafm._callbacks import EarlyStopping
-from fastafm._hyperparams import core_settings
-from fastafm._state import init_state
-from fastafm._streaming import InMemoryRows, holdout_split
+from fastafm.training import engine as _engine
+from fastafm.models import registry as _registry
+from fastafm.models import estimators
+from fastafm.training.callbacks import EarlyStopping
+from fastafm.models.hyperparams import core_settings
+from fastafm.training.state import init_state
+from fastafm.training.rows import InMemoryRows, holdout_split
 from fastafm.cli import main
 
 KW = dict(embedding_dim=4, attention_dim=4, n_threads=1, random_state=5)

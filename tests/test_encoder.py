@@ -214,7 +214,7 @@ def test_bad_frames():
 
 
 def test_clear_error_without_pandas(monkeypatch):
-    from fastafm import encoder
+    from fastafm.data import encoder
 
     monkeypatch.setitem(sys.modules, "pandas", None)  # makes `import pandas` raise ImportError
     with pytest.raises(ImportError, match=r"pip install pandas"):

@@ -14,7 +14,7 @@ import scipy.sparse as sp
 
 import fastafm
 from fastafm import _core, reference
-from fastafm._validation import csr_arrays
+from fastafm.data.validation import csr_arrays
 from support import core_config, core_slots, random_csr, random_params, small_model, to_core
 
 # k sizes that fill whole vectors of every width (8, 16, 64) and leave tails (1, 7, 17).

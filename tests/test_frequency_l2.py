@@ -8,7 +8,7 @@ import pytest
 
 import fastafm
 from fastafm import reference
-from fastafm._streaming import CacheRows, InMemoryRows
+from fastafm.training.rows import CacheRows, InMemoryRows
 from support import random_csr, small_model
 
 
@@ -83,9 +83,9 @@ def test_frequency_l2_shrinks_rare_ids_more_than_frequent_ones(rng):
 
 
 def test_model_files_from_before_load_without_it(rng, tmp_path):
-    from fastafm import persistence
+    from fastafm.models import persistence
 
-    kind = fastafm._registry.kind(fastafm.AFMRegressor)
+    kind = fastafm.models.registry.kind(fastafm.AFMRegressor)
     old = {"l2": 0.0, "embedding_dim": 8}
     assert persistence._upgrade_hyperparameters(old, kind)["frequency_l2"] == 0.0
     assert persistence._upgrade_hyperparameters({**old, "frequency_l2": 2.0}, kind)["frequency_l2"] == 2.0

@@ -21,10 +21,11 @@ import numpy as np
 import pytest
 
 import fastafm
-from fastafm import _core, _files
-from fastafm import io as fio
-from fastafm._targets import MixedLabelsError, eval_targets
-from fastafm.cache import HEADER_BYTES, CacheFile, convert
+from fastafm import _core
+from fastafm.data import files as _files
+from fastafm.data import libfm as fio
+from fastafm.objectives.labels import MixedLabelsError, eval_targets
+from fastafm.data.cache import HEADER_BYTES, CacheFile, convert
 from fastafm.cli import main
 
 TINY = dict(embedding_dim=2, attention_dim=2, n_epochs=1, n_threads=1, random_state=0)
@@ -251,7 +252,7 @@ def test_an_endless_line_on_a_pipe_ends_the_read(monkeypatch):
 def test_a_pipe_that_outgrows_memory_is_a_memory_error_naming_it(monkeypatch):
     import io as pyio
 
-    from fastafm import _validation
+    from fastafm.data import validation as _validation
 
     monkeypatch.delenv("FASTAFM_SKIP_MEMORY_CHECK", raising=False)
     monkeypatch.setattr(_validation, "available_memory", lambda: 64 << 10)
@@ -364,7 +365,7 @@ def test_eval_targets_refuses_unknown_labels_and_accepts_string_labels():
 # ------------------------------------------------------------------------------------ forged caches
 def forge_header(path, **fields):
     """Rewrite fields of a cache's fixed header and re-sign its checksum (a forged, self-consistent header)."""
-    from fastafm import cache as cmod
+    from fastafm.data import cache as cmod
 
     with open(path, "r+b") as fh:
         head = bytearray(fh.read(HEADER_BYTES))
@@ -431,8 +432,8 @@ def test_n_threads_of_the_wrong_type_after_fit_is_named(text_file):
 
 
 def test_the_kernel_calls_check_n_threads_by_the_tables_bound():
-    from fastafm import _validation
-    from fastafm._hyperparams import BY_NAME
+    from fastafm.data import validation as _validation
+    from fastafm.models.hyperparams import BY_NAME
 
     assert BY_NAME["n_threads"].constraint.maximum == _validation.MAX_THREADS
     assert BY_NAME["n_threads"].constraint.minimum == 0
@@ -476,7 +477,7 @@ def test_cli_memory_error_and_unexpected_errors_are_one_line(text_file, tmp_path
 # ------------------------------------------------------------------------------------ the core's labels
 @pytest.mark.parametrize("entry", ["train_epoch", "Trainer", "batch_gradients"])
 def test_the_core_refuses_logistic_labels_other_than_plus_minus_one(rng, entry):
-    from fastafm._validation import csr_arrays
+    from fastafm.data.validation import csr_arrays
     from support import core_config, core_slots, random_csr, random_params, to_core
 
     X = random_csr(rng, [3, 2, 4, 1], n_features=7)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from fastafm import _core, reference
-from fastafm._validation import csr_arrays
+from fastafm.data.validation import csr_arrays
 from support import assert_close, core_config, random_csr, random_params, to_core
 
 ISAS = _core.supported_isas()

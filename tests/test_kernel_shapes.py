@@ -25,7 +25,7 @@ import numpy as np
 import pytest
 
 from fastafm import _core, reference
-from fastafm._validation import csr_arrays
+from fastafm.data.validation import csr_arrays
 from support import assert_per_element, compiler_or_skip, core_config, random_csr, random_params, to_core
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from fastafm import _core, reference
-from fastafm._validation import csr_arrays
+from fastafm.data.validation import csr_arrays
 from support import (assert_batch_gradients, assert_close, core_config, core_slots, dense_gradients, random_csr,
                      random_params, to_core)
 

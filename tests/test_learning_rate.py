@@ -1,4 +1,4 @@
-"""learning_rate="auto": each optimizer's own default (fastafm._hyperparams.AUTO_LEARNING_RATES), divided by
+"""learning_rate="auto": each optimizer's own default (fastafm.models.hyperparams.AUTO_LEARNING_RATES), divided by
 mean non-zeros a row / 10 above 10 (AUTO_RATE_NNZ), visible as `learning_rate_`; Adagrad's unchanged from before
 "auto" up to 10 non-zeros; and every optimizer training Frappe-shaped data (10 one-hot fields, ~5,000 ids,
 3,000 rows) at k = 8 and 64, batch sizes 1 and 128, and Criteo-shaped rows (39 fields) without diverging."""
@@ -9,7 +9,7 @@ import pytest
 from support import small_model
 
 import fastafm
-from fastafm._hyperparams import AUTO_LEARNING_RATES, AUTO_RATE_NNZ, pretrain_learning_rate, resolve_learning_rate
+from fastafm.models.hyperparams import AUTO_LEARNING_RATES, AUTO_RATE_NNZ, pretrain_learning_rate, resolve_learning_rate
 from fastafm.data import make_planted
 
 OPTIMIZERS = ("adagrad", "sgd", "adam")

@@ -1,4 +1,4 @@
-"""Tests of the libFM / libSVM reader (fastafm.io.load_libfm over the C++ parser)."""
+"""Tests of the libFM / libSVM reader (fastafm.data.libfm.load_libfm over the C++ parser)."""
 
 import os
 import pathlib
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from fastafm.io import load_libfm
+from fastafm.data.libfm import load_libfm
 
 
 def write(tmp_path, content, name="data.libfm"):

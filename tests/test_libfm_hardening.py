@@ -24,7 +24,7 @@ import re
 import numpy as np
 import pytest
 
-from fastafm.io import load_libfm
+from fastafm.data.libfm import load_libfm
 
 FLT_MAX = float(np.finfo(np.float32).max)
 

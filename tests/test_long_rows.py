@@ -10,7 +10,7 @@ import pytest
 
 import fastafm
 from fastafm import _core, reference
-from fastafm._validation import csr_arrays
+from fastafm.data.validation import csr_arrays
 from support import (assert_close, assert_directional_derivatives, assert_per_element, core_config, core_slots,
                      dense_gradients, forced_pair_tile, random_csr, random_params, small_model, to_core)
 

@@ -14,7 +14,7 @@ import pytest
 
 import fastafm
 from fastafm import _core, reference
-from fastafm._validation import csr_arrays
+from fastafm.data.validation import csr_arrays
 from support import (assert_directional_derivatives, assert_per_element, core_config, forced_pair_layout, forced_pair_tile, random_csr,
                      random_params, to_core)
 
@@ -182,7 +182,7 @@ def test_pairs_major_team_modes_give_bit_identical_models(monkeypatch, rng, n_th
 _MIXED_SETS_CHECK = """
 import numpy as np
 from fastafm import _core, reference
-from fastafm._validation import csr_arrays
+from fastafm.data.validation import csr_arrays
 from support import assert_per_element, core_config, random_csr, random_params, to_core
 import test_pairs_major as tpm
 assert _core.kernel_isa(8, 8, 741) == _core.active_isa()  # the pairs-major blocks: the active set

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 import fastafm
-from fastafm import persistence
-from fastafm.persistence import ModelFileError
+from fastafm.models import persistence
+from fastafm.models.persistence import ModelFileError
 
 
 @pytest.fixture(scope="module")

@@ -14,8 +14,9 @@ import scipy.sparse as sp
 from support import forced_pair_tile, slot_arrays, small_model
 
 import fastafm
-from fastafm import _core, estimators
-from fastafm._validation import check_kernel_memory, check_kernel_memory_sizes
+from fastafm import _core
+from fastafm.models import estimators
+from fastafm.data.validation import check_kernel_memory, check_kernel_memory_sizes
 
 
 def _under_asan() -> bool:

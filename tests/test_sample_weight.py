@@ -166,9 +166,9 @@ def test_eval_set_weights_drive_the_metrics_and_early_stopping(rng):
 def test_validation_fraction_split_carries_the_held_out_weights(rng):
     """The held-out rows are scored with their own weights: epoch 1's eval RMSE is the weighted RMSE of the
     rows the seeded split held out (recomputed here), and differs from their unweighted RMSE."""
-    from fastafm._streaming import InMemoryRows
-    from fastafm._validation import as_csr
-    from fastafm.estimators import _split_generator
+    from fastafm.training.rows import InMemoryRows
+    from fastafm.data.validation import as_csr
+    from fastafm.models.estimators import _split_generator
 
     X, y = _data(rng, n_rows=400)
     w = rng.uniform(0.1, 3.0, size=400)

@@ -11,7 +11,8 @@ import re
 import pytest
 
 import fastafm
-from fastafm import _hyperparams, _registry
+from fastafm.models import hyperparams as _hyperparams
+from fastafm.models import registry as _registry
 
 PACKAGE = os.path.dirname(fastafm.__file__)
 # The checkout (or, in tools/wheel_roundtrip.sh, the folder the tests and README.md are copied to): found from
@@ -69,7 +70,7 @@ def test_every_table_entry_validates_its_default():
 def test_readme_shows_the_hyperparameter_table():
     with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as fh:
         readme = fh.read()
-    assert _hyperparams.markdown_table() in readme, "regenerate it: python -m fastafm._hyperparams"
+    assert _hyperparams.markdown_table() in readme, "regenerate it: python -m fastafm.models.hyperparams"
 
 
 def test_cli_options_come_from_the_table():
@@ -128,7 +129,7 @@ def test_no_import_cycle():
 
 def test_no_module_reads_private_attributes_of_another_modules_objects():
     """`obj._name` is only read on self/cls (or a module's own names); modules of the package (fastafm._core,
-    fastafm._validation ...) are reached by their public names."""
+    fastafm.data.validation ...) are reached by their public names."""
     allowed_owners = {"self", "cls", "super"}
     offenders = []
     for module, tree in _modules().items():
@@ -148,6 +149,6 @@ def test_fm_and_afm_are_siblings():
     assert not issubclass(fastafm.FMRegressor, fastafm.AFMRegressor)
     assert not issubclass(fastafm.FMClassifier, fastafm.AFMClassifier)
     assert not issubclass(fastafm.AFMRegressor, fastafm.FMRegressor)
-    base = fastafm.estimators._Base
+    base = fastafm.models.estimators._Base
     assert all(issubclass(c, base) for c in (fastafm.AFMRegressor, fastafm.AFMClassifier, fastafm.FMRegressor,
                                              fastafm.FMClassifier))

@@ -152,7 +152,7 @@ def test_predict_rejects_bad_data(data, fitted, what, make, exc, message):
 
 def test_column_vector_y_is_accepted_with_a_warning(data):
     X, y = data
-    from fastafm._validation import DataConversionWarning
+    from fastafm.data.validation import DataConversionWarning
 
     with pytest.warns(DataConversionWarning, match="column-vector y"):
         model = fastafm.AFMRegressor(n_epochs=1, embedding_dim=2, attention_dim=2, random_state=0).fit(X, y[:, None])
@@ -336,7 +336,7 @@ def test_unsorted_and_repeated_indices_are_valid_input(fitted):
     vals = np.array([1.0, 0.5, 2.0, 1.5, 1.5, 2.0, 0.5, 1.0, 1.0, 1.0, 3.0], np.float32)
     X = sp.csr_matrix((vals, ids, [0, 4, 8, 11]), shape=(3, 20))
     assert not X.has_sorted_indices
-    Xc = fastafm._validation.as_csr(X)
+    Xc = fastafm.data.validation.as_csr(X)
     np.testing.assert_array_equal(Xc.indices, ids)  # neither sorted nor merged
     pred = fitted.predict(X)
     assert np.isfinite(pred).all()

@@ -17,15 +17,16 @@ onnx                           ONNX export for serving (needs onnx); imported on
 import importlib as _importlib
 from typing import Any as _Any, List as _List
 
-from . import metrics, reference
+from . import metrics
+from . import reference
 from ._core import __version__
-from .cache import CacheFile, convert
-from .data import from_fields, make_planted
-from .encoder import FieldEncoder
-from .estimators import AFMClassifier, AFMRegressor, FMClassifier, FMRegressor
+from .data.cache import CacheFile, convert
+from .data.synthetic import from_fields, make_planted
+from .data.encoder import FieldEncoder
+from .models.estimators import AFMClassifier, AFMRegressor, FMClassifier, FMRegressor
 from .interpret import field_pair_attention
-from .io import load_libfm
-from .persistence import load_model as load
+from .data.libfm import load_libfm
+from .models.persistence import load_model as load
 
 __all__ = [
     "AFMClassifier",

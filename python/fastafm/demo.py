@@ -9,8 +9,8 @@ from __future__ import annotations
 import time
 
 from . import metrics
-from .data import make_planted
-from .estimators import AFMRegressor
+from .data.synthetic import make_planted
+from .models.estimators import AFMRegressor
 from .interpret import field_pair_attention, top_field_pairs
 
 PLANTED = ((0, 1), (2, 3), (4, 5))

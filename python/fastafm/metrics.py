@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._weights import check_sample_weight
+from .training.weights import check_sample_weight
 
 
 def _weights(sample_weight, n: int) -> np.ndarray | None:

@@ -62,7 +62,7 @@ def _import_onnx():
 
 def _fitted_parameters(model) -> Tuple[dict, bool, bool]:
     """(float32 parameters, attention?, classifier?) of a fitted fastafm estimator, from its public attributes."""
-    from . import _registry
+    from .models import registry as _registry
     from ._compat import fitted_state
 
     try:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._engine import Callback
+from .engine import Callback
 
 
 def better(metric: str, score, best, tol: float = 0.0) -> bool:

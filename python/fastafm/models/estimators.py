@@ -14,20 +14,23 @@ import warnings
 
 import numpy as np
 
-from . import _core, _registry, metrics, reference
-from ._callbacks import EarlyStopping, Evaluation, History, best_of, check_metric
-from ._compat import BaseEstimator, ClassifierMixin, RegressorMixin, fitted_state
-from ._engine import train
-from ._hyperparams import (core_settings, pretrain_learning_rate, resolve_learning_rate, store,
+from .. import _core
+from . import registry as _registry
+from .. import metrics
+from .. import reference
+from ..training.callbacks import EarlyStopping, Evaluation, History, best_of, check_metric
+from .._compat import BaseEstimator, ClassifierMixin, RegressorMixin, fitted_state
+from ..training.engine import train
+from .hyperparams import (core_settings, pretrain_learning_rate, resolve_learning_rate, store,
                            validate)
-from ._state import TrainingState, init_state
-from ._streaming import CacheRows, InMemoryRows
-from ._targets import (class_cache_targets, class_targets, eval_targets, regression_cache_targets,
+from ..training.state import TrainingState, init_state
+from ..training.rows import CacheRows, InMemoryRows
+from ..objectives.labels import (class_cache_targets, class_targets, eval_targets, regression_cache_targets,
                        regression_targets)
-from ._validation import as_csr, check_kernel_memory, check_memory, check_threads, csr_arrays
-from ._warm_start import warm_start_params
-from ._weights import cache_class_weights, check_sample_weight, class_row_weights, combine
-from .cache import as_cache
+from ..data.validation import as_csr, check_kernel_memory, check_memory, check_threads, csr_arrays
+from .warm_start import warm_start_params
+from ..training.weights import cache_class_weights, check_sample_weight, class_row_weights, combine
+from ..data.cache import as_cache
 from .persistence import save_model
 
 PARAM_NAMES = reference.PARAM_NAMES  # ("w0", "w", "V", "W", "b", "h", "p")
@@ -361,7 +364,7 @@ class _Base(BaseEstimator):
             result is O(pairs) in size (12 bytes per pair), unlike predict, whose memory is linear in a row's
             non-zeros.
         """
-        from .interpret import PairAttention
+        from ..interpret import PairAttention
 
         return PairAttention(*self.attention_weights(X))
 

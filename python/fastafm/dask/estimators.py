@@ -55,15 +55,15 @@ except ImportError as exc:  # pragma: no cover - exercised by a subprocess test 
         "fastafm.dask needs the optional dependencies dask and distributed: pip install fastafm[dask]"
     ) from exc
 
-from . import _distributed as dist
-from . import _registry
-from ._callbacks import EarlyStopping, Evaluation, History, best_of, check_metric
-from ._compat import BaseEstimator, ClassifierMixin, RegressorMixin, fitted_state
-from ._hyperparams import SIGNATURES, core_settings, store, validate
-from ._state import init_state
-from ._targets import eval_targets
-from ._validation import as_csr
-from .estimators import AUTO_EARLY_STOPPING_ROWS, AFMClassifier, AFMRegressor, _split_generator
+from . import worker as dist
+from ..models import registry as _registry
+from ..training.callbacks import EarlyStopping, Evaluation, History, best_of, check_metric
+from .._compat import BaseEstimator, ClassifierMixin, RegressorMixin, fitted_state
+from ..models.hyperparams import SIGNATURES, core_settings, store, validate
+from ..training.state import init_state
+from ..objectives.labels import eval_targets
+from ..data.validation import as_csr
+from ..models.estimators import AUTO_EARLY_STOPPING_ROWS, AFMClassifier, AFMRegressor, _split_generator
 
 __all__ = ["DaskAFMClassifier", "DaskAFMRegressor"]
 
@@ -193,7 +193,7 @@ def _cache_files(X, y, what: str = "X"):
     the rows, so every worker must see the files at the same paths (a shared file system, or copies)."""
     if not isinstance(X, (list, tuple)):
         return None
-    from .cache import CacheFile
+    from ..data.cache import CacheFile
 
     if not X:
         raise ValueError(f"{what} is an empty list; pass a list of cache files (fastafm.convert writes them)")

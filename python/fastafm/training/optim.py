@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .reference import ADAGRAD_INITIAL_ACCUMULATOR, PARAM_NAMES
+from ..reference import ADAGRAD_INITIAL_ACCUMULATOR, PARAM_NAMES
 
 
 @dataclass(frozen=True)

@@ -21,8 +21,8 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from ._files import display as _display
-from ._hyperparams import BY_NAME, SIGNATURES, Float, Int, add_cli_arguments, cli_given, cli_values
+from ..data.files import display as _display
+from ..models.hyperparams import BY_NAME, SIGNATURES, Float, Int, add_cli_arguments, cli_given, cli_values
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -171,7 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _version() -> str:
-    from . import __version__
+    from .. import __version__
 
     return __version__
 
@@ -185,7 +185,7 @@ def _status(args, message: str, stream=None) -> None:
 def _load_data(path: str, n_features: Optional[int] = None, stream=None):
     """load_libfm(path), or with `stream` = (open file, first bytes already read from it) the same parse of that
     stream (a pipe is read once: the CLI sniffs it and parses what it sniffed)."""
-    from .io import _load_libfm_stream, load_libfm
+    from ..data.libfm import _load_libfm_stream, load_libfm
 
     try:
         if stream is not None:
@@ -209,7 +209,7 @@ def _widen(X, n_features: int):
 
 
 def _load_model(path: str):
-    from .persistence import load_model
+    from ..models.persistence import load_model
 
     if not os.path.exists(path):
         raise CliError(f"cannot read model {path}: no such file", EXIT_MODEL)
@@ -235,7 +235,7 @@ def _describe(exc: BaseException) -> str:
 
 def _input_kind(path: str, what: str, code: int = EXIT_DATA) -> str:
     """'file' or 'pipe' for a data file (fastafm._files' policy), as a CliError when it cannot be read."""
-    from ._files import input_kind
+    from ..data.files import input_kind
 
     try:
         return input_kind(path, "a libFM file", pipes=True)
@@ -247,7 +247,7 @@ def _input_kind(path: str, what: str, code: int = EXIT_DATA) -> str:
 
 def _refuse_same(dest: str, what: str, sources, code: int) -> None:
     """CliError when writing `dest` would replace one of the input files (same inode)."""
-    from ._files import same_file
+    from ..data.files import same_file
 
     for source in sources:
         if source is not None and same_file(source, dest):
@@ -271,7 +271,7 @@ def _is_classifier(model) -> bool:
 
 # ---------------------------------------------------------------------- commands
 def _cmd_demo(args) -> int:
-    from .demo import run_demo
+    from ..demo import run_demo
 
     run_demo(n_rows=args.rows, n_epochs=args.epochs, n_threads=args.threads, random_state=args.seed,
              verbose=0 if args.quiet else 1)
@@ -280,7 +280,7 @@ def _cmd_demo(args) -> int:
 
 def _convert(source: str, dest: str, n_features: Optional[int], block_bytes: int = 64 << 20, stream=None,
              weights: Optional[str] = None):
-    from .cache import _convert_stream, convert
+    from ..data.cache import _convert_stream, convert
 
     _input_kind(source, "data file")
     if weights is not None:
@@ -302,7 +302,7 @@ def _convert(source: str, dest: str, n_features: Optional[int], block_bytes: int
 
 
 def _open_cache(path: str, block_bytes: int):
-    from .cache import CacheFile
+    from ..data.cache import CacheFile
 
     try:
         return CacheFile(path, block_bytes=block_bytes)
@@ -315,7 +315,7 @@ def _open_cache(path: str, block_bytes: int):
 def _is_cache(path: str) -> bool:
     """Whether the regular file at `path` starts with a cache's magic bytes (never opens anything else: a pipe
     must be read once, see _training_cache)."""
-    from .cache import MAGIC
+    from ..data.cache import MAGIC
 
     if not os.path.isfile(path):
         return False
@@ -338,8 +338,8 @@ def _cmd_convert(args) -> int:
 def _open_pipe(path: str):
     """(open stream, its first bytes) of the pipe TRAIN, which is read once: the bytes sniffed for a cache's
     magic are handed to the parser with the rest of the stream."""
-    from ._files import open_input, read_exactly
-    from .cache import MAGIC
+    from ..data.files import open_input, read_exactly
+    from ..data.cache import MAGIC
 
     try:
         fh, _ = open_input(path, "a libFM file", pipes=True)
@@ -435,7 +435,7 @@ def _train(args, model, stream) -> int:
 
 def _load_weights(path: str, n_rows: int, data: str):
     """The sample weights of the --weights file: one per line, as many as DATA has rows."""
-    from .cache import read_weights_file
+    from ..data.cache import read_weights_file
 
     _input_kind(path, "weights file")
     try:
@@ -448,7 +448,7 @@ def _load_weights(path: str, n_rows: int, data: str):
 
 def _make_model(args):
     """The estimator of --model-type and --task with the options given (the others: its own defaults)."""
-    from . import estimators
+    from ..models import estimators
 
     signature = MODEL_TYPES[args.model_type]
     if args.task == "classification":  # the classifiers also take class_weight
@@ -524,7 +524,7 @@ def _fit_and_save(args, model, X, y, eval_set, sample_weight=None) -> int:
 
 
 def _set_threads(model, threads) -> None:
-    from ._hyperparams import validate
+    from ..models.hyperparams import validate
 
     if threads is not None:
         try:
@@ -572,7 +572,7 @@ def _cmd_predict(args) -> int:
 
 def evaluate(model, X, y) -> dict:
     """The metrics `fastafm eval` prints, as a dict (NaN AUC when DATA holds one class only)."""
-    from . import metrics
+    from .. import metrics
 
     if _is_classifier(model):
         classes = np.asarray(model.classes_)

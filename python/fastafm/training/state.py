@@ -13,9 +13,9 @@ from typing import Any, Mapping, Optional
 
 import numpy as np
 
-from . import reference
-from ._optim import OPTIMIZERS, init_slots
-from ._validation import check_model_memory
+from .. import reference
+from .optim import OPTIMIZERS, init_slots
+from ..data.validation import check_model_memory
 
 PARAM_NAMES = reference.PARAM_NAMES  # ("w0", "w", "V", "W", "b", "h", "p")
 

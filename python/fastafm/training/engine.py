@@ -10,8 +10,9 @@ import time
 
 import numpy as np
 
-from . import _core, reference
-from ._state import TrainingState
+from .. import _core
+from .. import reference
+from .state import TrainingState
 
 
 def make_config(settings: dict, seed: int, epoch: int) -> _core.TrainConfig:

@@ -7,7 +7,7 @@ import numbers
 
 import numpy as np
 
-from ._validation import as_targets, check_class_labels, column_or_1d
+from ..data.validation import as_targets, check_class_labels, column_or_1d
 
 
 def _no_classes(classes, owner: str) -> None:

@@ -14,7 +14,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from ._validation import check_float, check_int
+from ..data.validation import check_float, check_int
 
 _INT32_MAX = 2**31 - 1
 
@@ -189,7 +189,7 @@ class ClassWeight:
     """None, "balanced" or a dict {label: weight >= 0}; on the command line none, balanced or LABEL:W,LABEL:W."""
 
     def check(self, value, name: str) -> None:
-        from ._weights import check_class_weight
+        from ..training.weights import check_class_weight
 
         check_class_weight(value, name)
 

@@ -35,11 +35,11 @@ from typing import Optional
 import numpy as np
 import scipy.sparse as sp
 
-from . import _core
-from ._engine import make_config
-from ._streaming import block_seed, feature_occurrences
-from ._validation import as_csr, as_targets, check_class_labels, column_or_1d, csr_arrays
-from ._weights import check_sample_weight
+from .. import _core
+from ..training.engine import make_config
+from ..training.rows import block_seed, feature_occurrences
+from ..data.validation import as_csr, as_targets, check_class_labels, column_or_1d, csr_arrays
+from ..training.weights import check_sample_weight
 
 SPARSE = ("w", "V")
 DENSE = ("w0", "W", "b", "h", "p")
@@ -326,7 +326,7 @@ def cache_ref(cache) -> tuple:
 
 def open_caches(refs: list, first_file: int, what: str = "partition") -> list:
     """CacheFiles from cache_ref tuples (or CacheFile objects, kept), errors naming the partition and file."""
-    from .cache import CacheFile
+    from ..data.cache import CacheFile
 
     out = []
     for i, ref in enumerate(refs):
@@ -424,7 +424,7 @@ def hold_out_shard(shard, fraction: float, seed: int, classifier: bool) -> tuple
     In memory: holdout_split of the shard's rows (stratified by class for a classifier) with `seed`; a shard
     too small to split keeps all its rows (the driver checks the totals). A StreamShard: a seeded subset of
     every block (StreamShard.held_mask), read into memory once here, skipped by the epochs."""
-    from ._streaming import holdout_split
+    from ..training.rows import holdout_split
 
     if isinstance(shard, StreamShard):
         kept = shard.with_labels(holdout=(float(fraction), int(seed)))
@@ -493,7 +493,7 @@ def evaluate_part(key: str, delta: Optional[Delta], part: Optional[EvalPart], at
     """The sums the driver's metrics need, of one worker's eval rows scored by its replica (after the epoch's
     last delta): rows, squared error of the clipped prediction and absolute error (regression); log-loss sum,
     the scores and the 0/1 labels (classification: AUC needs them all in one place)."""
-    from . import metrics
+    from .. import metrics
 
     model = replica(key)
     model.apply(delta)
@@ -512,7 +512,7 @@ def evaluate_part(key: str, delta: Optional[Delta], part: Optional[EvalPart], at
 
 def combine_eval(results: list, classifier: bool) -> dict:
     """The eval_* metrics of the in-memory estimators from every worker's evaluate_part sums."""
-    from . import metrics
+    from .. import metrics
 
     parts = [r for r in results if r["n"]]
     n = sum(r["n"] for r in parts)

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ._hyperparams import SIGNATURES
-from ._state import ModelSpec, TrainingState
+from .hyperparams import SIGNATURES
+from ..training.state import ModelSpec, TrainingState
 
 
 @dataclass(frozen=True)

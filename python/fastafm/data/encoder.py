@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from ._compat import BaseEstimator, import_optional
+from .._compat import BaseEstimator, import_optional
 
 try:  # scikit-learn is optional; with it the encoder is a real transformer (set_output, tags, Pipeline)
     from sklearn.base import TransformerMixin

@@ -20,9 +20,9 @@ from typing import BinaryIO, Iterator
 import numpy as np
 import scipy.sparse as sp
 
-from ._files import display as _display  # the path as text that can cross into C++
-from ._files import input_kind, open_input, same_file
-from .io import libfm_chunks
+from .files import display as _display  # the path as text that can cross into C++
+from .files import input_kind, open_input, same_file
+from .libfm import libfm_chunks
 
 __all__ = ["CacheFile", "convert", "read_weights_file"]
 
@@ -482,7 +482,7 @@ def convert(source, dest, *, n_features: int | None = None, chunk_bytes: int = D
 
 
 def _as_weights(w, n_rows, name: str) -> np.ndarray:
-    from ._weights import check_sample_weight
+    from ..training.weights import check_sample_weight
 
     if n_rows is None:  # the length is checked against the data's rows as they are read
         if isinstance(w, (str, bytes)) or np.ndim(w) != 1:
@@ -553,7 +553,7 @@ class _WeightFile:
         return False
 
     def take(self, n: int) -> np.ndarray:
-        from ._weights import check_sample_weight
+        from ..training.weights import check_sample_weight
 
         out = np.empty(n, dtype=np.float64)
         for i in range(n):
@@ -660,14 +660,14 @@ def _parsed_libfm_chunks(path: str, name: str, chunk_bytes: int):
 
 
 def _parsed_chunks(chunks, name: str):
-    from . import _core
+    from .. import _core
 
     for chunk, first_line in chunks:
         yield _core.parse_libfm_buffer(chunk, name, first_line)
 
 
 def _array_chunks(pieces, chunk_rows: int, n_features: int | None):
-    from ._validation import as_csr, as_targets
+    from .validation import as_csr, as_targets
 
     width = None
     for i, piece in enumerate(pieces):
@@ -685,7 +685,7 @@ def _array_chunks(pieces, chunk_rows: int, n_features: int | None):
 
 
 def _piece_weights(w, n_rows: int, i: int) -> np.ndarray:
-    from ._weights import check_sample_weight
+    from ..training.weights import check_sample_weight
 
     try:
         out = check_sample_weight(w, n_rows, f"the weights of source piece {i}")

@@ -41,13 +41,13 @@ from typing import TYPE_CHECKING, cast
 import numpy as np
 from numpy.lib import format as npy_format
 
-from . import _registry
-from ._compat import fitted_state
-from ._files import open_input
-from ._hyperparams import validate
-from ._optim import OPTIMIZERS
-from ._state import TrainingState
-from ._validation import check_memory
+from . import registry as _registry
+from .._compat import fitted_state
+from ..data.files import open_input
+from .hyperparams import validate
+from ..training.optim import OPTIMIZERS
+from ..training.state import TrainingState
+from ..data.validation import check_memory
 
 if TYPE_CHECKING:  # TypeGuard is in typing from Python 3.10 only
     from typing_extensions import TypeGuard

@@ -275,7 +275,7 @@ def check_kernel_memory(X, k: int, t: int, n_threads: int, batch_size: int | Non
     plus the per-batch sparse gradient buffers."""
     check_threads(n_threads)
     if batch_size is None:  # predicting: no row is longer than all the non-zeros, often a quick all-clear
-        from . import _core
+        from .. import _core
 
         threads = _core.resolve_threads(int(n_threads))
         if _core.scratch_bytes(int(X.nnz), int(k), int(t), threads, bool(attention)) < SMALL_REQUEST_BYTES:
@@ -287,7 +287,7 @@ def check_kernel_memory_sizes(m: int, n_rows: int, n_features: int, k: int, t: i
                               batch_size: int | None = None, attention: bool = True, extra: int = 0) -> None:
     """check_kernel_memory from the sizes alone (longest row m, rows, width), plus `extra` bytes (e.g. the
     block buffer of out-of-core training)."""
-    from . import _core
+    from .. import _core
 
     check_threads(n_threads)
     threads = _core.resolve_threads(int(n_threads))

@@ -9,7 +9,7 @@ from typing import BinaryIO, Iterator
 import numpy as np
 import scipy.sparse as sp
 
-from ._files import PIPE, display, input_kind, open_input
+from .files import PIPE, display, input_kind, open_input
 
 __all__ = ["load_libfm"]
 
@@ -207,7 +207,7 @@ def _parse_stream(fh: BinaryIO, name: str, prefix: bytes = b"", chunk_bytes: int
     parts are joined (MemoryError naming the stream instead of unbounded growth)."""
     from fastafm import _core
 
-    from ._validation import check_memory
+    from .validation import check_memory
 
     parts = []
     held = 0

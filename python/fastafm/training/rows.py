@@ -27,8 +27,8 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from ._validation import check_kernel_memory, check_kernel_memory_sizes, check_memory, csr_arrays
-from ._weights import weight_sum
+from ..data.validation import check_kernel_memory, check_kernel_memory_sizes, check_memory, csr_arrays
+from .weights import weight_sum
 
 _SEED_STRIDE = 0x9E3779B97F4A7C15
 _U64 = (1 << 64) - 1

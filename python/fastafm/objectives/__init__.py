@@ -1,0 +1,1 @@
+"""Objectives: one module per loss with its target encoding, metrics and prediction transform."""
