@@ -95,7 +95,7 @@ def throughput(args, source_cache, workdir: Path) -> dict:
 def child(args) -> None:
     """Runs under the cap: a MemoryError for the whole data set, then one streamed epoch; JSON on stdout."""
     import fastafm
-    from fastafm.training import rows as _streaming
+    from fastafm.training import cache_rows as _streaming
 
     result: dict = {"baseline_rss": _status("VmRSS"), "baseline_vm": _status("VmSize")}
     if args.child == "baseline":
@@ -112,9 +112,9 @@ def child(args) -> None:
         result["whole_load"] = f"MemoryError: {exc}"
     result["rss_after_load_attempt"] = _status("VmRSS")
     model = _model(args, 0).fit(cache)  # initialise only (n_epochs=0)
-    rows = _streaming.CacheRows(cache, lambda labels: labels)
+    rows = _streaming.CacheRows([cache], lambda labels: labels)
     params = sum(a.nbytes for a in model.get_model_params().values())
-    result.update(rows=cache.n_rows, nnz=cache.nnz, block_rows=cache.block_rows, buffer_bytes=rows._buffer_bytes,
+    result.update(rows=cache.n_rows, nnz=cache.nnz, block_rows=cache.block_rows, buffer_bytes=rows.buffer_bytes,
                   params_bytes=params, model_state_bytes=4 * params, rss_before_epoch=_status("VmRSS"))
     start = time.perf_counter()
     model.partial_fit(cache)

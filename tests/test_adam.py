@@ -12,7 +12,7 @@ import fastafm
 from fastafm import _core, reference
 from fastafm.training.optim import init_slots
 from fastafm.data.validation import csr_arrays
-from fastafm.data.cache import convert
+from fastafm.data.convert import convert
 from fastafm.data import make_planted
 
 B1, B2, EPS = reference.ADAM_BETA1, reference.ADAM_BETA2, reference.ADAM_EPS

@@ -12,9 +12,10 @@ import scipy.sparse as sp
 
 import fastafm
 from fastafm.training import engine as _engine
-from fastafm.training import rows as _streaming
+from fastafm.training import cache_rows as _streaming
 from fastafm.models.hyperparams import core_settings
-from fastafm.data.cache import HEADER_SIZE, CacheFile, convert
+from fastafm.data.cache import HEADER_SIZE, CacheFile
+from fastafm.data.convert import convert
 from fastafm.cli import main
 
 SMALL = dict(embedding_dim=8, attention_dim=8, n_epochs=3, n_threads=1, random_state=3)
@@ -217,10 +218,10 @@ def test_streaming_is_deterministic_and_reshuffles_blocks(planted):
     assert params_equal(a, b) and a.history_[-1]["train_loss"] == b.history_[-1]["train_loss"]
     c = fastafm.AFMRegressor(**dict(SMALL, random_state=4)).fit(blocks)
     assert not params_equal(a, c)
-    rows = _streaming.CacheRows(blocks, lambda labels: labels)
-    assert rows.starts.shape[0] == 12 and rows.stops[-1] == cache.n_rows
+    rows = _streaming.CacheRows([blocks], lambda labels: labels)
+    assert len(rows.blocks) == 12 and rows.blocks[-1][2] == cache.n_rows
     rng = np.random.default_rng(0)
-    orders = [tuple(rows.block_order(rng).tolist()) for _ in range(4)]
+    orders = [tuple(rows.epoch_order(rng).blocks.tolist()) for _ in range(4)]
     assert len(set(orders)) > 1 and all(sorted(o) == list(range(12)) for o in orders)
 
 
@@ -231,9 +232,9 @@ def test_last_partial_block_is_trained(tmp_path):
     seen = []
     original = _engine.CoreTrainer.run
 
-    def spy(self, indptr, indices, values, y_block, order, seed, progress=None, weights=None):
+    def spy(self, indptr, indices, values, y_block, order, seed, epoch, progress=None, weights=None):
         seen.append((len(y_block), sorted(order.tolist())))
-        return original(self, indptr, indices, values, y_block, order, seed, progress=progress, weights=weights)
+        return original(self, indptr, indices, values, y_block, order, seed, epoch, progress=progress, weights=weights)
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(_engine.CoreTrainer, "run", spy)
@@ -278,10 +279,10 @@ def test_progress_counts_all_rows_of_the_epoch(planted, capsys):
     blocks = CacheFile(cache.path, block_rows=700)
     model = fastafm.AFMRegressor(**dict(SMALL, n_epochs=0)).fit(blocks)
     calls = []
-    rows = _streaming.CacheRows(blocks, lambda labels: labels)
+    rows = _streaming.CacheRows([blocks], lambda labels: labels)
     state = model.training_state_
     settings = core_settings(model.get_params(), "squared", True, True)
-    trainer = _engine.CoreTrainer(state, settings, rows.feature_counts(state.spec.n_features))
+    trainer = _engine.CoreTrainer(state.params, state.slots, settings, rows.feature_counts(state.spec.n_features))
     rows.run_epoch(state, trainer, calls.append)
     assert calls[-1] == 3000 and calls == sorted(calls) and len(calls) >= 5  # at least once per block
     fastafm.AFMRegressor(**dict(SMALL, n_epochs=1, verbose=1)).fit(blocks)

@@ -17,6 +17,7 @@ import dask.dataframe as dd
 import pandas as pd
 from distributed import get_client
 
+from fastafm.dask import merge as mg
 from fastafm.dask import worker as dist
 from fastafm.models.hyperparams import AUTO_LEARNING_RATES, AUTO_RATE_NNZ
 from fastafm.dask import DaskAFMClassifier, DaskAFMRegressor
@@ -149,7 +150,7 @@ def _update(rows, ids, counts, w_rows, dense):
               "b": np.full(1, dense, np.float32), "h": np.full(1, dense, np.float32),
               "p": np.full(k, dense, np.float32), "w": np.asarray(w_rows, np.float32),
               "V": np.repeat(np.asarray(w_rows, np.float32)[:, None], k, axis=1)}
-    return dist.Update(rows, 1.0, ids, np.asarray(counts, np.float32), params,
+    return mg.Update(rows, 1.0, ids, np.asarray(counts, np.float32), params,
                        {"G": {name: a + 1 for name, a in params.items()}}, 0.0)
 
 
@@ -159,10 +160,10 @@ def test_merge_keeps_rows_of_one_worker_and_combines_shared_rows(combine):
     zeros = {"w0": np.zeros(1, np.float32), "W": np.zeros((1, k), np.float32), "b": np.zeros(1, np.float32),
              "h": np.zeros(1, np.float32), "p": np.zeros(k, np.float32), "w": np.zeros(n, np.float32),
              "V": np.zeros((n, k), np.float32)}
-    state = dist.State(zeros, {"G": {name: a + 1 for name, a in zeros.items()}})
+    state = mg.State(zeros, {"G": {name: a + 1 for name, a in zeros.items()}})
     a = _update(100, [0, 2], [3, 1], [0.1, 2.0], dense=1.0)  # feature 0 only here
     b = _update(300, [2, 3], [3, 5], [6.0, 4.0], dense=2.0)  # feature 3 only here, feature 2 shared
-    out = dist.merge(state, [a, b], new_epoch=True, combine=combine)
+    out = mg.merge(state, [a, b], new_epoch=True, combine=combine)
     w = out.params["w"]
     # One worker's rows are kept bit for bit (not count * value / count), rows nobody touched are unchanged.
     assert w[0] == np.float32(0.1) and w[3] == 4.0 and w[1] == 0.0
@@ -319,12 +320,13 @@ def test_workers_stream_cache_files_in_blocks(client, planted, tmp_path):
     for i, path in enumerate(paths):
         fastafm.convert((X[1000 * i:1000 * (i + 1)], y[1000 * i:1000 * (i + 1)]), path)
     # A worker's shard as the workers see it: blocks of 128 rows, one buffer for the largest block.
-    shard = dist.load_cache_shard([fastafm.CacheFile(p, block_rows=128) for p in paths[:2]], 0, X.shape[1], False)
+    shard = dist.training_rows(dist.load_cache_shard([fastafm.CacheFile(p, block_rows=128) for p in paths[:2]], 0,
+                                                     X.shape[1]), "squared", None)
     assert shard.n_rows == 2000 and len(shard.blocks) == 2 * 8 and shard.nbytes_buffer() == 0
     order = dist.epoch_order(shard, 5)
     assert sorted(order.blocks.tolist()) == list(range(16)) and order.sizes.sum() == 2000
     init = fastafm.AFMRegressor(embedding_dim=8, attention_dim=8, n_epochs=0, optimizer="sgd", random_state=0)
-    state = dist.State(dict(init.fit(X[:10], y[:10]).training_state_.params), {})
+    state = mg.State(dict(init.fit(X[:10], y[:10]).training_state_.params), {})
     settings = dict(loss="squared", optimizer="sgd", attention=True, learn_projection=True, dropout=0.0,
                     attention_l2=0.0, l2=0.0, frequency_l2=0.0, learning_rate=0.01, batch_size=64, n_threads=1)
     updates = {}
@@ -338,7 +340,7 @@ def test_workers_stream_cache_files_in_blocks(client, planted, tmp_path):
     update = updates[0.0]
     assert update.rows == 600 and np.isfinite(update.loss_sum)
     # frequency_l2's n_i: the worker's whole shard, read block by block
-    np.testing.assert_array_equal(shard.feature_counts, np.bincount(X[:2000].indices, minlength=X.shape[1]))
+    np.testing.assert_array_equal(shard.feature_counts(X.shape[1]), np.bincount(X[:2000].indices, minlength=X.shape[1]))
     assert not np.array_equal(updates[50.0].params["V"], update.params["V"])
     # one buffer for the largest block: 128 rows of 4 non-zeros (planted: 4 fields), never the 2000-row shard
     assert shard.nbytes_buffer() == 8 * 129 + 128 * 4 * (4 + 4) + 4 * 128
@@ -347,7 +349,7 @@ def test_workers_stream_cache_files_in_blocks(client, planted, tmp_path):
 
     copy = pickle.loads(pickle.dumps(shard))
     assert copy.nbytes_buffer() == 0 and len(pickle.dumps(shard)) < 4096
-    np.testing.assert_array_equal(copy.block(3)[1], shard.block(3)[1])
+    np.testing.assert_array_equal(copy.read(3)[1], shard.read(3)[1].copy())
     # Whole fits: streamed in blocks of 128 rows, as good as the same rows in memory.
     streamed = DaskAFMRegressor(client=client, **SMALL).fit([fastafm.CacheFile(p, block_rows=128) for p in paths])
     in_memory = DaskAFMRegressor(client=client, **SMALL).fit(da.from_array(X, chunks=(1000, -1), asarray=False),
@@ -373,7 +375,7 @@ def test_a_damaged_cache_file_on_a_worker_is_a_clear_error_in_the_client(client,
 
 
 def test_rounds_never_split_a_mini_batch():
-    from fastafm.dask.estimators import _round_bounds
+    from fastafm.dask.driver import round_bounds as _round_bounds
 
     for n, rounds in ((80000, 10), (1000, 3), (100, 4), (5, 2)):
         bounds = [_round_bounds(n, r, rounds, 128) for r in range(rounds)]

@@ -10,6 +10,7 @@ import scipy.sparse as sp
 from distributed import Client, LocalCluster
 
 import fastafm
+from fastafm.dask import merge as mg
 from fastafm.dask import worker as dist
 from fastafm.dask import DaskAFMClassifier, DaskAFMRegressor
 
@@ -122,10 +123,10 @@ def test_validation_fraction_holds_rows_out_in_memory_and_when_streaming(client,
     assert len(in_memory.validation_score_) == 3 and np.isfinite(in_memory.best_score_)
     files = _caches(tmp_path, X, y, 4, block_rows=64)
     streamed = DaskAFMRegressor(**params, client=client).fit(files)
-    every = dist.load_cache_shard(files, 0, X.shape[1], False).with_labels(holdout=(0.2, 7))
+    every = dist.training_rows(dist.load_cache_shard(files, 0, X.shape[1]), "squared", None).with_holdout(0.2, 7)
     assert len(every.blocks) == 4 * 12  # 750 rows per file in blocks of 64
     # Which rows are held out depends on (seed, file, block) only, not on the worker a file is assigned to.
-    alone = dist.load_cache_shard(files[2:], 2, X.shape[1], False).with_labels(holdout=(0.2, 7))
+    alone = dist.training_rows(dist.load_cache_shard(files[2:], 2, X.shape[1]), "squared", None).with_holdout(0.2, 7)
     np.testing.assert_array_equal(alone.held_mask(1), every.held_mask(25))
     assert not np.array_equal(every.held_mask(1), every.held_mask(25))
     n_kept = streamed.sync_stats_["rows_per_round"] * streamed.sync_stats_["rounds"] / 3
@@ -211,7 +212,7 @@ def test_a_replica_brought_back_by_the_delta_equals_the_merged_state():
     params = {"w0": rng.random(1, np.float32), "w": rng.random(n, np.float32), "V": rng.random((n, k), np.float32),
               "W": rng.random((1, k), np.float32), "b": rng.random(1, np.float32), "h": rng.random(1, np.float32),
               "p": rng.random(k, np.float32)}
-    state = dist.State(params, {"G": {name: a + 1 for name, a in params.items()}})
+    state = mg.State(params, {"G": {name: a + 1 for name, a in params.items()}})
     key = "test-replica"
     dist.new_replica(state, key)
     try:
@@ -221,23 +222,23 @@ def test_a_replica_brought_back_by_the_delta_equals_the_merged_state():
             d["V"][ids] += 1.0
             d["w"][ids] -= 1.0
             d["W"] += 2.0
-        update = dist.Update(50, 1.0, ids, np.ones(2, np.float32),
-                             {nm: a[ids] if nm in dist.SPARSE else a.copy() for nm, a in mine.params.items()},
-                             {"G": {nm: a[ids] if nm in dist.SPARSE else a.copy() for nm, a in mine.slots["G"].items()}},
+        update = mg.Update(50, 1.0, ids, np.ones(2, np.float32),
+                             {nm: a[ids] if nm in mg.SPARSE else a.copy() for nm, a in mine.params.items()},
+                             {"G": {nm: a[ids] if nm in mg.SPARSE else a.copy() for nm, a in mine.slots["G"].items()}},
                              0.0)
-        other = dist.Update(50, 1.0, np.array([4, 7], np.int32), np.ones(2, np.float32),
-                            {nm: (a[[4, 7]] + 3 if nm in dist.SPARSE else a + 3) for nm, a in params.items()},
-                            {"G": {nm: (a[[4, 7]] if nm in dist.SPARSE else a) for nm, a in state.slots["G"].items()}},
+        other = mg.Update(50, 1.0, np.array([4, 7], np.int32), np.ones(2, np.float32),
+                            {nm: (a[[4, 7]] + 3 if nm in mg.SPARSE else a + 3) for nm, a in params.items()},
+                            {"G": {nm: (a[[4, 7]] if nm in mg.SPARSE else a) for nm, a in state.slots["G"].items()}},
                             0.0)
-        merged = dist.merge(state, [update, other], True)
+        merged = mg.merge(state, [update, other], True)
         assert merged.delta.ids.tolist() == [1, 4, 7] and merged.version == 1
         mine.apply(merged.delta)
-        for a, b in zip(dist._groups(mine), dist._groups(merged)):
+        for a, b in zip(mg.groups(mine), mg.groups(merged)):
             for name in a:
                 np.testing.assert_array_equal(a[name], b[name], err_msg=name)
         mine.apply(merged.delta)  # applied once only
         assert mine.version == 1
-        later = dist.merge(dist.merge(merged, [other], False), [other], False)
+        later = mg.merge(mg.merge(merged, [other], False), [other], False)
         with pytest.raises(RuntimeError, match="replica at round 1 got the delta of round 3"):
             mine.apply(later.delta)
     finally:

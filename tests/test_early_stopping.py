@@ -12,7 +12,7 @@ from support import slot_arrays
 import fastafm
 from fastafm.training import engine as _engine
 from fastafm.models import registry as _registry
-from fastafm.models import estimators
+from fastafm.training import session
 from fastafm.training.callbacks import EarlyStopping
 from fastafm.models.hyperparams import core_settings
 from fastafm.training.state import init_state
@@ -39,7 +39,7 @@ def timeless(history) -> list:
 
 def split_of(n_rows, random_state, y=None, fraction=0.1):
     """The (kept, held-out) rows of fit's validation split (stratified by y when given)."""
-    return holdout_split(n_rows, fraction, estimators._split_generator(random_state), y)
+    return holdout_split(n_rows, fraction, session.split_generator(random_state), y)
 
 
 # ---------------------------------------------------------------------------------------------- "auto"
@@ -51,10 +51,10 @@ def test_auto_is_off_below_10000_rows_without_an_eval_set():
 
 
 def test_auto_is_on_from_10000_rows_and_with_an_eval_set():
-    X, y = data(n_rows=estimators.AUTO_EARLY_STOPPING_ROWS)
+    X, y = data(n_rows=session.AUTO_EARLY_STOPPING_ROWS)
     model = fastafm.FMRegressor(n_epochs=3, **FM_KW).fit(X, y)
     assert model.do_early_stopping_ is True and "eval_rmse" in model.history_[0]
-    X_small, y_small = data(n_rows=estimators.AUTO_EARLY_STOPPING_ROWS - 1)
+    X_small, y_small = data(n_rows=session.AUTO_EARLY_STOPPING_ROWS - 1)
     assert fastafm.FMRegressor(n_epochs=1, **FM_KW).fit(X_small, y_small).do_early_stopping_ is False
     X, y = data()
     with_eval = fastafm.FMRegressor(n_epochs=3, **FM_KW).fit(X[:1000], y[:1000], eval_set=(X[1000:], y[1000:]))
@@ -166,7 +166,7 @@ def test_a_large_tol_stops_after_n_iter_no_change_epochs():
 
 
 def test_partial_fit_never_stops_early():
-    X, y = data(n_rows=estimators.AUTO_EARLY_STOPPING_ROWS)
+    X, y = data(n_rows=session.AUTO_EARLY_STOPPING_ROWS)
     model = fastafm.FMRegressor(early_stopping=True, **FM_KW).partial_fit(X, y)
     assert len(model.history_) == 1 and "eval_rmse" not in model.history_[0]
     model.partial_fit(X, y)
@@ -183,7 +183,7 @@ def test_pretrain_none_is_the_fit_as_before():
     values = model.get_params()
     state = init_state(kind.spec(values, X.shape[1]), "adagrad", 0.01, KW["random_state"])
     settings = core_settings(values, "squared", True, True)
-    _engine.train(state, InMemoryRows(X, y.astype(np.float32)), 3, settings)
+    _engine.train(_engine.LocalEpochs(state, InMemoryRows(X, y.astype(np.float32)), settings), 3)
     for name, arr in state.params.items():
         np.testing.assert_array_equal(model.get_model_params()[name], arr, err_msg=name)
     assert model.pretrain_history_ is None
@@ -248,9 +248,9 @@ def test_a_cache_holds_out_a_seeded_subset_of_every_blocks_rows(tmp_path):
     seen = []
     original = _engine.CoreTrainer.run
 
-    def spy(self, indptr, indices, values, y_block, order, seed, progress=None, weights=None):
+    def spy(self, indptr, indices, values, y_block, order, seed, epoch, progress=None, weights=None):
         seen.append((indptr.shape[0] - 1, order.copy()))
-        return original(self, indptr, indices, values, y_block, order, seed, progress=progress, weights=weights)
+        return original(self, indptr, indices, values, y_block, order, seed, epoch, progress=progress, weights=weights)
 
     kw = dict(FM_KW, n_epochs=1, early_stopping=True, validation_fraction=0.3)
     with pytest.MonkeyPatch.context() as mp:

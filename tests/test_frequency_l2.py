@@ -8,7 +8,8 @@ import pytest
 
 import fastafm
 from fastafm import reference
-from fastafm.training.rows import CacheRows, InMemoryRows
+from fastafm.training.cache_rows import CacheRows
+from fastafm.training.rows import InMemoryRows
 from support import random_csr, small_model
 
 
@@ -32,10 +33,10 @@ def test_cache_counts_equal_the_trained_rows_in_memory(rng, tmp_path):
     y = rng.normal(size=300).astype(np.float32)
     w = rng.choice([0.0, 1.0, 2.5], size=300).astype(np.float32)
     cache = fastafm.convert((X, y), str(tmp_path / "c.fafm"), weights=w, block_rows=64)
-    rows = CacheRows(fastafm.CacheFile(cache.path, block_rows=64), lambda labels: labels)
+    rows = CacheRows([fastafm.CacheFile(cache.path, block_rows=64)], lambda labels: labels)
     np.testing.assert_array_equal(rows.feature_counts(40), np.bincount(X[w > 0].indices, minlength=40))
-    kept, _, _, _ = rows.hold_out(0.25, seed=3)
-    trained = np.concatenate([np.flatnonzero(~kept.held_mask(b)) + kept.starts[b] for b in range(len(kept.starts))])
+    kept, _ = rows.hold_out(0.25, seed=3)
+    trained = np.concatenate([np.flatnonzero(~kept.held_mask(b)) + kept.blocks[b][1] for b in range(len(kept.blocks))])
     trained = trained[w[trained] > 0]
     np.testing.assert_array_equal(kept.feature_counts(40), np.bincount(X[trained].indices, minlength=40))
 

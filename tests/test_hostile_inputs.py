@@ -25,7 +25,8 @@ from fastafm import _core
 from fastafm.data import files as _files
 from fastafm.data import libfm as fio
 from fastafm.objectives.labels import MixedLabelsError, eval_targets
-from fastafm.data.cache import HEADER_BYTES, CacheFile, convert
+from fastafm.data.cache import HEADER_BYTES, CacheFile
+from fastafm.data.convert import convert
 from fastafm.cli import main
 
 TINY = dict(embedding_dim=2, attention_dim=2, n_epochs=1, n_threads=1, random_state=0)
@@ -371,9 +372,9 @@ def forge_header(path, **fields):
         head = bytearray(fh.read(HEADER_BYTES))
         names = ("magic", "version", "header_size", "dtypes", "n_rows", "n_features", "nnz", "max_row_nnz",
                  "label_min", "label_max", "n_label_values")
-        values = dict(zip(names, cmod._FIXED.unpack_from(head, 0)))
+        values = dict(zip(names, cmod.FIXED.unpack_from(head, 0)))
         values.update(fields)
-        cmod._FIXED.pack_into(head, 0, *(values[n] for n in names))
+        cmod.FIXED.pack_into(head, 0, *(values[n] for n in names))
         head[HEADER_BYTES - 4:] = struct.pack("<I", zlib.crc32(bytes(head[:HEADER_BYTES - 4])))
         fh.seek(0)
         fh.write(head)

@@ -15,7 +15,7 @@ from support import forced_pair_tile, slot_arrays, small_model
 
 import fastafm
 from fastafm import _core
-from fastafm.models import estimators
+from fastafm.models import base as estimators
 from fastafm.data.validation import check_kernel_memory, check_kernel_memory_sizes
 
 

@@ -168,13 +168,14 @@ def test_validation_fraction_split_carries_the_held_out_weights(rng):
     rows the seeded split held out (recomputed here), and differs from their unweighted RMSE."""
     from fastafm.training.rows import InMemoryRows
     from fastafm.data.validation import as_csr
-    from fastafm.models.estimators import _split_generator
+    from fastafm.training.session import split_generator
 
     X, y = _data(rng, n_rows=400)
     w = rng.uniform(0.1, 3.0, size=400)
     m = small_model(fastafm.AFMRegressor, early_stopping=True, n_epochs=1, pretrain=None).fit(X, y, sample_weight=w)
-    _, X_val, y_val, w_val = InMemoryRows(as_csr(X), y.astype(np.float32), w.astype(np.float32)).hold_out(
-        0.1, _split_generator(0), stratify=False)
+    _, held = InMemoryRows(as_csr(X), y.astype(np.float32), w.astype(np.float32)).hold_out(
+        0.1, split_generator(0), stratify=False)
+    X_val, y_val, w_val = held.X, held.y, held.w
     assert w_val.shape == (40,)
     pred = m.predict(X_val)
     assert m.history_[0]["eval_rmse"] == pytest.approx(

@@ -83,33 +83,61 @@ def test_cli_options_come_from_the_table():
 
 # ---------------------------------------------------------------------------------------------- imports
 def _modules() -> dict:
+    """{dotted name under fastafm ("models.fitting"; a subpackage's __init__ as "models"): its AST}."""
     out = {}
-    for name in sorted(os.listdir(PACKAGE)):
-        if name.endswith(".py"):
-            with open(os.path.join(PACKAGE, name), encoding="utf-8") as fh:
-                out[name[:-3]] = ast.parse(fh.read())
+    for folder, _, files in os.walk(PACKAGE):
+        rel = os.path.relpath(folder, PACKAGE)
+        parts = [] if rel == "." else rel.split(os.sep)
+        for name in sorted(files):
+            if name.endswith(".py"):
+                dotted = ".".join(parts + ([] if name == "__init__.py" else [name[:-3]])) or "__init__"
+                with open(os.path.join(folder, name), encoding="utf-8") as fh:
+                    out[dotted] = ast.parse(fh.read())
     return out
 
 
-def _imports(module: str, tree) -> set:
-    """The package modules `module` imports anywhere (top level or inside functions)."""
+def _is_package(module: str) -> bool:
+    return module == "__init__" or os.path.isdir(os.path.join(PACKAGE, *module.split(".")))
+
+
+def _imports(module: str, tree, known=None) -> set:
+    """The package modules `module` imports anywhere (top level or inside functions), as dotted names."""
+    known = known if known is not None else _modules()
+    here = [] if module == "__init__" else module.split(".")
+    package = here if _is_package(module) else here[:-1]
     found = set()
+
+    def add(name: str) -> None:
+        while name and name not in known:  # an attribute of a module: the module
+            name = name.rpartition(".")[0]
+        found.add(name or "__init__")
+
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom):
-            if node.level == 1 and node.module:
-                found.add(node.module.split(".")[0])
-            elif node.level == 1:
-                found.update(alias.name for alias in node.names)
-            elif node.module and node.module.startswith("fastafm."):
-                found.add(node.module.split(".")[1])
+            if node.level:
+                base = package[:len(package) - (node.level - 1)]
+            elif node.module and node.module.startswith("fastafm"):
+                base, node_module = [], node.module.split(".", 1)[1] if "." in node.module else ""
+                target = node_module
+                for alias in node.names:
+                    add(".".join(p for p in (target, alias.name) if p))
+                continue
+            else:
+                continue
+            target = ".".join(base + ([node.module] if node.module else []))
+            for alias in node.names:
+                add(".".join(p for p in (target, alias.name) if p))
         elif isinstance(node, ast.Import):
-            found.update(a.name.split(".")[1] for a in node.names if a.name.startswith("fastafm."))
+            for a in node.names:
+                if a.name.startswith("fastafm."):
+                    add(a.name.split(".", 1)[1])
     return found - {module}
 
 
 def test_no_import_cycle():
     modules = _modules()
-    graph = {m: {d for d in _imports(m, tree) if d in modules} for m, tree in modules.items() if m != "__init__"}
+    graph = {m: {d for d in _imports(m, tree, modules) if d in modules} for m, tree in modules.items()
+             if m != "__init__"}
     graph = {m: deps - {"__init__"} for m, deps in graph.items()}
     state: dict = {}
 
@@ -149,6 +177,43 @@ def test_fm_and_afm_are_siblings():
     assert not issubclass(fastafm.FMRegressor, fastafm.AFMRegressor)
     assert not issubclass(fastafm.FMClassifier, fastafm.AFMClassifier)
     assert not issubclass(fastafm.AFMRegressor, fastafm.FMRegressor)
-    base = fastafm.models.estimators._Base
+    base = fastafm.models.base._Base
     assert all(issubclass(c, base) for c in (fastafm.AFMRegressor, fastafm.AFMClassifier, fastafm.FMRegressor,
                                              fastafm.FMClassifier))
+
+
+# ---------------------------------------------------------------------------------------------- rooms
+def test_the_package_is_in_rooms_of_one_purpose():
+    """Subpackages name the architecture; no module over 600 lines, no class over 250."""
+    modules = _modules()
+    subpackages = {m for m in modules if _is_package(m) and m != "__init__"}
+    assert {"models", "objectives", "training", "data", "dask", "cli"} <= subpackages
+    too_long = []
+    for m, tree in modules.items():
+        path = os.path.join(PACKAGE, *m.split(".")) + ("/__init__.py" if _is_package(m) else ".py")
+        with open(path if m != "__init__" else os.path.join(PACKAGE, "__init__.py"), encoding="utf-8") as fh:
+            n_lines = len(fh.read().splitlines())
+        if n_lines > 600:
+            too_long.append(f"{m}: {n_lines} lines")
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ClassDef) and node.end_lineno - node.lineno + 1 > 250:
+                too_long.append(f"{m}.{node.name}: {node.end_lineno - node.lineno + 1} lines")
+    assert too_long == []
+
+
+def test_only_the_package_root_imports_the_oracle():
+    """fastafm.reference is the tests' float64 oracle: no module of the package uses it (the root re-exports it)."""
+    modules = _modules()
+    users = sorted(m for m, tree in modules.items() if "reference" in _imports(m, tree, modules))
+    assert users == ["__init__"]
+
+
+def test_the_dask_driver_trains_through_the_shared_pipeline():
+    """No Dask module reaches the core's training itself: the workers train through
+    fastafm.training.engine.CoreTrainer over the row sources of fastafm.training."""
+    for m, tree in _modules().items():
+        if m.split(".")[0] != "dask":
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Attribute) and node.attr in ("train_epoch", "Trainer", "TrainConfig"):
+                raise AssertionError(f"{m}.py:{node.lineno}: {ast.unparse(node)}")

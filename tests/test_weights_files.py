@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 import fastafm
-from fastafm.data.cache import HEADER_SIZE, VERSION, WEIGHTS_VERSION, CacheFile, convert, read_weights_file
+from fastafm.data.cache import HEADER_SIZE, VERSION, WEIGHTS_VERSION, CacheFile
+from fastafm.data.convert import convert, read_weights_file
 from fastafm.cli import main
 from test_cache import SMALL, params_equal, random_rows, write_libfm
 
@@ -148,11 +149,11 @@ def test_streamed_holdout_keeps_the_weights_of_its_rows(tmp_path):
     w = rng.uniform(0.1, 3.0, size=600)
     cache = CacheFile(convert((X, y, w), tmp_path / "w.cache").path, block_rows=100)
     m = fastafm.AFMRegressor(**{**SMALL, "n_epochs": 1}, early_stopping=True, pretrain=None).fit(cache)
-    from fastafm.training.rows import CacheRows
+    from fastafm.training.cache_rows import CacheRows
+    from fastafm.training.session import split_generator
 
-    _, X_val, y_val, w_val = CacheRows(cache, lambda labels: labels).hold_out(
-        0.1, int(__import__("fastafm.models.estimators", fromlist=["_split_generator"])._split_generator(3).integers(
-            0, 2**63 - 1)))
+    _, held = CacheRows([cache], lambda labels: labels).hold_out(0.1, int(split_generator(3).integers(0, 2**63 - 1)))
+    X_val, y_val, w_val = held.X, held.y, held.w
     assert w_val is not None and w_val.shape[0] == X_val.shape[0] > 0
     pred = m.predict(X_val)
     assert m.history_[0]["eval_rmse"] == pytest.approx(

@@ -20,7 +20,8 @@ from typing import Any as _Any, List as _List
 from . import metrics
 from . import reference
 from ._core import __version__
-from .data.cache import CacheFile, convert
+from .data.cache import CacheFile
+from .data.convert import convert
 from .data.synthetic import from_fields, make_planted
 from .data.encoder import FieldEncoder
 from .models.estimators import AFMClassifier, AFMRegressor, FMClassifier, FMRegressor

@@ -6,7 +6,7 @@ lazy Adam steps.  It is written to be read and checked, not to be fast: rows are
 processed one at a time, with the pair computations of a row vectorised.  It
 is the test oracle for the C++ core and the baseline of the benchmarks.
 
-Only NumPy is imported.  Inputs ``X`` may be any CSR-like object exposing
+Only NumPy (and the package's parameter names and initialisation, fastafm.models.params) is imported.  Inputs ``X`` may be any CSR-like object exposing
 ``indptr``, ``indices``, ``data`` and ``shape`` (e.g.
 ``scipy.sparse.csr_matrix`` or ``csr_array``).  Every stored entry is its own
 non-zero: indices need not be sorted or unique within a row, and explicit
@@ -42,16 +42,9 @@ __all__ = [
     "adam_step",
 ]
 
-PARAM_NAMES = ("w0", "w", "V", "W", "b", "h", "p")
-
-#: Initial value of every Adagrad accumulator (the authors' ``initial_accumulator_value``).
-ADAGRAD_INITIAL_ACCUMULATOR = 1e-8
-
-#: Adam's decay rates and epsilon: Kingma & Ba's defaults (also PyTorch's and TensorFlow's LazyAdam's). They
-#: are constants, not hyperparameters: the learning rate is the setting that matters (docs/model.md).
-ADAM_BETA1 = 0.9
-ADAM_BETA2 = 0.999
-ADAM_EPS = 1e-8
+# The names, constants and initialisation live with the package's model definition; the oracle re-exports them.
+from .models.params import (ADAGRAD_INITIAL_ACCUMULATOR, ADAM_BETA1, ADAM_BETA2, ADAM_EPS,  # noqa: E402
+                            PARAM_NAMES, init_arrays)
 
 _LOSSES = ("squared", "logistic")
 
@@ -160,20 +153,8 @@ def init_params(n_features, embedding_dim, attention_dim, init_std=0.01, rng=Non
         ``w0 = 0``, ``w = 0``, ``V ~ N(0, init_std²)``, ``W, b ~ N(0, 2/(t+k))``,
         ``h ~ N(0, 1)``, ``p = 1``.
     """
-    n, k, t = int(n_features), int(embedding_dim), int(attention_dim)
-    if n < 0 or k < 1 or t < 1:
-        raise ValueError("need n_features >= 0, embedding_dim >= 1, attention_dim >= 1")
-    rng = np.random.default_rng(rng)
-    glorot = np.sqrt(2.0 / (t + k))
-    return Params(
-        w0=0.0,
-        w=np.zeros(n),
-        V=rng.normal(0.0, init_std, size=(n, k)),
-        W=rng.normal(0.0, glorot, size=(t, k)),
-        b=rng.normal(0.0, glorot, size=t),
-        h=rng.normal(0.0, 1.0, size=t),
-        p=np.ones(k),
-    )
+    arrays = init_arrays(n_features, embedding_dim, attention_dim, init_std, rng)
+    return Params(0.0, *(arrays[name] for name in PARAM_NAMES[1:]))
 
 
 def init_accumulators(params: Params) -> Params:

@@ -11,169 +11,18 @@ error, 3 bad input data or file, 4 model file problem. Errors print one line to 
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
-import textwrap
 import time
 from typing import Optional, Sequence
 
 import numpy as np
 
 from ..data.files import display as _display
-from ..models.hyperparams import BY_NAME, SIGNATURES, Float, Int, add_cli_arguments, cli_given, cli_values
-
-EXIT_OK = 0
-EXIT_FAILURE = 1
-EXIT_USAGE = 2
-EXIT_DATA = 3
-EXIT_MODEL = 4
-
-EXIT_CODES_HELP = """\
-exit codes:
-  0  success
-  1  any other failure, e.g. training diverged (lower --learning-rate)
-  2  usage error: unknown command or option, or an invalid option value
-  3  bad input data or file: a data file missing, unreadable or malformed (the message gives
-     path:line), labels unusable for the task, or an output file that cannot be written
-  4  model file problem: --model missing, unreadable or not a fastafm model, or the model
-     cannot be written
-Errors are one line on stderr, starting with "fastafm: error:".
-"""
-
-DATA_FORMAT_HELP = ('Data files are libFM / libSVM text, one row per line: "label id:value id:value ...", '
-                    "ids zero-based, # starts a comment; fastafm.load_libfm documents the full format.")
-
-
-class CliError(Exception):
-    """An error to report in one line with the given exit code."""
-
-    def __init__(self, message: str, code: int):
-        super().__init__(message)
-        self.code = code
-
-
-# ---------------------------------------------------------------------- parser
-def _wrap(*paragraphs: str) -> str:
-    return "\n\n".join(textwrap.fill(p, width=78) for p in paragraphs)
-
-
-#: --model-type -> the signature of its estimators (the first: the default)
-MODEL_TYPES = {"afm": SIGNATURES["afm"], "fm": SIGNATURES["fm"]}
-_TASK_METRICS = {"regression": ("rmse", "mae"), "classification": ("logloss", "auc")}
-
-
-def build_parser() -> argparse.ArgumentParser:
-    fmt = argparse.RawDescriptionHelpFormatter
-    parser = argparse.ArgumentParser(
-        prog="fastafm",
-        description=_wrap("Attentional Factorization Machines on the CPU: train, predict and evaluate on "
-                          "libFM/libSVM files, or run the demo. `fastafm COMMAND --help` documents each command."),
-        epilog=EXIT_CODES_HELP, formatter_class=fmt)
-    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    # demo: unchanged from the first release
-    demo = sub.add_parser("demo", help="train FM-like pooling and AFM on synthetic planted data and compare them",
-                          description=_wrap("Train FM-like uniform pooling and AFM on synthetic data with "
-                                            "planted field pairs; print both test RMSEs and the field pairs "
-                                            "with the largest attention."),
-                          epilog=EXIT_CODES_HELP, formatter_class=fmt)
-    demo.add_argument("--rows", type=int, default=30000, help="number of synthetic rows (default 30000)")
-    demo.add_argument("--epochs", type=int, default=20, help="training epochs (default 20)")
-    demo.add_argument("--threads", type=int, default=0, help="OpenMP threads, 0 = all cores (default 0)")
-    demo.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    demo.add_argument("--quiet", action="store_true", help="no per-epoch lines")
-
-    train = sub.add_parser(
-        "train", help="train a model on a libFM/libSVM file and save it",
-        description=_wrap("Train an AFM (or, with --model-type fm, an FM) model on TRAIN and write it to --model. "
-                          "Progress (one line per epoch with the training loss and the validation RMSE and MAE "
-                          "or log loss and AUC, on --valid or on the rows early stopping holds out) goes to "
-                          "standard output unless --quiet.", DATA_FORMAT_HELP),
-        epilog=EXIT_CODES_HELP, formatter_class=fmt)
-    train.add_argument("train", metavar="TRAIN", help="training data file (libFM/libSVM)")
-    train.add_argument("--valid", metavar="VALID", help="validation data file, evaluated after every epoch")
-    train.add_argument("--model", metavar="OUT", required=True, help="where to write the trained model (required)")
-    train.add_argument("--task", choices=("regression", "classification"), default="regression",
-                       help="regression: squared loss (AFMRegressor); classification: logistic loss "
-                            "(AFMClassifier), the file must hold exactly two labels, e.g. 0/1 or -1/1, the "
-                            "larger one being the positive class (default regression)")
-    train.add_argument("--model-type", choices=tuple(MODEL_TYPES), default="afm",
-                       help="afm: AFMRegressor / AFMClassifier; fm: FMRegressor / FMClassifier (default afm)")
-    hp = train.add_argument_group("hyperparameters (defaults are the library's, per model type)")
-    add_cli_arguments(hp, MODEL_TYPES)  # one option per entry of the hyperparameter table with a flag
-    class_weight = BY_NAME["class_weight"]  # the classifiers' only one (not in MODEL_TYPES' signatures)
-    hp.add_argument(class_weight.cli, dest="class_weight", type=class_weight.constraint.parse,
-                    default=argparse.SUPPRESS, metavar=class_weight.metavar,
-                    help=f"{class_weight.cli_help} (default none)")
-    train.add_argument("--weights", metavar="FILE",
-                       help="sample weights of TRAIN: a text file with one weight (a number >= 0) per line, line i "
-                            "for row i of TRAIN; each row's loss is multiplied by its weight. With --cache the "
-                            "weights are stored in the cache")
-    train.add_argument("--n-features", type=Int(1).parse, metavar="N",
-                       help="width of the model: feature ids must be < N (default: the largest id in TRAIN and "
-                            "VALID plus one). Set it when test files may hold larger ids")
-    train.add_argument("--cache", nargs="?", const="", metavar="CACHE",
-                       help="train out of core: stream TRAIN from a binary cache in shuffled blocks instead of "
-                            "loading it. TRAIN is first converted to CACHE (default TRAIN.cache), unless CACHE is "
-                            "a valid cache newer than TRAIN. A TRAIN that is itself a cache (written by `fastafm "
-                            "convert`) is always streamed, with or without this option")
-    train.add_argument("--block-mb", type=Float(0.0, low_open=True).parse, default=64.0, metavar="MB",
-                       help="size of a streamed block of a cache in MB of data, the unit of shuffling and of "
-                            "the reusable read buffer (default %(default)s)")
-    train.add_argument("--quiet", action="store_true", help="no progress: no per-epoch lines or summaries")
-
-    conv = sub.add_parser(
-        "convert", help="write a binary cache of a libFM/libSVM file for out-of-core training",
-        description=_wrap("Convert INPUT (libFM/libSVM text) to the binary row cache OUTPUT in one streaming "
-                          "pass with bounded memory (docs/cache.md). `fastafm train OUTPUT --model ...` then "
-                          "trains from it in shuffled blocks without loading it.", DATA_FORMAT_HELP),
-        epilog=EXIT_CODES_HELP, formatter_class=fmt)
-    conv.add_argument("input", metavar="INPUT", help="data file (libFM/libSVM)")
-    conv.add_argument("output", metavar="OUTPUT", help="the cache file to write")
-    conv.add_argument("--n-features", type=Int(1).parse, metavar="N",
-                      help="width of the data: feature ids must be < N (default: the largest id plus one)")
-    conv.add_argument("--weights", metavar="FILE",
-                      help="sample weights to store in the cache: a text file with one weight (a number >= 0) per "
-                           "line, line i for row i of INPUT")
-    conv.add_argument("--quiet", action="store_true", help="no summary line")
-
-    predict = sub.add_parser(
-        "predict", help="write one prediction per line for a libFM/libSVM file",
-        description=_wrap("Predict every row of DATA with a saved model: one number per line, the predicted "
-                          "value (regression) or the probability of the positive class (classification). The "
-                          "labels in DATA are ignored. A one-line summary goes to standard error unless --quiet.",
-                          DATA_FORMAT_HELP),
-        epilog=EXIT_CODES_HELP, formatter_class=fmt)
-    predict.add_argument("data", metavar="DATA", help="data file (libFM/libSVM); its labels are ignored")
-    predict.add_argument("--model", metavar="MODEL", required=True, help="a model written by `fastafm train`")
-    predict.add_argument("--out", metavar="FILE", help="write the predictions to FILE (default: standard output)")
-    predict.add_argument("--threads", type=Int(0).parse, default=None, metavar="N",
-                         help="OpenMP threads, 0 = all cores (default: the model's setting)")
-    predict.add_argument("--quiet", action="store_true", help="no summary on standard error")
-
-    ev = sub.add_parser(
-        "eval", help="print the model's metrics on a labelled libFM/libSVM file",
-        description=_wrap("Evaluate a saved model on DATA and print one 'name: value' line per metric (or "
-                          "one JSON object with --json). Regression: rows, rmse (predictions clipped to the "
-                          "training label range, as in the per-epoch eval lines and the AFM paper) and mae. "
-                          "Classification: rows, logloss, auc and accuracy; DATA's labels must be the two "
-                          "labels the model was trained on.", DATA_FORMAT_HELP),
-        epilog=EXIT_CODES_HELP, formatter_class=fmt)
-    ev.add_argument("data", metavar="DATA", help="labelled data file (libFM/libSVM)")
-    ev.add_argument("--model", metavar="MODEL", required=True, help="a model written by `fastafm train`")
-    ev.add_argument("--json", action="store_true", help="print the metrics as one JSON object")
-    ev.add_argument("--threads", type=Int(0).parse, default=None, metavar="N",
-                    help="OpenMP threads, 0 = all cores (default: the model's setting)")
-    return parser
-
-
-def _version() -> str:
-    from .. import __version__
-
-    return __version__
+from ..models.hyperparams import BY_NAME, SIGNATURES, cli_given, cli_values
+from .parser import (EXIT_DATA, EXIT_FAILURE, EXIT_MODEL, EXIT_OK, EXIT_USAGE, MODEL_TYPES, TASK_METRICS, CliError,
+                     build_parser)
 
 
 # ---------------------------------------------------------------------- helpers
@@ -280,7 +129,7 @@ def _cmd_demo(args) -> int:
 
 def _convert(source: str, dest: str, n_features: Optional[int], block_bytes: int = 64 << 20, stream=None,
              weights: Optional[str] = None):
-    from ..data.cache import _convert_stream, convert
+    from ..data.convert import convert, convert_stream
 
     _input_kind(source, "data file")
     if weights is not None:
@@ -289,7 +138,7 @@ def _convert(source: str, dest: str, n_features: Optional[int], block_bytes: int
     _refuse_same(dest, "cache", [source, weights], EXIT_DATA)
     try:
         if stream is not None:
-            return _convert_stream(stream[0], _display(source), dest, stream[1], n_features=n_features,
+            return convert_stream(stream[0], _display(source), dest, stream[1], n_features=n_features,
                                    block_bytes=block_bytes, weights=weights)
         return convert(source, dest, n_features=n_features, block_bytes=block_bytes, weights=weights)
     except MemoryError as exc:
@@ -435,7 +284,7 @@ def _train(args, model, stream) -> int:
 
 def _load_weights(path: str, n_rows: int, data: str):
     """The sample weights of the --weights file: one per line, as many as DATA has rows."""
-    from ..data.cache import read_weights_file
+    from ..data.convert import read_weights_file
 
     _input_kind(path, "weights file")
     try:
@@ -461,8 +310,8 @@ def _make_model(args):
         raise CliError(f"{flags} {'does' if len(other) == 1 else 'do'} not apply to --model-type "
                        f"{args.model_type}", EXIT_USAGE)
     metric = getattr(args, "early_stopping_metric", None)
-    if metric is not None and metric not in _TASK_METRICS[args.task]:
-        raise CliError(f"--early-stopping-metric must be {' or '.join(_TASK_METRICS[args.task])} for "
+    if metric is not None and metric not in TASK_METRICS[args.task]:
+        raise CliError(f"--early-stopping-metric must be {' or '.join(TASK_METRICS[args.task])} for "
                        f"{args.task}, got {metric!r}", EXIT_USAGE)
     name = {"afm": "AFM", "fm": "FM"}[args.model_type] + ("Classifier" if args.task == "classification"
                                                            else "Regressor")

@@ -10,14 +10,14 @@ pandas is an optional dependency: it is imported when the encoder is first fitte
 """
 from __future__ import annotations
 
-import numbers
-from collections.abc import Hashable
 from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
 
 from .._compat import BaseEstimator, import_optional
+from .columns import (bin_labels, bins_for, check_frame, check_params, detect_categorical, feature_name, fit_bins,
+                      fit_categories, fit_scaling, numeric_values)
 
 try:  # scikit-learn is optional; with it the encoder is a real transformer (set_output, tags, Pipeline)
     from sklearn.base import TransformerMixin
@@ -30,10 +30,6 @@ except ImportError:  # pragma: no cover - exercised only without scikit-learn
 
 __all__ = ["FieldEncoder"]
 
-UNKNOWN = "<unknown>"
-MISSING = "<missing>"
-_SCALINGS = (None, "standard", "minmax")
-_MISSING_CHOICES = ("zero", "indicator")
 
 
 def _pandas():
@@ -156,8 +152,8 @@ class FieldEncoder(TransformerMixin, BaseEstimator):
         y : ignored
         """
         pd = _pandas()
-        self._check_params()
-        df = self._check_frame(X, pd, fitting=True)
+        check_params(self)
+        df = check_frame(X, pd)
         forced_cat = _as_column_list(self.categorical, "categorical")
         forced_num = _as_column_list(self.numeric, "numeric")
         columns = list(df.columns)
@@ -189,25 +185,25 @@ class FieldEncoder(TransformerMixin, BaseEstimator):
             elif col in forced_num:
                 cat = False
             else:
-                cat = self._detect_categorical(series, name, pd)
-            n_bins = None if cat else self._bins_for(col)
+                cat = detect_categorical(series, name, pd)
+            n_bins = None if cat else bins_for(self.numeric_bins, col)
             is_cat[f] = cat or n_bins is not None
             bin_edges.append(None)
             if cat:
-                cats = self._fit_categories(series, name, pd)
+                cats = fit_categories(series, name, pd, self.min_frequency)
                 categories.append(cats)
                 feature_map.extend((name, "category", c) for c in cats)
                 feature_map.append((name, "unknown", None))
             elif n_bins is not None:
-                edges = self._fit_bins(self._numeric_values(series, name, pd), n_bins)
+                edges = fit_bins(numeric_values(series, name, pd), n_bins)
                 bin_edges[f] = edges
-                labels = self._bin_labels(edges)
+                labels = bin_labels(edges)
                 categories.append(labels)
                 feature_map.extend((name, "bin", label) for label in labels)
                 feature_map.append((name, "unknown", None))
             else:
-                values = self._numeric_values(series, name, pd)
-                center[f], scale[f] = self._fit_scaling(values)
+                values = numeric_values(series, name, pd)
+                center[f], scale[f] = fit_scaling(values, self.numeric_scaling)
                 categories.append(None)
                 feature_map.append((name, "numeric", None))
                 if self.numeric_missing == "indicator":
@@ -225,7 +221,7 @@ class FieldEncoder(TransformerMixin, BaseEstimator):
         self.field_offsets_ = np.asarray(offsets, dtype=np.int64)
         self.feature_map_ = feature_map
         self.fields_ = np.repeat(np.arange(n_fields, dtype=np.int64), np.diff(self.field_offsets_))
-        self.feature_names_ = np.asarray([self._feature_name(entry) for entry in feature_map], dtype=object)
+        self.feature_names_ = np.asarray([feature_name(entry) for entry in feature_map], dtype=object)
         self.n_features_out_ = len(feature_map)
         return self
 
@@ -241,7 +237,7 @@ class FieldEncoder(TransformerMixin, BaseEstimator):
         """
         self._check_fitted()
         pd = _pandas()
-        df = self._check_frame(X, pd, fitting=False)
+        df = check_frame(X, pd, self.feature_names_in_)
         n_rows = df.shape[0]
         n_fields = self.n_features_in_
         ids = np.empty((n_rows, n_fields), dtype=np.int64)
@@ -250,7 +246,7 @@ class FieldEncoder(TransformerMixin, BaseEstimator):
             series = df.iloc[:, f]
             start, stop = int(self.field_offsets_[f]), int(self.field_offsets_[f + 1])
             if self.bin_edges_[f] is not None:
-                x = self._numeric_values(series, str(self.field_names_[f]), pd)
+                x = numeric_values(series, str(self.field_names_[f]), pd)
                 codes = np.searchsorted(self.bin_edges_[f], x, side="right")
                 ids[:, f] = np.where(np.isnan(x), stop - 1, start + codes)
             elif self.categorical_[f]:
@@ -259,7 +255,7 @@ class FieldEncoder(TransformerMixin, BaseEstimator):
                 unknown = stop - 1
                 ids[:, f] = np.where(codes >= 0, start + codes, unknown)
             else:
-                x = self._numeric_values(series, str(self.field_names_[f]), pd)
+                x = numeric_values(series, str(self.field_names_[f]), pd)
                 missing = np.isnan(x)
                 scaled = (x - self.numeric_center_[f]) / self.numeric_scale_[f]
                 ids[:, f] = start
@@ -291,22 +287,6 @@ class FieldEncoder(TransformerMixin, BaseEstimator):
         return self.feature_map_[int(feature_id)]
 
     # ------------------------------------------------------------------ internals
-    def _check_params(self):
-        bins = self.numeric_bins
-        per_column = bins.values() if isinstance(bins, dict) else ([] if bins is None else [bins])
-        if not isinstance(bins, dict) and bins is not None and not isinstance(bins, numbers.Integral):
-            raise TypeError(f"numeric_bins must be None, an int or a dict {{column: int}}, got {bins!r}")
-        for n in per_column:
-            if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 2:
-                raise ValueError(f"numeric_bins must give at least 2 bins per column, got {n!r}")
-        if self.numeric_scaling not in _SCALINGS:
-            raise ValueError(f"numeric_scaling must be None, 'standard' or 'minmax', got {self.numeric_scaling!r}")
-        if self.numeric_missing not in _MISSING_CHOICES:
-            raise ValueError(f"numeric_missing must be 'zero' or 'indicator', got {self.numeric_missing!r}")
-        if (isinstance(self.min_frequency, bool) or not isinstance(self.min_frequency, numbers.Integral)
-                or self.min_frequency < 1):
-            raise ValueError(f"min_frequency must be an integer >= 1, got {self.min_frequency!r}")
-
     def _check_fitted(self):
         if not hasattr(self, "feature_map_"):
             try:
@@ -314,118 +294,3 @@ class FieldEncoder(TransformerMixin, BaseEstimator):
             except ImportError:  # pragma: no cover
                 NotFittedError = AttributeError  # noqa: N806
             raise NotFittedError(f"This {type(self).__name__} instance is not fitted yet; call fit first.")
-
-    def _check_frame(self, X, pd, fitting: bool):
-        if not isinstance(X, pd.DataFrame):
-            raise TypeError(f"FieldEncoder takes a pandas DataFrame, got {type(X).__name__}")
-        if isinstance(X.columns, pd.MultiIndex):
-            raise ValueError("X has MultiIndex columns; FieldEncoder takes one level of column names "
-                             "(flatten them first, e.g. X.columns = ['_'.join(map(str, c)) for c in X.columns])")
-        if X.columns.has_duplicates:
-            dup = list(X.columns[X.columns.duplicated()].unique())
-            raise ValueError(f"X has duplicate column names: {dup}")
-        if fitting:
-            if X.shape[1] == 0:
-                raise ValueError("X has no columns; at least one column is required")
-            if X.shape[0] == 0:
-                raise ValueError("X has 0 rows; at least one row is required to fit")
-            return X
-        columns = list(self.feature_names_in_)
-        absent = [c for c in columns if c not in X.columns]
-        if absent:
-            raise ValueError(f"X lacks the columns {absent} seen in fit")
-        return X.loc[:, columns]
-
-    @staticmethod
-    def _detect_categorical(series, name: str, pd) -> bool:
-        dtype = series.dtype
-        if (pd.api.types.is_bool_dtype(dtype) or isinstance(dtype, pd.CategoricalDtype)
-                or pd.api.types.is_object_dtype(dtype) or pd.api.types.is_string_dtype(dtype)):
-            return True
-        if pd.api.types.is_numeric_dtype(dtype) and not pd.api.types.is_complex_dtype(dtype):
-            return False
-        raise TypeError(f"column {name!r} has dtype {dtype}, which FieldEncoder cannot encode; convert it to "
-                        f"numbers or strings, or list it in categorical=")
-
-    def _bins_for(self, column):
-        if isinstance(self.numeric_bins, dict):
-            return self.numeric_bins.get(column)
-        return self.numeric_bins
-
-    @staticmethod
-    def _fit_bins(x: np.ndarray, n_bins: int) -> np.ndarray:
-        present = x[~np.isnan(x)]
-        if present.size == 0:
-            return np.empty(0)
-        inner = np.quantile(present, np.linspace(0.0, 1.0, n_bins + 1)[1:-1])
-        # A heavy mass at one value repeats edges; an edge at the minimum would leave its bin empty.
-        return np.unique(inner[inner > present.min()])
-
-    @staticmethod
-    def _bin_labels(edges: np.ndarray) -> np.ndarray:
-        bounds = ["-inf", *(f"{e:.6g}" for e in edges), "inf"]
-        labels = np.empty(len(bounds) - 1, dtype=object)
-        labels[:] = [f"[{lo}, {hi})" for lo, hi in zip(bounds[:-1], bounds[1:])]
-        return labels
-
-    def _fit_categories(self, series, name: str, pd) -> np.ndarray:
-        values = series.to_numpy(dtype=object, na_value=None)
-        unhashable = next((v for v in values if v is not None and not isinstance(v, Hashable)), None)
-        if unhashable is not None:
-            raise TypeError(f"categorical column {name!r} holds the unhashable value {unhashable!r} "
-                            f"({type(unhashable).__name__}); a field holds one category per row")
-        present = pd.Series(values[~pd.isna(values)], dtype=object)
-        counts = present.value_counts(sort=False)  # in order of first appearance
-        kept = [c for c, n in zip(counts.index, counts.to_numpy()) if n >= self.min_frequency]
-        try:
-            kept = sorted(kept)
-        except TypeError:
-            pass  # mixed types that do not compare: order of first appearance
-        out = np.empty(len(kept), dtype=object)
-        out[:] = kept
-        return out
-
-    @staticmethod
-    def _numeric_values(series, name: str, pd) -> np.ndarray:
-        dtype = series.dtype
-        types = pd.api.types
-        if types.is_bool_dtype(dtype) or (types.is_numeric_dtype(dtype) and not types.is_complex_dtype(dtype)):
-            x = series.to_numpy(dtype=np.float64, na_value=np.nan)
-        elif (isinstance(dtype, pd.CategoricalDtype) or types.is_object_dtype(dtype)
-              or types.is_string_dtype(dtype)):
-            # e.g. a column listed in numeric= that holds numbers as objects or strings, or a column that is
-            # all-missing at transform time
-            converted = pd.to_numeric(series.astype(object), errors="coerce")
-            bad = converted.isna().to_numpy() & ~series.isna().to_numpy()
-            if bad.any():
-                example = series[bad].iloc[0]
-                raise ValueError(f"numeric column {name!r} holds the non-numeric value {example!r}")
-            x = converted.to_numpy(dtype=np.float64, na_value=np.nan)
-        else:
-            raise TypeError(f"numeric column {name!r} has dtype {dtype}, not numbers")
-        if np.any(np.isinf(x)):
-            raise ValueError(f"numeric column {name!r} holds infinity")
-        return x
-
-    def _fit_scaling(self, x: np.ndarray) -> tuple[float, float]:
-        present = x[~np.isnan(x)]
-        if self.numeric_scaling is None or present.size == 0:
-            return 0.0, 1.0
-        if self.numeric_scaling == "standard":
-            center, spread = float(present.mean()), float(present.std())
-        else:
-            center, spread = float(present.min()), float(present.max() - present.min())
-        return center, (spread if spread > 0 and np.isfinite(spread) else 1.0)
-
-    @staticmethod
-    def _feature_name(entry) -> str:
-        field, kind, value = entry
-        if kind == "category":
-            return f"{field}={value}"
-        if kind == "unknown":
-            return f"{field}={UNKNOWN}"
-        if kind == "missing":
-            return f"{field}={MISSING}"
-        if kind == "bin":
-            return f"{field}={value}"
-        return field

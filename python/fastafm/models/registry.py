@@ -1,12 +1,13 @@
 """The estimator classes by name, with what each fixes about the model: the model files, the Dask driver
 and the CLI build estimators and model specs through here, never from each other's attributes.
 
-fastafm.estimators registers its four classes when it is imported (fastafm's __init__ imports it).
+fastafm.models.estimators registers its four classes when it is imported (fastafm's __init__ imports it).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ..objectives import objective
 from .hyperparams import SIGNATURES
 from ..training.state import ModelSpec, TrainingState
 
@@ -22,13 +23,18 @@ class Kind:
     fixed: dict = field(default_factory=dict)
 
     @property
+    def objective(self):
+        """The objective of the loss (fastafm.objectives): targets, metrics, prediction transform."""
+        return objective(self.loss)
+
+    @property
     def classifier(self) -> bool:
-        return self.loss == "logistic"
+        return self.objective.classifier
 
     @property
     def metrics(self) -> tuple:
         """The eval metrics (the eval_ keys of history_), the first the one early stopping watches by default."""
-        return ("logloss", "auc") if self.classifier else ("rmse", "mae")
+        return self.objective.metrics
 
     @property
     def signature(self):

@@ -1,7 +1,7 @@
 """Optimizers as named state slots, each slot an array per parameter with the parameter's shape.
 
     sgd      ()                  no state
-    adagrad  ("G",)              running sums of squared gradients, starting at reference.ADAGRAD_INITIAL_ACCUMULATOR
+    adagrad  ("G",)              running sums of squared gradients, starting at ADAGRAD_INITIAL_ACCUMULATOR (fastafm.models.params)
     adam     ("m", "v", "step")  first and second moments (starting at 0) of every parameter, and the step
                                  counts: slot "step" holds only w (one count per row of V and w, which are
                                  always updated together: lazy Adam's per-row counts) and w0 (the count of the
@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..reference import ADAGRAD_INITIAL_ACCUMULATOR, PARAM_NAMES
+from ..models.params import ADAGRAD_INITIAL_ACCUMULATOR, PARAM_NAMES
 
 
 @dataclass(frozen=True)

@@ -13,11 +13,10 @@ from typing import Any, Mapping, Optional
 
 import numpy as np
 
-from .. import reference
+from ..models.params import PARAM_NAMES, init_arrays
 from .optim import OPTIMIZERS, init_slots
 from ..data.validation import check_model_memory
 
-PARAM_NAMES = reference.PARAM_NAMES  # ("w0", "w", "V", "W", "b", "h", "p")
 
 
 @dataclass(frozen=True)
@@ -112,14 +111,13 @@ def as_generator(random_state) -> np.random.Generator:
 
 
 def init_state(spec: ModelSpec, optimizer: str, init_std: float, random_state) -> TrainingState:
-    """A fresh model: parameters from reference.init_params, fresh optimizer slots, then the dropout seed,
+    """A fresh model: parameters from fastafm.models.params.init_arrays, fresh optimizer slots, then the dropout seed,
     all drawn from the generator of `random_state` in that order (so a seed fixes the whole fit)."""
     if optimizer not in OPTIMIZERS:
         raise ValueError(f"optimizer must be one of {sorted(OPTIMIZERS)}, got {optimizer!r}")
     check_model_memory(spec.n_features, spec.embedding_dim, spec.attention_dim, len(OPTIMIZERS[optimizer].slots))
     rng = as_generator(random_state)
-    ref = reference.init_params(spec.n_features, spec.embedding_dim, spec.attention_dim, init_std=float(init_std),
-                                rng=rng)
-    params = {name: np.ascontiguousarray(np.atleast_1d(getattr(ref, name)), dtype=np.float32) for name in PARAM_NAMES}
+    arrays = init_arrays(spec.n_features, spec.embedding_dim, spec.attention_dim, init_std=float(init_std), rng=rng)
+    params = {name: np.ascontiguousarray(arrays[name], dtype=np.float32) for name in PARAM_NAMES}
     dropout_seed = int(rng.integers(0, 2**63 - 1))
     return TrainingState(spec, optimizer, params, init_slots(optimizer, params), rng, dropout_seed)

@@ -1,0 +1,37 @@
+"""What the parameters are, shared by the training state, the model files, the optimizers and the float64
+reference (fastafm.reference, the tests' oracle, imports them from here): their names, the optimizers'
+constants, and the initialisation of docs/model.md (the authors' code)."""
+from __future__ import annotations
+
+import numpy as np
+
+PARAM_NAMES = ("w0", "w", "V", "W", "b", "h", "p")
+
+#: Initial value of every Adagrad accumulator (the authors' ``initial_accumulator_value``).
+ADAGRAD_INITIAL_ACCUMULATOR = 1e-8
+
+#: Adam's decay rates and epsilon: Kingma & Ba's defaults (also PyTorch's and TensorFlow's LazyAdam's). They
+#: are constants, not hyperparameters: the learning rate is the setting that matters (docs/model.md).
+ADAM_BETA1 = 0.9
+ADAM_BETA2 = 0.999
+ADAM_EPS = 1e-8
+
+
+def init_arrays(n_features, embedding_dim, attention_dim, init_std=0.01, rng=None) -> dict:
+    """Initial float64 parameters by name: ``w0 = 0``, ``w = 0``, ``V ~ N(0, init_std²)``,
+    ``W, b ~ N(0, 2/(t+k))``, ``h ~ N(0, 1)``, ``p = 1``, drawn from `rng` (a Generator, a seed or None) in
+    that order."""
+    n, k, t = int(n_features), int(embedding_dim), int(attention_dim)
+    if n < 0 or k < 1 or t < 1:
+        raise ValueError("need n_features >= 0, embedding_dim >= 1, attention_dim >= 1")
+    rng = np.random.default_rng(rng)
+    glorot = np.sqrt(2.0 / (t + k))
+    return {
+        "w0": np.zeros(1),
+        "w": np.zeros(n),
+        "V": rng.normal(0.0, init_std, size=(n, k)),
+        "W": rng.normal(0.0, glorot, size=(t, k)),
+        "b": rng.normal(0.0, glorot, size=t),
+        "h": rng.normal(0.0, 1.0, size=t),
+        "p": np.ones(k),
+    }
