@@ -83,7 +83,7 @@ def _describe(exc: BaseException) -> str:
 
 
 def _input_kind(path: str, what: str, code: int = EXIT_DATA) -> str:
-    """'file' or 'pipe' for a data file (fastafm._files' policy), as a CliError when it cannot be read."""
+    """'file' or 'pipe' for a data file (fastafm.data.files' policy), as a CliError when it cannot be read."""
     from ..data.files import input_kind
 
     try:

@@ -21,7 +21,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from .. import _core
-from ..data.validation import as_csr, as_targets, check_class_labels, column_or_1d, csr_arrays
+from ..data.validation import as_csr, as_targets, check_class_labels, column_or_1d
 from ..objectives import objective
 from ..training.cache_rows import CacheRows
 from ..training.engine import CoreTrainer
@@ -309,8 +309,8 @@ def evaluate_part(key: str, delta: Optional[Delta], part, loss: str, attention: 
     if part is None:
         return []
 
-    def score(X):
-        return _core.predict(model.params, *csr_arrays(X), attention, int(n_threads)).astype(np.float64)
+    def score(indptr, indices, values):
+        return _core.predict(model.params, indptr, indices, values, attention, int(n_threads)).astype(np.float64)
 
     return part.partials(objective(loss), score, label_range)
 

@@ -18,7 +18,7 @@ import numpy as np
 import scipy.sparse as sp
 
 _INT32_MAX = int(np.iinfo(np.int32).max)
-# The range of n_threads in the hyperparameter table (fastafm._hyperparams, which imports this module, so the
+# The range of n_threads in the hyperparameter table (fastafm.models.hyperparams, which imports this module, so the
 # bound is repeated here; tests/test_hostile_inputs.py checks that the two agree).
 MAX_THREADS = 4096
 

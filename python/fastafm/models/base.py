@@ -99,7 +99,7 @@ class _Base(BaseEstimator):
     @property
     def learning_rate_(self) -> float:
         """The learning rate training uses: `learning_rate`, or for "auto" the optimizer's own default
-        (fastafm._hyperparams.AUTO_LEARNING_RATES; the FM of pretrain="fm" uses the FM's), divided by the
+        (fastafm.models.hyperparams.AUTO_LEARNING_RATES; the FM of pretrain="fm" uses the FM's), divided by the
         training rows' mean non-zeros / 10 where that is above 10 (AUTO_RATE_NNZ)."""
         state = self._fitted_state()
         return resolve_learning_rate(self.learning_rate, state.optimizer, _registry.kind(type(self)).family,
@@ -126,8 +126,11 @@ class _Base(BaseEstimator):
         return self._decision(self._fitted_state(), X)
 
     def _decision(self, state: TrainingState, X) -> np.ndarray:
-        X = self._predict_rows(X, state)
-        out = _core.predict(state.params, *csr_arrays(X), state.spec.attention, self._threads())
+        return self._scores(state, *csr_arrays(self._predict_rows(X, state)))
+
+    def _scores(self, state: TrainingState, indptr, indices, values) -> np.ndarray:
+        """The model's float64 outputs of checked CSR arrays (what the evaluation rows are scored with)."""
+        out = _core.predict(state.params, indptr, indices, values, state.spec.attention, self._threads())
         if not np.isfinite(out).all():  # finite model and input, but float32 overflowed: say so, never silently
             warnings.warn(f"{int(np.count_nonzero(~np.isfinite(out)))} of {out.shape[0]} outputs are NaN or infinite "
                           "(float32 overflow: feature values too large for this model?)", RuntimeWarning, stacklevel=2)
@@ -190,7 +193,7 @@ class _Base(BaseEstimator):
         return PairAttention(*self.attention_weights(X))
 
     def save(self, path) -> None:
-        """Write the fitted model to `path` (see fastafm.persistence for the format)."""
+        """Write the fitted model to `path` (see fastafm.models.persistence for the format)."""
         save_model(self, path)
 
     # ------------------------------------------------------------------ internals
@@ -201,7 +204,7 @@ class _Base(BaseEstimator):
         return tags
 
     def _validated(self, kind) -> dict:
-        """The hyperparameters, checked against the table (fastafm._hyperparams)."""
+        """The hyperparameters, checked against the table (fastafm.models.hyperparams)."""
         values = {name: getattr(self, name) for name in kind.signature.names}
         validate(values, kind.signature.names)
         return values

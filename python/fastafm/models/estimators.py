@@ -151,7 +151,7 @@ class AFMRegressor(_Regression, RegressorMixin, _AFM):
     learning_rate : float or "auto", default "auto"
         Step size; the batch loss is summed over rows (see docs/model.md). "auto": the optimizer's own
         default, measured on the tuning data (docs/accuracy.md): adagrad 0.1 (FM 0.05), sgd and adam as in
-        fastafm._hyperparams.AUTO_LEARNING_RATES; the value used is `learning_rate_` after fit.
+        fastafm.models.hyperparams.AUTO_LEARNING_RATES; the value used is `learning_rate_` after fit.
     optimizer : {"adagrad", "sgd", "adam"}, default "adagrad"
         Adam is lazy and sparse: a row of V and w is updated (and its moments decayed) only in the batches
         that touch it, bias-corrected by its own step count; beta1 0.9, beta2 0.999, eps 1e-8 (docs/model.md).

@@ -129,8 +129,11 @@ class _Fitting(_Base):
     def _train_new(self, state, settings, rows, evaluation, stopping, metric, prefix=""):
         """`n_epochs` epochs of the engine on `state` with evaluation, history and (stopping) early stopping;
         returns (best epoch, best score) of `metric` ((None, nan) without an evaluation)."""
+        if isinstance(evaluation, InMemoryEval):  # the scratch predict needs for its longest row, checked once
+            self._predict_rows(evaluation.X, state)
+
         def scores() -> dict:
-            return evaluate(self._objective, [evaluation], lambda X: self._decision(state, X), state.label_range)
+            return evaluate(self._objective, [evaluation], lambda *arrays: self._scores(state, *arrays), state.label_range)
 
         return session.run(LocalEpochs(state, rows, settings, self.verbose), int(self.n_epochs),
                            None if evaluation is None else scores, stopping, metric, self, prefix)

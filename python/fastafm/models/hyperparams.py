@@ -1,7 +1,7 @@
 """The one table of hyperparameters: default, constraint, help text and command-line flag of each.
 
 It drives the estimators' validation (`validate`), the `fastafm train` options (`add_cli_arguments`), the
-settings handed to the core (`core_settings`, for fastafm._engine.make_config, the same on Dask workers) and
+settings handed to the core (`core_settings`, for fastafm.training.engine.make_config, the same on Dask workers) and
 the README's hyperparameter table (`markdown_table`). Each estimator lists the names it takes in
 `SIGNATURES`, with its own defaults where they differ; its `__init__` is written out (scikit-learn reads the
 signature) and tests/test_hyperparams.py checks that every `__init__` agrees with this table.
@@ -505,5 +505,5 @@ def markdown_table() -> str:
     return "\n".join(lines)
 
 
-if __name__ == "__main__":  # python -m fastafm._hyperparams: print the README table
+if __name__ == "__main__":  # python -m fastafm.models.hyperparams: print the README table
     print(markdown_table())

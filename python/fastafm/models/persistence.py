@@ -15,7 +15,7 @@ Layout (format version 3):
                       without "sha256"; sha256["param.w"] etc. are digests of the arrays' raw little-endian bytes.
     param.<name>.npy        the parameters w0 (1,), w (n,), V (n, k), W (t, k), b (t,), h (t,), p (k,)
     slot.<slot>.<name>.npy  the optimizer's state, one array per slot and parameter it covers, of the
-                            parameter's shape (fastafm._optim: none for sgd; slot G for adagrad, all > 0; m, v
+                            parameter's shape (fastafm.training.optim: none for sgd; slot G for adagrad, all > 0; m, v
                             (>= 0) for every parameter and step (>= 0) for w and w0 for adam), so partial_fit
                             can continue after loading; "optimizer_slots" lists the slots
 
@@ -69,7 +69,7 @@ class ModelFileError(ValueError):
 
 def array_keys(version: int, optimizer: str = "sgd") -> tuple:
     """The array members of a file of `version` written for `optimizer` (versions 1-2: always accum): every
-    parameter, then each of the optimizer's slots for the parameters it covers (fastafm._optim)."""
+    parameter, then each of the optimizer's slots for the parameters it covers (fastafm.training.optim)."""
     if version < 3:
         return V2_ARRAY_KEYS
     spec = OPTIMIZERS[optimizer]

@@ -39,7 +39,7 @@ class BlockOrder:
             perm = rng.permutation(int(self.sizes[i]))
             if self.source.holdout is not None:  # the block's kept rows, shuffled
                 perm = np.flatnonzero(~self.source.held_mask(b))[perm]
-            self._last = (i, perm.astype(np.int64))
+            self._last = (i, perm.astype(np.int64, copy=False))
         return self._last[1]
 
 
@@ -79,13 +79,14 @@ class CacheRows:
         self._shape = self._largest_block()
         self.buffer_bytes = 8 * (self._shape[0] + 1) + 8 * self._shape[1] + 20 * self._shape[0]  # the block buffer
         self._buffers: dict | None = None
+        self._loaded: tuple | None = None  # (block index, its arrays in the buffer): Dask rounds share blocks
         self._counts: np.ndarray | None = None  # feature_counts, once computed
 
     def _name(self, i: int) -> str:
         return self._names[i]
 
     def __getstate__(self) -> dict:  # what Dask spills or moves: the files and layout, never the buffers
-        return {**self.__dict__, "_buffers": None}
+        return {**self.__dict__, "_buffers": None, "_loaded": None}
 
     def _largest_block(self) -> tuple:
         rows = nnz = 0
@@ -129,12 +130,18 @@ class CacheRows:
         return 0 if self._buffers is None else sum(a.nbytes for a in self._buffers.values())
 
     def read(self, b: int) -> tuple:
-        """(indptr, indices, values, labels) of block b, in the source's buffer."""
+        """(indptr, indices, values, labels) of block b, in the source's buffer (read unless it is there: a
+        Dask worker's consecutive rounds train parts of one block)."""
+        if self._loaded is not None and self._loaded[0] == b:
+            return self._loaded[1]
         f, start, stop, _, _ = self.blocks[b]
+        self._loaded = None
         try:
-            return self.caches[f].read_block(start, stop, self._allocate())
+            arrays = self.caches[f].read_block(start, stop, self._allocate())
         except OSError as exc:  # a file removed or unreadable after the fit started
             raise OSError(f"{self._name(f)}: {exc}") from exc
+        self._loaded = (b, arrays)
+        return arrays
 
     def block_weights(self, b: int, labels=None, out=None) -> np.ndarray | None:
         """The float32 weights of block b's rows: the file's weights times the class weights of their labels
@@ -183,7 +190,8 @@ class CacheRows:
                 w = self.block_weights(b, labels)
                 if w is not None:
                     mask &= w > 0
-                counts += feature_occurrences(indptr, indices, n_features, mask)
+                # every row counted: no mask (a masked count copies the block's indices)
+                counts += feature_occurrences(indptr, indices, n_features, None if mask.all() else mask)
             self._counts = counts.astype(np.float32)
         return self._counts
 

@@ -1,4 +1,4 @@
-"""Callbacks of the training engine (fastafm._engine.train): eval metrics, the history, early stopping."""
+"""Callbacks of the training engine (fastafm.training.engine.train): eval metrics, the history, early stopping."""
 from __future__ import annotations
 
 import numpy as np

@@ -1,14 +1,20 @@
 """Evaluation rows (an eval_set, or the rows held out for early stopping) and how they are scored.
 
 A part of the evaluation rows is held in memory (`InMemoryEval`) or streamed from cache files block by block
-at every evaluation (`CacheEval`: eval rows on disk never sit whole in memory). `partials(objective, score,
-label_range)` scores a part with `score(X) -> float64 outputs` and returns the objective's sums; the metrics are
-`objective.combine` of the partials of every part: one part in one process, one per worker under Dask.
+at every evaluation (`CacheEval`: eval rows on disk never sit whole in memory; blocks of at most
+EVAL_BLOCK_ROWS rows). `partials(objective, score, label_range)` scores a part with `score(indptr, indices,
+values) -> float64 outputs` (CSR arrays as the core takes them, never copied) and returns the objective's sums;
+the metrics are `objective.combine` of the partials of every part: one part in one process, one per worker
+under Dask.
 """
 from __future__ import annotations
 
 import numpy as np
-import scipy.sparse as sp
+
+from ..data.validation import csr_arrays
+
+#: Rows of one streamed evaluation block: the eval buffer stays small beside a training block.
+EVAL_BLOCK_ROWS = 65536
 
 
 class InMemoryEval:
@@ -16,6 +22,7 @@ class InMemoryEval:
 
     def __init__(self, X, y: np.ndarray, w: np.ndarray | None = None) -> None:
         self.X, self.y, self.w = X, y, w
+        self.arrays = csr_arrays(X)  # the core's dtypes, converted once
 
     @property
     def n_rows(self) -> int:
@@ -24,7 +31,7 @@ class InMemoryEval:
     def partials(self, objective, score, label_range) -> list:
         if self.n_rows == 0:
             return []
-        return [objective.partial(score(self.X), self.y, self.w, label_range)]
+        return [objective.partial(score(*self.arrays), self.y, self.w, label_range)]
 
 
 class CacheEval:
@@ -51,28 +58,31 @@ class CacheEval:
 
     def _allocate(self) -> dict:
         if self._buffers is None:
-            rows = max((min(int(c.block_rows), int(c.n_rows)) for c in self.caches), default=0)
+            rows = max((min(self._block_rows(c), int(c.n_rows)) for c in self.caches), default=0)
             nnz = 0
             for c in self.caches:
-                starts = np.arange(0, c.n_rows, int(c.block_rows), dtype=np.int64)
+                starts = np.arange(0, c.n_rows, self._block_rows(c), dtype=np.int64)
                 if starts.size:
                     nnz = max(nnz, int(np.max(np.diff(c.indptr_at(np.append(starts, c.n_rows))))))
             self._buffers = {"indptr": np.empty(rows + 1, np.int64), "indices": np.empty(nnz, np.int32),
                              "values": np.empty(nnz, np.float32), "labels": np.empty(rows, np.float32)}
         return self._buffers
 
+    @staticmethod
+    def _block_rows(cache) -> int:
+        return max(1, min(int(cache.block_rows), EVAL_BLOCK_ROWS))
+
     def partials(self, objective, score, label_range) -> list:
         out = []
         for i, cache in enumerate(self.caches):
-            for start in range(0, int(cache.n_rows), int(cache.block_rows)):
-                stop = min(start + int(cache.block_rows), int(cache.n_rows))
+            for start in range(0, int(cache.n_rows), self._block_rows(cache)):
+                stop = min(start + self._block_rows(cache), int(cache.n_rows))
                 try:
                     indptr, indices, values, labels = cache.read_block(start, stop, self._allocate())
                     w = cache.read_weights(start, stop) if cache.has_weights else None
                 except OSError as exc:  # a file removed or unreadable after the fit started
                     raise OSError(f"eval_set {self._name(i)}: {exc}") from exc
-                X = sp.csr_matrix((values, indices, indptr), shape=(stop - start, self.n_features))
-                out.append(objective.partial(score(X), self._encode(labels), w, label_range))
+                out.append(objective.partial(score(indptr, indices, values), self._encode(labels), w, label_range))
         return out
 
 

@@ -7,7 +7,7 @@
                                  always updated together: lazy Adam's per-row counts) and w0 (the count of the
                                  dense parameters w0, W, b, h, p)
 
-The same names are used by the training state (fastafm._state), the model files (format version 3 stores
+The same names are used by the training state (fastafm.training.state), the model files (format version 3 stores
 `slot.<slot>.<param>` members) and the core (`_core.optimizer_slots`, its OptimizerState struct).
 """
 from __future__ import annotations

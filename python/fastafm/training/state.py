@@ -2,7 +2,7 @@
 Dask driver share, instead of reading each other's attributes.
 
 A `TrainingState` is the model spec (shapes, loss, pooling), the parameters, the optimizer's named slots
-(fastafm._optim), the shuffling generator, the dropout seed, the epoch count and history, and the labels
+(fastafm.training.optim), the shuffling generator, the dropout seed, the epoch count and history, and the labels
 (classes or the label range). `snapshot` / `restore` copy parameters and slots *into* existing arrays, so the
 arrays the core's Trainer views stay the same objects for a whole fit.
 """
