@@ -6,6 +6,8 @@
 
 #include "bindings.hpp"
 
+namespace py = pybind11;
+
 PYBIND11_MODULE(_core, mod) {
     mod.doc() = "fastafm compiled core: AFM training, prediction and libFM parsing kernels";
     mod.attr("__version__") = FASTAFM_VERSION;
@@ -13,5 +15,10 @@ PYBIND11_MODULE(_core, mod) {
     afm::binding::bind_training(mod);  // before any function that takes a TrainConfig
     afm::binding::bind_predict(mod);
     afm::binding::bind_libfm(mod);
-    afm::binding::bind_testing(mod);
+    // Not part of the package's interface: fastafm never imports it (tests/test_stubs.py checks).
+    py::module_ testing = mod.def_submodule(
+        "_testing", "Hooks for tests, benchmarks and fuzzers only: a training epoch on a fresh trainer, one batch's\n"
+                    "gradients, dropout factors, the GEMM and optimizer kernels alone, and knobs that force a\n"
+                    "block layout or pair tile. The fastafm package never calls them.");
+    afm::binding::bind_testing(testing);
 }

@@ -23,7 +23,7 @@ void bind_platform(py::module_& mod) {
         [](int k, int t) { return afm::pairs_major_from(afm::pairs_major_kernels_for(k, t), k, t); }, "k"_a, "t"_a,
         "Rows of at least this many pairs run the pairs-major layout (0: every row, -1: none) for a model with\n"
         "embedding size k and attention size t, now (on kernel_isa(k, t, pairs)'s set; small k and t and long\n"
-        "rows, unless set_pair_layout forced a layout).");
+        "rows, unless _testing.set_pair_layout forced a layout).");
 
     mod.def("active_isa", &afm::active_isa, "The instruction set the kernels use now (avx512, avx2 or baseline).");
     mod.def(

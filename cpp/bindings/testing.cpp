@@ -31,35 +31,16 @@ void bind_testing(py::module_& mod) {
            const py::object& counts) {
             check_config(cfg);
             check_labels(y, cfg.loss);
-            Viewed model;  // held until the call returns
-            afm::ModelView m = model_view(params, "params", true, model);
-            afm::OptimizerState opt = optimizer_state(state, cfg.optimizer, m, model);
-            const float* n_i = feature_counts(counts, cfg, m.n_features, model);
-            model.check_no_aliasing();
-            std::unique_ptr<afm::Trainer> trainer;
-            {
-                py::gil_scoped_release nogil;
-                trainer = std::make_unique<afm::Trainer>(m, opt, cfg);
-                trainer->set_feature_counts(n_i);
-            }
-            return run_epoch(*trainer, m, model, indptr, indices, values, y, order, progress, progress_interval,
-                             weights);
+            // A fresh trainer, its dropout stream cfg's (seed, epoch), held until the call returns.
+            const std::unique_ptr<PyTrainer> self = make_trainer(params, state, cfg, counts);
+            return run_epoch(*self->trainer, self->m, self->viewed, indptr, indices, values, y, order, progress,
+                             progress_interval, weights);
         },
         "params"_a, "state"_a, "indptr"_a, "indices"_a, "values"_a, "y"_a, "order"_a, "config"_a,
         "progress"_a = py::none(), "progress_interval"_a = 0.1, "weights"_a = py::none(),
         "feature_counts"_a = py::none(),
-        "Train one epoch in place over the rows `order` (mini-batches of config.batch_size). `state` holds the\n"
-        "optimizer's slots, {slot: dict of arrays shaped like params}: {} for sgd, {'G': ...} for adagrad,\n"
-        "{'m': ..., 'v': ..., 'step': {'w': (n_features,), 'w0': (1,)}} for adam (docs/model.md).\n"
-        "Returns a dict with loss_sum (summed data loss), n_rows, n_batches, stopped and diverged (a batch's\n"
-        "loss was not finite: the epoch stopped before that batch's update). Every `progress_interval`\n"
-        "seconds, between batches, pending signals are handled (KeyboardInterrupt is raised after the batch in\n"
-        "progress) and `progress(rows_done)` is called; a falsy return (False, np.False_, 0, an empty container)\n"
-        "stops the epoch, None or a truthy one continues, and an exception it raises stops the epoch and is\n"
-        "raised here. Arrays that share memory with a written one (params, state) are refused. `weights`\n"
-        "(float32, one finite weight >= 0 per row of X, or None for all 1) multiplies each row's loss and\n"
-        "gradient. `feature_counts` (float32, n_features): each feature's n_i for config.frequency_l2 (required\n"
-        "when it is > 0).");
+        "One epoch on a fresh Trainer(params, state, config, feature_counts), with the dropout stream\n"
+        "(config.seed, config.epoch): Trainer.train_epoch's result, errors and progress calls.");
 
     mod.def(
         "set_pair_tile",
@@ -68,7 +49,7 @@ void bind_testing(py::module_& mod) {
             return afm::set_pair_tile(pairs);
         },
         "pairs"_a,
-        "Tests only: from now on blocks hold at most `pairs` pairs and longer rows are streamed through tiles of\n"
+        "From now on blocks hold at most `pairs` pairs and longer rows are streamed through tiles of\n"
         "`pairs` pairs (0: the defaults). Results change only by float rounding. Returns the previous setting.");
     mod.def(
         "set_pair_layout",
@@ -80,7 +61,7 @@ void bind_testing(py::module_& mod) {
             throw py::value_error("layout must be 'auto', 'rows' or 'pairs', not '" + layout + "'");
         },
         "layout"_a,
-        "Tests only: from now on blocks of pairs use the rows layout (E: pairs x k), the pairs-major one (E^T:\n"
+        "From now on blocks of pairs use the rows layout (E: pairs x k), the pairs-major one (E^T:\n"
         "k x pairs) where k, t <= 32, or ('auto') the one dispatch chooses per instruction set and shape.\n"
         "Results change only by float rounding. Returns the previous setting.");
     mod.def(

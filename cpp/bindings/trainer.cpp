@@ -100,7 +100,11 @@ void bind_training(py::module_& mod) {
     py::class_<PyTrainer>(mod, "Trainer",
                           "The core's trainer of one fit: it views `params` and the optimizer `state` (updated in\n"
                           "place) and keeps its work memory across train_epoch calls (an epoch, or one block of a\n"
-                          "streamed cache), growing it only for longer rows.")
+                          "streamed cache), growing it only for longer rows. `state` holds the optimizer's slots,\n"
+                          "{slot: dict of arrays shaped like params}: {} for sgd, {'G': ...} for adagrad, {'m': ...,\n"
+                          "'v': ..., 'step': {'w': (n_features,), 'w0': (1,)}} for adam (docs/model.md).\n"
+                          "`feature_counts` (float32, n_features): each feature's n_i for config.frequency_l2\n"
+                          "(required when it is > 0).")
         .def(py::init(&make_trainer), "params"_a, "state"_a, "config"_a, "feature_counts"_a = py::none())
         .def(
             "train_epoch",
@@ -120,8 +124,15 @@ void bind_training(py::module_& mod) {
             },
             "indptr"_a, "indices"_a, "values"_a, "y"_a, "order"_a, "seed"_a, "epoch"_a, "progress"_a = py::none(),
             "progress_interval"_a = 0.1, "weights"_a = py::none(),
-            "One epoch over the rows `order` of these CSR rows, with the dropout stream (seed, epoch); returns\n"
-            "what _core.train_epoch returns.");
+            "Train one epoch in place over the rows `order` of these CSR rows (mini-batches of\n"
+            "config.batch_size), with the dropout stream (seed, epoch). Returns a dict with loss_sum (summed data\n"
+            "loss), n_rows, n_batches, stopped and diverged (a batch's loss was not finite: the epoch stopped\n"
+            "before that batch's update). Every `progress_interval` seconds, between batches, pending signals are\n"
+            "handled (KeyboardInterrupt is raised after the batch in progress) and `progress(rows_done)` is called;\n"
+            "a falsy return (False, np.False_, 0, an empty container) stops the epoch, None or a truthy one\n"
+            "continues, and an exception it raises stops the epoch and is raised here. Arrays that share memory\n"
+            "with a written one (params, state) are refused. `weights` (float32, one finite weight >= 0 per row of\n"
+            "X, or None for all 1) multiplies each row's loss and gradient.");
 
     mod.def("scratch_bytes", &afm::block_scratch_bytes, "max_row_nnz"_a, "k"_a, "t"_a, "n_threads"_a,
             "attention"_a = true,
