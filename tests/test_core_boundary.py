@@ -249,7 +249,8 @@ def test_a_cpp_exception_from_the_hook_is_rethrown_after_the_parallel_region(tmp
     compiler = compiler_or_skip("progress hook check")
     exe = tmp_path / "check_progress_hook"
     sources = [ROOT / "tests" / "cpp" / "check_progress_hook.cpp", ROOT / "cpp" / "src" / "trainer.cpp",
-               ROOT / "cpp" / "src" / "isa" / "dispatch.cpp", ROOT / "cpp" / "src" / "isa" / "isa_baseline.cpp"]
+               ROOT / "cpp" / "src" / "optimizers.cpp", ROOT / "cpp" / "src" / "isa" / "dispatch.cpp",
+               ROOT / "cpp" / "src" / "isa" / "isa_baseline.cpp"]
     build = subprocess.run([compiler, "-O1", "-std=c++17", "-fopenmp", "-Wno-psabi", f"-I{ROOT / 'cpp' / 'include'}",
                             f"-I{ROOT / 'cpp' / 'src'}", *map(str, sources), "-o", str(exe)],
                            capture_output=True, text=True, timeout=600)

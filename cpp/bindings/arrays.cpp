@@ -23,13 +23,9 @@ void check_same_shapes(const afm::ModelView& a, const afm::ModelView& b) {
         throw py::value_error("optimizer state and model have different shapes");
 }
 
-const char* optimizer_name(afm::Optimizer kind) {
-    return kind == afm::Optimizer::adagrad ? "adagrad" : kind == afm::Optimizer::adam ? "adam" : "sgd";
-}
-
-// Adam's step counts: a dict of exactly w (n_features,) (one count per row of V and w) and w0 (1,) (the
-// dense parameters' count), float32, every count finite and >= 0.
-void adam_steps(const py::dict& d, const afm::ModelView& m, afm::OptimizerState& opt, Viewed& viewed) {
+// The step counts of an optimizer that counts steps (Adam): a dict of exactly w (n_features,) (one count per
+// row of V and w) and w0 (1,) (the dense parameters' count), float32, every count finite and >= 0.
+void step_counts(const py::dict& d, const afm::ModelView& m, afm::OptimizerState& opt, Viewed& viewed) {
     for (auto item : d) {
         const std::string key = py::str(item.first);
         if (key != "w" && key != "w0")
@@ -96,36 +92,49 @@ afm::ModelView model_view(const py::dict& d, const std::string& what, bool writa
     return m;
 }
 
+const afm::OptimizerSpec& known_optimizer(afm::Optimizer kind) {
+    if (static_cast<unsigned>(kind) >= static_cast<unsigned>(afm::kOptimizerCount))
+        throw py::value_error("unknown optimizer " + std::to_string(static_cast<int>(kind)));
+    return afm::optimizer_spec(kind);
+}
+
+std::vector<std::string> optimizer_slot_names(afm::Optimizer kind) {
+    const afm::OptimizerSpec& spec = known_optimizer(kind);
+    std::vector<std::string> names(spec.slots, spec.slots + spec.n_slots);
+    if (spec.has_step_counts()) names.emplace_back(afm::kStepSlot);
+    return names;
+}
+
 afm::OptimizerState optimizer_state(const py::dict& slots, afm::Optimizer kind, const afm::ModelView& m,
                                     Viewed& viewed) {
-    int count = 0;
-    const char* const* names = afm::optimizer_slots(kind, &count);
+    const afm::OptimizerSpec& spec = known_optimizer(kind);
+    const std::vector<std::string> names = optimizer_slot_names(kind);
     std::string want;
-    for (int i = 0; i < count; ++i) want += (i ? ", " : "") + std::string("'") + names[i] + "'";
+    for (size_t i = 0; i < names.size(); ++i) want += (i ? ", " : "") + std::string("'") + names[i] + "'";
     for (auto item : slots) {
         const std::string key = py::str(item.first);
         bool known = false;
-        for (int i = 0; i < count; ++i) known = known || key == names[i];
+        for (const std::string& name : names) known = known || key == name;
         if (!known)
-            throw py::value_error("optimizer state has a slot '" + key + "' that " +
-                                  std::string(optimizer_name(kind)) + " does not have (its slots: [" + want + "])");
+            throw py::value_error("optimizer state has a slot '" + key + "' that " + std::string(spec.name) +
+                                  " does not have (its slots: [" + want + "])");
     }
     afm::OptimizerState opt;
     opt.kind = kind;
-    for (int i = 0; i < count; ++i) {
-        if (!slots.contains(names[i]))
-            throw py::value_error(std::string("optimizer state is missing the slot '") + names[i] + "'");
-        py::object d = slots[names[i]];
+    for (size_t i = 0; i < names.size(); ++i) {
+        const std::string& name = names[i];
+        if (!slots.contains(name))
+            throw py::value_error("optimizer state is missing the slot '" + name + "'");
+        py::object d = slots[name.c_str()];
         if (!py::isinstance<py::dict>(d))
-            throw py::type_error(std::string("optimizer state slot '") + names[i] + "' must be a dict of arrays");
-        const std::string name = names[i];
-        if (name == "step") {
-            adam_steps(d.cast<py::dict>(), m, opt, viewed);
+            throw py::type_error("optimizer state slot '" + name + "' must be a dict of arrays");
+        if (name == afm::kStepSlot) {
+            step_counts(d.cast<py::dict>(), m, opt, viewed);
             continue;
         }
         afm::ModelView v = model_view(d.cast<py::dict>(), "state['" + name + "']", true, viewed);
         check_same_shapes(m, v);
-        (name == "G" ? opt.G : name == "m" ? opt.m : opt.v) = v;
+        opt.slot[i] = v;  // names lists the slots shaped like the model first, in the table's order
     }
     return opt;
 }
@@ -170,6 +179,7 @@ const int64_t* row_list(const py::array& rows, const char* name, int64_t n_rows,
 }
 
 void check_config(const afm::TrainConfig& c) {
+    known_optimizer(c.optimizer);  // a known optimizer (an enum made from any int, _core.Optimizer(7), is not)
     if (!(c.learning_rate > 0.0f) || !std::isfinite(c.learning_rate))
         throw py::value_error("learning_rate must be a positive finite number");
     if (!(c.dropout >= 0.0f && c.dropout < 1.0f)) throw py::value_error("dropout must be in [0, 1)");

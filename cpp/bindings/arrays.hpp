@@ -69,6 +69,13 @@ private:
 // Each array viewed is added to `viewed` (under the name what['key']), as written when `writable`.
 afm::ModelView model_view(const py::dict& d, const std::string& what, bool writable, Viewed& viewed);
 
+// The row of the optimizer table of `kind`; ValueError for a value of no optimizer.
+const afm::OptimizerSpec& known_optimizer(afm::Optimizer kind);
+
+// The names of the optimizer's state slots, in order: those shaped like the model, then "step" where it counts
+// steps ([] for sgd, ['G'] for adagrad, ['m', 'v', 'step'] for adam).
+std::vector<std::string> optimizer_slot_names(afm::Optimizer kind);
+
 // The optimizer state: a dict {slot name: dict of arrays with the model's shapes}, exactly the slots of
 // `kind` ({} for sgd, {"G": ...} for adagrad, {"m", "v", "step"} for adam, step with w and w0 only).
 // Every viewed array is added to `viewed` (written).

@@ -142,7 +142,10 @@ void bind_testing(py::module_& mod) {
             viewed.add(accum, "accum", true);
             viewed.add(grad, "grad", false);
             viewed.check_no_aliasing();
-            afm::kernels().adagrad(th, ac, g, n, lr);
+            float* const slot[] = {ac};
+            afm::UpdateStep s;
+            s.lr = lr;
+            afm::kernels().update_of(afm::Optimizer::adagrad)(th, slot, g, n, s);
         },
         "theta"_a.noconvert(), "accum"_a.noconvert(), "grad"_a, "learning_rate"_a,
         "In place: accum += grad**2; theta -= learning_rate * grad / sqrt(accum).");
@@ -157,7 +160,9 @@ void bind_testing(py::module_& mod) {
             viewed.add(theta, "theta", true);
             viewed.add(grad, "grad", false);
             viewed.check_no_aliasing();
-            afm::kernels().sgd(th, g, n, lr);
+            afm::UpdateStep s;
+            s.lr = lr;
+            afm::kernels().update_of(afm::Optimizer::sgd)(th, nullptr, g, n, s);
         },
         "theta"_a.noconvert(), "grad"_a, "learning_rate"_a, "In place: theta -= learning_rate * grad.");
 
@@ -171,7 +176,11 @@ void bind_testing(py::module_& mod) {
             float* mm = checked<float>(m, "m", {n}, true);
             float* vv = checked<float>(v, "v", {n}, true);
             const float* g = checked<float>(grad, "grad", {n});
-            afm::kernels().adam(th, mm, vv, g, n, afm::adam_coefficients(beta1, beta2, eps, lr, step));
+            float* const slot[] = {mm, vv};
+            afm::UpdateStep s;
+            s.lr = lr;
+            s.adam = afm::adam_coefficients(beta1, beta2, eps, lr, step);
+            afm::kernels().update_of(afm::Optimizer::adam)(th, slot, g, n, s);
         },
         "theta"_a.noconvert(), "m"_a.noconvert(), "v"_a.noconvert(), "grad"_a, "learning_rate"_a, "step"_a,
         "beta1"_a, "beta2"_a, "eps"_a,

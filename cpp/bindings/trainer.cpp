@@ -73,10 +73,11 @@ py::dict run_epoch(afm::Trainer& trainer, const afm::ModelView& m, const Viewed&
 
 void bind_training(py::module_& mod) {
     py::enum_<afm::Loss>(mod, "Loss").value("squared", afm::Loss::squared).value("logistic", afm::Loss::logistic);
-    py::enum_<afm::Optimizer>(mod, "Optimizer")
-        .value("adagrad", afm::Optimizer::adagrad)
-        .value("sgd", afm::Optimizer::sgd)
-        .value("adam", afm::Optimizer::adam);
+    py::enum_<afm::Optimizer> optimizer(mod, "Optimizer");
+    for (int i = 0; i < afm::kOptimizerCount; ++i) {  // the optimizer table's rows, in order
+        const afm::OptimizerSpec& spec = afm::optimizer_spec(static_cast<afm::Optimizer>(i));
+        optimizer.value(spec.name, spec.kind);
+    }
 
     py::class_<afm::TrainConfig>(mod, "TrainConfig", "Settings of a training call (see docs/model.md).")
         .def(py::init<>())
@@ -141,12 +142,7 @@ void bind_training(py::module_& mod) {
             "O(tile (k + t) + max_row_nnz k) per thread; rows of more pairs than a block are streamed.");
     mod.def(
         "optimizer_slots",
-        [](afm::Optimizer kind) {
-            int count = 0;
-            const char* const* names = afm::optimizer_slots(kind, &count);
-            std::vector<std::string> out(names, names + count);
-            return out;
-        },
+        [](afm::Optimizer kind) { return optimizer_slot_names(kind); },
         "optimizer"_a,
         "The names of the optimizer's state slots, in order ([] for sgd, ['G'] for adagrad, ['m', 'v', 'step']\n"
         "for adam).");
