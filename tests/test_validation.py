@@ -415,6 +415,17 @@ def test_core_rejects_bad_training_rows():
             core_epoch(params, accum, *args, np.array([0], np.int64), cfg)
 
 
+def test_core_rejects_an_optimizer_value_of_no_optimizer():
+    """_core.Optimizer(n) accepts any int; the core's optimizer table has a row only for its members."""
+    assert [int(v) for v in _core.Optimizer.__members__.values()] == [0, 1, 2]
+    cfg = _core.TrainConfig()
+    cfg.optimizer = _core.Optimizer(3)
+    with pytest.raises(ValueError, match="unknown optimizer 3"):
+        _core.Trainer(_params(), {}, cfg)
+    with pytest.raises(ValueError, match="unknown optimizer 3"):
+        _core.optimizer_slots(_core.Optimizer(3))
+
+
 def test_core_rejects_bad_pair_indptr():
     args = (_params(), np.array([0, 3, 3], np.int64), np.array([0, 1, 2], np.int32), np.ones(3, np.float32))
     with pytest.raises(ValueError, match="pair counts at row 0"):
