@@ -43,7 +43,7 @@ def measure(name: str, k: int, batch: int, rows: int, repeats: int = 3) -> dict:
     train = predict = float("inf")
     for _ in range(repeats):
         start = time.process_time()
-        _core.train_epoch(state.params, state.slots, *arrays, y, order, cfg)
+        _core.Trainer(state.params, state.slots, cfg).train_epoch(*arrays, y, order, cfg.seed, cfg.epoch)
         train = min(train, time.process_time() - start)
         start = time.process_time()
         _core.predict(state.params, *arrays, True, 1)

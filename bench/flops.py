@@ -132,7 +132,7 @@ def epoch_flops_predict(row_nnz, k: int, t: int, attention: bool = True, gemm_on
 
 
 def gradient_flops(row_nnz, k: int, t: int, attention: bool = True) -> float:
-    """FLOPs of one batch gradient (forward + backward of every row, no update): `_core.batch_gradients`."""
+    """FLOPs of one batch gradient (forward + backward of every row, no update): `_testing.batch_gradients`."""
     return float(row_flops_train(np.asarray(row_nnz, dtype=np.int64), k, t, attention).sum())
 
 

@@ -4,7 +4,7 @@ Issue 3: "peak RSS during training at most the data + parameters + optimizer sta
 per-batch intermediate of size batch x P x k beyond a thread's own block". This script builds the data and
 an initialised model (AFMRegressor(n_epochs=0).fit), then measures three phases:
 
-  core   one epoch as _core.train_epoch on arrays already in the core's dtypes (the kernel's own memory)
+  core   one epoch of a fresh _core.Trainer on arrays already in the core's dtypes (the kernel's own memory)
   epoch  one training epoch, model.partial_fit(X, y): growth of the resident set over what was already there
          (data, parameters and accumulators are resident before it starts)
   fit    a fresh AFMRegressor(n_epochs=1).fit(X, y) from scratch (initialisation included: it draws the
@@ -163,7 +163,8 @@ def main(argv=None) -> int:
     rss_ready = rss_bytes()
 
     def core_epoch():
-        fastafm._core.train_epoch(state.params, state.slots, *arrays, y, order, cfg)
+        trainer = fastafm._core.Trainer(state.params, state.slots, cfg)
+        trainer.train_epoch(*arrays, y, order, cfg.seed, cfg.epoch)
 
     def estimator_epoch():
         model.partial_fit(X, y)
@@ -212,10 +213,10 @@ def main(argv=None) -> int:
           + ", ".join(f"{k} {v / MB:.2f}" for k, v in exp["work_breakdown"].items()))
     print(f"  batch x P x k (forbidden){mb(exp['forbidden_batch_PxK']):>12}")
     print(f"RSS after imports {mb(rss_imports)}, with data + model {mb(rss_ready)}")
-    for name, ph in (("_core.train_epoch", core), ("epoch (partial_fit)", epoch), ("fit (init + 1 epoch)", fit)):
+    for name, ph in (("_core.Trainer epoch", core), ("epoch (partial_fit)", epoch), ("fit (init + 1 epoch)", fit)):
         print(f"{name:22s} peak {mb(ph['peak'])}, growth over RSS before {mb(ph['growth'])}, "
               f"{ph['seconds']:.2f} s" + ("" if ph["peak_reset"] else "  [VmHWM reset not possible]"))
-    for name, ph in (("_core.train_epoch", core), ("partial_fit epoch", epoch)):
+    for name, ph in (("_core.Trainer epoch", core), ("partial_fit epoch", epoch)):
         if "over_held" in ph:
             print(f"{name} peak - (RSS after imports + held) = {mb(ph['over_held'])} "
                   f"(work memory expected {mb(exp['work_expected'])})")

@@ -224,7 +224,7 @@ def memory_section(mem: dict) -> str:
            f"{mb(exp.get('adagrad_state'))} = {mb(mem.get('held_bytes'))}; expected work memory "
            f"{mb(exp.get('work_expected'))}; batch x P x k would be {mb(exp.get('forbidden_batch_PxK'))}", "",
            "| phase | RSS before | peak | growth | peak - (RSS after imports + held) |", "|---|---:|---:|---:|---:|"]
-    for key, label in (("core_epoch", "_core.train_epoch"), ("epoch", "partial_fit (1 epoch)"),
+    for key, label in (("core_epoch", "_core.Trainer epoch"), ("epoch", "partial_fit (1 epoch)"),
                        ("fit", "fit (init + 1 epoch)")):
         ph = mem.get(key)
         if ph:

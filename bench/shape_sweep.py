@@ -5,9 +5,9 @@ rows, with every instruction set this CPU has; PyTorch's AFM (bench/torch_afm.py
 40, 64} on the Frappe-shaped rows; and a contention case: 1 and 2 threads while a busy-loop process of this
 script's own keeps one core busy (it is ended by the script, by its pid).
 
-Timing: each measurement is one _core.train_epoch (or _core.predict) call on a fresh copy of one initial
-model, sized to take about --seconds; rounds are interleaved (every shape and ISA once per round) so that
-load from other jobs hits all of them alike; the best round is reported and the spread (worst / best).
+Timing: each measurement is one epoch of a fresh _core.Trainer (or one _core.predict call) on a fresh copy of
+one initial model, sized to take about --seconds; rounds are interleaved (every shape and ISA once per round) so
+that load from other jobs hits all of them alike; the best round is reported and the spread (worst / best).
 
     python bench/shape_sweep.py                         # full sweep, 2 threads, prints the tables
     python bench/shape_sweep.py --write                 # ... and writes bench/RESULTS.md's section + PNG
@@ -112,7 +112,7 @@ def time_train(case: Case, k, t, rows, threads, batch) -> float:
     cfg = harness.train_config(k, batch, threads)
     order = harness.epoch_order(rows)
     start = CLOCK()
-    _core.train_epoch(params, {"G": accum}, *case.arrays, case.y, order, cfg)  # adagrad's one slot
+    _core.Trainer(params, {"G": accum}, cfg).train_epoch(*case.arrays, case.y, order, cfg.seed, cfg.epoch)  # slot G
     return CLOCK() - start
 
 

@@ -2,8 +2,8 @@
 
 pairwise           _core.predict(attention=False): pair products and uniform pooling (no attention network)
 attention_forward  _core.predict(attention=True): the forward pass with the attention GEMM, ReLU, h-dot, softmax
-attention_backward _core.batch_gradients: forward + backward of one mini-batch (no update)
-adagrad            _core.adagrad_update_ against the same update in NumPy (float32), per element
+attention_backward _core._testing.batch_gradients: forward + backward of one mini-batch (no update)
+adagrad            _core._testing.adagrad_update_ against the same update in NumPy (float32), per element
 
 The reference runs on a few rows only (it loops over rows in Python); rows/s make the two comparable.
 """
@@ -78,7 +78,7 @@ def test_backward_core(benchmark, settings, peak, case):
     cfg = harness.train_config(k, batch, settings.threads)
     harness.record(benchmark, peak, impl="fastafm", shape=shape_key(name, k, k, batch), items=len(rows),
                    flops=flops.gradient_flops(ds.row_nnz[rows], k, k), threads=settings.threads)
-    out = benchmark(_core.batch_gradients, params, *ds.arrays(), ds.y, rows, cfg, True)
+    out = benchmark(_core._testing.batch_gradients, params, *ds.arrays(), ds.y, rows, cfg, True)
     harness.finish(benchmark)
     assert np.isfinite(out["objective"])
 
@@ -91,7 +91,7 @@ def test_backward_reference(benchmark, settings, peak, case):
     benchmark.group = "attention_backward"
     ds, params = _setup(settings, name, k, settings.ref_rows(name, k))
     ref = harness.reference_params(params)
-    mask = _core.dropout_mask(0, 0, np.arange(ds.n_rows, dtype=np.int64), k, 0.2)
+    mask = _core._testing.dropout_mask(0, 0, np.arange(ds.n_rows, dtype=np.int64), k, 0.2)
     harness.record(benchmark, peak, impl="reference", shape=shape_key(name, k, k, batch), items=ds.n_rows,
                    flops=flops.gradient_flops(ds.row_nnz, k, k), threads=settings.threads)
     with harness.blas_limits(settings.threads):
@@ -130,7 +130,7 @@ def test_adagrad(benchmark, settings, peak, size, impl):
     n = theta.size
     harness.record(benchmark, peak, impl=impl, shape=f"adagrad {size}", items=n, unit="elements",
                    flops=n * flops.ADAGRAD_FLOPS_PER_ELEMENT, nbytes=n * flops.ADAGRAD_BYTES_PER_ELEMENT, threads=1)
-    fn = _core.adagrad_update_ if impl == "fastafm" else _numpy_adagrad
+    fn = _core._testing.adagrad_update_ if impl == "fastafm" else _numpy_adagrad
     # The update is in place; the accumulators only grow, which does not change the work per call.
     benchmark(fn, theta, accum, grad, 0.05)
     harness.finish(benchmark)

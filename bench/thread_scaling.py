@@ -3,7 +3,7 @@
 Frappe-shaped data (200,000 rows by default), k = t = 64, batch 256: the issue's scaling target is 2 threads
 at least 1.8x one thread. Each round fits a fresh model with every thread count in turn (interleaved, so
 background load hits all counts alike) for --epochs epochs; an epoch's time is AFMRegressor.history_'s
-"seconds" (the _core.train_epoch call). The best epoch per thread count is reported (the median too).
+"seconds" (the core's epoch). The best epoch per thread count is reported (the median too).
 
     python bench/thread_scaling.py                                   # all defaults, on the machine's cores
     python bench/thread_scaling.py --rows 20000 --threads 1,2 --rounds 1 --epochs 1   # a quick check

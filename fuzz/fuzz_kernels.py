@@ -1,6 +1,6 @@
 """Differential fuzzer of the block kernels, the streamed long-row path (tiles and their tails) included.
 
-Each input decodes to an instruction set, k, t, a pair tile (the core's test knob `_core.set_pair_tile`, which
+Each input decodes to an instruction set, k, t, a pair tile (the core's test knob `_testing.set_pair_tile`, which
 makes rows of a few pairs long; 0: the defaults), rows of 0 to 29 non-zeros with repeated ids and values of
 both signs, a loss, dropout and a model seed. The core's predictions, attention weights and batch gradients
 must equal the float64 reference (`fastafm.reference`) within float32 tolerance, every weight row must sum to 1,
@@ -82,20 +82,20 @@ def test_one_input(data: bytes) -> None:
     cfg = _core.TrainConfig()
     cfg.loss, cfg.attention, cfg.dropout, cfg.seed, cfg.epoch = getattr(_core.Loss, loss), attention, rho, seed, 1
     cfg.attention_l2, cfg.l2, cfg.n_threads = 0.3, 0.1, 1 + (flags >> 3) % 2
-    mask = _core.dropout_mask(seed, 1, rows, k, rho).astype(np.float64) if rho else None
+    mask = _core._testing.dropout_mask(seed, 1, rows, k, rho).astype(np.float64) if rho else None
     arrays = (X.indptr.astype(np.int64), X.indices, X.data)
     counts = np.diff(X.indptr) * (np.diff(X.indptr) - 1) // 2
     pair_indptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
 
     before_isa = _core.active_isa()
-    before_tile = _core.set_pair_tile(tile)
+    before_tile = _core._testing.set_pair_tile(tile)
     try:
         _core.select_isa(isa)
         got_y = _core.predict(core, *arrays, attention, cfg.n_threads)
         got_a = _core.pair_attention(core, *arrays, pair_indptr, attention, cfg.n_threads)
-        got = _core.batch_gradients(core, *arrays, y.astype(np.float32), rows, cfg, use_dropout=rho > 0)
+        got = _core._testing.batch_gradients(core, *arrays, y.astype(np.float32), rows, cfg, use_dropout=rho > 0)
     finally:
-        _core.set_pair_tile(before_tile)
+        _core._testing.set_pair_tile(before_tile)
         _core.select_isa(before_isa)
 
     _close(got_y, reference.forward(params, X, attention=attention), "y")

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from fastafm import _core
+from fastafm._core import _testing
 
 
 @pytest.fixture
@@ -28,9 +29,9 @@ def isa(request):
 @pytest.fixture(params=["rows", "pairs"])
 def pair_layout(request):
     # Each layout of the block kernels (rows: E is pairs x k; pairs: E^T is k x pairs), forced for the test.
-    before = _core.set_pair_layout(request.param)
+    before = _testing.set_pair_layout(request.param)
     yield request.param
-    _core.set_pair_layout(before)
+    _testing.set_pair_layout(before)
 
 
 @pytest.fixture(scope="module")

@@ -14,6 +14,7 @@ import scipy.sparse as sp
 
 import fastafm
 from fastafm import _core, reference
+from fastafm._core import _testing
 
 
 def random_csr(rng, row_nnz, n_features, value_scale=1.0, repeat_ids=True):
@@ -70,26 +71,33 @@ def core_config(loss="squared", attention=True, attention_l2=0.0, l2=0.0, dropou
     return cfg
 
 
+def core_epoch(params, slots, indptr, indices, values, y, order, config, *, feature_counts=None, **kw):
+    """One epoch on a fresh core Trainer (as a fit's first epoch runs), its dropout stream config's (seed,
+    epoch); keywords as Trainer.train_epoch's (progress, progress_interval, weights). Returns its result."""
+    trainer = _core.Trainer(params, slots, config, feature_counts=feature_counts)
+    return trainer.train_epoch(indptr, indices, values, y, order, config.seed, config.epoch, **kw)
+
+
 @contextlib.contextmanager
 def forced_pair_tile(pairs: int):
     """Blocks of at most `pairs` pairs, longer rows streamed through tiles of `pairs` (the core's test knob),
     restored afterwards: small rows then take the long-row path."""
-    before = _core.set_pair_tile(pairs)
+    before = _testing.set_pair_tile(pairs)
     try:
         yield
     finally:
-        _core.set_pair_tile(before)
+        _testing.set_pair_tile(before)
 
 
 @contextlib.contextmanager
 def forced_pair_layout(layout: str):
     """Blocks of pairs in the rows layout ("rows"), the pairs-major one ("pairs", where k, t <= 32) or the one
     dispatch chooses ("auto") (the core's test knob), restored afterwards."""
-    before = _core.set_pair_layout(layout)
+    before = _testing.set_pair_layout(layout)
     try:
         yield
     finally:
-        _core.set_pair_layout(before)
+        _testing.set_pair_layout(before)
 
 
 def assert_close(actual, expected, name, rtol=2e-4, scale=None):
@@ -164,7 +172,7 @@ def small_model(cls=fastafm.AFMRegressor, **kw):
 
 
 def core_slots(optimizer: str, accum: dict) -> dict:
-    """The optimizer state argument of _core.train_epoch: {"G": accum} for adagrad, {} for sgd."""
+    """The optimizer state argument of _core.Trainer: {"G": accum} for adagrad, {} for sgd."""
     return {"G": accum} if optimizer == "adagrad" else {}
 
 

@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from support import assert_close, core_config, random_csr, random_params, small_model, to_core
+from support import assert_close, core_config, core_epoch, random_csr, random_params, small_model, to_core
 
 import fastafm
 from fastafm import _core, reference
+from fastafm._core import _testing
 from fastafm.training.optim import init_slots
 from fastafm.data.validation import csr_arrays
 from fastafm.data.convert import convert
@@ -66,7 +67,7 @@ def test_reference_step_is_the_hand_written_lazy_step(rng):
 
 @pytest.mark.parametrize("n", [1, 7, 8, 15, 16, 17, 33, 64, 100])
 def test_adam_kernel_matches_float64_per_element(rng, isa, n):
-    """_core.adam_update_ (this ISA's kernel) over three steps from fresh moments, element by element, for
+    """_testing.adam_update_ (this ISA's kernel) over three steps from fresh moments, element by element, for
     sizes that fill whole vectors and sizes that leave tails."""
     theta = rng.normal(size=n).astype(np.float32)
     m = np.zeros(n, np.float32)
@@ -76,7 +77,7 @@ def test_adam_kernel_matches_float64_per_element(rng, isa, n):
         g[0] = 0.0  # a zero gradient at step 1: 0 / (0 + eps), no NaN
         # Each step from the kernel's own state (an earlier step's rounding is not this step's error).
         want_theta, want_m, want_v = theta.astype(np.float64), m.astype(np.float64), v.astype(np.float64)
-        _core.adam_update_(theta, m, v, g, 0.01, step, B1, B2, EPS)
+        _testing.adam_update_(theta, m, v, g, 0.01, step, B1, B2, EPS)
         terms = B1 * np.abs(want_m) + (1 - B1) * np.abs(g)  # m's two terms may cancel: their size is the scale
         want_m = B1 * want_m + (1 - B1) * g
         want_v = B2 * want_v + (1 - B2) * g.astype(np.float64) ** 2
@@ -86,9 +87,9 @@ def test_adam_kernel_matches_float64_per_element(rng, isa, n):
         # Steps are ~lr per coordinate: compare the parameter to a few float32 ulps of its size.
         np.testing.assert_allclose(theta, want_theta, rtol=1e-5, atol=1e-6)
     with pytest.raises(TypeError):
-        _core.adam_update_(theta.astype(np.float64), m, v, g, 0.01, 1, B1, B2, EPS)  # a copy would lose the update
+        _testing.adam_update_(theta.astype(np.float64), m, v, g, 0.01, 1, B1, B2, EPS)  # a copy would lose the update
     with pytest.raises(ValueError, match="step must be"):
-        _core.adam_update_(theta, m, v, g, 0.01, 0, B1, B2, EPS)
+        _testing.adam_update_(theta, m, v, g, 0.01, 0, B1, B2, EPS)
 
 
 # ------------------------------------------------------------------------------ core against reference
@@ -125,9 +126,9 @@ def test_core_steps_match_the_reference(rng, isa, k, t, n_threads):
         before_slots = {s: {nm: a.copy() for nm, a in d.items()} for s, d in slots.items()}
         # The gradient of the same chunks (thread count) the step used: Adam divides by sqrt(v), so where
         # the moments are ~0 a float32 rounding residue of another summation order would show as a step.
-        cg = _core.batch_gradients(before, *csr_arrays(X), y, order,
-                                   core_config(l2=0.05, attention_l2=0.1, n_threads=n_threads))
-        res = _core.train_epoch(core, slots, *csr_arrays(X), y, order, cfg)
+        cg = _testing.batch_gradients(before, *csr_arrays(X), y, order,
+                                      core_config(l2=0.05, attention_l2=0.1, n_threads=n_threads))
+        res = core_epoch(core, slots, *csr_arrays(X), y, order, cfg)
         assert res["n_batches"] == 1
 
         params, state = _reference_state(before, before_slots)
@@ -161,20 +162,20 @@ def test_core_checks_adams_state(rng):
     args = (*csr_arrays(X), np.zeros(2, np.float32), np.arange(2, dtype=np.int64), core_config(optimizer="adam"))
     good = init_slots("adam", params)
     with pytest.raises(ValueError, match="missing the slot 'step'"):
-        _core.train_epoch(params, {"m": good["m"], "v": good["v"]}, *args)
+        core_epoch(params, {"m": good["m"], "v": good["v"]}, *args)
     with pytest.raises(ValueError, match="holds only 'w' and 'w0'"):
-        _core.train_epoch(params, {**good, "step": {**good["step"], "V": good["m"]["V"]}}, *args)
+        core_epoch(params, {**good, "step": {**good["step"], "V": good["m"]["V"]}}, *args)
     with pytest.raises(ValueError, match="optimizer slot step\\['w'\\]"):
-        _core.train_epoch(params, {**good, "step": {"w0": good["step"]["w0"], "w": np.zeros(9, np.float32)}}, *args)
+        core_epoch(params, {**good, "step": {"w0": good["step"]["w0"], "w": np.zeros(9, np.float32)}}, *args)
     bad = {**good, "step": {"w0": good["step"]["w0"], "w": np.full(10, -1.0, np.float32)}}
     with pytest.raises(ValueError, match="negative or not finite"):
-        _core.train_epoch(params, bad, *args)
+        core_epoch(params, bad, *args)
     with pytest.raises(ValueError, match="slot 'G' that adam does not have"):
-        _core.train_epoch(params, {**good, "G": good["m"]}, *args)
+        core_epoch(params, {**good, "G": good["m"]}, *args)
     cfg = core_config(optimizer="adam")
     cfg.adam_beta2 = 1.0
     with pytest.raises(ValueError, match="adam_beta1 and adam_beta2"):
-        _core.train_epoch(params, good, *args[:-1], cfg)
+        core_epoch(params, good, *args[:-1], cfg)
     assert _core.optimizer_slots(_core.Optimizer.adam) == ["m", "v", "step"]
 
 

@@ -1,4 +1,4 @@
-"""The compiled core's boundary with Python (cpp/bindings/module.cpp; docs/reliability.md, "The core's
+"""The compiled core's boundary with Python (cpp/bindings/; docs/reliability.md, "The core's
 boundary"): what a caller of `fastafm._core`, a progress callback or another thread can do to a call in
 progress, and what the core guarantees back.
 
@@ -48,10 +48,11 @@ def _copy(params, slots):
 
 
 def _run(entry, params, slots, arrays, y, order, progress, **cfg_kw):
-    """One epoch through `entry`: the module function or a Trainer (both paths of the binding)."""
+    """One epoch through `entry`: the test hook _testing.train_epoch (a fresh trainer per call) or a Trainer."""
     cfg = core_config(batch_size=BATCH, **cfg_kw)
     if entry == "train_epoch":
-        return _core.train_epoch(params, slots, *arrays, y, order, cfg, progress=progress, progress_interval=0.0)
+        return _core._testing.train_epoch(params, slots, *arrays, y, order, cfg, progress=progress,
+                                          progress_interval=0.0)
     return _core.Trainer(params, slots, cfg).train_epoch(*arrays, y, order, 0, 0, progress=progress,
                                                          progress_interval=0.0)
 
@@ -85,8 +86,8 @@ SWAP_SCRIPT = textwrap.dedent("""
     def run(params, slots, progress):
         cfg = core_config(batch_size=40, n_threads=2)
         if {entry!r} == "train_epoch":
-            return _core.train_epoch(params, slots, *csr_arrays(X), y, order, cfg, progress=progress,
-                                     progress_interval=0.0)
+            return _core._testing.train_epoch(params, slots, *csr_arrays(X), y, order, cfg, progress=progress,
+                                              progress_interval=0.0)
         trainer = _core.Trainer(params, slots, cfg)
         return trainer.train_epoch(*csr_arrays(X), y, order, 0, 0, progress=progress, progress_interval=0.0)
 
@@ -168,7 +169,7 @@ def test_a_params_entry_that_is_not_an_array_is_a_type_error(rng):
         with pytest.raises(TypeError, match=r"params\['V'\] must be a numpy array"):
             _core.predict(broken, *arrays, True, 1)
         with pytest.raises(TypeError, match=r"params\['V'\] must be a numpy array"):
-            _core.train_epoch(broken, slots, *arrays, y, order, core_config())
+            _core._testing.train_epoch(broken, slots, *arrays, y, order, core_config())
     with pytest.raises(TypeError, match=r"state\['G'\]\['W'\] must be a numpy array"):
         _core.Trainer(params, {"G": dict(slots["G"], W=[1.0])}, core_config())
 
@@ -248,7 +249,8 @@ def test_a_cpp_exception_from_the_hook_is_rethrown_after_the_parallel_region(tmp
     compiler = compiler_or_skip("progress hook check")
     exe = tmp_path / "check_progress_hook"
     sources = [ROOT / "tests" / "cpp" / "check_progress_hook.cpp", ROOT / "cpp" / "src" / "trainer.cpp",
-               ROOT / "cpp" / "src" / "isa" / "dispatch.cpp", ROOT / "cpp" / "src" / "isa" / "isa_baseline.cpp"]
+               ROOT / "cpp" / "src" / "optimizers.cpp", ROOT / "cpp" / "src" / "isa" / "dispatch.cpp",
+               ROOT / "cpp" / "src" / "isa" / "isa_baseline.cpp"]
     build = subprocess.run([compiler, "-O1", "-std=c++17", "-fopenmp", "-Wno-psabi", f"-I{ROOT / 'cpp' / 'include'}",
                             f"-I{ROOT / 'cpp' / 'src'}", *map(str, sources), "-o", str(exe)],
                            capture_output=True, text=True, timeout=600)
@@ -316,14 +318,14 @@ def test_weights_and_feature_counts_sharing_a_written_array_are_refused(rng, ent
     cfg = core_config(batch_size=BATCH)
     with pytest.raises(ValueError, match=r"params\['w'\] and weights share memory"):
         if entry == "train_epoch":
-            _core.train_epoch(aliased, slots, *arrays, y, order, cfg, weights=weights)
+            _core._testing.train_epoch(aliased, slots, *arrays, y, order, cfg, weights=weights)
         else:
             _core.Trainer(aliased, slots, cfg).train_epoch(*arrays, y, order, 0, 0, weights=weights)
     cfg = core_config(batch_size=BATCH, frequency_l2=1.0)
     counts = slots["G"]["w"]  # the accumulator of w, written by the call
     with pytest.raises(ValueError, match=r"state\['G'\]\['w'\] and feature_counts share memory"):
         if entry == "train_epoch":
-            _core.train_epoch(params, slots, *arrays, y, order, cfg, feature_counts=counts)
+            _core._testing.train_epoch(params, slots, *arrays, y, order, cfg, feature_counts=counts)
         else:
             _core.Trainer(params, slots, cfg, feature_counts=counts)
 
@@ -331,12 +333,12 @@ def test_weights_and_feature_counts_sharing_a_written_array_are_refused(rng, ent
 def test_optimizer_kernels_refuse_aliasing(rng):
     theta = rng.normal(size=9).astype(np.float32)
     with pytest.raises(ValueError, match="theta and accum share memory"):
-        _core.adagrad_update_(theta, theta, np.ones(9, np.float32), 0.1)
+        _core._testing.adagrad_update_(theta, theta, np.ones(9, np.float32), 0.1)
     with pytest.raises(ValueError, match="theta and grad share memory"):
-        _core.sgd_update_(theta, theta, 0.1)
+        _core._testing.sgd_update_(theta, theta, 0.1)
     with pytest.raises(ValueError, match="accum and grad share memory"):
         acc = np.ones(9, np.float32)
-        _core.adagrad_update_(theta, acc, acc, 0.1)
+        _core._testing.adagrad_update_(theta, acc, acc, 0.1)
 
 
 # ------------------------------------------------------------------------------- FTZ/DAZ on workers only
@@ -360,8 +362,8 @@ def test_callbacks_and_the_caller_keep_denormals(rng, entry):
     counts = np.diff(X.indptr) * (np.diff(X.indptr) - 1) // 2
     _core.pair_attention(params, *csr_arrays(X), np.concatenate([[0], np.cumsum(counts)]).astype(np.int64))
     assert _denormal_survives()
-    _core.batch_gradients(params, *csr_arrays(X), np.ones(4, np.float32), np.arange(4, dtype=np.int64),
-                          core_config(n_threads=2))
+    _core._testing.batch_gradients(params, *csr_arrays(X), np.ones(4, np.float32), np.arange(4, dtype=np.int64),
+                                   core_config(n_threads=2))
     assert _denormal_survives()
 
 
@@ -446,6 +448,6 @@ def test_the_core_refuses_non_finite_targets(rng, entry):
         yy[7] = bad
         with pytest.raises(ValueError, match=r"y\[7\] = .*: the squared loss needs finite targets"):
             if entry == "batch_gradients":
-                _core.batch_gradients(params, *arrays, yy, order, core_config())
+                _core._testing.batch_gradients(params, *arrays, yy, order, core_config())
             else:
                 _run(entry, params, slots, arrays, yy, order, None)

@@ -14,6 +14,7 @@ import scipy.sparse as sp
 
 import fastafm
 from fastafm import _core, reference
+from fastafm._core import _testing
 from fastafm.data.validation import csr_arrays
 from support import core_config, core_slots, random_csr, random_params, small_model, to_core
 
@@ -71,7 +72,7 @@ def test_pair_term_adds_exactly_zero_gradient_for_rows_without_pairs(rng, isa, k
     rows = np.arange(X.shape[0], dtype=np.int64)
     for use_dropout in (False, True):
         cfg = core_config(loss=loss, attention=attention, dropout=0.5 if use_dropout else 0.0)
-        g = _core.batch_gradients(core, *csr_arrays(X), y, rows, cfg, use_dropout)
+        g = _testing.batch_gradients(core, *csr_arrays(X), y, rows, cfg, use_dropout)
         for name in ("V", "W", "b", "h", "p"):
             assert np.all(g[name] == 0.0), f"{name}: the pair term of rows without pairs added {g[name]}"
         assert np.any(g["w"] != 0.0) and g["w0"] != 0.0  # the linear part is trained

@@ -489,18 +489,19 @@ def test_the_core_refuses_logistic_labels_other_than_plus_minus_one(rng, entry):
     for y, ok in ((np.array([1, -1, 1, -1], np.float32), True), (np.array([1, 0, 1, 0], np.float32), False),
                   (np.array([1, -1, np.nan, 1], np.float32), False)):
         if entry == "train_epoch":
-            call = lambda: _core.train_epoch(params, core_slots("sgd", {}), *arrays, y, order, cfg)  # noqa: E731
+            call = lambda: _core._testing.train_epoch(  # noqa: E731
+                params, core_slots("sgd", {}), *arrays, y, order, cfg)
         elif entry == "Trainer":
             call = lambda: _core.Trainer(params, {}, cfg).train_epoch(*arrays, y, order, 0, 0)  # noqa: E731
         else:
-            call = lambda: _core.batch_gradients(params, *arrays, y, order, cfg)  # noqa: E731
+            call = lambda: _core._testing.batch_gradients(params, *arrays, y, order, cfg)  # noqa: E731
         if ok:
             call()
         else:
             with pytest.raises(ValueError, match=r"the logistic loss needs labels \+1 or -1"):
                 call()
     squared = core_config(loss="squared", optimizer="sgd")
-    _core.batch_gradients(params, *arrays, np.array([0.5, 0, 3, 1], np.float32), order, squared)
+    _core._testing.batch_gradients(params, *arrays, np.array([0.5, 0, 3, 1], np.float32), order, squared)
 
 
 def test_fit_scores_an_eval_set_of_string_labels_and_refuses_unknown_ones():

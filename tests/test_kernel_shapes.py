@@ -25,6 +25,7 @@ import numpy as np
 import pytest
 
 from fastafm import _core, reference
+from fastafm._core import _testing
 from fastafm.data.validation import csr_arrays
 from support import assert_per_element, compiler_or_skip, core_config, random_csr, random_params, to_core
 
@@ -123,8 +124,8 @@ def test_block_kernels_against_reference(isa, rng, k, t):
     got_a = _core.pair_attention(core, *csr_arrays(X), pair_indptr.astype(np.int64))
     assert_per_element(got_a, want_a, "a")
     rows = np.arange(X.shape[0], dtype=np.int64)
-    got = _core.batch_gradients(core, *csr_arrays(X), y.astype(np.float32), rows,
-                                core_config(n_threads=1, attention_l2=0.3, l2=0.1))
+    got = _testing.batch_gradients(core, *csr_arrays(X), y.astype(np.float32), rows,
+                                   core_config(n_threads=1, attention_l2=0.3, l2=0.1))
     _, want = reference.gradients(params, X, y, attention_l2=0.3, l2=0.1)
     dense_scale = max(float(np.max(np.abs(getattr(want, name)))) for name in ("W", "b", "h", "p"))
     for name in ("W", "b", "h", "p"):
@@ -135,11 +136,11 @@ def test_block_kernels_against_reference(isa, rng, k, t):
 
 @pytest.mark.parametrize("n", SIZES)
 def test_gemm_binding_against_numpy(isa, rng, n):
-    """_core.gemm at N = K = n and at n x (n + 1): M = 33 leaves a tail of rows on every tile height."""
+    """_testing.gemm at N = K = n and at n x (n + 1): M = 33 leaves a tail of rows on every tile height."""
     for N, K in ((n, n), (n + 1, n), (n, n + 1)):
         A = rng.normal(size=(33, K)).astype(np.float32)
         B = rng.normal(size=(K, N)).astype(np.float32)
-        np.testing.assert_allclose(_core.gemm(A, B), A.astype(np.float64) @ B, rtol=1e-4, atol=1e-4 * np.sqrt(K))
+        np.testing.assert_allclose(_testing.gemm(A, B), A.astype(np.float64) @ B, rtol=1e-4, atol=1e-4 * np.sqrt(K))
 
 
 def _active_isa_in_subprocess(env_isa: str | None) -> str:

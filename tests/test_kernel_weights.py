@@ -8,9 +8,10 @@ import pytest
 import scipy.sparse as sp
 
 from fastafm import _core, reference
+from fastafm._core import _testing
 from fastafm.data.validation import csr_arrays
-from support import (assert_batch_gradients, assert_close, core_config, core_slots, dense_gradients, random_csr,
-                     random_params, to_core)
+from support import (assert_batch_gradients, assert_close, core_config, core_epoch, core_slots, dense_gradients,
+                     random_csr, random_params, to_core)
 
 SHAPES = [(1, 1), (3, 5), (16, 8), (33, 17)]  # SIMD tiles filled exactly and with tails
 EDGE_NNZ = [0, 1, 2, 3, 0, 7, 1, 12, 2, 5]
@@ -35,14 +36,14 @@ def test_weighted_batch_gradients_match_reference(rng, k, t, loss, attention, n_
     params = random_params(rng, n_features, k, t)
     l2s = dict(attention_l2=0.7, l2=0.3)
     rows = np.arange(X.shape[0], dtype=np.int64)
-    got = _core.batch_gradients(to_core(params), *csr_arrays(X), y.astype(np.float32), rows,
-                                core_config(loss=loss, attention=attention, n_threads=n_threads, **l2s), weights=w)
+    got = _testing.batch_gradients(to_core(params), *csr_arrays(X), y.astype(np.float32), rows,
+                                   core_config(loss=loss, attention=attention, n_threads=n_threads, **l2s), weights=w)
     want_obj, want = reference.gradients(params, X, y, loss=loss, attention=attention, sample_weight=w, **l2s)
     # T(B) is the features of the rows of positive weight: a row of weight 0 touches nothing.
     assert_batch_gradients(got, want_obj, want, X, sample_weight=w)
     # The weights matter: without them the gradient differs.
-    unweighted = _core.batch_gradients(to_core(params), *csr_arrays(X), y.astype(np.float32), rows,
-                                       core_config(loss=loss, attention=attention, n_threads=n_threads, **l2s))
+    unweighted = _testing.batch_gradients(to_core(params), *csr_arrays(X), y.astype(np.float32), rows,
+                                          core_config(loss=loss, attention=attention, n_threads=n_threads, **l2s))
     assert unweighted["w0"] != pytest.approx(got["w0"], rel=1e-3)
 
 
@@ -52,8 +53,8 @@ def test_weighted_gradients_on_a_very_long_row(rng):
     w = np.array([0.25, 2.0, 1.0, 0.0], dtype=np.float32)
     params = random_params(rng, 50, 8, 8, v_std=0.1)
     rows = np.arange(4, dtype=np.int64)
-    got = _core.batch_gradients(to_core(params), *csr_arrays(X), y.astype(np.float32), rows,
-                                core_config(n_threads=2, l2=0.1), weights=w)
+    got = _testing.batch_gradients(to_core(params), *csr_arrays(X), y.astype(np.float32), rows,
+                                   core_config(n_threads=2, l2=0.1), weights=w)
     _, want = reference.gradients(params, X, y, l2=0.1, sample_weight=w)
     assert_close(got["W"], want.W, "W", rtol=1e-3)
     assert_close(got["V"], want.V[got["touched"]], "V", rtol=1e-3)
@@ -75,10 +76,10 @@ def test_one_weighted_training_step_matches_reference(rng, optimizer):
     before = {name: a.copy() for name, a in core.items()}
     order = np.arange(X.shape[0], dtype=np.int64)
     cfg = dict(l2=0.1, attention_l2=0.2)
-    res = _core.train_epoch(core, core_slots(optimizer, accum), *csr_arrays(X), y.astype(np.float32), order,
-                            core_config(optimizer=optimizer, lr=lr, **cfg), weights=w)
+    res = core_epoch(core, core_slots(optimizer, accum), *csr_arrays(X), y.astype(np.float32), order,
+                     core_config(optimizer=optimizer, lr=lr, **cfg), weights=w)
     assert res["n_batches"] == 1
-    cg = _core.batch_gradients(before, *csr_arrays(X), y.astype(np.float32), order, core_config(**cfg), weights=w)
+    cg = _testing.batch_gradients(before, *csr_arrays(X), y.astype(np.float32), order, core_config(**cfg), weights=w)
     _, ref_grads = reference.gradients(params, X, y, sample_weight=w, **cfg)
     assert_close(cg["V"], ref_grads.V[cg["touched"]], "V")
     assert res["loss_sum"] == pytest.approx(
@@ -110,7 +111,7 @@ def test_all_ones_weights_train_bit_identically_to_none(rng, n_threads, dropout)
     for weights in (None, np.ones(X.shape[0], dtype=np.float32)):
         core = to_core(params)
         accum = {name: np.full_like(a, reference.ADAGRAD_INITIAL_ACCUMULATOR) for name, a in core.items()}
-        res = _core.train_epoch(core, {"G": accum}, *csr_arrays(X), y, order, cfg, weights=weights)
+        res = core_epoch(core, {"G": accum}, *csr_arrays(X), y, order, cfg, weights=weights)
         out.append((res["loss_sum"], core, accum))
     assert out[0][0] == out[1][0]
     for name in reference.PARAM_NAMES:
@@ -132,6 +133,6 @@ def test_the_binding_refuses_bad_weights(rng, bad, exc, match):
     y = np.zeros(3, np.float32)
     rows = np.arange(3, dtype=np.int64)
     with pytest.raises(exc, match=match):
-        _core.batch_gradients(params, *csr_arrays(X), y, rows, core_config(), weights=bad)
+        _testing.batch_gradients(params, *csr_arrays(X), y, rows, core_config(), weights=bad)
     with pytest.raises(exc, match=match):
-        _core.train_epoch(params, {}, *csr_arrays(X), y, rows, core_config(optimizer="sgd"), weights=bad)
+        core_epoch(params, {}, *csr_arrays(X), y, rows, core_config(optimizer="sgd"), weights=bad)

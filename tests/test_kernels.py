@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 
 from fastafm import _core, reference
+from fastafm._core import _testing
 from fastafm.data.validation import csr_arrays
-from support import (assert_batch_gradients, assert_close, core_config, core_slots, dense_gradients, random_csr,
-                     random_params, to_core)
+from support import (assert_batch_gradients, assert_close, core_config, core_epoch, core_slots, dense_gradients,
+                     random_csr, random_params, to_core)
 
 SHAPES = [(1, 1), (3, 5), (16, 8), (33, 17)]
 EDGE_NNZ = [0, 1, 2, 3, 0, 7, 1, 12, 2, 5]
@@ -52,8 +53,8 @@ def test_batch_gradients_match_reference(rng, k, t, loss, attention, regularised
     params = random_params(rng, n_features, k, t)
     l2s = dict(attention_l2=0.7, l2=0.3) if regularised else dict(attention_l2=0.0, l2=0.0)
     rows = np.arange(X.shape[0], dtype=np.int64)
-    got = _core.batch_gradients(to_core(params), *csr_arrays(X), y.astype(np.float32), rows,
-                                core_config(loss=loss, attention=attention, n_threads=n_threads, **l2s))
+    got = _testing.batch_gradients(to_core(params), *csr_arrays(X), y.astype(np.float32), rows,
+                                   core_config(loss=loss, attention=attention, n_threads=n_threads, **l2s))
     want_obj, want = reference.gradients(params, X, y, loss=loss, attention=attention, **l2s)
     assert_batch_gradients(got, want_obj, want, X)
 
@@ -72,8 +73,8 @@ def test_frequency_l2_gradients_match_reference(rng, loss, n_threads):
     assert np.any((counts < occurrences) & (occurrences > 0)) and np.any(counts > occurrences)
     rows = np.arange(X.shape[0], dtype=np.int64)
     regs = dict(l2=0.1, frequency_l2=4.0)
-    got = _core.batch_gradients(to_core(params), *csr_arrays(X), y.astype(np.float32), rows,
-                                core_config(loss=loss, n_threads=n_threads, **regs), feature_counts=counts)
+    got = _testing.batch_gradients(to_core(params), *csr_arrays(X), y.astype(np.float32), rows,
+                                   core_config(loss=loss, n_threads=n_threads, **regs), feature_counts=counts)
     want_obj, want = reference.gradients(params, X, y, loss=loss, feature_counts=counts, **regs)
     without_obj, without = reference.gradients(params, X, y, loss=loss, l2=0.1)
     assert got["objective"] == pytest.approx(want_obj, rel=1e-5)
@@ -90,7 +91,7 @@ def test_frequency_l2_needs_valid_counts(rng):
     y, rows = np.zeros(3, np.float32), np.arange(3, dtype=np.int64)
     cfg = core_config(frequency_l2=1.0)
     with pytest.raises(ValueError, match="frequency_l2 > 0 needs feature_counts"):
-        _core.batch_gradients(params, *csr_arrays(X), y, rows, cfg)
+        _testing.batch_gradients(params, *csr_arrays(X), y, rows, cfg)
     with pytest.raises(ValueError, match="frequency_l2 > 0 needs feature_counts"):
         _core.Trainer(params, {"G": {n: np.zeros_like(a) for n, a in params.items()}}, cfg)
     for bad, error, match in ((np.ones(5, np.float32), ValueError, "feature_counts has shape"),
@@ -98,10 +99,10 @@ def test_frequency_l2_needs_valid_counts(rng):
                               (np.array([1, 1, np.nan, 1, 1, 1], np.float32), ValueError, r"feature_counts\[2\]"),
                               (-np.ones(6, np.float32), ValueError, r"feature_counts\[0\] must be finite and >= 0")):
         with pytest.raises(error, match=match):
-            _core.batch_gradients(params, *csr_arrays(X), y, rows, cfg, feature_counts=bad)
+            _testing.batch_gradients(params, *csr_arrays(X), y, rows, cfg, feature_counts=bad)
     cfg.frequency_l2 = float("nan")
     with pytest.raises(ValueError, match="frequency_l2 must be finite"):
-        _core.batch_gradients(params, *csr_arrays(X), y, rows, cfg, feature_counts=np.ones(6, np.float32))
+        _testing.batch_gradients(params, *csr_arrays(X), y, rows, cfg, feature_counts=np.ones(6, np.float32))
 
 
 @pytest.mark.parametrize("rho", [0.2, 0.6])
@@ -111,12 +112,12 @@ def test_dropout_gradients_use_the_documented_mask(rng, rho):
     y = rng.normal(size=X.shape[0])
     params = random_params(rng, n_features, k, t)
     rows = np.arange(X.shape[0], dtype=np.int64)
-    mask = _core.dropout_mask(1234, 3, rows, k, rho)
+    mask = _testing.dropout_mask(1234, 3, rows, k, rho)
     kept = mask[mask != 0]
     np.testing.assert_allclose(kept, 1.0 / (1.0 - rho), rtol=1e-6)
     assert 0 < np.mean(mask == 0) < 1
-    got = _core.batch_gradients(to_core(params), *csr_arrays(X), y.astype(np.float32), rows,
-                                core_config(dropout=rho, seed=1234, epoch=3), use_dropout=True)
+    got = _testing.batch_gradients(to_core(params), *csr_arrays(X), y.astype(np.float32), rows,
+                                   core_config(dropout=rho, seed=1234, epoch=3), use_dropout=True)
     want_obj, want = reference.gradients(params, X, y, dropout_mask=mask.astype(np.float64))
     assert got["objective"] == pytest.approx(want_obj, rel=1e-5)
     assert_close(got["p"], want.p, "p")
@@ -126,11 +127,11 @@ def test_dropout_gradients_use_the_documented_mask(rng, rho):
 
 def test_dropout_mask_is_seeded_and_keyed_by_row():
     rows = np.arange(50, dtype=np.int64)
-    a = _core.dropout_mask(7, 0, rows, 16, 0.5)
-    np.testing.assert_array_equal(a, _core.dropout_mask(7, 0, rows, 16, 0.5))
-    np.testing.assert_array_equal(a[::-1], _core.dropout_mask(7, 0, rows[::-1].copy(), 16, 0.5))
-    assert not np.array_equal(a, _core.dropout_mask(8, 0, rows, 16, 0.5))
-    assert not np.array_equal(a, _core.dropout_mask(7, 1, rows, 16, 0.5))
+    a = _testing.dropout_mask(7, 0, rows, 16, 0.5)
+    np.testing.assert_array_equal(a, _testing.dropout_mask(7, 0, rows, 16, 0.5))
+    np.testing.assert_array_equal(a[::-1], _testing.dropout_mask(7, 0, rows[::-1].copy(), 16, 0.5))
+    assert not np.array_equal(a, _testing.dropout_mask(8, 0, rows, 16, 0.5))
+    assert not np.array_equal(a, _testing.dropout_mask(7, 1, rows, 16, 0.5))
     assert abs(np.mean(a == 0) - 0.5) < 0.05
 
 
@@ -142,8 +143,8 @@ def test_very_long_row(rng):
     params = random_params(rng, n_features, k, t, v_std=0.2)
     assert_close(_core.predict(to_core(params), *csr_arrays(X)), reference.forward(params, X), "y")
     rows = np.arange(4, dtype=np.int64)
-    got = _core.batch_gradients(to_core(params), *csr_arrays(X), y.astype(np.float32), rows,
-                                core_config(n_threads=2))
+    got = _testing.batch_gradients(to_core(params), *csr_arrays(X), y.astype(np.float32), rows,
+                                   core_config(n_threads=2))
     _, want = reference.gradients(params, X, y)
     assert_close(got["W"], want.W, "W", rtol=1e-3)
     assert_close(got["V"], want.V[got["touched"]], "V", rtol=1e-3)
@@ -162,16 +163,16 @@ def test_one_training_step_matches_reference(rng, optimizer, n_threads):
     accum = {name: np.full_like(a, reference.ADAGRAD_INITIAL_ACCUMULATOR) for name, a in core.items()}
     before = {name: a.copy() for name, a in core.items()}
     order = np.arange(X.shape[0], dtype=np.int64)
-    res = _core.train_epoch(core, core_slots(optimizer, accum), *csr_arrays(X), y.astype(np.float32), order,
-                            core_config(optimizer=optimizer, lr=lr, n_threads=n_threads, l2=0.1, attention_l2=0.2))
+    res = core_epoch(core, core_slots(optimizer, accum), *csr_arrays(X), y.astype(np.float32), order,
+                     core_config(optimizer=optimizer, lr=lr, n_threads=n_threads, l2=0.1, attention_l2=0.2))
     assert res["n_batches"] == 1 and res["n_rows"] == X.shape[0]
 
     # The step must be the reference optimizer applied to the core's own batch gradient (whose agreement with
     # the reference gradient is tested above). Comparing against the reference gradient directly would be
     # ill-conditioned: Adagrad's first step lr*g/sqrt(1e-8 + g^2) turns a float32 rounding residue
     # |g| ~ 1e-7 (where the exact gradient is 0) into a step of ~1e-4.
-    cg = _core.batch_gradients(before, *csr_arrays(X),
-                               y.astype(np.float32), order, core_config(l2=0.1, attention_l2=0.2))
+    cg = _testing.batch_gradients(before, *csr_arrays(X),
+                                  y.astype(np.float32), order, core_config(l2=0.1, attention_l2=0.2))
     touched = reference.touched_features(X)
     np.testing.assert_array_equal(np.sort(cg["touched"]), touched)
     grads = dense_gradients(cg, n_features, k)
@@ -202,14 +203,14 @@ def test_optimizer_kernels_in_place(rng):
     grad = rng.normal(size=17).astype(np.float32)
     want_acc = acc.astype(np.float64) + grad.astype(np.float64) ** 2
     want = theta - 0.1 * grad / np.sqrt(want_acc)
-    _core.adagrad_update_(theta, acc, grad, 0.1)
+    _testing.adagrad_update_(theta, acc, grad, 0.1)
     np.testing.assert_allclose(acc, want_acc, rtol=1e-6)
     np.testing.assert_allclose(theta, want, rtol=1e-5, atol=1e-6)
     before = theta.copy()
-    _core.sgd_update_(theta, grad, 0.5)
+    _testing.sgd_update_(theta, grad, 0.5)
     np.testing.assert_allclose(theta, before - 0.5 * grad, rtol=1e-6, atol=1e-7)
     with pytest.raises(TypeError):
-        _core.sgd_update_(theta.astype(np.float64), grad, 0.5)  # a silently converted copy would lose the update
+        _testing.sgd_update_(theta.astype(np.float64), grad, 0.5)  # a silently converted copy would lose the update
 
 
 def _epoch_args(rng, n_rows=400):
@@ -223,8 +224,8 @@ def _epoch_args(rng, n_rows=400):
 def test_progress_callback_sees_rows_and_can_stop(rng):
     params, accum, arrays, y, order = _epoch_args(rng)
     seen = []
-    res = _core.train_epoch(params, accum, *arrays, y, order, core_config(batch_size=50), progress=seen.append,
-                            progress_interval=0.0)
+    res = core_epoch(params, accum, *arrays, y, order, core_config(batch_size=50), progress=seen.append,
+                     progress_interval=0.0)
     assert seen == list(range(50, 401, 50)) and not res["stopped"] and res["n_rows"] == 400
 
     calls = []
@@ -234,8 +235,8 @@ def test_progress_callback_sees_rows_and_can_stop(rng):
         return len(calls) < 2
 
     before = params["V"].copy()
-    res = _core.train_epoch(params, accum, *arrays, y, order, core_config(batch_size=50), progress=stop_after_two,
-                            progress_interval=0.0)
+    res = core_epoch(params, accum, *arrays, y, order, core_config(batch_size=50), progress=stop_after_two,
+                     progress_interval=0.0)
     assert res["stopped"] and res["n_rows"] == 100 and res["n_batches"] == 2
     assert not np.array_equal(params["V"], before)  # the completed batches were applied
 
@@ -247,8 +248,8 @@ def test_progress_callback_exception_propagates(rng):
         raise RuntimeError(f"stop at {rows_done}")
 
     with pytest.raises(RuntimeError, match="stop at 50"):
-        _core.train_epoch(params, accum, *arrays, y, order, core_config(batch_size=50), progress=boom,
-                          progress_interval=0.0)
+        core_epoch(params, accum, *arrays, y, order, core_config(batch_size=50), progress=boom,
+                   progress_interval=0.0)
 
 
 def test_fixed_projection_is_not_trained(rng):
@@ -256,17 +257,17 @@ def test_fixed_projection_is_not_trained(rng):
     cfg = core_config(batch_size=50, attention=False)
     cfg.learn_projection = False
     p_before = params["p"].copy()
-    _core.train_epoch(params, accum, *arrays, y, order, cfg)
+    core_epoch(params, accum, *arrays, y, order, cfg)
     np.testing.assert_array_equal(params["p"], p_before)
     cfg.learn_projection = True
-    _core.train_epoch(params, accum, *arrays, y, order, cfg)
+    core_epoch(params, accum, *arrays, y, order, cfg)
     assert not np.array_equal(params["p"], p_before)
 
 
 def test_divergence_stops_the_epoch_before_the_bad_update(rng):
     params, accum, arrays, y, order = _epoch_args(rng)
     y = (y * 1e35).astype(np.float32)  # SGD steps of ~1e41 overflow float32: the next batch's loss is not finite
-    res = _core.train_epoch(params, {}, *arrays, y, order, core_config(batch_size=50, lr=1e6, optimizer="sgd"))
+    res = core_epoch(params, {}, *arrays, y, order, core_config(batch_size=50, lr=1e6, optimizer="sgd"))
     assert res["diverged"] and res["stopped"] and res["n_rows"] < 400
     assert not np.isfinite(res["loss_sum"])
 
@@ -288,7 +289,7 @@ def test_uniform_pooling_needs_no_pair_tiles_for_long_rows(rng):
 
 def test_one_trainer_per_fit_trains_like_fresh_calls(rng):
     """A persistent _core.Trainer (one per fit, as the engine uses it for every epoch and streamed block)
-    trains each row set exactly as a fresh train_epoch call does, also rows of 20 non-zeros after rows of 150
+    trains each row set exactly as a fresh Trainer does, also rows of 20 non-zeros after rows of 150
     have grown its pair tiles (it cuts each call's blocks at that call's own cap, as a fresh trainer)."""
     k = t = 4
     sets = [random_csr(rng, [20] * 80, n_features=40), random_csr(rng, [150] * 6, n_features=40),
@@ -302,7 +303,7 @@ def test_one_trainer_per_fit_trains_like_fresh_calls(rng):
         y = rng.normal(size=X.shape[0]).astype(np.float32)
         order = rng.permutation(X.shape[0]).astype(np.int64)
         cfg.seed, cfg.epoch = 11, epoch
-        want = _core.train_epoch(fresh[0], {"G": fresh[1]}, *csr_arrays(X), y, order, cfg)
+        want = core_epoch(fresh[0], {"G": fresh[1]}, *csr_arrays(X), y, order, cfg)
         got = trainer.train_epoch(*csr_arrays(X), y, order, seed=11, epoch=epoch)
         assert got == want
         for name in start:

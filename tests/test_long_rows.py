@@ -10,9 +10,10 @@ import pytest
 
 import fastafm
 from fastafm import _core, reference
+from fastafm._core import _testing
 from fastafm.data.validation import csr_arrays
-from support import (assert_close, assert_directional_derivatives, assert_per_element, core_config, core_slots,
-                     dense_gradients, forced_pair_tile, random_csr, random_params, small_model, to_core)
+from support import (assert_close, assert_directional_derivatives, assert_per_element, core_config, core_epoch,
+                     core_slots, dense_gradients, forced_pair_tile, random_csr, random_params, small_model, to_core)
 
 # Pairs per row: 0, 0, 1, 10, 15, 36, 66, 190; repeated ids allowed (random_csr).
 ROW_NNZ = [0, 1, 2, 5, 6, 9, 12, 20]
@@ -43,13 +44,13 @@ def test_streamed_rows_match_reference(isa, rng, tile, k, t, loss, rho):
     params = _model(rng, n_features, k, t)
     core = to_core(params)
     rows = np.arange(X.shape[0], dtype=np.int64)
-    mask = _core.dropout_mask(5, 2, rows, k, rho).astype(np.float64) if rho else None
+    mask = _testing.dropout_mask(5, 2, rows, k, rho).astype(np.float64) if rho else None
     pair_indptr, _, want_a = reference.pair_attention(params, X)
     with forced_pair_tile(tile):
         got_y = _core.predict(core, *csr_arrays(X), True, 2)
         got_a = _core.pair_attention(core, *csr_arrays(X), pair_indptr.astype(np.int64), True, 2)
-        got = _core.batch_gradients(core, *csr_arrays(X), y.astype(np.float32), rows,
-                                    core_config(loss=loss, dropout=rho, seed=5, epoch=2, n_threads=2,
+        got = _testing.batch_gradients(core, *csr_arrays(X), y.astype(np.float32), rows,
+                                       core_config(loss=loss, dropout=rho, seed=5, epoch=2, n_threads=2,
                                                 attention_l2=0.3, l2=0.1), use_dropout=rho > 0)
     assert_per_element(got_y, reference.forward(params, X), "y")
     assert_per_element(got_a, want_a, "a")
@@ -76,9 +77,9 @@ def test_streamed_rows_with_weights_and_frequency_l2_match_reference(isa, rng, t
     params = _model(rng, n_features, k, t)
     rows = np.arange(X.shape[0], dtype=np.int64)
     with forced_pair_tile(tile):
-        got = _core.batch_gradients(to_core(params), *csr_arrays(X), y.astype(np.float32), rows,
-                                    core_config(n_threads=2, l2=0.1, frequency_l2=3.0), weights=w.astype(np.float32),
-                                    feature_counts=counts)
+        got = _testing.batch_gradients(to_core(params), *csr_arrays(X), y.astype(np.float32), rows,
+                                       core_config(n_threads=2, l2=0.1, frequency_l2=3.0), weights=w.astype(np.float32),
+                                       feature_counts=counts)
     want_obj, want = reference.gradients(params, X, y, l2=0.1, sample_weight=w, frequency_l2=3.0,
                                          feature_counts=counts)
     assert got["objective"] == pytest.approx(want_obj, rel=1e-5)
@@ -99,11 +100,11 @@ def test_tile_size_changes_results_only_by_rounding(rng):
     rows = np.arange(X.shape[0], dtype=np.int64)
     cfg = core_config(n_threads=1, attention_l2=0.2)
     base_y = _core.predict(core, *csr_arrays(X), True, 1)
-    base = _core.batch_gradients(core, *csr_arrays(X), y, rows, cfg)
+    base = _testing.batch_gradients(core, *csr_arrays(X), y, rows, cfg)
     for tile in (1, 4, 23):
         with forced_pair_tile(tile):
             got_y = _core.predict(core, *csr_arrays(X), True, 1)
-            got = _core.batch_gradients(core, *csr_arrays(X), y, rows, cfg)
+            got = _testing.batch_gradients(core, *csr_arrays(X), y, rows, cfg)
         assert_close(got_y, base_y, f"y, tile {tile}", rtol=2e-6)
         for name in ("W", "b", "h", "p", "V", "w"):
             assert_close(got[name], base[name], f"{name}, tile {tile}", rtol=2e-5)
@@ -118,8 +119,8 @@ def test_streamed_gradient_matches_finite_differences(rng):
     params = _model(rng, n_features, k, t)
     rows = np.arange(2, dtype=np.int64)
     with forced_pair_tile(7):
-        got = _core.batch_gradients(to_core(params), *csr_arrays(X), y.astype(np.float32), rows,
-                                    core_config(attention_l2=0.3, l2=0.2))
+        got = _testing.batch_gradients(to_core(params), *csr_arrays(X), y.astype(np.float32), rows,
+                                       core_config(attention_l2=0.3, l2=0.2))
     assert_directional_derivatives(got, params, X, y, rng, attention_l2=0.3, l2=0.2)
 
 
@@ -136,9 +137,9 @@ def test_a_training_step_on_streamed_rows_is_the_reference_step(rng, n_threads):
     accum = {name: np.full_like(a, reference.ADAGRAD_INITIAL_ACCUMULATOR) for name, a in core.items()}
     order = np.arange(X.shape[0], dtype=np.int64)
     with forced_pair_tile(5):
-        res = _core.train_epoch(core, core_slots("adagrad", accum), *csr_arrays(X), y, order,
-                                core_config(lr=lr, n_threads=n_threads, l2=0.1, attention_l2=0.2))
-        cg = _core.batch_gradients(before, *csr_arrays(X), y, order, core_config(l2=0.1, attention_l2=0.2))
+        res = core_epoch(core, core_slots("adagrad", accum), *csr_arrays(X), y, order,
+                         core_config(lr=lr, n_threads=n_threads, l2=0.1, attention_l2=0.2))
+        cg = _testing.batch_gradients(before, *csr_arrays(X), y, order, core_config(l2=0.1, attention_l2=0.2))
     assert res["n_batches"] == 1 and np.isfinite(res["loss_sum"])
     _, want_g = reference.gradients(params, X, y, l2=0.1, attention_l2=0.2)
     assert_close(cg["V"], want_g.V[cg["touched"]], "V gradient")
@@ -171,8 +172,8 @@ def test_long_row_sums_keep_float32_precision(rng):
     params = random_params(rng, n_features, k, t, v_std=0.2)
     with forced_pair_tile(256):
         got_y = _core.predict(to_core(params), *csr_arrays(X))
-        got = _core.batch_gradients(to_core(params), *csr_arrays(X), y.astype(np.float32),
-                                    np.zeros(1, np.int64), core_config())
+        got = _testing.batch_gradients(to_core(params), *csr_arrays(X), y.astype(np.float32),
+                                       np.zeros(1, np.int64), core_config())
     _, want = reference.gradients(params, X, y)
     assert_per_element(got_y, reference.forward(params, X), "y", rtol=1e-5)
     for name in ("W", "b", "h", "p"):

@@ -1,5 +1,5 @@
 """The pairs-major layout of the block kernels (issue 13; cpp/src/isa/pairs_major.inc) and the rows layout, each
-forced with _core.set_pair_layout (the `pair_layout` fixture), against the float64 reference per element on
+forced with _testing.set_pair_layout (the `pair_layout` fixture), against the float64 reference per element on
 every ISA path this CPU has: k, t in {1, 7, 10, 15, 16, 17, 24, 32} and (16, 7), (7, 16); rows of 0, 1, 2, 3, 17
 and 39 non-zeros with repeated ids, several rows per block, dropout, 1 and 2 threads; a directional finite-
 difference check of the core's gradient; the dispatch rule; and bit-identical training for a fixed seed."""
@@ -14,6 +14,7 @@ import pytest
 
 import fastafm
 from fastafm import _core, reference
+from fastafm._core import _testing
 from fastafm.data.validation import csr_arrays
 from support import (assert_directional_derivatives, assert_per_element, core_config, forced_pair_layout, forced_pair_tile, random_csr,
                      random_params, to_core)
@@ -55,8 +56,8 @@ def test_layout_against_reference(isa, pair_layout, rng, k, t):
     rows = np.arange(X.shape[0], dtype=np.int64)
     _, want = reference.gradients(params, X, y, attention_l2=0.3, l2=0.1)
     for n_threads in (1, 2):
-        got = _core.batch_gradients(core, *csr_arrays(X), y.astype(np.float32), rows,
-                                    core_config(n_threads=n_threads, attention_l2=0.3, l2=0.1))
+        got = _testing.batch_gradients(core, *csr_arrays(X), y.astype(np.float32), rows,
+                                       core_config(n_threads=n_threads, attention_l2=0.3, l2=0.1))
         _check_gradients(got, want)
 
 
@@ -68,9 +69,9 @@ def test_layout_with_dropout_against_reference(isa, pair_layout, rng, k, t, loss
     y = rng.normal(size=X.shape[0]) if loss == "squared" else rng.choice([-1.0, 1.0], size=X.shape[0])
     params = _model(rng, n_features, k, t)
     rows = np.arange(X.shape[0], dtype=np.int64)
-    mask = _core.dropout_mask(99, 2, rows, k, 0.4)
-    got = _core.batch_gradients(to_core(params), *csr_arrays(X), y.astype(np.float32), rows,
-                                core_config(loss=loss, dropout=0.4, seed=99, epoch=2, n_threads=2), use_dropout=True)
+    mask = _testing.dropout_mask(99, 2, rows, k, 0.4)
+    got = _testing.batch_gradients(to_core(params), *csr_arrays(X), y.astype(np.float32), rows,
+                                   core_config(loss=loss, dropout=0.4, seed=99, epoch=2, n_threads=2), use_dropout=True)
     want_obj, want = reference.gradients(params, X, y, loss=loss, dropout_mask=mask.astype(np.float64))
     assert got["objective"] == pytest.approx(want_obj, rel=1e-5)
     _check_gradients(got, want)
@@ -86,7 +87,7 @@ def test_blocks_next_to_streamed_rows(isa, pair_layout, rng):
     rows = np.arange(X.shape[0], dtype=np.int64)
     with forced_pair_tile(40):
         assert_per_element(_core.predict(to_core(params), *csr_arrays(X), True, 1), reference.forward(params, X), "y")
-        got = _core.batch_gradients(to_core(params), *csr_arrays(X), y.astype(np.float32), rows, core_config())
+        got = _testing.batch_gradients(to_core(params), *csr_arrays(X), y.astype(np.float32), rows, core_config())
     _, want = reference.gradients(params, X, y)
     _check_gradients(got, want)
 
@@ -100,8 +101,8 @@ def test_pairs_major_gradient_matches_finite_differences(isa, rng):
     params = _model(rng, n_features, k, t)
     rows = np.arange(X.shape[0], dtype=np.int64)
     with forced_pair_layout("pairs"):
-        got = _core.batch_gradients(to_core(params), *csr_arrays(X), y.astype(np.float32), rows,
-                                    core_config(attention_l2=0.3, l2=0.2))
+        got = _testing.batch_gradients(to_core(params), *csr_arrays(X), y.astype(np.float32), rows,
+                                       core_config(attention_l2=0.3, l2=0.2))
     assert_directional_derivatives(got, params, X, y, rng, attention_l2=0.3, l2=0.2)
 
 
@@ -117,10 +118,10 @@ def test_layout_knob_and_dispatch_rule():
         # not; nothing does at 64, nor at 16 (all lanes busy in the rows layout on every ISA).
         assert 45 < _core.pairs_major_from(10, 10) <= 741
         assert _core.pairs_major_from(64, 64) == _core.pairs_major_from(16, 16) == -1
-    before = _core.set_pair_layout("pairs")
-    assert _core.set_pair_layout(before) == "pairs"
+    before = _testing.set_pair_layout("pairs")
+    assert _testing.set_pair_layout(before) == "pairs"
     with pytest.raises(ValueError, match="layout must be 'auto', 'rows' or 'pairs'"):
-        _core.set_pair_layout("columns")
+        _testing.set_pair_layout("columns")
 
 
 def _fit(X, y, n_threads):
@@ -182,6 +183,7 @@ def test_pairs_major_team_modes_give_bit_identical_models(monkeypatch, rng, n_th
 _MIXED_SETS_CHECK = """
 import numpy as np
 from fastafm import _core, reference
+from fastafm._core import _testing
 from fastafm.data.validation import csr_arrays
 from support import assert_per_element, core_config, random_csr, random_params, to_core
 import test_pairs_major as tpm
@@ -201,8 +203,8 @@ for r in range(X.shape[0]):  # alone, each row gives what it gives in the batch
 _, want = reference.gradients(params, X, y, attention_l2=0.3, l2=0.1)
 rows = np.arange(X.shape[0], dtype=np.int64)
 for n_threads in (1, 2):
-    got = _core.batch_gradients(core, *csr_arrays(X), y.astype(np.float32), rows,
-                                core_config(n_threads=n_threads, attention_l2=0.3, l2=0.1))
+    got = _testing.batch_gradients(core, *csr_arrays(X), y.astype(np.float32), rows,
+                                   core_config(n_threads=n_threads, attention_l2=0.3, l2=0.1))
     tpm._check_gradients(got, want)
 print("ok", _core.kernel_isa(8, 8), _core.kernel_isa(8, 8, 741))
 """

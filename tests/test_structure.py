@@ -217,3 +217,13 @@ def test_the_dask_driver_trains_through_the_shared_pipeline():
         for node in ast.walk(tree):
             if isinstance(node, ast.Attribute) and node.attr in ("train_epoch", "Trainer", "TrainConfig"):
                 raise AssertionError(f"{m}.py:{node.lineno}: {ast.unparse(node)}")
+
+
+def test_the_cores_public_names_hold_no_test_hooks():
+    """Test-only hooks live in fastafm._core._testing; the one training entry point is _core.Trainer."""
+    from fastafm import _core
+
+    hooks = {"train_epoch", "batch_gradients", "dropout_mask", "gemm", "set_pair_tile", "set_pair_layout",
+             "adagrad_update_", "sgd_update_", "adam_update_"}
+    assert hooks & set(dir(_core)) == set()
+    assert hooks <= set(dir(_core._testing)) and hasattr(_core, "Trainer")

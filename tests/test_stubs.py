@@ -1,7 +1,8 @@
-"""The type stub of the compiled module (_core.pyi) matches the module, and the package is marked typed.
+"""The type stub of the compiled module matches the module, and the package is marked typed.
 
-When the binding changes (cpp/bindings/module.cpp), these tests fail until the stub is regenerated with
-tools/gen_stubs.sh.
+The stub is a package: _core/__init__.pyi for fastafm._core and _core/_testing.pyi for its submodule of test
+hooks (fastafm._core._testing), which the package itself never uses. When the binding changes (cpp/bindings/),
+these tests fail until the stub is regenerated with tools/gen_stubs.sh.
 """
 from __future__ import annotations
 
@@ -15,14 +16,26 @@ import fastafm
 from fastafm import _core
 
 PACKAGE = Path(fastafm.__file__).parent
-STALE = "python/fastafm/_core.pyi is out of date with the compiled module: rerun tools/gen_stubs.sh"
+STALE = "python/fastafm/_core/*.pyi are out of date with the compiled module: rerun tools/gen_stubs.sh"
+#: Each compiled module and the file of its stub.
+MODULES = {"_core": (_core, "__init__.pyi"), "_core._testing": (_core._testing, "_testing.pyi")}
+
+
+def _parse(filename: str) -> ast.Module:
+    path = PACKAGE / "_core" / filename
+    assert path.is_file(), f"{path} is missing (is it packaged?)"
+    return ast.parse(path.read_text(encoding="utf-8"))
 
 
 @pytest.fixture(scope="module")
 def stub() -> ast.Module:
-    path = PACKAGE / "_core.pyi"
-    assert path.is_file(), f"{path} is missing (is it packaged?)"
-    return ast.parse(path.read_text(encoding="utf-8"))
+    return _parse("__init__.pyi")
+
+
+@pytest.fixture(scope="module", params=sorted(MODULES))
+def module_and_stub(request):
+    module, filename = MODULES[request.param]
+    return module, _parse(filename)
 
 
 def defined_names(body) -> dict[str, list[ast.AST]]:
@@ -67,25 +80,41 @@ def test_package_is_marked_typed():
     assert (PACKAGE / "py.typed").is_file()
 
 
-def test_stub_names_equal_the_module_names(stub):
+def test_the_stub_is_a_package_of_the_module_and_its_submodule():
+    assert not (PACKAGE / "_core.pyi").exists(), "a stale single-file stub would shadow the stub package"
+    assert sorted(p.name for p in (PACKAGE / "_core").iterdir()) == ["__init__.pyi", "_testing.pyi"]
+    assert _core._testing.__name__ == "fastafm._core._testing"
+
+
+def test_stub_names_equal_the_module_names(module_and_stub):
+    module, stub = module_and_stub
     names = defined_names(stub.body)
-    assert public(names) == public(dir(_core)), STALE
-    assert "__version__" in names
+    assert public(names) == public(dir(module)), STALE
+    if module is _core:
+        assert "__version__" in names
     declared_all = next(ast.literal_eval(node.value) for node in stub.body
                         if isinstance(node, ast.AnnAssign) and getattr(node.target, "id", "") == "__all__")
-    assert set(declared_all) == public(dir(_core)), STALE
+    assert set(declared_all) == public(dir(module)), STALE
 
 
-def test_stub_function_arguments_equal_the_module_signatures(stub):
+def test_stub_function_arguments_equal_the_module_signatures(module_and_stub):
+    module, stub = module_and_stub
     names = defined_names(stub.body)
-    functions = [n for n in public(dir(_core)) if callable(getattr(_core, n)) and not isinstance(getattr(_core, n), type)]
-    assert functions, "no functions found in _core"
+    functions = [n for n in public(dir(module)) if callable(getattr(module, n))
+                 and not isinstance(getattr(module, n), type)]
+    assert functions, f"no functions found in {module.__name__}"
     for name in functions:
         defs = [d for d in names.get(name, []) if isinstance(d, ast.FunctionDef)]
         assert defs, f"{name} is not a function in the stub; {STALE}"
-        expected = runtime_signatures(getattr(_core, name))
-        assert expected, f"could not read the signature of _core.{name} from its docstring"
-        assert stub_signatures(defs) == expected, f"_core.{name}: {STALE}"
+        expected = runtime_signatures(getattr(module, name))
+        assert expected, f"could not read the signature of {module.__name__}.{name} from its docstring"
+        assert stub_signatures(defs) == expected, f"{module.__name__}.{name}: {STALE}"
+
+
+def test_the_package_never_uses_the_test_hooks():
+    """fastafm._core._testing is for tests, benchmarks and fuzzers: no module of the package names it."""
+    users = sorted(path.name for path in PACKAGE.glob("*.py") if "_testing" in path.read_text(encoding="utf-8"))
+    assert users == [], f"modules of the package that name _core._testing: {users}"
 
 
 def test_stub_classes_have_the_module_attributes(stub):

@@ -16,6 +16,7 @@ import scipy.sparse as sp
 
 import fastafm
 from fastafm import _core
+from support import core_epoch
 
 
 @pytest.fixture(scope="module")
@@ -394,24 +395,35 @@ def test_core_rejects_bad_training_rows():
     cfg = _core.TrainConfig()
     args = (np.array([0, 1, 2], np.int64), np.array([0, 1], np.int32), np.ones(2, np.float32), np.zeros(2, np.float32))
     with pytest.raises(ValueError, match="order holds row 2"):
-        _core.train_epoch(params, accum, *args, np.array([0, 2], np.int64), cfg)
+        core_epoch(params, accum, *args, np.array([0, 2], np.int64), cfg)
     with pytest.raises(ValueError, match="order holds row -1"):
-        _core.train_epoch(params, accum, *args, np.array([-1], np.int64), cfg)
+        core_epoch(params, accum, *args, np.array([-1], np.int64), cfg)
     with pytest.raises(ValueError, match="y has shape"):
-        _core.train_epoch(params, accum, *args[:3], np.zeros(3, np.float32), np.array([0], np.int64), cfg)
+        core_epoch(params, accum, *args[:3], np.zeros(3, np.float32), np.array([0], np.int64), cfg)
     with pytest.raises(ValueError, match="must be writable"):
         ro = _params()
         ro["V"].flags.writeable = False
-        _core.train_epoch(ro, accum, *args, np.array([0], np.int64), cfg)
+        core_epoch(ro, accum, *args, np.array([0], np.int64), cfg)
     with pytest.raises(ValueError, match="different shapes"):
-        _core.train_epoch(params, {"G": _params(n=6)}, *args, np.array([0], np.int64), cfg)
+        core_epoch(params, {"G": _params(n=6)}, *args, np.array([0], np.int64), cfg)
     for field, value, message in (("learning_rate", -1.0, "learning_rate"), ("learning_rate", float("inf"),
                                   "learning_rate"), ("dropout", 1.0, "dropout"), ("l2", -1.0, "L2"),
                                   ("batch_size", 0, "batch_size"), ("n_threads", -1, "n_threads")):
         cfg = _core.TrainConfig()
         setattr(cfg, field, value)
         with pytest.raises(ValueError, match=message):
-            _core.train_epoch(params, accum, *args, np.array([0], np.int64), cfg)
+            core_epoch(params, accum, *args, np.array([0], np.int64), cfg)
+
+
+def test_core_rejects_an_optimizer_value_of_no_optimizer():
+    """_core.Optimizer(n) accepts any int; the core's optimizer table has a row only for its members."""
+    assert [int(v) for v in _core.Optimizer.__members__.values()] == [0, 1, 2]
+    cfg = _core.TrainConfig()
+    cfg.optimizer = _core.Optimizer(3)
+    with pytest.raises(ValueError, match="unknown optimizer 3"):
+        _core.Trainer(_params(), {}, cfg)
+    with pytest.raises(ValueError, match="unknown optimizer 3"):
+        _core.optimizer_slots(_core.Optimizer(3))
 
 
 def test_core_rejects_bad_pair_indptr():

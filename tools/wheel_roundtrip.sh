@@ -96,7 +96,8 @@ import sys, zipfile
 names = zipfile.ZipFile(sys.argv[1]).namelist()
 libs = sorted(n.split("/")[-1] for n in names if ".libs/" in n and not n.endswith("/"))
 print(" ".join(libs))
-missing = [f for f in ("fastafm/_core.pyi", "fastafm/py.typed") if f not in names]
+missing = [f for f in ("fastafm/_core/__init__.pyi", "fastafm/_core/_testing.pyi", "fastafm/py.typed")
+           if f not in names]
 if missing:
     sys.exit(f"missing from the wheel: {missing}")
 EOF

@@ -96,7 +96,8 @@ int64_t block_scratch_bytes(int64_t max_row_nnz, int k, int t, int n_threads, bo
 
 Trainer::Trainer(const ModelView& model, const OptimizerState& opt, const TrainConfig& cfg)
     : m_(model), opt_(opt), cfg_(cfg), isa_(kernels_for(model.k, model.t)),
-      pm_isa_(pairs_major_kernels_for(model.k, model.t)), n_threads_(resolve_threads(cfg.n_threads)) {
+      pm_isa_(pairs_major_kernels_for(model.k, model.t)), optimizer_(optimizer_spec(opt.kind)),
+      update_(isa_.update_of(opt.kind)), n_threads_(resolve_threads(cfg.n_threads)) {
     const int k = m_.k, t = m_.t;
     dense_size_ = static_cast<int64_t>(t) * k + 2 * t + k;
     packed_.resize(k, t);
@@ -311,17 +312,10 @@ void Trainer::prefetch_slot(int64_t s) const {
     const int64_t row = k * static_cast<int64_t>(sizeof(float));
     prefetch_bytes(m_.V + f * k, row);
     prefetch_bytes(m_.w + f, 4);
-    const ModelView* slots[2] = {nullptr, nullptr};
-    if (opt_.kind == Optimizer::adagrad) slots[0] = &opt_.G;
-    if (opt_.kind == Optimizer::adam) {
-        slots[0] = &opt_.m;
-        slots[1] = &opt_.v;
-        prefetch_bytes(opt_.row_step + f, 4);
-    }
-    for (const ModelView* o : slots) {
-        if (!o) continue;
-        prefetch_bytes(o->V + f * k, row);
-        prefetch_bytes(o->w + f, 4);
+    if (optimizer_.has_step_counts()) prefetch_bytes(opt_.row_step + f, 4);
+    for (int i = 0; i < optimizer_.n_slots; ++i) {
+        prefetch_bytes(opt_.slot[i].V + f * k, row);
+        prefetch_bytes(opt_.slot[i].w + f, 4);
     }
     for (int64_t j = slot_ptr_[s]; j < slot_ptr_[s + 1]; ++j) {
         const int64_t nz = slot_nz_[j];
@@ -359,25 +353,19 @@ float Trainer::l2_of_slot(int64_t s) const {
     return cfg_.l2 + cfg_.frequency_l2 * (c / n) / n;
 }
 
-void Trainer::step(float* ModelView::*param, int64_t off, const float* grad, int64_t n, const AdamStep& adam) const {
-    float* theta = m_.*param + off;
-    const float lr = cfg_.learning_rate;
-    switch (opt_.kind) {
-        case Optimizer::adagrad: isa_.adagrad(theta, opt_.G.*param + off, grad, n, lr); break;
-        case Optimizer::sgd: isa_.sgd(theta, grad, n, lr); break;
-        case Optimizer::adam: isa_.adam(theta, opt_.m.*param + off, opt_.v.*param + off, grad, n, adam); break;
-    }
-}
-
-AdamStep Trainer::adam_step(float step_count) const {
-    return adam_coefficients(cfg_.adam_beta1, cfg_.adam_beta2, cfg_.adam_eps, cfg_.learning_rate, step_count);
+void Trainer::step(float* ModelView::*param, int64_t off, const float* grad, int64_t n, const UpdateStep& s) const {
+    float* slot[kMaxOptimizerSlots] = {};
+    for (int i = 0; i < optimizer_.n_slots; ++i) slot[i] = opt_.slot[i].*param + off;
+    update_(m_.*param + off, slot, grad, n, s);
 }
 
 void Trainer::batch_update() {
     const int k = m_.k, t = m_.t;
-    const bool adam = opt_.kind == Optimizer::adam;
-    // Adam: the dense parameters take their next step count (written back by thread 0 after the barrier).
-    const AdamStep dense_adam = adam ? adam_step(*opt_.dense_step + 1.0f) : AdamStep{};
+    // The same coefficients at every step, or (an optimizer that counts steps, Adam) those at the values' next
+    // step count: the dense parameters' (written back by thread 0 after the barrier) and each touched row's.
+    const bool counted = optimizer_.has_step_counts();
+    const UpdateStep fixed{cfg_.learning_rate};
+    const UpdateStep dense = counted ? optimizer_.at_step(cfg_, *opt_.dense_step + 1.0f) : fixed;
     // Touched rows of V and w: each row's gradient is summed and applied at once (dynamic: rows of frequent
     // features sum many non-zeros).
     float* dv = sparse_tmp_.data() + thread_id() * padded_row(k);
@@ -388,14 +376,14 @@ void Trainer::batch_update() {
         const int64_t f = touched_[s];
         float dw;
         sparse_gradient(s, dv, &dw);
-        AdamStep row_adam{};
-        if (adam) {  // lazy Adam: the row's own step count, advanced only when a batch touches the row
+        UpdateStep row = fixed;
+        if (counted) {  // lazy: the row's own step count, advanced only when a batch touches the row
             const float steps = opt_.row_step[f] + 1.0f;
             opt_.row_step[f] = steps;
-            row_adam = adam_step(steps);
+            row = optimizer_.at_step(cfg_, steps);
         }
-        step(&ModelView::V, f * k, dv, k, row_adam);
-        step(&ModelView::w, f, &dw, 1, row_adam);
+        step(&ModelView::V, f * k, dv, k, row);
+        step(&ModelView::w, f, &dw, 1, row);
         slot_of_feature_[f] = -1;
     }
     // Dense parameters, in row blocks of W so that threads share the largest array.
@@ -403,18 +391,18 @@ void Trainer::batch_update() {
     for (int j0; (j0 = next_wrow_.fetch_add(kRowsPerClaim, std::memory_order_relaxed)) < t;)
     for (int j = j0; j < std::min(t, j0 + kRowsPerClaim); ++j) {
         const int64_t off = static_cast<int64_t>(j) * k;
-        step(&ModelView::W, off, total_.W() + off, k, dense_adam);
+        step(&ModelView::W, off, total_.W() + off, k, dense);
     }
     if (thread_id() == 0) {
-        step(&ModelView::b, 0, total_.b(), t, dense_adam);
-        step(&ModelView::h, 0, total_.h(), t, dense_adam);
-        if (cfg_.learn_projection) step(&ModelView::p, 0, total_.p(), k, dense_adam);
+        step(&ModelView::b, 0, total_.b(), t, dense);
+        step(&ModelView::h, 0, total_.h(), t, dense);
+        if (cfg_.learn_projection) step(&ModelView::p, 0, total_.p(), k, dense);
         const float gw0 = static_cast<float>(total_.w0);
-        step(&ModelView::w0, 0, &gw0, 1, dense_adam);
+        step(&ModelView::w0, 0, &gw0, 1, dense);
     }
     team_wait();
     // Read by every thread above, and next only in the next batch's update (after its barriers).
-    if (adam && thread_id() == 0) *opt_.dense_step += 1.0f;
+    if (counted && thread_id() == 0) *opt_.dense_step += 1.0f;
 }
 
 double Trainer::team_wait() {

@@ -139,18 +139,24 @@ int main() {
         std::vector<float> th1(n), g(n), acc1(n, 0.5f);
         fill(th1, 1.0f); fill(g, 1.0f);
         std::vector<float> th2 = th1, acc2 = acc1;
-        wide::table().adagrad(th1.data(), acc1.data(), g.data(), n, 0.1f);
-        narrow::table().adagrad(th2.data(), acc2.data(), g.data(), n, 0.1f);
+        afm::UpdateStep s;
+        s.lr = 0.1f;
+        float* acc1p[] = {acc1.data()};
+        float* acc2p[] = {acc2.data()};
+        wide::table().update_of(afm::Optimizer::adagrad)(th1.data(), acc1p, g.data(), n, s);
+        narrow::table().update_of(afm::Optimizer::adagrad)(th2.data(), acc2p, g.data(), n, s);
         check("adagrad", th1, th2, n, 0);
-        wide::table().sgd(th1.data(), g.data(), n, 0.1f);
-        narrow::table().sgd(th2.data(), g.data(), n, 0.1f);
+        wide::table().update_of(afm::Optimizer::sgd)(th1.data(), nullptr, g.data(), n, s);
+        narrow::table().update_of(afm::Optimizer::sgd)(th2.data(), nullptr, g.data(), n, s);
         check("sgd", th1, th2, n, 0);
         std::vector<float> m1(n, 0.0f), v1(n, 0.0f);
         std::vector<float> m2 = m1, v2 = v1;
-        const afm::AdamStep s = afm::adam_coefficients(0.9, 0.999, 1e-8, 0.1, 1.0);
+        s.adam = afm::adam_coefficients(0.9, 0.999, 1e-8, 0.1, 1.0);
+        float* mv1[] = {m1.data(), v1.data()};
+        float* mv2[] = {m2.data(), v2.data()};
         for (int rep = 0; rep < 2; ++rep) {  // the second call starts from non-zero moments
-            wide::table().adam(th1.data(), m1.data(), v1.data(), g.data(), n, s);
-            narrow::table().adam(th2.data(), m2.data(), v2.data(), g.data(), n, s);
+            wide::table().update_of(afm::Optimizer::adam)(th1.data(), mv1, g.data(), n, s);
+            narrow::table().update_of(afm::Optimizer::adam)(th2.data(), mv2, g.data(), n, s);
         }
         check("adam", th1, th2, n, 0);
         check("adam m", m1, m2, n, 0);

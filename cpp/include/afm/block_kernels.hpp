@@ -28,6 +28,7 @@
 
 #include "afm/common.hpp"
 #include "afm/model.hpp"
+#include "afm/optimizers.hpp"
 
 namespace afm {
 
@@ -149,22 +150,6 @@ struct PackedW {
     void pack(const IsaKernels& isa, const ModelView& m);
 };
 
-// One Adam step's coefficients for parameters at step count t (bias corrections 1 - beta^t folded in).
-struct AdamStep {
-    float beta1, beta2, eps;
-    float one_minus_beta1, one_minus_beta2;  // computed in double
-    float lr_corrected;   // learning_rate / (1 - beta1^t)
-    float inv_bc2;        // 1 / (1 - beta2^t)
-};
-
-// The coefficients at step count t >= 1, in double: 1 - beta2^t is ~1e-3 at t = 1.
-inline AdamStep adam_coefficients(double beta1, double beta2, double eps, double lr, double t) {
-    const double bc1 = 1.0 - std::pow(beta1, t), bc2 = 1.0 - std::pow(beta2, t);
-    return {static_cast<float>(beta1), static_cast<float>(beta2), static_cast<float>(eps),
-            static_cast<float>(1.0 - beta1), static_cast<float>(1.0 - beta2), static_cast<float>(lr / bc1),
-            static_cast<float>(1.0 / bc2)};
-}
-
 struct IsaKernels {
     const char* name;
     // Forward pass of a block, with m.W packed by this kernel set. Fills scratch y (and E, Z, a, q for backward).
@@ -178,14 +163,13 @@ struct IsaKernels {
     // Packs B (K x N, B(l, c) = B[l*b_rs + c*b_cs]) into out, in the layout this set's GEMMs read: at most
     // K * packed_columns(N) floats (columns zero-padded to whole vectors).
     void (*pack_b)(int64_t K, int64_t N, const float* B, int64_t b_rs, int64_t b_cs, float* out);
-    // Adagrad (accum += g^2; theta -= lr g / sqrt(accum)) and SGD on n contiguous coordinates.
-    void (*adagrad)(float* theta, float* accum, const float* grad, int64_t n, float lr);
-    void (*sgd)(float* theta, const float* grad, int64_t n, float lr);
-    // Adam (one_minus_beta* stand for 1-b*): m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2; theta -= lr_corrected m / (sqrt(v inv_bc2) + eps).
-    void (*adam)(float* theta, float* m, float* v, const float* grad, int64_t n, const AdamStep& s);
+    // The update kernel of every optimizer of the table (afm/optimizers.hpp), in its order: update_of.
+    UpdateKernel update[kOptimizerCount];
     // Where pairs_major_from() chooses the pairs-major layout on this set: for rows of at least this many pairs,
     // or -1 for none (the shapes where it measured faster, isa/pairs_major.inc).
     int64_t (*pairs_major_rows)(int k, int t);
+
+    UpdateKernel update_of(Optimizer kind) const { return update[static_cast<int>(kind)]; }
 };
 
 // Columns of a packed B of N columns, for any vector width up to 16 floats.

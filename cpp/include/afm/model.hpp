@@ -8,6 +8,8 @@
 #pragma once
 #include <cstdint>
 
+#include "afm/optimizers.hpp"
+
 namespace afm {
 
 struct ModelView {
@@ -24,7 +26,6 @@ struct ModelView {
 };
 
 enum class Loss { squared = 0, logistic = 1 };
-enum class Optimizer { adagrad = 0, sgd = 1, adam = 2 };
 
 struct TrainConfig {
     Loss loss = Loss::squared;
@@ -48,32 +49,15 @@ struct TrainConfig {
 };
 
 // The optimizer's state as named slots, each a view with the model's shapes (docs/model.md, "Optimizer
-// state"): sgd has none, adagrad one, G (the running sums of squared gradients), adam the moments m and v
-// and its step counts: one per row of V and w (they are always updated together) and one for the dense
-// parameters (slot "step", arrays for w and w0 only). A new optimizer adds its slots here and its case in
-// Trainer::step; nothing else in the trainer knows which optimizer runs.
+// state"), in the order of its row of the optimizer table (afm/optimizers.hpp): sgd has none, adagrad one, G
+// (the running sums of squared gradients), adam the moments m and v. An optimizer whose coefficients depend on
+// the step count (adam) also has its step counts (slot "step", arrays for w and w0 only): one per row of V and w
+// (they are always updated together) and one for the dense parameters.
 struct OptimizerState {
     Optimizer kind = Optimizer::sgd;
-    ModelView G;                  // adagrad
-    ModelView m, v;               // adam: first and second moments
-    float* row_step = nullptr;    // adam: updates so far of row i of V and w (n_features; float32, exact to 2^24)
-    float* dense_step = nullptr;  // adam: updates so far of w0, W, b, h, p (one float)
+    ModelView slot[kMaxOptimizerSlots];  // slot[i]: the optimizer's i-th slot
+    float* row_step = nullptr;    // updates so far of row i of V and w (n_features; float32, exact to 2^24)
+    float* dense_step = nullptr;  // updates so far of w0, W, b, h, p (one float)
 };
-
-// The slot names of an optimizer, in the order the model files and the binding list them.
-inline const char* const* optimizer_slots(Optimizer kind, int* count) {
-    static const char* const adagrad[] = {"G"};
-    static const char* const adam[] = {"m", "v", "step"};
-    if (kind == Optimizer::adagrad) {
-        *count = 1;
-        return adagrad;
-    }
-    if (kind == Optimizer::adam) {
-        *count = 3;
-        return adam;
-    }
-    *count = 0;
-    return nullptr;
-}
 
 }  // namespace afm

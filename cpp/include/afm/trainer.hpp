@@ -5,7 +5,8 @@
 // job, simply takes fewer) and run the fused block kernels (afm/block_kernels.hpp) over them, adding dense
 // gradients to the chunk's own buffer, while one thread builds the batch's feature slots; (2) the chunk
 // buffers are reduced in chunk order; (3) per touched feature, its non-zeros' gradients are summed in row
-// order and Adagrad/SGD updates that row of V and w at once; the dense parameters are updated likewise.
+// order and the optimizer (its update kernel, afm/optimizers.hpp) updates that row of V and w at once; the dense
+// parameters are updated likewise.
 // No sum depends on which thread ran what, so a fit is bit-identical for a fixed seed and thread count.
 //
 // Threading contract: the model and optimizer state are written only in step (3), by disjoint ranges; one
@@ -110,10 +111,9 @@ private:
     static constexpr int64_t kSlotsAhead = 6;
     void prefetch_slot(int64_t slot) const;
     float l2_of_slot(int64_t slot) const;  // l2 + the frequency_l2 share of touched feature `slot`
-    // One optimizer step on values [off, off + n) of the parameter `param` (and of its slots); `adam`: the
-    // coefficients at the step count of those values (Adam only).
-    void step(float* ModelView::*param, int64_t off, const float* grad, int64_t n, const AdamStep& adam) const;
-    AdamStep adam_step(float step_count) const;  // bias-corrected coefficients after step_count updates
+    // One optimizer step on values [off, off + n) of the parameter `param` (and of its slots), with the
+    // coefficients `s` (for an optimizer that counts steps, those at the step count of these values).
+    void step(float* ModelView::*param, int64_t off, const float* grad, int64_t n, const UpdateStep& s) const;
     void batch_update();                                                    // all threads, ends with a barrier
     double team_wait();                                                     // barrier_; thread 0 sums its waits
     void choose_mode(double batch_seconds);                                 // thread 0: team or solo next
@@ -127,6 +127,8 @@ private:
     TrainConfig cfg_;
     const IsaKernels& isa_;     // rows-layout blocks and the optimizer steps (kernels_for)
     const IsaKernels& pm_isa_;  // pairs-major blocks (pairs_major_kernels_for)
+    const OptimizerSpec& optimizer_;  // opt_.kind's row of the optimizer table
+    UpdateKernel update_;             // its update kernel on isa_
     int n_threads_;
     TeamBarrier barrier_;                // the team's barriers between the phases of a batch
     TeamGate gate_;                      // closed in solo mode: the team's other threads sleep there

@@ -1,4 +1,5 @@
 // Picks the kernel set for this CPU once; FASTAFM_ISA (avx512 | avx2 | baseline) forces one.
+#include <array>
 #include <atomic>
 #include <cstdlib>
 #include <mutex>
@@ -9,22 +10,65 @@ namespace afm {
 
 namespace {
 
-bool cpu_has(const std::string& name) {
+#ifdef AFM_HAVE_ISA_CLONES
+bool cpu_has_avx512() {
 #if defined(AFM_X86) && (defined(__GNUC__) || defined(__clang__))
     __builtin_cpu_init();
-    if (name == "avx512") return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq");
-    if (name == "avx2") return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq");
+#else
+    return false;
 #endif
-    return name == "baseline";
 }
 
-const IsaKernels* table_for(const std::string& name) {
-#ifdef AFM_HAVE_ISA_CLONES
-    if (name == "avx512") return &isa_avx512::table();
-    if (name == "avx2") return &isa_avx2::table();
+bool cpu_has_avx2() {
+#if defined(AFM_X86) && (defined(__GNUC__) || defined(__clang__))
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#else
+    return false;
 #endif
-    if (name == "baseline") return &isa_baseline::table();
+}
+#endif
+
+bool cpu_has_any() { return true; }
+
+// The instruction sets this build has, best first: the one list every function below walks. A set is its
+// kernel table (isa_<set>.cpp: block_kernels.inc compiled with the set's flags, CMakeLists.txt; its name is
+// table().name, what FASTAFM_ISA and select_isa take) and the check that this CPU runs it.
+struct Isa {
+    const IsaKernels& (*kernels)();
+    bool (*cpu_has)();
+    // The set that rows-layout blocks of models with k, t <= 8 run on instead, unless a set was forced (nullptr:
+    // this one). On AVX-512: AVX2, as k, t <= 8 fill one 8-float vector exactly and half a 16-float one, where
+    // the AVX2 set trains 1.2-1.3x faster (bench/RESULTS.md, shape sweep).
+    const IsaKernels& (*small_shapes)();
+};
+
+const Isa kIsas[] = {
+#ifdef AFM_HAVE_ISA_CLONES
+    {&isa_avx512::table, &cpu_has_avx512, &isa_avx2::table},
+    {&isa_avx2::table, &cpu_has_avx2, nullptr},
+#endif
+    {&isa_baseline::table, &cpu_has_any, nullptr},
+};
+constexpr size_t kIsaCount = sizeof(kIsas) / sizeof(kIsas[0]);
+
+const Isa* isa_named(const std::string& name) {
+    for (const Isa& isa : kIsas)
+        if (name == isa.kernels().name) return &isa;
     return nullptr;
+}
+
+const Isa* isa_of(const IsaKernels* table) {
+    for (const Isa& isa : kIsas)
+        if (&isa.kernels() == table) return &isa;
+    return nullptr;
+}
+
+const Isa& best_supported() {
+    for (const Isa& isa : kIsas)
+        if (isa.cpu_has()) return isa;
+    return kIsas[kIsaCount - 1];  // not reached: the baseline runs everywhere
 }
 
 // The active set and whether it was forced (FASTAFM_ISA or select_isa: then no per-shape choice, since tests
@@ -38,26 +82,25 @@ std::atomic<const Choice*> g_choice{nullptr};
 std::atomic<int> g_layout{static_cast<int>(PairLayout::automatic)};  // set_pair_layout
 std::once_flag g_once;
 
-const Choice* choice_for(const IsaKernels* table, bool forced) {
+const Choice* choice_for(const Isa& isa, bool forced) {
     // Every (set, forced) pair has one static Choice, so publishing one never allocates or frees.
-    static const Choice choices[] = {
-#ifdef AFM_HAVE_ISA_CLONES
-        {&isa_avx512::table(), false}, {&isa_avx512::table(), true}, {&isa_avx2::table(), false},
-        {&isa_avx2::table(), true},
-#endif
-        {&isa_baseline::table(), false}, {&isa_baseline::table(), true}};
-    for (const Choice& c : choices)
-        if (c.table == table && c.forced == forced) return &c;
-    return &choices[0];  // not reached: table_for only returns the sets above
+    static const std::array<Choice, 2 * kIsaCount> choices = [] {
+        std::array<Choice, 2 * kIsaCount> c{};
+        for (size_t i = 0; i < kIsaCount; ++i) {
+            c[2 * i] = {&kIsas[i].kernels(), false};
+            c[2 * i + 1] = {&kIsas[i].kernels(), true};
+        }
+        return c;
+    }();
+    return &choices[2 * static_cast<size_t>(&isa - kIsas) + (forced ? 1 : 0)];
 }
 
 const Choice& current() {
     std::call_once(g_once, [] {
         // An unknown or unsupported FASTAFM_ISA falls back to the best path; active_isa() tells which.
         const char* forced = std::getenv("FASTAFM_ISA");
-        const Choice* c = (forced && *forced && table_for(forced) && cpu_has(forced))
-                              ? choice_for(table_for(forced), true)
-                              : choice_for(table_for(supported_isas().front()), false);
+        const Isa* isa = forced && *forced ? isa_named(forced) : nullptr;
+        const Choice* c = isa && isa->cpu_has() ? choice_for(*isa, true) : choice_for(best_supported(), false);
         g_choice.store(c, std::memory_order_release);
     });
     return *g_choice.load(std::memory_order_acquire);
@@ -67,16 +110,16 @@ const Choice& current() {
 
 std::vector<std::string> supported_isas() {
     std::vector<std::string> out;
-    for (const char* name : {"avx512", "avx2", "baseline"})
-        if (table_for(name) && cpu_has(name)) out.emplace_back(name);
+    for (const Isa& isa : kIsas)
+        if (isa.cpu_has()) out.emplace_back(isa.kernels().name);
     return out;
 }
 
 bool select_isa(const std::string& name) {
-    const IsaKernels* t = table_for(name);
-    if (!t || !cpu_has(name)) return false;
+    const Isa* isa = isa_named(name);
+    if (!isa || !isa->cpu_has()) return false;
     current();  // FASTAFM_ISA is read first, so that it never overrides this later choice
-    g_choice.store(choice_for(t, true), std::memory_order_release);
+    g_choice.store(choice_for(*isa, true), std::memory_order_release);
     return true;
 }
 
@@ -99,14 +142,11 @@ int64_t pairs_major_from(const IsaKernels& isa, int k, int t) {
 
 const IsaKernels& kernels_for(int k, int t) {
     const Choice& c = current();  // one read: the set and whether it was forced belong together
-#ifdef AFM_HAVE_ISA_CLONES
-    // k, t <= 8 fill one 8-float vector exactly and half a 16-float one: there the AVX2 set trains 1.2-1.3x
-    // faster than the AVX-512 one (bench/RESULTS.md, shape sweep), so it is used unless a set was forced.
-    if (!c.forced && c.table == &isa_avx512::table() && k <= 8 && t <= 8 && cpu_has("avx2"))
-        return isa_avx2::table();
-#endif
-    (void)k;
-    (void)t;
+    if (!c.forced && k <= 8 && t <= 8) {
+        const Isa* active = isa_of(c.table);
+        const Isa* narrow = active && active->small_shapes ? isa_of(&active->small_shapes()) : nullptr;
+        if (narrow && narrow->cpu_has()) return narrow->kernels();
+    }
     return *c.table;
 }
 

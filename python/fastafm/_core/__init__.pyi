@@ -7,7 +7,8 @@ import numpy
 import numpy.typing
 import typing
 import typing_extensions
-__all__: list[str] = ['Loss', 'Optimizer', 'TrainConfig', 'Trainer', 'active_isa', 'adagrad_update_', 'adam_update_', 'batch_gradients', 'dropout_mask', 'gemm', 'kernel_isa', 'openmp_enabled', 'optimizer_slots', 'pair_attention', 'pairs_major_from', 'parse_libfm_buffer', 'parse_libfm_file', 'predict', 'resolve_threads', 'scratch_bytes', 'select_isa', 'set_pair_layout', 'set_pair_tile', 'sgd_update_', 'supported_isas', 'train_epoch']
+from . import _testing
+__all__: list[str] = ['Loss', 'Optimizer', 'TrainConfig', 'Trainer', 'active_isa', 'kernel_isa', 'openmp_enabled', 'optimizer_slots', 'pair_attention', 'pairs_major_from', 'parse_libfm_buffer', 'parse_libfm_file', 'predict', 'resolve_threads', 'scratch_bytes', 'select_isa', 'supported_isas']
 class Loss:
     """
     Members:
@@ -187,42 +188,29 @@ class Trainer:
     """
     The core's trainer of one fit: it views `params` and the optimizer `state` (updated in
     place) and keeps its work memory across train_epoch calls (an epoch, or one block of a
-    streamed cache), growing it only for longer rows.
+    streamed cache), growing it only for longer rows. `state` holds the optimizer's slots,
+    {slot: dict of arrays shaped like params}: {} for sgd, {'G': ...} for adagrad, {'m': ...,
+    'v': ..., 'step': {'w': (n_features,), 'w0': (1,)}} for adam (docs/model.md).
+    `feature_counts` (float32, n_features): each feature's n_i for config.frequency_l2
+    (required when it is > 0).
     """
     def __init__(self, params: dict, state: dict, config: TrainConfig, feature_counts: typing.Any = None) -> None:
         ...
     def train_epoch(self, indptr: numpy.ndarray, indices: numpy.ndarray, values: numpy.ndarray, y: numpy.ndarray, order: numpy.ndarray, seed: typing.SupportsInt | typing.SupportsIndex, epoch: typing.SupportsInt | typing.SupportsIndex, progress: typing.Any = None, progress_interval: typing.SupportsFloat | typing.SupportsIndex = 0.1, weights: typing.Any = None) -> dict:
         """
-        One epoch over the rows `order` of these CSR rows, with the dropout stream (seed, epoch); returns
-        what _core.train_epoch returns.
+        Train one epoch in place over the rows `order` of these CSR rows (mini-batches of
+        config.batch_size), with the dropout stream (seed, epoch). Returns a dict with loss_sum (summed data
+        loss), n_rows, n_batches, stopped and diverged (a batch's loss was not finite: the epoch stopped
+        before that batch's update). Every `progress_interval` seconds, between batches, pending signals are
+        handled (KeyboardInterrupt is raised after the batch in progress) and `progress(rows_done)` is called;
+        a falsy return (False, np.False_, 0, an empty container) stops the epoch, None or a truthy one
+        continues, and an exception it raises stops the epoch and is raised here. Arrays that share memory
+        with a written one (params, state) are refused. `weights` (float32, one finite weight >= 0 per row of
+        X, or None for all 1) multiplies each row's loss and gradient.
         """
 def active_isa() -> str:
     """
     The instruction set the kernels use now (avx512, avx2 or baseline).
-    """
-def adagrad_update_(theta: numpy.ndarray, accum: numpy.ndarray, grad: numpy.ndarray, learning_rate: typing.SupportsFloat | typing.SupportsIndex) -> None:
-    """
-    In place: accum += grad**2; theta -= learning_rate * grad / sqrt(accum).
-    """
-def adam_update_(theta: numpy.ndarray, m: numpy.ndarray, v: numpy.ndarray, grad: numpy.ndarray, learning_rate: typing.SupportsFloat | typing.SupportsIndex, step: typing.SupportsFloat | typing.SupportsIndex, beta1: typing.SupportsFloat | typing.SupportsIndex, beta2: typing.SupportsFloat | typing.SupportsIndex, eps: typing.SupportsFloat | typing.SupportsIndex) -> None:
-    """
-    In place, one Adam step at step count `step` (>= 1): m = beta1 m + (1-beta1) grad;
-    v = beta2 v + (1-beta2) grad**2; theta -= learning_rate (m / (1-beta1**step)) /
-    (sqrt(v / (1-beta2**step)) + eps).
-    """
-def batch_gradients(params: dict, indptr: numpy.ndarray, indices: numpy.ndarray, values: numpy.ndarray, y: numpy.ndarray, rows: numpy.ndarray, config: TrainConfig, use_dropout: bool = False, weights: typing.Any = None, feature_counts: typing.Any = None) -> dict:
-    """
-    Objective J and its gradient over `rows` taken as one mini-batch (the training step's own code path),
-    each row's loss times its `weights` entry (None: all 1).
-    Sparse gradients are given for the distinct `touched` ids only (rows of V and w).
-    """
-def dropout_mask(seed: typing.SupportsInt | typing.SupportsIndex, epoch: typing.SupportsInt | typing.SupportsIndex, rows: numpy.ndarray, k: typing.SupportsInt | typing.SupportsIndex, rho: typing.SupportsFloat | typing.SupportsIndex) -> numpy.typing.NDArray[numpy.float32]:
-    """
-    The dropout factors (0 or 1/(1-rho)) that training uses for the given data rows in this epoch.
-    """
-def gemm(A: numpy.ndarray, B: numpy.ndarray) -> numpy.typing.NDArray[numpy.float32]:
-    """
-    A @ B with the active instruction set's GEMM kernel (float32; for tests and benchmarks).
     """
 def kernel_isa(k: typing.SupportsInt | typing.SupportsIndex, t: typing.SupportsInt | typing.SupportsIndex, pairs: typing.SupportsInt | typing.SupportsIndex = 0) -> str:
     """
@@ -247,7 +235,7 @@ def pairs_major_from(k: typing.SupportsInt | typing.SupportsIndex, t: typing.Sup
     """
     Rows of at least this many pairs run the pairs-major layout (0: every row, -1: none) for a model with
     embedding size k and attention size t, now (on kernel_isa(k, t, pairs)'s set; small k and t and long
-    rows, unless set_pair_layout forced a layout).
+    rows, unless _testing.set_pair_layout forced a layout).
     """
 def parse_libfm_buffer(buffer: typing_extensions.Buffer, name: str, first_line: typing.SupportsInt | typing.SupportsIndex = 1) -> tuple:
     """
@@ -278,38 +266,8 @@ def select_isa(name: str) -> None:
     """
     Use the kernels of instruction set `name` from now on (FASTAFM_ISA sets it at import).
     """
-def set_pair_layout(layout: str) -> str:
-    """
-    Tests only: from now on blocks of pairs use the rows layout (E: pairs x k), the pairs-major one (E^T:
-    k x pairs) where k, t <= 32, or ('auto') the one dispatch chooses per instruction set and shape.
-    Results change only by float rounding. Returns the previous setting.
-    """
-def set_pair_tile(pairs: typing.SupportsInt | typing.SupportsIndex) -> int:
-    """
-    Tests only: from now on blocks hold at most `pairs` pairs and longer rows are streamed through tiles of
-    `pairs` pairs (0: the defaults). Results change only by float rounding. Returns the previous setting.
-    """
-def sgd_update_(theta: numpy.ndarray, grad: numpy.ndarray, learning_rate: typing.SupportsFloat | typing.SupportsIndex) -> None:
-    """
-    In place: theta -= learning_rate * grad.
-    """
 def supported_isas() -> list[str]:
     """
     Instruction sets this build and CPU can use, best first.
-    """
-def train_epoch(params: dict, state: dict, indptr: numpy.ndarray, indices: numpy.ndarray, values: numpy.ndarray, y: numpy.ndarray, order: numpy.ndarray, config: TrainConfig, progress: typing.Any = None, progress_interval: typing.SupportsFloat | typing.SupportsIndex = 0.1, weights: typing.Any = None, feature_counts: typing.Any = None) -> dict:
-    """
-    Train one epoch in place over the rows `order` (mini-batches of config.batch_size). `state` holds the
-    optimizer's slots, {slot: dict of arrays shaped like params}: {} for sgd, {'G': ...} for adagrad,
-    {'m': ..., 'v': ..., 'step': {'w': (n_features,), 'w0': (1,)}} for adam (docs/model.md).
-    Returns a dict with loss_sum (summed data loss), n_rows, n_batches, stopped and diverged (a batch's
-    loss was not finite: the epoch stopped before that batch's update). Every `progress_interval`
-    seconds, between batches, pending signals are handled (KeyboardInterrupt is raised after the batch in
-    progress) and `progress(rows_done)` is called; a falsy return (False, np.False_, 0, an empty container)
-    stops the epoch, None or a truthy one continues, and an exception it raises stops the epoch and is
-    raised here. Arrays that share memory with a written one (params, state) are refused. `weights`
-    (float32, one finite weight >= 0 per row of X, or None for all 1) multiplies each row's loss and
-    gradient. `feature_counts` (float32, n_features): each feature's n_i for config.frequency_l2 (required
-    when it is > 0).
     """
 __version__: str
