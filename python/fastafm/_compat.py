@@ -76,6 +76,12 @@ except ImportError:  # pragma: no cover
         """Raised by a method that needs a fitted model (scikit-learn's exception when it is installed)."""
 
 
+def check_fitted(model, attribute: str) -> None:
+    """NotFittedError naming the class when `model` has no `attribute` (what its fit sets)."""
+    if not hasattr(model, attribute):
+        raise NotFittedError(f"This {type(model).__name__} instance is not fitted yet; call fit first.")
+
+
 def fitted_state(model):
     """The training state of a fitted estimator; NotFittedError naming the class when it has none."""
     state = getattr(model, "training_state_", None)

@@ -50,7 +50,7 @@ except ImportError as exc:  # pragma: no cover - exercised by a subprocess test 
         "fastafm.dask needs the optional dependencies dask and distributed: pip install fastafm[dask]"
     ) from exc
 
-from .._compat import BaseEstimator, ClassifierMixin, RegressorMixin, fitted_state
+from .._compat import BaseEstimator, ClassifierMixin, RegressorMixin, check_fitted, fitted_state
 from ..models import registry as _registry
 from ..models.estimators import AFMClassifier, AFMRegressor
 from ..models.hyperparams import SIGNATURES, core_settings, store, validate
@@ -218,12 +218,7 @@ class _DaskAFMBase(BaseEstimator):
         self.n_epochs_done_ = state.n_epochs_done
 
     def _check_fitted(self):
-        if not hasattr(self, "_local_"):
-            try:
-                from sklearn.exceptions import NotFittedError
-            except ImportError:  # pragma: no cover
-                NotFittedError = AttributeError  # noqa: N806
-            raise NotFittedError(f"This {type(self).__name__} instance is not fitted yet; call fit first.")
+        check_fitted(self, "_local_")
 
     def _map(self, X, method: str):
         self._check_fitted()

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from .._compat import BaseEstimator, import_optional
+from .._compat import BaseEstimator, check_fitted, import_optional
 from .columns import (bin_labels, bins_for, check_frame, check_params, detect_categorical, feature_name, fit_bins,
                       fit_categories, fit_scaling, numeric_values)
 
@@ -288,9 +288,4 @@ class FieldEncoder(TransformerMixin, BaseEstimator):
 
     # ------------------------------------------------------------------ internals
     def _check_fitted(self):
-        if not hasattr(self, "feature_map_"):
-            try:
-                from sklearn.exceptions import NotFittedError
-            except ImportError:  # pragma: no cover
-                NotFittedError = AttributeError  # noqa: N806
-            raise NotFittedError(f"This {type(self).__name__} instance is not fitted yet; call fit first.")
+        check_fitted(self, "feature_map_")
