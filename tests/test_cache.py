@@ -18,7 +18,7 @@ from fastafm.data.cache import HEADER_SIZE, CacheFile
 from fastafm.data.convert import convert
 from fastafm.cli import main
 
-SMALL = dict(embedding_dim=8, attention_dim=8, n_epochs=3, n_threads=1, random_state=3)
+SMALL = dict(embedding_dim=8, attention_dim=8, n_epochs=3, n_threads=1, random_state=3, early_stopping=False)
 
 
 def write_libfm(path, X, y, crlf=False, comments=True):

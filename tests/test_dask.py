@@ -22,7 +22,7 @@ from fastafm.dask import worker as dist
 from fastafm.models.hyperparams import AUTO_LEARNING_RATES, AUTO_RATE_NNZ
 from fastafm.dask import DaskAFMClassifier, DaskAFMRegressor
 
-SMALL = dict(embedding_dim=8, attention_dim=8, n_epochs=4, random_state=0, sync_rows=500)
+SMALL = dict(embedding_dim=8, attention_dim=8, n_epochs=4, random_state=0, sync_rows=500, early_stopping=False)
 
 
 @pytest.fixture(scope="module")

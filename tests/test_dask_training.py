@@ -14,7 +14,8 @@ from fastafm.dask import merge as mg
 from fastafm.dask import worker as dist
 from fastafm.dask import DaskAFMClassifier, DaskAFMRegressor
 
-SMALL = dict(embedding_dim=8, attention_dim=8, n_epochs=4, random_state=0, sync_rows=500, n_threads=1)
+SMALL = dict(embedding_dim=8, attention_dim=8, n_epochs=4, random_state=0, sync_rows=500, n_threads=1,
+             early_stopping=False)
 
 
 @pytest.fixture(scope="module")
@@ -132,9 +133,11 @@ def test_validation_fraction_holds_rows_out_in_memory_and_when_streaming(client,
     n_kept = streamed.sync_stats_["rows_per_round"] * streamed.sync_stats_["rounds"] / 3
     assert 0.75 * 3000 < n_kept < 0.85 * 3000 and n_kept == int(n_kept)
     assert len(streamed.validation_score_) == 3
-    # "auto": on from 10,000 training rows or with an eval_set, else off
+    # "auto": on from AUTO_EARLY_STOPPING_ROWS training rows or with an eval_set, else off (as in one process)
     auto = DaskAFMRegressor(**{**params, "early_stopping": "auto"}, client=client).fit(*_arrays(X, y, 750))
-    assert not auto.do_early_stopping_ and not hasattr(auto, "best_epoch_")
+    assert auto.do_early_stopping_ and hasattr(auto, "best_epoch_")
+    few = DaskAFMRegressor(**{**params, "early_stopping": "auto"}, client=client).fit(*_arrays(X[:900], y[:900], 450))
+    assert not few.do_early_stopping_ and not hasattr(few, "best_epoch_")
     with pytest.raises(ValueError, match="leaves no rows for validation"):
         DaskAFMRegressor(**{**params, "validation_fraction": 1e-6}, client=client).fit(*_arrays(X, y, 750))
 

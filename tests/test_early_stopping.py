@@ -43,14 +43,14 @@ def split_of(n_rows, random_state, y=None, fraction=0.1):
 
 
 # ---------------------------------------------------------------------------------------------- "auto"
-def test_auto_is_off_below_10000_rows_without_an_eval_set():
-    X, y = data()
+def test_auto_is_off_below_the_threshold_without_an_eval_set():
+    X, y = data(n_rows=session.AUTO_EARLY_STOPPING_ROWS - 1)
     model = fastafm.AFMRegressor(n_epochs=4, pretrain=None, **KW).fit(X, y)
     assert model.do_early_stopping_ is False and len(model.history_) == 4
     assert not any(k.startswith("eval_") for k in model.history_[0]) and not hasattr(model, "best_epoch_")
 
 
-def test_auto_is_on_from_10000_rows_and_with_an_eval_set():
+def test_auto_is_on_from_the_threshold_and_with_an_eval_set():
     X, y = data(n_rows=session.AUTO_EARLY_STOPPING_ROWS)
     model = fastafm.FMRegressor(n_epochs=3, **FM_KW).fit(X, y)
     assert model.do_early_stopping_ is True and "eval_rmse" in model.history_[0]

@@ -10,7 +10,7 @@ from .engine import train
 
 #: early_stopping="auto" turns early stopping on from this many training rows (scikit-learn's
 #: HistGradientBoosting threshold), or whenever an eval_set is given.
-AUTO_EARLY_STOPPING_ROWS = 10_000
+AUTO_EARLY_STOPPING_ROWS = 1_000
 _SPLIT_STREAM = 0x5EED_5EA1  # the validation split's own stream of an integer random_state
 
 
