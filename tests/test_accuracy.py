@@ -145,7 +145,7 @@ def overfitting_data(classification=False):
 def test_early_stopping_restores_the_best_epoch(cls, metric):
     classification = cls in (fastafm.AFMClassifier, fastafm.FMClassifier)
     X, y, X_eval, y_eval = overfitting_data(classification)
-    kw = dict(embedding_dim=8, learning_rate=0.02 if classification else 0.2, dropout=0.0, batch_size=16,
+    kw = dict(embedding_dim=8, learning_rate=0.02 if classification else 0.05, dropout=0.0, batch_size=16,
               n_threads=1, random_state=7)
     if cls in (fastafm.AFMRegressor, fastafm.AFMClassifier):
         kw.update(attention_dim=4, pretrain=None)

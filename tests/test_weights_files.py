@@ -148,7 +148,7 @@ def test_streamed_holdout_keeps_the_weights_of_its_rows(tmp_path):
     X, y = random_rows(rng, n_rows=600)
     w = rng.uniform(0.1, 3.0, size=600)
     cache = CacheFile(convert((X, y, w), tmp_path / "w.cache").path, block_rows=100)
-    m = fastafm.AFMRegressor(**{**SMALL, "n_epochs": 1}, early_stopping=True, pretrain=None).fit(cache)
+    m = fastafm.AFMRegressor(**{**SMALL, "n_epochs": 1, "early_stopping": True}, pretrain=None).fit(cache)
     from fastafm.training.cache_rows import CacheRows
     from fastafm.training.session import split_generator
 

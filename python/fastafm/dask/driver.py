@@ -158,6 +158,15 @@ def hold_out(client, data: Data, fraction: float, random_state, stratify: bool) 
     return parts
 
 
+def start_from_the_average(client, data: Data, state, objective) -> None:
+    """w0 of a new model: the objective's output for the mean target of the rows the workers train (as one
+    process starts, fastafm.models.fitting)."""
+    sums = client.gather(data.submit_each(client, wk.target_sums))
+    weight = sum(w for _, w in sums)
+    if weight > 0:
+        state.params["w0"][0] = objective.initial_bias(sum(t for t, _ in sums) / weight)
+
+
 def _item(pair, i: int):
     return pair[i]
 

@@ -256,6 +256,10 @@ def rows_n(rows) -> int:
     return int(rows.n_rows)
 
 
+def target_sums(rows) -> tuple:
+    return rows.target_sums()
+
+
 def rows_weight(rows) -> float:
     return float(rows.weight_sum)
 

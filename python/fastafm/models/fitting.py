@@ -78,6 +78,7 @@ class _Fitting(_Base):
             pretrain_history = fm_state.history
             del fm_state  # its arrays live on in init_params only until they are copied below
         state = self._new_state(kind, values, n_features, labels, row_nnz)
+        self._start_from_the_average(state, rows)
         if init_params is not None:
             for name, arr in init_params.items():
                 np.copyto(state.params[name], arr)
@@ -103,6 +104,12 @@ class _Fitting(_Base):
             labels["label_range"] = (float(rows.targets.min()), float(rows.targets.max()))
         return rows, held
 
+    def _start_from_the_average(self, state: TrainingState, rows) -> None:
+        """w0 of a new model: the objective's output for the mean target of the rows it trains."""
+        total, weight = rows.target_sums()
+        if weight > 0:
+            state.params["w0"][0] = self._objective.initial_bias(total / weight)
+
     def _pretrain_fm(self, kind, values, rows, n_features, labels, evaluation, stopping, metric,
                      row_nnz) -> TrainingState:
         """The training state of an FM fitted on `rows` (the paper's warm start of AFM): this estimator's
@@ -113,6 +120,7 @@ class _Fitting(_Base):
         fm_values = {name: values[name] for name in fm.signature.names}
         fm_values["learning_rate"] = pretrain_learning_rate(values["learning_rate"], self.optimizer)
         state = init_state(fm.spec(fm_values, n_features), self.optimizer, self.init_std, self.random_state)
+        self._start_from_the_average(state, rows)
         state.classes, state.label_range = labels.get("classes"), labels.get("label_range")
         state.row_nnz = row_nnz
         if self.verbose:
@@ -150,7 +158,7 @@ class _Fitting(_Base):
             values = self._validated(kind)
             rows, n_features, labels = self._rows(X, y, fitting=True, classes=classes, sample_weight=sample_weight,
                                                   partial=True)
-            self._new_state(kind, values, n_features, labels, rows.mean_nnz)
+            self._start_from_the_average(self._new_state(kind, values, n_features, labels, rows.mean_nnz), rows)
         else:
             if kind.classifier:
                 validate({"class_weight": self.class_weight}, ("class_weight",))

@@ -52,6 +52,11 @@ class Squared:
         parts = [p for p in parts if p["n"]]
         return {"eval_rmse": float(np.sqrt(weighted_mean(parts, "sq"))), "eval_mae": weighted_mean(parts, "abs")}
 
+    def initial_bias(self, mean_target: float) -> float:
+        """w0 before training: the output that fits the (weighted) mean target, as gradient boosting starts
+        from the average (with w0 = 0 the first epochs only learn the offset)."""
+        return float(mean_target)
+
     def predict(self, z: np.ndarray, classes) -> np.ndarray:
         return z
 

@@ -56,7 +56,7 @@ class CacheRows:
     def __init__(self, caches: list, encode, holdout=None, class_weights=None, file_keys=None, names=None,
                  n_features=None):
         self.caches = list(caches)
-        self._encode = encode
+        self.encode = encode
         self._class_weights = class_weights
         self.holdout = holdout  # None, or (fraction, seed): the rows `held_mask` keeps out of training
         self.file_keys = file_keys
@@ -82,7 +82,7 @@ class CacheRows:
         self._loaded: tuple | None = None  # (block index, its arrays in the buffer): Dask rounds share blocks
         self._counts: np.ndarray | None = None  # feature_counts, once computed
 
-    def _name(self, i: int) -> str:
+    def name_of(self, i: int) -> str:
         return self._names[i]
 
     def __getstate__(self) -> dict:  # what Dask spills or moves: the files and layout, never the buffers
@@ -112,7 +112,7 @@ class CacheRows:
         return stop - start if self.holdout is None else int(np.count_nonzero(~self.held_mask(b)))
 
     def with_holdout(self, fraction: float, seed: int) -> "CacheRows":
-        return CacheRows(self.caches, self._encode, (float(fraction), int(seed)), self._class_weights,
+        return CacheRows(self.caches, self.encode, (float(fraction), int(seed)), self._class_weights,
                          self.file_keys, self._names, self.n_features)
 
     # ------------------------------------------------------------------ reading
@@ -139,7 +139,7 @@ class CacheRows:
         try:
             arrays = self.caches[f].read_block(start, stop, self._allocate())
         except OSError as exc:  # a file removed or unreadable after the fit started
-            raise OSError(f"{self._name(f)}: {exc}") from exc
+            raise OSError(f"{self.name_of(f)}: {exc}") from exc
         self._loaded = (b, arrays)
         return arrays
 
@@ -171,7 +171,7 @@ class CacheRows:
     def check_weight(self) -> None:
         """ValueError when the trained rows all have weight 0 (one process; a Dask worker's part may)."""
         if not self.weight_sum > 0:
-            raise ValueError(f"{self._name(0)}: the rows trained on all have weight 0")
+            raise ValueError(f"{self.name_of(0)}: the rows trained on all have weight 0")
 
     def check_memory(self, spec, settings: dict) -> None:
         check_kernel_memory_sizes(max((int(c.max_row_nnz) for c in self.caches), default=0), self._shape[0],
@@ -194,6 +194,21 @@ class CacheRows:
                 counts += feature_occurrences(indptr, indices, n_features, None if mask.all() else mask)
             self._counts = counts.astype(np.float32)
         return self._counts
+
+    def target_sums(self) -> tuple:
+        """(sum of weight x target, sum of weight) of the rows trained (held-out rows excluded): one pass over
+        the labels (and weights) sections."""
+        total = weight = 0.0
+        for b in range(len(self.blocks)):
+            f, start, stop, _, _ = self.blocks[b]
+            labels = self.caches[f].read_labels(start, stop)
+            y = np.asarray(self.encode(labels), dtype=np.float64)
+            kept = ~self.held_mask(b)
+            w = self.block_weights(b, labels)
+            w = np.ones(stop - start) if w is None else w.astype(np.float64)
+            total += float(np.dot(w[kept], y[kept]))
+            weight += float(w[kept].sum())
+        return total, weight
 
     # ------------------------------------------------------------------ training
     def epoch_order(self, rng: np.random.Generator) -> BlockOrder:
@@ -229,7 +244,7 @@ class CacheRows:
             w = self.block_weights(b, labels, buffers["weights"])
             rows = order.rows(i)[max(lo - first, 0):hi - first]
             hook = None if progress is None else _offset_progress(progress, done)
-            res = trainer.run(indptr, indices, values, self._encode(labels), rows, block_seed(seed, self.blocks[b][3]),
+            res = trainer.run(indptr, indices, values, self.encode(labels), rows, block_seed(seed, self.blocks[b][3]),
                               epoch, progress=hook, weights=w)
             if res["diverged"]:
                 return float("nan")
@@ -252,40 +267,46 @@ class CacheRows:
         n_all = sum(int(c.n_rows) for c in self.caches)
         n_held = n_all - rows.n_rows
         if refuse_empty and (n_held == 0 or rows.n_rows == 0):  # (one process; a Dask worker may keep all)
-            names = self._name(0) if len(self.caches) == 1 else f"{len(self.caches)} cache files"
+            names = self.name_of(0) if len(self.caches) == 1 else f"{len(self.caches)} cache files"
             raise ValueError(f"validation_fraction={fraction} of the {n_all} rows of {names} "
                              f"holds out {'no' if n_held == 0 else 'all'} rows; early stopping needs rows on both "
                              "sides (pass an eval_set, change validation_fraction, or set early_stopping=False)")
         check_memory(int(self.nnz * fraction * 8 * 1.5) + 16 * n_held,
-                     f"the {n_held} held-out validation rows of {self._name(0)}")
-        parts, targets, weights = [], [], []
-        for b in range(len(self.blocks)):
-            mask = rows.held_mask(b)
-            if mask.any():
-                f, start, stop, _, _ = self.blocks[b]
-                try:
-                    X, labels = self.caches[f].read_rows(start, stop)
-                except OSError as exc:
-                    raise OSError(f"{self._name(f)}: {exc}") from exc
-                X = X[np.flatnonzero(mask)]
-                if X.shape[1] < self.n_features:  # a narrower file's rows
-                    X = sp.csr_matrix((X.data, X.indices, X.indptr), shape=(X.shape[0], self.n_features))
-                parts.append(X)
-                targets.append(np.array(self._encode(labels), dtype=np.float32)[mask])
-                w = self.block_weights(b, labels)
-                if w is not None:
-                    weights.append(w[mask])
+                     f"the {n_held} held-out validation rows of {self.name_of(0)}")
+        parts, targets, weights = _held_out_rows(self, rows)
         w_val = np.concatenate(weights) if weights else None
         if refuse_empty:
             rows.check_weight()
         if refuse_empty and w_val is not None and not np.any(w_val > 0):
-            raise ValueError(f"validation_fraction={fraction}: the rows of {self._name(0)} held out all have "
+            raise ValueError(f"validation_fraction={fraction}: the rows of {self.name_of(0)} held out all have "
                              "weight 0; early stopping needs weight on them (pass an eval_set, or set "
                              "early_stopping=False)")
         if not parts:
             X_val = sp.csr_matrix((0, self.n_features), dtype=np.float32)
             return rows, InMemoryEval(X_val, np.zeros(0, np.float32), None)
         return rows, InMemoryEval(sp.vstack(parts, format="csr"), np.concatenate(targets), w_val)
+
+
+def _held_out_rows(source: CacheRows, kept: CacheRows) -> tuple:
+    """(CSR parts, encoded targets, weights) of the rows `kept` holds out of `source`'s blocks, block by block."""
+    parts, targets, weights = [], [], []
+    for b in range(len(source.blocks)):
+        mask = kept.held_mask(b)
+        if mask.any():
+            f, start, stop, _, _ = source.blocks[b]
+            try:
+                X, labels = source.caches[f].read_rows(start, stop)
+            except OSError as exc:
+                raise OSError(f"{source.name_of(f)}: {exc}") from exc
+            X = X[np.flatnonzero(mask)]
+            if X.shape[1] < source.n_features:  # a narrower file's rows
+                X = sp.csr_matrix((X.data, X.indices, X.indptr), shape=(X.shape[0], source.n_features))
+            parts.append(X)
+            targets.append(np.array(source.encode(labels), dtype=np.float32)[mask])
+            w = source.block_weights(b, labels)
+            if w is not None:
+                weights.append(w[mask])
+    return parts, targets, weights
 
 
 def _offset_progress(progress, done: int):

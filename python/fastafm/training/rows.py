@@ -107,6 +107,14 @@ class InMemoryRows:
         order = self.epoch_order(state.rng)
         return self.run_range(trainer, order, 0, self.n_rows, state.dropout_seed, state.n_epochs_done, progress)
 
+    def target_sums(self) -> tuple:
+        """(sum of weight x target, sum of weight) of the rows trained, in float64 (w0's starting value)."""
+        y = self._y.astype(np.float64)
+        if self.weights is None:
+            return float(y.sum()), float(self.n_rows)
+        w = self.weights.astype(np.float64)
+        return float(np.dot(w, y)), float(w.sum())
+
     @property
     def targets(self) -> np.ndarray:
         """The encoded float32 targets the core trains on."""
