@@ -236,7 +236,7 @@ class DaskAFMRegressor(RegressorMixin, _DaskAFMBase):
     embedding_dim, attention_dim, dropout, attention_l2, l2, learning_rate, optimizer, batch_size, n_epochs,
     init_std, attention, random_state, verbose, early_stopping, validation_fraction, n_iter_no_change, tol,
     early_stopping_metric
-        As in fastafm.AFMRegressor ("auto" early stopping: on with an eval_set or at least 10,000 training
+        As in fastafm.AFMRegressor ("auto" early stopping: on with an eval_set or at least 1,000 training
         rows). Without an eval_set, each worker holds out validation_fraction of its rows: a seeded split of
         an in-memory shard (stratified for the classifier), and from cache files each row with probability
         validation_fraction, drawn per block from (seed, file index, block index); the held-out rows are

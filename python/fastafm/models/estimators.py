@@ -174,7 +174,7 @@ class AFMRegressor(_Regression, RegressorMixin, _AFM):
         is computed on the `eval_set` given to `fit`, or, without one, on `validation_fraction` of the
         training rows held out; training stops once `n_iter_no_change` epochs in a row did not improve it by
         more than `tol`, and the parameters (and optimizer state) of the best epoch are restored; `n_epochs`
-        is the maximum. "auto": on when an `eval_set` is given or the training set has at least 10,000 rows.
+        is the maximum. "auto": on when an `eval_set` is given or the training set has at least 1,000 rows.
         `partial_fit` never stops early.
     validation_fraction : float in (0, 1), default 0.1
         Share of the training rows held out for early stopping when no `eval_set` is given: a seeded split

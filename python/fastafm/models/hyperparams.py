@@ -302,9 +302,9 @@ TABLE: tuple = (
                             "a run is bit-identical"),
     Hyperparameter("verbose", 0, Int(0), "a progress bar per epoch (tqdm) and one line per epoch"),
     Hyperparameter("early_stopping", "auto", AutoOrBool(),
-                   "`\"auto\"`: on with an `eval_set` or at least 10,000 training rows; True/False force it",
+                   "`\"auto\"`: on with an `eval_set` or at least 1,000 training rows; True/False force it",
                    "--early-stopping", "{auto,on,off}",
-                   cli_help="early stopping: auto (on with --valid or at least 10,000 training rows), on or off"),
+                   cli_help="early stopping: auto (on with --valid or at least 1,000 training rows), on or off"),
     Hyperparameter("validation_fraction", 0.1, Float(0.0, 1.0, low_open=True),
                    "share of the training rows held out (seeded, stratified for classifiers) for early stopping "
                    "when no `eval_set` is given", "--validation-fraction", "F",
