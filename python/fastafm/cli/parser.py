@@ -95,10 +95,13 @@ def build_parser() -> argparse.ArgumentParser:
                        help="afm: AFMRegressor / AFMClassifier; fm: FMRegressor / FMClassifier (default afm)")
     hp = train.add_argument_group("hyperparameters (defaults are the library's, per model type)")
     add_cli_arguments(hp, MODEL_TYPES)  # one option per entry of the hyperparameter table with a flag
-    class_weight = BY_NAME["class_weight"]  # the classifiers' only one (not in MODEL_TYPES' signatures)
+    class_weight = BY_NAME["class_weight"]  # the classifiers' own (not in MODEL_TYPES' signatures)
     hp.add_argument(class_weight.cli, dest="class_weight", type=class_weight.constraint.parse,
                     default=argparse.SUPPRESS, metavar=class_weight.metavar,
                     help=f"{class_weight.cli_help} (default none)")
+    sampling = BY_NAME["negative_sampling_rate"]
+    hp.add_argument(sampling.cli, dest="negative_sampling_rate", type=sampling.constraint.parse,
+                    default=argparse.SUPPRESS, metavar=sampling.metavar, help=f"{sampling.cli_help} (default 1)")
     train.add_argument("--weights", metavar="FILE",
                        help="sample weights of TRAIN: a text file with one weight (a number >= 0) per line, line i "
                             "for row i of TRAIN; each row's loss is multiplied by its weight. With --cache the "

@@ -122,8 +122,15 @@ class _Base(BaseEstimator):
         return X, None if w is None else np.broadcast_to(np.asarray(sample_weight, np.float64), w.shape)
 
     def decision_function(self, X) -> np.ndarray:
-        """Raw model output y(x) (the logit for the classifier), float64 of shape (n_rows,)."""
-        return self._decision(self._fitted_state(), X)
+        """Raw model output y(x) (the logit for the classifier), float64 of shape (n_rows,); for a classifier
+        with negative_sampling_rate r < 1 the logit plus log(r), the population's (fastafm.models.calibration)."""
+        out = self._decision(self._fitted_state(), X)
+        offset = self._logit_offset()
+        return out + offset if offset else out
+
+    def _logit_offset(self) -> float:
+        """What decision_function adds to the core's output (the classifiers' sampling correction)."""
+        return 0.0
 
     def _decision(self, state: TrainingState, X) -> np.ndarray:
         return self._scores(state, *csr_arrays(self._predict_rows(X, state)))
