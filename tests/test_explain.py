@@ -120,3 +120,12 @@ def test_sparse_values_and_shap(rng):
     shap = pytest.importorskip("shap")
     s = dense.to_shap()
     assert isinstance(s, shap.Explanation) and s.values.shape == dense.values.shape
+
+
+def test_explain_leaves_unsorted_rows_of_x_alone(rng):
+    model, _ = _model_with(rng, fastafm.FMRegressor)
+    X = sp.csr_matrix((np.ones(4, np.float32), np.array([9, 3, 9, 1], np.int32), np.array([0, 4])), shape=(1, 15))
+    before = X.indices.copy()
+    e = model.explain(X, dense=False)
+    np.testing.assert_array_equal(X.indices, before)
+    assert e.values.has_canonical_format and e.data.toarray()[0, 9] == 2.0

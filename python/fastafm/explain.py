@@ -49,11 +49,16 @@ class Explanation:
 
     def __init__(self, values, base_values, data, feature_names, pair_indptr, pairs, pair_values, pair_weights,
                  linear_values, fields=None, field_names=None):
-        self.values, self.base_values, self.data = values, base_values, data
+        self.values, self.base_values, self._data = values, base_values, data
         self.feature_names = feature_names
         self.pair_indptr, self.pairs, self.pair_values, self.pair_weights = pair_indptr, pairs, pair_values, pair_weights
         self.linear_values = linear_values
         self.fields, self.field_names = fields, field_names
+
+    @property
+    def data(self):
+        """The feature values of X, dense or CSR like `values` (built on first access)."""
+        return self._data.get() if isinstance(self._data, _LazyData) else self._data
 
     @property
     def shape(self) -> tuple:
@@ -144,7 +149,8 @@ def _pair_terms(indptr, indices, values, nnz, pair_indptr, V, p, weights):
         for lo in range(0, group.shape[0], step):
             rows = group[lo:lo + step]
             pos = indptr[rows][:, None] + np.arange(m)                      # (c, m) non-zero positions
-            E = V[indices[pos]] * values[pos][..., None]                     # (c, m, k): v_i x_i
+            E = np.take(V, indices[pos], axis=0)                              # (c, m, k): v_i x_i
+            E *= values[pos][..., None]
             gram = np.matmul(E * p, E.transpose(0, 2, 1))                   # (c, m, m): p·(e_i ⊙ e_j)
             out = (pair_indptr[rows][:, None] + np.arange(a.shape[0])).ravel()
             first[out], second[out] = pos[:, a].ravel(), pos[:, b].ravel()
@@ -153,22 +159,40 @@ def _pair_terms(indptr, indices, values, nnz, pair_indptr, V, p, weights):
     return first, second, terms
 
 
-def _row_sums(a: np.ndarray, indptr: np.ndarray, nnz: np.ndarray) -> np.ndarray:
-    """Each row's sum of the per-non-zero `a` (its leading axis); 0 for an empty row (reduceat alone would give
-    an empty row the next row's first entry)."""
-    out = np.zeros((nnz.shape[0],) + a.shape[1:], dtype=a.dtype)
-    full = nnz > 0
-    if full.any():
-        out[full] = np.add.reduceat(a, indptr[:-1][full], axis=0)
-    return out
+def _canonical(m: sp.csr_matrix) -> sp.csr_matrix:
+    """m with each row's repeated ids summed into one entry (a CSR row may repeat an id)."""
+    if not m.has_canonical_format:
+        m.sum_duplicates()
+    return m
 
 
-def _uniform_shares(indptr, indices, values, nnz, V, p) -> np.ndarray:
-    """Under uniform pooling (FM), non-zero r's half of its pair terms, 0.5 x_r p·(v_r ⊙ (S - v_r x_r)) with
-    S = Σ_s v_s x_s of its row: O(k) a non-zero instead of O(k) a pair."""
-    E = V[indices] * values[:, None]                                  # (nnz, k)
-    S_of = np.repeat(_row_sums(E, indptr, nnz), nnz, axis=0)                                  # the row sum of each non-zero
-    return 0.5 * np.einsum("nk,nk->n", E * p, S_of - E).astype(np.float64)
+class _LazyData:
+    """X's values as `data` (dense or CSR like `values`), built on first use: most callers never read it."""
+
+    def __init__(self, x, indices, indptr, shape, dense: bool):
+        self.args, self.dense, self.value = (x, indices, indptr, shape), dense, None
+
+    def get(self):
+        if self.value is None:
+            x, indices, indptr, shape = self.args
+            m = _canonical(sp.csr_matrix((x, indices.copy(), indptr.copy()), shape=shape))
+            self.value = m.toarray() if self.dense else m
+        return self.value
+
+
+def _uniform_shares(X, indices, values, V, p) -> np.ndarray:
+    """Under uniform pooling (FM), non-zero r's half of its pair terms in O(k) (not O(k) a pair):
+    0.5 x_r p·(v_r ⊙ (S - v_r x_r)) = 0.5 x_r v_r·(p ⊙ S) - 0.5 x_r² v_r·(p ⊙ v_r), with S = Σ_s v_s x_s of its
+    row (X @ V, repeated ids included)."""
+    Vg = np.take(V, indices, axis=0)                                         # (nnz, k)
+    S_of = np.repeat((X @ V) * p, np.diff(X.indptr), axis=0)                 # each non-zero's p ⊙ S
+    x = values.astype(np.float64)
+    cross = np.einsum("nk,nk->n", Vg, S_of).astype(np.float64)
+    if V.shape[0] <= indices.shape[0]:  # v·(p ⊙ v) of every feature, then gathered
+        own = np.take(np.einsum("fk,fk->f", V * p, V), indices).astype(np.float64)
+    else:
+        own = np.einsum("nk,nk->n", Vg * p, Vg).astype(np.float64)
+    return 0.5 * x * (cross - x * own)
 
 
 def explain(state: TrainingState, X, n_threads: int, offset: float = 0.0, feature_names=None, fields=None,
@@ -194,7 +218,8 @@ def explain(state: TrainingState, X, n_threads: int, offset: float = 0.0, featur
     pair_values: Optional[np.ndarray] = None
     weights: Optional[np.ndarray] = None
     per_nonzero = params["w"][indices].astype(np.float64) * x64
-    linear = _row_sums(per_nonzero, indptr, nnz)
+    rows_of = np.repeat(np.arange(n_rows), nnz)
+    linear = np.bincount(rows_of, per_nonzero, minlength=n_rows)
     if pairs or attention:
         if attention:
             weights = _core.pair_attention(params, indptr, indices, values, pair_indptr, True, n_threads)
@@ -206,17 +231,18 @@ def explain(state: TrainingState, X, n_threads: int, offset: float = 0.0, featur
                               + np.bincount(second, pair_values, minlength=per_nonzero.shape[0]))
         pair_ids = np.column_stack([indices[first], indices[second]]).astype(np.int32)
     else:  # uniform pooling without the pair terms: each non-zero's half share in O(k) (sum-of-squares identity)
-        per_nonzero += _uniform_shares(indptr, indices, values, nnz, params["V"], params["p"])
-    rows_of = np.repeat(np.arange(n_rows), nnz)
-    contributions = sp.csr_matrix((per_nonzero, (rows_of, indices)), shape=(n_rows, n_features))  # sums repeats
-    data = sp.csr_matrix((x64, (rows_of, indices)), shape=(n_rows, n_features))
-    if dense or (dense is None and n_rows * n_features <= DENSE_CELLS):
-        contributions, data = contributions.toarray(), data.toarray()
+        per_nonzero += _uniform_shares(X, indices, values, params["V"], params["p"])
+    # Copies of the index arrays: summing repeated ids sorts them in place, and they may be X's own.
+    contributions = _canonical(sp.csr_matrix((per_nonzero, indices.copy(), indptr.copy()), shape=(n_rows, n_features)))
+    as_dense = bool(dense or (dense is None and n_rows * n_features <= DENSE_CELLS))
+    if as_dense:
+        contributions = contributions.toarray()
     base = np.full(n_rows, float(params["w0"][0]) + offset)
     if feature_names is not None:
         feature_names = [str(n) for n in feature_names]
         if len(feature_names) != n_features:
             raise ValueError(f"feature_names has {len(feature_names)} names, the model {n_features} features")
+    data = _LazyData(x64, indices, indptr, (n_rows, n_features), as_dense)
     return Explanation(contributions, base, data, feature_names, None if pair_values is None else pair_indptr,
                        pair_ids, pair_values, weights,
                        linear, fields, None if field_names is None else [str(n) for n in field_names])
