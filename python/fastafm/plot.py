@@ -176,7 +176,10 @@ def waterfall(explanation, row: int = 0, max_features: int = 10, ax=None, title:
     left = info["base_value"] + np.concatenate([[0.0], np.cumsum([v for _, v in items])[:-1]])
     for y, ((name, v), x0) in enumerate(zip(items, left)):
         ax.barh(y, v, left=x0, color="#d62728" if v >= 0 else "#1f77b4", height=0.6)
-        ax.text(x0 + v, y, f" {v:+.3f} ", va="center", ha="left" if v >= 0 else "right", fontsize=8)
+        ax.text(max(x0, x0 + v), y, f" {v:+.3f}", va="center", ha="left", fontsize=8)  # right of the bar
+    ends = np.concatenate([left, left + np.array([v for _, v in items]), [info["base_value"], info["score"]]])
+    span = max(float(ends.max() - ends.min()), 1e-9)
+    ax.set_xlim(float(ends.min()) - 0.05 * span, float(ends.max()) + 0.2 * span)
     ax.set_yticks(range(len(items)), [n for n, _ in items])
     ax.axvline(info["base_value"], color="grey", lw=0.8, ls="--")
     ax.axvline(info["score"], color="black", lw=0.8)
