@@ -132,3 +132,30 @@ def test_normalized_entropy_and_ece():
     assert metrics.normalized_entropy(rates, p, sample_weight=w) == pytest.approx(metrics.normalized_entropy(expanded, pe))
     with pytest.raises(ValueError, match="n_bins"):
         metrics.expected_calibration_error(y, base, n_bins=0)
+
+
+def test_rate_rows_from_a_cache_file_train_as_in_memory(tmp_path):
+    X, y, Xa, rate, n, Xt, yt = _aggregated(3000)
+    path = str(tmp_path / "rates.cache")
+    fastafm.convert((Xa, rate), path, weights=n)
+    kw = dict(n_epochs=3, batch_size=16, early_stopping=False, **SMALL)
+    from_cache = fastafm.FMRegressor(loss="logistic", **kw).fit(fastafm.CacheFile(path))
+    in_memory = fastafm.FMRegressor(loss="logistic", **kw).fit(Xa, rate, sample_weight=n)
+    assert metrics.log_loss(yt, from_cache.predict(Xt)) == pytest.approx(metrics.log_loss(yt, in_memory.predict(Xt)),
+                                                                         rel=0.02)
+    bad = str(tmp_path / "bad.cache")
+    fastafm.convert((Xa, rate * 3), bad, weights=n)
+    with pytest.raises(ValueError, match=r"rates in \[0, 1\]"):
+        fastafm.FMRegressor(loss="logistic", **kw).fit(fastafm.CacheFile(bad))
+
+
+def test_rate_regressor_onnx_has_a_probability_output():
+    ort = pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    X, y, Xa, rate, n, Xt, yt = _aggregated(2000)
+    model = fastafm.AFMRegressor(loss="logistic", attention_dim=8, n_epochs=2, **SMALL).fit(Xa, rate, sample_weight=n)
+    sess = ort.InferenceSession(fastafm.onnx.export(model).SerializeToString())
+    idx, val = fastafm.onnx.to_padded(Xt[:40])
+    score, proba = sess.run(None, {"indices": idx, "values": val})
+    np.testing.assert_allclose(score, model.decision_function(Xt[:40]), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(proba, model.predict(Xt[:40]), rtol=1e-5, atol=1e-6)
