@@ -99,7 +99,7 @@ def test_train_predict_eval_classification(data, tmp_path, capsys):
     assert np.allclose(proba, model.predict_proba(X_val)[:, 1], rtol=1e-6) and np.all((proba > 0) & (proba < 1))
     code, out, _ = run(capsys, "eval", "--model", model_path, valid, "--json")
     result = json.loads(out)
-    assert code == 0 and set(result) == {"rows", "logloss", "auc", "accuracy"}
+    assert code == 0 and set(result) == {"rows", "logloss", "auc", "accuracy", "ne"}
     assert result["auc"] == pytest.approx(model.history_[-1]["eval_auc"], abs=1e-6)
     assert result["accuracy"] == pytest.approx(np.mean(model.predict(X_val) == y_val))
 

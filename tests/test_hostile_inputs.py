@@ -477,7 +477,8 @@ def test_cli_memory_error_and_unexpected_errors_are_one_line(text_file, tmp_path
 
 # ------------------------------------------------------------------------------------ the core's labels
 @pytest.mark.parametrize("entry", ["train_epoch", "Trainer", "batch_gradients"])
-def test_the_core_refuses_logistic_labels_other_than_plus_minus_one(rng, entry):
+def test_the_core_refuses_logistic_labels_outside_minus_one_one(rng, entry):
+    """+1 / -1 (classes) and values between (2 rate - 1, a rate target) train; outside [-1, 1] or NaN is refused."""
     from fastafm.data.validation import csr_arrays
     from support import core_config, core_slots, random_csr, random_params, to_core
 
@@ -486,8 +487,8 @@ def test_the_core_refuses_logistic_labels_other_than_plus_minus_one(rng, entry):
     arrays = csr_arrays(X)
     order = np.arange(4, dtype=np.int64)
     cfg = core_config(loss="logistic", optimizer="sgd")
-    for y, ok in ((np.array([1, -1, 1, -1], np.float32), True), (np.array([1, 0, 1, 0], np.float32), False),
-                  (np.array([1, -1, np.nan, 1], np.float32), False)):
+    for y, ok in ((np.array([1, -1, 1, -1], np.float32), True), (np.array([1, 0, 0.5, -0.9], np.float32), True),
+                  (np.array([1, 2, 1, 0], np.float32), False), (np.array([1, -1, np.nan, 1], np.float32), False)):
         if entry == "train_epoch":
             call = lambda: _core._testing.train_epoch(  # noqa: E731
                 params, core_slots("sgd", {}), *arrays, y, order, cfg)
@@ -498,7 +499,7 @@ def test_the_core_refuses_logistic_labels_other_than_plus_minus_one(rng, entry):
         if ok:
             call()
         else:
-            with pytest.raises(ValueError, match=r"the logistic loss needs labels \+1 or -1"):
+            with pytest.raises(ValueError, match=r"the logistic loss needs labels in \[-1, 1\]"):
                 call()
     squared = core_config(loss="squared", optimizer="sgd")
     _core._testing.batch_gradients(params, *arrays, np.array([0.5, 0, 3, 1], np.float32), order, squared)

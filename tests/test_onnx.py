@@ -279,7 +279,8 @@ def test_graph_interface_opset_and_file(tmp_path):
                                              ("probability", onnx.TensorProto.FLOAT, ["n"])]
     props = {p.key: p.value for p in proto.metadata_props}
     assert props == {"fastafm_estimator": "AFMClassifier", "n_features": str(N_FEATURES), "embedding_dim": "8",
-                     "attention": "true", "padding_index": "-1", "classes": "['click', 'none']"}
+                     "attention": "true", "padding_index": "-1", "classes": "['click', 'none']",
+                     "negative_sampling_rate": "1.0"}
     loaded = onnx.load(str(tmp_path / "m.onnx"))
     assert loaded.SerializeToString() == proto.SerializeToString()
     got = session(loaded).run(None, dict(zip(("indices", "values"), fonnx.to_padded(X[:100]))))

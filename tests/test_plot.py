@@ -116,3 +116,18 @@ def test_clear_error_without_matplotlib(monkeypatch):
         monkeypatch.setitem(sys.modules, name, None)  # makes `import matplotlib.pyplot` raise ImportError
     with pytest.raises(ImportError, match=r"pip install matplotlib"):
         plot.attention_heatmap(np.zeros((2, 2)))
+
+
+def test_waterfall_and_calibration(tmp_path):
+    X, y, _, _ = fastafm.make_clicks(3000, random_state=0)
+    model = fastafm.AFMClassifier(embedding_dim=8, attention_dim=8, n_epochs=2, random_state=0).fit(X, y)
+    e = model.explain(X[:5], feature_names=[f"f{i}" for i in range(X.shape[1])])
+    ax = plot.waterfall(e, 2, max_features=4)
+    assert len(ax.get_yticklabels()) == 5 and "other features" in ax.get_yticklabels()[0].get_text()
+    ax.figure.savefig(tmp_path / "w.png")
+    check_png(tmp_path / "w.png")
+    ax = plot.calibration(y, model.predict_proba(X)[:, 1], label="AFM")
+    plot.calibration(y, np.full(y.shape[0], y.mean()), ax=ax, label="base rate")
+    ax.figure.savefig(tmp_path / "c.png")
+    check_png(tmp_path / "c.png")
+    assert "ECE" in ax.get_legend().get_texts()[1].get_text()

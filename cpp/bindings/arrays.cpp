@@ -199,9 +199,9 @@ void check_labels(const py::array& y, afm::Loss loss) {
     const auto* data = static_cast<const char*>(y.data());
     for (py::ssize_t i = 0; i < y.shape(0); ++i) {
         const float v = *reinterpret_cast<const float*>(data + i * y.strides(0));
-        if (loss == afm::Loss::logistic && v != 1.0f && v != -1.0f)
+        if (loss == afm::Loss::logistic && !(v >= -1.0f && v <= 1.0f))
             throw py::value_error("y[" + std::to_string(i) + "] = " + std::to_string(v) +
-                                  ": the logistic loss needs labels +1 or -1");
+                                  ": the logistic loss needs labels in [-1, 1] (+1 / -1, or 2 rate - 1)");
         if (!std::isfinite(v))
             throw py::value_error("y[" + std::to_string(i) + "] = " + std::to_string(v) +
                                   ": the squared loss needs finite targets");

@@ -91,7 +91,8 @@ const int64_t* row_list(const py::array& rows, const char* name, int64_t n_rows,
 
 void check_config(const afm::TrainConfig& c);
 
-// The logistic loss reads y as the sign of the class: anything but +1 / -1 would train silently on garbage;
+// The logistic loss reads y as the sign of the class, or 2 rate - 1 for a rate target: anything outside
+// [-1, 1] would train silently on garbage;
 // a non-finite target of the squared loss would make every parameter NaN. (A y of the wrong dtype or shape
 // is left to checked<float>, which names it.)
 void check_labels(const py::array& y, afm::Loss loss);

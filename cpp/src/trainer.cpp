@@ -52,6 +52,17 @@ double row_loss(Loss loss, float y_pred, float label, float* grad) {
         *grad = static_cast<float>(r);
         return 0.5 * r * r;
     }
+    if (label != 1.0f && label != -1.0f) {
+        // A rate target (aggregated rows): t = 2c - 1 in (-1, 1), c the positive rate in (0, 1);
+        // l = -(c log s(y) + (1 - c) log(1 - s(y))) = softplus(y) - c y;  dl/dy = sigmoid(y) - c.
+        // The labels +1 / -1 keep the expressions below, bit for bit (c = 1, 0 there).
+        const double c = 0.5 * (1.0 + static_cast<double>(label));
+        const double y = y_pred;
+        const double softplus_y = std::max(y, 0.0) + std::log1p(std::exp(-std::abs(y)));
+        const double sig_y = y >= 0 ? 1.0 / (1.0 + std::exp(-y)) : std::exp(y) / (1.0 + std::exp(y));
+        *grad = static_cast<float>(sig_y - c);
+        return softplus_y - c * y;
+    }
     // logistic: l = log(1 + exp(-t y)) = softplus(-t y);  dl/dy = -t * sigmoid(-t y)
     const double z = -static_cast<double>(label) * y_pred;
     const double softplus = std::max(z, 0.0) + std::log1p(std::exp(-std::abs(z)));

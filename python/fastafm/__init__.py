@@ -5,7 +5,7 @@ Public API
 AFMRegressor, AFMClassifier    scikit-learn style estimators
 FMRegressor, FMClassifier      the factorization machine baseline (warm start for AFM: fit(..., init=fm))
 field_pair_attention           mean attention weight per pair of fields
-from_fields, make_planted      building sparse rows
+from_fields, make_planted      building sparse rows; make_clicks: a synthetic click log
 FieldEncoder                   pandas DataFrame -> one-field-per-column sparse rows (needs pandas)
 load_libfm                     libFM/libSVM files, parsed in C++
 convert, CacheFile             binary row caches for out-of-core training: fit(CacheFile(path)) streams it
@@ -22,7 +22,7 @@ from . import reference
 from ._core import __version__
 from .data.cache import CacheFile
 from .data.convert import convert
-from .data.synthetic import from_fields, make_planted
+from .data.synthetic import from_fields, make_clicks, make_planted
 from .data.encoder import FieldEncoder
 from .models.estimators import AFMClassifier, AFMRegressor, FMClassifier, FMRegressor
 from .interpret import field_pair_attention
@@ -42,6 +42,7 @@ __all__ = [
     "from_fields",
     "load",
     "load_libfm",
+    "make_clicks",
     "make_planted",
     "metrics",
     "reference",

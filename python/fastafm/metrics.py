@@ -64,3 +64,52 @@ def roc_auc(y_true01, score, sample_weight=None) -> float:
     neg_g = np.bincount(group, weights=w_neg)
     neg_below = np.cumsum(neg_g) - neg_g
     return float(np.sum(pos_g * (neg_below + 0.5 * neg_g)) / (total_pos * total_neg))
+
+
+def binary_entropy(rate: float) -> float:
+    """H(c) = -(c log c + (1-c) log(1-c)) in nats: the log loss of always predicting the rate c itself."""
+    c = float(rate)
+    return 0.0 if c <= 0.0 or c >= 1.0 else float(-(c * np.log(c) + (1.0 - c) * np.log1p(-c)))
+
+
+def normalized_entropy(y_true, proba, eps: float = 1e-12, sample_weight=None) -> float:
+    """Normalized entropy (He et al., "Practical lessons from predicting clicks on ads at Facebook", 2014): the
+    log loss over the entropy of the base rate, i.e. over the log loss of a constant prediction of the
+    (weighted) mean of y. Below 1: better than the base rate; lower is better. y_true in {0, 1}, or rates in
+    [0, 1] (clicks / impressions, weighted by impressions); infinite when the base rate is 0 or 1."""
+    y = np.asarray(y_true, dtype=np.float64)
+    base = float(np.average(y, weights=_weights(sample_weight, y.shape[0])))
+    h = binary_entropy(base)
+    loss = log_loss(y, proba, eps=eps, sample_weight=sample_weight)
+    return float(loss / h) if h > 0 else float("inf")
+
+
+def calibration_bins(y_true, proba, n_bins: int = 10, sample_weight=None):
+    """(mean predicted probability, observed rate, total weight) of each of `n_bins` equal-width probability
+    bins [0, 1/n), ..., [(n-1)/n, 1]; NaN means for empty bins. What expected_calibration_error and
+    fastafm.plot.calibration use."""
+    if int(n_bins) != n_bins or n_bins < 1:
+        raise ValueError(f"n_bins must be an integer >= 1, got {n_bins!r}")
+    y = np.asarray(y_true, dtype=np.float64).reshape(-1)
+    p = np.asarray(proba, dtype=np.float64).reshape(-1)
+    if p.shape != y.shape:
+        raise ValueError(f"proba has {p.shape[0]} values but y_true has {y.shape[0]}")
+    if p.size and (not np.all(np.isfinite(p)) or p.min() < 0 or p.max() > 1):
+        raise ValueError("proba must hold probabilities in [0, 1]")
+    w = _weights(sample_weight, y.shape[0])
+    w = np.ones_like(y) if w is None else w
+    b = np.minimum((p * n_bins).astype(np.int64), int(n_bins) - 1)
+    total = np.bincount(b, weights=w, minlength=int(n_bins))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_p = np.bincount(b, weights=w * p, minlength=int(n_bins)) / total
+        rate = np.bincount(b, weights=w * y, minlength=int(n_bins)) / total
+    return mean_p, rate, total
+
+
+def expected_calibration_error(y_true, proba, n_bins: int = 10, sample_weight=None) -> float:
+    """Expected calibration error: over `n_bins` equal-width bins of the predicted probability, the
+    (weighted) share of rows in each bin times |observed rate - mean predicted probability| there, summed.
+    0 for a perfectly calibrated model. y_true in {0, 1} or rates in [0, 1]."""
+    mean_p, rate, total = calibration_bins(y_true, proba, n_bins, sample_weight)
+    full = total > 0
+    return float(np.sum(total[full] * np.abs(rate[full] - mean_p[full])) / np.sum(total[full]))

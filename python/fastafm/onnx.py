@@ -11,7 +11,9 @@ The graph (opset 17, IR version 8; docs/serving.md) takes a batch of padded rows
 and returns
 
     score        float32 (n,)  decision_function(X): y(x), the logit for a classifier
-    probability  float32 (n,)  classifiers only: sigmoid(score) = predict_proba(X)[:, 1]
+    probability  float32 (n,)  classifiers, and regressors of loss="logistic" (rate targets): sigmoid(score),
+                               = predict_proba(X)[:, 1] (predict(X) for the regressors); a classifier's
+                               negative_sampling_rate correction is in score (log(rate) added to w0)
 
 A row is its non-padding slots, in slot order, each its own non-zero (as a CSR row: ids may repeat, a stored
 value 0 is still a non-zero and enters the softmax, as it does in `predict`). Rows of any length up to m
@@ -63,6 +65,7 @@ def _import_onnx():
 def _fitted_parameters(model) -> Tuple[dict, bool, bool]:
     """(float32 parameters, attention?, classifier?) of a fitted fastafm estimator, from its public attributes."""
     from .models import registry as _registry
+    from .models.calibration import sampling_offset
     from ._compat import fitted_state
 
     try:
@@ -81,7 +84,13 @@ def _fitted_parameters(model) -> Tuple[dict, bool, bool]:
                          f"w {params['w'].shape}, p {params['p'].shape}, n_features_in_ {n_features})")
     # FM is uniform pooling with p fixed at 1 (its p is all ones, so the uniform graph below is the FM sum).
     attention = state.spec.pooling == "attention"
-    return params, attention, kind.classifier
+    # A classifier's negative_sampling_rate: log(rate) is part of decision_function, so it goes into w0 (in
+    # float64, rounded once), and score stays decision_function.
+    offset = sampling_offset(getattr(model, "negative_sampling_rate", 1.0)) if kind.classifier else 0.0
+    if offset:
+        params["w0"] = (params["w0"].astype(np.float64) + offset).astype(np.float32)
+    # A probability output for the classifiers and the regressors on rate targets (loss="logistic").
+    return params, attention, kind.objective_of(model.get_params()).core_loss == "logistic"
 
 
 def _flush_tiny(arr: np.ndarray) -> np.ndarray:
@@ -133,8 +142,9 @@ def export(model, path: Optional[os.PathLike | str] = None, *,
     metadata = {"fastafm_estimator": type(model).__name__, "n_features": str(params["V"].shape[0]),
                 "embedding_dim": str(params["V"].shape[1]), "attention": str(attention).lower(),
                 "padding_index": "-1"}
-    if classifier:
+    if hasattr(model, "classes_"):
         metadata["classes"] = repr([_plain(c) for c in model.classes_])
+        metadata["negative_sampling_rate"] = repr(float(model.negative_sampling_rate))
     onnx.helper.set_model_props(proto, metadata)
     large = proto.ByteSize() >= _PROTOBUF_LIMIT
     if not large:  # the checker serialises the model, which protobuf cannot above 2 GiB

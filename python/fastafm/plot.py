@@ -2,8 +2,11 @@
 
 history(model)               training loss (left axis) and eval metrics (right axis) per epoch
 attention_heatmap(matrix)    a field x field mean-attention matrix, e.g. from interpret.field_pair_attention
+waterfall(explanation, r)    one row's explanation (model.explain(X)): base value, the largest contributions,
+                             the score (no shap needed)
+calibration(y, p)            reliability diagram: observed rate against mean predicted probability per bin
 
-Both draw on the given Axes (or a new figure) and return the Axes; matplotlib is imported on first use.
+All draw on the given Axes (or a new figure) and return the Axes; matplotlib is imported on first use.
 """
 from __future__ import annotations
 
@@ -13,10 +16,10 @@ import numpy as np
 
 from ._compat import import_optional
 
-__all__ = ["attention_heatmap", "history"]
+__all__ = ["attention_heatmap", "calibration", "history", "waterfall"]
 
 _METRIC_LABELS = {"eval_rmse": "eval RMSE", "eval_mae": "eval MAE", "eval_logloss": "eval log loss",
-                  "eval_auc": "eval AUC"}
+                  "eval_auc": "eval AUC", "eval_ne": "eval NE"}
 
 
 def _pyplot():
@@ -147,4 +150,64 @@ def attention_heatmap(matrix, field_names: Optional[Sequence[str]] = None, ax=No
                                 color="black" if luminance > 0.5 else "white")
     ax.set_title(title if title is not None else "mean attention per field pair")
     ax.colorbar = colorbar
+    return ax
+
+
+def waterfall(explanation, row: int = 0, max_features: int = 10, ax=None, title: Optional[str] = None,
+              feature_names: Optional[Sequence[str]] = None):
+    """A waterfall of one row of `model.explain(X)`: from the base value (w0, at the bottom) each of the
+    `max_features` largest |contributions| as a bar (red up, blue down; the rest summed in one bar) to the row's
+    score, decision_function(X)[row] (the logit for a classifier). As shap.plots.waterfall, without shap.
+
+    feature_names: default the explanation's (else "feature <id>"). Returns the Axes."""
+    plt = _pyplot()
+    info = explanation.row(row)
+    names = feature_names if feature_names is not None else explanation.feature_names
+    label = (lambda i: str(names[i])) if names is not None else (lambda i: f"feature {i}")
+    vals, feats, data = info["values"], info["features"], info["data"]
+    order = np.argsort(-np.abs(vals), kind="stable")
+    shown = order[:max_features]
+    items = [(f"{label(int(feats[i]))} = {data[i]:.4g}", float(vals[i])) for i in shown]
+    if order.shape[0] > max_features:
+        items.append((f"{order.shape[0] - max_features} other features", float(vals[order[max_features:]].sum())))
+    items = items[::-1]  # the largest at the top
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7.0, 0.45 * len(items) + 1.6), layout="constrained")
+    left = info["base_value"] + np.concatenate([[0.0], np.cumsum([v for _, v in items])[:-1]])
+    for y, ((name, v), x0) in enumerate(zip(items, left)):
+        ax.barh(y, v, left=x0, color="#d62728" if v >= 0 else "#1f77b4", height=0.6)
+        ax.text(max(x0, x0 + v), y, f" {v:+.3f}", va="center", ha="left", fontsize=8)  # right of the bar
+    ends = np.concatenate([left, left + np.array([v for _, v in items]), [info["base_value"], info["score"]]])
+    span = max(float(ends.max() - ends.min()), 1e-9)
+    ax.set_xlim(float(ends.min()) - 0.05 * span, float(ends.max()) + 0.2 * span)
+    ax.set_yticks(range(len(items)), [n for n, _ in items])
+    ax.axvline(info["base_value"], color="grey", lw=0.8, ls="--")
+    ax.axvline(info["score"], color="black", lw=0.8)
+    ax.set_xlabel(f"base value {info['base_value']:.3f}  ->  score {info['score']:.3f}")
+    ax.set_title(title if title is not None else f"row {row}: contributions to the score")
+    return ax
+
+
+def calibration(y_true, proba, n_bins: int = 10, sample_weight=None, ax=None, title: Optional[str] = None,
+                label: Optional[str] = None):
+    """Reliability diagram: per equal-width probability bin, the observed positive rate against the mean
+    predicted probability (the diagonal is perfect calibration), with the expected calibration error and
+    normalized entropy in the legend. y_true in {0, 1} or rates in [0, 1] (with weights). Call it again on the same `ax` to overlay models. Returns the Axes."""
+    from . import metrics
+
+    plt = _pyplot()
+    mean_p, rate, total = metrics.calibration_bins(y_true, proba, n_bins, sample_weight)
+    ece = metrics.expected_calibration_error(y_true, proba, n_bins, sample_weight)
+    ne = metrics.normalized_entropy(y_true, proba, sample_weight=sample_weight)
+    if ax is None:
+        _, ax = plt.subplots(figsize=(5.2, 4.6), layout="constrained")
+        ax.plot([0, 1], [0, 1], color="grey", lw=0.8, ls="--", label="perfectly calibrated")
+    full = total > 0
+    ax.plot(mean_p[full], rate[full], marker="o", label=f"{label or 'model'} (ECE {ece:.4f}, NE {ne:.4f})")
+    ax.set_xlabel("mean predicted probability (bin)")
+    ax.set_ylabel("observed rate")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.legend(loc="upper left", fontsize=8)
+    ax.set_title(title if title is not None else "calibration")
     return ax

@@ -20,33 +20,16 @@ from typing import Iterator, Optional, Tuple, Union
 
 import numpy as np
 
-__all__ = [
-    "Params",
-    "PARAM_NAMES",
-    "ADAGRAD_INITIAL_ACCUMULATOR",
-    "init_params",
-    "init_accumulators",
-    "forward",
-    "pair_attention",
-    "objective",
-    "gradients",
-    "touched_features",
-    "touched_l2",
-    "adagrad_step",
-    "sgd_step",
-    "ADAM_BETA1",
-    "ADAM_BETA2",
-    "ADAM_EPS",
-    "AdamState",
-    "init_adam_state",
-    "adam_step",
-]
+__all__ = ["Params", "PARAM_NAMES", "ADAGRAD_INITIAL_ACCUMULATOR", "init_params", "init_accumulators", "forward",
+           "pair_attention", "pair_contributions", "objective", "gradients", "touched_features", "touched_l2",
+           "adagrad_step", "sgd_step", "ADAM_BETA1", "ADAM_BETA2", "ADAM_EPS", "AdamState", "init_adam_state",
+           "adam_step"]
 
 # The names, constants and initialisation live with the package's model definition; the oracle re-exports them.
 from .models.params import (ADAGRAD_INITIAL_ACCUMULATOR, ADAM_BETA1, ADAM_BETA2, ADAM_EPS,  # noqa: E402
                             PARAM_NAMES, init_arrays)
 
-_LOSSES = ("squared", "logistic")
+_LOSSES = ("squared", "logistic", "rate")
 
 
 # --------------------------------------------------------------------------- #
@@ -205,7 +188,10 @@ def _targets(y, n_rows: int, loss: str) -> np.ndarray:
     t = np.asarray(y, dtype=np.float64).reshape(-1)
     if t.shape[0] != n_rows:
         raise ValueError(f"y has {t.shape[0]} entries, X has {n_rows} rows")
-    if loss == "logistic":
+    if loss == "rate":  # aggregated rows: the positive rate c in [0, 1] (clicks / impressions)
+        if not np.all((t >= 0) & (t <= 1)):
+            raise ValueError("the rate loss needs targets in [0, 1]")
+    elif loss == "logistic":
         if not np.all((t == -1) | (t == 0) | (t == 1)):
             raise ValueError("logistic loss needs labels in {-1, 0, +1} (0 is read as -1)")
         t = np.where(t > 0, 1.0, -1.0)
@@ -227,6 +213,8 @@ def _loss_and_grad(y_pred, t, loss):
     if loss == "squared":
         r = y_pred - t
         return 0.5 * r * r, r
+    if loss == "rate":  # -(c log σ(y) + (1-c) log(1-σ(y))) = softplus(y) - c y; g = σ(y) - c
+        return np.logaddexp(0.0, y_pred) - t * y_pred, _sigmoid(y_pred) - t
     # log(1 + exp(-t y)) without overflow; g = -t σ(-t y).
     m = -t * y_pred
     return np.logaddexp(0.0, m), -t * _sigmoid(m)
@@ -345,6 +333,15 @@ def pair_attention(params: Params, X, attention: bool = True):
     return pair_indptr, pos, wts
 
 
+def pair_contributions(params: Params, X, attention: bool = True):
+    """Each pair's additive term of the output, ``a_rs · p·e_rs`` (their sum over a row is ``p·q``), as
+    ``pair_attention``'s ``(pair_indptr, pair_positions, contributions)``: the exact explanation's pair part."""
+    n_rows = int(X.shape[0])
+    pair_indptr, positions, _ = pair_attention(params, X, attention)
+    out = [row.a * (row.E @ params.p) for _, row in _rows(params, X, attention)]
+    return pair_indptr, positions, np.concatenate(out) if n_rows else np.zeros(0)
+
+
 def touched_features(X, sample_weight=None) -> np.ndarray:
     """``T(B)``: the sorted distinct feature ids stored in ``X`` (explicit zeros included), in the rows of
     positive weight when ``sample_weight`` is given (a row of weight 0 touches nothing)."""
@@ -407,7 +404,8 @@ def objective(params: Params, X, y, loss: str = "squared", attention: bool = Tru
     X : CSR-like, shape (n_rows, n_features)
     y : array-like of shape (n_rows,)
         Targets; for ``loss="logistic"`` labels in {-1, +1} (0 is read as -1).
-    loss : {"squared", "logistic"}
+    loss : {"squared", "logistic", "rate"}
+        "rate": targets are rates c in [0, 1], the loss the expanded 0/1 rows' (docs/model.md).
     attention : bool, default=True
     attention_l2 : float, default=0.0
         ``λ`` on ``W``.

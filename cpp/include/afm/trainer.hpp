@@ -179,7 +179,8 @@ int64_t block_pair_cap(int64_t max_row_nnz, int k, int t, bool attention);
 // O(pair_cap (k + t) + max_row_nnz k) per thread, whatever the row's pair count.
 int64_t block_scratch_bytes(int64_t max_row_nnz, int k, int t, int n_threads, bool attention);
 
-// Loss and dloss/dy of one row; for logistic, label is -1 or +1.
+// Loss and dloss/dy of one row; for logistic, label t is in [-1, 1]: the class -1 / +1, or a rate target
+// c = (1 + t) / 2 in (0, 1) (clicks / impressions), trained as the expanded 0/1 rows (docs/model.md).
 double row_loss(Loss loss, float y_pred, float label, float* grad);
 
 // Pairs a block may hold so that its E and Z tiles stay in L2 (256 KiB, FASTAFM_BLOCK_BYTES); also the tile

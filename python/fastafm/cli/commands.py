@@ -310,9 +310,10 @@ def _make_model(args):
         raise CliError(f"{flags} {'does' if len(other) == 1 else 'do'} not apply to --model-type "
                        f"{args.model_type}", EXIT_USAGE)
     metric = getattr(args, "early_stopping_metric", None)
-    if metric is not None and metric not in TASK_METRICS[args.task]:
-        raise CliError(f"--early-stopping-metric must be {' or '.join(TASK_METRICS[args.task])} for "
-                       f"{args.task}, got {metric!r}", EXIT_USAGE)
+    task = "rate" if getattr(args, "loss", "squared") == "logistic" else args.task
+    if metric is not None and metric not in TASK_METRICS[task]:
+        raise CliError(f"--early-stopping-metric must be {' or '.join(TASK_METRICS[task])} for "
+                       f"{args.task}{' with --loss logistic' if task == 'rate' else ''}, got {metric!r}", EXIT_USAGE)
     name = {"afm": "AFM", "fm": "FM"}[args.model_type] + ("Classifier" if args.task == "classification"
                                                            else "Regressor")
     return getattr(estimators, name)(**cli_values(args, signature), verbose=0 if args.quiet else 1)
@@ -436,8 +437,14 @@ def evaluate(model, X, y) -> dict:
         proba = model.predict_proba(X)[:, 1]
         y01 = (y == classes[1]).astype(np.float64)
         return {"rows": int(X.shape[0]), "logloss": metrics.log_loss(y01, proba),
-                "auc": metrics.roc_auc(y01, proba), "accuracy": float(np.mean((proba > 0.5) == (y01 == 1.0)))}
+                "auc": metrics.roc_auc(y01, proba), "accuracy": float(np.mean((proba > 0.5) == (y01 == 1.0))),
+                "ne": metrics.normalized_entropy(y01, proba)}
     pred = model.predict(X)
+    if getattr(model, "loss", "squared") == "logistic":  # rate targets: DATA's labels are rates in [0, 1]
+        if np.any((y < 0) | (y > 1)):
+            raise CliError("the model predicts rates (--loss logistic): labels must be in [0, 1]", EXIT_DATA)
+        return {"rows": int(X.shape[0]), "logloss": metrics.log_loss(y, pred),
+                "ne": metrics.normalized_entropy(y, pred)}
     clip = getattr(model, "label_range_", None)
     return {"rows": int(X.shape[0]), "rmse": metrics.rmse(y, pred, clip=clip), "mae": metrics.mae(y, pred)}
 
@@ -461,7 +468,44 @@ def _cmd_eval(args) -> int:
     return EXIT_OK
 
 
-COMMANDS = {"demo": _cmd_demo, "train": _cmd_train, "predict": _cmd_predict, "eval": _cmd_eval,
+def _explanation_lines(e, top: int):
+    """One JSON line per row of the Explanation e: its features and pairs by decreasing |contribution|."""
+    for r in range(len(e)):
+        row = e.row(r)
+        order = np.argsort(-np.abs(row["values"]), kind="stable")[:top or None]
+        pair_order = np.argsort(-np.abs(row["pair_values"]), kind="stable")[:top or None]
+        yield json.dumps({
+            "row": r, "base_value": row["base_value"], "score": row["score"],
+            "features": [[int(row["features"][i]), float(row["data"][i]), float(row["values"][i])] for i in order],
+            "pairs": [[int(row["pairs"][i, 0]), int(row["pairs"][i, 1]), float(row["pair_values"][i]),
+                       float(row["pair_weights"][i])] for i in pair_order]}) + "\n"
+
+
+def _cmd_explain(args) -> int:
+    model = _load_model(args.model)
+    X, _ = _load_data(args.data, model.n_features_in_)
+    if args.out is not None:
+        _check_writable(args.out, "explanations", EXIT_DATA)
+        _refuse_same(args.out, "explanations", [args.data, args.model], EXIT_DATA)
+    _set_threads(model, args.threads)
+    start = time.perf_counter()
+    e = model.explain(X, dense=False)
+    try:
+        if args.out is None:
+            sys.stdout.writelines(_explanation_lines(e, args.top))
+            sys.stdout.flush()
+        else:
+            with open(args.out, "w", encoding="ascii") as fh:
+                fh.writelines(_explanation_lines(e, args.top))
+    except BrokenPipeError:  # e.g. `fastafm explain ... | head`
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except OSError as exc:
+        raise CliError(f"cannot write explanations {args.out}: {_describe(exc)}", EXIT_DATA) from exc
+    print(f"{X.shape[0]} rows explained ({time.perf_counter() - start:.2f} s)", file=sys.stderr)
+    return EXIT_OK
+
+
+COMMANDS = {"explain": _cmd_explain, "demo": _cmd_demo, "train": _cmd_train, "predict": _cmd_predict, "eval": _cmd_eval,
             "convert": _cmd_convert}
 
 

@@ -45,7 +45,8 @@ def _wrap(*paragraphs: str) -> str:
 
 #: --model-type -> the signature of its estimators (the first: the default)
 MODEL_TYPES = {"afm": SIGNATURES["afm"], "fm": SIGNATURES["fm"]}
-TASK_METRICS = {"regression": ("rmse", "mae"), "classification": ("logloss", "auc")}
+TASK_METRICS = {"regression": ("rmse", "mae"), "classification": ("logloss", "auc", "ne"),
+                "rate": ("logloss", "ne")}  # rate: regression with --loss logistic
 
 
 def _version() -> str:
@@ -95,10 +96,13 @@ def build_parser() -> argparse.ArgumentParser:
                        help="afm: AFMRegressor / AFMClassifier; fm: FMRegressor / FMClassifier (default afm)")
     hp = train.add_argument_group("hyperparameters (defaults are the library's, per model type)")
     add_cli_arguments(hp, MODEL_TYPES)  # one option per entry of the hyperparameter table with a flag
-    class_weight = BY_NAME["class_weight"]  # the classifiers' only one (not in MODEL_TYPES' signatures)
+    class_weight = BY_NAME["class_weight"]  # the classifiers' own (not in MODEL_TYPES' signatures)
     hp.add_argument(class_weight.cli, dest="class_weight", type=class_weight.constraint.parse,
                     default=argparse.SUPPRESS, metavar=class_weight.metavar,
                     help=f"{class_weight.cli_help} (default none)")
+    sampling = BY_NAME["negative_sampling_rate"]
+    hp.add_argument(sampling.cli, dest="negative_sampling_rate", type=sampling.constraint.parse,
+                    default=argparse.SUPPRESS, metavar=sampling.metavar, help=f"{sampling.cli_help} (default 1)")
     train.add_argument("--weights", metavar="FILE",
                        help="sample weights of TRAIN: a text file with one weight (a number >= 0) per line, line i "
                             "for row i of TRAIN; each row's loss is multiplied by its weight. With --cache the "
@@ -158,6 +162,20 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--json", action="store_true", help="print the metrics as one JSON object")
     ev.add_argument("--threads", type=Int(0).parse, default=None, metavar="N",
                     help="OpenMP threads, 0 = all cores (default: the model's setting)")
+    ex = sub.add_parser(
+        "explain", help="write every row's exact explanation (feature and pair contributions) as JSON lines",
+        description=_wrap("Explain every row of DATA with a saved model (model.explain, docs/explain.md): one "
+                          "JSON object per line with the row, its base_value (w0, plus log(negative sampling "
+                          "rate) for a classifier), its score (decision_function: the logit for a "
+                          "classifier), its features as [id, value x, contribution] and its pairs as [id i, "
+                          "id j, term, attention], each by decreasing |contribution|; base_value plus the "
+                          "features' contributions is the score.", DATA_FORMAT_HELP),
+        epilog=EXIT_CODES_HELP, formatter_class=fmt)
+    ex.add_argument("data", metavar="DATA", help="data file (libFM/libSVM); its labels are ignored")
+    ex.add_argument("--model", metavar="MODEL", required=True, help="a model written by `fastafm train`")
+    ex.add_argument("--out", metavar="FILE", help="write the explanations to FILE (default: standard output)")
+    ex.add_argument("--top", type=Int(0).parse, default=10, metavar="K",
+                    help="the K largest feature and pair contributions of each row, 0 for all (default 10)")
+    ex.add_argument("--threads", type=Int(0).parse, default=None, metavar="N",
+                    help="OpenMP threads, 0 = all cores (default: the model's setting)")
     return parser
-
-

@@ -2,6 +2,6 @@
 
 `fastafm.data.from_fields` and `fastafm.data.make_planted` stay importable from here (and from the package root).
 """
-from .synthetic import field_offsets, from_fields, make_planted
+from .synthetic import field_offsets, from_fields, make_clicks, make_planted
 
-__all__ = ["field_offsets", "from_fields", "make_planted"]
+__all__ = ["field_offsets", "from_fields", "make_clicks", "make_planted"]

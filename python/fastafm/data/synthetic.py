@@ -85,3 +85,16 @@ def make_planted(n_rows: int = 20000, n_fields: int = 8, cardinality: int = 20, 
     else:
         y = (signal + rng.normal(0.0, noise, n_rows)).astype(np.float32)
     return X, y, fields
+
+
+def make_clicks(n_rows: int = 50000, n_fields: int = 6, cardinality: int = 10, planted_pairs=((0, 1), (2, 3)),
+                strength: float = 1.0, base_logit: float = -3.0, random_state=None):
+    """Synthetic click log: one-hot rows as `make_planted`'s, each clicked (y = 1) with probability
+    sigmoid(base_logit + the planted pairs' signal), so the click rate is low (about 7% at base_logit -3) and
+    the true probabilities are known. Returns X, y (0/1 float32), fields, and the true click probabilities."""
+    X, signal, fields = make_planted(n_rows, n_fields, cardinality, planted_pairs, strength, 0.0,
+                                     random_state=random_state)
+    rng = np.random.default_rng(None if random_state is None else [int(random_state), 1])
+    proba = 1.0 / (1.0 + np.exp(-(base_logit + signal.astype(np.float64))))
+    y = (rng.random(n_rows) < proba).astype(np.float32)
+    return X, y, fields, proba

@@ -122,8 +122,15 @@ class _Base(BaseEstimator):
         return X, None if w is None else np.broadcast_to(np.asarray(sample_weight, np.float64), w.shape)
 
     def decision_function(self, X) -> np.ndarray:
-        """Raw model output y(x) (the logit for the classifier), float64 of shape (n_rows,)."""
-        return self._decision(self._fitted_state(), X)
+        """Raw model output y(x) (the logit for the classifier), float64 of shape (n_rows,); for a classifier
+        with negative_sampling_rate r < 1 the logit plus log(r), the population's (fastafm.models.calibration)."""
+        out = self._decision(self._fitted_state(), X)
+        offset = self._logit_offset()
+        return out + offset if offset else out
+
+    def _logit_offset(self) -> float:
+        """What decision_function adds to the core's output (the classifiers' sampling correction)."""
+        return 0.0
 
     def _decision(self, state: TrainingState, X) -> np.ndarray:
         return self._scores(state, *csr_arrays(self._predict_rows(X, state)))
@@ -191,6 +198,21 @@ class _Base(BaseEstimator):
         from ..interpret import PairAttention
 
         return PairAttention(*self.attention_weights(X))
+
+    def explain(self, X, feature_names=None, fields=None, field_names=None, dense=None, pairs=True):
+        """Exact additive explanations of decision_function, in SHAP's layout (fastafm.explain.Explanation):
+        `.values` (n_rows, n_features), `.base_values` (n_rows,), `.data`, `.feature_names`, whose rows sum to
+        decision_function (w0 the base value; each pair's term split half-half between its two features),
+        plus every row's pair terms (`.pairs`, `.pair_values`, `.pair_weights`) and `.field_pairs(fields)`.
+        feature_names / fields / field_names: e.g. a FieldEncoder's feature_names_, fields_, field_names_.
+        `.to_shap()` gives a shap.Explanation when shap is installed; fastafm.plot.waterfall draws one row.
+        dense: values as an array (True), a CSR matrix (False), or dense up to 2**24 cells (None); pairs=False
+        (FM only): the feature values without the pair terms, in O(k) a non-zero (docs/explain.md)."""
+        from ..explain import explain
+
+        state = self._fitted_state()
+        return explain(state, self._predict_rows(X, state), self._threads(), self._logit_offset(), feature_names,
+                       fields, field_names, dense, pairs)
 
     def save(self, path) -> None:
         """Write the fitted model to `path` (see fastafm.models.persistence for the format)."""

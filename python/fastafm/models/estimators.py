@@ -10,9 +10,11 @@ from __future__ import annotations
 import numpy as np
 
 from .._compat import ClassifierMixin, RegressorMixin
+from ..objectives import REGRESSION_LOSSES, objective
 from ..objectives.logistic import LOGISTIC, probabilities
 from ..objectives.squared import SQUARED
 from . import registry as _registry
+from .calibration import sampling_offset
 from .fitting import _Fitting
 from .hyperparams import store
 
@@ -42,6 +44,7 @@ class _AFM(_Fitting):
         tol=0.0,
         early_stopping_metric=None,
         pretrain="fm",
+        loss="squared",
     ):
         store(self, locals())
 
@@ -70,23 +73,29 @@ class _FM(_Fitting):
         n_iter_no_change=2,
         tol=0.0,
         early_stopping_metric=None,
+        loss="squared",
     ):
         store(self, locals())
 
 
 class _Regression(_Fitting):
-    """Squared loss: float targets, predict = decision_function, eval RMSE (clipped) and MAE."""
+    """Squared loss: float targets, predict = decision_function, eval RMSE (clipped) and MAE; or, with
+    loss="logistic", rate targets in [0, 1] (fastafm.objectives.rate): predict = the probability."""
 
-    _objective = SQUARED
-    _metrics = SQUARED.metrics
+    @property
+    def _objective(self):
+        return objective(REGRESSION_LOSSES.get(getattr(self, "loss", "squared"), "squared"))
+
+    _metrics = SQUARED.metrics  # the class's default loss's; fit checks the metric against the objective's
 
     label_range_ = property(lambda self: self._state_attr(lambda s: _present(s.label_range, "label_range_"),
                                                           "label_range_"),
                             doc="Training label range, used to clip predictions in eval RMSE.")
 
     def predict(self, X) -> np.ndarray:
-        """Predicted values, float64 of shape (n_rows,)."""
-        return self.decision_function(X)
+        """Predicted values, float64 of shape (n_rows,): the model's output, or with loss="logistic" the
+        probability sigmoid(decision_function(X)) of the rate."""
+        return self._objective.predict(self.decision_function(X), None)
 
     def score(self, X, y, sample_weight=None) -> float:
         """R² of the predictions (scikit-learn's r2_score), rows weighted by `sample_weight`."""
@@ -108,8 +117,14 @@ class _Classification(_Fitting):
         tags.classifier_tags.multi_class = False
         return tags
 
+    def _logit_offset(self) -> float:
+        """log(negative_sampling_rate): the log-odds correction from the training rows, whose negatives were kept
+        with that probability, to the full population (0 when nothing was downsampled)."""
+        return sampling_offset(getattr(self, "negative_sampling_rate", 1.0))
+
     def predict_proba(self, X) -> np.ndarray:
-        """Class probabilities, shape (n_rows, 2), columns in the order of `classes_`."""
+        """Class probabilities, shape (n_rows, 2), columns in the order of `classes_` (of the full population
+        when `negative_sampling_rate` < 1: docs/explain.md)."""
         return probabilities(self.decision_function(X))
 
     def predict(self, X) -> np.ndarray:
@@ -251,6 +266,7 @@ class AFMClassifier(_Classification, ClassifierMixin, _AFM):
         early_stopping_metric=None,
         pretrain="fm",
         class_weight=None,
+        negative_sampling_rate=1.0,
     ):
         store(self, locals())
 
@@ -296,6 +312,7 @@ class FMClassifier(_Classification, ClassifierMixin, _FM):
         tol=0.0,
         early_stopping_metric=None,
         class_weight=None,
+        negative_sampling_rate=1.0,
     ):
         store(self, locals())
 

@@ -62,7 +62,7 @@ class _Fitting(_Base):
         """
         kind = _registry.kind(type(self))
         values = self._validated(kind)
-        metric = check_metric(self.early_stopping_metric, self._metrics, type(self).__name__)
+        metric = check_metric(self.early_stopping_metric, self._objective.metrics, type(self).__name__)
         rows, n_features, labels = self._rows(X, y, fitting=True, sample_weight=sample_weight)
         row_nnz = rows.mean_nnz  # of all the rows given, before a hold-out (the Dask estimators' too)
         evaluation = self._prepare_eval_set(eval_set, n_features, labels.get("classes"))
@@ -180,6 +180,8 @@ class _Fitting(_Base):
             fitted = None if fitting or not self._objective.classifier else self.classes_
             y_enc, labels = self._objective.fit_targets(y, X.shape[0], fitting, classes, fitted, type(self).__name__)
             weights = check_sample_weight(sample_weight, X.shape[0])
+            if hasattr(self._objective, "check_weights"):  # rate targets: every row stands for > 0 rows
+                self._objective.check_weights(weights)
             if getattr(self, "class_weight", None) is not None:
                 found = labels["classes"] if fitting else self.classes_
                 row_labels = np.asarray(found)[(y_enc > 0).astype(int)]

@@ -48,11 +48,12 @@ class Int:
 @dataclass(frozen=True)
 class Float:
     low: float
-    high: Optional[float] = None  # exclusive
+    high: Optional[float] = None  # exclusive, unless high_open is False
     low_open: bool = False
+    high_open: bool = True
 
     def check(self, value, name: str) -> None:
-        check_float(value, name, self.low, self.high, low_open=self.low_open)
+        check_float(value, name, self.low, self.high, low_open=self.low_open, high_open=self.high_open)
 
     def parse(self, text: str) -> float:
         try:
@@ -60,14 +61,14 @@ class Float:
         except ValueError:
             raise argparse.ArgumentTypeError(f"invalid number: {text!r}") from None
         ok = (np.isfinite(value) and (value > self.low if self.low_open else value >= self.low)
-              and (self.high is None or value < self.high))
+              and (self.high is None or (value < self.high if self.high_open else value <= self.high)))
         if not ok:
             raise argparse.ArgumentTypeError(f"must be in {self.describe()}, got {text}")
         return value
 
     def describe(self) -> str:
         lo = "(" if self.low_open else "["
-        hi = "inf)" if self.high is None else f"{self.high})"
+        hi = "inf)" if self.high is None else f"{self.high}{')' if self.high_open else ']'}"
         return f"{lo}{self.low}, {hi}"
 
 
@@ -330,6 +331,18 @@ TABLE: tuple = (
                    "--class-weight", "{none,balanced,LABEL:W,...}",
                    cli_help="class weights (classification only): none, balanced (n_rows / (2 count(c))) or "
                             "LABEL:WEIGHT,LABEL:WEIGHT, e.g. 0:1,1:5"),
+    Hyperparameter("negative_sampling_rate", 1.0, Float(0.0, 1.0, low_open=True, high_open=False),
+                   "the probability with which negative rows were kept in the training data (downsampled logs): "
+                   "`decision_function`, `predict_proba` and ONNX add log(rate) to the logit, so probabilities "
+                   "refer to the full population (classifiers only)", "--negative-sampling-rate", "RATE",
+                   cli_help="the probability with which negatives were kept in TRAIN (downsampled logs): "
+                            "probabilities are corrected to the full population (classification only)"),
+    Hyperparameter("loss", "squared", Choice(("squared", "logistic")),
+                   "`\"squared\"`, or `\"logistic\"`: y is a rate in [0, 1] (clicks / impressions, "
+                   "`sample_weight` = impressions), trained as the expanded 0/1 rows; predicts probabilities "
+                   "(regressors only)", "--loss",
+                   cli_help="regression only: squared, or logistic for rate targets in [0, 1] (clicks / "
+                            "impressions; the weights are the impressions)"),
     Hyperparameter("sync_rows", 16384, Int(1), "rows each worker trains between synchronisations (Dask only)"),
     Hyperparameter("combine", "average", Choice(("sum", "average")),
                    "how the workers' updates are combined (Dask only)"),
@@ -377,13 +390,14 @@ class Signature:
 
 
 SIGNATURES = {
-    "afm": Signature(_AFM + _EARLY_STOPPING + ("pretrain",)),
+    # The regressors: their family's hyperparameters and the loss (squared, or logistic on rate targets).
+    "afm": Signature(_AFM + _EARLY_STOPPING + ("pretrain", "loss")),
     # FM: no attention network (its own "auto" learning rates: AUTO_LEARNING_RATES).
-    "fm": Signature(_COMMON + ("n_threads", "random_state", "verbose") + _EARLY_STOPPING),
-    # The classifiers: their family's hyperparameters and class_weight.
-    "afm_classifier": Signature(_AFM + _EARLY_STOPPING + ("pretrain", "class_weight")),
+    "fm": Signature(_COMMON + ("n_threads", "random_state", "verbose") + _EARLY_STOPPING + ("loss",)),
+    # The classifiers: their family's hyperparameters, class_weight and negative_sampling_rate.
+    "afm_classifier": Signature(_AFM + _EARLY_STOPPING + ("pretrain", "class_weight", "negative_sampling_rate")),
     "fm_classifier": Signature(_COMMON + ("n_threads", "random_state", "verbose") + _EARLY_STOPPING
-                               + ("class_weight",)),
+                               + ("class_weight", "negative_sampling_rate")),
     "dask": Signature(_AFM + _EARLY_STOPPING + ("sync_rows", "combine", "client")),
 }
 

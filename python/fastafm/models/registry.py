@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..objectives import objective
+from ..objectives import REGRESSION_LOSSES, objective
 from .hyperparams import SIGNATURES
 from ..training.state import ModelSpec, TrainingState
 
@@ -44,9 +44,16 @@ class Kind:
         """The hyperparameters with what the family fixes (FM: no attention network, p fixed at 1)."""
         return {**hyperparameters, **self.fixed}
 
+    def objective_of(self, hyperparameters: dict):
+        """The objective the hyperparameters choose: a regressor's `loss` ("logistic": rate targets)."""
+        if "loss" in hyperparameters and not self.classifier:
+            return objective(REGRESSION_LOSSES[hyperparameters["loss"]])
+        return self.objective
+
     def spec(self, hyperparameters: dict, n_features: int) -> ModelSpec:
         v = self.values(hyperparameters)
-        return ModelSpec(int(n_features), int(v["embedding_dim"]), int(v["attention_dim"]), self.loss,
+        return ModelSpec(int(n_features), int(v["embedding_dim"]), int(v["attention_dim"]),
+                         self.objective_of(v).core_loss,
                          "attention" if v["attention"] else "uniform", self.family == "afm")
 
     def build(self, hyperparameters: dict, state: TrainingState):

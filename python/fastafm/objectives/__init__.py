@@ -6,17 +6,21 @@ transform. Adding a loss is one module here plus its kernels (the core's `Loss` 
 from __future__ import annotations
 
 from .logistic import LOGISTIC
+from .rate import RATE
 from .squared import SQUARED
 
-OBJECTIVES = {o.name: o for o in (SQUARED, LOGISTIC)}
+OBJECTIVES = {o.name: o for o in (SQUARED, LOGISTIC, RATE)}
+
+#: The regressors' `loss` hyperparameter -> their objective ("logistic": rate targets in [0, 1]).
+REGRESSION_LOSSES = {"squared": "squared", "logistic": "rate"}
 
 
 def objective(loss: str):
-    """The objective of a loss name ("squared" or "logistic")."""
+    """The objective of a loss name ("squared", "logistic" or "rate")."""
     try:
         return OBJECTIVES[loss]
     except KeyError:
         raise ValueError(f"loss must be one of {sorted(OBJECTIVES)}, got {loss!r}") from None
 
 
-__all__ = ["OBJECTIVES", "objective"]
+__all__ = ["OBJECTIVES", "REGRESSION_LOSSES", "objective"]

@@ -1,5 +1,6 @@
 """Logistic loss (binary classification): two labels of any type, trained as -1/+1 (classes[1] the positive
-one), eval log loss and AUC, predict = the class of the sign, predict_proba = the sigmoid."""
+one), eval log loss, AUC and normalized entropy (log loss over the entropy of the eval rows' base rate),
+predict = the class of the sign, predict_proba = the sigmoid."""
 from __future__ import annotations
 
 import numpy as np
@@ -20,11 +21,18 @@ def probabilities(z: np.ndarray) -> np.ndarray:
     return np.column_stack([1.0 - p1, p1])
 
 
+def normalized(logloss: float, base_rate: float) -> float:
+    """Normalized entropy from a log loss and the base rate of its rows (metrics.normalized_entropy)."""
+    h = metrics.binary_entropy(base_rate)
+    return float(logloss / h) if h > 0 else float("inf")
+
+
 class Logistic:
     name = "logistic"
     classifier = True
-    metrics = ("logloss", "auc")
+    metrics = ("logloss", "auc", "ne")
     label_fact = "classes"
+    core_loss = "logistic"
 
     def fit_targets(self, y, n_rows: int, fitting: bool, classes, fitted, owner: str):
         return class_targets(y, n_rows, fitting, classes, fitted, owner)
@@ -50,7 +58,7 @@ class Logistic:
         p = np.clip(probabilities(z)[:, 1], 1e-12, 1.0 - 1e-12)  # as metrics.log_loss
         losses = y01 * np.log(p) + (1.0 - y01) * np.log1p(-p)
         return {"n": int(y01.shape[0]), "w": weighted_sum(np.ones_like(y01), w), "ll": weighted_sum(losses, w),
-                "z": z, "y01": y01, "weights": w}
+                "pos": weighted_sum(y01, w), "z": z, "y01": y01, "weights": w}
 
     def combine(self, parts: list) -> dict:
         """Log loss from the parts' sums; AUC from all their scores (one part gives metrics.log_loss and
@@ -61,7 +69,9 @@ class Logistic:
         weights = None
         if any(p["weights"] is not None for p in parts):
             weights = np.concatenate([np.ones(p["n"]) if p["weights"] is None else p["weights"] for p in parts])
-        return {"eval_logloss": -weighted_mean(parts, "ll"), "eval_auc": metrics.roc_auc(y01, z, sample_weight=weights)}
+        logloss = -weighted_mean(parts, "ll")
+        return {"eval_logloss": logloss, "eval_auc": metrics.roc_auc(y01, z, sample_weight=weights),
+                "eval_ne": normalized(logloss, weighted_mean(parts, "pos"))}
 
     def initial_bias(self, mean_target: float) -> float:
         """w0 before training: the logit of the (weighted) share of positives (targets +-1: (mean + 1) / 2). On

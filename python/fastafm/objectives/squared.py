@@ -14,6 +14,7 @@ class Squared:
     classifier = False
     metrics = ("rmse", "mae")       # the eval metrics; the first is what early stopping watches by default
     label_fact = "label_range"       # what the training state keeps of the labels
+    core_loss = "squared"            # the core's Loss the model trains with
 
     def fit_targets(self, y, n_rows: int, fitting: bool, classes, fitted, owner: str):
         """(float32 targets, label facts when fitting) of y."""
