@@ -10,7 +10,7 @@ import numpy as np
 
 from ..data.validation import as_targets
 from .encoding import Encoder
-from .logistic import normalized, probabilities
+from .logistic import LOGISTIC, normalized, probabilities
 from .sums import weighted_mean, weighted_sum
 
 
@@ -79,6 +79,11 @@ class Rate:
         parts = [p for p in parts if p["n"]]
         logloss = -weighted_mean(parts, "ll")
         return {"eval_logloss": logloss, "eval_ne": normalized(logloss, weighted_mean(parts, "pos"))}
+
+    def initial_bias(self, mean_target: float) -> float:
+        """w0 before training: the logit of the (weighted) mean rate, as the classifiers start (the targets are
+        the logistic ones, 2y - 1)."""
+        return LOGISTIC.initial_bias(mean_target)
 
     def predict(self, z: np.ndarray, classes) -> np.ndarray:
         """The probability s(z)."""
