@@ -451,3 +451,21 @@ def test_the_core_refuses_non_finite_targets(rng, entry):
                 _core._testing.batch_gradients(params, *arrays, yy, order, core_config())
             else:
                 _run(entry, params, slots, arrays, yy, order, None)
+
+
+def test_a_trainer_reused_after_a_diverged_batch_trains_as_a_fresh_one(rng):
+    """A batch whose loss is not finite stops the call before its update; the Trainer must forget that batch's
+    features (a Dask worker keeps its Trainer for the next round): the next call trains as a fresh Trainer
+    would on the same model (before the fix, stale slots of the diverged batch corrupted the heap)."""
+    params, slots, arrays, y, order = _epoch_args(rng)
+    cfg = core_config(batch_size=BATCH)
+    trainer = _core.Trainer(params, slots, cfg)
+    huge = (arrays[0], arrays[1], np.full_like(arrays[2], 1e30))  # every pair product overflows
+    res = trainer.train_epoch(*huge, y, order, 0, 0)
+    assert res["diverged"] and res["n_rows"] == 0
+    fresh_params, fresh_slots = _copy(params, slots)
+    got = trainer.train_epoch(*arrays, y, order[::-1].copy(), 0, 1)
+    want = _core.Trainer(fresh_params, fresh_slots, cfg).train_epoch(*arrays, y, order[::-1].copy(), 0, 1)
+    assert got == want
+    for name in params:
+        np.testing.assert_array_equal(params[name], fresh_params[name], err_msg=name)

@@ -516,6 +516,9 @@ EpochResult Trainer::run_epoch(const CsrView& X, const float* y, const float* we
                 if (!std::isfinite(loss)) {
                     diverged = true;
                     rows_done = b0;
+                    // batch_update resets the batch's slots; skipped, they must be reset here, or the next call of
+                    // this Trainer (a Dask worker's next round) would find stale slots of features it never saw.
+                    for (int64_t s = 0; s < n_touched_; ++s) slot_of_feature_[touched_[s]] = -1;
                 }
             }
             team_wait();  // every thread sees `diverged`, and total_ is complete
