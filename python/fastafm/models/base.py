@@ -11,7 +11,7 @@ import numpy as np
 
 from .. import _core
 from .._compat import BaseEstimator, fitted_state
-from ..data.validation import as_csr, check_kernel_memory, check_memory, check_threads, csr_arrays
+from ..data.validation import as_csr, check_kernel_memory, check_memory, csr_arrays
 from ..training.state import TrainingState, init_state
 from ..training.weights import check_sample_weight
 from . import registry as _registry
@@ -227,7 +227,7 @@ class _Base(BaseEstimator):
     def _threads(self) -> int:
         """n_threads checked on every kernel call, not only in fit: set_params may change it after fitting (a
         None or 2.7 would otherwise reach int() and fail unnamed, or be truncated)."""
-        check_threads(self.n_threads)
+        validate({"n_threads": self.n_threads}, ("n_threads",))
         return int(self.n_threads)
 
     def _predict_rows(self, X, state: TrainingState):

@@ -14,6 +14,7 @@ from typing import Any, Optional
 
 import numpy as np
 
+from .._compat import InvalidParameterError
 from ..data.validation import check_float, check_int
 
 _INT32_MAX = 2**31 - 1
@@ -398,9 +399,15 @@ def store(estimator, arguments: dict) -> None:
 
 
 def validate(values: dict, names) -> None:
-    """Check each of `names` in values against its constraint (ValueError / TypeError naming it)."""
+    """Check each of `names` in values against its constraint: an InvalidParameterError naming it, both a
+    ValueError and a TypeError whatever was wrong (scikit-learn's convention; the constraints raise either)."""
     for name in names:
-        BY_NAME[name].constraint.check(values[name], name)
+        try:
+            BY_NAME[name].constraint.check(values[name], name)
+        except (ValueError, TypeError) as exc:
+            if isinstance(exc, InvalidParameterError):
+                raise
+            raise InvalidParameterError(str(exc)) from None
 
 
 def values_of(obj, names) -> dict:
