@@ -158,6 +158,17 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--json", action="store_true", help="print the metrics as one JSON object")
     ev.add_argument("--threads", type=Int(0).parse, default=None, metavar="N",
                     help="OpenMP threads, 0 = all cores (default: the model's setting)")
+    for command in (train, predict, ev):
+        _add_pair_limit(command)
     return parser
+
+
+def _add_pair_limit(command) -> None:
+    from ..data.limits import DEFAULT_MAX_PAIRS_PER_ROW, ENV
+
+    command.add_argument("--max-pairs-per-row", type=Int(1).parse, default=None, metavar="N",
+                         help="refuse a row of more than N feature pairs (m(m-1)/2 for m non-zeros: AFM's work "
+                              f"per row); default {ENV} or {DEFAULT_MAX_PAIRS_PER_ROW} (rows of up to 8,192 "
+                              "non-zeros); FM and --no-attention are not limited")
 
 

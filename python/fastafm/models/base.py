@@ -230,9 +230,9 @@ class _Base(BaseEstimator):
         validate({"n_threads": self.n_threads}, ("n_threads",))
         return int(self.n_threads)
 
-    def _predict_rows(self, X, state: TrainingState):
+    def _predict_rows(self, X, state: TrainingState, name: str = "X"):
         X = as_csr(X, n_features=state.spec.n_features, owner=type(self).__name__)
         check_kernel_memory(X, state.spec.embedding_dim, state.spec.attention_dim, self._threads(),
-                            attention=state.spec.attention)
+                            attention=state.spec.attention, name=name)
         return X
 

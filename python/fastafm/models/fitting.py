@@ -66,6 +66,10 @@ class _Fitting(_Base):
         rows, n_features, labels = self._rows(X, y, fitting=True, sample_weight=sample_weight)
         row_nnz = rows.mean_nnz  # of all the rows given, before a hold-out (the Dask estimators' too)
         evaluation = self._prepare_eval_set(eval_set, n_features, labels.get("classes"))
+        if kind.spec(values, n_features).attention:  # refused before an FM is pretrained on them
+            rows.check_pairs()
+            if evaluation is not None:
+                evaluation.check_pairs()
         stopping = session.early_stopping_on(self.early_stopping, rows.n_rows, evaluation is not None)
         if stopping and evaluation is None:
             rows, evaluation = self._hold_out(rows, kind, labels)
@@ -130,7 +134,7 @@ class _Fitting(_Base):
         """`n_epochs` epochs of the engine on `state` with evaluation, history and (stopping) early stopping;
         returns (best epoch, best score) of `metric` ((None, nan) without an evaluation)."""
         if isinstance(evaluation, InMemoryEval):  # the scratch predict needs for its longest row, checked once
-            self._predict_rows(evaluation.X, state)
+            self._predict_rows(evaluation.X, state, "eval_set X")
 
         def scores() -> dict:
             return evaluate(self._objective, [evaluation], lambda *arrays: self._scores(state, *arrays), state.label_range)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
+from ..data.limits import check_longest
 from ..data.validation import check_kernel_memory_sizes, check_memory
 from .evaluation import InMemoryEval
 from .rows import block_seed, feature_occurrences, row_ids
@@ -172,6 +173,11 @@ class CacheRows:
         """ValueError when the trained rows all have weight 0 (one process; a Dask worker's part may)."""
         if not self.weight_sum > 0:
             raise ValueError(f"{self._name(0)}: the rows trained on all have weight 0")
+
+    def check_pairs(self) -> None:
+        """The limit on pairs per row (fastafm.data.limits) from each header's longest row."""
+        for c in self.caches:
+            check_longest(int(c.max_row_nnz), str(c.path))
 
     def check_memory(self, spec, settings: dict) -> None:
         check_kernel_memory_sizes(max((int(c.max_row_nnz) for c in self.caches), default=0), self._shape[0],
