@@ -52,6 +52,7 @@ except ImportError as exc:  # pragma: no cover - exercised by a subprocess test 
 
 from .._compat import BaseEstimator, ClassifierMixin, RegressorMixin, fitted_state
 from ..models import registry as _registry
+from ..models.atomic import atomic_refit
 from ..models.estimators import AFMClassifier, AFMRegressor
 from ..models.hyperparams import SIGNATURES, core_settings, store, validate
 from ..training import session
@@ -109,6 +110,7 @@ class _DaskAFMBase(BaseEstimator):
         return type(self)(**copy.deepcopy(params), client=client)
 
     # ------------------------------------------------------------------ public API
+    @atomic_refit
     def fit(self, X, y=None, sample_weight=None, eval_set=None):
         """Train for at most `n_epochs` epochs (fewer with early stopping). Returns self.
 

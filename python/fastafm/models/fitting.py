@@ -22,6 +22,7 @@ from ..training.rows import InMemoryRows
 from ..training.state import TrainingState, init_state
 from ..training.weights import cache_class_weights, check_sample_weight, class_row_weights, combine
 from . import registry as _registry
+from .atomic import atomic_refit
 from .base import _Base, _exclusive
 from .hyperparams import core_settings, pretrain_learning_rate, validate
 from .warm_start import warm_start_params
@@ -34,6 +35,7 @@ class _Fitting(_Base):
     _metrics: tuple = ()  # eval metrics (the eval_ keys of history_), lower is better except auc
 
     @_exclusive
+    @atomic_refit
     def fit(self, X, y=None, sample_weight=None, eval_set=None, init=None):
         """Train from scratch for at most `n_epochs` epochs.
 
