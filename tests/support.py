@@ -195,3 +195,9 @@ def compiler_or_skip(what: str) -> str:
             pytest.fail(f"cannot build the {what}: {missing}")
         pytest.skip(f"cannot build the {what}: {missing}")
     return str(compiler)
+
+
+def raw_output(model):
+    """The model's raw output y(x): a classifier's decision_function, a regressor's predict (regressors have no
+    decision_function, as scikit-learn's)."""
+    return getattr(model, "decision_function", model.predict)

@@ -13,6 +13,7 @@ import fastafm
 from fastafm.dask import merge as mg
 from fastafm.dask import worker as dist
 from fastafm.dask import DaskAFMClassifier, DaskAFMRegressor
+from support import raw_output
 
 SMALL = dict(embedding_dim=8, attention_dim=8, n_epochs=4, random_state=0, sync_rows=500, n_threads=1)
 
@@ -96,7 +97,7 @@ def test_classifier_eval_set_metrics_and_unknown_labels(client):
     model = DaskAFMClassifier(**{**SMALL, "early_stopping_metric": "auc"}, client=client).fit(
         *_arrays(X, labels, 500), eval_set=_arrays(Xv, lv, 200))
     local = model.to_local()
-    z = local.decision_function(Xv)
+    z = raw_output(local)(Xv)
     assert model.history_[-1]["eval_auc"] == pytest.approx(fastafm.metrics.roc_auc(lv == "yes", z), rel=1e-12)
     p1 = local.predict_proba(Xv)[:, 1]
     assert model.history_[-1]["eval_logloss"] == pytest.approx(fastafm.metrics.log_loss(lv == "yes", p1), rel=1e-9)

@@ -457,7 +457,7 @@ def test_n_threads_of_the_wrong_type_after_fit_is_named(text_file):
     model = fastafm.AFMRegressor(**TINY).fit(X, y)
     for bad in (None, 2.7, "2"):  # set_params skips validation: int() would fail unnamed or truncate 2.7
         model.set_params(n_threads=bad)
-        for call in (model.predict, model.decision_function, model.attention_weights):
+        for call in (model.predict, model.attention_weights):
             with pytest.raises(TypeError, match="n_threads must be an integer"):
                 call(X[:5])
 

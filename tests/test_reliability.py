@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 import scipy.sparse as sp
-from support import forced_pair_tile, slot_arrays, small_model
+from support import forced_pair_tile, slot_arrays, small_model, raw_output
 
 import fastafm
 from fastafm import _core
@@ -366,14 +366,14 @@ def test_a_row_predicts_the_same_alone_and_in_any_batch():
                        rng.integers(0, 50, nnz.sum()).astype(np.int32), np.concatenate([[0], np.cumsum(nnz)])),
                       shape=(300, 50))
     model = small(n_threads=2, embedding_dim=16, attention_dim=8, n_epochs=1).fit(X, rng.normal(size=300))
-    whole = model.decision_function(X)
-    np.testing.assert_array_equal(np.concatenate([model.decision_function(X[i:i + 1]) for i in range(300)]), whole)
-    np.testing.assert_array_equal(np.concatenate([model.decision_function(X[i:i + 7]) for i in range(0, 300, 7)]),
+    whole = raw_output(model)(X)
+    np.testing.assert_array_equal(np.concatenate([raw_output(model)(X[i:i + 1]) for i in range(300)]), whole)
+    np.testing.assert_array_equal(np.concatenate([raw_output(model)(X[i:i + 7]) for i in range(0, 300, 7)]),
                                   whole)
     merged = X[:20].copy()
     merged.sum_duplicates()  # a dense row has one entry per id, in id order: compare with that CSR
-    np.testing.assert_array_equal(np.concatenate([model.decision_function(merged[i:i + 1].toarray()) for i in range(20)]),
-                                  model.decision_function(merged))
+    np.testing.assert_array_equal(np.concatenate([raw_output(model)(merged[i:i + 1].toarray()) for i in range(20)]),
+                                  raw_output(model)(merged))
 
 
 def test_core_version_is_exposed():

@@ -38,16 +38,9 @@ _FEW_STEPS = ("20 Adagrad steps (50 rows, batch_size 128) are too few to reach t
 
 # Checks that fail by design, with the reason (sklearn >= 1.6 reports them as expected failures).
 EXPECTED_FAILED_CHECKS = {
-    "AFMRegressor": {
-        "check_regressors_no_decision_function": "decision_function is the raw model output y(x), shared by both "
-        "estimators (the regressor's predict returns it unchanged)",
-        **_WEIGHT_EQUIVALENCE,
-    },
+    "AFMRegressor": _WEIGHT_EQUIVALENCE,
     "AFMClassifier": {**_WEIGHT_EQUIVALENCE, "check_class_weight_classifiers": _FEW_STEPS},
-    "FMRegressor": {
-        "check_regressors_no_decision_function": "as AFMRegressor: decision_function is the raw model output",
-        **_WEIGHT_EQUIVALENCE,
-    },
+    "FMRegressor": _WEIGHT_EQUIVALENCE,
     "FMClassifier": {**_WEIGHT_EQUIVALENCE, "check_class_weight_classifiers": _FEW_STEPS},
 }
 

@@ -252,7 +252,7 @@ METHOD_CASES = [
     ("index beyond", lambda X: _set(X, indices=np.where(np.arange(X.nnz) == 0, 25, X.indices)), ValueError,
      "column indices outside"),
 ]
-METHODS = ["predict", "decision_function", "attention_weights"]
+METHODS = ["predict", "attention_weights"]  # the regressor: decision_function is the classifiers'
 
 
 @pytest.mark.parametrize("method", METHODS)
@@ -274,7 +274,22 @@ def test_classifier_methods_reject_bad_X(data, fitted_classifier, method):
 def test_methods_before_fit_raise(method, tmp_path):
     arg = tmp_path / "m.afm" if method == "save" else np.ones((2, 2))
     with pytest.raises(Exception, match="not fitted"):
-        getattr(fastafm.AFMRegressor(), method)(arg)
+        getattr(fastafm.AFMClassifier(), method)(arg)
+    if method != "decision_function":
+        with pytest.raises(Exception, match="not fitted"):
+            getattr(fastafm.AFMRegressor(), method)(arg)
+
+
+@pytest.mark.parametrize("cls", ["AFMRegressor", "FMRegressor", "DaskAFMRegressor"])
+def test_regressors_have_no_decision_function(cls):
+    """scikit-learn's convention (check_regressors_no_decision_function): predict is a regressor's raw output."""
+    if cls.startswith("Dask"):
+        pytest.importorskip("distributed")  # the dask extra is optional
+        import fastafm.dask as module
+    else:
+        module = fastafm
+    assert not hasattr(getattr(module, cls)(), "decision_function")
+    assert hasattr(getattr(module, cls.replace("Regressor", "Classifier"))(), "decision_function")
 
 
 def test_partial_fit_checks_width_of_later_batches(data):

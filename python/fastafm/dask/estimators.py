@@ -181,10 +181,6 @@ class _DaskAFMBase(BaseEstimator):
         """Predictions for a dask array (-> dask array) or dask DataFrame (-> dask Series), lazily."""
         return self._map(X, "predict")
 
-    def decision_function(self, X):
-        """Raw model output (the logit for the classifier) as a dask array / Series, lazily."""
-        return self._map(X, "decision_function")
-
     # ------------------------------------------------------------------ internals
     def _checked(self):
         """(the Kind of the local model, its hyperparameters), validated against the table."""
@@ -278,6 +274,10 @@ class DaskAFMClassifier(ClassifierMixin, _DaskAFMBase):
     any two values; `classes_[1]` is the positive class."""
 
     _local_class = AFMClassifier
+
+    def decision_function(self, X):
+        """Raw model output, the logit of classes_[1], as a dask array / Series, lazily."""
+        return self._map(X, "decision_function")
 
     def predict_proba(self, X):
         """Class probabilities, (n_rows, 2) as a dask array, or a dask DataFrame with one column per class."""

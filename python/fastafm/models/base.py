@@ -121,10 +121,6 @@ class _Base(BaseEstimator):
         w = check_sample_weight(sample_weight, X.shape[0])
         return X, None if w is None else np.broadcast_to(np.asarray(sample_weight, np.float64), w.shape)
 
-    def decision_function(self, X) -> np.ndarray:
-        """Raw model output y(x) (the logit for the classifier), float64 of shape (n_rows,)."""
-        return self._decision(self._fitted_state(), X)
-
     def _decision(self, state: TrainingState, X) -> np.ndarray:
         return self._scores(state, *csr_arrays(self._predict_rows(X, state)))
 

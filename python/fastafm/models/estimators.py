@@ -75,7 +75,8 @@ class _FM(_Fitting):
 
 
 class _Regression(_Fitting):
-    """Squared loss: float targets, predict = decision_function, eval RMSE (clipped) and MAE."""
+    """Squared loss: float targets, predict = the raw model output y(x), eval RMSE (clipped) and MAE. No
+    decision_function: scikit-learn's regressors have none (check_regressors_no_decision_function)."""
 
     _objective = SQUARED
     _metrics = SQUARED.metrics
@@ -85,8 +86,8 @@ class _Regression(_Fitting):
                             doc="Training label range, used to clip predictions in eval RMSE.")
 
     def predict(self, X) -> np.ndarray:
-        """Predicted values, float64 of shape (n_rows,)."""
-        return self.decision_function(X)
+        """Predicted values: the raw model output y(x), float64 of shape (n_rows,)."""
+        return self._decision(self._fitted_state(), X)
 
     def score(self, X, y, sample_weight=None) -> float:
         """R² of the predictions (scikit-learn's r2_score), rows weighted by `sample_weight`."""
@@ -107,6 +108,10 @@ class _Classification(_Fitting):
         tags = super().__sklearn_tags__()
         tags.classifier_tags.multi_class = False
         return tags
+
+    def decision_function(self, X) -> np.ndarray:
+        """Raw model output y(x), the logit of classes_[1], float64 of shape (n_rows,)."""
+        return self._decision(self._fitted_state(), X)
 
     def predict_proba(self, X) -> np.ndarray:
         """Class probabilities, shape (n_rows, 2), columns in the order of `classes_`."""
