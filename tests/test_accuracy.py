@@ -273,7 +273,7 @@ def test_verbose_prints_epoch_lines_without_a_tty(capsys):
 
 
 def test_verbose_2_forces_the_progress_bar(capsys):
-    pytest.importorskip("tqdm")
+    import tqdm  # noqa: F401  - a required dependency (pyproject.toml): its absence is a failure, not a skip
     X, y, _ = planted(n_rows=3000)
     fastafm.FMRegressor(embedding_dim=8, n_epochs=1, batch_size=8, n_threads=1, random_state=0, verbose=2).fit(X, y)
     out, err = capsys.readouterr()

@@ -165,7 +165,7 @@ def test_fastafm_works_without_scikit_learn(tmp_path):
         assert not _compat.HAVE_SKLEARN
         X, y, _ = fastafm.make_planted(n_rows=200, n_fields=3, cardinality=4, planted_pairs=((0, 1),), random_state=0)
         model = fastafm.AFMClassifier(embedding_dim=2, attention_dim=2, n_epochs=2, random_state=0).fit(X, y > 0)
-        assert model.score(X, y > 0) > 0.5
+        assert model.score(X, y > 0) > 0.75 > np.mean(y > 0)  # measured 0.85; the majority class is 0.545
         assert model.score(X, y > 0, sample_weight=np.full(200, 2.0)) == model.score(X, y > 0)
         right = (model.predict(X) == (y > 0)).astype(float)  # weights on the right rows only: accuracy 1
         assert model.score(X, y > 0, sample_weight=right) == 1.0
