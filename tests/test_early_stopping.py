@@ -18,6 +18,7 @@ from fastafm.models.hyperparams import core_settings
 from fastafm.training.state import init_state
 from fastafm.training.rows import InMemoryRows, holdout_split
 from fastafm.cli import main
+from fastafm.training.base_score import start_intercept
 
 KW = dict(embedding_dim=4, attention_dim=4, n_threads=1, random_state=5)
 FM_KW = dict(embedding_dim=4, n_threads=1, random_state=5)
@@ -122,11 +123,15 @@ def test_the_split_is_seeded_stratified_and_disjoint():
 
 def test_an_integer_seed_initialises_as_without_the_split():
     """The split has its own stream of an integer random_state: the initial parameters are those of the same
-    seed without early stopping."""
+    seed without early stopping — but w0, which starts at the mean of the rows trained (the held-out rows
+    excluded: fastafm.training.base_score)."""
     X, y = data()
     a = fastafm.FMRegressor(n_epochs=0, early_stopping=True, **FM_KW).fit(X, y)
     b = fastafm.FMRegressor(n_epochs=0, early_stopping=False, **FM_KW).fit(X, y)
-    assert same_params(a, b)
+    pa, pb = a.get_model_params(), b.get_model_params()
+    assert all(np.array_equal(pa[name], pb[name]) for name in pa if name != "w0")
+    assert pb["w0"][0] == np.float32(np.mean(y.astype(np.float32).astype(np.float64)))
+    assert pa["w0"][0] != pb["w0"][0]
 
 
 def test_too_few_rows_to_hold_out_is_an_error():
@@ -183,7 +188,9 @@ def test_pretrain_none_is_the_fit_as_before():
     values = model.get_params()
     state = init_state(kind.spec(values, X.shape[1]), "adagrad", 0.01, KW["random_state"])
     settings = core_settings(values, "squared", True, True)
-    _engine.train(_engine.LocalEpochs(state, InMemoryRows(X, y.astype(np.float32)), settings), 3)
+    rows = InMemoryRows(X, y.astype(np.float32))
+    start_intercept(state, rows.target_sums())  # w0 at the targets' mean (fastafm.training.base_score)
+    _engine.train(_engine.LocalEpochs(state, rows, settings), 3)
     for name, arr in state.params.items():
         np.testing.assert_array_equal(model.get_model_params()[name], arr, err_msg=name)
     assert model.pretrain_history_ is None

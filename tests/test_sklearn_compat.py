@@ -29,19 +29,12 @@ _BATCHING = ("mini-batch training: repeating rows changes the epoch's batches, s
              "(docs/model.md, Sample weights); one batch's weighted gradient equals the repeated rows' (tested)")
 _WEIGHT_EQUIVALENCE = {"check_sample_weight_equivalence_on_dense_data": _BATCHING,
                        "check_sample_weight_equivalence_on_sparse_data": _BATCHING}
-# check_class_weight_classifiers fits 50 rows for the estimator's n_epochs (20 here) at batch_size 128: 20
-# Adagrad steps, too few for the class weights to push 87% of the test predictions to class 0 (they move them
-# from 32% to 66% for FM, 22% to 86% for AFM). With enough steps it passes:
-# test_class_weight_check_passes_with_enough_steps runs it so.
-_FEW_STEPS = ("20 Adagrad steps (50 rows, batch_size 128) are too few to reach the check's 87%; passes with more "
-              "steps (test_class_weight_check_passes_with_enough_steps)")
-
 # Checks that fail by design, with the reason (sklearn >= 1.6 reports them as expected failures).
 EXPECTED_FAILED_CHECKS = {
     "AFMRegressor": _WEIGHT_EQUIVALENCE,
-    "AFMClassifier": {**_WEIGHT_EQUIVALENCE, "check_class_weight_classifiers": _FEW_STEPS},
+    "AFMClassifier": _WEIGHT_EQUIVALENCE,
     "FMRegressor": _WEIGHT_EQUIVALENCE,
-    "FMClassifier": {**_WEIGHT_EQUIVALENCE, "check_class_weight_classifiers": _FEW_STEPS},
+    "FMClassifier": _WEIGHT_EQUIVALENCE,
 }
 
 
@@ -87,19 +80,12 @@ def test_sklearn_estimator_checks(estimator, check):
 
 
 @pytest.mark.skipif(SKLEARN_VERSION < (1, 6), reason="the estimator checks API needs scikit-learn >= 1.6")
-@pytest.mark.parametrize("cls", [fastafm.AFMClassifier, fastafm.FMClassifier])
-def test_class_weight_check_passes_with_enough_steps(cls):
-    """The expected failure above is one of steps, not of the weighting: at batch_size 8 (7 steps an epoch)
-    for 100 epochs scikit-learn's check passes."""
-    estimator_checks.check_class_weight_classifiers(cls.__name__, small_model(
-        cls, embedding_dim=4, attention_dim=4, n_epochs=100, batch_size=8))
-
-
-@pytest.mark.skipif(SKLEARN_VERSION < (1, 6), reason="the estimator checks API needs scikit-learn >= 1.6")
 def test_the_sample_weight_checks_run():
     """The estimator checks include scikit-learn's sample-weight checks (a new scikit-learn renaming them would
     otherwise silently drop them), and only the equivalence checks are expected to fail."""
     names = {_check_name(p.values[1]) for p in _estimator_checks() if p.id.startswith("AFMRegressor-")}
+    expected = {p.id for p in _estimator_checks() if p.marks}
+    assert all("sample_weight_equivalence" in name for name in expected) and len(expected) == 8, expected
     for name in ("check_sample_weights_list", "check_sample_weights_shape", "check_sample_weights_not_an_array",
                  "check_sample_weights_not_overwritten", "check_all_zero_sample_weights_error",
                  "check_sample_weight_equivalence_on_dense_data", "check_sample_weight_equivalence_on_sparse_data"):

@@ -19,6 +19,7 @@ import numpy as np
 import dask
 
 from ..data.validation import as_csr
+from ..training import base_score
 from ..training.evaluation import InMemoryEval
 from ..training.session import split_generator
 from ..training.weights import check_sample_weight
@@ -134,6 +135,12 @@ def _classes(data: Data, state, classes) -> None:
         if found.shape[0] != 2:
             raise ValueError(f"DaskAFMClassifier needs two classes in y, got {found.shape[0]}: {found[:5]}")
         state.classes = found
+
+
+def start_intercept(client, data: Data, state) -> None:
+    """w0 of a fresh state at the base score of every worker's training rows (fastafm.training.base_score)."""
+    sums = np.sum([np.asarray(s) for s in client.gather(data.submit_each(client, wk.rows_target_sums))], axis=0)
+    base_score.start_intercept(state, sums)
 
 
 def hold_out(client, data: Data, fraction: float, random_state, stratify: bool) -> list:

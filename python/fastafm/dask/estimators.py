@@ -145,6 +145,7 @@ class _DaskAFMBase(BaseEstimator):
         elif stopping:
             parts = driver.hold_out(client, data, float(self.validation_fraction), self.random_state,
                                     objective.classifier)
+        driver.start_intercept(client, data, state)
         best = self._train(client, kind, local_values, state, data, int(self.n_epochs), parts, stopping, metric)
         self._fitted(kind, local_values, state, data)
         session.record_results(self, state.history, parts is not None, best, metric, stopping)
@@ -167,6 +168,8 @@ class _DaskAFMBase(BaseEstimator):
                                self.random_state)
             state.row_nnz = data.row_nnz
         driver.labels(client, data, state, kind.loss, classes)
+        if not fitted:
+            driver.start_intercept(client, data, state)
         self._train(client, kind, local_values, state, data, 1, None, False, "")
         self._fitted(kind, local_values, state, data)
         return self

@@ -260,6 +260,10 @@ def rows_weight(rows) -> float:
     return float(rows.weight_sum)
 
 
+def rows_target_sums(rows):
+    return rows.target_sums()
+
+
 def hold_out(rows, fraction: float, seed: int, stratify: bool) -> tuple:
     """(the rows without their held-out part, an evaluation part of it) for early stopping without an
     eval_set, as one process holds out (seeded with `seed`); a worker's rows too few to split keep them all

@@ -14,6 +14,7 @@ import numpy as np
 from ..data.cache import as_cache
 from ..data.validation import as_csr
 from ..training import session
+from ..training.base_score import start_intercept
 from ..training.cache_rows import CacheRows
 from ..training.callbacks import check_metric
 from ..training.engine import LocalEpochs
@@ -76,14 +77,16 @@ class _Fitting(_Base):
         if stopping and evaluation is None:
             rows, evaluation = self._hold_out(rows, kind, labels)
         init_params = None if init is None else warm_start_params(init, n_features, int(self.embedding_dim))
+        target_sums = rows.target_sums()
         pretrain_history = None
         if init is None and values.get("pretrain") == "fm":
             fm_state = self._pretrain_fm(kind, values, rows, n_features, labels, evaluation, stopping, metric,
-                                         row_nnz)
+                                         row_nnz, target_sums)
             init_params = warm_start_params(fm_state.params, n_features, int(self.embedding_dim))
             pretrain_history = fm_state.history
             del fm_state  # its arrays live on in init_params only until they are copied below
         state = self._new_state(kind, values, n_features, labels, row_nnz)
+        start_intercept(state, target_sums)  # a warm start's w0 replaces it below
         if init_params is not None:
             for name, arr in init_params.items():
                 np.copyto(state.params[name], arr)
@@ -110,7 +113,7 @@ class _Fitting(_Base):
         return rows, held
 
     def _pretrain_fm(self, kind, values, rows, n_features, labels, evaluation, stopping, metric,
-                     row_nnz) -> TrainingState:
+                     row_nnz, target_sums) -> TrainingState:
         """The training state of an FM fitted on `rows` (the paper's warm start of AFM): this estimator's
         embedding_dim, dropout, l2, optimizer, batch size, epochs, seed and early stopping on the same
         evaluation rows; the learning rate "auto" (the FM's own), or a given one scaled by the ratio of the
@@ -121,6 +124,7 @@ class _Fitting(_Base):
         state = init_state(fm.spec(fm_values, n_features), self.optimizer, self.init_std, self.random_state)
         state.classes, state.label_range = labels.get("classes"), labels.get("label_range")
         state.row_nnz = row_nnz
+        start_intercept(state, target_sums)
         if self.verbose:
             print(f"pretraining {fm.name} (the warm start of {type(self).__name__})", flush=True)
         settings = core_settings(fm.values(fm_values), state.spec.loss, state.spec.attention,
@@ -156,7 +160,7 @@ class _Fitting(_Base):
             values = self._validated(kind)
             rows, n_features, labels = self._rows(X, y, fitting=True, classes=classes, sample_weight=sample_weight,
                                                   partial=True)
-            self._new_state(kind, values, n_features, labels, rows.mean_nnz)
+            start_intercept(self._new_state(kind, values, n_features, labels, rows.mean_nnz), rows.target_sums())
         else:
             if kind.classifier:
                 validate({"class_weight": self.class_weight}, ("class_weight",))

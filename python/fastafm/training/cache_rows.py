@@ -57,7 +57,7 @@ class CacheRows:
     def __init__(self, caches: list, encode, holdout=None, class_weights=None, file_keys=None, names=None,
                  n_features=None):
         self.caches = list(caches)
-        self._encode = encode
+        self.encode = encode
         self._class_weights = class_weights
         self.holdout = holdout  # None, or (fraction, seed): the rows `held_mask` keeps out of training
         self.file_keys = file_keys
@@ -113,7 +113,7 @@ class CacheRows:
         return stop - start if self.holdout is None else int(np.count_nonzero(~self.held_mask(b)))
 
     def with_holdout(self, fraction: float, seed: int) -> "CacheRows":
-        return CacheRows(self.caches, self._encode, (float(fraction), int(seed)), self._class_weights,
+        return CacheRows(self.caches, self.encode, (float(fraction), int(seed)), self._class_weights,
                          self.file_keys, self._names, self.n_features)
 
     # ------------------------------------------------------------------ reading
@@ -157,6 +157,9 @@ class CacheRows:
         cw = self._class_weights(labels)
         return (cw if w is None else cw * w).astype(np.float32)  # one rounding, as in memory
 
+    def target_sums(self) -> np.ndarray:  # for the intercept's start (fastafm.training.base_score)
+        return _target_sums(self)
+
     def _weight_sum(self) -> float:
         """The trained rows' total weight: one pass over the weights (and, with class weights, labels)
         sections; n_rows without either."""
@@ -174,10 +177,8 @@ class CacheRows:
         if not self.weight_sum > 0:
             raise ValueError(f"{self._name(0)}: the rows trained on all have weight 0")
 
-    def check_pairs(self) -> None:
-        """The limit on pairs per row (fastafm.data.limits) from each header's longest row."""
-        for c in self.caches:
-            check_longest(int(c.max_row_nnz), str(c.path))
+    def check_pairs(self) -> None:  # the limit on pairs per row (fastafm.data.limits) from the headers
+        _check_pairs(self.caches)
 
     def check_memory(self, spec, settings: dict) -> None:
         check_kernel_memory_sizes(max((int(c.max_row_nnz) for c in self.caches), default=0), self._shape[0],
@@ -235,7 +236,7 @@ class CacheRows:
             w = self.block_weights(b, labels, buffers["weights"])
             rows = order.rows(i)[max(lo - first, 0):hi - first]
             hook = None if progress is None else _offset_progress(progress, done)
-            res = trainer.run(indptr, indices, values, self._encode(labels), rows, block_seed(seed, self.blocks[b][3]),
+            res = trainer.run(indptr, indices, values, self.encode(labels), rows, block_seed(seed, self.blocks[b][3]),
                               epoch, progress=hook, weights=w)
             if res["diverged"]:
                 return float("nan")
@@ -277,7 +278,7 @@ class CacheRows:
                 if X.shape[1] < self.n_features:  # a narrower file's rows
                     X = sp.csr_matrix((X.data, X.indices, X.indptr), shape=(X.shape[0], self.n_features))
                 parts.append(X)
-                targets.append(np.array(self._encode(labels), dtype=np.float32)[mask])
+                targets.append(np.array(self.encode(labels), dtype=np.float32)[mask])
                 w = self.block_weights(b, labels)
                 if w is not None:
                     weights.append(w[mask])
@@ -299,3 +300,20 @@ def _offset_progress(progress, done: int):
         return progress(done + rows_done)
 
     return hook
+
+
+def _target_sums(rows: CacheRows) -> np.ndarray:
+    """(Σw, Σw·t, Σw·[t > 0]) of a cache source's trained rows in float64: one pass over the labels (and
+    weights) sections."""
+    total = np.zeros(3)
+    for b, (f, start, stop, _, _) in enumerate(rows.blocks):
+        labels = rows.caches[f].read_labels(start, stop)
+        w, t = rows.block_weights(b, labels), np.asarray(rows.encode(labels), dtype=np.float64)
+        w = np.where(rows.held_mask(b), 0.0, 1.0 if w is None else w.astype(np.float64))
+        total += (w.sum(), w @ t, w @ (t > 0))
+    return total
+
+
+def _check_pairs(caches: list) -> None:
+    for c in caches:
+        check_longest(int(c.max_row_nnz), str(c.path))

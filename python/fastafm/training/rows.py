@@ -117,6 +117,13 @@ class InMemoryRows:
         """The encoded float32 targets the core trains on."""
         return self._y
 
+    def target_sums(self) -> np.ndarray:
+        """(Σw, Σw·t, Σw·[t > 0]) over these rows in float64, for the intercept's base score
+        (fastafm.training.base_score)."""
+        t = np.asarray(self._y, dtype=np.float64)
+        w = np.ones_like(t) if self.weights is None else np.asarray(self.weights, dtype=np.float64)
+        return np.array([w.sum(), w @ t, w @ (t > 0)])
+
     def hold_out(self, fraction: float, rng: np.random.Generator, stratify: bool):
         """(rows of the kept part, an InMemoryEval of the held-out rows): `holdout_split` of the rows, stratified
         by the encoded target when `stratify`; each part keeps its rows' weights."""
