@@ -75,6 +75,12 @@ CONFIGS: dict = {
 }
 
 
+def raw_output(model):
+    """The raw model output y(x): a classifier's decision_function, a regressor's predict (it has no other)."""
+    return getattr(model, "decision_function", model.predict)
+
+
+
 def estimator(family: str, task: str, params: dict, seed: int, threads: int):
     cls = {("afm", "regression"): fastafm.AFMRegressor, ("afm", "classification"): fastafm.AFMClassifier,
            ("fm", "regression"): fastafm.FMRegressor, ("fm", "classification"): fastafm.FMClassifier}[family, task]
@@ -105,7 +111,7 @@ def run_one(data, name: str, seed: int, threads: int) -> dict:
             family = "afm"
         model = estimator(family, data.task, params, seed, threads)
         model.fit(*data.train, eval_set=data.valid, init=init)
-        scores = model.decision_function(data.test[0])
+        scores = raw_output(model)(data.test[0])
         record = {"best_epoch": int(model.best_epoch_), "epochs_run": len(model.history_)}
         if getattr(model, "pretrain_history_", None) is not None:  # pretrain="fm" (the AFM default)
             record["pretrain_epochs_run"] = len(model.pretrain_history_)

@@ -76,6 +76,7 @@ def child(args) -> dict:
         return soak()
     nnz, n_long, epochs, k = (4000, 2, 2, 64) if args.case == "bounded" else (20_000, 1, args.epochs, args.k)
     X, y = long_rows(n_long, nnz, n_short=30, n_features=50_000)
+    fastafm.set_max_pairs_per_row(nnz * (nnz - 1) // 2)  # huge is over the default limit on purpose
     model = fastafm.AFMRegressor(embedding_dim=k, attention_dim=k, n_epochs=epochs, n_threads=2, pretrain=None,
                                  early_stopping=False, init_std=0.1, random_state=0)
     start = time.perf_counter()

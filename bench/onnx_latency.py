@@ -29,6 +29,12 @@ import data as bench_data  # noqa: E402
 from fma_peak import cpu_model  # noqa: E402
 
 
+def raw_output(model):
+    """The raw model output y(x): a classifier's decision_function, a regressor's predict (it has no other)."""
+    return getattr(model, "decision_function", model.predict)
+
+
+
 def timed(fn, repeats: int) -> dict:
     fn()  # warm-up (first-run allocations, onnxruntime's thread pool)
     fn()
@@ -90,11 +96,11 @@ def main(argv=None) -> dict:
             indices, values = fastafm.onnx.to_padded(rows)
             feed = {"indices": indices, "values": values}
             score = sess.run(["score"], feed)[0]
-            want = model.decision_function(rows)
+            want = raw_output(model)(rows)
             err = float(np.max(np.abs(score - want) / np.maximum(np.abs(want), 0.1)))
             n = repeats_for(batch, args.repeats)
             onnx_t = timed(lambda: sess.run(["score"], feed), n)
-            core_t = timed(lambda: model.decision_function(rows), n)
+            core_t = timed(lambda: raw_output(model)(rows), n)
             case = {"model": name, "rows": batch, "onnx": onnx_t, "fastafm": core_t, "max_rel_error": err}
             result["cases"].append(case)
             print(f"{name:5} {batch:6d} {onnx_t['median_us']:10.1f}us {onnx_t['p90_us']:8.1f}us "

@@ -249,7 +249,10 @@ def test_classifier_partial_fit_and_early_stopping(tmp_path):
     cache = convert((X[:1500], y[:1500]), tmp_path / "c.cache", block_rows=400)
     model = fastafm.AFMClassifier(**dict(SMALL, n_epochs=30, n_iter_no_change=2)).fit(cache, eval_set=(X[1500:], y[1500:]))
     assert list(model.classes_) == [-1.0, 1.0] and model.best_epoch_ is not None
-    assert model.history_[0]["eval_auc"] > 0.5
+    # Learning from the cache, measured: eval AUC 0.754 after epoch 1, 0.824 at best (in memory: 0.816); a
+    # model that learns nothing has 0.5, one that reads the blocks' labels wrongly far less than 0.78.
+    aucs = [record["eval_auc"] for record in model.history_]
+    assert max(aucs) > 0.78 and max(aucs) > aucs[0] + 0.03, aucs
     done = model.n_epochs_done_
     model.partial_fit(cache)
     assert model.n_epochs_done_ == done + 1

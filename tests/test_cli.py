@@ -258,3 +258,19 @@ def test_optimizer_adam_and_learning_rate_auto(data, tmp_path, capsys):
     assert sorted(model.optimizer_state()) == ["m", "step", "v"]
     code, out, err = run(capsys, "train", train, "--model", path, "--learning-rate", "fast")
     assert code == 2 and "argument --learning-rate: invalid number: 'fast'" in err
+
+
+def test_every_none_the_help_offers_parses(data, tmp_path, capsys):
+    """A flag whose help offers "none" takes it (`--early-stopping-metric none` used to exit 2), and trains."""
+    from fastafm.models.hyperparams import TABLE
+
+    offering = [hp for hp in TABLE if hp.cli and "none" in (hp.cli_help or hp.help)]
+    assert any(hp.name == "early_stopping_metric" for hp in offering)
+    for hp in offering:
+        args = build_parser().parse_args(["train", "x.libfm", "--model", "m", hp.cli, "none"])
+        assert getattr(args, hp.name) is None, hp.name
+    train, _ = data["reg"]
+    code, _, err = run(capsys, "train", train, "--model", str(tmp_path / "m"), "--quiet", *SMALL,
+                       "--early-stopping-metric", "none", "--early-stopping", "on")
+    assert code == 0, err
+    assert fastafm.load(str(tmp_path / "m")).early_stopping_metric is None

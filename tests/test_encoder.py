@@ -288,3 +288,27 @@ def test_scikit_learn_tags_declare_dataframe_input():
     tags = get_tags(FieldEncoder())
     assert tags.input_tags.categorical and tags.input_tags.string and tags.input_tags.allow_nan
     assert not tags.input_tags.two_d_array
+
+
+@pytest.mark.parametrize("names", [["color", "size", "flag"], [0, 1, 2], [2, 0, 1], [10, 20, 30],
+                                   [np.int64(5), np.int64(3), np.int64(9)], [1.5, 0.5, 2.5], [True, "x", 7]],
+                         ids=["str", "range", "unsorted-int", "int", "numpy-int", "float", "mixed"])
+def test_transform_selects_columns_by_name_whatever_their_type(names):
+    """The class of column names a position could be mistaken for (integers above all): transform picks each
+    fitted column by its name, so another column order, extra columns, or names of another integer dtype give
+    the same rows; a name that is absent (the strings "0", "1" for the integers 0, 1) is an error naming it."""
+    frame = small_frame()
+    frame.columns = pd.Index(names, dtype=object)
+    enc = FieldEncoder(categorical=[names[2]], numeric_bins={names[1]: 2}).fit(frame)
+    expected = enc.transform(frame).toarray()
+    shuffled = frame[[names[2], names[0], names[1]]]
+    shuffled.insert(1, "extra", [9.0, 8.0, 7.0, 6.0])
+    assert np.array_equal(enc.transform(shuffled).toarray(), expected)
+    assert np.array_equal(pickle.loads(pickle.dumps(enc)).transform(shuffled).toarray(), expected)
+    if all(isinstance(n, (int, np.integer)) and not isinstance(n, bool) for n in names):
+        as_int32 = frame[[names[1], names[2], names[0]]]
+        as_int32.columns = as_int32.columns.astype("int32")
+        assert np.array_equal(enc.transform(as_int32).toarray(), expected)
+        renamed = frame.rename(columns=str)
+        with pytest.raises(ValueError, match=r"X lacks the columns \[.*\] seen in fit"):
+            enc.transform(renamed)

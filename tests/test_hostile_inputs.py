@@ -396,6 +396,36 @@ def test_forged_header_fields_are_refused(text_file, tmp_path, fields, message):
         CacheFile(path)
 
 
+def _set_label(cache, row, value):
+    with open(cache.path, "r+b") as fh:
+        fh.seek(cache._offsets["labels"] + 4 * row)
+        fh.write(struct.pack("<f", value))
+
+
+@pytest.mark.parametrize("label, n_label_values", [(0.5, 2), (7.0, 2), (-3.0, 3)])
+def test_a_label_the_header_does_not_list_is_refused_where_it_is_read(text_file, tmp_path, label, n_label_values):
+    """The class of labels outside the header's summary: a third label in a classifier cache (0.5 between its
+    two, or 7 beyond them) used to train as the negative class; a label outside a regression cache's range too.
+    Every reader of the labels (training blocks, label-only reads, read_rows, an eval_set cache) names the
+    file, the row and the value."""
+    cache = convert(text_file, tmp_path / "c.cache")
+    row = 2345
+    _set_label(cache, row, label)
+    if n_label_values == 3:
+        forge_header(cache.path, n_label_values=3)
+    blocks = CacheFile(cache.path, block_rows=1000)
+    message = f"{cache.path}: not a valid fastafm cache: row {row} has the label {label:g}, but the header lists"
+    fits = [lambda: fastafm.AFMRegressor(**TINY).fit(blocks), lambda: blocks.read_labels(2000, 3000),
+            lambda: blocks.read_rows(2000, 2400)]
+    if n_label_values == 2:
+        X, y = fastafm.load_libfm(text_file)
+        fits += [lambda: fastafm.AFMClassifier(**TINY).fit(blocks),
+                 lambda: fastafm.AFMClassifier(**TINY, pretrain=None).fit(X, y, eval_set=(blocks, None))]
+    for fit in fits:
+        with pytest.raises(ValueError, match=message):
+            fit()
+
+
 @pytest.mark.parametrize("delta", [1 << 40, -1, 7])
 def test_a_flipped_indptr_at_a_block_boundary_is_a_value_error_naming_the_file(text_file, tmp_path, delta):
     cache = convert(text_file, tmp_path / "c.cache")
@@ -427,7 +457,7 @@ def test_n_threads_of_the_wrong_type_after_fit_is_named(text_file):
     model = fastafm.AFMRegressor(**TINY).fit(X, y)
     for bad in (None, 2.7, "2"):  # set_params skips validation: int() would fail unnamed or truncate 2.7
         model.set_params(n_threads=bad)
-        for call in (model.predict, model.decision_function, model.attention_weights):
+        for call in (model.predict, model.attention_weights):
             with pytest.raises(TypeError, match="n_threads must be an integer"):
                 call(X[:5])
 

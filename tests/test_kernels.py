@@ -355,3 +355,17 @@ def test_scratch_bytes_is_the_cores_block_sizing():
         for m in (1, 39, 400):
             assert _core.scratch_bytes(m, k, t, 1, True) == _scratch_rule(m, k, t, True)
 
+
+
+def test_each_dense_gradient_is_compared_on_its_own_scale():
+    """A gradient far smaller than the others (p here, 1e6 times below W) is checked against its own size: an
+    error of 100% in it fails, which a tolerance scaled by the largest gradient of all let through."""
+    from types import SimpleNamespace
+
+    from support import assert_per_element, own_scale
+
+    want = SimpleNamespace(W=np.full((2, 2), 1000.0), b=np.zeros(2), h=np.ones(2), p=np.full(2, 1e-3))
+    with pytest.raises(AssertionError):
+        assert_per_element(2 * want.p, want.p, "p", scale=own_scale(want, "p"))
+    assert_per_element(want.p * (1 + 1e-5), want.p, "p", scale=own_scale(want, "p"))
+    assert own_scale(want, "b") == 1000.0  # db cancels: the scale of its terms (see own_scale)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from support import small_model
+from support import small_model, raw_output
 
 import fastafm
 from fastafm.models.hyperparams import AUTO_LEARNING_RATES, AUTO_RATE_NNZ, pretrain_learning_rate, resolve_learning_rate
@@ -74,7 +74,7 @@ def test_every_optimizer_trains_at_its_default_learning_rate(frappe_shaped, opti
     assert all(np.isfinite(h["train_loss"]) for h in model.pretrain_history_ + model.history_)
     losses = [h["train_loss"] for h in model.history_]
     assert losses[-1] < losses[0] and losses[-1] < constant, (losses, constant)
-    assert np.all(np.isfinite(model.decision_function(X)))
+    assert np.all(np.isfinite(raw_output(model)(X)))
 
 
 def test_auto_rate_shrinks_with_the_rows_non_zeros():

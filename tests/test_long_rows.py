@@ -13,7 +13,8 @@ from fastafm import _core, reference
 from fastafm._core import _testing
 from fastafm.data.validation import csr_arrays
 from support import (assert_close, assert_directional_derivatives, assert_per_element, core_config, core_epoch,
-                     core_slots, dense_gradients, forced_pair_tile, random_csr, random_params, small_model, to_core)
+                     core_slots, dense_gradients, forced_pair_tile, own_scale, random_csr, random_params, small_model,
+                     to_core)
 
 # Pairs per row: 0, 0, 1, 10, 15, 36, 66, 190; repeated ids allowed (random_csr).
 ROW_NNZ = [0, 1, 2, 5, 6, 9, 12, 20]
@@ -30,8 +31,8 @@ def _model(rng, n_features, k, t):
     return params
 
 
-def _dense_scale(want):
-    return max(float(np.max(np.abs(getattr(want, name)))) for name in ("W", "b", "h", "p"))
+def _dense_scale(want, name):
+    return own_scale(want, name)
 
 
 @pytest.mark.parametrize("tile", TILES)
@@ -59,7 +60,7 @@ def test_streamed_rows_match_reference(isa, rng, tile, k, t, loss, rho):
     want_obj, want = reference.gradients(params, X, y, loss=loss, attention_l2=0.3, l2=0.1, dropout_mask=mask)
     assert got["objective"] == pytest.approx(want_obj, rel=1e-5)
     for name in ("W", "b", "h", "p"):
-        assert_per_element(got[name], getattr(want, name), name, scale=_dense_scale(want))
+        assert_per_element(got[name], getattr(want, name), name, scale=_dense_scale(want, name))
     assert_per_element(got["w0"], want.w0, "w0")
     assert_per_element(got["V"], want.V[got["touched"]], "V")
     assert_per_element(got["w"], want.w[got["touched"]], "w")
@@ -84,7 +85,7 @@ def test_streamed_rows_with_weights_and_frequency_l2_match_reference(isa, rng, t
                                          feature_counts=counts)
     assert got["objective"] == pytest.approx(want_obj, rel=1e-5)
     for name in ("W", "b", "h", "p"):
-        assert_per_element(got[name], getattr(want, name), name, scale=_dense_scale(want))
+        assert_per_element(got[name], getattr(want, name), name, scale=_dense_scale(want, name))
     np.testing.assert_array_equal(np.sort(got["touched"]), reference.touched_features(X, w))
     assert_per_element(got["V"], want.V[got["touched"]], "V")
     assert_per_element(got["w"], want.w[got["touched"]], "w")
@@ -177,7 +178,7 @@ def test_long_row_sums_keep_float32_precision(rng):
     _, want = reference.gradients(params, X, y)
     assert_per_element(got_y, reference.forward(params, X), "y", rtol=1e-5)
     for name in ("W", "b", "h", "p"):
-        assert_per_element(got[name], getattr(want, name), name, rtol=1e-3, scale=_dense_scale(want))
+        assert_per_element(got[name], getattr(want, name), name, rtol=1e-3, scale=_dense_scale(want, name))
     assert_per_element(got["V"], want.V[got["touched"]], "V", rtol=1e-3)
 
 

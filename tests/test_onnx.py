@@ -21,7 +21,7 @@ import scipy.sparse as sp
 import fastafm
 from fastafm import onnx as fonnx
 
-from support import random_csr
+from support import random_csr, raw_output
 
 RTOL = 1e-5
 FLOOR = 0.1
@@ -72,7 +72,7 @@ def check_scores(model, sess, X, m=None):
     outputs = run(sess, X, m)
     assert outputs[0].shape == (X.shape[0],) and outputs[0].dtype == np.float32
     assert np.all(np.isfinite(outputs[0]))
-    err = max_rel_error(outputs[0], model.decision_function(X))
+    err = max_rel_error(outputs[0], raw_output(model)(X))
     assert err <= RTOL, f"max relative error {err:.3g}"
     if isinstance(model, (fastafm.AFMClassifier, fastafm.FMClassifier)):
         assert len(outputs) == 2
@@ -153,7 +153,7 @@ def test_padding_may_sit_anywhere_in_a_row():
     slots = np.array([0, 2, 3, 5, 7, 8, 10, 11])
     gappy_i[:, slots], gappy_v[:, slots] = indices, values
     got = sess.run(None, {"indices": gappy_i, "values": gappy_v})[0]
-    assert max_rel_error(got, model.decision_function(X)) <= RTOL
+    assert max_rel_error(got, raw_output(model)(X)) <= RTOL
 
 
 @pytest.mark.parametrize("kind", ["afm_regressor", "afm_classifier"])
@@ -171,7 +171,7 @@ def test_rows_in_blocks_give_the_scores_of_one_block(kind, block_bytes, rng):
     want = run(session(fonnx.export(model, block_bytes=2**40)), rows)
     for g, w in zip(got, want):
         np.testing.assert_allclose(g, w, rtol=1e-6, atol=1e-7)
-    assert max_rel_error(got[0], model.decision_function(rows)) <= RTOL
+    assert max_rel_error(got[0], raw_output(model)(rows)) <= RTOL
 
 
 def test_a_batch_of_no_rows_gives_no_scores(fitted):
@@ -284,7 +284,7 @@ def test_graph_interface_opset_and_file(tmp_path):
     loaded = onnx.load(str(tmp_path / "m.onnx"))
     assert loaded.SerializeToString() == proto.SerializeToString()
     got = session(loaded).run(None, dict(zip(("indices", "values"), fonnx.to_padded(X[:100]))))
-    assert max_rel_error(got[0], model.decision_function(X[:100])) <= RTOL
+    assert max_rel_error(got[0], raw_output(model)(X[:100])) <= RTOL
     regressor = fastafm.FMRegressor(embedding_dim=4, n_epochs=1, random_state=0, n_threads=1)
     regressor.fit(*planted(False, 200, seed=0))
     assert [o.name for o in fonnx.export(regressor).graph.output] == ["score"]
@@ -375,5 +375,5 @@ def test_the_serving_snippet_runs_with_onnxruntime_and_numpy_only(tmp_path):
     score, probability = (np.array(v) for v in json.loads(out))
     rows = sp.csr_matrix((np.array([1.0, 1.0, 1.0, 0.5, 1.0, 1.0, 1.0], np.float32),
                           np.array([0, 13, 30, 7, 50, 61, 95]), np.array([0, 3, 4, 7])), shape=(3, N_FEATURES))
-    assert max_rel_error(score, model.decision_function(rows)) <= RTOL
+    assert max_rel_error(score, raw_output(model)(rows)) <= RTOL
     assert max_rel_error(probability, model.predict_proba(rows)[:, 1], floor=1e-30) <= RTOL

@@ -17,7 +17,7 @@ from fastafm import _core, reference
 from fastafm._core import _testing
 from fastafm.data.validation import csr_arrays
 from support import (assert_directional_derivatives, assert_per_element, core_config, forced_pair_layout, forced_pair_tile, random_csr,
-                     random_params, to_core)
+                     own_scale, random_params, to_core)
 
 SIZES = [1, 7, 10, 15, 16, 17, 24, 32]
 SHAPES = [(s, s) for s in SIZES] + [(16, 7), (7, 16)]
@@ -33,9 +33,8 @@ def _model(rng, n_features, k, t):
 
 
 def _check_gradients(got, want):
-    dense_scale = max(float(np.max(np.abs(getattr(want, name)))) for name in ("W", "b", "h", "p"))
     for name in ("W", "b", "h", "p"):
-        assert_per_element(got[name], getattr(want, name), name, scale=dense_scale)
+        assert_per_element(got[name], getattr(want, name), name, scale=own_scale(want, name))
     assert_per_element(got["V"], want.V[got["touched"]], "V")
     assert_per_element(got["w"], want.w[got["touched"]], "w")
 
@@ -146,7 +145,9 @@ def test_pairs_major_training_is_reproducible_and_close_to_rows(rng, n_threads):
         rows = _fit(X, y, n_threads)
     for name, value in first.items():
         assert np.array_equal(second[name], value), name
-        np.testing.assert_allclose(rows[name], value, rtol=1e-3, atol=1e-4 * max(np.max(np.abs(value)), 1e-3),
+        # two epochs of training let the layouts' rounding grow (measured up to 1.6e-3 relative in b); a
+        # layout bug moves the parameters by far more
+        np.testing.assert_allclose(rows[name], value, rtol=5e-3, atol=1e-4 * max(np.max(np.abs(value)), 1e-3),
                                    err_msg=name)
 
 

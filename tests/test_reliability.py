@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 import scipy.sparse as sp
-from support import forced_pair_tile, slot_arrays, small_model
+from support import forced_pair_tile, slot_arrays, small_model, raw_output
 
 import fastafm
 from fastafm import _core
@@ -274,7 +274,15 @@ def _one_long_row(n_features=200_000):
                           np.array([0, n_features])), shape=(1, n_features))
 
 
-def test_a_rows_memory_grows_with_its_non_zeros_not_its_pairs():
+@pytest.fixture
+def no_pair_limit():
+    """The memory checks of rows past the pair limit (tests/test_pair_limit.py), which would refuse them first."""
+    fastafm.set_max_pairs_per_row(2**62)
+    yield
+    fastafm.set_max_pairs_per_row(None)
+
+
+def test_a_rows_memory_grows_with_its_non_zeros_not_its_pairs(no_pair_limit):
     """A dense row of 200,000 non-zeros has 2e10 feature pairs; they are streamed through pair tiles, so the
     memory check asks for O(nnz k) bytes and passes, while a row whose non-zeros alone cannot be held (2e9 of
     them at k = 64: about 1 TB of per-non-zero buffers) is a MemoryError naming it."""
@@ -288,7 +296,7 @@ def test_a_rows_memory_grows_with_its_non_zeros_not_its_pairs():
         model.attention_weights(X)
 
 
-def test_attention_weights_of_too_many_pairs_is_a_memory_error():
+def test_attention_weights_of_too_many_pairs_is_a_memory_error(no_pair_limit):
     """1,000 rows of 20,000 non-zeros: 2e11 pairs, whose weights alone would take 800 GB."""
     n, m = 1000, 20_000
     X = sp.csr_matrix((np.ones(n * m, np.float32), np.tile(np.arange(m, dtype=np.int32), n),
@@ -299,7 +307,7 @@ def test_attention_weights_of_too_many_pairs_is_a_memory_error():
 
 
 @pytest.mark.skipif(UNDER_ASAN, reason="ASan's operator new reports out-of-memory and aborts, never throws")
-def test_the_core_turns_bad_alloc_into_memory_error(monkeypatch):
+def test_the_core_turns_bad_alloc_into_memory_error(monkeypatch, no_pair_limit):
     """Without the Python pre-check (or where it cannot know the free memory), the core's std::bad_alloc
     becomes a MemoryError, raised before any parallel region starts."""
     monkeypatch.setenv("FASTAFM_SKIP_MEMORY_CHECK", "1")
@@ -358,14 +366,14 @@ def test_a_row_predicts_the_same_alone_and_in_any_batch():
                        rng.integers(0, 50, nnz.sum()).astype(np.int32), np.concatenate([[0], np.cumsum(nnz)])),
                       shape=(300, 50))
     model = small(n_threads=2, embedding_dim=16, attention_dim=8, n_epochs=1).fit(X, rng.normal(size=300))
-    whole = model.decision_function(X)
-    np.testing.assert_array_equal(np.concatenate([model.decision_function(X[i:i + 1]) for i in range(300)]), whole)
-    np.testing.assert_array_equal(np.concatenate([model.decision_function(X[i:i + 7]) for i in range(0, 300, 7)]),
+    whole = raw_output(model)(X)
+    np.testing.assert_array_equal(np.concatenate([raw_output(model)(X[i:i + 1]) for i in range(300)]), whole)
+    np.testing.assert_array_equal(np.concatenate([raw_output(model)(X[i:i + 7]) for i in range(0, 300, 7)]),
                                   whole)
     merged = X[:20].copy()
     merged.sum_duplicates()  # a dense row has one entry per id, in id order: compare with that CSR
-    np.testing.assert_array_equal(np.concatenate([model.decision_function(merged[i:i + 1].toarray()) for i in range(20)]),
-                                  model.decision_function(merged))
+    np.testing.assert_array_equal(np.concatenate([raw_output(model)(merged[i:i + 1].toarray()) for i in range(20)]),
+                                  raw_output(model)(merged))
 
 
 def test_core_version_is_exposed():

@@ -183,10 +183,59 @@ HYPER_CASES = [
 
 @pytest.mark.parametrize("name,value,exc", HYPER_CASES, ids=[f"{n}={v!r}" for n, v, _ in HYPER_CASES])
 def test_fit_rejects_bad_hyperparameters(data, name, value, exc):
-    with pytest.raises(exc, match=name):
+    from fastafm._compat import InvalidParameterError
+
+    with pytest.raises(InvalidParameterError, match=name) as info:
         fastafm.AFMRegressor(**{"n_epochs": 1, name: value}).fit(*data)
-    with pytest.raises(exc, match=name):  # partial_fit checks them too
+    assert isinstance(info.value, exc)
+    with pytest.raises(InvalidParameterError, match=name):  # partial_fit checks them too
         fastafm.AFMRegressor(**{"n_epochs": 1, name: value}).partial_fit(*data)
+
+
+def _estimator_classes():
+    classes = [fastafm.AFMRegressor, fastafm.AFMClassifier, fastafm.FMRegressor, fastafm.FMClassifier]
+    try:
+        import fastafm.dask as fdask
+    except ImportError:  # the dask extra is optional
+        return classes
+    return classes + [fdask.DaskAFMRegressor, fdask.DaskAFMClassifier]
+
+
+@pytest.mark.parametrize("cls", _estimator_classes(), ids=lambda c: c.__name__)
+def test_every_bad_hyperparameter_is_an_invalid_parameter_error(data, cls):
+    """scikit-learn's convention, for every estimator and every hyperparameter: a wrong type (a string for a
+    number, `learning_rate="0.1"`) or a wrong value is an InvalidParameterError (scikit-learn's class when it
+    is installed), which is both a ValueError and a TypeError, and names the parameter."""
+    import inspect
+
+    from fastafm._compat import InvalidParameterError
+    from fastafm.models.hyperparams import BY_NAME, Anything
+
+    assert issubclass(InvalidParameterError, ValueError) and issubclass(InvalidParameterError, TypeError)
+    from fastafm._compat import HAVE_SKLEARN
+
+    if HAVE_SKLEARN:
+        from sklearn.utils._param_validation import InvalidParameterError as SklearnError
+        assert InvalidParameterError is SklearnError
+    X, y = data
+    y = np.where(y > np.median(y), 1, 0) if "Classifier" in cls.__name__ else y
+    names = [n for n in inspect.signature(cls.__init__).parameters if n != "self"]
+    checked = 0
+    for name in names:
+        if isinstance(BY_NAME[name].constraint, Anything):
+            continue
+        for value in ("0.1", object(), -5):
+            try:
+                BY_NAME[name].constraint.check(value, name)
+            except (ValueError, TypeError):
+                pass
+            else:
+                if name != "early_stopping_metric":
+                    continue  # a valid value for this parameter (-5 is never; "0.1" may be elsewhere)
+            with pytest.raises(InvalidParameterError, match=name):
+                cls(**{name: value}).fit(X, y)
+            checked += 1
+    assert checked >= len(names) - 2
 
 
 def _wider(X, extra=3):
@@ -203,7 +252,7 @@ METHOD_CASES = [
     ("index beyond", lambda X: _set(X, indices=np.where(np.arange(X.nnz) == 0, 25, X.indices)), ValueError,
      "column indices outside"),
 ]
-METHODS = ["predict", "decision_function", "attention_weights"]
+METHODS = ["predict", "attention_weights"]  # the regressor: decision_function is the classifiers'
 
 
 @pytest.mark.parametrize("method", METHODS)
@@ -225,7 +274,22 @@ def test_classifier_methods_reject_bad_X(data, fitted_classifier, method):
 def test_methods_before_fit_raise(method, tmp_path):
     arg = tmp_path / "m.afm" if method == "save" else np.ones((2, 2))
     with pytest.raises(Exception, match="not fitted"):
-        getattr(fastafm.AFMRegressor(), method)(arg)
+        getattr(fastafm.AFMClassifier(), method)(arg)
+    if method != "decision_function":
+        with pytest.raises(Exception, match="not fitted"):
+            getattr(fastafm.AFMRegressor(), method)(arg)
+
+
+@pytest.mark.parametrize("cls", ["AFMRegressor", "FMRegressor", "DaskAFMRegressor"])
+def test_regressors_have_no_decision_function(cls):
+    """scikit-learn's convention (check_regressors_no_decision_function): predict is a regressor's raw output."""
+    if cls.startswith("Dask"):
+        pytest.importorskip("distributed")  # the dask extra is optional
+        import fastafm.dask as module
+    else:
+        module = fastafm
+    assert not hasattr(getattr(module, cls)(), "decision_function")
+    assert hasattr(getattr(module, cls.replace("Regressor", "Classifier"))(), "decision_function")
 
 
 def test_partial_fit_checks_width_of_later_batches(data):

@@ -28,6 +28,12 @@ N_THREADS = 2
 SEED = 7
 
 
+def raw_output(model):
+    """The raw model output y(x): a classifier's decision_function, a regressor's predict (it has no other)."""
+    return getattr(model, "decision_function", model.predict)
+
+
+
 def _data():
     X, y, _ = fastafm.make_planted(n_rows=800, n_fields=5, cardinality=6, random_state=3)
     return X[:600], y[:600], X[600:], y[600:]
@@ -92,7 +98,7 @@ def _collect(models_dir: str | None, mode: str) -> dict:
         for name, model, (X_more, y_more) in _fits(workdir):
             for key, arr in _params(model).items():
                 out[f"{name}/{key}"] = arr
-            pred = model.decision_function(X_eval)
+            pred = raw_output(model)(X_eval)
             out[f"{name}/decision"] = pred
             if models_dir is not None:
                 path = os.path.join(models_dir, f"{name}.model")
@@ -100,11 +106,11 @@ def _collect(models_dir: str | None, mode: str) -> dict:
                     model.save(path)
                 else:
                     loaded = fastafm.load(path)
-                    same = np.array_equal(loaded.decision_function(X_eval), pred)
+                    same = np.array_equal(raw_output(loaded)(X_eval), pred)
                     # ... and one more epoch from the file trains exactly as from the model in memory
                     loaded.partial_fit(X_more, y_more)
                     model.partial_fit(X_more, y_more)
-                    same = same and np.array_equal(loaded.decision_function(X_eval), model.decision_function(X_eval))
+                    same = same and np.array_equal(raw_output(loaded)(X_eval), raw_output(model)(X_eval))
                     print(f"{'ok  ' if same else 'DIFF'} load+predict+partial_fit {path}")
                     out[f"{name}/loaded_same"] = np.array(same)
     return out

@@ -10,6 +10,7 @@ FieldEncoder                   pandas DataFrame -> one-field-per-column sparse r
 load_libfm                     libFM/libSVM files, parsed in C++
 convert, CacheFile             binary row caches for out-of-core training: fit(CacheFile(path)) streams it
 load                           read a model written by `model.save(path)`
+set_max_pairs_per_row          the limit on feature pairs per row of AFM with attention (max_pairs_per_row())
 reference                      the float64 NumPy reference implementation (the tests' oracle)
 plot                           figures (needs matplotlib); imported on first access of fastafm.plot
 onnx                           ONNX export for serving (needs onnx); imported on first access of fastafm.onnx
@@ -27,6 +28,7 @@ from .data.encoder import FieldEncoder
 from .models.estimators import AFMClassifier, AFMRegressor, FMClassifier, FMRegressor
 from .interpret import field_pair_attention
 from .data.libfm import load_libfm
+from .data.limits import RowTooLongError, max_pairs_per_row, set_max_pairs_per_row
 from .models.persistence import load_model as load
 
 __all__ = [
@@ -46,6 +48,9 @@ __all__ = [
     "make_planted",
     "metrics",
     "reference",
+    "RowTooLongError",
+    "max_pairs_per_row",
+    "set_max_pairs_per_row",
 ]
 
 # Submodules with optional dependencies, imported on first attribute access (PEP 562) so that `import fastafm`

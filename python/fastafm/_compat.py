@@ -82,6 +82,14 @@ def check_fitted(model, attribute: str) -> None:
         raise NotFittedError(f"This {type(model).__name__} instance is not fitted yet; call fit first.")
 
 
+try:  # pragma: no cover
+    from sklearn.utils._param_validation import InvalidParameterError
+except ImportError:  # pragma: no cover
+    class InvalidParameterError(ValueError, TypeError):  # type: ignore[no-redef]
+        """A hyperparameter of the wrong type or value (scikit-learn's class when it is installed): both a
+        ValueError and a TypeError, so callers catching either convention see it."""
+
+
 def fitted_state(model):
     """The training state of a fitted estimator; NotFittedError naming the class when it has none."""
     state = getattr(model, "training_state_", None)

@@ -45,5 +45,5 @@ def run_demo(n_rows: int = 30000, n_fields: int = 8, cardinality: int = 10, embe
     out("\nfield pairs with the largest mean attention (test rows):")
     for a, b, w in top:
         mark = "planted" if (a, b) in PLANTED else ""
-        out(f"  fields ({a}, {b})  mean attention {w:.4f}  {mark}")
+        out(f"  fields ({a}, {b})  mean attention {w:.4f}  {mark}".rstrip())
     return {"fm_rmse": fm_rmse, "afm_rmse": afm_rmse, "top_pairs": top}

@@ -6,7 +6,7 @@ Both models are sums of a linear part and pair terms (docs/model.md):
 
 (FM: a_rs = 1, p = 1). So the explanation is exact, not sampled: the base value is w0 (plus a classifier's
 log(negative_sampling_rate)), feature i gets its linear terms w[i] x plus half of every pair term it is in,
-and a row's values sum to `decision_function` up to float32 rounding. The per-pair terms (and the attention
+and a row's values sum to the raw output y(x) (a classifier's `decision_function`, a squared-loss regressor's `predict`) up to float32 rounding. The per-pair terms (and the attention
 a_rs) are kept, so a row's contribution can be read per pair or summed per pair of fields.
 
 The attention weights come from the core (`_core.pair_attention`, the kernels predict uses); the rest is
@@ -35,9 +35,9 @@ class Explanation:
     Attributes
     ----------
     values : (n_rows, n_features) float64 array (a SciPy CSR matrix above DENSE_CELLS cells): each feature's
-        contribution to the row's decision_function (its linear term plus half of each pair term it is in).
+        contribution to the row's raw output (its linear term plus half of each pair term it is in).
     base_values : (n_rows,) float64: w0 (plus log(negative_sampling_rate) for a classifier trained on
-        downsampled negatives). `base_values + values.sum(axis=1)` is decision_function(X).
+        downsampled negatives). `base_values + values.sum(axis=1)` is the raw output y(x).
     data : the feature values of X (dense or CSR like `values`).
     feature_names : list of str or None.
     pair_indptr, pairs, pair_values, pair_weights : every pair's term: row r's pairs are
@@ -197,7 +197,7 @@ def _uniform_shares(X, indices, values, V, p) -> np.ndarray:
 
 def explain(state: TrainingState, X, n_threads: int, offset: float = 0.0, feature_names=None, fields=None,
             field_names=None, dense: Optional[bool] = None, pairs: bool = True) -> Explanation:
-    """The exact explanation of a fitted model's decision_function on the checked CSR rows X (see Explanation;
+    """The exact explanation of a fitted model's raw output y(x) on the checked CSR rows X (see Explanation;
     `model.explain(X)` calls it with the model's training state, threads and logit offset).
 
     feature_names: one name per feature id (e.g. a FieldEncoder's `feature_names_`); fields and field_names:

@@ -10,10 +10,11 @@ The graph (opset 17, IR version 8; docs/serving.md) takes a batch of padded rows
 
 and returns
 
-    score        float32 (n,)  decision_function(X): y(x), the logit for a classifier
+    score        float32 (n,)  y(x): a regressor's predict(X) (the logit of the rate with loss="logistic"), a
+                               classifier's decision_function(X) (the logit; a negative_sampling_rate correction is
+                               in it: log(rate) added to w0)
     probability  float32 (n,)  classifiers, and regressors of loss="logistic" (rate targets): sigmoid(score),
-                               = predict_proba(X)[:, 1] (predict(X) for the regressors); a classifier's
-                               negative_sampling_rate correction is in score (log(rate) added to w0)
+                               = predict_proba(X)[:, 1] (predict(X) for the regressors)
 
 A row is its non-padding slots, in slot order, each its own non-zero (as a CSR row: ids may repeat, a stored
 value 0 is still a non-zero and enters the softmax, as it does in `predict`). Rows of any length up to m
@@ -112,7 +113,8 @@ def _flush_tiny(arr: np.ndarray) -> np.ndarray:
 
 def export(model, path: Optional[os.PathLike | str] = None, *,
            block_bytes: int = BLOCK_BYTES) -> "_onnx.ModelProto":
-    """The fitted model as an ONNX graph (opset 17) computing `decision_function` on padded rows.
+    """The fitted model as an ONNX graph (opset 17) computing the raw output y(x) (a regressor's `predict`, a
+    classifier's `decision_function`) on padded rows.
 
     Parameters
     ----------
@@ -138,7 +140,7 @@ def export(model, path: Optional[os.PathLike | str] = None, *,
     graph = _build_graph(onnx, params, attention, classifier, type(model).__name__, int(block_bytes))
     proto = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", OPSET)],
                                    ir_version=IR_VERSION, producer_name="fastafm", producer_version=_version(),
-                                   doc_string=f"fastafm {type(model).__name__}: score = decision_function")
+                                   doc_string=f"fastafm {type(model).__name__}: score = y(x), the raw output")
     metadata = {"fastafm_estimator": type(model).__name__, "n_features": str(params["V"].shape[0]),
                 "embedding_dim": str(params["V"].shape[1]), "attention": str(attention).lower(),
                 "padding_index": "-1"}

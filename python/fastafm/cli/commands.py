@@ -19,6 +19,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from ..data.limits import RowTooLongError
 from ..data.files import display as _display
 from ..models.hyperparams import BY_NAME, SIGNATURES, cli_given, cli_values
 from .parser import (EXIT_DATA, EXIT_FAILURE, EXIT_MODEL, EXIT_OK, EXIT_USAGE, MODEL_TYPES, TASK_METRICS, CliError,
@@ -362,6 +363,8 @@ def _fit_and_save(args, model, X, y, eval_set, sample_weight=None) -> int:
         model.fit(X, y, sample_weight=sample_weight, eval_set=eval_set)
     except FloatingPointError as exc:
         raise CliError(_describe(exc), EXIT_FAILURE) from exc
+    except RowTooLongError:
+        raise  # main() names the file
     except (ValueError, TypeError) as exc:
         raise CliError(f"cannot train on {args.train}: {_describe(exc)}", EXIT_DATA) from exc
     seconds = time.perf_counter() - start
@@ -520,14 +523,31 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else EXIT_USAGE)
+    from ..data.limits import set_max_pairs_per_row
+
     try:
+        if getattr(args, "max_pairs_per_row", None) is not None:
+            set_max_pairs_per_row(args.max_pairs_per_row)
         return COMMANDS[args.command](args)
+    except RowTooLongError as exc:  # one line naming the file, the row and the limit
+        path, message = _data_path(args, str(exc)), _describe(exc)
+        return _report(message if message.startswith(path) else f"{path}: {message}", EXIT_DATA)
     except CliError as exc:
         return _report(str(exc), exc.code)
     except MemoryError as exc:  # anywhere (e.g. a model too large for this machine): one line, not a traceback
         return _report(f"out of memory: {_describe(exc)}", EXIT_FAILURE)
     except Exception as exc:  # a bug, or an error not mapped above: still the documented one line
         return _report(f"{type(exc).__name__}: {_describe(exc)}", EXIT_FAILURE)
+    finally:
+        if getattr(args, "max_pairs_per_row", None) is not None:
+            set_max_pairs_per_row(None)  # main() may be called again in this process (tests)
+
+
+def _data_path(args, message: str) -> str:
+    """The file a row too long came from: VALID for eval_set rows, else TRAIN or DATA."""
+    if message.startswith("eval_set") and getattr(args, "valid", None):
+        return args.valid
+    return str(getattr(args, "data", None) or getattr(args, "train", ""))
 
 
 def _report(message: str, code: int) -> int:

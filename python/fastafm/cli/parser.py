@@ -178,4 +178,17 @@ def build_parser() -> argparse.ArgumentParser:
                     help="the K largest feature and pair contributions of each row, 0 for all (default 10)")
     ex.add_argument("--threads", type=Int(0).parse, default=None, metavar="N",
                     help="OpenMP threads, 0 = all cores (default: the model's setting)")
+    for command in (train, predict, ev, ex):
+        _add_pair_limit(command)
     return parser
+
+
+def _add_pair_limit(command) -> None:
+    from ..data.limits import DEFAULT_MAX_PAIRS_PER_ROW, ENV
+
+    command.add_argument("--max-pairs-per-row", type=Int(1).parse, default=None, metavar="N",
+                         help="refuse a row of more than N feature pairs (m(m-1)/2 for m non-zeros: AFM's work "
+                              f"per row); default {ENV} or {DEFAULT_MAX_PAIRS_PER_ROW} (rows of up to 8,192 "
+                              "non-zeros); FM and --no-attention are not limited")
+
+

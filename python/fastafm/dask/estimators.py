@@ -52,6 +52,7 @@ except ImportError as exc:  # pragma: no cover - exercised by a subprocess test 
 
 from .._compat import BaseEstimator, ClassifierMixin, RegressorMixin, check_fitted, fitted_state
 from ..models import registry as _registry
+from ..models.atomic import atomic_refit
 from ..models.estimators import AFMClassifier, AFMRegressor
 from ..models.hyperparams import SIGNATURES, core_settings, store, validate
 from ..training import session
@@ -109,6 +110,7 @@ class _DaskAFMBase(BaseEstimator):
         return type(self)(**copy.deepcopy(params), client=client)
 
     # ------------------------------------------------------------------ public API
+    @atomic_refit
     def fit(self, X, y=None, sample_weight=None, eval_set=None):
         """Train for at most `n_epochs` epochs (fewer with early stopping). Returns self.
 
@@ -181,10 +183,6 @@ class _DaskAFMBase(BaseEstimator):
     def predict(self, X):
         """Predictions for a dask array (-> dask array) or dask DataFrame (-> dask Series), lazily."""
         return self._map(X, "predict")
-
-    def decision_function(self, X):
-        """Raw model output (the logit for the classifier) as a dask array / Series, lazily."""
-        return self._map(X, "decision_function")
 
     # ------------------------------------------------------------------ internals
     def _checked(self):
@@ -274,6 +272,10 @@ class DaskAFMClassifier(ClassifierMixin, _DaskAFMBase):
     any two values; `classes_[1]` is the positive class."""
 
     _local_class = AFMClassifier
+
+    def decision_function(self, X):
+        """Raw model output, the logit of classes_[1], as a dask array / Series, lazily."""
+        return self._map(X, "decision_function")
 
     def predict_proba(self, X):
         """Class probabilities, (n_rows, 2) as a dask array, or a dask DataFrame with one column per class."""

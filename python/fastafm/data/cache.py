@@ -254,6 +254,7 @@ class CacheFile:
             labels = self._read_at(fh, self._offsets["labels"] + 4 * start, stop - start, "labels")
         if not np.isfinite(labels).all():
             self._corrupt(f"rows [{start}, {stop}) hold NaN or infinite labels")
+        _check_labels(self, labels, start)
         return labels
 
     def read_block(self, start: int, stop: int, buffers: dict | None = None):
@@ -277,6 +278,7 @@ class CacheFile:
             self._corrupt(f"rows [{start}, {stop}) hold feature ids outside [0, {self.n_features})")
         if not (np.isfinite(values).all() and np.isfinite(labels).all()):
             self._corrupt(f"rows [{start}, {stop}) hold NaN or infinite values or labels")
+        _check_labels(self, labels, start)
         return indptr, indices, values, labels
 
     # -- public reads
@@ -333,3 +335,20 @@ def as_cache(X) -> CacheFile | None:
     if isinstance(X, os.PathLike):
         return CacheFile(X)
     return None
+
+
+def _check_labels(cache: CacheFile, labels: np.ndarray, start: int) -> None:
+    """Every label agrees with the header's summary, which decides a classifier's classes: within
+    [label_min, label_max], and with at most two distinct labels one of those two (a third label in a
+    classifier's cache used to train silently as the negative class)."""
+    lo, hi = np.float32(cache.label_min), np.float32(cache.label_max)
+    if cache.n_label_values <= 2:
+        bad = np.flatnonzero((labels != lo) & (labels != hi))
+        listed = f"lists only {{{lo:g}, {hi:g}}}" if lo != hi else f"lists only {lo:g}"
+    else:
+        bad = np.flatnonzero((labels < lo) | (labels > hi))
+        listed = f"lists labels from {lo:g} to {hi:g}"
+    if bad.size:
+        raise ValueError(f"{cache.path}: not a valid fastafm cache: row {start + int(bad[0])} has the label "
+                         f"{float(labels[bad[0]]):g}, but the header {listed} ({bad.size} such row(s) in rows "
+                         f"[{start}, {start + labels.shape[0]}))")

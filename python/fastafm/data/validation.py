@@ -17,6 +17,8 @@ import warnings
 import numpy as np
 import scipy.sparse as sp
 
+from .limits import check_rows
+
 _INT32_MAX = int(np.iinfo(np.int32).max)
 # The range of n_threads in the hyperparameter table (fastafm.models.hyperparams, which imports this module, so the
 # bound is repeated here; tests/test_hostile_inputs.py checks that the two agree).
@@ -269,11 +271,14 @@ def check_threads(n_threads) -> None:
 
 
 def check_kernel_memory(X, k: int, t: int, n_threads: int, batch_size: int | None = None,
-                        attention: bool = True) -> None:
+                        attention: bool = True, name: str = "X") -> None:
     """Before training (batch_size given) or predicting on X: the block kernels' scratch (pair tiles of a bounded
     size, and buffers linear in the longest row's non-zero count: longer rows are streamed through the tiles),
-    plus the per-batch sparse gradient buffers."""
+    plus the per-batch sparse gradient buffers. With attention, first the limit on pairs per row
+    (fastafm.data.limits): the work, not the memory, of a row is quadratic in its non-zeros."""
     check_threads(n_threads)
+    if attention:
+        check_rows(X.indptr, name)
     if batch_size is None:  # predicting: no row is longer than all the non-zeros, often a quick all-clear
         from .. import _core
 

@@ -11,7 +11,7 @@ import numpy as np
 
 from .. import _core
 from .._compat import BaseEstimator, fitted_state
-from ..data.validation import as_csr, check_kernel_memory, check_memory, check_threads, csr_arrays
+from ..data.validation import as_csr, check_kernel_memory, check_memory, csr_arrays
 from ..training.state import TrainingState, init_state
 from ..training.weights import check_sample_weight
 from . import registry as _registry
@@ -121,15 +121,16 @@ class _Base(BaseEstimator):
         w = check_sample_weight(sample_weight, X.shape[0])
         return X, None if w is None else np.broadcast_to(np.asarray(sample_weight, np.float64), w.shape)
 
-    def decision_function(self, X) -> np.ndarray:
-        """Raw model output y(x) (the logit for the classifier), float64 of shape (n_rows,); for a classifier
-        with negative_sampling_rate r < 1 the logit plus log(r), the population's (fastafm.models.calibration)."""
+    def _raw_output(self, X) -> np.ndarray:
+        """The model's output y(x), float64 of shape (n_rows,): a classifier's logit (its decision_function; with
+        negative_sampling_rate r < 1 the logit plus log(r), the population's: fastafm.models.calibration), a
+        regressor's prediction (or, with loss="logistic", the logit of its rate)."""
         out = self._decision(self._fitted_state(), X)
         offset = self._logit_offset()
         return out + offset if offset else out
 
     def _logit_offset(self) -> float:
-        """What decision_function adds to the core's output (the classifiers' sampling correction)."""
+        """What the raw output adds to the core's (the classifiers' sampling correction)."""
         return 0.0
 
     def _decision(self, state: TrainingState, X) -> np.ndarray:
@@ -200,9 +201,10 @@ class _Base(BaseEstimator):
         return PairAttention(*self.attention_weights(X))
 
     def explain(self, X, feature_names=None, fields=None, field_names=None, dense=None, pairs=True):
-        """Exact additive explanations of decision_function, in SHAP's layout (fastafm.explain.Explanation):
+        """Exact additive explanations of the raw output y(x) (a classifier's decision_function, a regressor's
+        predict), in SHAP's layout (fastafm.explain.Explanation):
         `.values` (n_rows, n_features), `.base_values` (n_rows,), `.data`, `.feature_names`, whose rows sum to
-        decision_function (w0 the base value; each pair's term split half-half between its two features),
+        that output (w0 the base value; each pair's term split half-half between its two features),
         plus every row's pair terms (`.pairs`, `.pair_values`, `.pair_weights`) and `.field_pairs(fields)`.
         feature_names / fields / field_names: e.g. a FieldEncoder's feature_names_, fields_, field_names_.
         `.to_shap()` gives a shap.Explanation when shap is installed; fastafm.plot.waterfall draws one row.
@@ -249,12 +251,12 @@ class _Base(BaseEstimator):
     def _threads(self) -> int:
         """n_threads checked on every kernel call, not only in fit: set_params may change it after fitting (a
         None or 2.7 would otherwise reach int() and fail unnamed, or be truncated)."""
-        check_threads(self.n_threads)
+        validate({"n_threads": self.n_threads}, ("n_threads",))
         return int(self.n_threads)
 
-    def _predict_rows(self, X, state: TrainingState):
+    def _predict_rows(self, X, state: TrainingState, name: str = "X"):
         X = as_csr(X, n_features=state.spec.n_features, owner=type(self).__name__)
         check_kernel_memory(X, state.spec.embedding_dim, state.spec.attention_dim, self._threads(),
-                            attention=state.spec.attention)
+                            attention=state.spec.attention, name=name)
         return X
 

@@ -79,8 +79,9 @@ class _FM(_Fitting):
 
 
 class _Regression(_Fitting):
-    """Squared loss: float targets, predict = decision_function, eval RMSE (clipped) and MAE; or, with
-    loss="logistic", rate targets in [0, 1] (fastafm.objectives.rate): predict = the probability."""
+    """Squared loss: float targets, predict = the raw model output y(x), eval RMSE (clipped) and MAE; or, with
+    loss="logistic", rate targets in [0, 1] (fastafm.objectives.rate): predict = the probability. No
+    decision_function: scikit-learn's regressors have none (check_regressors_no_decision_function)."""
 
     @property
     def _objective(self):
@@ -93,9 +94,9 @@ class _Regression(_Fitting):
                             doc="Training label range, used to clip predictions in eval RMSE.")
 
     def predict(self, X) -> np.ndarray:
-        """Predicted values, float64 of shape (n_rows,): the model's output, or with loss="logistic" the
-        probability sigmoid(decision_function(X)) of the rate."""
-        return self._objective.predict(self.decision_function(X), None)
+        """Predicted values, float64 of shape (n_rows,): the raw model output y(x), or with loss="logistic" the
+        probability sigmoid(y(x)) of the rate."""
+        return self._objective.predict(self._raw_output(X), None)
 
     def score(self, X, y, sample_weight=None) -> float:
         """R² of the predictions (scikit-learn's r2_score), rows weighted by `sample_weight`."""
@@ -121,6 +122,11 @@ class _Classification(_Fitting):
         """log(negative_sampling_rate): the log-odds correction from the training rows, whose negatives were kept
         with that probability, to the full population (0 when nothing was downsampled)."""
         return sampling_offset(getattr(self, "negative_sampling_rate", 1.0))
+
+    def decision_function(self, X) -> np.ndarray:
+        """Raw model output y(x), the logit of classes_[1], float64 of shape (n_rows,); with
+        negative_sampling_rate r < 1 plus log(r) (the population's log-odds)."""
+        return self._raw_output(X)
 
     def predict_proba(self, X) -> np.ndarray:
         """Class probabilities, shape (n_rows, 2), columns in the order of `classes_` (of the full population

@@ -22,6 +22,7 @@ from ..training.rows import InMemoryRows
 from ..training.state import TrainingState, init_state
 from ..training.weights import cache_class_weights, check_sample_weight, class_row_weights, combine
 from . import registry as _registry
+from .atomic import atomic_refit
 from .base import _Base, _exclusive
 from .hyperparams import core_settings, pretrain_learning_rate, validate
 from .warm_start import warm_start_params
@@ -34,6 +35,7 @@ class _Fitting(_Base):
     _metrics: tuple = ()  # eval metrics (the eval_ keys of history_), lower is better except auc
 
     @_exclusive
+    @atomic_refit
     def fit(self, X, y=None, sample_weight=None, eval_set=None, init=None):
         """Train from scratch for at most `n_epochs` epochs.
 
@@ -66,19 +68,24 @@ class _Fitting(_Base):
         rows, n_features, labels = self._rows(X, y, fitting=True, sample_weight=sample_weight)
         row_nnz = rows.mean_nnz  # of all the rows given, before a hold-out (the Dask estimators' too)
         evaluation = self._prepare_eval_set(eval_set, n_features, labels.get("classes"))
+        if kind.spec(values, n_features).attention:  # refused before an FM is pretrained on them
+            rows.check_pairs()
+            if evaluation is not None:
+                evaluation.check_pairs()
         stopping = session.early_stopping_on(self.early_stopping, rows.n_rows, evaluation is not None)
         if stopping and evaluation is None:
             rows, evaluation = self._hold_out(rows, kind, labels)
         init_params = None if init is None else warm_start_params(init, n_features, int(self.embedding_dim))
+        target_sums = rows.target_sums()  # one pass (a cache: its labels section) for the FM's and the AFM's w0
         pretrain_history = None
         if init is None and values.get("pretrain") == "fm":
             fm_state = self._pretrain_fm(kind, values, rows, n_features, labels, evaluation, stopping, metric,
-                                         row_nnz)
+                                         row_nnz, target_sums)
             init_params = warm_start_params(fm_state.params, n_features, int(self.embedding_dim))
             pretrain_history = fm_state.history
             del fm_state  # its arrays live on in init_params only until they are copied below
         state = self._new_state(kind, values, n_features, labels, row_nnz)
-        self._start_from_the_average(state, rows)
+        self._start_from_the_average(state, target_sums)
         if init_params is not None:
             for name, arr in init_params.items():
                 np.copyto(state.params[name], arr)
@@ -104,14 +111,15 @@ class _Fitting(_Base):
             labels["label_range"] = (float(rows.targets.min()), float(rows.targets.max()))
         return rows, held
 
-    def _start_from_the_average(self, state: TrainingState, rows) -> None:
-        """w0 of a new model: the objective's output for the mean target of the rows it trains."""
-        total, weight = rows.target_sums()
+    def _start_from_the_average(self, state: TrainingState, target_sums) -> None:
+        """w0 of a new model: the objective's output for the mean target of the rows it trains (`target_sums`:
+        their row source's (sum of weight x target, sum of weight))."""
+        total, weight = target_sums
         if weight > 0:
             state.params["w0"][0] = self._objective.initial_bias(total / weight)
 
     def _pretrain_fm(self, kind, values, rows, n_features, labels, evaluation, stopping, metric,
-                     row_nnz) -> TrainingState:
+                     row_nnz, target_sums) -> TrainingState:
         """The training state of an FM fitted on `rows` (the paper's warm start of AFM): this estimator's
         embedding_dim, dropout, l2, optimizer, batch size, epochs, seed and early stopping on the same
         evaluation rows; the learning rate "auto" (the FM's own), or a given one scaled by the ratio of the
@@ -120,7 +128,7 @@ class _Fitting(_Base):
         fm_values = {name: values[name] for name in fm.signature.names}
         fm_values["learning_rate"] = pretrain_learning_rate(values["learning_rate"], self.optimizer)
         state = init_state(fm.spec(fm_values, n_features), self.optimizer, self.init_std, self.random_state)
-        self._start_from_the_average(state, rows)
+        self._start_from_the_average(state, target_sums)
         state.classes, state.label_range = labels.get("classes"), labels.get("label_range")
         state.row_nnz = row_nnz
         if self.verbose:
@@ -138,7 +146,7 @@ class _Fitting(_Base):
         """`n_epochs` epochs of the engine on `state` with evaluation, history and (stopping) early stopping;
         returns (best epoch, best score) of `metric` ((None, nan) without an evaluation)."""
         if isinstance(evaluation, InMemoryEval):  # the scratch predict needs for its longest row, checked once
-            self._predict_rows(evaluation.X, state)
+            self._predict_rows(evaluation.X, state, "eval_set X")
 
         def scores() -> dict:
             return evaluate(self._objective, [evaluation], lambda *arrays: self._scores(state, *arrays), state.label_range)
@@ -158,7 +166,8 @@ class _Fitting(_Base):
             values = self._validated(kind)
             rows, n_features, labels = self._rows(X, y, fitting=True, classes=classes, sample_weight=sample_weight,
                                                   partial=True)
-            self._start_from_the_average(self._new_state(kind, values, n_features, labels, rows.mean_nnz), rows)
+            self._start_from_the_average(self._new_state(kind, values, n_features, labels, rows.mean_nnz),
+                                         rows.target_sums())
         else:
             if kind.classifier:
                 validate({"class_weight": self.class_weight}, ("class_weight",))

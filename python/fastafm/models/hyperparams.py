@@ -4,7 +4,7 @@ It drives the estimators' validation (`validate`), the `fastafm train` options (
 settings handed to the core (`core_settings`, for fastafm.training.engine.make_config, the same on Dask workers) and
 the README's hyperparameter table (`markdown_table`). Each estimator lists the names it takes in
 `SIGNATURES`, with its own defaults where they differ; its `__init__` is written out (scikit-learn reads the
-signature) and tests/test_hyperparams.py checks that every `__init__` agrees with this table.
+signature) and tests/test_structure.py checks that every `__init__` agrees with this table.
 """
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from typing import Any, Optional
 
 import numpy as np
 
+from .._compat import InvalidParameterError
 from ..data.validation import check_float, check_int
 
 _INT32_MAX = 2**31 - 1
@@ -137,8 +138,9 @@ class OptionalName:
     def check(self, value, name: str) -> None:
         return None  # the estimator checks it against its own metrics (_callbacks.check_metric)
 
-    def parse(self, text: str) -> str:
-        return text  # `fastafm train` checks it against the task's metrics
+    def parse(self, text: str):
+        # "none" is the help's spelling of None (the loss); `fastafm train` checks the others against the task
+        return None if text == "none" else text
 
     def describe(self) -> str:
         return "None or a metric name"
@@ -411,9 +413,15 @@ def store(estimator, arguments: dict) -> None:
 
 
 def validate(values: dict, names) -> None:
-    """Check each of `names` in values against its constraint (ValueError / TypeError naming it)."""
+    """Check each of `names` in values against its constraint: an InvalidParameterError naming it, both a
+    ValueError and a TypeError whatever was wrong (scikit-learn's convention; the constraints raise either)."""
     for name in names:
-        BY_NAME[name].constraint.check(values[name], name)
+        try:
+            BY_NAME[name].constraint.check(values[name], name)
+        except (ValueError, TypeError) as exc:
+            if isinstance(exc, InvalidParameterError):
+                raise
+            raise InvalidParameterError(str(exc)) from None
 
 
 def values_of(obj, names) -> dict:
@@ -513,7 +521,7 @@ def _default_text(name: str) -> str:
 
 
 def markdown_table() -> str:
-    """The README's hyperparameter table (tests/test_hyperparams.py checks the README holds it)."""
+    """The README's hyperparameter table (tests/test_structure.py checks the README holds it)."""
     lines = ["| name | default | meaning |", "|---|---|---|"]
     lines += [f"| `{hp.name}` | {_default_text(hp.name)} | {hp.help} |" for hp in TABLE]
     return "\n".join(lines)

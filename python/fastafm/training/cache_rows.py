@@ -17,6 +17,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
+from ..data.limits import check_longest
 from ..data.validation import check_kernel_memory_sizes, check_memory
 from .evaluation import InMemoryEval
 from .rows import block_seed, feature_occurrences, row_ids
@@ -173,6 +174,9 @@ class CacheRows:
         if not self.weight_sum > 0:
             raise ValueError(f"{self.name_of(0)}: the rows trained on all have weight 0")
 
+    def check_pairs(self) -> None:  # the limit on pairs per row (fastafm.data.limits) from the headers
+        _check_pairs(self.caches)
+
     def check_memory(self, spec, settings: dict) -> None:
         check_kernel_memory_sizes(max((int(c.max_row_nnz) for c in self.caches), default=0), self._shape[0],
                                   self.n_features, spec.embedding_dim, spec.attention_dim, int(settings["n_threads"]),
@@ -314,3 +318,8 @@ def _offset_progress(progress, done: int):
         return progress(done + rows_done)
 
     return hook
+
+
+def _check_pairs(caches: list) -> None:
+    for c in caches:
+        check_longest(int(c.max_row_nnz), str(c.path))

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._compat import InvalidParameterError
 from .engine import Callback
 
 
@@ -20,7 +21,7 @@ def check_metric(metric, metrics: tuple, owner: str) -> str:
     """The metric early stopping watches: `metric`, or the estimator's first when None."""
     chosen = metrics[0] if metric is None else metric
     if chosen not in metrics:
-        raise ValueError(f"early_stopping_metric must be one of {list(metrics)} for {owner}, got {metric!r}")
+        raise InvalidParameterError(f"early_stopping_metric must be one of {list(metrics)} for {owner}, got {metric!r}")
     return chosen
 
 

@@ -59,6 +59,8 @@ class LocalEpochs:
     state's parameters and slots, with a progress bar when verbose."""
 
     def __init__(self, state: TrainingState, rows, settings: dict, verbose: int = 0) -> None:
+        if state.spec.attention:  # work quadratic in a row's non-zeros: the limit of fastafm.data.limits
+            rows.check_pairs()
         rows.check_memory(state.spec, settings)
         self.state, self.rows, self.settings, self.verbose = state, rows, settings, verbose
         self.weight_sum = rows.weight_sum

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..data.limits import check_longest, check_rows
 from ..data.validation import csr_arrays
 
 #: Rows of one streamed evaluation block: the eval buffer stays small beside a training block.
@@ -27,6 +28,10 @@ class InMemoryEval:
     @property
     def n_rows(self) -> int:
         return int(self.X.shape[0])
+
+    def check_pairs(self) -> None:
+        """The limit on pairs per row (fastafm.data.limits), before a fit with attention starts."""
+        check_rows(self.X.indptr, "eval_set X")
 
     def partials(self, objective, score, label_range) -> list:
         if self.n_rows == 0:
@@ -48,6 +53,10 @@ class CacheEval:
 
     def _name(self, i: int) -> str:
         return self._names[i]
+
+    def check_pairs(self) -> None:
+        for i, cache in enumerate(self.caches):
+            check_longest(int(cache.max_row_nnz), f"eval_set {self._name(i)}")
 
     def __getstate__(self) -> dict:  # what Dask moves: the files, never the buffer
         return {**self.__dict__, "_buffers": None}

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..data.limits import check_rows
 from ..data.validation import check_kernel_memory, csr_arrays
 from .evaluation import InMemoryEval
 from .weights import weight_sum
@@ -77,6 +78,10 @@ class InMemoryRows:
         self.nnz = int(self._arrays[1].shape[0])
         self.mean_nnz = self.nnz / max(self.n_rows, 1)  # learning_rate="auto"'s row_nnz
         self._counts: np.ndarray | None = None  # feature_counts, once computed
+
+    def check_pairs(self) -> None:
+        """The limit on pairs per row (fastafm.data.limits), before a fit with attention starts."""
+        check_rows(self._X.indptr, "X")
 
     def check_memory(self, spec, settings: dict) -> None:
         check_kernel_memory(self._X, spec.embedding_dim, spec.attention_dim, int(settings["n_threads"]),
