@@ -84,6 +84,14 @@ struct BlockScratch {
     AlignedFloats tile_dense;
     std::vector<double> acc64;
     float long_max = 0.0f, long_inv = 0.0f;
+    // FwFM rows (isa/field_weighted.inc; empty otherwise): per distinct field of a row its sums S (v x), D
+    // ((v x)^2) and T (sum of r S over the other fields), padded rows of k each, and the row's field bookkeeping:
+    // fw_slot (n_fields, -1 between rows) maps a field to its place in the row, fw_field and fw_count are the
+    // row's fields in order of first appearance and their non-zeros, fw_local each non-zero's place.
+    AlignedFloats fw;
+    std::vector<int32_t> fw_slot, fw_field, fw_count, fw_local;
+    // Sizes the FwFM buffers for rows of up to nnz non-zeros (grows only); no-op for n_fields = 0.
+    void reserve_fields(int64_t nnz, int k, int n_fields);
 
     // Floats (doubles for acc64) of every buffer for blocks of `pairs` pairs and `rows` rows whose longest
     // row has `nnz` non-zeros, long rows streamed in tiles of `tile` pairs; reserve allocates exactly these,
@@ -137,6 +145,7 @@ struct DenseGradView {
     float* h;
     float* p;
     double* w0;
+    float* R = nullptr;  // FwFM: n_fields x n_fields (both triangles written, equal)
 };
 
 struct IsaKernels;
@@ -219,6 +228,19 @@ inline void BlockScratch::reserve(int64_t pairs, int64_t tile, int rows, int64_t
     pair_off.assign(n.pair_off, 0);
     tile_dense.assign(n.tile_dense, 0.0f);
     acc64.assign(n.acc64, 0.0);
+}
+
+inline void BlockScratch::reserve_fields(int64_t nnz, int k, int n_fields) {
+    if (n_fields <= 0) return;
+    const size_t n = static_cast<size_t>(nnz < 1 ? 1 : nnz);
+    const size_t need = 3 * n * static_cast<size_t>(packed_columns(k));
+    if (fw.size() < need) fw.assign(need, 0.0f);
+    if (fw_slot.size() != static_cast<size_t>(n_fields)) fw_slot.assign(static_cast<size_t>(n_fields), -1);
+    if (fw_local.size() < n) {
+        fw_field.assign(n, 0);
+        fw_count.assign(n, 0);
+        fw_local.assign(n, 0);
+    }
 }
 
 inline void PackedW::resize(int k, int t) {
