@@ -46,6 +46,11 @@ EXPECTED_FAILED_CHECKS = {
         **_WEIGHT_EQUIVALENCE,
     },
     "FMClassifier": _WEIGHT_EQUIVALENCE,
+    "FwFMRegressor": {
+        "check_regressors_no_decision_function": "as AFMRegressor: decision_function is the raw model output",
+        **_WEIGHT_EQUIVALENCE,
+    },
+    "FwFMClassifier": _WEIGHT_EQUIVALENCE,
 }
 
 
@@ -72,7 +77,7 @@ def _estimator_checks():
         return []
     params = []
     for estimator in (_small(fastafm.AFMRegressor), _small(fastafm.AFMClassifier), _small(fastafm.FMRegressor),
-                      _small(fastafm.FMClassifier)):
+                      _small(fastafm.FMClassifier), _small(fastafm.FwFMRegressor), _small(fastafm.FwFMClassifier)):
         for item in estimator_checks.estimator_checks_generator(
             estimator, legacy=True, expected_failed_checks=_expected_failed(estimator), mark="xfail"
         ):

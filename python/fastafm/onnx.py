@@ -71,6 +71,9 @@ def _fitted_parameters(model) -> Tuple[dict, bool, bool]:
         hint = " (for a Dask model, export model.to_local())" if hasattr(model, "to_local") else ""
         raise TypeError("fastafm.onnx.export takes a fitted fastafm AFMRegressor, AFMClassifier, FMRegressor or "
                         f"FMClassifier, got {type(model).__name__}{hint}") from None
+    if kind.family == "fwfm":  # the graph has no field-pair weights yet: an FM graph would silently differ
+        raise TypeError(f"fastafm.onnx.export does not export {type(model).__name__} yet: its graph has no "
+                        "field-pair weights R (FwFM), so its scores would not equal decision_function")
     state = fitted_state(model)  # NotFittedError naming the class
     n_features = int(state.spec.n_features)
     params = dict(state.params)
