@@ -233,7 +233,7 @@ inline void BlockScratch::reserve(int64_t pairs, int64_t tile, int rows, int64_t
 inline void BlockScratch::reserve_fields(int64_t nnz, int k, int n_fields) {
     if (n_fields <= 0) return;
     const size_t n = static_cast<size_t>(nnz < 1 ? 1 : nnz);
-    const size_t need = 3 * n * static_cast<size_t>(packed_columns(k));
+    const size_t need = (3 * n + 1) * static_cast<size_t>(packed_columns(k));  // S, D, T and one row
     if (fw.size() < need) fw.assign(need, 0.0f);
     if (fw_slot.size() != static_cast<size_t>(n_fields)) fw_slot.assign(static_cast<size_t>(n_fields), -1);
     if (fw_local.size() < n) {
