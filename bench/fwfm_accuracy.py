@@ -2,6 +2,7 @@
 ../shared/data (README there), issue 22: test AUC and log loss, best epoch, seconds.
 
     python bench/fwfm_accuracy.py ../shared/data [--seeds 0] [--sets criteo,avazu,ipinyou,frappe] [--no-modern]
+                                  [--params '{"early_stopping": true}'] [--out NAME]
 
 Defaults means `random_state=seed` and, for FwFM, `fields=` the data's fields (FieldEncoder().fields_, the id
 ranges of Frappe's README, iPinYou's featindex.txt); the splits are the README's. modern-fm: its FwFMClassifier
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import time
 from pathlib import Path
@@ -61,9 +63,10 @@ def ipinyou(root: Path):
     d = root / "ipinyou"
     ids = {}
     for line in (d / "featindex.txt").read_text().splitlines():
-        key, idx = line.rsplit("\t", 1)
+        key, idx = line.split("\t", 1)
         field = key.split(":", 1)[0]
-        ids[int(idx)] = int(field) if field.isdigit() else 0  # "truncate" (id 0): field 0
+        # "field:value<TAB>id"; a few ids carry trailing bytes of a broken value (line 43: "42<junk>")
+        ids[int(re.match(r"\d+", idx).group())] = int(field) if field.isdigit() else 0  # "truncate" (id 0): 0
     n = max(ids) + 1
     fields = fastafm.field_array(ids, n)
     Xa, ya = fastafm.load_libfm(d / "train.fm.txt", n_features=n)
@@ -118,6 +121,8 @@ def main(argv=None) -> int:
     ap.add_argument("--seeds", default="0")
     ap.add_argument("--sets", default=",".join(SETS))
     ap.add_argument("--no-modern", action="store_true")
+    ap.add_argument("--params", default="{}", help="JSON keyword arguments for both fastafm estimators")
+    ap.add_argument("--out", default="fwfm_accuracy", help="bench/results/NAME.json")
     args = ap.parse_args(argv)
     rows = []
     for name in args.sets.split(","):
@@ -127,8 +132,10 @@ def main(argv=None) -> int:
         print(f"# {name}: train {data[0].shape}, test {data[2].shape}, {int(data[4].max()) + 1} fields, "
               f"test base rate {base:.4f} (log loss of the train rate {base_ll:.4f})", flush=True)
         for seed in map(int, args.seeds.split(",")):
-            for cls, kw in ((fastafm.FMClassifier, {}), (fastafm.FwFMClassifier, {"fields": data[4]})):
+            extra = json.loads(args.params)
+            for cls, kw in ((fastafm.FMClassifier, extra), (fastafm.FwFMClassifier, {"fields": data[4], **extra})):
                 r, model = run_fastafm(name, cls, kw, data, seed)
+                r["params"] = extra
                 r["base_logloss"] = base_ll
                 rows.append(r)
                 print(json.dumps(r), flush=True)
@@ -141,7 +148,7 @@ def main(argv=None) -> int:
                     r["base_logloss"] = base_ll
                     rows.append(r)
                     print(json.dumps(r), flush=True)
-    out = HERE / "results" / "fwfm_accuracy.json"
+    out = HERE / "results" / f"{args.out}.json"
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps(rows, indent=1) + "\n")
     print()
@@ -149,7 +156,8 @@ def main(argv=None) -> int:
     print("|---|---|---:|---:|---:|---:|")
     for r in rows:
         ep = "" if r.get("epochs") is None else f"{r['best_epoch'] or '-'} / {r['epochs']}"
-        print(f"| {r['set']} | {r['model']} | {r['auc']:.4f} | {r['logloss']:.4f} | {ep} | {r['seconds']:.1f} |")
+        params = "" if not r.get("params") else " " + json.dumps(r["params"])
+        print(f"| {r['set']} | {r['model']}{params} | {r['auc']:.4f} | {r['logloss']:.4f} | {ep} | {r['seconds']:.1f} |")
     return 0
 
 
