@@ -7,7 +7,8 @@
 Defaults means `random_state=seed` and, for FwFM, `fields=` the data's fields (FieldEncoder().fields_, the id
 ranges of Frappe's README, iPinYou's featindex.txt); the splits are the README's. modern-fm: its FwFMClassifier
 with `early_stopping=True` (its own 10% validation split, as issue 22's table) and `random_state=seed`.
-Prints a markdown table and writes bench/results/fwfm_accuracy.json. The data are never copied.
+Prints a markdown table and writes bench/results/NAME.json; `--report` rewrites bench/ACCURACY.md's FwFM section
+from those files (bench/accuracy_defaults.py keeps it too). The data are never copied.
 """
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ import fastafm
 from fastafm.metrics import log_loss, roc_auc
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
 THREADS = 2
 
 
@@ -115,15 +117,61 @@ def run_modern(name, data, seed):
                 model.predict_proba(sp.csr_matrix(Xb, dtype=np.float32))[:, 1], yb, seconds)
 
 
+SECTION = "## FwFM and FM defaults on the shared click logs (issue 22)"
+RUNS = {  # results file -> (what was run, the command)
+    "fwfm_accuracy": ("defaults (random_state=0), and modern-fm's FwFMClassifier(early_stopping=True)",
+                      "python bench/fwfm_accuracy.py ../shared/data"),
+    "fwfm_accuracy_es": ("defaults with early_stopping=True (early stopping on below 10,000 rows too)",
+                         "python bench/fwfm_accuracy.py ../shared/data --no-modern --params "
+                         "'{\"early_stopping\": true}' --out fwfm_accuracy_es"),
+}
+
+
+def section() -> list:
+    """The FwFM section of bench/ACCURACY.md, from the recorded results (bench/results/fwfm_accuracy*.json)."""
+    from fma_peak import cpu_model
+
+    lines = [SECTION, "",
+             "Test AUC / log loss of FMClassifier and FwFMClassifier (fields: FieldEncoder().fields_, Frappe's id "
+             "ranges, iPinYou's featindex.txt) on the splits of ../shared/data/README.md, seed 0, 2 threads, "
+             f"CPU: {cpu_model()}. Seconds are wall time on a shared 2-core machine (not a speed measurement).", ""]
+    for name, (what, command) in RUNS.items():
+        path = HERE / "results" / f"{name}.json"
+        if not path.exists():
+            continue
+        rows = json.loads(path.read_text())
+        lines += [f"### {what}", "", f"`{command}`", "",
+                  "| log | model | AUC | log loss | base-rate log loss | best epoch / epochs | seconds |",
+                  "|---|---|---:|---:|---:|---:|---:|"]
+        for r in rows:
+            ep = "" if r.get("epochs") is None else f"{r['best_epoch'] or '-'} / {r['epochs']}"
+            lines.append(f"| {r['set']} | {r['model']} | {r['auc']:.4f} | {r['logloss']:.4f} | "
+                         f"{r['base_logloss']:.4f} | {ep} | {r['seconds']:.1f} |")
+        lines.append("")
+    return lines
+
+
+def write_report() -> None:
+    """Replace the FwFM section of bench/ACCURACY.md (everything from its heading on) with section()."""
+    report = HERE / "ACCURACY.md"
+    text = report.read_text()
+    head = text.split(SECTION, 1)[0].rstrip("\n")
+    report.write_text(head + "\n\n" + "\n".join(section()))
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("data", type=Path)
+    ap.add_argument("data", type=Path, nargs="?")
     ap.add_argument("--seeds", default="0")
     ap.add_argument("--sets", default=",".join(SETS))
     ap.add_argument("--no-modern", action="store_true")
     ap.add_argument("--params", default="{}", help="JSON keyword arguments for both fastafm estimators")
     ap.add_argument("--out", default="fwfm_accuracy", help="bench/results/NAME.json")
+    ap.add_argument("--report", action="store_true", help="only rewrite bench/ACCURACY.md's FwFM section")
     args = ap.parse_args(argv)
+    if args.report:
+        write_report()
+        return 0
     rows = []
     for name in args.sets.split(","):
         data = SETS[name](args.data)

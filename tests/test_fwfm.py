@@ -181,3 +181,26 @@ def test_libffm_bad_input(tmp_path, text, n_fields, message):
     path.write_text(text)
     with pytest.raises(ValueError, match=message):
         fastafm.load_libffm(path, n_fields=n_fields)
+
+
+# ---------------------------------------------------------------------------------------------- command line
+def test_cli_trains_fwfm_from_libffm(tmp_path, capsys):
+    from fastafm.cli.commands import main
+
+    X, y, fields = planted(600)
+    path = tmp_path / "d.ffm"
+    with open(path, "w") as fh:
+        for i in range(X.shape[0]):
+            ids = X.indices[X.indptr[i]:X.indptr[i + 1]]
+            fh.write(f"{int(y[i])} " + " ".join(f"{fields[j]}:{j}:1" for j in ids) + "\n")
+    model = tmp_path / "m.afm"
+    assert main(["train", str(path), "--model-type", "fwfm", "--task", "classification", "--model", str(model),
+                 "--epochs", "2", "--threads", "1", "--quiet"]) == 0
+    loaded = fastafm.load(model)
+    assert type(loaded).__name__ == "FwFMClassifier"
+    np.testing.assert_array_equal(loaded.fields_, fields)
+    assert main(["eval", "--model", str(model), str(path), "--json"]) == 0
+    assert '"auc"' in capsys.readouterr().out
+    assert main(["train", str(path), "--model-type", "fwfm", "--model", str(model), "--cache",
+                 str(tmp_path / "c.cache"), "--quiet"]) != 0
+    assert "caches and pipes carry no fields" in capsys.readouterr().err
