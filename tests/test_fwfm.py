@@ -147,11 +147,20 @@ def test_one_field_when_none():
     assert model.field_weights_.shape == (1, 1) and np.all(model.fields_ == 0)
 
 
-def test_onnx_refuses_fwfm():
-    pytest.importorskip("onnx")
-    X, y, fields = planted(200)
-    with pytest.raises(TypeError, match="field-pair weights"):
-        fastafm.onnx.export(small(fields=fields, n_epochs=1).fit(X, y))
+@pytest.mark.parametrize("cls", [fastafm.FwFMClassifier, fastafm.FwFMRegressor])
+def test_onnx_graph_equals_decision_function(cls):
+    ort = pytest.importorskip("onnxruntime")
+    X, y, fields = planted(400, classification=cls is fastafm.FwFMClassifier)
+    X = X.tolil()
+    X[0, 3], X[1, 7] = 0.5, 2.0  # a row with two non-zeros in field 0, real values
+    X = X.tocsr()
+    model = small(cls, fields=fields, n_epochs=3).fit(X, y)
+    session = ort.InferenceSession(fastafm.onnx.export(model).SerializeToString())
+    for rows in (X, X[:1], X[:0]):
+        indices, values = fastafm.onnx.to_padded(rows)
+        out = session.run(None, {"indices": indices, "values": values})
+        want = model.decision_function(rows) if rows.shape[0] else np.zeros(0)
+        assert np.all(np.abs(out[0] - want) <= 1e-5 * np.maximum(np.abs(want), 0.1))
 
 
 # ---------------------------------------------------------------------------------------------- libFFM files
