@@ -213,3 +213,16 @@ def test_cli_trains_fwfm_from_libffm(tmp_path, capsys):
     assert main(["train", str(path), "--model-type", "fwfm", "--model", str(model), "--cache",
                  str(tmp_path / "c.cache"), "--quiet"]) != 0
     assert "caches and pipes carry no fields" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("n_threads", [2, 3])
+def test_team_modes_give_bit_identical_models(monkeypatch, n_threads):
+    """As tests/test_contention.py for AFM: R's dense gradient is reduced in chunk order like W's."""
+    X, y, fields = planted(800, classification=False)
+    got = {}
+    for mode in ("team", "alternate"):
+        monkeypatch.setenv("FASTAFM_TEAM_MODE", mode)
+        model = small(fastafm.FwFMRegressor, fields=fields, batch_size=16, dropout=0.2, n_threads=n_threads).fit(X, y)
+        got[mode] = model.get_model_params()
+    for name, value in got["team"].items():
+        np.testing.assert_array_equal(got["alternate"][name], value)
