@@ -104,6 +104,23 @@ def test_many_non_zeros_and_dropout(isa):
     np.testing.assert_allclose(got["R"], G["R"], rtol=1e-3, atol=1e-4 * np.abs(G["R"]).max())
 
 
+def test_rows_of_more_fields_than_the_gemm_path(isa):
+    """Rows of more than kFwGemmFields (256) distinct fields take the vector-loop path; the others the GEMMs."""
+    rng = np.random.default_rng(6)
+    X, fields, params = make(rng, 4, 700, 9, 600, nnz_choices=(320, 400))
+    assert max(len(set(fields[X.indices[X.indptr[i]:X.indptr[i + 1]]])) for i in range(4)) > 256
+    y = rng.normal(size=4).astype(np.float32)
+    out = _core.predict(core_params(params, fields), *csr(X), attention=False, n_threads=1)
+    np.testing.assert_allclose(out, ref.forward(params, fields, X), rtol=1e-4, atol=1e-3)
+    got = _core._testing.batch_gradients(core_params(params, fields), *csr(X), y, np.arange(4, dtype=np.int64),
+                                         config())
+    J, G = ref.gradients(params, fields, X, y)
+    assert got["objective"] == pytest.approx(J, rel=1e-4)
+    np.testing.assert_allclose(got["V"], G["V"][got["touched"]], rtol=1e-3, atol=1e-4 * np.abs(G["V"]).max())
+    np.testing.assert_allclose(got["R"], G["R"], rtol=1e-3, atol=1e-4 * np.abs(G["R"]).max())
+    np.testing.assert_array_equal(got["R"], got["R"].T)
+
+
 def test_rows_without_pairs_and_lone_features_are_exact(isa):
     """0 and 1 non-zeros: the output is the linear part exactly; a feature alone in its field adds no diagonal
     term (its V gradient is exactly the off-diagonal one, 0 when every field holds one non-zero of one row)."""

@@ -59,6 +59,9 @@ using AlignedFloats = std::vector<float, AlignedAllocator<float>>;
 // tiles of tile_pairs pairs (isa/long_rows.inc), so nothing here grows with a row's pair count.
 // Sizes for both layouts where k, t <= kPairsMajorMaxDim; pairs_major_from chooses the layout of each block.
 constexpr int kPairsMajorMaxDim = 32;
+// FwFM rows of up to this many distinct fields run their field-pair sums as GEMMs (F_row^2 floats of scratch
+// each for the weights and their gradient); rows of more, as vector loops.
+constexpr int kFwGemmFields = 256;
 
 struct BlockScratch {
     int64_t pair_cap = 0;    // pairs a block may hold
@@ -233,7 +236,11 @@ inline void BlockScratch::reserve(int64_t pairs, int64_t tile, int rows, int64_t
 inline void BlockScratch::reserve_fields(int64_t nnz, int k, int n_fields) {
     if (n_fields <= 0) return;
     const size_t n = static_cast<size_t>(nnz < 1 ? 1 : nnz);
-    const size_t need = (3 * n + 1) * static_cast<size_t>(packed_columns(k));  // S, D, T and one row
+    // S, D, T and c S (rows of padded k per field of a row), and the row's field weights and their gradient
+    // (F_row^2 each) for rows of up to kFwGemmFields fields (isa/field_weighted.inc)
+    size_t cap = n < static_cast<size_t>(n_fields) ? n : static_cast<size_t>(n_fields);
+    cap = cap < static_cast<size_t>(kFwGemmFields) ? cap : static_cast<size_t>(kFwGemmFields);
+    const size_t need = 4 * n * static_cast<size_t>(packed_columns(k)) + 2 * cap * cap;
     if (fw.size() < need) fw.assign(need, 0.0f);
     if (fw_slot.size() != static_cast<size_t>(n_fields)) fw_slot.assign(static_cast<size_t>(n_fields), -1);
     if (fw_local.size() < n) {
