@@ -121,9 +121,6 @@ SECTION = "## FwFM and FM defaults on the shared click logs (issue 22)"
 RUNS = {  # results file -> (what was run, the command)
     "fwfm_accuracy": ("defaults (random_state=seed), and modern-fm's FwFMClassifier(early_stopping=True)",
                       "python bench/fwfm_accuracy.py ../shared/data --seeds 0,1,2"),
-    "fwfm_accuracy_es": ("defaults with early_stopping=True (early stopping on below 10,000 rows too)",
-                         "python bench/fwfm_accuracy.py ../shared/data --seeds 0,1,2 --no-modern --params "
-                         "'{\"early_stopping\": true}' --out fwfm_accuracy_es"),
 }
 
 
