@@ -158,6 +158,9 @@ def main(argv=None) -> int:
     for name in runs:
         lines += table(name, runs[name], base.get(name))
         lines += verdicts(name, runs[name], base.get(name))
+    from fwfm_accuracy import section  # issue 22's FwFM section, from its own recorded runs
+
+    lines += [""] + section()
     Path(args.out).write_text("\n".join(lines) + "\n")
     print(f"wrote {args.out}")
     return 0

@@ -177,10 +177,10 @@ _AFM_ONLY = ("attention_dim", "attention_l2", "attention")
 
 def small_model(cls=fastafm.AFMRegressor, **kw):
     """A small, fast, seeded estimator of `cls` (k = t = 8, 3 epochs, one thread, no early stopping unless asked
-    for); FM classes drop the attention-only settings."""
+    for); FM classes drop the attention-only settings (so do FwFM classes)."""
     params = dict(embedding_dim=8, attention_dim=8, n_epochs=3, random_state=0, n_threads=1, early_stopping=False)
     params.update(kw)
-    if cls.__name__.startswith("FM"):
+    if cls.__name__.startswith(("FM", "FwFM")):
         params = {k: v for k, v in params.items() if k not in _AFM_ONLY}
     return cls(**params)
 

@@ -311,8 +311,8 @@ def test_unfitted_model_is_a_clear_error():
 
 @pytest.mark.parametrize("thing", [None, "model.afm", {"w0": 0.0}, object()])
 def test_objects_that_are_not_fastafm_models_are_a_type_error(thing):
-    with pytest.raises(TypeError, match="takes a fitted fastafm AFMRegressor, AFMClassifier, FMRegressor or "
-                                        "FMClassifier, got"):
+    with pytest.raises(TypeError, match="takes a fitted fastafm AFMRegressor, AFMClassifier, FMRegressor, "
+                                        "FMClassifier, FwFMRegressor or FwFMClassifier, got"):
         fonnx.export(thing)
 
 

@@ -35,6 +35,8 @@ EXPECTED_FAILED_CHECKS = {
     "AFMClassifier": _WEIGHT_EQUIVALENCE,
     "FMRegressor": _WEIGHT_EQUIVALENCE,
     "FMClassifier": _WEIGHT_EQUIVALENCE,
+    "FwFMRegressor": _WEIGHT_EQUIVALENCE,
+    "FwFMClassifier": _WEIGHT_EQUIVALENCE,
 }
 
 
@@ -61,7 +63,7 @@ def _estimator_checks():
         return []
     params = []
     for estimator in (_small(fastafm.AFMRegressor), _small(fastafm.AFMClassifier), _small(fastafm.FMRegressor),
-                      _small(fastafm.FMClassifier)):
+                      _small(fastafm.FMClassifier), _small(fastafm.FwFMRegressor), _small(fastafm.FwFMClassifier)):
         for item in estimator_checks.estimator_checks_generator(
             estimator, legacy=True, expected_failed_checks=_expected_failed(estimator), mark="xfail"
         ):
@@ -85,7 +87,7 @@ def test_the_sample_weight_checks_run():
     otherwise silently drop them), and only the equivalence checks are expected to fail."""
     names = {_check_name(p.values[1]) for p in _estimator_checks() if p.id.startswith("AFMRegressor-")}
     expected = {p.id for p in _estimator_checks() if p.marks}
-    assert all("sample_weight_equivalence" in name for name in expected) and len(expected) == 8, expected
+    assert all("sample_weight_equivalence" in name for name in expected) and len(expected) == 2 * 6, expected  # 6 classes
     for name in ("check_sample_weights_list", "check_sample_weights_shape", "check_sample_weights_not_an_array",
                  "check_sample_weights_not_overwritten", "check_all_zero_sample_weights_error",
                  "check_sample_weight_equivalence_on_dense_data", "check_sample_weight_equivalence_on_sparse_data"):

@@ -19,7 +19,8 @@ py::array param(const py::dict& d, const char* key, const std::string& what) {
 }
 
 void check_same_shapes(const afm::ModelView& a, const afm::ModelView& b) {
-    if (a.n_features != b.n_features || a.k != b.k || a.t != b.t)
+    if (a.n_features != b.n_features || a.k != b.k || a.t != b.t || a.n_fields != b.n_fields ||
+        a.field_weighted() != b.field_weighted())
         throw py::value_error("optimizer state and model have different shapes");
 }
 
@@ -89,7 +90,33 @@ afm::ModelView model_view(const py::dict& d, const std::string& what, bool writa
     m.b = view(param(d, "b", what), "b", {m.t});
     m.h = view(param(d, "h", what), "h", {m.t});
     m.p = view(param(d, "p", what), "p", {m.k});
+    if (d.contains("R")) {  // FwFM's field-pair weights (an optimizer slot holds its state of R likewise)
+        py::array R = param(d, "R", what);
+        if (R.ndim() != 2 || R.shape(0) < 1 || R.shape(0) > INT_MAX)
+            throw py::value_error(what + "['R'] must be a square 2-D array of at least one field, got shape " +
+                                  shape_str(R));
+        m.n_fields = static_cast<int>(R.shape(0));
+        m.R = view(R, "R", {m.n_fields, m.n_fields});
+    }
     return m;
+}
+
+void model_fields(const py::dict& d, afm::ModelView& m, const std::string& what, Viewed& viewed) {
+    if (!d.contains("field")) {
+        if (m.field_weighted()) throw py::value_error(what + " has field weights 'R' but no 'field' array");
+        return;
+    }
+    if (!m.field_weighted()) throw py::value_error(what + " has a 'field' array but no field weights 'R'");
+    py::object value = d["field"];
+    if (!py::isinstance<py::array>(value)) throw py::type_error(what + "['field'] must be a numpy array");
+    py::array f = py::reinterpret_borrow<py::array>(value);
+    const int32_t* ptr = checked<int32_t>(f, what + "['field']", {m.n_features});
+    for (int64_t i = 0; i < m.n_features; ++i)
+        if (ptr[i] < 0 || ptr[i] >= m.n_fields)
+            throw py::value_error(what + "['field'][" + std::to_string(i) + "] = " + std::to_string(ptr[i]) +
+                                  " is not a field of R (" + std::to_string(m.n_fields) + " fields)");
+    viewed.add(f, what + "['field']", false);
+    m.field = ptr;
 }
 
 const afm::OptimizerSpec& known_optimizer(afm::Optimizer kind) {

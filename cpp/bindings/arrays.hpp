@@ -69,6 +69,10 @@ private:
 // Each array viewed is added to `viewed` (under the name what['key']), as written when `writable`.
 afm::ModelView model_view(const py::dict& d, const std::string& what, bool writable, Viewed& viewed);
 
+// The field of every feature, d['field'] (int32, n_features, each in [0, n_fields)), into m.field: required
+// when the model has field weights R (FwFM), refused otherwise.
+void model_fields(const py::dict& d, afm::ModelView& m, const std::string& what, Viewed& viewed);
+
 // The row of the optimizer table of `kind`; ValueError for a value of no optimizer.
 const afm::OptimizerSpec& known_optimizer(afm::Optimizer kind);
 

@@ -86,6 +86,7 @@ void bind_testing(py::module_& mod) {
             check_labels(y, cfg.loss);
             Viewed viewed;  // held until the call returns (nothing is written: no aliasing to check)
             afm::ModelView m = model_view(params, "params", false, viewed);
+            model_fields(params, m, "params", viewed);
             afm::CsrView X = csr_view(indptr, indices, values, m.n_features, viewed);
             const float* n_i = feature_counts(counts, cfg, m.n_features, viewed);
             const float* yp = checked<float>(y, "y", {X.n_rows});
@@ -105,9 +106,14 @@ void bind_testing(py::module_& mod) {
                 h(g.dense.h(), g.dense.h() + t), p(g.dense.p(), g.dense.p() + k);
             py::array_t<int32_t> touched(nt);
             std::copy(g.touched.begin(), g.touched.end(), touched.mutable_data());
-            return py::dict("objective"_a = g.objective, "w0"_a = g.dense.w0, "W"_a = to_array(W, {t, k}),
-                            "b"_a = to_array(b, {t}), "h"_a = to_array(h, {t}), "p"_a = to_array(p, {k}),
-                            "touched"_a = touched, "V"_a = to_array(g.dV, {nt, k}), "w"_a = to_array(g.dw, {nt}));
+            py::dict out("objective"_a = g.objective, "w0"_a = g.dense.w0, "W"_a = to_array(W, {t, k}),
+                         "b"_a = to_array(b, {t}), "h"_a = to_array(h, {t}), "p"_a = to_array(p, {k}),
+                         "touched"_a = touched, "V"_a = to_array(g.dV, {nt, k}), "w"_a = to_array(g.dw, {nt}));
+            if (m.field_weighted()) {  // FwFM: the field-pair weights' gradient (both triangles)
+                const py::ssize_t F = m.n_fields;
+                out["R"] = to_array(std::vector<float>(g.dense.R(), g.dense.R() + F * F), {F, F});
+            }
+            return out;
         },
         "params"_a, "indptr"_a, "indices"_a, "values"_a, "y"_a, "rows"_a, "config"_a, "use_dropout"_a = false,
         "weights"_a = py::none(), "feature_counts"_a = py::none(),

@@ -23,6 +23,9 @@ std::unique_ptr<PyTrainer> make_trainer(const py::dict& params, const py::dict& 
     auto self = std::make_unique<PyTrainer>();
     self->loss = cfg.loss;
     self->m = model_view(params, "params", true, self->viewed);
+    model_fields(params, self->m, "params", self->viewed);
+    if (self->m.field_weighted() && cfg.attention)
+        throw py::value_error("a model with field weights R (FwFM) pools uniformly: config.attention must be False");
     afm::OptimizerState opt = optimizer_state(state, cfg.optimizer, self->m, self->viewed);
     const float* n_i = feature_counts(counts, cfg, self->m.n_features, self->viewed);
     self->viewed.check_no_aliasing();

@@ -49,6 +49,7 @@ void forward_blocks(const ModelView& m, const CsrView& X, bool attention, int n_
     for (auto& s : scratch) {
         s.reserve(pair_cap, tile, kMaxBlockRows, attention ? max_nnz : 1, m.k, m.t);
         s.pairs_major_from = pm_from;
+        if (m.field_weighted()) s.reserve_fields(max_nnz, m.k, m.n_fields);
     }
 
 #pragma omp parallel num_threads(nt) if (nt > 1)

@@ -12,10 +12,11 @@
 
 namespace afm {
 
-void DenseGrad::resize(int k_, int t_) {
+void DenseGrad::resize(int k_, int t_, int F_) {
     k = k_;
     t = t_;
-    data.assign(static_cast<size_t>(t) * k + 2 * static_cast<size_t>(t) + k, 0.0f);
+    F = F_;
+    data.assign(static_cast<size_t>(t) * k + 2 * static_cast<size_t>(t) + k + static_cast<size_t>(F) * F, 0.0f);
     w0 = 0.0;
 }
 
@@ -110,15 +111,16 @@ Trainer::Trainer(const ModelView& model, const OptimizerState& opt, const TrainC
       pm_isa_(pairs_major_kernels_for(model.k, model.t)), optimizer_(optimizer_spec(opt.kind)),
       update_(isa_.update_of(opt.kind)), n_threads_(resolve_threads(cfg.n_threads)) {
     const int k = m_.k, t = m_.t;
-    dense_size_ = static_cast<int64_t>(t) * k + 2 * t + k;
+    const int F = m_.field_weighted() ? m_.n_fields : 0;
+    dense_size_ = static_cast<int64_t>(t) * k + 2 * t + k + static_cast<int64_t>(F) * F;
     packed_.resize(k, t);
     scratch_.resize(n_threads_);
     sparse_tmp_.assign(static_cast<size_t>(n_threads_ * padded_row(k)), 0.0f);
     n_chunks_max_ = kChunksPerThread * n_threads_;
     dense_.resize(n_chunks_max_);
-    for (DenseGrad& d : dense_) d.resize(k, t);
+    for (DenseGrad& d : dense_) d.resize(k, t, F);
     loss_.assign(n_chunks_max_, 0.0);
-    total_.resize(k, t);
+    total_.resize(k, t, F);
     slot_of_feature_.assign(static_cast<size_t>(m_.n_features), -1);
     // FASTAFM_TEAM_MODE: "alternate" switches between the team and thread 0 alone every batch (tests: the
     // result must not change), "team" never goes solo (measurements); unset: adaptive (choose_mode).
@@ -133,7 +135,7 @@ void Trainer::use_rows(const CsrView& X, const float* y, const float* weights) {
     y_ = y;
     w_ = weights;
     int64_t max_nnz = 0;
-    if (cfg_.attention)  // uniform pooling keeps nothing per non-zero in the block scratch
+    if (cfg_.attention || m_.field_weighted())  // FM's uniform pooling keeps nothing per non-zero
         for (int64_t r = 0; r < X_.n_rows; ++r) max_nnz = std::max(max_nnz, X_.indptr[r + 1] - X_.indptr[r]);
     // The blocks are cut at this call's own cap (so a block's rows, and every sum, do not depend on rows seen
     // in earlier calls); the tiles are re-reserved only when they must grow.
@@ -148,6 +150,7 @@ void Trainer::use_rows(const CsrView& X, const float* y, const float* weights) {
         sc.pair_cap = pair_cap;
         sc.tile_pairs = tile;
         sc.pairs_major_from = pairs_major_from(pm_isa_, m_.k, m_.t);
+        if (m_.field_weighted()) sc.reserve_fields(reserved_nnz_, m_.k, m_.n_fields);
     }
 }
 
@@ -408,6 +411,8 @@ void Trainer::batch_update() {
         step(&ModelView::b, 0, total_.b(), t, dense);
         step(&ModelView::h, 0, total_.h(), t, dense);
         if (cfg_.learn_projection) step(&ModelView::p, 0, total_.p(), k, dense);
+        if (m_.field_weighted())
+            step(&ModelView::R, 0, total_.R(), static_cast<int64_t>(m_.n_fields) * m_.n_fields, dense);
         const float gw0 = static_cast<float>(total_.w0);
         step(&ModelView::w0, 0, &gw0, 1, dense);
     }

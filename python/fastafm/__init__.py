@@ -4,6 +4,9 @@ Public API
 ----------
 AFMRegressor, AFMClassifier    scikit-learn style estimators
 FMRegressor, FMClassifier      the factorization machine baseline (warm start for AFM: fit(..., init=fm))
+FwFMRegressor, FwFMClassifier  field-weighted FM (a learned weight per field pair; fields=...)
+field_array, fields_of_ids     the field of every feature, checked / from from_fields' id matrix
+load_libffm                    libFFM files (label field:feature:value) -> (X, y, fields)
 field_pair_attention           mean attention weight per pair of fields
 from_fields, make_planted      building sparse rows; make_clicks: a synthetic click log
 FieldEncoder                   pandas DataFrame -> one-field-per-column sparse rows (needs pandas)
@@ -25,7 +28,10 @@ from .data.cache import CacheFile
 from .data.convert import convert
 from .data.synthetic import from_fields, make_clicks, make_planted
 from .data.encoder import FieldEncoder
-from .models.estimators import AFMClassifier, AFMRegressor, FMClassifier, FMRegressor
+from .models.estimators import AFMClassifier, AFMRegressor, FMClassifier, FMRegressor, FwFMClassifier, FwFMRegressor
+from .data.fields import field_array, fields_of_ids
+from .data.libffm import load_libffm
+from . import reference_fwfm
 from .interpret import field_pair_attention
 from .data.libfm import load_libfm
 from .data.limits import RowTooLongError, max_pairs_per_row, set_max_pairs_per_row
@@ -38,6 +44,12 @@ __all__ = [
     "FMClassifier",
     "FMRegressor",
     "FieldEncoder",
+    "FwFMClassifier",
+    "FwFMRegressor",
+    "field_array",
+    "fields_of_ids",
+    "load_libffm",
+    "reference_fwfm",
     "__version__",
     "convert",
     "field_pair_attention",

@@ -14,6 +14,8 @@ vectorised NumPy over all the pairs of a block of rows.
 """
 from __future__ import annotations
 
+import json
+
 import importlib
 from typing import Optional
 
@@ -246,3 +248,17 @@ def explain(state: TrainingState, X, n_threads: int, offset: float = 0.0, featur
     return Explanation(contributions, base, data, feature_names, None if pair_values is None else pair_indptr,
                        pair_ids, pair_values, weights,
                        linear, fields, None if field_names is None else [str(n) for n in field_names])
+
+
+def explanation_lines(e, top: int = 0):
+    """One JSON line per row of the Explanation e (what `fastafm explain` writes): its features and pairs by
+    decreasing |contribution|, the `top` largest of each (0: all)."""
+    for r in range(len(e)):
+        row = e.row(r)
+        order = np.argsort(-np.abs(row["values"]), kind="stable")[:top or None]
+        pair_order = np.argsort(-np.abs(row["pair_values"]), kind="stable")[:top or None]
+        yield json.dumps({
+            "row": r, "base_value": row["base_value"], "score": row["score"],
+            "features": [[int(row["features"][i]), float(row["data"][i]), float(row["values"][i])] for i in order],
+            "pairs": [[int(row["pairs"][i, 0]), int(row["pairs"][i, 1]), float(row["pair_values"][i]),
+                       float(row["pair_weights"][i])] for i in pair_order]}) + "\n"

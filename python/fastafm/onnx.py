@@ -34,7 +34,9 @@ NonZero of the strict upper triangle of an m x m grid), and hold (3k + 2t) float
 are scored in blocks (an ONNX Scan) of as many rows as fit in `block_bytes` (4 MiB by default, at least one row),
 so a run's memory is bounded by the longest row, about max(block_bytes, 4 * m(m-1)/2 * (3k + 2t)) bytes of pair
 tensors plus O(n * m * k), whatever n is. FM graphs (FMRegressor, FMClassifier, and AFM with attention=False)
-use the sum-of-squares identity in O(n * m * k), as the core does.
+use the sum-of-squares identity in O(n * m * k), as the core does. FwFM graphs (FwFMRegressor, FwFMClassifier)
+form each row's (m, m) Gram matrix of embedded slots and weigh it by R[f_r, f_s]: O(n * m^2 * k), (n, m, m)
+floats while scoring.
 """
 from __future__ import annotations
 
@@ -73,16 +75,21 @@ def _fitted_parameters(model) -> Tuple[dict, bool, bool]:
         kind = _registry.kind(type(model))
     except KeyError:
         hint = " (for a Dask model, export model.to_local())" if hasattr(model, "to_local") else ""
-        raise TypeError("fastafm.onnx.export takes a fitted fastafm AFMRegressor, AFMClassifier, FMRegressor or "
-                        f"FMClassifier, got {type(model).__name__}{hint}") from None
+        raise TypeError("fastafm.onnx.export takes a fitted fastafm AFMRegressor, AFMClassifier, FMRegressor, "
+                        f"FMClassifier, FwFMRegressor or FwFMClassifier, got {type(model).__name__}{hint}") from None
     state = fitted_state(model)  # NotFittedError naming the class
     n_features = int(state.spec.n_features)
     params = dict(state.params)
     params = {name: _flush_tiny(np.ascontiguousarray(arr, dtype=np.float32)) for name, arr in params.items()}
+    # (FwFM's field array is added below, as int64: not a float parameter)
     k = params["V"].shape[1]
     if params["V"].shape[0] != n_features or params["w"].shape != (n_features,) or params["p"].shape != (k,):
         raise ValueError(f"{type(model).__name__}: inconsistent fitted parameters (V {params['V'].shape}, "
                          f"w {params['w'].shape}, p {params['p'].shape}, n_features_in_ {n_features})")
+    if state.fields is not None:  # FwFM: R as the model reads it (its upper triangle, mirrored), and the fields
+        upper = np.triu(params["R"])
+        params["R"] = np.ascontiguousarray(upper + np.triu(upper, 1).T)
+        params["field"] = np.ascontiguousarray(state.fields, dtype=np.int64)
     # FM is uniform pooling with p fixed at 1 (its p is all ones, so the uniform graph below is the FM sum).
     attention = state.spec.pooling == "attention"
     # A classifier's negative_sampling_rate: log(rate) is part of decision_function, so it goes into w0 (in
@@ -118,7 +125,9 @@ def export(model, path: Optional[os.PathLike | str] = None, *,
 
     Parameters
     ----------
-    model : fitted AFMRegressor, AFMClassifier, FMRegressor or FMClassifier
+    model : fitted AFMRegressor, AFMClassifier, FMRegressor, FMClassifier, FwFMRegressor or FwFMClassifier
+        (FwFM: the pair term as sum_{r,s} R[f_r, f_s] <e_r, e_s> over the row's (m, m) Gram matrix, halved
+        without its diagonal; the field array is in the graph)
     path : str or os.PathLike, optional
         Also write the model there (a model over 2 GiB has its weights in external data next to it).
     block_bytes : int, default 4 MiB
@@ -146,7 +155,7 @@ def export(model, path: Optional[os.PathLike | str] = None, *,
                 "padding_index": "-1"}
     if hasattr(model, "classes_"):
         metadata["classes"] = repr([_plain(c) for c in model.classes_])
-        metadata["negative_sampling_rate"] = repr(float(model.negative_sampling_rate))
+        metadata["negative_sampling_rate"] = repr(float(getattr(model, "negative_sampling_rate", 1.0)))
     onnx.helper.set_model_props(proto, metadata)
     large = proto.ByteSize() >= _PROTOBUF_LIMIT
     if not large:  # the checker serialises the model, which protobuf cannot above 2 GiB
@@ -224,7 +233,29 @@ def _build_graph(onnx, params: dict, attention: bool, classifier: bool, name: st
         pair_term = reduce_sum(node, node("Mul", [q, "p"], "pq"), axis_last, "pair_term")
         return node("Add", [node("Add", ["w0", linear], "w0_linear"), pair_term], "score")
 
-    if not attention:
+    if "R" in params:
+        # FwFM: sum_{r<s} R[f_r, f_s] <e_r, e_s> = (sum_{r,s} R[f_r, f_s] G_rs - sum_r R[f_r, f_r] G_rr) / 2 with
+        # G = E E^T (n, m, m) of the row's embedded slots (padding slots are 0 and add nothing).
+        inits += [onnx.numpy_helper.from_array(params["R"], "R"),
+                  onnx.numpy_helper.from_array(params["field"], "field"),
+                  onnx.numpy_helper.from_array(np.ascontiguousarray(np.diag(params["R"])), "R_diag")]
+        linear, emb, _ = rows_of(node, indices, values)
+        ids = "ids"  # rows_of's padding-safe ids (padding: id 0, whose slot is 0)
+        fid = node("Gather", ["field", ids], "fid")  # (n, m)
+        gram = node("MatMul", [emb, node("Transpose", [emb], "vx_t", perm=[0, 2, 1])], "gram")  # (n, m, m)
+        r_rows = node("Gather", ["R", fid], "r_rows")  # (n, m, F): R[f_r, :]
+        cols = node("Expand", [node("Unsqueeze", [fid, axis1], "fid_row"), node("Shape", [gram], "gram_shape")],
+                    "fid_cols")  # (n, m, m): f_s
+        weights = node("GatherElements", [r_rows, cols], "pair_r", axis=2)  # R[f_r, f_s]
+        total = reduce_sum(node, reduce_sum(node, node("Mul", [weights, gram], "weighted"), axis_last, "wg_r"),
+                           axis_last, "wg")
+        diag = reduce_sum(node, node("Mul", [node("Gather", ["R_diag", fid], "r_diag"),
+                                             reduce_sum(node, node("Mul", [emb, emb], "vx_sq"), axis_last, "sq")],
+                                     "diag_terms"), axis_last, "diag")
+        pair_term = node("Mul", [node("Sub", [total, diag], "twice_pairs"), const("half", np.float32(0.5))],
+                         "pair_term")
+        node("Add", [node("Add", ["w0", linear], "w0_linear"), pair_term], "score")
+    elif not attention:
         # Uniform pooling by the identity the core uses: q = ((sum_r v_r)^2 - sum_r v_r^2) / 2 per dimension.
         linear, emb, _ = rows_of(node, indices, values)
         total = reduce_sum(node, emb, axis1, "sum_vx")

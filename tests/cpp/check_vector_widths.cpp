@@ -74,13 +74,24 @@ int main() {
     // start inside a run of pairs of one non-zero). Where k, t <= kPairsMajorMaxDim also with one of the two in
     // the pairs-major layout (pm: the wide one, else the narrow one), so each layout is checked against the other.
     for (int k : {1, 3, 16, 17, 40, 64}) for (int t : {1, 5, 16, 33, 64}) for (bool attention : {true, false})
-    for (int tile : {0, 1, 7, 13}) for (int pm : {-1, 0, 1}) {
+    for (int tile : {0, 1, 7, 13}) for (int pm : {-1, 0, 1}) for (bool fw : {false, true}) {
         if (tile > 0 && !attention) continue;
+        if (fw && (attention || pm >= 0 || tile > 0)) continue;  // FwFM: uniform pooling with field weights
         if (pm >= 0 && (k > kPairsMajorMaxDim || t > kPairsMajorMaxDim || !attention)) continue;
         const int64_t nf = 23;
         std::vector<float> w0(1), w(nf), V(nf * k), W(t * k), b(t), h(t), p(k);
         fill(w0, 1.0f); fill(w, 0.3f); fill(V, 0.5f); fill(W, 0.5f); fill(b, 0.3f); fill(h, 1.5f); fill(p, 1.0f);
         ModelView m{w0.data(), w.data(), V.data(), W.data(), b.data(), h.data(), p.data(), nf, k, t};
+        const int F = fw ? 4 : 0;  // FwFM: 4 fields (one feature alone in field 3), a symmetric R
+        std::vector<float> R(F * F);
+        std::vector<int32_t> field(nf);
+        for (int64_t i = 0; i < nf; ++i) field[i] = i == 5 ? 3 : static_cast<int32_t>(i % 3);
+        for (int a = 0; a < F; ++a) for (int c = a; c < F; ++c) R[a * F + c] = R[c * F + a] = 0.5f + 0.25f * (a + 2 * c);
+        if (fw) {
+            m.R = R.data();
+            m.field = field.data();
+            m.n_fields = F;
+        }
         const int block_nnz[] = {0, 1, 2, 9, 3, 14, 39}, long_nnz[] = {14};
         const int* nnz = tile > 0 ? long_nnz : block_nnz;
         const int n_rows = tile > 0 ? 1 : 7;
@@ -101,6 +112,7 @@ int main() {
             // A long row: blocks of `tile` pairs (it has more), streamed in tiles of that size.
             s.reserve(tile > 0 ? tile : pairs, tile > 0 ? tile : pairs, n_rows, 39, k, t);
             s.pairs_major_from = pm >= 0 && (variant == 0) == (pm == 1) ? 0 : -1;
+            s.reserve_fields(39, k, F);
             BlockRows rows;
             rows.n = n_rows;
             rows.has_mask = true;
@@ -120,14 +132,14 @@ int main() {
             isa.forward(m, Wp, attention, rows, s);
             outs[variant].assign(s.y.begin(), s.y.end());
             for (int r = 0; r < n_rows; ++r) s.g[r] = 0.7f - 0.3f * r;
-            std::vector<float> dense(t * k + 2 * t + k, 0.0f);
+            std::vector<float> dense(t * k + 2 * t + k + F * F, 0.0f);
             double dw0 = 0.0;
             DenseGradView dg{dense.data(), dense.data() + t * k, dense.data() + t * k + t, dense.data() + t * k + 2 * t,
-                             &dw0};
+                             &dw0, fw ? dense.data() + t * k + 2 * t + k : nullptr};
             isa.backward(m, Wp, attention, rows, s, dg);
             grads[variant] = dense;
         }
-        check(tile > 0 ? "forward y (long row)" : attention ? "forward y" : "forward y (uniform)", outs[0], outs[1],
+        check(tile > 0 ? "forward y (long row)" : attention ? "forward y" : fw ? "forward y (FwFM)" : "forward y (uniform)", outs[0], outs[1],
               k, t);
         check("backward dense", grads[0], grads[1], k, t);
         check("backward dV", dV1, dV2, k, t);

@@ -59,6 +59,9 @@ using AlignedFloats = std::vector<float, AlignedAllocator<float>>;
 // tiles of tile_pairs pairs (isa/long_rows.inc), so nothing here grows with a row's pair count.
 // Sizes for both layouts where k, t <= kPairsMajorMaxDim; pairs_major_from chooses the layout of each block.
 constexpr int kPairsMajorMaxDim = 32;
+// FwFM rows of up to this many distinct fields run their field-pair sums as GEMMs (F_row^2 floats of scratch
+// each for the weights and their gradient); rows of more, as vector loops.
+constexpr int kFwGemmFields = 256;
 
 struct BlockScratch {
     int64_t pair_cap = 0;    // pairs a block may hold
@@ -84,6 +87,14 @@ struct BlockScratch {
     AlignedFloats tile_dense;
     std::vector<double> acc64;
     float long_max = 0.0f, long_inv = 0.0f;
+    // FwFM rows (isa/field_weighted.inc; empty otherwise): per distinct field of a row its sums S (v x), D
+    // ((v x)^2) and T (sum of r S over the other fields), padded rows of k each, and the row's field bookkeeping:
+    // fw_slot (n_fields, -1 between rows) maps a field to its place in the row, fw_field and fw_count are the
+    // row's fields in order of first appearance and their non-zeros, fw_local each non-zero's place.
+    AlignedFloats fw;
+    std::vector<int32_t> fw_slot, fw_field, fw_count, fw_local;
+    // Sizes the FwFM buffers for rows of up to nnz non-zeros (grows only); no-op for n_fields = 0.
+    void reserve_fields(int64_t nnz, int k, int n_fields);
 
     // Floats (doubles for acc64) of every buffer for blocks of `pairs` pairs and `rows` rows whose longest
     // row has `nnz` non-zeros, long rows streamed in tiles of `tile` pairs; reserve allocates exactly these,
@@ -137,6 +148,7 @@ struct DenseGradView {
     float* h;
     float* p;
     double* w0;
+    float* R = nullptr;  // FwFM: n_fields x n_fields (both triangles written, equal)
 };
 
 struct IsaKernels;
@@ -219,6 +231,23 @@ inline void BlockScratch::reserve(int64_t pairs, int64_t tile, int rows, int64_t
     pair_off.assign(n.pair_off, 0);
     tile_dense.assign(n.tile_dense, 0.0f);
     acc64.assign(n.acc64, 0.0);
+}
+
+inline void BlockScratch::reserve_fields(int64_t nnz, int k, int n_fields) {
+    if (n_fields <= 0) return;
+    const size_t n = static_cast<size_t>(nnz < 1 ? 1 : nnz);
+    // S, D, T and c S (rows of padded k per field of a row), and the row's field weights and their gradient
+    // (F_row^2 each) for rows of up to kFwGemmFields fields (isa/field_weighted.inc)
+    size_t cap = n < static_cast<size_t>(n_fields) ? n : static_cast<size_t>(n_fields);
+    cap = cap < static_cast<size_t>(kFwGemmFields) ? cap : static_cast<size_t>(kFwGemmFields);
+    const size_t need = 4 * n * static_cast<size_t>(packed_columns(k)) + 2 * cap * cap;
+    if (fw.size() < need) fw.assign(need, 0.0f);
+    if (fw_slot.size() != static_cast<size_t>(n_fields)) fw_slot.assign(static_cast<size_t>(n_fields), -1);
+    if (fw_local.size() < n) {
+        fw_field.assign(n, 0);
+        fw_count.assign(n, 0);
+        fw_local.assign(n, 0);
+    }
 }
 
 inline void PackedW::resize(int k, int t) {

@@ -23,6 +23,13 @@ struct ModelView {
     int64_t n_features = 0;
     int k = 0;  // embedding_dim
     int t = 0;  // attention_dim
+    // FwFM (field-weighted pooling; docs/model.md, "FwFM"): R (n_fields x n_fields, symmetric, read in its upper
+    // triangle) weighs each pair by its fields, field[i] in [0, n_fields) is feature i's field. nullptr: AFM/FM.
+    // An optimizer slot's view has R (its state of R) and no field. Last, so that {w0, ..., t} still initialises.
+    float* R = nullptr;
+    const int32_t* field = nullptr;
+    int n_fields = 0;
+    bool field_weighted() const { return R != nullptr; }
 };
 
 enum class Loss { squared = 0, logistic = 1 };

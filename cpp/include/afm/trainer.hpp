@@ -26,18 +26,19 @@
 
 namespace afm {
 
-// Dense gradient of one thread (or of a batch): one flat buffer [W (t*k) | b (t) | h (t) | p (k)] and w0,
-// so that threads' buffers reduce in one loop.
+// Dense gradient of one thread (or of a batch): one flat buffer [W (t*k) | b (t) | h (t) | p (k) | R (F*F)]
+// and w0, so that threads' buffers reduce in one loop (R: FwFM's field-pair weights, F = 0 otherwise).
 struct alignas(64) DenseGrad {  // a cache line of its own: chunks on different threads write w0 per row
     std::vector<float> data;
     double w0 = 0.0;
-    int k = 0, t = 0;
-    void resize(int k_, int t_);
+    int k = 0, t = 0, F = 0;
+    void resize(int k_, int t_, int F_ = 0);
     float* W() { return data.data(); }
     float* b() { return data.data() + static_cast<size_t>(t) * k; }
     float* h() { return b() + t; }
     float* p() { return h() + t; }
-    DenseGradView view() { return {W(), b(), h(), p(), &w0}; }
+    float* R() { return p() + k; }
+    DenseGradView view() { return {W(), b(), h(), p(), &w0, F > 0 ? R() : nullptr}; }
 };
 
 struct EpochResult {

@@ -52,6 +52,41 @@ def _load_data(path: str, n_features: Optional[int] = None, stream=None):
         raise CliError(message, EXIT_DATA) from exc
 
 
+def _load_ffm(path: str, n_features: Optional[int] = None):
+    """load_libffm(path): (X, y, fields) of a libFFM file (FwFM's input: the fields are in the file)."""
+    from ..data.libffm import load_libffm
+
+    try:
+        return load_libffm(path, n_features=n_features)
+    except (ValueError, OSError, TypeError) as exc:
+        message = _describe(exc)
+        raise CliError(message if message.startswith(path) else f"cannot read libFFM file {path}: {message}",
+                       EXIT_DATA) from exc
+
+
+def _load_rows(model, path: str, n_features: Optional[int] = None):
+    """(X, y) of DATA for a fitted model: libFFM for FwFM (its fields are the model's own), libFM otherwise."""
+    if hasattr(model, "field_weights_"):
+        X, y, _ = _load_ffm(path, n_features)
+        return X, y
+    return _load_data(path, n_features)
+
+
+def _train_ffm(args, model):
+    """FwFM's TRAIN and --valid: libFFM files, the fields of their features the model's `fields` (the training
+    file's where both name an id). Streams and caches carry no fields: refused."""
+    if args.cache is not None or _input_kind(args.train, "data file") == "pipe":
+        raise CliError("--model-type fwfm reads TRAIN as a libFFM file (label field:feature:value): caches and "
+                       "pipes carry no fields yet", EXIT_USAGE)
+    X, y, fields = _load_ffm(args.train, args.n_features)
+    if args.valid is None:
+        return X, y, fields, None
+    X_val, y_val, f_val = _load_ffm(args.valid, args.n_features)
+    width = max(X.shape[1], X_val.shape[1])
+    fields = np.concatenate([fields, f_val[fields.shape[0]:]]) if width > fields.shape[0] else fields
+    return _widen(X, width), y, fields, (_widen(X_val, width), y_val)
+
+
 def _widen(X, n_features: int):
     import scipy.sparse as sp
 
@@ -248,6 +283,12 @@ def _cmd_train(args) -> int:
 
 
 def _train(args, model, stream) -> int:
+    if args.model_type == "fwfm":
+        X, y, fields, eval_set = _train_ffm(args, model)
+        model.set_params(fields=fields)
+        _status(args, f"read {args.train}: {X.shape[0]} rows, {X.nnz} non-zeros, {int(fields.max()) + 1} fields")
+        weights = None if args.weights is None else _load_weights(args.weights, X.shape[0], args.train)
+        return _fit_and_save(args, model, X, y, eval_set, weights)
     cache = _training_cache(args, stream)
     if cache is not None:
         return _train_from_cache(args, cache)
@@ -315,7 +356,7 @@ def _make_model(args):
     if metric is not None and metric not in TASK_METRICS[task]:
         raise CliError(f"--early-stopping-metric must be {' or '.join(TASK_METRICS[task])} for "
                        f"{args.task}{' with --loss logistic' if task == 'rate' else ''}, got {metric!r}", EXIT_USAGE)
-    name = {"afm": "AFM", "fm": "FM"}[args.model_type] + ("Classifier" if args.task == "classification"
+    name = {"afm": "AFM", "fm": "FM", "fwfm": "FwFM"}[args.model_type] + ("Classifier" if args.task == "classification"
                                                            else "Regressor")
     return getattr(estimators, name)(**cli_values(args, signature), verbose=0 if args.quiet else 1)
 
@@ -396,7 +437,7 @@ def _predict(model, X, threads):
 
 def _cmd_predict(args) -> int:
     model = _load_model(args.model)
-    X, _ = _load_data(args.data, model.n_features_in_)
+    X, _ = _load_rows(model, args.data, model.n_features_in_)
     if args.out is not None:
         _check_writable(args.out, "predictions", EXIT_DATA)
         _refuse_same(args.out, "predictions", [args.data, args.model], EXIT_DATA)
@@ -454,7 +495,7 @@ def evaluate(model, X, y) -> dict:
 
 def _cmd_eval(args) -> int:
     model = _load_model(args.model)
-    X, y = _load_data(args.data, model.n_features_in_)
+    X, y = _load_rows(model, args.data, model.n_features_in_)
     if X.shape[0] == 0:
         raise CliError(f"cannot read data file {args.data}: no rows", EXIT_DATA)
     _set_threads(model, args.threads)
@@ -471,20 +512,9 @@ def _cmd_eval(args) -> int:
     return EXIT_OK
 
 
-def _explanation_lines(e, top: int):
-    """One JSON line per row of the Explanation e: its features and pairs by decreasing |contribution|."""
-    for r in range(len(e)):
-        row = e.row(r)
-        order = np.argsort(-np.abs(row["values"]), kind="stable")[:top or None]
-        pair_order = np.argsort(-np.abs(row["pair_values"]), kind="stable")[:top or None]
-        yield json.dumps({
-            "row": r, "base_value": row["base_value"], "score": row["score"],
-            "features": [[int(row["features"][i]), float(row["data"][i]), float(row["values"][i])] for i in order],
-            "pairs": [[int(row["pairs"][i, 0]), int(row["pairs"][i, 1]), float(row["pair_values"][i]),
-                       float(row["pair_weights"][i])] for i in pair_order]}) + "\n"
-
-
 def _cmd_explain(args) -> int:
+    from ..explain import explanation_lines
+
     model = _load_model(args.model)
     X, _ = _load_data(args.data, model.n_features_in_)
     if args.out is not None:
@@ -495,11 +525,11 @@ def _cmd_explain(args) -> int:
     e = model.explain(X, dense=False)
     try:
         if args.out is None:
-            sys.stdout.writelines(_explanation_lines(e, args.top))
+            sys.stdout.writelines(explanation_lines(e, args.top))
             sys.stdout.flush()
         else:
             with open(args.out, "w", encoding="ascii") as fh:
-                fh.writelines(_explanation_lines(e, args.top))
+                fh.writelines(explanation_lines(e, args.top))
     except BrokenPipeError:  # e.g. `fastafm explain ... | head`
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     except OSError as exc:

@@ -44,7 +44,7 @@ def _wrap(*paragraphs: str) -> str:
 
 
 #: --model-type -> the signature of its estimators (the first: the default)
-MODEL_TYPES = {"afm": SIGNATURES["afm"], "fm": SIGNATURES["fm"]}
+MODEL_TYPES = {"afm": SIGNATURES["afm"], "fm": SIGNATURES["fm"], "fwfm": SIGNATURES["fwfm"]}
 TASK_METRICS = {"regression": ("rmse", "mae"), "classification": ("logloss", "auc", "ne"),
                 "rate": ("logloss", "ne")}  # rate: regression with --loss logistic
 
@@ -93,7 +93,9 @@ def build_parser() -> argparse.ArgumentParser:
                             "(AFMClassifier), the file must hold exactly two labels, e.g. 0/1 or -1/1, the "
                             "larger one being the positive class (default regression)")
     train.add_argument("--model-type", choices=tuple(MODEL_TYPES), default="afm",
-                       help="afm: AFMRegressor / AFMClassifier; fm: FMRegressor / FMClassifier (default afm)")
+                       help="afm: AFMRegressor / AFMClassifier; fm: FMRegressor / FMClassifier; fwfm: "
+                            "FwFMRegressor / FwFMClassifier, TRAIN and --valid then libFFM files (label "
+                            "field:feature:value), whose fields the model keeps (default afm)")
     hp = train.add_argument_group("hyperparameters (defaults are the library's, per model type)")
     add_cli_arguments(hp, MODEL_TYPES)  # one option per entry of the hyperparameter table with a flag
     class_weight = BY_NAME["class_weight"]  # the classifiers' own (not in MODEL_TYPES' signatures)

@@ -138,7 +138,7 @@ class _Base(BaseEstimator):
 
     def _scores(self, state: TrainingState, indptr, indices, values) -> np.ndarray:
         """The model's float64 outputs of checked CSR arrays (what the evaluation rows are scored with)."""
-        out = _core.predict(state.params, indptr, indices, values, state.spec.attention, self._threads())
+        out = _core.predict(state.core_params(), indptr, indices, values, state.spec.attention, self._threads())
         if not np.isfinite(out).all():  # finite model and input, but float32 overflowed: say so, never silently
             warnings.warn(f"{int(np.count_nonzero(~np.isfinite(out)))} of {out.shape[0]} outputs are NaN or infinite "
                           "(float32 overflow: feature values too large for this model?)", RuntimeWarning, stacklevel=2)
@@ -166,7 +166,7 @@ class _Base(BaseEstimator):
         pair_indptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
         # Output: weights (4 bytes) and pairs (8) per pair, plus index temporaries while the pairs are built.
         check_memory(int(pair_indptr[-1]) * 36, f"the attention weights of {int(pair_indptr[-1])} feature pairs")
-        weights = _core.pair_attention(state.params, *csr_arrays(X), pair_indptr, state.spec.attention,
+        weights = _core.pair_attention(state.core_params(), *csr_arrays(X), pair_indptr, state.spec.attention,
                                        self._threads())
         pairs = np.empty((int(pair_indptr[-1]), 2), dtype=np.int32)
         # Rows of equal length share one triu pattern, so the pairs are built per length, not per row.
@@ -234,7 +234,9 @@ class _Base(BaseEstimator):
         return values
 
     def _new_state(self, kind, values: dict, n_features: int, labels: dict, row_nnz: float) -> TrainingState:
-        state = init_state(kind.spec(values, n_features), self.optimizer, self.init_std, self.random_state)
+        fields = kind.fields(values, n_features)
+        state = init_state(kind.spec(values, n_features, fields), self.optimizer, self.init_std, self.random_state)
+        state.fields = fields
         state.classes = labels.get("classes")
         state.label_range = labels.get("label_range")
         state.row_nnz = float(row_nnz)

@@ -78,6 +78,45 @@ class _FM(_Fitting):
         store(self, locals())
 
 
+class _FwFM(_Fitting):
+    """FwFM (Pan et al., WWW 2018): FM with one learned weight per pair of fields,
+    y = w0 + sum_i w_i x_i + sum_{i<j} r_{F(i),F(j)} <v_i, v_j> x_i x_j, with R symmetric (n_fields x n_fields,
+    starting at 1: an FwFM starts as the FM). The core computes the pair term from per-field sums, O(nnz k +
+    F_row^2 k) a row (docs/model.md, "FwFM").
+
+    `fields` is a hyperparameter, not a fit argument: it describes the features, not the samples, like
+    HistGradientBoosting's `categorical_features`, so clone, get_params, grid searches and model files keep it.
+    None gives one field (a single learned scale of FM's pair term)."""
+
+    def __init__(
+        self,
+        embedding_dim=64,
+        dropout=0.5,
+        l2=0.0,
+        frequency_l2=1.0,
+        learning_rate="auto",
+        optimizer="adagrad",
+        batch_size=128,
+        n_epochs=20,
+        init_std=0.01,
+        fields=None,
+        n_threads=0,
+        random_state=None,
+        verbose=0,
+        early_stopping="auto",
+        validation_fraction=0.1,
+        n_iter_no_change=2,
+        tol=0.0,
+        early_stopping_metric=None,
+    ):
+        store(self, locals())
+
+    field_weights_ = property(lambda self: self._fitted_state().params["R"],
+                              doc="The learned field-pair weights R, shape (n_fields, n_fields), symmetric.")
+    fields_ = property(lambda self: self._state_attr(lambda s: s.fields, "fields_"),
+                       doc="The field of every feature the model was fitted with, int32 (n_features,).")
+
+
 class _Regression(_Fitting):
     """Squared loss: float targets, predict = the raw model output y(x), eval RMSE (clipped) and MAE; or, with
     loss="logistic", rate targets in [0, 1] (fastafm.objectives.rate): predict = the probability. No
@@ -323,6 +362,48 @@ class FMClassifier(_Classification, ClassifierMixin, _FM):
         store(self, locals())
 
 
+class FwFMRegressor(_Regression, RegressorMixin, _FwFM):
+    """Field-weighted Factorization Machine for regression (squared loss; Pan et al., WWW 2018).
+
+    y = w0 + sum_i w_i x_i + sum_{i<j} r_{F(i),F(j)} <v_i, v_j> x_i x_j. Parameters are FMRegressor's plus
+    `fields`: the field of every feature (an array of length n_features such as `FieldEncoder().fields_` or
+    the third output of `load_libffm`, a dict {id: field}, or (start, stop) id ranges); None: one field.
+    Dropout acts on the pooled pair-wise vector as in FM (a mask per dimension of sum_{i<j} r v_i * v_j x_i x_j).
+    Fitted attributes: FM's, `field_weights_` (R, symmetric) and `fields_`. `fit(..., init=fm)` warm-starts
+    w0, w and V from a fitted FM (R starts at 1, so the FwFM starts as that FM).
+    """
+
+
+class FwFMClassifier(_Classification, ClassifierMixin, _FwFM):
+    """Field-weighted Factorization Machine for binary classification (logistic loss); see FwFMRegressor and
+    AFMClassifier (class_weight included)."""
+
+    def __init__(
+        self,
+        embedding_dim=64,
+        dropout=0.5,
+        l2=0.0,
+        frequency_l2=1.0,
+        learning_rate="auto",
+        optimizer="adagrad",
+        batch_size=128,
+        n_epochs=20,
+        init_std=0.01,
+        fields=None,
+        n_threads=0,
+        random_state=None,
+        verbose=0,
+        early_stopping="auto",
+        validation_fraction=0.1,
+        n_iter_no_change=2,
+        tol=0.0,
+        early_stopping_metric=None,
+        class_weight=None,
+    ):
+        store(self, locals())
+
+
 for _cls, _loss, _family in ((AFMRegressor, "squared", "afm"), (AFMClassifier, "logistic", "afm"),
-                             (FMRegressor, "squared", "fm"), (FMClassifier, "logistic", "fm")):
+                             (FMRegressor, "squared", "fm"), (FMClassifier, "logistic", "fm"),
+                             (FwFMRegressor, "squared", "fwfm"), (FwFMClassifier, "logistic", "fwfm")):
     _registry.register(_cls, _loss, _family)

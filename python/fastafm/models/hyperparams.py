@@ -218,6 +218,23 @@ class ClassWeight:
 
 
 @dataclass(frozen=True)
+class Fields:
+    """None or the field of every feature (FwFM): an array-like, a dict {id: field} or (start, stop) id ranges;
+    checked against the data's width in fit (fastafm.data.fields.field_array)."""
+
+    def check(self, value, name: str) -> None:
+        if value is None or isinstance(value, dict):
+            return
+        arr = np.asarray(value)
+        if arr.ndim not in (1, 2) or not (arr.size == 0 or np.issubdtype(arr.dtype, np.number)):
+            raise ValueError(f"{name} must be None, an array of field numbers, a dict {{id: field}} or (start, stop) "
+                             f"id ranges, got {type(value).__name__} of shape {arr.shape}")
+
+    def describe(self) -> str:
+        return "None or the field of every feature"
+
+
+@dataclass(frozen=True)
 class Anything:
     def check(self, value, name: str) -> None:
         return None
@@ -248,6 +265,7 @@ class Hyperparameter:
 AUTO_LEARNING_RATES = {
     "afm": {"adagrad": 0.1, "sgd": 0.003, "adam": 0.01},
     "fm": {"adagrad": 0.05, "sgd": 0.003, "adam": 0.01},
+    "fwfm": {"adagrad": 0.05, "sgd": 0.003, "adam": 0.01},  # FM's: an FwFM starts as the FM (R = 1)
 }
 
 #: The rates above hold for rows of up to this many non-zeros on average (Frappe has 10, MovieLens 6-11, the
@@ -345,6 +363,9 @@ TABLE: tuple = (
                    "(regressors only)", "--loss",
                    cli_help="regression only: squared, or logistic for rate targets in [0, 1] (clicks / "
                             "impressions; the weights are the impressions)"),
+    Hyperparameter("fields", None, Fields(),
+                   "the field of every feature (an array of length n_features, a dict or (start, stop) id ranges: "
+                   "`FieldEncoder().fields_`, `load_libffm`'s third output); None: one field (FwFM only)"),
     Hyperparameter("sync_rows", 16384, Int(1), "rows each worker trains between synchronisations (Dask only)"),
     Hyperparameter("combine", "average", Choice(("sum", "average")),
                    "how the workers' updates are combined (Dask only)"),
@@ -400,6 +421,11 @@ SIGNATURES = {
     "afm_classifier": Signature(_AFM + _EARLY_STOPPING + ("pretrain", "class_weight", "negative_sampling_rate")),
     "fm_classifier": Signature(_COMMON + ("n_threads", "random_state", "verbose") + _EARLY_STOPPING
                                + ("class_weight", "negative_sampling_rate")),
+    # FwFM: FM's hyperparameters and the fields (a per-feature setting, as HistGradientBoosting's
+    # categorical_features: kept by clone, get_params and model files).
+    "fwfm": Signature(_COMMON + ("fields", "n_threads", "random_state", "verbose") + _EARLY_STOPPING),
+    "fwfm_classifier": Signature(_COMMON + ("fields", "n_threads", "random_state", "verbose") + _EARLY_STOPPING
+                                 + ("class_weight",)),
     "dask": Signature(_AFM + _EARLY_STOPPING + ("sync_rows", "combine", "client")),
 }
 

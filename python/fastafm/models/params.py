@@ -7,6 +7,11 @@ import numpy as np
 
 PARAM_NAMES = ("w0", "w", "V", "W", "b", "h", "p")
 
+#: FwFM's field-pair weights R (n_fields x n_fields) start at 1: an FwFM starts as the FM with the same w0, w
+#: and V (and draws nothing from the generator, so the rest of its initialisation is the FM's).
+FWFM_PARAM = "R"
+FWFM_R_INIT = 1.0
+
 #: Initial value of every Adagrad accumulator (the authors' ``initial_accumulator_value``).
 ADAGRAD_INITIAL_ACCUMULATOR = 1e-8
 

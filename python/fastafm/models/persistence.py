@@ -18,6 +18,10 @@ Layout (format version 3):
                             parameter's shape (fastafm.training.optim: none for sgd; slot G for adagrad, all > 0; m, v
                             (>= 0) for every parameter and step (>= 0) for w and w0 for adam), so partial_fit
                             can continue after loading; "optimizer_slots" lists the slots
+    FwFM files (FwFMRegressor, FwFMClassifier) add param.R (n_fields, n_fields) and R's slots, and
+    fields.npy: the field of every feature, little-endian int32 (n,), each in [0, n_fields); their
+                      "fields" hyperparameter is stored as null and read back as that array. Files of the
+                      other classes are unchanged, so every older file loads as before.
 
 Version 2 files (one `accum.<name>.npy` Adagrad accumulator per parameter, written for SGD models too) are
 read bit for bit: the accumulators become adagrad's slot G, and an SGD model's are dropped. Version 1 files
@@ -46,6 +50,7 @@ from .._compat import fitted_state
 from ..data.files import open_input
 from .hyperparams import validate
 from ..training.optim import OPTIMIZERS
+from .params import FWFM_PARAM
 from ..training.state import TrainingState
 from ..data.validation import check_memory
 
@@ -67,14 +72,22 @@ class ModelFileError(ValueError):
     """The file is not a valid fastafm model (truncated, corrupted, edited, or another kind of file)."""
 
 
-def array_keys(version: int, optimizer: str = "sgd") -> tuple:
-    """The array members of a file of `version` written for `optimizer` (versions 1-2: always accum): every
-    parameter, then each of the optimizer's slots for the parameters it covers (fastafm.training.optim)."""
+def array_keys(version: int, optimizer: str = "sgd", names: tuple = PARAM_NAMES) -> tuple:
+    """The float32 array members of a file of `version` written for `optimizer` (versions 1-2: always accum):
+    every parameter of `names` (FwFM's add R), then each of the optimizer's slots for the parameters it covers
+    (fastafm.training.optim)."""
     if version < 3:
         return V2_ARRAY_KEYS
     spec = OPTIMIZERS[optimizer]
-    return tuple(f"param.{n}" for n in PARAM_NAMES) + tuple(f"slot.{s}.{n}" for s in spec.slots
-                                                             for n in spec.params_of(s))
+    return tuple(f"param.{n}" for n in names) + tuple(f"slot.{s}.{n}" for s in spec.slots
+                                                       for n in spec.params_of(s, names))
+
+
+FIELDS_KEY = "fields"  # FwFM: the field array, int32
+
+
+def _param_names(kind) -> tuple:
+    return PARAM_NAMES + (FWFM_PARAM,) if kind.family == "fwfm" else PARAM_NAMES
 
 
 def _jsonable(value):
@@ -134,19 +147,20 @@ def save_model(model, path) -> None:
     state = fitted_state(model)
     path = os.fspath(path)
     arrays = {}
-    for name in PARAM_NAMES:
+    names = state.spec.param_names
+    for name in names:
         arrays[f"param.{name}"] = np.ascontiguousarray(state.params[name], dtype="<f4")
     spec = OPTIMIZERS[state.optimizer]
     slots = spec.slots
     for slot in slots:
-        for name in spec.params_of(slot):
+        for name in spec.params_of(slot, names):
             arrays[f"slot.{slot}.{name}"] = np.ascontiguousarray(state.slots[slot][name], dtype="<f4")
     meta = {
         "format": FORMAT,
         "version": VERSION,
         "class": type(model).__name__,
-        "hyperparameters": {k: _class_weight_json(v) if k == "class_weight" else _jsonable(v)
-                            for k, v in model.get_params().items()},
+        "hyperparameters": {k: _class_weight_json(v) if k == "class_weight" else None if k == "fields" else
+                            _jsonable(v) for k, v in model.get_params().items()},
         "n_features_in": int(state.spec.n_features),
         "n_epochs_done": int(state.n_epochs_done),
         "history": state.history,
@@ -159,6 +173,9 @@ def save_model(model, path) -> None:
     }
     meta["sha256"] = {"meta": _digest(_canonical(meta))}
     meta["sha256"].update({key: _digest(_array_bytes(arr)) for key, arr in arrays.items()})
+    if state.fields is not None:  # not a float parameter: its own int32 member (and digest)
+        arrays[FIELDS_KEY] = np.ascontiguousarray(state.fields, dtype="<i4")
+        meta["sha256"][FIELDS_KEY] = _digest(memoryview(arrays[FIELDS_KEY]).cast("B"))
     meta_bytes = json.dumps(meta, sort_keys=True).encode("utf-8")
     members = {"meta": np.frombuffer(meta_bytes, dtype=np.uint8), **arrays}
 
@@ -358,15 +375,21 @@ def _load(fh, where: str):
         if isinstance(meta.get("hyperparameters"), dict):
             meta["hyperparameters"] = _upgrade_hyperparameters(meta["hyperparameters"], kind)
         optimizer = _optimizer_of(meta, kind, version, where)
-        keys = array_keys(version, optimizer)
-        extra = sorted(set(by_key) - {"meta", *keys})
+        param_names = _param_names(kind)
+        keys = array_keys(version, optimizer, param_names)
+        field_keys = (FIELDS_KEY,) if kind.family == "fwfm" else ()
+        extra = sorted(set(by_key) - {"meta", *keys, *field_keys})
         _check(not extra, where, f"unexpected members {extra[:5]} (not written by fastafm)")
-        missing = [key for key in keys if key not in by_key]
+        missing = [key for key in keys + field_keys if key not in by_key]
         _check(not missing, where, f"missing array {', '.join(missing)}")
         if version >= 2:
             _check(all(isinstance(digests.get(k), str) for k in keys), where, "the metadata has no checksums")
         _check_meta(meta, kind, where)
         hyperparameters = meta["hyperparameters"]
+        fields = None
+        if field_keys:
+            fields = _read_fields(zf, by_key[FIELDS_KEY], meta, digests, where)
+            hyperparameters["fields"] = fields
         if "class_weight" in hyperparameters:  # files before class_weight have none: the default, None
             hyperparameters["class_weight"] = _class_weight_from_json(hyperparameters["class_weight"], where)
         try:
@@ -376,7 +399,7 @@ def _load(fh, where: str):
         except (TypeError, ValueError) as exc:
             raise ModelFileError(f"{where}: invalid hyperparameters ({exc})") from None
 
-        spec = kind.spec(values, meta["n_features_in"])
+        spec = kind.spec(values, meta["n_features_in"], fields)
         shapes = spec.shapes()
         n_copies = 1 + max(len(OPTIMIZERS[optimizer].slots), 1)  # the parameters and the slots (v1/2: one)
         check_memory(n_copies * 4 * sum(math.prod(shape) for shape in shapes.values()), f"loading {where}")
@@ -400,10 +423,10 @@ def _load(fh, where: str):
         rng.bit_generator.state = meta["rng_state"]
     except (TypeError, ValueError, KeyError, OverflowError, AttributeError) as exc:
         raise ModelFileError(f"{where}: invalid rng_state ({type(exc).__name__}: {exc})") from None
-    params = {name: arrays[f"param.{name}"] for name in PARAM_NAMES}
+    params = {name: arrays[f"param.{name}"] for name in param_names}
     if version >= 3:
         ospec = OPTIMIZERS[optimizer]
-        slots = {slot: {name: arrays[f"slot.{slot}.{name}"] for name in ospec.params_of(slot)}
+        slots = {slot: {name: arrays[f"slot.{slot}.{name}"] for name in ospec.params_of(slot, param_names)}
                  for slot in ospec.slots}
     else:  # one accumulator per parameter: adagrad's G; an SGD model's were dummies
         slots = {"G": {name: arrays[f"accum.{name}"] for name in PARAM_NAMES}} if optimizer == "adagrad" else {}
@@ -411,8 +434,19 @@ def _load(fh, where: str):
     label_range = None if meta.get("label_range") is None else tuple(float(v) for v in meta["label_range"])
     row_nnz = None if meta.get("row_nnz") is None else float(meta["row_nnz"])
     state = TrainingState(spec, optimizer, params, slots, rng, meta["dropout_seed"], meta["n_epochs_done"],
-                          list(meta["history"]), classes, label_range, row_nnz)
+                          list(meta["history"]), classes, label_range, row_nnz, fields)
     return kind.build(hyperparameters, state)
+
+
+def _read_fields(zf, info, meta: dict, digests, where: str) -> np.ndarray:
+    """An FwFM file's field array: int32 (n_features_in,), every field in [0, 65536), checksummed."""
+    n = meta.get("n_features_in")
+    _check(_is_int(n) and 1 <= n <= _INT32_MAX, where, f"n_features_in {n!r} is not a positive int32")
+    arr = _read_member(zf, info, FIELDS_KEY, np.dtype("<i4"), (n,), where)
+    _check(isinstance(digests, dict) and digests.get(FIELDS_KEY) == _digest(memoryview(arr).cast("B")), where,
+           f"array {FIELDS_KEY} fails its SHA-256 checksum (the file is corrupted or was edited)")
+    _check(bool(np.all((arr >= 0) & (arr < 65536))), where, f"array {FIELDS_KEY} holds a field outside [0, 65536)")
+    return np.ascontiguousarray(arr, dtype=np.int32)
 
 
 def _kind_of(meta: dict, where: str):

@@ -7,6 +7,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
+
+from ..data.fields import field_array, n_fields_of
 from ..objectives import REGRESSION_LOSSES, objective
 from .hyperparams import SIGNATURES
 from ..training.state import ModelSpec, TrainingState
@@ -19,7 +22,8 @@ class Kind:
     name: str
     cls: type
     loss: str               # "squared" or "logistic"
-    family: str             # "afm": attention pooling (or uniform with attention=False); "fm": uniform, p = 1
+    family: str             # "afm": attention pooling (or uniform with attention=False); "fm": uniform, p = 1;
+                            # "fwfm": FM with a weight per field pair (R)
     fixed: dict = field(default_factory=dict)
 
     @property
@@ -50,11 +54,25 @@ class Kind:
             return objective(REGRESSION_LOSSES[hyperparameters["loss"]])
         return self.objective
 
-    def spec(self, hyperparameters: dict, n_features: int) -> ModelSpec:
+    def fields(self, hyperparameters: dict, n_features: int):
+        """FwFM: the field of every feature (int32), from the `fields` hyperparameter (None: one field);
+        None for the other families."""
+        if self.family != "fwfm":
+            return None
+        given = hyperparameters.get("fields")
+        if given is None:
+            return np.zeros(int(n_features), np.int32)
+        return field_array(given, int(n_features))
+
+    def spec(self, hyperparameters: dict, n_features: int, fields=None) -> ModelSpec:
+        """The model spec; FwFM's n_fields from `fields` (its field array) or, when None, the hyperparameter."""
         v = self.values(hyperparameters)
+        if self.family == "fwfm" and fields is None:
+            fields = self.fields(hyperparameters, n_features)
+        n_fields = n_fields_of(fields) if fields is not None else 0
         return ModelSpec(int(n_features), int(v["embedding_dim"]), int(v["attention_dim"]),
-                         self.objective_of(v).core_loss,
-                         "attention" if v["attention"] else "uniform", self.family == "afm")
+                         self.objective_of(v).core_loss, "attention" if v["attention"] else "uniform",
+                         self.family == "afm", n_fields)
 
     def build(self, hyperparameters: dict, state: TrainingState):
         """A fitted estimator of this class from its hyperparameters and a training state."""
@@ -71,7 +89,7 @@ _KINDS: dict = {}
 
 
 def register(cls: type, loss: str, family: str) -> type:
-    _KINDS[cls.__name__] = Kind(cls.__name__, cls, loss, family, FM_FIXED if family == "fm" else {})
+    _KINDS[cls.__name__] = Kind(cls.__name__, cls, loss, family, FM_FIXED if family in ("fm", "fwfm") else {})
     return cls
 
 

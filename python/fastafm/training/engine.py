@@ -71,7 +71,7 @@ class LocalEpochs:
         counts = None
         if float(self.settings["frequency_l2"]) > 0.0:
             counts = self.rows.feature_counts(self.state.spec.n_features)
-        self._trainer = CoreTrainer(self.state.params, self.state.slots, self.settings, counts)
+        self._trainer = CoreTrainer(self.state.core_params(), self.state.slots, self.settings, counts)
 
     def run_epoch(self, epoch: int) -> float:
         assert self._trainer is not None

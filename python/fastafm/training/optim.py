@@ -29,9 +29,10 @@ class OptimizerSpec:
     slot_params: dict = field(default_factory=dict)   # slot -> the parameters it covers (default: all)
     row_steps: bool = False                           # a step count per row of V and w (Adam's bias correction)
 
-    def params_of(self, slot: str) -> tuple:
-        """The parameter names slot `slot` holds an array for (each of that parameter's shape)."""
-        return self.slot_params.get(slot, PARAM_NAMES)
+    def params_of(self, slot: str, names: tuple = PARAM_NAMES) -> tuple:
+        """The parameter names slot `slot` holds an array for (each of that parameter's shape), of the model's
+        parameters `names` (FwFM's add R)."""
+        return self.slot_params.get(slot, names)
 
 
 OPTIMIZERS = {
@@ -45,5 +46,5 @@ OPTIMIZERS = {
 def init_slots(optimizer: str, params: dict) -> dict:
     """Fresh state of `optimizer` for `params`: {slot: {param name: float32 array}}."""
     spec = OPTIMIZERS[optimizer]
-    return {slot: {name: np.full_like(params[name], spec.initial[slot]) for name in spec.params_of(slot)}
+    return {slot: {name: np.full_like(params[name], spec.initial[slot]) for name in spec.params_of(slot, tuple(params))}
             for slot in spec.slots}

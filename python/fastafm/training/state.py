@@ -13,7 +13,7 @@ from typing import Any, Mapping, Optional
 
 import numpy as np
 
-from ..models.params import PARAM_NAMES, init_arrays
+from ..models.params import FWFM_PARAM, FWFM_R_INIT, PARAM_NAMES, init_arrays
 from .optim import OPTIMIZERS, init_slots
 from ..data.validation import check_model_memory
 
@@ -29,6 +29,7 @@ class ModelSpec:
     loss: str = "squared"           # or "logistic"
     pooling: str = "attention"      # or "uniform" (FM, or AFM's attention=False ablation)
     learn_projection: bool = True   # False (FM): p stays 1
+    n_fields: int = 0               # FwFM: the fields of R (n_fields x n_fields); 0: no field weights
 
     @property
     def attention(self) -> bool:
@@ -36,7 +37,14 @@ class ModelSpec:
 
     def shapes(self) -> dict:
         n, k, t = self.n_features, self.embedding_dim, self.attention_dim
-        return {"w0": (1,), "w": (n,), "V": (n, k), "W": (t, k), "b": (t,), "h": (t,), "p": (k,)}
+        out = {"w0": (1,), "w": (n,), "V": (n, k), "W": (t, k), "b": (t,), "h": (t,), "p": (k,)}
+        if self.n_fields:
+            out[FWFM_PARAM] = (self.n_fields, self.n_fields)
+        return out
+
+    @property
+    def param_names(self) -> tuple:
+        return tuple(self.shapes())
 
 
 @dataclass
@@ -59,6 +67,12 @@ class TrainingState:
     classes: Optional[np.ndarray] = None         # a classifier's two labels, classes[1] the positive one
     label_range: Optional[tuple] = None          # a regressor's training label range (eval RMSE clipping)
     row_nnz: Optional[float] = None              # mean non-zeros a row of the first training rows ("auto" rate)
+    fields: Optional[np.ndarray] = None          # FwFM: the field of every feature (int32, n_features)
+
+    def core_params(self) -> dict:
+        """The parameters as the core takes them: FwFM's with the field array beside them (not a parameter:
+        never trained, saved or averaged), the others as they are."""
+        return self.params if self.fields is None else {**self.params, "field": self.fields}
 
     def arrays(self):
         """Every parameter and slot array."""
@@ -119,5 +133,7 @@ def init_state(spec: ModelSpec, optimizer: str, init_std: float, random_state) -
     rng = as_generator(random_state)
     arrays = init_arrays(spec.n_features, spec.embedding_dim, spec.attention_dim, init_std=float(init_std), rng=rng)
     params = {name: np.ascontiguousarray(arrays[name], dtype=np.float32) for name in PARAM_NAMES}
+    if spec.n_fields:
+        params[FWFM_PARAM] = np.full((spec.n_fields, spec.n_fields), FWFM_R_INIT, np.float32)
     dropout_seed = int(rng.integers(0, 2**63 - 1))
     return TrainingState(spec, optimizer, params, init_slots(optimizer, params), rng, dropout_seed)
