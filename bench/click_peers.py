@@ -39,8 +39,8 @@ def _fields(log) -> np.ndarray:
     fields = np.zeros(n, dtype=np.int64)
     with open(Path(ARGS.data) / "ipinyou" / "featindex.txt") as fh:
         for line in fh:
-            name, index = line.rstrip("\n").rsplit("\t", 1)
-            if ":" in name and int(index) < n:
+            name, _, index = line.rstrip("\n").rpartition("\t")
+            if ":" in name and index.isdigit() and int(index) < n:  # a few lines hold values with tabs: skipped
                 fields[int(index)] = int(name.split(":", 1)[0])
     return fields
 
