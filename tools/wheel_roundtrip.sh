@@ -133,6 +133,11 @@ cp -r "$WORK/src/fuzz" "$RUN/fuzz"
 # that docs/serving.md's snippet runs.
 cp "$WORK/src/README.md" "$RUN/README.md"
 cp -r "$WORK/src/docs" "$RUN/docs"
+# tests/test_doc_blocks.py: the command behind each generated block (tools/doc_blocks.py) and the dated records
+# among bench/'s Markdown files.
+mkdir -p "$RUN/tools" "$RUN/bench"
+cp "$WORK/src/tools/doc_blocks.py" "$RUN/tools/doc_blocks.py"
+cp "$WORK/src/bench/"*.md "$RUN/bench/"
 # Only the pytest settings of pyproject.toml (strict markers, warnings as errors); no package source.
 awk '/^\[tool\.pytest\.ini_options\]/{on=1; print; next} /^\[/{on=0} on' "$WORK/src/pyproject.toml" > "$RUN/pyproject.toml"
 cd "$RUN"
