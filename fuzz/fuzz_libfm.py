@@ -48,13 +48,15 @@ def test_one_input(data: bytes) -> None:
         os.unlink(path)
 
 
-def _check(data: bytes, path: str) -> None:
+def _check(data: bytes, path: str, fmt: str = "libfm") -> None:
+    """The core's reading of `path` (holding `data`) against the reference's, in format `fmt` (also libFFM:
+    fuzz_libffm.py); returns the core's arrays, or None when both reject the file."""
     try:
-        want = reference.parse(data)
+        want = reference.parse(data, ffm=fmt == "libffm")
     except reference.ReferenceError_ as exc:
         want = exc
     try:
-        got = _core.parse_libfm_file(path)
+        got = _core.parse_libfm_file(path, format=fmt)
     except ValueError as exc:
         message = str(exc)
         m = re.match(re.escape(path) + r":([0-9]+): (.+)\Z", message, re.DOTALL)
@@ -64,21 +66,26 @@ def _check(data: bytes, path: str) -> None:
         reference.coverage_hint(m.group(2))
         assert isinstance(want, Exception), f"the core rejects what the reference reads: {message!r}"
         assert int(m.group(1)) == want.line, f"the core rejects line {m.group(1)}, the reference line {want.line}"
-        return
+        return None
     assert not isinstance(want, Exception), f"the core reads what the reference rejects ({want})"
-    indptr, indices, values, labels, max_id = got
+    indptr, indices, values, labels, max_id = got[:5]
     assert indptr.dtype == np.int64 and indices.dtype == np.int32
     assert values.dtype == np.float32 and labels.dtype == np.float32
     assert indptr.shape == (labels.shape[0] + 1,) and indptr[0] == 0 and indptr[-1] == indices.shape[0]
     assert np.all(np.diff(indptr) >= 0) and values.shape == indices.shape
     assert max_id == (int(indices.max()) if indices.size else -1) and (indices.size == 0 or indices.min() >= 0)
     assert np.isfinite(values).all() and np.isfinite(labels).all()
-    w_indptr, w_indices, w_values, w_labels, w_max = want
+    w_indptr, w_indices, w_values, w_labels, w_max = want[:5]
     np.testing.assert_array_equal(indptr, w_indptr)
     np.testing.assert_array_equal(indices, w_indices)
     np.testing.assert_array_equal(values.view(np.uint32), w_values.view(np.uint32))  # bit-exact, -0.0 included
     np.testing.assert_array_equal(labels.view(np.uint32), w_labels.view(np.uint32))
     assert max_id == w_max
+    if fmt == "libffm":
+        fields, max_field = got[5:]
+        assert fields.dtype == np.int32 and fields.shape == indices.shape and max_field == want[6]
+        np.testing.assert_array_equal(fields, want[5])
+    return got
 
 
 def main(argv) -> None:

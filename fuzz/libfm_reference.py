@@ -18,6 +18,8 @@ FLOAT32_OVERFLOW = float.fromhex("0x1.ffffffp127")  # the smallest double that r
 _DECIMAL = re.compile(rb"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?")
 _NON_FINITE = re.compile(rb"[+-]?(inf|infinity|nan(\([0-9A-Za-z_]*\))?)", re.IGNORECASE)
 _FEATURE = re.compile(rb"([0-9]+):(.*)", re.DOTALL)
+_FFM_FEATURE = re.compile(rb"([0-9]+):([0-9]+):(.*)", re.DOTALL)
+MAX_FIELD = 65535
 _BLANKS = re.compile(rb"[ \t]+")
 
 
@@ -39,13 +41,14 @@ def parse_real(token: bytes, line: int, what: str) -> np.float32:
     raise ReferenceError_(line, f"{what} not a number")
 
 
-def parse(data: bytes):
-    """(indptr int64, indices int32, values float32, labels float32, max_feature_id) or ReferenceError_."""
+def parse(data: bytes, ffm: bool = False):
+    """(indptr int64, indices int32, values float32, labels float32, max_feature_id) or ReferenceError_; with
+    `ffm` (libFFM: tokens field:feature:value, field <= MAX_FIELD) also (fields int32, max_field_id)."""
     lines = data.split(b"\n")
     if data.endswith(b"\n"):
         lines.pop()  # the text after the last newline is a line only when it is not empty
-    indptr, indices, values, labels = [0], [], [], []
-    max_id = -1
+    indptr, indices, values, labels, fields = [0], [], [], [], []
+    max_id = max_field = -1
     for number, line in enumerate(lines, start=1):
         if b"\0" in line:
             raise ReferenceError_(number, "NUL byte")
@@ -59,6 +62,16 @@ def parse(data: bytes):
             continue
         label = parse_real(tokens[0], number, "label")
         for token in tokens[1:]:
+            if ffm:
+                m = _FFM_FEATURE.fullmatch(token)
+                if m is None or b":" in m.group(3):
+                    raise ReferenceError_(number, "not field:feature:value")
+                field = int(m.group(1))
+                if field > MAX_FIELD:
+                    raise ReferenceError_(number, "field id beyond the limit")
+                fields.append(field)
+                max_field = max(max_field, field)
+                token = token[len(m.group(1)) + 1:]
             m = _FEATURE.fullmatch(token)
             if m is None:
                 raise ReferenceError_(number, "not id:value")
@@ -72,8 +85,9 @@ def parse(data: bytes):
             max_id = max(max_id, feature)
         labels.append(label)
         indptr.append(len(indices))
-    return (np.array(indptr, np.int64), np.array(indices, np.int32), np.array(values, np.float32),
-            np.array(labels, np.float32), max_id)
+    out = (np.array(indptr, np.int64), np.array(indices, np.int32), np.array(values, np.float32),
+           np.array(labels, np.float32), max_id)
+    return out + (np.array(fields, np.int32), max_field) if ffm else out
 
 
 def coverage_hint(message: str) -> int:
@@ -112,6 +126,12 @@ def coverage_hint(message: str) -> int:
         kind = 15
     elif "is not a number" in message:
         kind = 16
+    if "field:feature:value" in message:  # libFFM
+        kind = 17
+    elif message.startswith("field id") and "beyond the limit" in message:
+        kind = 18
+    elif message.startswith("field id"):
+        kind = 19
     if "bytes)" in message:  # a long token, shown truncated
         kind += 100
     if "\\x" in message:  # an odd byte, shown escaped

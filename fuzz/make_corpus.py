@@ -1,5 +1,6 @@
 """Writes the seed corpus of the fuzzers (run from the repository root; the files are committed):
 fuzz/corpus/libfm/*  small libFM files, valid and malformed (the cases of tests/test_libfm*.py)
+fuzz/corpus/libffm/* small libFFM files, valid and malformed
 fuzz/corpus/model/*  small model files: regressor, classifier (string and int labels), with an eval history,
                      uniform pooling, SGD, as format version 3 (*_v3.afm) and a version 1 file derived from
                      the regressor. regressor.afm, classifier_*.afm and uniform_sgd.afm are version 2 files
@@ -44,6 +45,21 @@ LIBFM = {
     "non_utf8": b"# caf\xe9\n1 0:1\xff\n",
 }
 
+LIBFFM = {
+    "basic": b"1 0:0:1 1:3:2.5\n-1 0:1:0.5 2:5:1\n0 1:4:-3\n",
+    "crlf_comments": b"# h\r\n1 0:0:1\t1:2:1 # c 5:5:5\r\n\n-1\r\n",
+    "repeats": b"1 0:3:1 0:3:2 1:1:5\n",
+    "limits": b"1 65535:2147483647:1 0:0:3.4028234e38\n",
+    "wide": b"1 65535:16777215:1 0:0:1\n",
+    "two_fields": b"1 0:0:1\n0 1:0:1\n",
+    "field_beyond": b"1 65536:0:1\n",
+    "libfm_token": b"1 3:1\n",
+    "extra_colon": b"1 0:3:1:2\n",
+    "negative_field": b"1 -1:3:1\n",
+    "empty_field": b"1 :3:1\n",
+    "bad_value": b"1 0:3:nan\n",
+}
+
 
 def model_files():
     X, y, _ = fastafm.make_planted(n_rows=120, n_fields=3, cardinality=3, planted_pairs=((0, 1),), random_state=0)
@@ -57,6 +73,10 @@ def model_files():
 def main() -> None:
     os.makedirs(os.path.join(ROOT, "corpus", "libfm"), exist_ok=True)
     os.makedirs(os.path.join(ROOT, "corpus", "model"), exist_ok=True)
+    os.makedirs(os.path.join(ROOT, "corpus", "libffm"), exist_ok=True)
+    for name, data in LIBFFM.items():
+        with open(os.path.join(ROOT, "corpus", "libffm", name + ".ffm"), "wb") as fh:
+            fh.write(data)
     for name, data in LIBFM.items():
         with open(os.path.join(ROOT, "corpus", "libfm", name + ".libfm"), "wb") as fh:
             fh.write(data)
@@ -71,7 +91,7 @@ def main() -> None:
     del meta["sha256"], meta["optimizer_slots"]
     with open(os.path.join(ROOT, "corpus", "model", "version1.afm"), "wb") as fh:
         np.savez(fh, meta=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8), **members)
-    print("wrote", len(LIBFM), "libfm files and", len(os.listdir(os.path.join(ROOT, "corpus", "model"))),
+    print("wrote", len(LIBFM), "libfm files,", len(LIBFFM), "libffm files and", len(os.listdir(os.path.join(ROOT, "corpus", "model"))),
           "model files", file=sys.stderr)
 
 

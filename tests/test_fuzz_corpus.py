@@ -14,6 +14,7 @@ FUZZ = os.path.join(ROOT, "fuzz")
 sys.path.insert(0, FUZZ)
 
 import fuzz_libfm  # noqa: E402
+import fuzz_libffm  # noqa: E402
 import fuzz_kernels  # noqa: E402
 import fuzz_load  # noqa: E402
 
@@ -32,6 +33,11 @@ def read(path) -> bytes:
 def test_parser_harness_on_seed(path):
     with open(path, "rb") as fh:
         fuzz_libfm.test_one_input(fh.read())
+
+
+@pytest.mark.parametrize("path", corpus("libffm"), ids=os.path.basename)
+def test_libffm_harness_on_seed(path):
+    fuzz_libffm.test_one_input(read(path))
 
 
 @pytest.mark.parametrize("path", corpus("model"), ids=os.path.basename)
@@ -61,6 +67,13 @@ def test_parser_harness_on_mutations():
     seeds = [read(p) for p in corpus("libfm")]
     for _ in range(1500):
         fuzz_libfm.test_one_input(_mutate_text(rnd.choice(seeds), rnd))
+
+
+def test_libffm_harness_on_mutations():
+    rnd = random.Random(6)
+    seeds = [read(p) for p in corpus("libffm")]
+    for _ in range(600):
+        fuzz_libffm.test_one_input(_mutate_text(rnd.choice(seeds), rnd))
 
 
 def test_load_harness_on_mutations():

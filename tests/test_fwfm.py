@@ -1,5 +1,7 @@
 """FwFMRegressor / FwFMClassifier through the shared training pipeline, fields from every source, model files,
 libFFM files and their bad input."""
+import os
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -182,9 +184,13 @@ def test_load_libffm(tmp_path):
 @pytest.mark.parametrize("text, n_fields, message", [
     ("1 0:0:1\n0 1:0:1\n", None, r"b.ffm:2: feature 0 is in field 1, but .*b.ffm:1 put it in field 0"),
     ("1 0:0:1\n0 3:1:1\n", 2, r"b.ffm:2: field id 3 is out of range: n_fields is 2"),
-    ("1 0:0:1\nx 1:1:1\n", None, r"b.ffm:2: the label 'x'"),
-    ("1 0:0\n", None, r"b.ffm:1: '0:0' is not field:feature:value"),
-    ("1 0:-1:1\n", None, r"b.ffm:1: field 0 or feature -1 is out of range"),
+    ("1 0:0:1\nx 1:1:1\n", None, r"b.ffm:2: label 'x' is not a number"),
+    ("1 0:0\n", None, r"b.ffm:1: token '0:0' is not of the form field:feature:value \(1 ':'\)"),
+    ("1 0:-1:1\n", None, r"b.ffm:1: feature id '-1' is negative"),
+    ("1 0:1:1\n\n# c\n1 70000:1:1\n", None, r"b.ffm:4: field id '70000' is beyond the limit \(max 65535\)"),
+    ("1 0:1:1\n1 0:1:1:2\n", None, r"b.ffm:2: token '0:1:1:2' is not of the form field:feature:value \(3 ':'\)"),
+    ("1 0:1:nan\n", None, r"b.ffm:1: value 'nan' of feature 1 is not finite"),
+    ("1 0:1:1\n", 0, r"n_fields must be a positive integer or None, got 0"),
 ])
 def test_libffm_bad_input(tmp_path, text, n_fields, message):
     path = tmp_path / "b.ffm"
@@ -227,3 +233,36 @@ def test_team_modes_give_bit_identical_models(monkeypatch, n_threads):
         got[mode] = model.get_model_params()
     for name, value in got["team"].items():
         np.testing.assert_array_equal(got["alternate"][name], value)
+
+
+def test_load_libffm_reads_a_pipe_and_names_rows_there(tmp_path):
+    import subprocess
+
+    text = b"1 0:0:1 1:3:1\r\n# c\n0 1:4:0.5 0:1:2\n"
+    path = tmp_path / "a.ffm"
+    path.write_bytes(text)
+    want = fastafm.load_libffm(path)
+    fifo = tmp_path / "p.ffm"
+    os.mkfifo(fifo)
+    writer = subprocess.Popen(["sh", "-c", f"cat {path} > {fifo}"])
+    got = fastafm.load_libffm(fifo)
+    writer.wait()
+    assert (got[0] != want[0]).nnz == 0
+    np.testing.assert_array_equal(got[1], want[1])
+    np.testing.assert_array_equal(got[2], want[2])
+    np.testing.assert_array_equal(want[2], [0, 0, 0, 1, 1])  # id 2, never named, takes id 1's field
+    path.write_bytes(b"1 0:0:1\n0 1:0:1\n")  # a pipe is read once: the conflict is named by row
+    writer = subprocess.Popen(["sh", "-c", f"cat {path} > {fifo}"])
+    with pytest.raises(ValueError, match=r"p.ffm:row 2: feature 0 is in field 1, but .*p.ffm:row 1 put it"):
+        fastafm.load_libffm(fifo)
+    writer.wait()
+
+
+def test_load_libffm_checks_the_memory_of_a_huge_id_first(tmp_path, monkeypatch):
+    from fastafm.data import validation
+
+    path = tmp_path / "a.ffm"
+    path.write_text("1 0:0:1 3:2147483647:1\n")
+    monkeypatch.setattr(validation, "available_memory", lambda: 1 << 30)
+    with pytest.raises(MemoryError, match=r"the field array of .*a.ffm \(n_features=2147483648\) needs about 8"):
+        fastafm.load_libffm(path)

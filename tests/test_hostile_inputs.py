@@ -83,6 +83,8 @@ def one_error_line(err: str) -> str:
 CHAR_DEVICE_CASES = {
     "load": "fastafm.load('/dev/zero')",
     "load_libfm": "fastafm.load_libfm('/dev/zero')",
+    "load_libffm": "fastafm.load_libffm('/dev/zero')",
+    "parse_libffm": "fastafm._core.parse_libfm_file('/dev/zero', format='libffm')",
     "parse_libfm_file": "fastafm._core.parse_libfm_file('/dev/zero')",
     "CacheFile": "fastafm.CacheFile('/dev/zero')",
     "convert": "fastafm.convert('/dev/zero', DEST)",

@@ -17,6 +17,7 @@
 #include <memory>
 #include <new>
 #include <system_error>
+#include <tuple>
 
 #include <sys/stat.h>
 
@@ -176,6 +177,40 @@ std::string bad_feature_token(const char* b, const char* e) {
     return "feature id " + show(b, colon) + " is not a non-negative integer";
 }
 
+// Why the libFFM token [b, e) is not "field:feature:value" (cold path).
+std::string bad_ffm_token(const char* b, const char* e) {
+    const auto n_colons = std::count(b, e, ':');
+    if (n_colons != 2)
+        return "token " + show(b, e) + " is not of the form field:feature:value (" + std::to_string(n_colons) +
+               " ':')";
+    const char* c1 = static_cast<const char*>(std::memchr(b, ':', static_cast<size_t>(e - b)));
+    const char* c2 = static_cast<const char*>(std::memchr(c1 + 1, ':', static_cast<size_t>(e - c1 - 1)));
+    for (auto [fb, fe, what] : {std::tuple{b, c1, "field id"}, std::tuple{c1 + 1, c2, "feature id"}}) {
+        if (fb == fe) return std::string(what) + " is empty in token " + show(b, e);
+        if (*fb == '-' && fe - fb > 1 && std::all_of(fb + 1, fe, is_digit))
+            return std::string(what) + " " + show(fb, fe) + " is negative";
+        if (!std::all_of(fb, fe, is_digit)) return std::string(what) + " " + show(fb, fe) + " is not a non-negative integer";
+    }
+    return "token " + show(b, e) + " is not of the form field:feature:value";
+}
+
+// The base-10 digits at q (before le): their value, saturated at kMaxId + 1, and where they end.
+const char* parse_digits(const char* q, const char* le, uint64_t& value) {
+    const char* r = q;
+    uint64_t v = 0;
+    while (r < le && is_digit(*r)) v = v * 10 + static_cast<uint64_t>(*r++ - '0');
+    if (r - q > 18) {  // the sum above may have wrapped: look past leading zeros
+        const char* nz = q;
+        while (nz < r - 1 && *nz == '0') ++nz;
+        v = 0;
+        if (r - nz > 10) v = static_cast<uint64_t>(kMaxId) + 1;
+        else
+            for (const char* c = nz; c < r; ++c) v = v * 10 + static_cast<uint64_t>(*c - '0');
+    }
+    value = v;
+    return r;
+}
+
 bool fail(ParseError& err, int64_t line, std::string message, LibfmData& out) {
     err.line = line;
     err.message = std::move(message);
@@ -183,7 +218,8 @@ bool fail(ParseError& err, int64_t line, std::string message, LibfmData& out) {
     return false;
 }
 
-bool parse_impl(const char* data, size_t size, LibfmData& out, ParseError& err) {
+bool parse_impl(const char* data, size_t size, LibfmData& out, ParseError& err, TextFormat format) {
+    const bool ffm = format == TextFormat::libffm;
     // Exact upper bounds: every row ends at a '\n' or at the end, every feature token holds a ':'.
     // (Blocks with 16-bit counters let the compiler vectorise the count 8 or 16 bytes at a time.)
     size_t n_colon = 0, n_newline = 0;
@@ -202,6 +238,7 @@ bool parse_impl(const char* data, size_t size, LibfmData& out, ParseError& err) 
     out.labels.reserve(n_newline + 1);
     out.indices.reserve(n_colon);
     out.values.reserve(n_colon);
+    if (ffm) out.fields.reserve(n_colon / 2 + 1);
     out.indptr.push_back(0);
 
     int64_t max_id = -1;
@@ -241,20 +278,24 @@ bool parse_impl(const char* data, size_t size, LibfmData& out, ParseError& err) 
         for (;;) {
             while (q < le && is_blank(*q)) ++q;
             if (q == le) break;
-            // id: digits then ':'
-            const char* r = q;
-            uint64_t id = 0;
-            while (r < le && is_digit(*r)) id = id * 10 + static_cast<uint64_t>(*r++ - '0');
-            if (r == q || r == le || *r != ':')
-                return fail(err, line, bad_feature_token(q, token_end(q, le)), out);
-            if (r - q > 18) {  // the sum above may have wrapped: look past leading zeros
-                const char* nz = q;
-                while (nz < r - 1 && *nz == '0') ++nz;
-                id = 0;
-                if (r - nz > 10) id = static_cast<uint64_t>(kMaxId) + 1;
-                else
-                    for (const char* c = nz; c < r; ++c) id = id * 10 + static_cast<uint64_t>(*c - '0');
+            const char* const tb = q;
+            uint64_t field = 0;
+            if (ffm) {  // libFFM: field digits then ':'
+                const char* f = parse_digits(q, le, field);
+                if (f == q || f == le || *f != ':') return fail(err, line, bad_ffm_token(tb, token_end(tb, le)), out);
+                if (field > static_cast<uint64_t>(kMaxFieldId))
+                    return fail(err, line,
+                                "field id " + show(q, f) + " is beyond the limit (max " + std::to_string(kMaxFieldId) +
+                                    ")",
+                                out);
+                q = f + 1;
             }
+            // id: digits then ':'
+            uint64_t id = 0;
+            const char* r = parse_digits(q, le, id);
+            if (r == q || r == le || *r != ':')
+                return fail(err, line,
+                            ffm ? bad_ffm_token(tb, token_end(tb, le)) : bad_feature_token(q, token_end(q, le)), out);
             if (id > static_cast<uint64_t>(kMaxId))
                 return fail(err, line,
                             "feature id " + show(q, r) + " is beyond the int32 range (max " +
@@ -263,17 +304,23 @@ bool parse_impl(const char* data, size_t size, LibfmData& out, ParseError& err) 
             const char* vb = r + 1;
             if (vb == le || is_blank(*vb))
                 return fail(err, line,
-                            "value of feature " + std::to_string(id) + " is empty (token " + show(q, vb) + ")",
+                            "value of feature " + std::to_string(id) + " is empty (token " + show(tb, vb) + ")",
                             out);
             const char* ve = nullptr;
             float v = 0.0f;
             const Real vr = parse_real(vb, le, v, ve);
+            if (vr != Real::ok && ffm && std::memchr(vb, ':', static_cast<size_t>(ve - vb)))
+                return fail(err, line, bad_ffm_token(tb, ve), out);  // "0:3:1:2"
             if (vr != Real::ok)
                 return fail(err, line,
                             "value " + show(vb, ve) + " of feature " + std::to_string(id) + " " + real_problem(vr),
                             out);
             out.indices.push_back(static_cast<int32_t>(id));
             out.values.push_back(v);
+            if (ffm) {
+                out.fields.push_back(static_cast<int32_t>(field));
+                if (static_cast<int64_t>(field) > out.max_field_id) out.max_field_id = static_cast<int64_t>(field);
+            }
             if (static_cast<int64_t>(id) > max_id) max_id = static_cast<int64_t>(id);
             q = ve;
         }
@@ -289,12 +336,12 @@ std::string os_error(int e) { return std::error_code(e, std::generic_category())
 
 }  // namespace
 
-bool parse_libfm(const char* data, size_t size, LibfmData& out, ParseError& err) {
+bool parse_libfm(const char* data, size_t size, LibfmData& out, ParseError& err, TextFormat format) {
     err = ParseError{};
     try {
         out = LibfmData{};
         if (size > 0 && data == nullptr) return fail(err, 0, "null buffer", out);
-        return parse_impl(data, size, out, err);
+        return parse_impl(data, size, out, err, format);
     } catch (const std::bad_alloc&) {
         out = LibfmData{};
         err.line = 0;
@@ -308,7 +355,7 @@ bool parse_libfm(const char* data, size_t size, LibfmData& out, ParseError& err)
     }
 }
 
-bool parse_libfm_file(const std::string& path, LibfmData& out, ParseError& err) {
+bool parse_libfm_file(const std::string& path, LibfmData& out, ParseError& err, TextFormat format) {
     err = ParseError{};
     try {
         out = LibfmData{};
@@ -356,7 +403,7 @@ bool parse_libfm_file(const std::string& path, LibfmData& out, ParseError& err) 
             cap *= 2;
         }
         f.reset();
-        return parse_impl(buf.get(), len, out, err);
+        return parse_impl(buf.get(), len, out, err, format);
     } catch (const std::bad_alloc&) {
         out = LibfmData{};
         err.line = 0;

@@ -20,6 +20,10 @@
 // "qid:" tokens (not supported), NUL bytes anywhere (comments included), a CR not followed by LF (it is
 // part of a token then), a UTF-8 byte-order mark.
 //
+// libFFM (the libffm / xLearn format) is the same grammar with feature tokens "field:id:value": field is a
+// non-negative base-10 integer below 65,536 (digits only), kept per non-zero in `fields`. A token of another
+// shape ("3:1", "0:3:1:2") is rejected with the line.
+//
 // Error contract: the functions never throw (out of memory is reported as an error too) and never read
 // outside [data, data + size). On failure they return false, leave `out` empty, and fill `err`:
 // err.line is the 1-based line of the first error (0 when the file cannot be read, with the OS error in
@@ -38,7 +42,13 @@ struct LibfmData {
     std::vector<float> values;
     std::vector<float> labels;     // n_rows
     int64_t max_feature_id = -1;   // -1 when no feature at all
+    std::vector<int32_t> fields;   // libFFM only: the field of each non-zero (empty for libFM)
+    int64_t max_field_id = -1;     // libFFM only
 };
+
+enum class TextFormat { libfm, libffm };
+
+constexpr int64_t kMaxFieldId = 65535;
 
 struct ParseError {
     int64_t line = 0;  // 1-based; 0 when the error is not tied to a line (e.g. an unreadable file)
@@ -46,11 +56,13 @@ struct ParseError {
 };
 
 // Parse a whole in-memory buffer. Returns true on success; on failure fills err and returns false.
-bool parse_libfm(const char* data, size_t size, LibfmData& out, ParseError& err);
+bool parse_libfm(const char* data, size_t size, LibfmData& out, ParseError& err,
+                 TextFormat format = TextFormat::libfm);
 
 // Read a file in one go and parse it; an unreadable file gives line 0 and a message naming the OS error. Only
 // regular files and pipes are read: anything else (a character device such as /dev/zero, a block device, a
 // socket, a directory) is refused with line 0 and a message naming its kind, before any byte is read.
-bool parse_libfm_file(const std::string& path, LibfmData& out, ParseError& err);
+bool parse_libfm_file(const std::string& path, LibfmData& out, ParseError& err,
+                      TextFormat format = TextFormat::libfm);
 
 }  // namespace afm

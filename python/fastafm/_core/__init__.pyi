@@ -237,16 +237,17 @@ def pairs_major_from(k: typing.SupportsInt | typing.SupportsIndex, t: typing.Sup
     embedding size k and attention size t, now (on kernel_isa(k, t, pairs)'s set; small k and t and long
     rows, unless _testing.set_pair_layout forced a layout).
     """
-def parse_libfm_buffer(buffer: typing_extensions.Buffer, name: str, first_line: typing.SupportsInt | typing.SupportsIndex = 1) -> tuple:
+def parse_libfm_buffer(buffer: typing_extensions.Buffer, name: str, first_line: typing.SupportsInt | typing.SupportsIndex = 1, format: str = 'libfm') -> tuple:
     """
     Parse libFM/libSVM text held in a bytes-like buffer (a chunk of whole lines of a file). Returns what
     parse_libfm_file returns; a malformed line raises ValueError 'name:line: message', the line counted
     from `first_line` (the file line the buffer starts at).
     """
-def parse_libfm_file(path: str) -> tuple:
+def parse_libfm_file(path: str, format: str = 'libfm') -> tuple:
     """
-    Parse a libFM/libSVM file. Returns (indptr int64, indices int32, values float32, labels float32,
-    max_feature_id); raises ValueError 'path:line: message' on a malformed line.
+    Parse a libFM/libSVM file (format='libfm') or a libFFM file (format='libffm'). Returns (indptr int64,
+    indices int32, values float32, labels float32, max_feature_id), and for libFFM also (fields int32 per
+    non-zero, max_field_id); raises ValueError 'path:line: message' on a malformed line.
     """
 def predict(params: dict, indptr: numpy.ndarray, indices: numpy.ndarray, values: numpy.ndarray, attention: bool = True, n_threads: typing.SupportsInt | typing.SupportsIndex = 0) -> numpy.typing.NDArray[numpy.float32]:
     """

@@ -1,19 +1,17 @@
 """Reading libFFM text files (the libffm / xLearn format: `label field:feature:value ...`), with the fields.
 
-A line's tokens are parsed in Python and the rows assembled with NumPy: simple and strict, not the C++ speed of
-`load_libfm` (extending the C++ parser is left for later). Every malformed line is an error naming the file and
-line, never skipped; so is a feature given two fields, or a field id beyond a given `n_fields`.
+The core's libFM parser reads them (its libFFM mode: the same strict grammar, numbers and errors as libFM
+files, `fastafm.load_libfm`), regular files and pipes alike. What is libFFM's own is checked here: a feature
+given two fields (both lines named) and a field id beyond a given `n_fields`.
 """
 from __future__ import annotations
 
-import os
-
 import numpy as np
-import scipy.sparse as sp
+
+from .files import PIPE, display, input_kind
+from .libfm import _assemble, check_path_and_width, read_text
 
 __all__ = ["load_libffm"]
-
-_INT32_MAX = 2**31 - 1
 
 
 def load_libffm(path, n_features=None, n_fields=None):
@@ -21,7 +19,8 @@ def load_libffm(path, n_features=None, n_fields=None):
 
     Parameters
     ----------
-    path : str or os.PathLike
+    path : str, bytes or os.PathLike
+        A regular file or a pipe, as for `load_libfm`.
     n_features : int, optional
         Columns of X (default: the largest feature id + 1); at least that.
     n_fields : int, optional
@@ -36,89 +35,63 @@ def load_libffm(path, n_features=None, n_fields=None):
 
     Raises
     ------
-    ValueError "{path}:{line}: ..." for a malformed line, a negative or too large id, a field id out of range,
-    or a feature that appears under two fields (both lines named).
+    ValueError "{path}:{line}: ..." for a malformed line (the grammar of `load_libfm`, each feature token
+    `field:feature:value` with a field id below 65,536), a field id out of range, or a feature that appears
+    under two fields (both lines named); TypeError/ValueError for a bad `n_features` or `n_fields`.
     """
-    name = os.fsdecode(os.fspath(path))
-    labels: list = []
-    fld: list = []
-    ids: list = []
-    vals: list = []
-    indptr = [0]
-    with open(path, "rb") as fh:
-        for lineno, raw in enumerate(fh, 1):
-            line = raw.split(b"#", 1)[0].strip()
-            if not line:
-                continue
-            tokens = line.split()
-            try:
-                labels.append(float(tokens[0]))
-            except ValueError:
-                raise ValueError(f"{name}:{lineno}: the label {tokens[0].decode(errors='replace')!r} is not a "
-                                 "number") from None
-            for tok in tokens[1:]:
-                parts = tok.split(b":")
-                try:
-                    if len(parts) != 3:
-                        raise ValueError
-                    f, i, v = int(parts[0]), int(parts[1]), float(parts[2])
-                except ValueError:
-                    raise ValueError(f"{name}:{lineno}: {tok.decode(errors='replace')!r} is not field:feature:value "
-                                     "(integers, then a number)") from None
-                if f < 0 or i < 0 or i > _INT32_MAX - 1 or f > 65535:
-                    raise ValueError(f"{name}:{lineno}: field {f} or feature {i} is out of range (ids are >= 0; "
-                                     "features < 2^31 - 1, fields < 65,536)")
-                if n_fields is not None and f >= n_fields:
-                    raise ValueError(f"{name}:{lineno}: field id {f} is out of range: n_fields is {n_fields}")
-                if not np.isfinite(v):
-                    raise ValueError(f"{name}:{lineno}: the value of {tok.decode(errors='replace')!r} is not finite")
-                fld.append(f)
-                ids.append(i)
-                vals.append(v)
-            indptr.append(len(ids))
-    id_arr = np.asarray(ids, np.int64)
-    f_arr = np.asarray(fld, np.int64)
-    width = int(id_arr.max()) + 1 if id_arr.size else 0
-    if n_features is not None:
-        if isinstance(n_features, bool) or int(n_features) != n_features or n_features < max(width, 1):
-            raise ValueError(f"n_features must be an integer >= {max(width, 1)} (the largest id + 1), got {n_features!r}")
-        width = int(n_features)
-    fields = _fields(name, id_arr, f_arr, np.asarray(indptr, np.int64), width)
-    X = sp.csr_matrix((np.asarray(vals, np.float32), id_arr.astype(np.int32), np.asarray(indptr, np.int64)),
-                      shape=(len(labels), width))
-    return X, np.asarray(labels, np.float32), fields
+    path, n_features = check_path_and_width(path, n_features)
+    if n_fields is not None:
+        if isinstance(n_fields, (bool, np.bool_)) or not isinstance(n_fields, (int, np.integer)) or n_fields < 1:
+            raise ValueError(f"n_fields must be a positive integer or None, got {n_fields!r}")
+    parsed = read_text(path, "libffm")
+    X, y = _assemble(path, parsed, n_features)
+    nz_fields = parsed[5]
+    lines = _Lines(path, parsed[0])
+    if n_fields is not None and int(parsed[6]) >= n_fields:
+        j = int(np.flatnonzero(nz_fields >= n_fields)[0])
+        raise ValueError(f"{lines.name}:{lines.of(j)}: field id {int(nz_fields[j])} is out of range: n_fields is "
+                         f"{n_fields}")
+    return X, y, _fields(lines, X.indices.astype(np.int64), nz_fields.astype(np.int64), X.shape[1])
 
 
-def _fields(name: str, ids: np.ndarray, flds: np.ndarray, indptr: np.ndarray, width: int) -> np.ndarray:
-    """The field of every id; a feature given two fields is an error naming both lines."""
-    out = np.full(width, -1, np.int64)
-    if ids.size:
-        first = np.full(width, -1, np.int64)
-        order = np.arange(ids.size)[::-1]  # the first occurrence wins the assignment below
-        first[ids[order]] = order
-        out[ids] = flds[first[ids]]
-        bad = np.flatnonzero(out[ids] != flds)
-        if bad.size:
-            j = int(bad[0])
-            k = int(first[ids[j]])
-            line_of = _line_numbers(name, indptr)
-            raise ValueError(f"{name}:{line_of(j)}: feature {int(ids[j])} is in field {int(flds[j])}, but "
-                             f"{name}:{line_of(k)} put it in field {int(flds[k])}: a feature belongs to one field")
-    held = np.maximum.accumulate(np.where(out >= 0, np.arange(width), -1)) if width else out
-    out = np.where(held >= 0, out[np.maximum(held, 0)], 0) if width else out
-    return np.ascontiguousarray(out, dtype=np.int32)
+class _Lines:
+    """File line (1-based, blank and comment lines counted) of the non-zero at position j, for messages: the
+    file is read again (only on that error path); a pipe, read once, is named by row instead."""
 
+    def __init__(self, path: str, indptr: np.ndarray):
+        self.path = path
+        self.name = display(path)
+        self.indptr = indptr
 
-def _line_numbers(name: str, indptr: np.ndarray):
-    """Line number (1-based, comments and blank lines counted) of the non-zero at position j."""
-    def line_of(j: int) -> int:
-        row = int(np.searchsorted(indptr, j, side="right")) - 1
+    def of(self, j: int) -> str:
+        row = int(np.searchsorted(self.indptr, j, side="right")) - 1
+        if input_kind(self.path, "a libFFM file", pipes=True) == PIPE:
+            return f"row {row + 1}"
         seen = -1
-        with open(name, "rb") as fh:
+        with open(self.path, "rb") as fh:
             for lineno, raw in enumerate(fh, 1):
-                if raw.split(b"#", 1)[0].strip():
+                if raw.split(b"#", 1)[0].strip(b" \t\r\n"):
                     seen += 1
                     if seen == row:
-                        return lineno
-        return row + 1
-    return line_of
+                        return str(lineno)
+        return f"row {row + 1}"
+
+
+def _fields(lines: _Lines, ids: np.ndarray, flds: np.ndarray, width: int) -> np.ndarray:
+    """The field of every id (ids never named take the field of the nearest smaller named id, 0 before the
+    first); a feature given two fields is an error naming both lines. Memory: O(non-zeros), plus the int32
+    result (checked first: a file naming id 2^31 - 1 asks for 8 GiB of it)."""
+    from .validation import check_memory
+
+    check_memory(4 * width, f"the field array of {lines.name} (n_features={width})")
+    named, first, inverse = np.unique(ids, return_index=True, return_inverse=True)
+    named_fields = flds[first]
+    bad = np.flatnonzero(named_fields[inverse.reshape(-1)] != flds)
+    if bad.size:
+        j = int(bad[0])
+        k = int(first[inverse.reshape(-1)[j]])
+        raise ValueError(f"{lines.name}:{lines.of(j)}: feature {int(ids[j])} is in field {int(flds[j])}, but "
+                         f"{lines.name}:{lines.of(k)} put it in field {int(flds[k])}: a feature belongs to one field")
+    # runs: [0, first named id) -> 0, then each named id's field up to the next named id
+    runs = np.diff(np.concatenate([[0], named, [width]]))
+    return np.repeat(np.concatenate([[0], named_fields]).astype(np.int32), runs)

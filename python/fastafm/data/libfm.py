@@ -98,6 +98,12 @@ def load_libfm(path, n_features=None):
     >>> X, y = load_libfm("train.libfm")                    # doctest: +SKIP
     >>> X_test, y_test = load_libfm("test.libfm", n_features=X.shape[1])  # doctest: +SKIP
     """
+    path, n_features = check_path_and_width(path, n_features)
+    return _assemble(path, read_text(path, "libfm"), n_features)
+
+
+def check_path_and_width(path, n_features):
+    """(path as str, n_features as int or None), or the TypeError/ValueError of a bad argument."""
     if isinstance(path, (str, bytes, os.PathLike)):
         path = os.fsdecode(os.fspath(path))
     else:
@@ -108,13 +114,16 @@ def load_libfm(path, n_features=None):
         n_features = int(n_features)
         if n_features <= 0:
             raise ValueError(f"n_features must be a positive integer or None, got {n_features}")
-    kind = input_kind(path, "a libFM file", pipes=True)
-    if kind == PIPE:
-        with open_input(path, "a libFM file", pipes=True)[0] as fh:
-            parsed = _parse_stream(fh, display(path))
-    else:
-        parsed = _parse(path)
-    return _assemble(path, parsed, n_features)
+    return path, n_features
+
+
+def read_text(path: str, fmt: str):
+    """The core parser's arrays of a libFM ("libfm") or libFFM ("libffm") file or pipe (docs/reliability.md)."""
+    what = "a libFFM file" if fmt == "libffm" else "a libFM file"
+    if input_kind(path, what, pipes=True) == PIPE:
+        with open_input(path, what, pipes=True)[0] as fh:
+            return _parse_stream(fh, display(path), fmt=fmt)
+    return _parse(path, fmt)
 
 
 def _load_libfm_stream(fh, name: str, n_features=None, prefix: bytes = b""):
@@ -124,7 +133,7 @@ def _load_libfm_stream(fh, name: str, n_features=None, prefix: bytes = b""):
 
 
 def _assemble(path: str, parsed, n_features):
-    indptr, indices, values, labels, max_feature_id = parsed
+    indptr, indices, values, labels, max_feature_id = parsed[:5]
     max_feature_id = int(max_feature_id)
     if n_features is None:
         n_features = max_feature_id + 1
@@ -140,8 +149,8 @@ def _assemble(path: str, parsed, n_features):
     return X, np.asarray(labels, dtype=np.float32)
 
 
-def _parse(path: str):
-    """The core's parser on `path`. A file name that is not valid UTF-8 (POSIX bytes that os.fsdecode turned
+def _parse(path: str, fmt: str = "libfm"):
+    """The core's parser on `path` (`fmt`: "libfm", or "libffm" with the fields). A file name that is not valid UTF-8 (POSIX bytes that os.fsdecode turned
     into surrogates) cannot cross pybind11 as a std::string: the core then reads the file through an open
     descriptor (/dev/fd/N), and messages name the file with its odd bytes escaped."""
     from fastafm import _core
@@ -154,7 +163,7 @@ def _parse(path: str):
         try:
             proxy = f"/dev/fd/{fd}"
             try:
-                return _core.parse_libfm_file(proxy)
+                return _core.parse_libfm_file(proxy, format=fmt)
             except ValueError as exc:
                 message = str(exc)
                 if message.startswith(proxy):
@@ -162,7 +171,7 @@ def _parse(path: str):
                 raise ValueError(message) from None
         finally:
             os.close(fd)
-    return _core.parse_libfm_file(path)
+    return _core.parse_libfm_file(path, format=fmt)
 
 
 def libfm_chunks(fh: BinaryIO, chunk_bytes: int = DEFAULT_CHUNK_BYTES, prefix: bytes = b"",
@@ -202,26 +211,30 @@ def libfm_chunks(fh: BinaryIO, chunk_bytes: int = DEFAULT_CHUNK_BYTES, prefix: b
         carry = buf[cut:]
 
 
-def _parse_stream(fh: BinaryIO, name: str, prefix: bytes = b"", chunk_bytes: int = DEFAULT_CHUNK_BYTES):
+def _parse_stream(fh: BinaryIO, name: str, prefix: bytes = b"", chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+                  fmt: str = "libfm"):
     """The parser over a stream read once in chunks, with a memory check before each chunk and before the
-    parts are joined (MemoryError naming the stream instead of unbounded growth)."""
+    parts are joined (MemoryError naming the stream instead of unbounded growth). Returns what the core's
+    parser returns for the whole text (libFFM: with the fields of the non-zeros and the largest field id)."""
     from fastafm import _core
 
     from .validation import check_memory
 
     parts = []
     held = 0
-    max_id = -1
     for chunk, first_line in libfm_chunks(fh, chunk_bytes, prefix, name):
-        indptr, indices, values, labels, chunk_max = _core.parse_libfm_buffer(chunk, name, first_line)
-        parts.append((indptr, indices, values, labels))
-        held += indptr.nbytes + indices.nbytes + values.nbytes + labels.nbytes
-        max_id = max(max_id, int(chunk_max))
+        part = _core.parse_libfm_buffer(chunk, name, first_line, format=fmt)
+        parts.append(part)
+        held += sum(a.nbytes for a in part if isinstance(a, np.ndarray))
         # the next chunk (text and its parse) and, at the end, one joined copy of everything parsed
         check_memory(held + 4 * chunk_bytes, f"reading {name} ({held} bytes parsed so far)")
     if not parts:
-        return (np.zeros(1, np.int64), np.zeros(0, np.int32), np.zeros(0, np.float32), np.zeros(0, np.float32), -1)
+        empty = (np.zeros(1, np.int64), np.zeros(0, np.int32), np.zeros(0, np.float32), np.zeros(0, np.float32), -1)
+        return empty + ((np.zeros(0, np.int32), -1) if fmt == "libffm" else ())
     offsets = np.cumsum([0] + [int(p[0][-1]) for p in parts])
     indptr = np.concatenate([np.zeros(1, np.int64)] + [p[0][1:] + off for p, off in zip(parts, offsets)])
-    return (indptr, np.concatenate([p[1] for p in parts]), np.concatenate([p[2] for p in parts]),
-            np.concatenate([p[3] for p in parts]), max_id)
+    joined: tuple = (indptr, np.concatenate([p[1] for p in parts]), np.concatenate([p[2] for p in parts]),
+              np.concatenate([p[3] for p in parts]), max(int(p[4]) for p in parts))
+    if fmt == "libffm":
+        joined += (np.concatenate([p[5] for p in parts]), max(int(p[6]) for p in parts))
+    return joined
