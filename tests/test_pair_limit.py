@@ -161,3 +161,41 @@ def test_the_reported_rows_are_refused_at_once_by_the_default_limit(tmp_path, li
                           "fastafm.RowTooLongError as exc:\n    print(exc)\n", model, data],
                          capture_output=True, text=True, timeout=CHILD_TIMEOUT, env=env)
     assert api.returncode == 0 and api.stdout.startswith("X row 1 has"), api.stderr
+
+
+# ----------------------------------------------------------------------------- predict in bounded blocks
+@pytest.mark.parametrize("budget", [1, 7, 50, 10**9])
+def test_row_blocks_cover_the_rows_in_order_within_the_budget(budget):
+    from fastafm.data.limits import row_blocks
+
+    rng = np.random.default_rng(budget)
+    m = rng.integers(0, 12, size=40)
+    indptr = np.concatenate([[0], np.cumsum(m)])
+    blocks = row_blocks(indptr, budget)
+    assert blocks[0][0] == 0 and blocks[-1][1] == 40
+    assert all(a < b for a, b in blocks) and all(b == c for (_, b), (c, _) in zip(blocks, blocks[1:]))
+    work = m * (m - 1) // 2 + m + 1
+    for a, b in blocks:
+        assert b - a == 1 or work[a:b].sum() <= budget
+        if b < 40:
+            assert work[a:b + 1].sum() > budget  # no block stops early
+    assert row_blocks(np.zeros(1, np.int64), budget) == [(0, 0)]
+
+
+def test_predict_in_blocks_equals_predict_in_one_call(monkeypatch):
+    from fastafm.data import limits
+
+    rng = np.random.default_rng(3)
+    m = rng.integers(0, 30, size=300)
+    X = sp.csr_matrix((rng.normal(size=m.sum()).astype(np.float32), rng.integers(0, 50, size=m.sum()),
+                       np.concatenate([[0], np.cumsum(m)])), shape=(300, 50))
+    y = rng.normal(size=300)
+    for model in (fastafm.AFMRegressor(embedding_dim=8, attention_dim=4, n_epochs=2, random_state=0),
+                  fastafm.FwFMClassifier(embedding_dim=8, n_epochs=2, random_state=0, fields=np.arange(50) % 5)):
+        model.fit(X, y > 0 if hasattr(model, "predict_proba") else y)
+        whole = model.predict_proba(X) if hasattr(model, "predict_proba") else model.predict(X)
+        monkeypatch.setattr(limits, "PREDICT_BLOCK_WORK", 500)
+        assert len(limits.row_blocks(np.concatenate([[0], np.cumsum(m)]))) > 10
+        blocked = model.predict_proba(X) if hasattr(model, "predict_proba") else model.predict(X)
+        monkeypatch.undo()
+        np.testing.assert_array_equal(blocked, whole)  # rows are independent: bit for bit

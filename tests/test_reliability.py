@@ -167,6 +167,43 @@ def test_sigint_stops_a_long_epoch_within_a_second():
     assert_consistent(model, X[:50])
 
 
+@pytest.mark.skipif(threading.current_thread() is not threading.main_thread(), reason="signals need the main thread")
+def test_sigint_stops_a_long_predict_within_a_second():
+    settings = dict(embedding_dim=64, attention_dim=64, n_threads=1, random_state=0, pretrain=None, n_epochs=1)
+    X, y = long_rows(n_rows=600)
+    model = fastafm.AFMRegressor(**settings).fit(X[:100], y[:100])
+    start = time.perf_counter()  # timing: measures this machine's predict rate, asserts nothing
+    want = model.predict(X)
+    rate = 600 / max(time.perf_counter() - start, 1e-6)  # timing: as above
+    reps = int(min(max(rate * 8.0 / 600, 20), 20_000))  # a predict of ~8 s: SIGINT at 1 s lands inside it
+    big = sp.vstack([X] * reps, format="csr")
+    calls = []
+    real_predict = _core.predict
+
+    def counted(*args):
+        calls.append(1)
+        return real_predict(*args)
+
+    sent = []
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    timer = _interrupt_after(1.0, sent)
+    try:
+        estimators._core.predict = counted  # the module attribute the estimators call
+        with pytest.raises(KeyboardInterrupt):
+            model.predict(big)
+        caught = time.perf_counter()  # timing: a latency bound of 1 s for blocks of well under a second
+    finally:
+        estimators._core.predict = real_predict
+        timer.cancel()
+        signal.signal(signal.SIGINT, previous)
+    assert sent, "the timer never fired"
+    assert caught - sent[0] < 1.0, f"KeyboardInterrupt came {caught - sent[0]:.2f} s after SIGINT"
+    from fastafm.data.limits import row_blocks
+
+    assert len(calls) < len(row_blocks(big.indptr))  # stopped between blocks, not after the last
+    np.testing.assert_array_equal(model.predict(X), want)  # the model is untouched
+
+
 # ------------------------------------------------------------------------------------------- threads
 
 

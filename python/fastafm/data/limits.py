@@ -87,3 +87,30 @@ def check_longest(m: int, where: str) -> None:
     limit = max_pairs_per_row()
     if pairs(int(m)) > limit:
         _refuse(f"{where}: its longest row", int(m), limit)
+
+
+# A predict call runs the kernels with the GIL released and no way to stop them, so long inputs go to the core
+# in blocks of about this much work (pairs + non-zeros + rows): Ctrl-C then stops a long predict between two
+# blocks (each well under a second at the rates above), and a block is big enough that its call overhead and
+# thread start-up are lost in it.
+PREDICT_BLOCK_WORK = 1 << 22
+
+
+def row_blocks(indptr: np.ndarray, budget: Optional[int] = None) -> list:
+    """[(start, stop), ...] row ranges covering CSR `indptr`'s rows in order, each of at most `budget` work
+    (m (m - 1) / 2 + m + 1 for a row of m non-zeros) unless it is one row; one range when everything fits."""
+    budget = PREDICT_BLOCK_WORK if budget is None else budget
+    indptr = np.asarray(indptr, dtype=np.int64)
+    n_rows = indptr.shape[0] - 1
+    if n_rows <= 0 or pairs(int(indptr[-1] - indptr[0])) + int(indptr[-1] - indptr[0]) + n_rows <= budget:
+        return [(0, max(n_rows, 0))]
+    m = np.diff(indptr)
+    work = np.cumsum(m * (m - 1) // 2 + m + 1)
+    blocks = []
+    start = 0
+    while start < n_rows:
+        done = int(work[start - 1]) if start else 0
+        stop = max(int(np.searchsorted(work, done + budget, side="right")), start + 1)
+        blocks.append((start, min(stop, n_rows)))
+        start = stop
+    return blocks

@@ -11,6 +11,7 @@ import numpy as np
 
 from .. import _core
 from .._compat import BaseEstimator, fitted_state
+from ..data.limits import row_blocks
 from ..data.validation import as_csr, check_kernel_memory, check_memory, csr_arrays
 from ..training.state import TrainingState, init_state
 from ..training.weights import check_sample_weight
@@ -138,7 +139,13 @@ class _Base(BaseEstimator):
 
     def _scores(self, state: TrainingState, indptr, indices, values) -> np.ndarray:
         """The model's float64 outputs of checked CSR arrays (what the evaluation rows are scored with)."""
-        out = _core.predict(state.core_params(), indptr, indices, values, state.spec.attention, self._threads())
+        params, attention, threads = state.core_params(), state.spec.attention, self._threads()
+        blocks = row_blocks(indptr)  # Ctrl-C is seen between blocks (data.limits.PREDICT_BLOCK_WORK)
+        if len(blocks) == 1:
+            out = _core.predict(params, indptr, indices, values, attention, threads)
+        else:
+            out = np.concatenate([_core.predict(params, indptr[a:b + 1] - indptr[a], indices[indptr[a]:indptr[b]],
+                                                values[indptr[a]:indptr[b]], attention, threads) for a, b in blocks])
         if not np.isfinite(out).all():  # finite model and input, but float32 overflowed: say so, never silently
             warnings.warn(f"{int(np.count_nonzero(~np.isfinite(out)))} of {out.shape[0]} outputs are NaN or infinite "
                           "(float32 overflow: feature values too large for this model?)", RuntimeWarning, stacklevel=2)
