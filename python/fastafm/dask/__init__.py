@@ -2,6 +2,6 @@
 
 Needs the optional dependencies: pip install fastafm[dask].
 """
-from .estimators import DaskAFMClassifier, DaskAFMRegressor
+from .estimators import DaskAFMClassifier, DaskAFMRegressor, DaskFwFMClassifier, DaskFwFMRegressor
 
-__all__ = ["DaskAFMClassifier", "DaskAFMRegressor"]
+__all__ = ["DaskAFMClassifier", "DaskAFMRegressor", "DaskFwFMClassifier", "DaskFwFMRegressor"]

@@ -238,7 +238,8 @@ class DaskEpochs:
         self.master = client.scatter(mg.State(self.state.params, self.state.slots), workers=[workers[0]])
         # Each worker's own copy of the model, made once per fit (the only time the whole model moves).
         self._fit_key = uuid.uuid4().hex
-        self.replicas = [client.submit(wk.new_replica, self.master, f"{self._fit_key}-{w}", workers=[a],
+        fields = None if self.state.fields is None else client.scatter(self.state.fields, broadcast=True)
+        self.replicas = [client.submit(wk.new_replica, self.master, f"{self._fit_key}-{w}", fields, workers=[a],
                                        allow_other_workers=False, pure=False) for w, a in enumerate(workers)]
         # Every task on a replica takes the worker's previous one as `after`: they run in order, and every
         # worker gets every round's delta (an idle one through sync_replica).

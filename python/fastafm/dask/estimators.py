@@ -53,7 +53,7 @@ except ImportError as exc:  # pragma: no cover - exercised by a subprocess test 
 from .._compat import BaseEstimator, ClassifierMixin, RegressorMixin, check_fitted, fitted_state
 from ..models import registry as _registry
 from ..models.atomic import atomic_refit
-from ..models.estimators import AFMClassifier, AFMRegressor
+from ..models.estimators import AFMClassifier, AFMRegressor, FwFMClassifier, FwFMRegressor
 from ..models.hyperparams import SIGNATURES, core_settings, store, validate
 from ..training import session
 from ..training.callbacks import check_metric
@@ -61,47 +61,19 @@ from ..training.state import init_state
 from . import driver
 from .inputs import get_client, map_predict
 
-__all__ = ["DaskAFMClassifier", "DaskAFMRegressor"]
+__all__ = ["DaskAFMClassifier", "DaskAFMRegressor", "DaskFwFMClassifier", "DaskFwFMRegressor"]
 
 _DASK_ONLY = ("sync_rows", "combine", "client")
-_HYPERPARAMETERS = tuple(n for n in SIGNATURES["dask"].names if n not in _DASK_ONLY)  # the local model's
 
 
-class _DaskAFMBase(BaseEstimator):
-    """Shared code of DaskAFMRegressor / DaskAFMClassifier; see DaskAFMRegressor for the parameters."""
+class _DaskBase(BaseEstimator):
+    """Shared code of the Dask estimators; see DaskAFMRegressor for the parameters."""
 
     _local_class: type = AFMRegressor
+    _signature = "dask"  # its hyperparameters in fastafm.models.hyperparams.SIGNATURES
     #: Send the whole model to every worker each round instead of the touched rows (the behaviour before the
     #: rows were tracked; the same values, more bytes): for the tests and bench/dask_scaling.py's comparison.
     _full_sync = False
-
-    def __init__(
-        self,
-        embedding_dim=64,
-        attention_dim=64,
-        dropout=0.5,
-        attention_l2=2.0,
-        l2=0.0,
-        frequency_l2=1.0,
-        learning_rate="auto",
-        optimizer="adagrad",
-        batch_size=128,
-        n_epochs=20,
-        init_std=0.01,
-        attention=True,
-        n_threads=0,
-        random_state=None,
-        verbose=0,
-        early_stopping="auto",
-        validation_fraction=0.1,
-        n_iter_no_change=2,
-        tol=0.0,
-        early_stopping_metric=None,
-        sync_rows=16384,
-        combine="average",
-        client=None,
-    ):
-        store(self, locals())
 
     def __sklearn_clone__(self):
         """sklearn.base.clone: an unfitted copy sharing the same client (a Client cannot be deep-copied)."""
@@ -133,9 +105,7 @@ class _DaskAFMBase(BaseEstimator):
         metric = check_metric(self.early_stopping_metric, objective.metrics, type(self).__name__)
         client = get_client(self.client)
         data = driver.load(client, X, y, kind.loss, type(self).__name__, sample_weight=sample_weight)
-        state = init_state(kind.spec(local_values, data.n_features), self.optimizer, self.init_std,
-                           self.random_state)
-        state.row_nnz = data.row_nnz
+        state = self._new_state(kind, local_values, data)
         driver.labels(client, data, state, kind.loss, None)
         stopping = session.early_stopping_on(self.early_stopping, sum(data.n_local), eval_set is not None)
         parts = None
@@ -164,9 +134,7 @@ class _DaskAFMBase(BaseEstimator):
         if fitted:
             state = fitted_state(self._local_)
         else:
-            state = init_state(kind.spec(local_values, data.n_features), self.optimizer, self.init_std,
-                               self.random_state)
-            state.row_nnz = data.row_nnz
+            state = self._new_state(kind, local_values, data)
         driver.labels(client, data, state, kind.loss, classes)
         if not fitted:
             driver.start_from_the_average(client, data, state, kind.objective)
@@ -185,19 +153,30 @@ class _DaskAFMBase(BaseEstimator):
         return self._map(X, "predict")
 
     # ------------------------------------------------------------------ internals
+    def _new_state(self, kind, values: dict, data):
+        """A fresh training state for the loaded data (FwFM: with the field of every feature)."""
+        fields = kind.fields(values, data.n_features)
+        state = init_state(kind.spec(values, data.n_features, fields), self.optimizer, self.init_std,
+                           self.random_state)
+        state.fields = fields
+        state.row_nnz = data.row_nnz
+        return state
+
     def _checked(self):
         """(the Kind of the local model, its hyperparameters), validated against the table."""
         kind = _registry.kind(self._local_class)
-        values = {name: getattr(self, name) for name in SIGNATURES["dask"].names}
-        validate(values, SIGNATURES["dask"].names)
-        return kind, {name: values[name] for name in _HYPERPARAMETERS}
+        names = SIGNATURES[self._signature].names
+        values = {name: getattr(self, name) for name in names}
+        validate(values, names)
+        return kind, {name: values[name] for name in names if name not in _DASK_ONLY}
 
     def _train(self, client, kind, values, state, data, n_epochs: int, parts, stopping: bool, metric: str):
         """`n_epochs` epochs of sync rounds (DaskEpochs) in the training engine with the callbacks of a fit;
         the merged model (the best epoch's with early stopping) ends in `state`. Returns (best epoch, score)."""
         spec = state.spec
         settings = [core_settings(kind.values(values), spec.loss, spec.attention, spec.learn_projection,
-                                  n_threads=int(self.n_threads) or int(data.nthreads[a]), row_nnz=state.row_nnz)
+                                  n_threads=int(self.n_threads) or int(data.nthreads[a]), family=kind.family,
+                                  row_nnz=state.row_nnz)
                     for a in data.workers]
         with driver.DaskEpochs(client, data, state, settings, self, self._full_sync) as epochs:
             evaluate = None if parts is None else (lambda: epochs.evaluate(parts, kind.objective))
@@ -224,6 +203,70 @@ class _DaskAFMBase(BaseEstimator):
     def _map(self, X, method: str):
         self._check_fitted()
         return map_predict(self._local_, X, method, type(self).__name__)
+
+
+class _DaskAFMBase(_DaskBase):
+    """The Dask AFM estimators' hyperparameters (AFMRegressor's, without pretrain and loss, and the Dask ones)."""
+
+    def __init__(
+        self,
+        embedding_dim=64,
+        attention_dim=64,
+        dropout=0.5,
+        attention_l2=2.0,
+        l2=0.0,
+        frequency_l2=1.0,
+        learning_rate="auto",
+        optimizer="adagrad",
+        batch_size=128,
+        n_epochs=20,
+        init_std=0.01,
+        attention=True,
+        n_threads=0,
+        random_state=None,
+        verbose=0,
+        early_stopping="auto",
+        validation_fraction=0.1,
+        n_iter_no_change=2,
+        tol=0.0,
+        early_stopping_metric=None,
+        sync_rows=16384,
+        combine="average",
+        client=None,
+    ):
+        store(self, locals())
+
+
+class _DaskFwFMBase(_DaskBase):
+    """The Dask FwFM estimators' hyperparameters (FwFMRegressor's, and the Dask ones)."""
+
+    _signature = "dask_fwfm"
+
+    def __init__(
+        self,
+        embedding_dim=64,
+        dropout=0.5,
+        l2=0.0,
+        frequency_l2=1.0,
+        learning_rate="auto",
+        optimizer="adagrad",
+        batch_size=128,
+        n_epochs=20,
+        init_std=0.01,
+        fields=None,
+        n_threads=0,
+        random_state=None,
+        verbose=0,
+        early_stopping="auto",
+        validation_fraction=0.1,
+        n_iter_no_change=2,
+        tol=0.0,
+        early_stopping_metric=None,
+        sync_rows=16384,
+        combine="average",
+        client=None,
+    ):
+        store(self, locals())
 
 
 class DaskAFMRegressor(RegressorMixin, _DaskAFMBase):
@@ -272,6 +315,33 @@ class DaskAFMClassifier(ClassifierMixin, _DaskAFMBase):
     any two values; `classes_[1]` is the positive class."""
 
     _local_class = AFMClassifier
+
+    def decision_function(self, X):
+        """Raw model output, the logit of classes_[1], as a dask array / Series, lazily."""
+        return self._map(X, "decision_function")
+
+    def predict_proba(self, X):
+        """Class probabilities, (n_rows, 2) as a dask array, or a dask DataFrame with one column per class."""
+        return self._map(X, "predict_proba")
+
+
+class DaskFwFMRegressor(RegressorMixin, _DaskFwFMBase):
+    """FwFMRegressor (FM with one weight per field pair) trained data-parallel on a dask.distributed cluster.
+
+    Parameters: FwFMRegressor's (`fields`: the field of every feature, as there), and `n_threads`,
+    `sync_rows`, `combine`, `client` as in DaskAFMRegressor; training, early stopping, the merge (the field-pair
+    weights R are a dense parameter, averaged by rows) and prediction work as there. `to_local()` gives the
+    fitted FwFMRegressor (field_weights_, save, ONNX ...).
+    """
+
+    _local_class = FwFMRegressor
+
+
+class DaskFwFMClassifier(ClassifierMixin, _DaskFwFMBase):
+    """FwFMClassifier trained data-parallel on a dask.distributed cluster; see DaskFwFMRegressor. Labels may be
+    any two values; `classes_[1]` is the positive class (no class_weight: pass it as sample_weight)."""
+
+    _local_class = FwFMClassifier
 
     def decision_function(self, X):
         """Raw model output, the logit of classes_[1], as a dask array / Series, lazily."""

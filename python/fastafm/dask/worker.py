@@ -67,6 +67,11 @@ class Replica:
     slots: dict
     version: int
     trainer: Optional[CoreTrainer] = None
+    fields: Optional[np.ndarray] = None  # FwFM: the field of every feature (fixed: never sent again)
+
+    def core_params(self) -> dict:
+        """The parameters as the core takes them (FwFM's with the field array)."""
+        return self.params if self.fields is None else {**self.params, "field": self.fields}
 
     def apply(self, delta: Optional[Delta]) -> None:
         """Copy a delta in (once: a delta of a version already applied is skipped)."""
@@ -89,11 +94,12 @@ class Replica:
 _REPLICAS: dict = {}
 
 
-def new_replica(state: State, key: str) -> str:
-    """Make this worker's replica of `state` (copies: the replica is trained in place); returns its key."""
+def new_replica(state: State, key: str, fields: Optional[np.ndarray] = None) -> str:
+    """Make this worker's replica of `state` (copies: the replica is trained in place), with FwFM's `fields`;
+    returns its key."""
     _REPLICAS[key] = Replica({k: a.copy() for k, a in state.params.items()},
                              {s: {k: a.copy() for k, a in d.items()} for s, d in state.slots.items()},
-                             state.version)
+                             state.version, fields=fields)
     return key
 
 
@@ -314,7 +320,8 @@ def evaluate_part(key: str, delta: Optional[Delta], part, loss: str, attention: 
         return []
 
     def score(indptr, indices, values):
-        return _core.predict(model.params, indptr, indices, values, attention, int(n_threads)).astype(np.float64)
+        return _core.predict(model.core_params(), indptr, indices, values, attention,
+                             int(n_threads)).astype(np.float64)
 
     return part.partials(objective(loss), score, label_range)
 
@@ -344,7 +351,7 @@ def train_round(rows, order, key: str, delta: Optional[Delta], lo: int, hi: int,
     n_features = params["w"].shape[0]
     if model.trainer is None:  # one core Trainer per worker and fit, its work memory kept across rounds
         counts = rows.feature_counts(n_features) if float(settings["frequency_l2"]) > 0.0 else None
-        model.trainer = CoreTrainer(params, slots, settings, counts)
+        model.trainer = CoreTrainer(model.core_params(), slots, settings, counts)  # trains params in place
     start = time.perf_counter()
     touched: list = []
     loss = rows.run_range(model.trainer, order, lo, hi, seed, epoch, touched=touched)

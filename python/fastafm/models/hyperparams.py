@@ -427,6 +427,8 @@ SIGNATURES = {
     "fwfm_classifier": Signature(_COMMON + ("fields", "n_threads", "random_state", "verbose") + _EARLY_STOPPING
                                  + ("class_weight",)),
     "dask": Signature(_AFM + _EARLY_STOPPING + ("sync_rows", "combine", "client")),
+    "dask_fwfm": Signature(_COMMON + ("fields", "n_threads", "random_state", "verbose") + _EARLY_STOPPING
+                           + ("sync_rows", "combine", "client")),
 }
 
 
