@@ -21,7 +21,7 @@ import dask
 from ..data.validation import as_csr
 from ..training.evaluation import InMemoryEval
 from ..training.session import split_generator
-from ..training.weights import check_sample_weight
+from ..training.weights import check_sample_weight, class_row_weights
 from . import merge as mg
 from . import worker as wk
 from .inputs import assign, cache_files, is_dask_collection, partitions, weight_partitions
@@ -98,10 +98,12 @@ def load(client, X, y, loss: str, owner: str, n_features=None, sample_weight=Non
     return data
 
 
-def labels(client, data: Data, state, loss: str, classes) -> None:
+def labels(client, data: Data, state, loss: str, classes, class_weight=None, partial: bool = False) -> None:
     """The classes (classification) or the label range (regression) of the state from the shards' summaries;
     on a fitted state, the data's labels are checked against the model's classes. Then every worker's shard
-    becomes its row source, targets encoded."""
+    becomes its row source, targets encoded, each row weighted by its class's `class_weight` ("balanced":
+    n_rows / (2 count(c)) over all the workers' rows, as one process counts them)."""
+    per_class = None
     if loss != "logistic":
         lo = min(s["y_min"] for s in data.summaries if "y_min" in s)
         hi = max(s["y_max"] for s in data.summaries if "y_max" in s)
@@ -109,7 +111,25 @@ def labels(client, data: Data, state, loss: str, classes) -> None:
             state.label_range = (lo, hi)
     else:
         _classes(data, state, classes)
-    data.shards = data.submit_each(client, wk.training_rows, loss, state.classes)
+        per_class = _class_weights(client, data, state.classes, class_weight, partial)
+    data.shards = data.submit_each(client, wk.training_rows, loss, state.classes, per_class)
+    if per_class is not None:
+        data.weight_total = sum(float(v) for v in client.gather(data.submit_each(client, wk.rows_weight)))
+        if not data.weight_total > 0:
+            raise ValueError("the class weights (class_weight) leave no row with a positive weight")
+
+
+def _class_weights(client, data: Data, classes, class_weight, partial: bool):
+    """class_weight as a dict {label: weight} of the classes, checked ("balanced" counted over the shards)."""
+    if class_weight is None:
+        return None
+    if isinstance(class_weight, str):
+        class_row_weights(class_weight, classes[:0], classes, partial=partial)  # partial_fit refuses "balanced"
+        counts = np.sum(client.gather(data.submit_each(client, wk.class_counts, classes)), axis=0)
+        n_rows = float(np.sum(counts))
+        return {c: n_rows / (len(classes) * n) if n else 0.0 for c, n in zip(classes.tolist(), counts.tolist())}
+    class_row_weights(class_weight, classes[:0], classes)  # a label that is not a class: refused here
+    return dict(class_weight)
 
 
 def _classes(data: Data, state, classes) -> None:
@@ -132,7 +152,7 @@ def _classes(data: Data, state, classes) -> None:
                              f"are {state.classes.tolist()})")
     else:
         if found.shape[0] != 2:
-            raise ValueError(f"DaskAFMClassifier needs two classes in y, got {found.shape[0]}: {found[:5]}")
+            raise ValueError(f"a classifier needs two classes in y, got {found.shape[0]}: {found[:5]}")
         state.classes = found
 
 

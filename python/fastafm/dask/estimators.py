@@ -106,7 +106,7 @@ class _DaskBase(BaseEstimator):
         client = get_client(self.client)
         data = driver.load(client, X, y, kind.loss, type(self).__name__, sample_weight=sample_weight)
         state = self._new_state(kind, local_values, data)
-        driver.labels(client, data, state, kind.loss, None)
+        driver.labels(client, data, state, kind.loss, None, getattr(self, "class_weight", None))
         stopping = session.early_stopping_on(self.early_stopping, sum(data.n_local), eval_set is not None)
         parts = None
         if eval_set is not None:
@@ -135,7 +135,7 @@ class _DaskBase(BaseEstimator):
             state = fitted_state(self._local_)
         else:
             state = self._new_state(kind, local_values, data)
-        driver.labels(client, data, state, kind.loss, classes)
+        driver.labels(client, data, state, kind.loss, classes, getattr(self, "class_weight", None), partial=True)
         if not fitted:
             driver.start_from_the_average(client, data, state, kind.objective)
         self._train(client, kind, local_values, state, data, 1, None, False, "")
@@ -312,9 +312,42 @@ class DaskAFMRegressor(RegressorMixin, _DaskAFMBase):
 
 class DaskAFMClassifier(ClassifierMixin, _DaskAFMBase):
     """AFMClassifier trained data-parallel on a dask.distributed cluster; see DaskAFMRegressor. Labels may be
-    any two values; `classes_[1]` is the positive class."""
+    any two values; `classes_[1]` is the positive class. `class_weight` (None, "balanced": n_rows / (2
+    count(c)) counted over every worker's rows, or a dict) multiplies each row's sample weight, as in
+    AFMClassifier; `negative_sampling_rate` corrects the predictions of downsampled logs, as there."""
 
     _local_class = AFMClassifier
+    _signature = "dask_classifier"
+
+    def __init__(
+        self,
+        embedding_dim=64,
+        attention_dim=64,
+        dropout=0.5,
+        attention_l2=2.0,
+        l2=0.0,
+        frequency_l2=1.0,
+        learning_rate="auto",
+        optimizer="adagrad",
+        batch_size=128,
+        n_epochs=20,
+        init_std=0.01,
+        attention=True,
+        n_threads=0,
+        random_state=None,
+        verbose=0,
+        early_stopping="auto",
+        validation_fraction=0.1,
+        n_iter_no_change=2,
+        tol=0.0,
+        early_stopping_metric=None,
+        class_weight=None,
+        negative_sampling_rate=1.0,
+        sync_rows=16384,
+        combine="average",
+        client=None,
+    ):
+        store(self, locals())
 
     def decision_function(self, X):
         """Raw model output, the logit of classes_[1], as a dask array / Series, lazily."""
@@ -339,9 +372,37 @@ class DaskFwFMRegressor(RegressorMixin, _DaskFwFMBase):
 
 class DaskFwFMClassifier(ClassifierMixin, _DaskFwFMBase):
     """FwFMClassifier trained data-parallel on a dask.distributed cluster; see DaskFwFMRegressor. Labels may be
-    any two values; `classes_[1]` is the positive class (no class_weight: pass it as sample_weight)."""
+    any two values; `classes_[1]` is the positive class; `class_weight` as in DaskAFMClassifier."""
 
     _local_class = FwFMClassifier
+    _signature = "dask_fwfm_classifier"
+
+    def __init__(
+        self,
+        embedding_dim=64,
+        dropout=0.5,
+        l2=0.0,
+        frequency_l2=1.0,
+        learning_rate="auto",
+        optimizer="adagrad",
+        batch_size=128,
+        n_epochs=20,
+        init_std=0.01,
+        fields=None,
+        n_threads=0,
+        random_state=None,
+        verbose=0,
+        early_stopping="auto",
+        validation_fraction=0.1,
+        n_iter_no_change=2,
+        tol=0.0,
+        early_stopping_metric=None,
+        class_weight=None,
+        sync_rows=16384,
+        combine="average",
+        client=None,
+    ):
+        store(self, locals())
 
     def decision_function(self, X):
         """Raw model output, the logit of classes_[1], as a dask array / Series, lazily."""

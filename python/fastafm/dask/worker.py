@@ -27,7 +27,7 @@ from ..training.cache_rows import CacheRows
 from ..training.engine import CoreTrainer
 from ..training.evaluation import CacheEval, InMemoryEval
 from ..training.rows import InMemoryRows
-from ..training.weights import check_sample_weight
+from ..training.weights import cache_class_weights, check_sample_weight, class_row_weights, combine
 from .merge import SPARSE, Delta, State, Update, groups, touched_ids
 
 
@@ -248,14 +248,34 @@ def _partition_names(shard: CacheShard) -> list:
     return [f"partition {shard.first_file + i} ({c.path})" for i, c in enumerate(shard.caches)]
 
 
-def training_rows(shard, loss: str, classes):
-    """The worker's row source, its targets encoded by the objective once the classes are known."""
+def class_counts(shard, classes) -> np.ndarray:
+    """How many rows of the shard hold each of `classes` (class_weight="balanced" over all the workers)."""
+    classes = np.asarray(classes)
+    if not isinstance(shard, CacheShard):
+        return np.array([np.count_nonzero(shard.y == c) for c in classes], dtype=np.float64)
+    counts = np.zeros(classes.shape[0])
+    for cache in shard.caches:
+        step = max(int(cache.block_rows), 1)
+        for start in range(0, int(cache.n_rows), step):
+            labels = cache.read_labels(start, min(start + step, int(cache.n_rows)))
+            counts += [np.count_nonzero(labels == c) for c in classes]
+    return counts
+
+
+def training_rows(shard, loss: str, classes, class_weight: Optional[dict] = None):
+    """The worker's row source, its targets encoded by the objective once the classes are known, each row's
+    weight times its class's (`class_weight`: a dict {label: weight}, "balanced" resolved by the driver)."""
     obj = objective(loss)
     if isinstance(shard, CacheShard):
         n = len(shard.caches)
-        return CacheRows(shard.caches, obj.encoder(classes), file_keys=list(range(shard.first_file, shard.first_file + n)),
+        weights = None if class_weight is None else cache_class_weights(class_weight, None, classes)
+        return CacheRows(shard.caches, obj.encoder(classes), class_weights=weights,
+                         file_keys=list(range(shard.first_file, shard.first_file + n)),
                          names=_partition_names(shard), n_features=shard.n_features)
-    return InMemoryRows(shard.X, obj.encode(shard.y, classes), shard.w)
+    w = shard.w
+    if class_weight is not None and shard.n_rows:
+        w = combine(shard.w, class_row_weights(class_weight, shard.y, classes))
+    return InMemoryRows(shard.X, obj.encode(shard.y, classes), w)
 
 
 def rows_n(rows) -> int:

@@ -429,6 +429,11 @@ SIGNATURES = {
     "dask": Signature(_AFM + _EARLY_STOPPING + ("sync_rows", "combine", "client")),
     "dask_fwfm": Signature(_COMMON + ("fields", "n_threads", "random_state", "verbose") + _EARLY_STOPPING
                            + ("sync_rows", "combine", "client")),
+    # The Dask classifiers: their local classifier's class_weight (and AFM's negative_sampling_rate) too.
+    "dask_classifier": Signature(_AFM + _EARLY_STOPPING + ("class_weight", "negative_sampling_rate", "sync_rows",
+                                                           "combine", "client")),
+    "dask_fwfm_classifier": Signature(_COMMON + ("fields", "n_threads", "random_state", "verbose") + _EARLY_STOPPING
+                                      + ("class_weight", "sync_rows", "combine", "client")),
 }
 
 
