@@ -91,9 +91,10 @@ def check_longest(m: int, where: str) -> None:
 
 # A predict call runs the kernels with the GIL released and no way to stop them, so long inputs go to the core
 # in blocks of about this much work (pairs + non-zeros + rows): Ctrl-C then stops a long predict between two
-# blocks (each well under a second at the rates above), and a block is big enough that its call overhead and
-# thread start-up are lost in it.
-PREDICT_BLOCK_WORK = 1 << 22
+# blocks (at most ~1 s each at the rates above, one thread, k = t = 64), and a block is big enough that the
+# cost of a call is lost in it (~22,000 Criteo-shaped rows; blocks of 2^22 cost ~20% of the throughput on a
+# busy 2-core machine, where each call waits for its slowest thread, 2^24 ~3%).
+PREDICT_BLOCK_WORK = 1 << 24
 
 
 def row_blocks(indptr: np.ndarray, budget: Optional[int] = None) -> list:
