@@ -36,6 +36,13 @@ def is_table(obj) -> bool:
         mod.startswith("pyarrow") and type(obj).__name__ in ("Table", "RecordBatch"))
 
 
+def is_raw_rows(X) -> bool:
+    """Whether X is raw rows for a model with an encoding: a path, a list of paths, or a table."""
+    if is_table(X) or isinstance(X, (str, bytes, os.PathLike)):
+        return True
+    return isinstance(X, (list, tuple)) and bool(X) and all(isinstance(x, (str, os.PathLike)) for x in X)
+
+
 def expand(source) -> list:
     """The inputs of `source`: one path, a glob pattern, a list of them, or in-memory tables; paths sorted within a
     pattern, in the given order otherwise. A pattern that matches nothing and a missing file are errors."""
