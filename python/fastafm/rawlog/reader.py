@@ -210,7 +210,7 @@ class Source:
                 yield Batch(self.name, line, batch, raw.tell())
                 line += batch.num_rows
         except (pa.ArrowInvalid, OSError) as exc:
-            if threads and not bad:  # locate it: the single-threaded reader numbers rows
+            if threads and (not bad or bad[0].number is None):  # locate it: the single-threaded reader numbers rows
                 stream.close()
                 yield from _skip(self._text_batches(layout, types, False), line)
             raise self._text_error(exc, bad, layout) from None

@@ -89,6 +89,9 @@ class Statistics:
     def add(self, batch) -> None:
         data = batch.data
         self.n_rows += data.num_rows
+        for column, kind in zip(self.layout.fields, self.layout.kinds):
+            if kind == "numeric":
+                _check_finite(batch, column)
         for column, counts in self.counts.items():
             counts.add(data.column(column))
         total = sum(c.size() for c in self.counts.values())
@@ -103,6 +106,7 @@ class Statistics:
                                  "(hash_buckets=N, --hash-buckets N) or raise max_categories")
         for column, moments in self.moments.items():
             moments.add(data.column(column).to_numpy(zero_copy_only=False).astype(np.float64))
+
 
     def encoding(self, source: dict) -> RawEncoding:
         fields = []
@@ -169,3 +173,15 @@ def scaling(m: _Moments, how) -> tuple:
     else:
         center, spread = m.lo, m.hi - m.lo
     return float(center), float(spread if spread > 0 and np.isfinite(spread) else 1.0)
+
+
+def _check_finite(batch, column: str) -> None:
+    """ValueError naming the line of an infinite value in a numeric column (FieldEncoder refuses them too)."""
+    import pyarrow.compute as pc
+
+    values = batch.data.column(column)
+    if not pc.any(pc.is_inf(values)).as_py():
+        return
+    row = int(np.flatnonzero(np.isinf(values.to_numpy(zero_copy_only=False)))[0])
+    raise ValueError(f"{batch.name}:{batch.first_line + row}: column {column}: {values[row].as_py()!r} is not a finite "
+                     "number (a numeric column)")
