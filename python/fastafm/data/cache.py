@@ -19,6 +19,7 @@ from typing import BinaryIO
 import numpy as np
 import scipy.sparse as sp
 
+from .cache_sections import EncodedSections
 from .files import input_kind, open_input
 
 __all__ = ["CacheFile", "as_cache"]
@@ -72,7 +73,7 @@ def fspath(path, what: str) -> str:
 
 
 # ---------------------------------------------------------------------------------------------- reading
-class CacheFile:
+class CacheFile(EncodedSections):
     """A cache written by `convert`, opened and validated (header, checksum of the header, section sizes).
 
     Parameters
@@ -146,22 +147,19 @@ class CacheFile:
         self._offsets: dict[str, int] = {}
         self._crcs: dict[str, int] = {}
         self._sizes: dict[str, int] = {}
-        self.has_weights = version == WEIGHTS_VERSION
         end = HEADER_SIZE
         for i, name in enumerate(sections):
             offset, nbytes, section_crc = SECTION.unpack_from(head, FIXED.size + i * SECTION.size)
-            if version == ENCODED_VERSION and name == "weights" and nbytes == 0:  # version 3 without weights
-                expected = {**expected, "weights": 0}
-            elif name == "weights":
-                self.has_weights = True
-            if name == "encoding":
-                expected = {**expected, "encoding": nbytes if 0 < nbytes <= MAX_ENCODING_BYTES else -1}
+            # version 3: the weights section may be empty; the encoding's size is its own (bounded)
+            expected.update(weights=0 if version == ENCODED_VERSION and nbytes == 0 else expected["weights"],
+                            encoding=nbytes if 0 < nbytes <= MAX_ENCODING_BYTES else -1)
             if nbytes != expected[name] or offset != align(end):
                 self._corrupt(f"section {name} at offset {offset} with {nbytes} bytes, expected "
                               f"{expected[name]} bytes at {align(end)}")
             self._offsets[name], self._crcs[name], self._sizes[name] = int(offset), int(section_crc), int(nbytes)
             end = offset + nbytes
         self.has_encoding = version == ENCODED_VERSION
+        self.has_weights = version == WEIGHTS_VERSION or self._sizes.get("weights", 0) > 0
         if size != end:
             what = "truncated" if size < end else "has trailing bytes"
             self._corrupt(f"the file {what}: {size} bytes, the header says {end}")
@@ -259,35 +257,6 @@ class CacheFile:
         if not (np.isfinite(w).all() and (w >= 0).all()):
             self._corrupt(f"rows [{start}, {stop}) hold sample weights that are NaN, infinite or negative")
         return w
-
-    def read_fields(self) -> np.ndarray:
-        """The field of every feature id (int32, n_features) of a raw log's cache (version 3), checked against
-        its section's CRC32; None for a cache without fields."""
-        if not self.has_encoding:
-            return None
-        with self._open() as fh:
-            fields = self._read_at(fh, self._offsets["fields"], self.n_features, "fields")
-        if zlib.crc32(fields.astype("<i4").tobytes()) != self._crcs["fields"]:
-            self._corrupt("checksum mismatch in section fields (the data is damaged)")
-        if fields.size and (int(fields.min()) < 0 or np.any(np.diff(fields) < 0)):
-            self._corrupt("the fields section is not a non-decreasing list of field numbers >= 0")
-        return fields.astype(np.int32)
-
-    def read_encoding(self):
-        """The RawEncoding (fastafm.rawlog) a raw log's cache (version 3) was written with; None for another
-        cache. Checked against its section's CRC32."""
-        if not self.has_encoding:
-            return None
-        from ..rawlog.encoding import RawEncoding
-
-        with self._open() as fh:
-            data = self._read_at(fh, self._offsets["encoding"], self._sizes["encoding"], "encoding").tobytes()
-        if zlib.crc32(data) != self._crcs["encoding"]:
-            self._corrupt("checksum mismatch in section encoding (the data is damaged)")
-        encoding = RawEncoding.from_json(data, self.path)
-        if encoding.n_features != self.n_features:
-            self._corrupt(f"the encoding makes {encoding.n_features} features, the header says {self.n_features}")
-        return encoding
 
     def read_labels(self, start: int, stop: int) -> np.ndarray:
         """The float32 labels of rows [start, stop) (only the labels section is read); checked finite."""

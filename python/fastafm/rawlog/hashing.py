@@ -21,6 +21,7 @@ def fnv1a64(array) -> np.ndarray:
 
     if isinstance(array, pa.ChunkedArray):
         array = array.combine_chunks() if array.num_chunks != 1 else array.chunk(0)
+    off_dtype: type
     if pa.types.is_string(array.type):
         off_dtype = np.int32
     elif pa.types.is_large_string(array.type):

@@ -46,7 +46,7 @@ class RawSchema:
 
     label: object = None
     numeric: list = field(default_factory=list)
-    categorical: object = None           # None: every column not named elsewhere
+    categorical: list | None = None      # None: every column not named elsewhere
     ignore: list = field(default_factory=list)
     sep: str | None = None               # None: from the file's extension (',' for .csv, tab for .tsv/.txt)
     header: bool = True
