@@ -150,8 +150,7 @@ class CacheFile(EncodedSections):
         end = HEADER_SIZE
         for i, name in enumerate(sections):
             offset, nbytes, section_crc = SECTION.unpack_from(head, FIXED.size + i * SECTION.size)
-            # version 3: the weights section may be empty; the encoding's size is its own (bounded)
-            expected.update(weights=0 if version == ENCODED_VERSION and nbytes == 0 else expected["weights"],
+            expected.update(  # version 3: the weights section may be empty; the encoding's size is its ownweights=0 if version == ENCODED_VERSION and nbytes == 0 else expected["weights"],
                             encoding=nbytes if 0 < nbytes <= MAX_ENCODING_BYTES else -1)
             if nbytes != expected[name] or offset != align(end):
                 self._corrupt(f"section {name} at offset {offset} with {nbytes} bytes, expected "
