@@ -150,8 +150,8 @@ class CacheFile(EncodedSections):
         end = HEADER_SIZE
         for i, name in enumerate(sections):
             offset, nbytes, section_crc = SECTION.unpack_from(head, FIXED.size + i * SECTION.size)
-            expected.update(  # version 3: the weights section may be empty; the encoding's size is its ownweights=0 if version == ENCODED_VERSION and nbytes == 0 else expected["weights"],
-                            encoding=nbytes if 0 < nbytes <= MAX_ENCODING_BYTES else -1)
+            if version == ENCODED_VERSION and (name == "weights" and nbytes == 0 or name == "encoding"):  # v3
+                expected[name] = nbytes if nbytes <= MAX_ENCODING_BYTES and (nbytes or name == "weights") else -1
             if nbytes != expected[name] or offset != align(end):
                 self._corrupt(f"section {name} at offset {offset} with {nbytes} bytes, expected "
                               f"{expected[name]} bytes at {align(end)}")

@@ -158,7 +158,7 @@ def _predict_layout(reader: Source, encoding: RawEncoding, labels: bool) -> Layo
     if text_no_header:
         if len(reader.columns) == len(trained):
             columns = trained
-        elif len(reader.columns) == len(trained) - 1 and not labels:  # the label column left out
+        elif len(reader.columns) == len(trained) - 1:  # the label column left out
             columns = [c for c in trained if c != label]
             label = None
         else:
@@ -174,6 +174,7 @@ def _predict_layout(reader: Source, encoding: RawEncoding, labels: bool) -> Layo
         if label not in reader.columns:
             label = None
     if labels and label is None:
-        raise ValueError(f"{reader.name}: the label column {src['label']!r} is missing (needed to evaluate)")
+        raise ValueError(f"{reader.name}: the label column {src['label']!r} is missing (needed to evaluate; the file "
+                         f"has {len(reader.columns)} columns)")
     kinds = ["categorical" if f["kind"] in ("category", "hash") else "numeric" for f in encoding.fields]
     return Layout(reader.columns, label, fields, kinds, {})

@@ -271,6 +271,9 @@ class Source:
                 if array.type != target:
                     if pa.types.is_dictionary(array.type):
                         array = array.dictionary_decode()
+                    if pa.types.is_string(target) and (pa.types.is_floating(array.type)
+                                                       or pa.types.is_boolean(array.type)):
+                        array = _as_text(array)  # as pandas writes them to CSV: 3.0, True
                     try:
                         array = pc.cast(array, target) if array.type != target else array
                     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
@@ -294,6 +297,13 @@ class Source:
                                   f"number ({self.role(name, layout)})")
         return ValueError(f"{self.name}: column {self.describe(name)} of type {array.type} cannot be read as "
                           f"{target} ({self.role(name, layout)})")
+
+
+def _as_text(array):
+    """Floats and booleans of a categorical column as Python's str writes them (3.0, True), so that a DataFrame
+    and the CSV file pandas writes of it give the same categories; missing values stay missing."""
+    pa = pyarrow()
+    return pa.array([None if v is None else str(v) for v in array.to_pylist()], type=pa.string())
 
 
 def _skip(batches, line: int):
