@@ -123,8 +123,7 @@ class RawEncoding:
             column = batch.data.column(spec["column"])
             kind = spec["kind"]
             if kind == "category":
-                codes = pc.index_in(column, value_set=self._lookup(f))
-                ids[:, f] = np.asarray(pc.fill_null(codes, stop - 1 - start)) + start
+                ids[:, f] = self._lookup(f).codes(column, stop - 1 - start) + start
             elif kind == "hash":
                 h = fnv1a64(column) % np.uint64(spec["buckets"])
                 codes = h.astype(np.int64) + start
@@ -155,10 +154,9 @@ class RawEncoding:
                         vals[missing, f] = 1.0
         return ids, vals
 
-    def _lookup(self, f: int):
+    def _lookup(self, f: int) -> "_Vocabulary":
         if f not in self._lookups:
-            pa = pyarrow()
-            self._lookups[f] = pa.array(self.fields[f]["categories"], type=pa.string())
+            self._lookups[f] = _Vocabulary(self.fields[f]["categories"])
         return self._lookups[f]
 
     # -- the equal FieldEncoder
@@ -213,3 +211,59 @@ class RawEncoding:
         enc.feature_names_ = np.asarray([feature_name(e) for e in feature_map], dtype=object)
         enc.n_features_out_ = len(feature_map)
         return enc
+
+
+class _Vocabulary:
+    """A field's categories, looked up by their FNV-1a hashes in an open-addressing table built once (pyarrow's
+    index_in would rebuild its hash table on every call). Each batch is first dictionary-encoded (Arrow's C++
+    hashing), so only its distinct values are hashed and looked up; a candidate is accepted only if the strings
+    are equal, so a hash collision can never give a wrong id. Categories whose hashes collide use index_in."""
+
+    def __init__(self, categories: list):
+        pa = pyarrow()
+        self.values = pa.array(categories, type=pa.string())
+        hashes = np.maximum(fnv1a64(self.values), np.uint64(1))  # 0 marks an empty slot
+        self.collide = len(np.unique(hashes)) != len(hashes)
+        bits = max(4, int(np.ceil(np.log2(max(2 * len(hashes), 2)))))
+        self.shift, self.mask = np.uint64(64 - bits), (1 << bits) - 1
+        self.keys = np.zeros(1 << bits, dtype=np.uint64)
+        self.slots = np.full(1 << bits, -1, dtype=np.int64)
+        pending = np.arange(len(hashes))
+        slot = (hashes >> self.shift).astype(np.int64)
+        while pending.size:  # linear probing, one vectorised round per probe step
+            free = self.keys[slot[pending]] == 0
+            first = np.unique(slot[pending[free]], return_index=True)[1]
+            won = pending[free][first]
+            self.keys[slot[won]] = hashes[won]
+            self.slots[slot[won]] = won
+            pending = np.setdiff1d(pending, won, assume_unique=True)
+            slot[pending] = (slot[pending] + 1) & self.mask
+
+    def _find(self, h: np.ndarray) -> np.ndarray:
+        """The index of the category with hash h, or -1."""
+        h = np.maximum(h, np.uint64(1))
+        out = np.full(h.shape[0], -1, dtype=np.int64)
+        slot = (h >> self.shift).astype(np.int64)
+        left = np.arange(h.shape[0])
+        while left.size:
+            keys = self.keys[slot[left]]
+            hit = keys == h[left]
+            out[left[hit]] = self.slots[slot[left[hit]]]
+            left = left[~hit & (keys != 0)]
+            slot[left] = (slot[left] + 1) & self.mask
+        return out
+
+    def codes(self, column, unknown: int) -> np.ndarray:
+        """The category index of every value of a string column, `unknown` for unseen and missing values."""
+        import pyarrow.compute as pc
+
+        if self.collide or len(self.values) == 0:
+            found = pc.index_in(column, value_set=self.values)
+            return np.asarray(pc.fill_null(found, unknown)).astype(np.int64)
+        encoded = pc.dictionary_encode(column)
+        distinct = encoded.dictionary
+        candidate = self._find(fnv1a64(distinct))
+        equal = pc.fill_null(pc.equal(distinct, pc.take(self.values, np.maximum(candidate, 0))), False)
+        mapped = np.where((candidate >= 0) & np.asarray(equal), candidate, unknown)
+        indices = np.asarray(pc.fill_null(encoded.indices, -1)).astype(np.int64)
+        return np.where(indices >= 0, mapped[np.maximum(indices, 0)], unknown)

@@ -93,7 +93,7 @@ def _types(layout: Layout, schema: RawSchema) -> dict:
 
 
 def convert_raw(source, dest, schema: RawSchema, *, weights=None, block_rows=None, block_bytes=64 << 20,
-                read_block_bytes: int = 4 << 20, progress=None):
+                read_block_bytes: int = 1 << 20, progress=None):
     """The two passes: statistics (the encoding), then the rows written to the cache `dest` (version 3)."""
     from ..data.cache import fspath
     from ..data.convert import refuse_overwrite, with_weights, write_cache
@@ -125,7 +125,7 @@ def _chunks(batches, encoding: RawEncoding):
         yield indptr, ids.reshape(-1), vals.reshape(-1), y, encoding.n_features - 1
 
 
-def encode_rows(source, encoding: RawEncoding, *, labels: bool = False, sep=None, block_bytes: int = 4 << 20):
+def encode_rows(source, encoding: RawEncoding, *, labels: bool = False, sep=None, block_bytes: int = 1 << 20):
     """(CSR rows, labels or None) of raw rows (a file, a glob, a list, a DataFrame) encoded with `encoding`: the
     format the encoding was learnt from (columns by header name, or the same columns without a header, the label
     column there or left out). `labels=True` requires the label column (eval)."""

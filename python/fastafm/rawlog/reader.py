@@ -21,7 +21,7 @@ COMPRESSIONS = {".gz": "gzip", ".bz2": "bz2", ".xz": "xz"}
 _PARQUET_EXT = (".parquet", ".pq")
 _CONVERSION = re.compile(r"In CSV column #(\d+): Row #(\d+): CSV conversion error to (\w+): invalid value '(.*)'",
                          re.S)
-DEFAULT_BLOCK_BYTES = 4 << 20
+DEFAULT_BLOCK_BYTES = 1 << 20
 
 
 def pyarrow():
