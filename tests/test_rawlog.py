@@ -178,3 +178,23 @@ def test_a_cache_of_version_3_is_checked(tmp_path):
     weighted = fastafm.convert(click_frame(100), tmp_path / "w.cache", weights=np.full(100, 2.0), **OPTS)
     assert weighted.has_weights and weighted.read_weights(0, 3).tolist() == [2.0, 2.0, 2.0]
     weighted.verify()
+
+
+def test_the_vocabulary_lookup_checks_strings_and_survives_collisions(monkeypatch):
+    from fastafm.rawlog import encoding as encoding_module
+
+    rng = np.random.default_rng(0)
+    cats = sorted({f"v{i}" for i in rng.integers(0, 5000, 3000)})
+    queries = [None if r < 0.05 else f"v{i}" for r, i in zip(rng.random(4000), rng.integers(0, 7000, 4000))]
+    want = np.array([cats.index(q) if q in cats else -7 for q in queries])
+    column = pa.array(queries, type=pa.string())
+    np.testing.assert_array_equal(encoding_module._Vocabulary(cats).codes(column, -7), want)
+    # a hash under which "a" and "c" collide but the categories do not: "c" must not be taken for "a"
+    monkeypatch.setattr(encoding_module, "fnv1a64", lambda arr: np.asarray(
+        [len(v or "") for v in arr.to_pylist()], dtype=np.uint64))
+    vocab = encoding_module._Vocabulary(["a", "bb"])
+    assert not vocab.collide
+    assert vocab.codes(pa.array(["c", "a", "bb", None, "dd"]), 9).tolist() == [9, 0, 1, 9, 9]
+    clashing = encoding_module._Vocabulary(["a", "b"])  # equal hashes: index_in instead
+    assert clashing.collide
+    assert clashing.codes(pa.array(["b", "c", "a"]), 9).tolist() == [1, 9, 0]

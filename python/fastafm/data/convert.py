@@ -39,8 +39,9 @@ class _Writer:
         self.label_min, self.label_max = float("inf"), float("-inf")
         self.labels_seen: set = set()
         self._write("indptr", np.zeros(1, dtype=np.int64))
-        for name, arr in (extra or {}).items():  # a raw log's fields and encoding (version 3)
-            self._write(name, arr)
+        for name, pieces in (extra or {}).items():  # a raw log's fields and encoding (version 3), piece by piece
+            for arr in pieces:
+                self._write(name, arr)
 
     def _write(self, name: str, arr: np.ndarray) -> None:
         data = np.ascontiguousarray(arr, dtype=SECTION_DTYPES[name])

@@ -50,9 +50,16 @@ class RawEncoding:
     def field_names(self) -> list:
         return [f["column"] for f in self.fields]
 
+    def feature_field_pieces(self, piece: int = 1 << 20):
+        """feature_fields() in int32 pieces of at most `piece` ids (a hashed log has millions of features)."""
+        for f in range(len(self.fields)):
+            start, stop = int(self.field_offsets[f]), int(self.field_offsets[f + 1])
+            for lo in range(start, stop, piece):
+                yield np.full(min(piece, stop - lo), f, dtype=np.int32)
+
     def feature_fields(self) -> np.ndarray:
         """The field of every feature id (int32), for the field-aware models."""
-        return np.repeat(np.arange(len(self.fields), dtype=np.int32), np.diff(self.field_offsets)).astype(np.int32)
+        return np.repeat(np.arange(len(self.fields), dtype=np.int32), np.diff(self.field_offsets))
 
     def types(self) -> dict:
         """column -> the pyarrow type it is read as."""

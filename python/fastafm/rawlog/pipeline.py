@@ -108,7 +108,7 @@ def convert_raw(source, dest, schema: RawSchema, *, weights=None, block_rows=Non
     chunks = _chunks(bar.batches(sources, layout, encoding.types()), encoding)
     if weights is not None:
         chunks = with_weights(chunks, weights)
-    extra = {"fields": encoding.feature_fields(), "encoding": np.frombuffer(encoding.to_json(), dtype=np.uint8)}
+    extra = {"fields": encoding.feature_field_pieces(), "encoding": [np.frombuffer(encoding.to_json(), np.uint8)]}
     try:
         return write_cache(chunks, sources[0].name, dest, encoding.n_features, block_rows, block_bytes, extra)
     finally:

@@ -13,7 +13,7 @@ import numpy as np
 from .encoding import RawEncoding
 from .reader import pyarrow
 
-_MERGE_ROWS = 1 << 20  # pending (value, count) pairs of a field before they are merged
+_MERGE_ROWS = 1 << 19  # pending (value, count) pairs of a field before they are merged
 
 
 class _Counts:
