@@ -88,3 +88,17 @@ def test_convert_takes_several_files_and_reports_throughput(tmp_path, capsys):
     assert "named twice in the options" in capsys.readouterr().err
     assert main(["convert", str(tmp_path / "a.tsv"), str(tmp_path / "c.cache"), "--label", "click",
                  "--sep", "ab"]) == 2
+
+
+def test_fwfm_trains_from_a_raw_logs_cache_on_the_command_line(tmp_path, capsys):
+    df = click_frame(300)
+    write_text(df, tmp_path / "train.csv")
+    cache, model = str(tmp_path / "c.cache"), str(tmp_path / "m.fwfm")
+    assert main(["convert", str(tmp_path / "train.csv"), cache, "--label", "click", "--ignore", "id",
+                 "--numeric", "count,price", "--quiet"]) == 0
+    assert main(["train", cache, "--task", "classification", "--model-type", "fwfm", "--model", model,
+                 "--epochs", "1", "--quiet"]) == 0
+    loaded = fastafm.load(model)
+    np.testing.assert_array_equal(loaded.training_state_.fields, fastafm.CacheFile(cache).read_fields())
+    assert main(["predict", "--model", model, str(tmp_path / "train.csv"), "--quiet"]) == 0
+    assert len(capsys.readouterr().out.split()) == 300

@@ -22,7 +22,7 @@ import numpy as np
 from ..data.limits import RowTooLongError
 from ..data.files import display as _display
 from ..models.hyperparams import BY_NAME, SIGNATURES, cli_given, cli_values
-from .raw import cmd_convert as cmd_convert_raw, load_rows as load_raw_rows, wants_raw
+from .raw import cmd_convert as cmd_convert_raw, is_raw_cache, load_rows as load_raw_rows, wants_raw
 from .parser import (EXIT_DATA, EXIT_FAILURE, EXIT_MODEL, EXIT_OK, EXIT_USAGE, MODEL_TYPES, TASK_METRICS, CliError,
                      build_parser)
 
@@ -289,7 +289,7 @@ def _cmd_train(args) -> int:
 
 
 def _train(args, model, stream) -> int:
-    if args.model_type == "fwfm":
+    if args.model_type == "fwfm" and not is_raw_cache(args.train):  # a raw log's cache carries its fields
         X, y, fields, eval_set = _train_ffm(args, model)
         model.set_params(fields=fields)
         _status(args, f"read {args.train}: {X.shape[0]} rows, {X.nnz} non-zeros, {int(fields.max()) + 1} fields")

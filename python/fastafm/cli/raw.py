@@ -18,6 +18,18 @@ def wants_raw(args) -> bool:
     return given or not args.header or len(args.input) > 1 or is_raw_source(args.input[0])
 
 
+def is_raw_cache(path: str) -> bool:
+    """Whether `path` is a regular file holding a raw log's cache (format 3: it carries the fields FwFM needs)."""
+    from ..data.cache import CacheFile
+
+    if not os.path.isfile(path):
+        return False
+    try:
+        return CacheFile(path).has_encoding
+    except (ValueError, OSError):
+        return False
+
+
 def _message(exc: BaseException) -> str:
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror + (f": {exc.filename}" if exc.filename else "")
