@@ -198,3 +198,16 @@ def test_the_vocabulary_lookup_checks_strings_and_survives_collisions(monkeypatc
     clashing = encoding_module._Vocabulary(["a", "b"])  # equal hashes: index_in instead
     assert clashing.collide
     assert clashing.codes(pa.array(["b", "c", "a"]), 9).tolist() == [1, 9, 0]
+
+
+def test_lists_of_pieces_and_libfm_files_keep_the_libfm_route(tmp_path):
+    import scipy.sparse as sp
+
+    X = sp.random(50, 8, density=0.3, format="csr", dtype=np.float32, random_state=0)
+    y = np.arange(50, dtype=np.float32) % 2
+    cache = fastafm.convert([(X[:20], y[:20]), (X[20:], y[20:])], tmp_path / "a.cache")
+    assert cache.version == 1 and not cache.has_encoding and cache.read_encoding() is None
+    np.testing.assert_array_equal(cache.read_rows(0, 50)[0].toarray(), X.toarray())
+    (tmp_path / "d.libfm").write_text("1 0:1 3:2\n0 2:1\n")
+    cache = fastafm.convert(tmp_path / "d.libfm", tmp_path / "b.cache")
+    assert cache.version == 1 and cache.n_rows == 2

@@ -22,8 +22,8 @@ def is_raw_source(source) -> bool:
     compressed), a glob pattern, or a list of paths."""
     if is_table(source):
         return True
-    if isinstance(source, list):
-        return True
+    if isinstance(source, list):  # of paths or tables (a list of (X, y) pieces is the libFM route's)
+        return bool(source) and all(isinstance(s, (str, bytes, os.PathLike)) or is_table(s) for s in source)
     if isinstance(source, (str, bytes, os.PathLike)):
         path = os.fsdecode(os.fspath(source))
         return is_raw_path(path) or (any(ch in path for ch in "*?[") and not os.path.exists(path))
