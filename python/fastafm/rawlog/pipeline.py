@@ -68,8 +68,11 @@ def learn(source, schema: RawSchema, *, block_bytes: int, progress=None) -> tupl
     bar = _Progress(sources, progress, "statistics")
     try:
         stats = Statistics(schema, layout)
-        types = _types(layout, schema)
-        for batch in bar.batches(sources, layout, types):
+        # hashed categoricals need no statistics: the pass converts only the columns it counts or measures
+        needed = [(c, k) for c, k in zip(layout.fields, layout.kinds) if k == "numeric" or schema.hash_buckets is None]
+        read = Layout(layout.columns, layout.label, [c for c, _ in needed], [k for _, k in needed], layout.bins)
+        types = _types(read, schema)
+        for batch in bar.batches(sources, read, types):
             stats.add(batch)
     finally:
         bar.close()
