@@ -126,3 +126,12 @@ def test_cli_errors_are_one_line_with_exit_3(tmp_path, capsys):
     assert main(["convert", str(tmp_path / "log.csv"), str(tmp_path / "c.cache"), "--label", "click",
                  "--numeric-bins", "1"]) == 2
     assert np.isscalar(1)
+
+
+def test_a_pipe_is_refused_before_it_is_opened(tmp_path):
+    import os
+
+    fifo = tmp_path / "log.csv"
+    os.mkfifo(fifo)  # nobody writes to it: opening it would block forever
+    with pytest.raises(ValueError, match=r"log\.csv: cannot read a raw log \(it is read twice.*it is a pipe"):
+        fastafm.convert(fifo, tmp_path / "c.cache", label="click")

@@ -12,7 +12,7 @@ import os
 import re
 from dataclasses import dataclass
 
-from ..data.files import display
+from ..data.files import display, input_kind
 
 TEXT = "csv"
 PARQUET = "parquet"
@@ -118,6 +118,8 @@ class Source:
             return
         self.path = item
         self.name = display(item)
+        # a regular file only: the log is read twice (statistics, then writing), which a pipe cannot be
+        input_kind(item, "a raw log (it is read twice: convert it from a regular file)", pipes=False)
         self.size = os.path.getsize(item)
         self.kind, self.compression, default_sep = file_kind(item)
         self.sep = schema.sep or default_sep
