@@ -6,7 +6,8 @@ on its double, each conversion in a fresh process. The file goes to /tmp (never 
     python bench/raw_logs.py --mb 100 --threads 2 --hash-buckets 1000000
     python bench/raw_logs.py --mb 100 --threads 2 --gzip                # the same text, .gz
 
-Prints one line per file: rows, MB of text, seconds, MB/s, peak RSS (MiB), the cache's features.
+Prints one line per file: rows, MB of text, seconds, MB/s, CPU seconds of the whole process (import included: a
+figure the machine's load changes less than the wall clock), peak RSS (MiB), the cache's features.
 """
 from __future__ import annotations
 
@@ -60,8 +61,9 @@ t = time.perf_counter()
 kw = json.loads(sys.argv[4])
 c = fastafm.convert(sys.argv[1], sys.argv[2], label=0, numeric=list(range(1, 14)), header=False, progress=False, **kw)
 seconds = time.perf_counter() - t
-print(json.dumps({"rows": c.n_rows, "features": c.n_features, "seconds": seconds,
-                  "rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+u = resource.getrusage(resource.RUSAGE_SELF)
+print(json.dumps({"rows": c.n_rows, "features": c.n_features, "seconds": seconds, "cpu": u.ru_utime + u.ru_stime,
+                  "rss_mib": u.ru_maxrss / 1024}))
 """
 
 
@@ -102,7 +104,7 @@ def main() -> None:
         for _ in range(args.rounds):
             r = measure(path, args.threads, options, text_bytes)
             print(f"{os.path.basename(path)}: {r['rows']} rows, {r['mb']:.1f} MB of text, {r['seconds']:.2f} s, "
-                  f"{r['mb_per_s']:.1f} MB/s, peak RSS {r['rss_mib']:.0f} MiB, {r['features']} features "
+                  f"{r['mb_per_s']:.1f} MB/s, {r['cpu']:.2f} CPU s ({r['mb'] / r['cpu']:.1f} MB per CPU s), peak RSS {r['rss_mib']:.0f} MiB, {r['features']} features "
                   f"({options or 'vocabularies'}, {args.threads} threads)", flush=True)
 
 
