@@ -11,11 +11,11 @@ import numpy as np
 
 from .. import _core
 from .._compat import BaseEstimator, fitted_state
-from ..rawlog.pipeline import encode_rows
-from ..rawlog.reader import is_raw_rows
 from ..data.validation import as_csr, check_kernel_memory, check_memory, csr_arrays
 from ..training.state import TrainingState, init_state
 from ..training.weights import check_sample_weight
+from ..rawlog.pipeline import encode_rows
+from ..rawlog.reader import is_raw_rows
 from . import registry as _registry
 from .hyperparams import core_settings, resolve_learning_rate, validate
 from .persistence import save_model
