@@ -25,7 +25,7 @@ from . import metrics
 from . import reference
 from ._core import __version__
 from .data.cache import CacheFile
-from .data.convert import convert
+from .rawlog import convert
 from .data.synthetic import from_fields, make_clicks, make_planted
 from .data.encoder import FieldEncoder
 from .models.estimators import AFMClassifier, AFMRegressor, FMClassifier, FMRegressor, FwFMClassifier, FwFMRegressor

@@ -1,7 +1,7 @@
 """The `fastafm` command line: train, predict and eval on libFM/libSVM files, and the demo.
 
     fastafm train TRAIN [--valid VALID] --model OUT [--cache [CACHE]] [hyperparameters]
-    fastafm convert INPUT OUTPUT [--n-features N]
+    fastafm convert INPUT OUTPUT [--n-features N]   (or raw logs: INPUT... OUTPUT --label COL [schema options])
     fastafm predict --model MODEL DATA [--out FILE]
     fastafm eval --model MODEL DATA [--json]
     fastafm demo [--rows N] [--epochs N] [--threads N] [--seed N] [--quiet]
@@ -22,6 +22,7 @@ import numpy as np
 from ..data.limits import RowTooLongError
 from ..data.files import display as _display
 from ..models.hyperparams import BY_NAME, SIGNATURES, cli_given, cli_values
+from .raw import cmd_convert as cmd_convert_raw, is_raw_cache, load_rows as load_raw_rows, wants_raw
 from .parser import (EXIT_DATA, EXIT_FAILURE, EXIT_MODEL, EXIT_OK, EXIT_USAGE, MODEL_TYPES, TASK_METRICS, CliError,
                      build_parser)
 
@@ -64,8 +65,11 @@ def _load_ffm(path: str, n_features: Optional[int] = None):
                        EXIT_DATA) from exc
 
 
-def _load_rows(model, path: str, n_features: Optional[int] = None):
-    """(X, y) of DATA for a fitted model: libFFM for FwFM (its fields are the model's own), libFM otherwise."""
+def _load_rows(model, path: str, n_features: Optional[int] = None, args=None):
+    """(X, y) of DATA for a fitted model: raw rows for a model trained from a raw log (its encoding), libFFM for
+    FwFM (its fields are the model's own), libFM otherwise."""
+    if model.encoding_ is not None:
+        return load_raw_rows(model, path, labels=args.command == "eval", sep=args.sep)
     if hasattr(model, "field_weights_"):
         X, y, _ = _load_ffm(path, n_features)
         return X, y
@@ -212,7 +216,9 @@ def _is_cache(path: str) -> bool:
 
 
 def _cmd_convert(args) -> int:
-    start = time.perf_counter()
+    if wants_raw(args):  # CSV, TSV, Parquet (fastafm.cli.raw)
+        return cmd_convert_raw(args)
+    start, args.input = time.perf_counter(), args.input[0]
     cache = _convert(args.input, args.output, args.n_features, weights=args.weights)
     _status(args, f"wrote {args.output}: {cache.n_rows} rows, {cache.nnz} non-zeros, {cache.n_features} features"
                   f"{', sample weights' if cache.has_weights else ''} "
@@ -283,7 +289,7 @@ def _cmd_train(args) -> int:
 
 
 def _train(args, model, stream) -> int:
-    if args.model_type == "fwfm":
+    if args.model_type == "fwfm" and not is_raw_cache(args.train):  # a raw log's cache carries its fields
         X, y, fields, eval_set = _train_ffm(args, model)
         model.set_params(fields=fields)
         _status(args, f"read {args.train}: {X.shape[0]} rows, {X.nnz} non-zeros, {int(fields.max()) + 1} fields")
@@ -437,7 +443,7 @@ def _predict(model, X, threads):
 
 def _cmd_predict(args) -> int:
     model = _load_model(args.model)
-    X, _ = _load_rows(model, args.data, model.n_features_in_)
+    X, _ = _load_rows(model, args.data, model.n_features_in_, args)
     if args.out is not None:
         _check_writable(args.out, "predictions", EXIT_DATA)
         _refuse_same(args.out, "predictions", [args.data, args.model], EXIT_DATA)
@@ -495,7 +501,7 @@ def evaluate(model, X, y) -> dict:
 
 def _cmd_eval(args) -> int:
     model = _load_model(args.model)
-    X, y = _load_rows(model, args.data, model.n_features_in_)
+    X, y = _load_rows(model, args.data, model.n_features_in_, args)
     if X.shape[0] == 0:
         raise CliError(f"cannot read data file {args.data}: no rows", EXIT_DATA)
     _set_threads(model, args.threads)

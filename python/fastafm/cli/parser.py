@@ -128,14 +128,16 @@ def build_parser() -> argparse.ArgumentParser:
                           "pass with bounded memory (docs/cache.md). `fastafm train OUTPUT --model ...` then "
                           "trains from it in shuffled blocks without loading it.", DATA_FORMAT_HELP),
         epilog=EXIT_CODES_HELP, formatter_class=fmt)
-    conv.add_argument("input", metavar="INPUT", help="data file (libFM/libSVM)")
+    conv.add_argument("input", metavar="INPUT", nargs="+",
+                      help="data file (libFM/libSVM), or raw logs: CSV, TSV or Parquet files or glob patterns")
     conv.add_argument("output", metavar="OUTPUT", help="the cache file to write")
     conv.add_argument("--n-features", type=Int(1).parse, metavar="N",
                       help="width of the data: feature ids must be < N (default: the largest id plus one)")
     conv.add_argument("--weights", metavar="FILE",
                       help="sample weights to store in the cache: a text file with one weight (a number >= 0) per "
                            "line, line i for row i of INPUT")
-    conv.add_argument("--quiet", action="store_true", help="no summary line")
+    conv.add_argument("--quiet", action="store_true", help="no summary line (and no progress bar)")
+    add_convert_options(conv)
 
     predict = sub.add_parser(
         "predict", help="write one prediction per line for a libFM/libSVM file",
@@ -182,7 +184,71 @@ def build_parser() -> argparse.ArgumentParser:
                     help="OpenMP threads, 0 = all cores (default: the model's setting)")
     for command in (train, predict, ev, ex):
         _add_pair_limit(command)
+    for command in (predict, ev):
+        add_read_options(command)
     return parser
+
+
+def _sep(text: str) -> str:
+    named = {"\\t": "\t", "tab": "\t", "comma": ",", "space": " ", "semicolon": ";", "pipe": "|"}
+    value = named.get(text.lower() if len(text) > 1 else text, text)
+    if len(value.encode()) != 1:
+        raise argparse.ArgumentTypeError(f"a separator is one character (or \\t, tab, comma, ...), got {text!r}")
+    return value
+
+
+def _bins(text: str):
+    """--numeric-bins N (every numeric column) or COL=N,COL=N."""
+    if "=" not in text:
+        return Int(2).parse(text)
+    out = {}
+    for part in text.split(","):
+        col, _, n = part.partition("=")
+        out[col.strip()] = Int(2).parse(n)
+    return out
+
+
+def _scaling(text: str):
+    if text not in ("standard", "minmax", "none"):
+        raise argparse.ArgumentTypeError(f"--numeric-scaling is standard, minmax or none, got {text!r}")
+    return None if text == "none" else text
+
+
+def add_convert_options(conv) -> None:
+    raw = conv.add_argument_group(
+        "raw logs (CSV, TSV, Parquet; docs/data.md)",
+        "INPUT is read as a raw log when it is a .csv/.tsv/.parquet file (possibly .gz/.bz2/.xz), when several "
+        "INPUTs or a glob are given, or when any of these options is. COL is a header name or, with "
+        "--no-header, a 0-based index; COLS is comma-separated.")
+    raw.add_argument("--label", metavar="COL", help="the label column (required for a raw log)")
+    raw.add_argument("--numeric", metavar="COLS", help="numeric columns (scaled, or binned with --numeric-bins)")
+    raw.add_argument("--categorical", metavar="COLS", help="categorical columns (default: every other column)")
+    raw.add_argument("--ignore", metavar="COLS", help="columns to skip")
+    raw.add_argument("--sep", type=_sep, metavar="CHAR",
+                     help="the separator (default: ',' for .csv, a tab otherwise; \\t or tab for a tab)")
+    raw.add_argument("--no-header", dest="header", action="store_false",
+                     help="the first line is a row, not column names (columns are then 0-based indices)")
+    raw.add_argument("--hash-buckets", type=Int(1).parse, metavar="N",
+                     help="hash each categorical value into N ids per field (64-bit FNV-1a of its bytes, modulo "
+                          "N; stable across processes and machines) instead of counting a vocabulary")
+    raw.add_argument("--min-frequency", type=Int(1).parse, default=1, metavar="N",
+                     help="values seen fewer than N times share the field's unknown id (default 1)")
+    raw.add_argument("--numeric-scaling", type=_scaling, default="standard", metavar="{standard,minmax,none}",
+                     help="numeric columns: (x - mean) / std, (x - min) / (max - min) or as they are "
+                          "(default standard)")
+    raw.add_argument("--numeric-bins", type=_bins, metavar="N|COL=N,...",
+                     help="quantile bins instead of scaling, for every numeric column or the ones named")
+    raw.add_argument("--numeric-missing", choices=("zero", "indicator"), default="zero",
+                     help="a missing numeric value: 0, or its own indicator id (default zero)")
+    raw.add_argument("--max-categories", type=Int(1).parse, metavar="N",
+                     help="the most distinct values counted exactly, over all fields (default 4,000,000); more "
+                          "is an error suggesting --hash-buckets")
+
+
+def add_read_options(command) -> None:
+    command.add_argument("--sep", type=_sep, metavar="CHAR",
+                         help="for a model trained from a raw log: DATA's separator (default: from its extension, "
+                              "else the training file's)")
 
 
 def _add_pair_limit(command) -> None:

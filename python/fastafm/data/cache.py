@@ -19,6 +19,7 @@ from typing import BinaryIO
 import numpy as np
 import scipy.sparse as sp
 
+from .cache_sections import EncodedSections
 from .files import input_kind, open_input
 
 __all__ = ["CacheFile", "as_cache"]
@@ -26,14 +27,18 @@ __all__ = ["CacheFile", "as_cache"]
 MAGIC = b"FAFMCACH"
 VERSION = 1           # a cache without sample weights (written as version 1, so older fastafm reads it)
 WEIGHTS_VERSION = 2   # version 1 plus a fifth section, the per-row sample weights
+ENCODED_VERSION = 3   # a raw log's cache: weights (possibly empty), the field of every feature, the encoding
 HEADER_SIZE = 4096  # reserved for the header; sections start at multiples of ALIGN after it
 ALIGN = 4096
 DTYPES = b"<i8 <i4 <f4 <f4"  # indptr, indices, values, labels
 SECTIONS = ("indptr", "indices", "values", "labels")
 WEIGHT_SECTIONS = SECTIONS + ("weights",)  # version 2
+ENCODED_SECTIONS = WEIGHT_SECTIONS + ("fields", "encoding")  # version 3
 SECTION_DTYPES: dict[str, np.dtype] = {"indptr": np.dtype("<i8"), "indices": np.dtype("<i4"),
                                         "values": np.dtype("<f4"), "labels": np.dtype("<f4"),
-                                        "weights": np.dtype("<f4")}
+                                        "weights": np.dtype("<f4"), "fields": np.dtype("<i4"),
+                                        "encoding": np.dtype("u1")}
+MAX_ENCODING_BYTES = 4 << 30
 # magic, version, header_size, dtypes, n_rows, n_features, nnz, max_row_nnz, label_min, label_max,
 # n_label_values (distinct labels, 3 meaning "3 or more"), then (offset, nbytes, crc32) per section.
 FIXED = struct.Struct("<8sII16sQQQQddI")
@@ -41,14 +46,15 @@ SECTION = struct.Struct("<QQI")
 CRC = struct.Struct("<I")
 HEADER_BYTES = FIXED.size + len(SECTIONS) * SECTION.size + CRC.size
 WEIGHTS_HEADER_BYTES = FIXED.size + len(WEIGHT_SECTIONS) * SECTION.size + CRC.size
+ENCODED_HEADER_BYTES = FIXED.size + len(ENCODED_SECTIONS) * SECTION.size + CRC.size
 
 
 def section_names(version: int) -> tuple:
-    return WEIGHT_SECTIONS if version == WEIGHTS_VERSION else SECTIONS
+    return {WEIGHTS_VERSION: WEIGHT_SECTIONS, ENCODED_VERSION: ENCODED_SECTIONS}.get(version, SECTIONS)
 
 
 def _header_bytes(version: int) -> int:
-    return WEIGHTS_HEADER_BYTES if version == WEIGHTS_VERSION else HEADER_BYTES
+    return {WEIGHTS_VERSION: WEIGHTS_HEADER_BYTES, ENCODED_VERSION: ENCODED_HEADER_BYTES}.get(version, HEADER_BYTES)
 
 DEFAULT_BLOCK_BYTES = 64 << 20
 DEFAULT_CHUNK_BYTES = 16 << 20
@@ -67,7 +73,7 @@ def fspath(path, what: str) -> str:
 
 
 # ---------------------------------------------------------------------------------------------- reading
-class CacheFile:
+class CacheFile(EncodedSections):
     """A cache written by `convert`, opened and validated (header, checksum of the header, section sizes).
 
     Parameters
@@ -91,7 +97,7 @@ class CacheFile:
         fh, _ = open_input(self.path, "a cache", pipes=False)
         with fh:
             size = os.fstat(fh.fileno()).st_size
-            head = fh.read(WEIGHTS_HEADER_BYTES)  # the longer header; a version 1 one is its first HEADER_BYTES
+            head = fh.read(ENCODED_HEADER_BYTES)  # the longest header; an older one is its first bytes
             self._parse_header(head, size)
             self._size = size
             first = int(self._read_at(fh, self._offsets["indptr"], 1, "indptr")[0])
@@ -108,13 +114,13 @@ class CacheFile:
     def _parse_header(self, head: bytes, size: int) -> None:
         if len(head) < 8 or head[:8] != MAGIC:
             self._corrupt(f"wrong magic bytes {head[:8]!r} (expected {MAGIC!r}); write caches with fastafm.convert")
-        if len(head) < WEIGHTS_HEADER_BYTES or size < HEADER_SIZE:
+        if len(head) < ENCODED_HEADER_BYTES or size < HEADER_SIZE:
             self._corrupt(f"truncated header ({size} bytes; a header takes {HEADER_SIZE})")
         (_, version, header_size, dtypes, n_rows, n_features, nnz, max_row_nnz, label_min, label_max,
          n_label_values) = FIXED.unpack_from(head, 0)
-        if version not in (VERSION, WEIGHTS_VERSION):
+        if version not in (VERSION, WEIGHTS_VERSION, ENCODED_VERSION):
             raise ValueError(f"{self.path}: cache format version {version} is not supported (this fastafm reads "
-                             f"versions {VERSION} and {WEIGHTS_VERSION}); convert the data again with this version")
+                             f"versions {VERSION} to {ENCODED_VERSION}); convert the data again with this version")
         self.version = int(version)
         sections, header_bytes = section_names(version), _header_bytes(version)
         (crc,) = CRC.unpack_from(head, header_bytes - CRC.size)
@@ -137,18 +143,22 @@ class CacheFile:
         self.max_row_nnz = int(max_row_nnz)
         self.label_min, self.label_max, self.n_label_values = float(label_min), float(label_max), int(n_label_values)
         expected = {"indptr": 8 * (n_rows + 1), "indices": 4 * nnz, "values": 4 * nnz, "labels": 4 * n_rows,
-                    "weights": 4 * n_rows}
+                    "weights": 4 * n_rows, "fields": 4 * n_features}
         self._offsets: dict[str, int] = {}
         self._crcs: dict[str, int] = {}
-        self.has_weights = version == WEIGHTS_VERSION
+        self._sizes: dict[str, int] = {}
         end = HEADER_SIZE
         for i, name in enumerate(sections):
             offset, nbytes, section_crc = SECTION.unpack_from(head, FIXED.size + i * SECTION.size)
+            if version == ENCODED_VERSION and (name == "weights" and nbytes == 0 or name == "encoding"):  # v3
+                expected[name] = nbytes if nbytes <= MAX_ENCODING_BYTES and (nbytes or name == "weights") else -1
             if nbytes != expected[name] or offset != align(end):
                 self._corrupt(f"section {name} at offset {offset} with {nbytes} bytes, expected "
                               f"{expected[name]} bytes at {align(end)}")
-            self._offsets[name], self._crcs[name] = int(offset), int(section_crc)
+            self._offsets[name], self._crcs[name], self._sizes[name] = int(offset), int(section_crc), int(nbytes)
             end = offset + nbytes
+        self.has_encoding = version == ENCODED_VERSION
+        self.has_weights = version == WEIGHTS_VERSION or self._sizes.get("weights", 0) > 0
         if size != end:
             what = "truncated" if size < end else "has trailing bytes"
             self._corrupt(f"the file {what}: {size} bytes, the header says {end}")
@@ -298,8 +308,7 @@ class CacheFile:
         check_positive_int(chunk_bytes, "chunk_bytes")
         with self._open() as fh:
             for name in section_names(self.version):
-                nbytes = (self.n_rows + 1) * 8 if name == "indptr" else (
-                    self.n_rows * 4 if name in ("labels", "weights") else self.nnz * 4)
+                nbytes = self._sizes[name]
                 fh.seek(self._offsets[name])
                 crc, left = 0, nbytes
                 while left:

@@ -11,9 +11,9 @@ import zlib
 
 import numpy as np
 
-from .cache import (CRC, DEFAULT_BLOCK_BYTES, DEFAULT_CHUNK_BYTES, DTYPES, FIXED, HEADER_SIZE, INT32_MAX, MAGIC, SECTION,
-                    SECTION_DTYPES, VERSION, WEIGHTS_VERSION, CacheFile, align, check_positive_int, fspath,
-                    section_names)
+from .cache import (CRC, DEFAULT_BLOCK_BYTES, DEFAULT_CHUNK_BYTES, DTYPES, ENCODED_VERSION, FIXED, HEADER_SIZE,
+                    INT32_MAX, MAGIC, SECTION, SECTION_DTYPES, VERSION, WEIGHTS_VERSION, CacheFile, align,
+                    check_positive_int, fspath, section_names)
 from .files import display as _display  # the path as text that can cross into C++
 from .files import input_kind, open_input, same_file
 from .libfm import libfm_chunks
@@ -26,9 +26,10 @@ class _Writer:
     """Streams chunks of rows into temporary section files (in dest's folder), then assembles the cache: four
     sections (version 1), five with sample weights (version 2)."""
 
-    def __init__(self, dest: str, tmpdir: str, weighted: bool = False):
+    def __init__(self, dest: str, tmpdir: str, weighted: bool = False, extra: dict | None = None):
         self.dest = dest
-        self.version = WEIGHTS_VERSION if weighted else VERSION
+        self.weighted = weighted
+        self.version = ENCODED_VERSION if extra is not None else WEIGHTS_VERSION if weighted else VERSION
         self.sections = section_names(self.version)
         self.files = {name: open(os.path.join(tmpdir, name), "w+b") for name in self.sections}
         self.crcs = dict.fromkeys(self.sections, 0)
@@ -38,6 +39,9 @@ class _Writer:
         self.label_min, self.label_max = float("inf"), float("-inf")
         self.labels_seen: set = set()
         self._write("indptr", np.zeros(1, dtype=np.int64))
+        for name, pieces in (extra or {}).items():  # a raw log's fields and encoding (version 3), piece by piece
+            for arr in pieces:
+                self._write(name, arr)
 
     def _write(self, name: str, arr: np.ndarray) -> None:
         data = np.ascontiguousarray(arr, dtype=SECTION_DTYPES[name])
@@ -152,16 +156,16 @@ def convert(source, dest, *, n_features: int | None = None, chunk_bytes: int = D
         if not os.path.exists(path):
             raise FileNotFoundError(f"{path}: no such file")
         input_kind(path, "a libFM file", pipes=True)  # a regular file or a pipe (read once), nothing else
-        _refuse_overwrite(path, dest)
+        refuse_overwrite(path, dest)
         name = _display(path)
         chunks = _parsed_libfm_chunks(path, name, chunk_bytes)
         if weights is not None and not isinstance(weights, (str, bytes, os.PathLike)):
             weights = _as_weights(weights, None, "weights")
     if weights is not None:
         if isinstance(weights, (str, bytes, os.PathLike)):
-            _refuse_overwrite(fspath(weights, "weights"), dest)
-        chunks = _with_weights(chunks, weights)
-    return _write_cache(chunks, name, dest, n_features, block_rows, block_bytes)
+            refuse_overwrite(fspath(weights, "weights"), dest)
+        chunks = with_weights(chunks, weights)
+    return write_cache(chunks, name, dest, n_features, block_rows, block_bytes)
 
 
 def _as_weights(w, n_rows, name: str) -> np.ndarray:
@@ -176,7 +180,7 @@ def _as_weights(w, n_rows, name: str) -> np.ndarray:
     return out
 
 
-def _with_weights(chunks, weights):
+def with_weights(chunks, weights):
     """The parsed chunks with their rows' weights appended, from an array or from a text file of one weight per
     line read in step with the chunks; ValueError when the counts differ or a line is not a weight."""
     if isinstance(weights, (str, bytes, os.PathLike)):
@@ -269,7 +273,7 @@ class _WeightFile:
             raise ValueError(f"{self.name}: the weights file has more lines than the data has rows ({self.line})")
 
 
-def _refuse_overwrite(source: str, dest: str) -> None:
+def refuse_overwrite(source: str, dest: str) -> None:
     if same_file(source, dest):
         raise ValueError(f"{_display(dest)} is the source file {_display(source)}: writing the cache there would "
                          "destroy the data; give the cache another name")
@@ -284,13 +288,13 @@ def convert_stream(fh, name: str, dest, prefix: bytes = b"", *, n_features: int 
     dest = fspath(dest, "dest")
     try:
         if os.path.samestat(os.fstat(fh.fileno()), os.stat(dest)):
-            _refuse_overwrite(name, dest)
+            refuse_overwrite(name, dest)
     except OSError:
         pass
     chunks = _parsed_chunks(libfm_chunks(fh, chunk_bytes, prefix, name), name)
     if weights is not None:
-        chunks = _with_weights(chunks, weights)
-    return _write_cache(chunks, name, dest, n_features, None, block_bytes)
+        chunks = with_weights(chunks, weights)
+    return write_cache(chunks, name, dest, n_features, None, block_bytes)
 
 
 def read_weights_file(path, n_rows: int) -> np.ndarray:
@@ -303,7 +307,7 @@ def read_weights_file(path, n_rows: int) -> np.ndarray:
     return _as_weights(w, int(n_rows), reader.name)
 
 
-def _write_cache(chunks, name: str, dest: str, n_features, block_rows, block_bytes) -> CacheFile:
+def write_cache(chunks, name: str, dest: str, n_features, block_rows, block_bytes, extra=None) -> CacheFile:
     folder = os.path.dirname(os.path.abspath(dest))
     if os.path.isdir(dest):
         raise IsADirectoryError(f"cannot write the cache {dest}: it is a directory")
@@ -312,13 +316,13 @@ def _write_cache(chunks, name: str, dest: str, n_features, block_rows, block_byt
         try:
             for parsed in chunks:
                 if writer is None:  # the first chunk says whether the rows carry weights
-                    writer = _Writer(dest, tmpdir, weighted=len(parsed) == 6)
-                elif (len(parsed) == 6) != (writer.version == WEIGHTS_VERSION):
+                    writer = _Writer(dest, tmpdir, weighted=len(parsed) == 6, extra=extra)
+                elif (len(parsed) == 6) != writer.weighted:
                     raise ValueError(f"{name}: either every piece carries sample weights (X, y, w) or none does")
                 writer.add(*parsed)
             if writer is None:
-                writer = _Writer(dest, tmpdir)
-            if writer.version == WEIGHTS_VERSION and writer.n_rows and not writer.weight_total > 0:
+                writer = _Writer(dest, tmpdir, extra=extra)
+            if writer.weighted and writer.n_rows and not writer.weight_total > 0:
                 raise ValueError(f"{name}: the sample weights are all zero: at least one row must have a positive "
                                  "weight")
             width = writer.max_feature_id + 1

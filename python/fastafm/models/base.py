@@ -15,6 +15,8 @@ from ..data.limits import row_blocks
 from ..data.validation import as_csr, check_kernel_memory, check_memory, csr_arrays
 from ..training.state import TrainingState, init_state
 from ..training.weights import check_sample_weight
+from ..rawlog.pipeline import encode_rows
+from ..rawlog.reader import is_raw_rows
 from . import registry as _registry
 from .hyperparams import core_settings, resolve_learning_rate, validate
 from .persistence import save_model
@@ -263,7 +265,16 @@ class _Base(BaseEstimator):
         validate({"n_threads": self.n_threads}, ("n_threads",))
         return int(self.n_threads)
 
+    @property
+    def encoding_(self):
+        """The RawEncoding of the raw log (CSV, TSV, Parquet, DataFrame) this model was trained from through
+        `fastafm.convert`, None otherwise. With it, predict and the other methods that take X also take raw
+        rows in that format: a path, a glob, a list of paths or a DataFrame (docs/data.md)."""
+        return self._state_attr(lambda s: s.encoding, "encoding_")
+
     def _predict_rows(self, X, state: TrainingState, name: str = "X"):
+        if state.encoding is not None and is_raw_rows(X):
+            X, _ = encode_rows(X, state.encoding)
         X = as_csr(X, n_features=state.spec.n_features, owner=type(self).__name__)
         check_kernel_memory(X, state.spec.embedding_dim, state.spec.attention_dim, self._threads(),
                             attention=state.spec.attention, name=name)

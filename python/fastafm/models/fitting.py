@@ -63,7 +63,7 @@ class _Fitting(_Base):
             `pretrain` (no FM is pretrained when init is given).
         """
         kind = _registry.kind(type(self))
-        values = self._validated(kind)
+        values, encoding = _raw_log_facts(kind, self._validated(kind), X)
         metric = check_metric(self.early_stopping_metric, self._objective.metrics, type(self).__name__)
         rows, n_features, labels = self._rows(X, y, fitting=True, sample_weight=sample_weight)
         row_nnz = rows.mean_nnz  # of all the rows given, before a hold-out (the Dask estimators' too)
@@ -85,6 +85,7 @@ class _Fitting(_Base):
             pretrain_history = fm_state.history
             del fm_state  # its arrays live on in init_params only until they are copied below
         state = self._new_state(kind, values, n_features, labels, row_nnz)
+        state.encoding = encoding
         self._start_from_the_average(state, target_sums)
         if init_params is not None:
             for name, arr in init_params.items():
@@ -163,11 +164,12 @@ class _Fitting(_Base):
         is refused, one batch's class counts are not the data's)."""
         kind = _registry.kind(type(self))
         if not hasattr(self, "training_state_"):
-            values = self._validated(kind)
+            values, encoding = _raw_log_facts(kind, self._validated(kind), X)
             rows, n_features, labels = self._rows(X, y, fitting=True, classes=classes, sample_weight=sample_weight,
                                                   partial=True)
             self._start_from_the_average(self._new_state(kind, values, n_features, labels, rows.mean_nnz),
                                          rows.target_sums())
+            self.training_state_.encoding = encoding
         else:
             if kind.classifier:
                 validate({"class_weight": self.class_weight}, ("class_weight",))
@@ -243,3 +245,14 @@ class _Fitting(_Base):
         y_eval = self._objective.eval_targets(y, X_eval.shape[0], classes)
         w_eval = None if w is None else check_sample_weight(w, X_eval.shape[0], name="eval_set sample_weight")
         return InMemoryEval(X_eval, y_eval, w_eval)
+
+
+def _raw_log_facts(kind, values: dict, X) -> tuple:
+    """(hyperparameter values, encoding): for a raw log's cache (fastafm.rawlog), its encoding, which the model
+    keeps for predicting raw rows, and for FwFM with fields=None the cache's field of every feature."""
+    cache = as_cache(X)
+    if cache is None or not cache.has_encoding:
+        return values, None
+    if kind.family == "fwfm" and values.get("fields") is None:
+        values = {**values, "fields": cache.read_fields()}
+    return values, cache.read_encoding()

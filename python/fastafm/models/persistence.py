@@ -22,6 +22,8 @@ Layout (format version 3):
     fields.npy: the field of every feature, little-endian int32 (n,), each in [0, n_fields); their
                       "fields" hyperparameter is stored as null and read back as that array. Files of the
                       other classes are unchanged, so every older file loads as before.
+    encoding.npy      a model trained from a raw log's cache (fastafm.rawlog) only: its RawEncoding as UTF-8 JSON
+                      in a uint8 array (checksummed), so predict reads raw rows as the training rows were read.
 
 Version 2 files (one `accum.<name>.npy` Adagrad accumulator per parameter, written for SGD models too) are
 read bit for bit: the accumulators become adagrad's slot G, and an SGD model's are dropped. Version 1 files
@@ -84,6 +86,7 @@ def array_keys(version: int, optimizer: str = "sgd", names: tuple = PARAM_NAMES)
 
 
 FIELDS_KEY = "fields"  # FwFM: the field array, int32
+ENCODING_KEY = "encoding"  # a raw log's encoding, UTF-8 JSON bytes (any model class, optional)
 
 
 def _param_names(kind) -> tuple:
@@ -176,6 +179,9 @@ def save_model(model, path) -> None:
     if state.fields is not None:  # not a float parameter: its own int32 member (and digest)
         arrays[FIELDS_KEY] = np.ascontiguousarray(state.fields, dtype="<i4")
         meta["sha256"][FIELDS_KEY] = _digest(memoryview(arrays[FIELDS_KEY]).cast("B"))
+    if getattr(state, "encoding", None) is not None:
+        arrays[ENCODING_KEY] = np.frombuffer(state.encoding.to_json(), dtype=np.uint8)
+        meta["sha256"][ENCODING_KEY] = _digest(memoryview(arrays[ENCODING_KEY]).cast("B"))
     meta_bytes = json.dumps(meta, sort_keys=True).encode("utf-8")
     members = {"meta": np.frombuffer(meta_bytes, dtype=np.uint8), **arrays}
 
@@ -378,7 +384,7 @@ def _load(fh, where: str):
         param_names = _param_names(kind)
         keys = array_keys(version, optimizer, param_names)
         field_keys = (FIELDS_KEY,) if kind.family == "fwfm" else ()
-        extra = sorted(set(by_key) - {"meta", *keys, *field_keys})
+        extra = sorted(set(by_key) - {"meta", *keys, *field_keys, ENCODING_KEY})
         _check(not extra, where, f"unexpected members {extra[:5]} (not written by fastafm)")
         missing = [key for key in keys + field_keys if key not in by_key]
         _check(not missing, where, f"missing array {', '.join(missing)}")
@@ -386,6 +392,9 @@ def _load(fh, where: str):
             _check(all(isinstance(digests.get(k), str) for k in keys), where, "the metadata has no checksums")
         _check_meta(meta, kind, where)
         hyperparameters = meta["hyperparameters"]
+        encoding = None
+        if ENCODING_KEY in by_key:
+            encoding = _read_encoding(zf, by_key[ENCODING_KEY], meta, digests, where)
         fields = None
         if field_keys:
             fields = _read_fields(zf, by_key[FIELDS_KEY], meta, digests, where)
@@ -434,8 +443,25 @@ def _load(fh, where: str):
     label_range = None if meta.get("label_range") is None else tuple(float(v) for v in meta["label_range"])
     row_nnz = None if meta.get("row_nnz") is None else float(meta["row_nnz"])
     state = TrainingState(spec, optimizer, params, slots, rng, meta["dropout_seed"], meta["n_epochs_done"],
-                          list(meta["history"]), classes, label_range, row_nnz, fields)
+                          list(meta["history"]), classes, label_range, row_nnz, fields, encoding)
     return kind.build(hyperparameters, state)
+
+
+def _read_encoding(zf, info, meta: dict, digests, where: str):
+    """A raw log's RawEncoding (fastafm.rawlog), checksummed, of the model's width."""
+    from ..rawlog.encoding import RawEncoding
+
+    _check(info.file_size <= 4 * MAX_META_BYTES * 64, where, "the encoding record is too large")
+    raw = _read_member(zf, info, ENCODING_KEY, np.dtype(np.uint8), None, where).tobytes()
+    _check(isinstance(digests, dict) and digests.get(ENCODING_KEY) == _digest(raw), where,
+           f"array {ENCODING_KEY} fails its SHA-256 checksum (the file is corrupted or was edited)")
+    try:
+        encoding = RawEncoding.from_json(raw, where)
+    except ValueError as exc:
+        raise ModelFileError(str(exc)) from None
+    _check(encoding.n_features == meta.get("n_features_in"), where,
+           f"the encoding makes {encoding.n_features} features, the model has {meta.get('n_features_in')}")
+    return encoding
 
 
 def _read_fields(zf, info, meta: dict, digests, where: str) -> np.ndarray:

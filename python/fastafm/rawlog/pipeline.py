@@ -1,0 +1,183 @@
+"""Raw logs to caches and to rows: `convert_raw` (the statistics pass, then the writing pass into a version 3
+cache holding the rows, the field of every feature and the encoding) and `encode_rows` (rows of a file or table
+encoded with a model's encoding, for predict and eval).
+"""
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+
+from .encoding import RawEncoding
+from .reader import PARQUET, TABLE, Source, expand
+from .schema import Layout, RawSchema
+from .stats import Statistics
+
+PROGRESS_BYTES = 64 << 20  # inputs at least this large show a progress bar (with progress=None)
+
+
+def _sources(source, schema: RawSchema, block_bytes: int) -> list:
+    """The opened inputs; every one must have the first one's columns (header names, or count)."""
+    sources = [Source(item, schema, block_bytes) for item in expand(source)]
+    first = sources[0]
+    for other in sources[1:]:
+        if other.columns != first.columns:
+            what = "columns" if schema.header or other.kind != "csv" else "column count"
+            raise ValueError(f"{other.name}: its {what} {_short(other.columns)} differ from {first.name}'s "
+                             f"{_short(first.columns)}; every input of one conversion has the same columns")
+    return sources
+
+
+def _short(columns: list) -> str:
+    return f"({len(columns)} columns)" if columns and columns[0] == "0" else str(columns[:40])
+
+
+class _Progress:
+    def __init__(self, sources: list, progress, what: str):
+        total = sum(s.size for s in sources)
+        show = progress if progress is not None else total >= PROGRESS_BYTES
+        self.bar = None
+        self.base = 0
+        if show:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=total * 2, unit="B", unit_scale=True, desc=what, leave=False)
+
+    def batches(self, sources: list, layout, types):
+        for source in sources:
+            done = 0
+            for batch in source.batches(layout, types):
+                if self.bar is not None and batch.position:
+                    self.bar.update(batch.position - done)
+                    done = batch.position
+                yield batch
+            if self.bar is not None:
+                self.bar.update(source.size - done)
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.close()
+
+
+def learn(source, schema: RawSchema, *, block_bytes: int, progress=None) -> tuple:
+    """(RawEncoding, sources, layout): the statistics pass over every input."""
+    sources = _sources(source, schema, block_bytes)
+    first = sources[0]
+    layout = schema.resolve(first.columns, first.name)
+    if layout.label is None:
+        raise ValueError("label is required: the column that holds the label (--label COL)")
+    bar = _Progress(sources, progress, "statistics")
+    try:
+        stats = Statistics(schema, layout)
+        # hashed categoricals need no statistics: the pass converts only the columns it counts or measures
+        needed = [(c, k) for c, k in zip(layout.fields, layout.kinds) if k == "numeric" or schema.hash_buckets is None]
+        read = Layout(layout.columns, layout.label, [c for c, _ in needed], [k for _, k in needed], layout.bins)
+        types = _types(read, schema)
+        for batch in bar.batches(sources, read, types):
+            stats.add(batch)
+    finally:
+        bar.close()
+    if stats.n_rows == 0:
+        names = ", ".join(s.name for s in sources)
+        raise ValueError(f"{names}: no rows (the input is empty but for its header)")
+    kind = "csv" if first.kind not in (PARQUET, TABLE) else first.kind
+    src = {"columns": layout.columns, "label": layout.label, "header": bool(schema.header),
+           "sep": getattr(first, "sep", None), "kind": kind, "options": schema.options()}
+    return stats.encoding(src), sources, layout
+
+
+def _types(layout: Layout, schema: RawSchema) -> dict:
+    from .reader import pyarrow
+
+    pa = pyarrow()
+    out = {c: (pa.string() if k == "categorical" else pa.float64()) for c, k in zip(layout.fields, layout.kinds)}
+    if layout.label is not None:
+        out[layout.label] = pa.float64()
+    return out
+
+
+def convert_raw(source, dest, schema: RawSchema, *, weights=None, block_rows=None, block_bytes=64 << 20,
+                read_block_bytes: int = 1 << 20, progress=None):
+    """The two passes: statistics (the encoding), then the rows written to the cache `dest` (version 3)."""
+    from ..data.cache import fspath
+    from ..data.convert import refuse_overwrite, with_weights, write_cache
+
+    dest = fspath(dest, "dest")
+    encoding, sources, layout = learn(source, schema, block_bytes=read_block_bytes, progress=progress)
+    for s in sources:
+        if s.kind != TABLE:
+            refuse_overwrite(s.path, dest)
+    bar = _Progress(sources, progress, "writing")
+    bar.base = 0
+    chunks = _chunks(bar.batches(sources, layout, encoding.types()), encoding)
+    if weights is not None:
+        chunks = with_weights(chunks, weights)
+    extra = {"fields": encoding.feature_field_pieces(), "encoding": [np.frombuffer(encoding.to_json(), np.uint8)]}
+    try:
+        return write_cache(chunks, sources[0].name, dest, encoding.n_features, block_rows, block_bytes, extra)
+    finally:
+        bar.close()
+
+
+def _chunks(batches, encoding: RawEncoding):
+    n_fields = len(encoding.fields)
+    for batch in batches:
+        ids, vals = encoding.encode(batch)
+        y = encoding.labels(batch)
+        n = y.shape[0]
+        indptr = np.arange(0, n * n_fields + 1, n_fields, dtype=np.int64)
+        yield indptr, ids.reshape(-1), vals.reshape(-1), y, encoding.n_features - 1
+
+
+def encode_rows(source, encoding: RawEncoding, *, labels: bool = False, sep=None, block_bytes: int = 1 << 20):
+    """(CSR rows, labels or None) of raw rows (a file, a glob, a list, a DataFrame) encoded with `encoding`: the
+    format the encoding was learnt from (columns by header name, or the same columns without a header, the label
+    column there or left out). `labels=True` requires the label column (eval)."""
+    src = encoding.source
+    schema = RawSchema(header=src["header"], sep=sep if sep is not None else src.get("sep") if src["kind"] == "csv"
+                       else None)
+    parts, ys = [], []
+    for item in expand(source):
+        reader = Source(item, schema, block_bytes)
+        layout = _predict_layout(reader, encoding, labels)
+        types = {c: t for c, t in encoding.types().items() if c in layout.used()}
+        for batch in reader.batches(layout, types):
+            ids, vals = encoding.encode(batch)
+            n, f = ids.shape
+            parts.append(sp.csr_matrix((vals.reshape(-1), ids.reshape(-1),
+                                        np.arange(0, n * f + 1, f, dtype=np.int64)), shape=(n, encoding.n_features)))
+            if layout.label is not None:
+                ys.append(encoding.labels(batch))
+    X = sp.vstack(parts, format="csr") if parts else sp.csr_matrix((0, encoding.n_features), dtype=np.float32)
+    y = np.concatenate(ys) if ys else None
+    return X.astype(np.float32), y
+
+
+def _predict_layout(reader: Source, encoding: RawEncoding, labels: bool) -> Layout:
+    src = encoding.source
+    trained = list(src["columns"])
+    label = src["label"]
+    fields = encoding.field_names
+    text_no_header = reader.kind not in (PARQUET, TABLE) and not src["header"]
+    if text_no_header:
+        if len(reader.columns) == len(trained):
+            columns = trained
+        elif len(reader.columns) == len(trained) - 1:  # the label column left out
+            columns = [c for c in trained if c != label]
+            label = None
+        else:
+            raise ValueError(f"{reader.name}:1: {len(reader.columns)} columns, but the model reads rows of "
+                             f"{len(trained)} columns (or {len(trained) - 1} without the label column "
+                             f"{label}) without a header")
+        reader.columns = columns
+    else:
+        missing = [c for c in fields if c not in reader.columns]
+        if missing:
+            raise ValueError(f"{reader.name}: lacks the columns {missing[:20]} the model's encoding reads (it was "
+                             f"trained on rows with the columns {trained[:40]})")
+        if label not in reader.columns:
+            label = None
+    if labels and label is None:
+        raise ValueError(f"{reader.name}: the label column {src['label']!r} is missing (needed to evaluate; the file "
+                         f"has {len(reader.columns)} columns)")
+    kinds = ["categorical" if f["kind"] in ("category", "hash") else "numeric" for f in encoding.fields]
+    return Layout(reader.columns, label, fields, kinds, {})
