@@ -111,7 +111,17 @@ def test_shared_by_threads():
             if not np.array_equal(pred(X), want):
                 errors.append("differs")
 
-    threads = [threading.Thread(target=serve) for _ in range(4)]
+    def serve_rows(offset):  # rows of different lengths at once: no call may see another's row
+        for _ in range(10):
+            for r in range(offset, 200, 3):
+                lo, hi = X.indptr[r], X.indptr[r + 1]
+                if pred.row(X.indices[lo:hi], X.data[lo:hi]) != want[r]:
+                    errors.append(f"row {r} differs")
+            if not np.array_equal(pred.csr(X.indptr.astype(np.int32), X.indices, X.data), want):
+                errors.append("csr differs")
+
+    threads = [threading.Thread(target=serve) for _ in range(2)]
+    threads += [threading.Thread(target=serve_rows, args=(i,)) for i in range(3)]
     for t in threads:
         t.start()
     for t in threads:

@@ -42,11 +42,11 @@ public:
         const int64_t* ip;
         if (py::isinstance<py::array_t<int64_t>>(indptr)) {
             ip = static_cast<const int64_t*>(indptr.data());
-        } else if (py::isinstance<py::array_t<int32_t>>(indptr)) {
+        } else if (py::isinstance<py::array_t<int32_t>>(indptr)) {  // widened into this call's own buffer
             const auto* p32 = static_cast<const int32_t*>(indptr.data());
-            ip64_.resize(static_cast<size_t>(n_rows + 1));
-            for (int64_t r = 0; r <= n_rows; ++r) ip64_[static_cast<size_t>(r)] = p32[r];
-            ip = ip64_.data();
+            std::vector<int64_t> ip64(static_cast<size_t>(n_rows + 1));
+            for (int64_t r = 0; r <= n_rows; ++r) ip64[static_cast<size_t>(r)] = p32[r];
+            return run(ip64.data(), n_rows, indices, values, offset, out);
         } else {
             throw py::type_error("indptr must have dtype int32 or int64, got " + std::string(py::str(indptr.dtype())));
         }
@@ -56,8 +56,8 @@ public:
     // One row: its feature ids and values.
     py::array_t<double> row(const py::array& indices, const py::array& values, double offset, const py::object& out) {
         if (indices.ndim() != 1) throw py::value_error("indices must be 1-D (one row), got shape " + shape_str(indices));
-        one_row_[1] = indices.shape(0);
-        return run(one_row_, 1, indices, values, offset, out);
+        const int64_t ip[2] = {0, indices.shape(0)};  // this call's own (calls of other threads run meanwhile)
+        return run(ip, 1, indices, values, offset, out);
     }
 
 private:
@@ -125,9 +125,7 @@ private:
     std::unique_ptr<afm::Predictor> predictor_;
     int n_threads_;
     std::mutex mutex_;
-    std::vector<float> y_;
-    std::vector<int64_t> ip64_;
-    int64_t one_row_[2] = {0, 0};
+    std::vector<float> y_;  // the kept call's float32 outputs (under mutex_)
 };
 
 }  // namespace
