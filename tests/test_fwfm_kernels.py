@@ -89,6 +89,43 @@ def test_core_matches_reference(isa, shape, loss):
         np.testing.assert_allclose(got["w"], G["w"][touched], rtol=2e-4, atol=2e-5)
 
 
+def one_hot_rows(rng, n_rows, n_fields, per_field, n_present):
+    """Rows of one non-zero in each of n_present of n_fields fields (Criteo's shape when all are present),
+    features of field f in [f * per_field, (f + 1) * per_field)."""
+    fields = np.repeat(np.arange(n_fields), per_field).astype(np.int32)
+    indptr, cols = [0], []
+    for _ in range(n_rows):
+        present = np.sort(rng.permutation(n_fields)[:n_present])
+        cols += list(present * per_field + rng.integers(0, per_field, size=n_present))
+        indptr.append(len(cols))
+    vals = rng.uniform(0.2, 1.5, size=len(cols)).astype(np.float32)
+    return sp.csr_matrix((vals, np.asarray(cols, np.int32), np.asarray(indptr, np.int64)),
+                         shape=(n_rows, n_fields * per_field)), fields
+
+
+# (n_fields, present, k): the triangular GEMMs' row blocks (8 fields) whole and with tails, Criteo's 39 fields,
+# fields absent from the rows, k of one vector, of register tails and of several panels
+ONE_HOT = [(39, 39, 16), (39, 30, 16), (16, 16, 16), (17, 17, 8), (9, 9, 64), (24, 23, 33), (40, 40, 5), (2, 2, 16)]
+
+
+@pytest.mark.parametrize("shape", ONE_HOT)
+def test_one_hot_field_rows_match_reference(isa, shape):
+    n_fields, present, k = shape
+    rng = np.random.default_rng(hash(shape) % 2**32)
+    X, fields = one_hot_rows(rng, 12, n_fields, 3, present)
+    _, _, params = make(rng, 1, X.shape[1], k, n_fields)
+    y = rng.normal(size=X.shape[0]).astype(np.float32)
+    out = _core.predict(core_params(params, fields), *csr(X), attention=False, n_threads=1)
+    np.testing.assert_allclose(out, ref.forward(params, fields, X), rtol=2e-5, atol=2e-4)
+    got = _core._testing.batch_gradients(core_params(params, fields), *csr(X), y, np.arange(12, dtype=np.int64),
+                                         config())
+    J, G = ref.gradients(params, fields, X, y)
+    assert got["objective"] == pytest.approx(J, rel=1e-5)
+    np.testing.assert_allclose(got["R"], G["R"], rtol=2e-4, atol=2e-4 * np.abs(G["R"]).max())
+    np.testing.assert_array_equal(got["R"], got["R"].T)
+    np.testing.assert_allclose(got["V"], G["V"][got["touched"]], rtol=2e-4, atol=2e-4 * np.abs(G["V"]).max())
+
+
 def test_many_non_zeros_and_dropout(isa):
     rng = np.random.default_rng(5)
     X, fields, params = make(rng, 6, 300, 24, 30, nnz_choices=(150, 290), repeat=True)

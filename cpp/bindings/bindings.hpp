@@ -8,6 +8,7 @@ namespace afm::binding {
 void bind_platform(pybind11::module_& mod);  // platform.cpp: OpenMP, threads, instruction sets
 void bind_training(pybind11::module_& mod);  // trainer.cpp: Loss, Optimizer, TrainConfig, Trainer, scratch_bytes
 void bind_predict(pybind11::module_& mod);   // predict.cpp: predict, pair_attention
+void bind_serving(pybind11::module_& mod);  // serving.cpp: Predictor (the serving loop's)
 void bind_libfm(pybind11::module_& mod);     // libfm.cpp: the libFM parser
 void bind_testing(pybind11::module_& mod);   // testing.cpp: hooks for tests, benchmarks and fuzzers only
 

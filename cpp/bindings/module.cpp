@@ -14,6 +14,7 @@ PYBIND11_MODULE(_core, mod) {
     afm::binding::bind_platform(mod);
     afm::binding::bind_training(mod);  // before any function that takes a TrainConfig
     afm::binding::bind_predict(mod);
+    afm::binding::bind_serving(mod);
     afm::binding::bind_libfm(mod);
     // Not part of the package's interface: fastafm never imports it (tests/test_stubs.py checks).
     py::module_ testing = mod.def_submodule(

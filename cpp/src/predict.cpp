@@ -8,6 +8,12 @@
 
 namespace afm {
 
+// A Predictor's memory between calls: W packed once (the model is read only), one scratch per thread.
+struct PredictWork {
+    PackedW Wp;
+    std::vector<BlockScratch> scratch;
+};
+
 namespace {
 
 // Runs the forward pass over all rows, block by block, and hands every finished block to
@@ -17,7 +23,7 @@ namespace {
 // attention weights there itself, tile by tile (isa/long_rows.inc); emit copies those of the other blocks.
 template <class Emit>
 void forward_blocks(const ModelView& m, const CsrView& X, bool attention, int n_threads, Emit emit,
-                    const int64_t* pair_indptr = nullptr, float* weights = nullptr) {
+                    const int64_t* pair_indptr = nullptr, float* weights = nullptr, PredictWork* kept = nullptr) {
     const IsaKernels& isa = kernels_for(m.k, m.t);
     const IsaKernels& pm_isa = pairs_major_kernels_for(m.k, m.t);  // pairs-major blocks (the trainer's rule)
     int64_t max_nnz = 0, total_pairs = 0;
@@ -38,51 +44,64 @@ void forward_blocks(const ModelView& m, const CsrView& X, bool attention, int n_
     int64_t pair_cap = block_pair_cap(max_nnz, m.k, m.t, attention);
     if (attention) pair_cap = std::min(pair_cap, std::max<int64_t>(total_pairs, 1));
     const int64_t tile = std::min(pair_cap, block_pair_target(m.k, m.t));
-    PackedW Wp;
-    if (attention) {
-        Wp.resize(m.k, m.t);
-        Wp.pack(isa, m);
+    // Kept work memory (a Predictor: W packed at its construction, scratch grown only when needed), else fresh.
+    PredictWork fresh;
+    PredictWork& work = kept ? *kept : fresh;
+    const PackedW& Wp = work.Wp;
+    if (attention && !kept) {
+        fresh.Wp.resize(m.k, m.t);
+        fresh.Wp.pack(isa, m);
     }
     // Allocated here, outside the parallel region: an allocation failure must not happen inside it.
-    std::vector<BlockScratch> scratch(nt);
+    std::vector<BlockScratch>& scratch = work.scratch;
+    if (scratch.size() < static_cast<size_t>(nt)) scratch.resize(static_cast<size_t>(nt));
     const int64_t pm_from = pairs_major_from(pm_isa, m.k, m.t);
-    for (auto& s : scratch) {
-        s.reserve(pair_cap, tile, kMaxBlockRows, attention ? max_nnz : 1, m.k, m.t);
+    for (int i = 0; i < nt; ++i) {
+        BlockScratch& s = scratch[static_cast<size_t>(i)];
+        s.ensure(pair_cap, tile, kMaxBlockRows, attention ? max_nnz : 1, m.k, m.t);
         s.pairs_major_from = pm_from;
         if (m.field_weighted()) s.reserve_fields(max_nnz, m.k, m.n_fields);
     }
 
-#pragma omp parallel num_threads(nt) if (nt > 1)
+    // The rows of chunks [lo, hi), block by block, on scratch sc.
+    const auto run_chunk = [&](BlockScratch& sc, BlockRows& block, int64_t chunk) {
+        const int64_t hi = std::min(X.n_rows, (chunk + 1) * chunk_rows);
+        for (int64_t row = chunk * chunk_rows; row < hi;) {
+            const int64_t first = row;
+            block.n = 0;
+            int64_t pairs = 0;
+            BlockLayoutCut layout;
+            while (row < hi && block.n < sc.row_cap) {
+                const int64_t start = X.indptr[row], nnz = X.indptr[row + 1] - start;
+                const int64_t P = attention ? pair_count(nnz) : 0;
+                if (block.n > 0 && pairs + P > sc.pair_cap) break;
+                if (layout.cut_before(sc, P)) break;
+                const int r = block.n++;
+                block.idx[r] = X.indices + start;
+                block.x[r] = X.values + start;
+                block.nnz[r] = nnz;
+                pairs += P;
+                ++row;
+            }
+            block.long_weights = weights && block.n == 1 && pairs > sc.pair_cap ? weights + pair_indptr[first]
+                                                                                : nullptr;
+            (layout.pairs_major_block(sc, pairs) ? pm_isa : isa).forward(m, Wp, attention, block, sc);
+            emit(first, block, sc);
+        }
+    };
+    if (nt == 1) {  // one chunk (a few rows): on the calling thread, no OpenMP region to enter
+        FlushDenormals ftz;
+        BlockRows block;
+        for (int64_t chunk = 0; chunk < n_chunks; ++chunk) run_chunk(scratch[0], block, chunk);
+        return;
+    }
+#pragma omp parallel num_threads(nt)
     {
         FlushDenormals ftz;
         BlockScratch& sc = scratch[thread_id()];
         BlockRows block;
 #pragma omp for schedule(dynamic, 1)
-        for (int64_t chunk = 0; chunk < n_chunks; ++chunk) {
-            const int64_t hi = std::min(X.n_rows, (chunk + 1) * chunk_rows);
-            for (int64_t row = chunk * chunk_rows; row < hi;) {
-                const int64_t first = row;
-                block.n = 0;
-                int64_t pairs = 0;
-                BlockLayoutCut layout;
-                while (row < hi && block.n < sc.row_cap) {
-                    const int64_t start = X.indptr[row], nnz = X.indptr[row + 1] - start;
-                    const int64_t P = attention ? pair_count(nnz) : 0;
-                    if (block.n > 0 && pairs + P > sc.pair_cap) break;
-                    if (layout.cut_before(sc, P)) break;
-                    const int r = block.n++;
-                    block.idx[r] = X.indices + start;
-                    block.x[r] = X.values + start;
-                    block.nnz[r] = nnz;
-                    pairs += P;
-                    ++row;
-                }
-                block.long_weights = weights && block.n == 1 && pairs > sc.pair_cap ? weights + pair_indptr[first]
-                                                                                    : nullptr;
-                (layout.pairs_major_block(sc, pairs) ? pm_isa : isa).forward(m, Wp, attention, block, sc);
-                emit(first, block, sc);
-            }
-        }
+        for (int64_t chunk = 0; chunk < n_chunks; ++chunk) run_chunk(sc, block, chunk);
     }
 }
 
@@ -107,6 +126,25 @@ void pair_attention(const ModelView& m, const CsrView& X, bool attention, const 
             std::copy(sc.a.data(), sc.a.data() + P, out + pair_indptr[first]);
         },
         pair_indptr, out);
+}
+
+Predictor::Predictor(const ModelView& m, bool attention)
+    : m_(m), attention_(attention), work_(std::make_unique<PredictWork>()) {
+    if (attention) {
+        work_->Wp.resize(m.k, m.t);
+        work_->Wp.pack(kernels_for(m.k, m.t), m);
+    }
+}
+
+Predictor::~Predictor() = default;
+
+void Predictor::run(const CsrView& X, float* out, int n_threads) {
+    forward_blocks(
+        m_, X, attention_, n_threads,
+        [out](int64_t first, const BlockRows& block, const BlockScratch& sc) {
+            for (int r = 0; r < block.n; ++r) out[first + r] = sc.y[r];
+        },
+        nullptr, nullptr, work_.get());
 }
 
 }  // namespace afm

@@ -265,6 +265,12 @@ void Trainer::chunk_compute(const int64_t* rows, int64_t nb, int c, bool use_dro
         }
         bk.backward(m_, packed_, cfg_.attention, block, sc, dg.view());
     }
+    if (m_.field_weighted()) {  // the FwFM kernels sum R's gradient in its upper triangle: the lower one mirrors it
+        float* dR = dg.view().R;
+        const int64_t F = m_.n_fields;
+        for (int64_t a = 0; a < F; ++a)
+            for (int64_t b = a + 1; b < F; ++b) dR[b * F + a] = dR[a * F + b];
+    }
     loss_[c] = loss_sum;
 }
 

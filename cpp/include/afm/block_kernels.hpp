@@ -108,6 +108,9 @@ struct BlockScratch {
     };
     static Sizes sizes(int64_t pairs, int64_t tile, int rows, int64_t nnz, int k, int t);
     void reserve(int64_t pairs, int64_t tile, int rows, int64_t nnz, int k, int t);
+    // reserve's counters without reallocating when every buffer is large enough already (a serving loop's
+    // calls of similar rows allocate nothing); else reserve. The kernels read only counters and buffer sizes.
+    void ensure(int64_t pairs, int64_t tile, int rows, int64_t nnz, int k, int t);
 };
 
 // Where a block walk must end the block before a row of P pairs: rows of the two layouts are not mixed (rows
@@ -231,6 +234,21 @@ inline void BlockScratch::reserve(int64_t pairs, int64_t tile, int rows, int64_t
     pair_off.assign(n.pair_off, 0);
     tile_dense.assign(n.tile_dense, 0.0f);
     acc64.assign(n.acc64, 0.0);
+}
+
+inline void BlockScratch::ensure(int64_t pairs, int64_t tile, int rows, int64_t nnz, int k, int t) {
+    const Sizes n = sizes(pairs, tile, rows, nnz, k, t);
+    const bool fits = E.size() >= n.E && Z.size() >= n.Z && dv.size() >= n.dv && gx.size() >= n.dv &&
+                      a.size() >= n.a && ds.size() >= n.a && q.size() >= n.q && c.size() >= n.q &&
+                      mask.size() >= n.q && y.size() >= n.rows && g.size() >= n.rows &&
+                      pair_off.size() >= n.pair_off && tile_dense.size() >= n.tile_dense && acc64.size() >= n.acc64 &&
+                      row_cap == static_cast<int>(n.rows);
+    if (!fits) {
+        reserve(pairs, tile, rows, nnz, k, t);
+        return;
+    }
+    pair_cap = pairs < 1 ? 1 : pairs;
+    tile_pairs = tile < 1 ? 1 : tile > pair_cap ? pair_cap : tile;
 }
 
 inline void BlockScratch::reserve_fields(int64_t nnz, int k, int n_fields) {

@@ -3,10 +3,36 @@
 // Threading: rows are split dynamically over the team; each output element is written by one thread,
 // and each row's value does not depend on the split, so results are the same for any thread count.
 #pragma once
+#include <memory>
+#include <vector>
+
 #include "afm/common.hpp"
 #include "afm/model.hpp"
 
 namespace afm {
+
+struct PredictWork;  // work memory kept between the calls of a Predictor (predict.cpp)
+
+// The serving loop's prediction: a model read only, validated once by the caller and kept; its work memory (the
+// packed attention weights, each thread's block scratch) kept between calls and grown only when a call's rows
+// need more. run() equals predict() bit for bit (the same blocks, pair capacity and tiles for the same rows);
+// a call whose rows fit one chunk runs on the calling thread without an OpenMP region. Not reentrant: one call
+// at a time (the binding serialises them).
+class Predictor {
+public:
+    Predictor(const ModelView& m, bool attention);
+    ~Predictor();
+    Predictor(const Predictor&) = delete;
+    Predictor& operator=(const Predictor&) = delete;
+    void run(const CsrView& X, float* out, int n_threads);
+    const ModelView& model() const { return m_; }
+    bool attention() const { return attention_; }
+
+private:
+    ModelView m_;
+    bool attention_;
+    std::unique_ptr<PredictWork> work_;
+};
 
 // out[r] = y(x_r), the raw model output (regression value or logit).
 void predict(const ModelView& m, const CsrView& X, bool attention, float* out, int n_threads);

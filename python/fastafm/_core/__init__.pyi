@@ -8,7 +8,7 @@ import numpy.typing
 import typing
 import typing_extensions
 from . import _testing
-__all__: list[str] = ['Loss', 'Optimizer', 'TrainConfig', 'Trainer', 'active_isa', 'kernel_isa', 'openmp_enabled', 'optimizer_slots', 'pair_attention', 'pairs_major_from', 'parse_libfm_buffer', 'parse_libfm_file', 'predict', 'resolve_threads', 'scratch_bytes', 'select_isa', 'supported_isas']
+__all__: list[str] = ['Loss', 'Optimizer', 'Predictor', 'TrainConfig', 'Trainer', 'active_isa', 'kernel_isa', 'openmp_enabled', 'optimizer_slots', 'pair_attention', 'pairs_major_from', 'parse_libfm_buffer', 'parse_libfm_file', 'predict', 'resolve_threads', 'scratch_bytes', 'select_isa', 'supported_isas']
 class Loss:
     """
     Members:
@@ -208,6 +208,23 @@ class Trainer:
         with a written one (params, state) are refused. `weights` (float32, one finite weight >= 0 per row of
         X, or None for all 1) multiplies each row's loss and gradient.
         """
+class Predictor:
+    """
+    A model's predictor for serving loops: its arrays checked and held once, work memory kept between calls. Use fastafm's estimator.predictor().
+    """
+    def __init__(self, params: dict, attention: bool, n_threads: typing.SupportsInt | typing.SupportsIndex = 1) -> None:
+        ...
+    def csr(self, indptr: numpy.ndarray, indices: numpy.ndarray, values: numpy.ndarray, offset: typing.SupportsFloat | typing.SupportsIndex = 0.0, out: typing.Any = None) -> numpy.typing.NDArray[numpy.float64]:
+        """
+        Raw outputs (float64, plus offset when it is not 0) of CSR rows: indptr int32/int64, indices int32, values float32 (finite).
+        """
+    def row(self, indices: numpy.ndarray, values: numpy.ndarray, offset: typing.SupportsFloat | typing.SupportsIndex = 0.0, out: typing.Any = None) -> numpy.typing.NDArray[numpy.float64]:
+        """
+        The raw output of one row (float64 array of one element): indices int32, values float32.
+        """
+    @property
+    def n_features(self) -> int:
+        ...
 def active_isa() -> str:
     """
     The instruction set the kernels use now (avx512, avx2 or baseline).

@@ -225,6 +225,24 @@ class _Base(BaseEstimator):
         return explain(state, self._predict_rows(X, state), self._threads(), self._logit_offset(), feature_names,
                        fields, field_names, dense, pairs)
 
+    def predictor(self, kind=None, n_threads=None):
+        """A callable for serving loops (fastafm.serving.Predictor, docs/serving.md): the model checked once and
+        held by the core with its work memory, each call checking only its rows. `predictor(X)` (CSR, float32
+        values, int32 indices), `.csr(indptr, indices, values)` and `.row(indices, values)` (one row) equal, to
+        the last bit, `decision_function` (kind "decision", a classifier's default), `predict_proba(X)[:, 1]`
+        ("proba") or `predict` ("predict", a regressor's default and only kind). n_threads: None takes the
+        estimator's; a call of few rows runs on the calling thread alone. After a fit or partial_fit of this
+        estimator the predictor refuses to run (RuntimeError): make a new one."""
+        from ..serving import Predictor
+
+        state = self._fitted_state()
+        threads = self.n_threads if n_threads is None else n_threads
+        return Predictor(self, state, self._serving_outputs(state), kind, self._logit_offset(), threads)
+
+    def _serving_outputs(self, state: TrainingState) -> dict:
+        """{kind: transform of the float64 raw outputs (None: the raw outputs)}, the default kind first."""
+        raise NotImplementedError
+
     def save(self, path) -> None:
         """Write the fitted model to `path` (see fastafm.models.persistence for the format)."""
         save_model(self, path)

@@ -11,7 +11,7 @@ import numpy as np
 
 from .._compat import ClassifierMixin, RegressorMixin
 from ..objectives import REGRESSION_LOSSES, objective
-from ..objectives.logistic import LOGISTIC, probabilities
+from ..objectives.logistic import LOGISTIC, positive_probability, probabilities
 from ..objectives.squared import SQUARED
 from . import registry as _registry
 from .calibration import sampling_offset
@@ -137,6 +137,10 @@ class _Regression(_Fitting):
         probability sigmoid(y(x)) of the rate."""
         return self._objective.predict(self._raw_output(X), None)
 
+    def _serving_outputs(self, state) -> dict:
+        objective = self._objective
+        return {"predict": None if objective is SQUARED else (lambda z: objective.predict(z, None))}
+
     def score(self, X, y, sample_weight=None) -> float:
         """R² of the predictions (scikit-learn's r2_score), rows weighted by `sample_weight`."""
         X, w = self._score_inputs(X, sample_weight)
@@ -161,6 +165,11 @@ class _Classification(_Fitting):
         """log(negative_sampling_rate): the log-odds correction from the training rows, whose negatives were kept
         with that probability, to the full population (0 when nothing was downsampled)."""
         return sampling_offset(getattr(self, "negative_sampling_rate", 1.0))
+
+    def _serving_outputs(self, state) -> dict:
+        classes = state.classes
+        return {"decision": None, "proba": positive_probability,
+                "predict": lambda z: LOGISTIC.predict(z, classes)}
 
     def decision_function(self, X) -> np.ndarray:
         """Raw model output y(x), the logit of classes_[1], float64 of shape (n_rows,); with

@@ -175,6 +175,7 @@ class _Fitting(_Base):
                 validate({"class_weight": self.class_weight}, ("class_weight",))
             rows, _, _ = self._rows(X, y, fitting=False, classes=classes, sample_weight=sample_weight, partial=True)
         state = self.training_state_
+        state.edits += 1  # before training: a predictor made before this call refuses the changed arrays
         session.run(LocalEpochs(state, rows, self._settings(kind, state), self.verbose), 1, None, False, "", self)
         return self
 

@@ -11,13 +11,19 @@ from .labels import class_cache_targets, class_targets, eval_targets
 from .sums import weighted_mean, weighted_sum
 
 
-def probabilities(z: np.ndarray) -> np.ndarray:
-    """(1 - sigmoid(z), sigmoid(z)) without overflow."""
+def positive_probability(z: np.ndarray) -> np.ndarray:
+    """sigmoid(z) without overflow (the serving predictor's kind "proba": probabilities' second column)."""
     p1 = np.empty_like(z)
     pos = z >= 0
     p1[pos] = 1.0 / (1.0 + np.exp(-z[pos]))
     ez = np.exp(z[~pos])
     p1[~pos] = ez / (1.0 + ez)
+    return p1
+
+
+def probabilities(z: np.ndarray) -> np.ndarray:
+    """(1 - sigmoid(z), sigmoid(z)) without overflow."""
+    p1 = positive_probability(z)
     return np.column_stack([1.0 - p1, p1])
 
 

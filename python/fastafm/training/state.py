@@ -69,6 +69,7 @@ class TrainingState:
     row_nnz: Optional[float] = None              # mean non-zeros a row of the first training rows ("auto" rate)
     fields: Optional[np.ndarray] = None          # FwFM: the field of every feature (int32, n_features)
     encoding: Any = None                         # a raw log's RawEncoding (fastafm.rawlog): predict reads raw rows
+    edits: int = 0                               # partial_fit calls on these arrays (fastafm.serving's check)
 
     def core_params(self) -> dict:
         """The parameters as the core takes them: FwFM's with the field array beside them (not a parameter:
