@@ -206,3 +206,24 @@ def test_a_refitted_model_needs_a_new_predictor():
     with pytest.raises(RuntimeError, match="fitted again"):
         pred.row(np.array([1], np.int32), np.ones(1, np.float32))
     np.testing.assert_array_equal(model.predictor()(X), model.decision_function(X))
+
+
+def test_the_pair_limit_holds_for_every_call_form(monkeypatch):
+    from fastafm.data import limits
+
+    X, y, _ = fastafm.make_planted(300, n_fields=4, cardinality=6, random_state=0)
+    X = X.astype(np.float32)
+    attention = fastafm.AFMRegressor(embedding_dim=4, attention_dim=4, n_epochs=1, random_state=0).fit(X, y)
+    uniform = fastafm.FMRegressor(embedding_dim=4, n_epochs=1, random_state=0).fit(X, y)
+    pa, pu = attention.predictor(), uniform.predictor()
+    row = X[1]
+    monkeypatch.setattr(limits, "_override", 3)  # rows of 4 non-zeros: 6 pairs
+    with pytest.raises(limits.RowTooLongError, match=r"X row 0 has 4 non-zeros, 6 feature pairs"):
+        pa(X[:2])
+    with pytest.raises(limits.RowTooLongError, match=r"X row 0 has 4 non-zeros"):
+        pa.csr(X.indptr[:3].copy(), X.indices[:8].copy(), X.data[:8].copy())
+    with pytest.raises(limits.RowTooLongError, match=r"predictor.row: row 0 has 4 non-zeros"):
+        pa.row(row.indices, row.data)
+    np.testing.assert_array_equal(pu(X[:2]), uniform.predict(X[:2]))  # FM pools in O(non-zeros): no limit
+    monkeypatch.setattr(limits, "_override", 6)
+    assert pa.row(row.indices, row.data) == attention.predict(X[1:2])[0]

@@ -18,6 +18,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from . import _core
+from .data import limits
 
 _F32 = np.dtype(np.float32)
 _I32 = np.dtype(np.int32)
@@ -56,6 +57,7 @@ class Predictor:
         self._offset = float(offset)
         self._transform = outputs[kind]
         self._core = _core.Predictor(state.core_params(), state.spec.attention, self.n_threads)
+        self._attention = bool(state.spec.attention)
 
     def _check_current(self) -> None:
         state = self._state
@@ -63,6 +65,14 @@ class Predictor:
         if edits != self._edits or getattr(self._estimator, "training_state_", None) is not state:
             raise RuntimeError(f"the {type(self._estimator).__name__} was fitted again (fit or partial_fit) after "
                                "this predictor was made; call its predictor() again to serve the new model")
+
+    def _check_pairs(self, indptr) -> None:
+        """AFM's attention is O(pairs) a row: rows over fastafm.data.limits' pair limit are refused, as by
+        predict (an O(1) test when all the rows' non-zeros together are under it). Malformed arrays are left to
+        the core's checks."""
+        if self._attention and isinstance(indptr, np.ndarray) and indptr.ndim == 1 and indptr.size \
+                and indptr.dtype.kind in "iu":
+            limits.check_rows(indptr)
 
     def _finish(self, raw: np.ndarray, out) -> np.ndarray:
         if self._transform is None:
@@ -82,17 +92,21 @@ class Predictor:
         if X.data.dtype != _F32 or X.indices.dtype != _I32:
             raise TypeError(f"X must hold float32 values and int32 indices (convert once, outside the serving loop: "
                             f"X.astype(np.float32)), got {X.data.dtype} values and {X.indices.dtype} indices")
+        self._check_pairs(X.indptr)
         return self._finish(self._core.csr(X.indptr, X.indices, X.data, self._offset, out), out)
 
     def csr(self, indptr, indices, values, out: Optional[np.ndarray] = None) -> np.ndarray:
         """The outputs of CSR rows given as arrays: indptr int32/int64 (n_rows + 1), indices int32, values
         float32 (nnz)."""
         self._check_current()
+        self._check_pairs(indptr)
         return self._finish(self._core.csr(indptr, indices, values, self._offset, out), out)
 
     def row(self, indices, values):
         """The output of one row: its feature ids (int32, 1-D) and values (float32, the same length)."""
         self._check_current()
+        if self._attention and limits.pairs(len(indices)) > limits.max_pairs_per_row():
+            limits.check_rows(np.array([0, len(indices)]), "predictor.row:")
         return self._finish(self._core.row(indices, values, self._offset, None), None)[0]
 
     def __repr__(self) -> str:
