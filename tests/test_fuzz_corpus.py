@@ -15,6 +15,7 @@ sys.path.insert(0, FUZZ)
 
 import fuzz_libfm  # noqa: E402
 import fuzz_libffm  # noqa: E402
+import fuzz_rawlog  # noqa: E402
 import fuzz_kernels  # noqa: E402
 import fuzz_load  # noqa: E402
 
@@ -38,6 +39,20 @@ def test_parser_harness_on_seed(path):
 @pytest.mark.parametrize("path", corpus("libffm"), ids=os.path.basename)
 def test_libffm_harness_on_seed(path):
     fuzz_libffm.test_one_input(read(path))
+
+
+@pytest.mark.parametrize("path", corpus("rawlog"), ids=os.path.basename)
+def test_rawlog_harness_on_seed(path):
+    fuzz_rawlog.test_one_input(read(path))
+
+
+def test_rawlog_harness_on_mutations():
+    rnd = random.Random(8)
+    seeds = [read(p) for p in corpus("rawlog")]
+    for _ in range(150):
+        seed = rnd.choice(seeds)
+        flags = bytes([rnd.randrange(64)])  # any schema, with the seed's text mutated
+        fuzz_rawlog.test_one_input(flags + _mutate_text(seed[1:], rnd))
 
 
 @pytest.mark.parametrize("path", corpus("model"), ids=os.path.basename)

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs the fuzzers of fuzz/ -- the libFM parser and its libFFM mode with load_libffm (differential against
-# fuzz/libfm_reference.py), fastafm.load and
+# fuzz/libfm_reference.py), raw CSV/TSV logs through convert (differential against the encoding read back),
+# fastafm.load and
 # the block kernels with their streamed long-row tiles (differential against fastafm.reference) --
 # for SECONDS each (default 10), starting from the seed corpus in fuzz/corpus/. Fails on any crash, hang
 # (10 s per input), unexpected exception or sanitizer report; new corpus entries and crash inputs go to a work
@@ -21,7 +22,7 @@ cd "$(dirname "$0")/.."
 SECONDS_EACH=${1:-10}
 PY=${PYTHON:-python3}
 WORK=${FUZZ_WORK:-$(mktemp -d "${TMPDIR:-/tmp}/fastafm-fuzz.XXXXXX")}
-mkdir -p "$WORK/libfm" "$WORK/libffm" "$WORK/model" "$WORK/kernels" "$WORK/artifacts"
+mkdir -p "$WORK/libfm" "$WORK/libffm" "$WORK/rawlog" "$WORK/model" "$WORK/kernels" "$WORK/artifacts"
 "$PY" -c "import atheris, fastafm" || { echo "fuzz.sh: $PY needs fastafm and atheris (pip install atheris)" >&2; exit 2; }
 
 run() {  # name harness max_len corpus [extra libFuzzer flags]
@@ -58,11 +59,13 @@ replay() {  # name harness corpus: every input once, under ASan + UBSan
 failed=0
 run libfm fuzz/fuzz_libfm.py 4096 fuzz/corpus/libfm -dict=fuzz/libfm.dict || failed=1
 run libffm fuzz/fuzz_libffm.py 4096 fuzz/corpus/libffm -dict=fuzz/libffm.dict || failed=1
+run rawlog fuzz/fuzz_rawlog.py 2048 fuzz/corpus/rawlog || failed=1
 run model fuzz/fuzz_load.py 16384 fuzz/corpus/model || failed=1
 run kernels fuzz/fuzz_kernels.py 512 fuzz/corpus/kernels || failed=1
 if [ -n "${ASAN_PYTHON:-}" ]; then
   replay libfm fuzz/fuzz_libfm.py fuzz/corpus/libfm || failed=1
   replay libffm fuzz/fuzz_libffm.py fuzz/corpus/libffm || failed=1
+  replay rawlog fuzz/fuzz_rawlog.py fuzz/corpus/rawlog || failed=1
   replay model fuzz/fuzz_load.py fuzz/corpus/model || failed=1
   replay kernels fuzz/fuzz_kernels.py fuzz/corpus/kernels || failed=1
 fi

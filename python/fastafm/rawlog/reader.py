@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass
 
 from ..data.files import display, input_kind
+from .utf8 import Utf8Checked
 
 TEXT = "csv"
 PARQUET = "parquet"
@@ -135,7 +136,10 @@ class Source:
         first = self._first_line()
         if first is None:
             raise ValueError(f"{self.name}: the file is empty (no header, no rows)")
-        fields = next(csv.reader([first], delimiter=self.sep))
+        try:
+            fields = next(csv.reader([first], delimiter=self.sep))
+        except csv.Error as exc:  # a lone carriage return, a NUL byte ...
+            raise ValueError(f"{self.name}:1: the first line is not {self.sep!r}-separated text ({exc})") from None
         if schema.header:
             self.columns = fields
         else:
@@ -188,8 +192,10 @@ class Source:
             bad.append(row)
             return "error"
 
-        read = pcsv.ReadOptions(use_threads=threads, block_size=self.block_bytes,
-                                column_names=None if self.schema.header else self.columns)
+        # The column names are always ours (the header as csv.reader read it): pyarrow's own reading of a header
+        # with odd bytes or quotes may differ, and include_columns must name what it holds.
+        read = pcsv.ReadOptions(use_threads=threads, block_size=self.block_bytes, column_names=self.columns,
+                                skip_rows=1 if self.schema.header else 0)
         parse = pcsv.ParseOptions(delimiter=self.sep, invalid_row_handler=invalid, ignore_empty_lines=False)
         convert = pcsv.ConvertOptions(column_types=types, include_columns=layout.used(), null_values=[""],
                                       strings_can_be_null=True, quoted_strings_can_be_null=True)
@@ -200,6 +206,7 @@ class Source:
 
         pa = pyarrow()
         stream, raw = self._open_stream()
+        stream = Utf8Checked(stream, self.name)  # a clear error at the first non-UTF-8 byte, with its line
         bad: list = []
         line = 2 if self.schema.header else 1
         try:
@@ -211,7 +218,7 @@ class Source:
                     break
                 yield Batch(self.name, line, batch, raw.tell())
                 line += batch.num_rows
-        except (pa.ArrowInvalid, OSError) as exc:
+        except (pa.ArrowException, OSError) as exc:
             if threads and (not bad or bad[0].number is None):  # locate it: the single-threaded reader numbers rows
                 stream.close()
                 yield from _skip(self._text_batches(layout, types, False), line)
