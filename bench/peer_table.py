@@ -2,7 +2,7 @@
 training, validation and test rows for all.
 
     python bench/peer_table.py --data ../shared/data --seeds 0 1 2 --json bench/results/accuracy/peer_table.json
-    python bench/peer_table.py --from-json bench/results/accuracy/peer_table.json   # the tables again
+    python bench/peer_table.py --from-json bench/results/accuracy/peer_table.json   # the tables and verdicts again
 
 Sets: the shared click logs (bench/click_logs.py: avazu-head, criteo-head, ipinyou, frappe-clf; a seeded,
 stratified 10% of the training rows is the validation part, the rest is trained on) and the synthetic sets of
@@ -236,6 +236,42 @@ def table(results: list) -> str:
     return "\n".join(lines)
 
 
+def _mean(results, set_name, model, key):
+    vals = [r[key] for r in results if r["set"] == set_name and r["model"] == model]
+    return statistics.mean(vals) if vals else None
+
+
+def verdicts(results: list, afm: str = "fastafm AFM", fwfm: str = "fastafm FwFM") -> str:
+    """Issue 22's targets per set, on the means over seeds: AFM's AUC at least the best model's - 0.002 and its
+    log loss at most the best's x 1.01 (the best of every model in the results, AFM included), AFM's log loss
+    below the base rate's, and fastafm's FwFM at least as good as modern-fm's in both."""
+    lines = ["| set | best AUC (model) | best log loss (model) | AFM AUC >= best - 0.002 | AFM log loss <= best x 1.01 "
+             "| AFM below the base rate | FwFM >= modern-fm FwFM |", "|---|---|---|---|---|---|---|"]
+    for name in dict.fromkeys(r["set"] for r in results):
+        models = list(dict.fromkeys(r["model"] for r in results if r["set"] == name))
+        auc = {m: _mean(results, name, m, "auc") for m in models}
+        ll = {m: _mean(results, name, m, "logloss") for m in models}
+        best_auc, best_ll = max(auc, key=auc.get), min(ll, key=ll.get)
+        base = next(r["base_logloss"] for r in results if r["set"] == name)
+        row = [name, f"{auc[best_auc]:.4f} ({best_auc})", f"{ll[best_ll]:.4f} ({best_ll})"]
+        if afm in auc:
+            row += [("met" if auc[afm] >= auc[best_auc] - 0.002 else "**not met**") + f": {auc[afm]:.4f}",
+                    ("met" if ll[afm] <= ll[best_ll] * 1.01 else "**not met**")
+                    + f": {ll[afm]:.4f} ({100 * (ll[afm] / ll[best_ll] - 1):+.1f}%)",
+                    ("met" if ll[afm] < base else "**not met**") + f": {ll[afm]:.4f} < {base:.4f}"]
+        else:
+            row += ["—"] * 3
+        theirs = "modern-fm FwFM"
+        if fwfm in auc and theirs in auc:
+            ok = auc[fwfm] >= auc[theirs] and ll[fwfm] <= ll[theirs]
+            row.append(("met" if ok else "**not met**")
+                       + f": {auc[fwfm]:.4f} / {ll[fwfm]:.4f} vs {auc[theirs]:.4f} / {ll[theirs]:.4f}")
+        else:
+            row.append("—")
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines)
+
+
 def main(argv=None) -> list:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", help="../shared/data (the click logs)")
@@ -249,17 +285,19 @@ def main(argv=None) -> list:
                     "(Criteo's counts); the set's name gets [bins N]")
     ap.add_argument("--torch", action="store_true", help="also the PyTorch AFM (slow)")
     ap.add_argument("--json")
-    ap.add_argument("--from-json")
+    ap.add_argument("--from-json", nargs="+", help="print the tables of earlier runs (several files: joined)")
+    ap.add_argument("--afm", default="fastafm AFM", help="the configuration the targets are checked for")
     args = ap.parse_args(argv)
     if args.from_json:
-        results = json.loads(Path(args.from_json).read_text())
+        results = [r for path in args.from_json for r in json.loads(Path(path).read_text())]
         print(table(results))
+        print("\n" + verdicts(results, args.afm))
         return results
     configs = dict(FASTAFM)
     if args.fastafm is not None:
         configs = {}
         for spec in args.fastafm:
-            name, _, rest = spec.partition("=")
+            name, _, rest = spec.partition("=")  # NAME has no "="
             cls_name, _, params = rest.partition(":")
             configs[name] = (cls_name, json.loads(params or "{}"))
     results = []
@@ -288,6 +326,7 @@ def main(argv=None) -> list:
             if args.json:
                 Path(args.json).write_text(json.dumps(results, indent=1, default=float) + "\n")
     print(table(results))
+    print("\n" + verdicts(results, args.afm))
     return results
 
 
