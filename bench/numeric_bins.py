@@ -65,13 +65,34 @@ def synth_counts(bins) -> click_logs.ClickLog:
     return click_logs._encoded("synth-counts", train, test, label, encoder_kw)
 
 
+def summary(results: list, bins) -> str:
+    """Mean AUC / log loss per set, model and bins setting (0: None), over the seeds run."""
+    lines = ["| set | model | " + " | ".join(f"bins {b or 'None'}: AUC / log loss" for b in bins) + " | seeds |",
+             "|---|---|" + "---|" * len(bins) + "---:|"]
+    for name in dict.fromkeys(r["set"] for r in results):
+        for model in dict.fromkeys(r["model"] for r in results):
+            cells, n = [], 0
+            for b in bins:
+                rs = [r for r in results if r["set"] == name and r["model"] == model and r["bins"] == b]
+                n = len(rs)
+                cells.append(f"{statistics.mean(r['auc'] for r in rs):.4f} / "
+                             f"{statistics.mean(r['logloss'] for r in rs):.4f}")
+            lines.append(f"| {name} | {model} | " + " | ".join(cells) + f" | {n} |")
+    return "\n".join(lines)
+
+
 def main(argv=None) -> list:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", help="../shared/data (the Criteo head); without it only synth-counts")
     ap.add_argument("--bins", type=int, nargs="+", default=[0, 10, 32])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
     ap.add_argument("--json")
+    ap.add_argument("--from-json", nargs="+", help="print the summary of earlier runs (several files: joined)")
     args = ap.parse_args(argv)
+    if args.from_json:
+        results = [r for path in args.from_json for r in json.loads(Path(path).read_text())]
+        print(summary(results, args.bins))
+        return results
     results = []
     for bins in args.bins:
         logs = [synth_counts(bins)]
@@ -87,16 +108,7 @@ def main(argv=None) -> list:
                     print(f"{r['set']} bins {bins or None} seed {seed} {r['model']}: AUC {r['auc']:.4f} "
                           f"log loss {r['logloss']:.4f} ({r['seconds']:.1f} s)", flush=True)
                 results.extend(runs)
-    print("\n| set | model | " + " | ".join(f"bins {b or 'None'}: AUC / log loss" for b in args.bins) + " |")
-    print("|---|---|" + "---|" * len(args.bins))
-    for name in dict.fromkeys(r["set"] for r in results):
-        for model in dict.fromkeys(r["model"] for r in results):
-            cells = []
-            for b in args.bins:
-                rs = [r for r in results if r["set"] == name and r["model"] == model and r["bins"] == b]
-                cells.append(f"{statistics.mean(r['auc'] for r in rs):.4f} / "
-                             f"{statistics.mean(r['logloss'] for r in rs):.4f}")
-            print(f"| {name} | {model} | " + " | ".join(cells) + " |")
+    print(summary(results, args.bins))
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1, default=float) + "\n")
     return results

@@ -152,9 +152,9 @@ def synthetic_ctr(name: str, cardinalities, planted_pairs, n_rows: int, seed: in
     return TuningSet(name, "classification", train, valid, test, desc)
 
 
-def tag_log(name: str = "synth-tag", n_users: int = 5000, n_items: int = 3000, n_tags: int = 1500,
+def tag_log(name: str = "synth-tag", n_users: int = 20_000, n_items: int = 20_000, n_tags: int = 5000,
             n_positive: int = 66_667, negatives: int = 2, rank: int = 4, popularity: float = 1.0,
-            affinity: float = 1.5, seed: int = 0) -> TuningSet:
+            affinity: float = 0.5, seed: int = 0) -> TuningSet:
     """A tag-click log of (user, item, tag) rows: n_positive positives, each with `negatives` negatives of the same
     user and item and a uniformly drawn tag (as a tag log's negative sampling). Users and items are Zipf-drawn; a
     positive's tag is drawn with probability proportional to exp(popularity * log-popularity(tag) + affinity *
@@ -213,5 +213,5 @@ def load_all(frappe_dir=None, ml100k=None, names=None) -> list:
         sets += [frappe(frappe_dir, "regression"), frappe(frappe_dir, "classification")]
     if ml100k is not None:
         sets += [movielens_100k(ml100k, "regression"), movielens_100k(ml100k, "classification")]
-    sets += [synthetic(name) for name in [*SYNTHETIC, "synth-tag"]]
+    sets += [synthetic(name) for name in [*SYNTHETIC, "synth-tag"] if names is None or name in names]
     return [s for s in sets if names is None or s.name in names]
