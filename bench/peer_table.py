@@ -163,9 +163,7 @@ def field_columns(split):
         for out in outs:
             col = out[:, f]
             ok = ~np.isnan(col)
-            col[ok] = code[col[ok].astype(np.int64)]
-            if categorical[f]:
-                col[np.isnan(col)] = np.nan
+            col[ok] = code[col[ok].astype(np.int64)]  # ids unseen in training stay NaN (missing)
     return outs, categorical
 
 
