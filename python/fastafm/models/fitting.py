@@ -126,12 +126,12 @@ class _Fitting(_Base):
 
     def _pretrain_fm(self, kind, values, rows, n_features, labels, evaluation, stopping, metric,
                      row_nnz, target_sums, start=None, stage="fm") -> tuple:
-        """(the training state, its (best epoch, best score)) of an FM fitted on `rows` (the paper's warm start of AFM): this estimator's
-        embedding_dim, dropout, l2, optimizer, batch size, epochs, seed and early stopping on the same
-        evaluation rows; the learning rate "auto" (the FM's own), or a given one scaled by the ratio of the
-        FM's and the AFM's defaults for the optimizer. `start`: w0 and w to start from (the linear stage's)
-        instead of the average. stage="linear": the same FM with V = 0 throughout (its gradient is 0 there),
-        which is the linear model w0 + w.x trained by the same optimizer (pretrain="linear+fm")."""
+        """(the training state, its (best epoch, best score)) of an FM fitted on `rows` (the paper's warm start
+        of AFM): this estimator's embedding_dim, dropout, l2, optimizer, batch size, epochs, seed and early
+        stopping on the same evaluation rows; the learning rate "auto" (the FM's own), or a given one scaled by
+        the ratio of the FM's and the AFM's defaults for the optimizer. `start`: w0 and w to start from (the
+        linear stage's) instead of the average. stage="linear": the same FM with V = 0 throughout (its gradient
+        is 0 there), which is the linear model w0 + w.x trained by the same optimizer (pretrain="linear+fm")."""
         fm = _registry.sibling(kind, "fm")
         fm_values = {name: values[name] for name in fm.signature.names}
         fm_values["learning_rate"] = pretrain_learning_rate(values["learning_rate"], self.optimizer)

@@ -41,8 +41,9 @@ def warm_start_params(init, n_features: int, embedding_dim: int) -> dict:
 
 def keep_the_better(state, linear, best, metric: str, verbose: int = 0):
     """After pretrain="linear+fm" with early stopping: when the linear stage's best validation score (`linear`:
-    its (training state, (best epoch, best score))) beats the model's (`best`, its (epoch, score)), the model becomes that linear model exactly (w0 and w copied, V = 0: every pair term is 0,
-    the attention's too) and its best is the linear stage's (epoch 0). Without a validation score (no early
+    its (training state, (best epoch, best score))) beats the model's (`best`, its (epoch, score)), the model
+    becomes that linear model exactly (w0 and w copied, V = 0: every pair term is 0, the attention's too) and
+    its best is the linear stage's (epoch 0). Without a validation score (no early
     stopping and no eval_set) the model is kept. Returns the (epoch, score) kept."""
     _, score = best
     linear_state, (linear_epoch, linear_score) = linear
