@@ -69,6 +69,8 @@ CONFIGS: dict = {
     "afm-batch-256": ("afm", {"batch_size": 256}),
     "afm-frequency-l2-0.3": ("afm", {"frequency_l2": 0.3}),
     "afm-frequency-l2-3": ("afm", {"frequency_l2": 3.0}),
+    # Issue 22: the linear stage before the FM, and the linear model kept when it validates better.
+    "afm-linear-fm": ("afm", {"pretrain": "linear+fm"}),
     "torch-adam-1e-2": ("torch", {"lr": 1e-2}),
     "torch-adam-3e-3": ("torch", {"lr": 3e-3}),
     "torch-adam-1e-3": ("torch", {"lr": 1e-3}),

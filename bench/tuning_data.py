@@ -12,6 +12,10 @@ Every set is a `TuningSet` of CSR float32 rows. Real data is read by path and ne
 * `synth-*`: click logs made here with planted low-rank pair effects over 3 to 39 fields and cardinalities from
   10 to 10^6, Zipf-skewed (alpha 1.1), so most ids are rare: the shape of CTR data. The label is a Bernoulli
   draw of sigmoid(base + linear effects + planted pair effects); every other pair carries no signal.
+* `synth-tag`: the shape of a tag-click log (issue 22; the AFM paper's MovieLens tags): 3 id fields user, item,
+  tag; each positive row's tag is drawn for its (user, item) from the tags' popularity and low-rank user x tag
+  and item x tag affinities, and two negatives per positive share its user and item with a tag drawn uniformly.
+  Every (user, item) pair is in one positive and two negatives, so that pair carries nothing (`tag_log`).
 """
 from __future__ import annotations
 
@@ -148,6 +152,37 @@ def synthetic_ctr(name: str, cardinalities, planted_pairs, n_rows: int, seed: in
     return TuningSet(name, "classification", train, valid, test, desc)
 
 
+def tag_log(name: str = "synth-tag", n_users: int = 20_000, n_items: int = 20_000, n_tags: int = 5000,
+            n_positive: int = 66_667, negatives: int = 2, rank: int = 4, popularity: float = 1.0,
+            affinity: float = 0.5, seed: int = 0) -> TuningSet:
+    """A tag-click log of (user, item, tag) rows: n_positive positives, each with `negatives` negatives of the same
+    user and item and a uniformly drawn tag (as a tag log's negative sampling). Users and items are Zipf-drawn; a
+    positive's tag is drawn with probability proportional to exp(popularity * log-popularity(tag) + affinity *
+    (U_user + I_item) . T_tag / sqrt(rank)), so the label depends on the tag alone and on user x tag and item x
+    tag, never on user x item (every pair has exactly the same share of positives)."""
+    rng = np.random.default_rng(seed)
+    users, items = _zipf(rng, n_users, n_positive), _zipf(rng, n_items, n_positive)
+    log_pop = np.log(1.0 / np.arange(1, n_tags + 1) ** 1.1)[rng.permutation(n_tags)]
+    U, I, T = (rng.normal(0.0, 1.0, (n, rank)) for n in (n_users, n_items, n_tags))
+    tags = np.empty(n_positive, dtype=np.int64)
+    for start in range(0, n_positive, 4096):  # Gumbel-max draw of one tag per positive, in chunks
+        stop = min(start + 4096, n_positive)
+        logits = popularity * log_pop + affinity * ((U[users[start:stop]] + I[items[start:stop]]) @ T.T) / np.sqrt(rank)
+        tags[start:stop] = np.argmax(logits + rng.gumbel(size=logits.shape), axis=1)
+    n_rows = n_positive * (1 + negatives)
+    cats = np.empty((n_rows, 3), dtype=np.int64)
+    cats[:, 0], cats[:, 1] = np.repeat(users, 1 + negatives), np.repeat(items, 1 + negatives)
+    cats[:, 2] = rng.integers(0, n_tags, n_rows)
+    cats[:: 1 + negatives, 2] = tags
+    y = np.zeros(n_rows, dtype=np.float32)
+    y[:: 1 + negatives] = 1.0
+    X = fastafm.from_fields(cats + np.array([0, n_users, n_users + n_items]), n_features=n_users + n_items + n_tags)
+    train, valid, test = _split(X, y, seed=seed + SPLIT_SEED)
+    return TuningSet(name, "classification", train, valid, test,
+                     f"user/item/tag, {n_users}/{n_items}/{n_tags} ids, {negatives} negatives per positive sharing its "
+                     "user and item")
+
+
 SYNTHETIC = {
     # few fields, small vocabularies: the easy end
     "synth-3f": dict(cardinalities=[10, 50, 200], planted_pairs=[(0, 1), (1, 2)], n_rows=60_000),
@@ -166,6 +201,8 @@ SYNTHETIC = {
 
 
 def synthetic(name: str, seed: int = 0) -> TuningSet:
+    if name == "synth-tag":
+        return tag_log(name, seed=seed)
     return synthetic_ctr(name, seed=seed, **SYNTHETIC[name])
 
 
@@ -176,5 +213,5 @@ def load_all(frappe_dir=None, ml100k=None, names=None) -> list:
         sets += [frappe(frappe_dir, "regression"), frappe(frappe_dir, "classification")]
     if ml100k is not None:
         sets += [movielens_100k(ml100k, "regression"), movielens_100k(ml100k, "classification")]
-    sets += [synthetic(name) for name in SYNTHETIC]
+    sets += [synthetic(name) for name in [*SYNTHETIC, "synth-tag"] if names is None or name in names]
     return [s for s in sets if names is None or s.name in names]

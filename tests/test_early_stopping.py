@@ -342,7 +342,7 @@ def test_cli_fm_and_the_early_stopping_options(libfm_files, tmp_path, capsys):
     (("--model-type", "fm", "--pretrain", "fm"), "--pretrain does not apply"),
     (("--early-stopping-metric", "auc"), "--early-stopping-metric must be rmse or mae"),
     (("--early-stopping", "maybe"), "must be auto, on or off"),
-    (("--pretrain", "afm"), "must be fm or none"),
+    (("--pretrain", "afm"), "must be fm, linear+fm or none"),
     (("--n-iter-no-change", "0"), "must be >= 1"),
     (("--validation-fraction", "1"), "must be in"),
 ])

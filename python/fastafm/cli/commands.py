@@ -372,6 +372,8 @@ def _epochs(model) -> str:
     text = f"at most {model.n_epochs} epochs" if model.early_stopping is not False else f"{model.n_epochs} epochs"
     if getattr(model, "pretrain", None) == "fm":
         text += ", after pretraining an FM"
+    elif getattr(model, "pretrain", None) == "linear+fm":
+        text += ", after pretraining a linear model and an FM"
     return text
 
 

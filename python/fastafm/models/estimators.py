@@ -257,12 +257,15 @@ class AFMRegressor(_Regression, RegressorMixin, _AFM):
         The eval metric early stopping watches: "rmse" (the default; predictions clipped to the training
         label range, as the paper's code) or "mae" for the regressor, "logloss" (the default) or "auc"
         for the classifier. Also what `eval_set` alone (early_stopping=False) reports in best_epoch_.
-    pretrain : "fm" or None, default "fm"
+    pretrain : "fm", "linear+fm" or None, default "fm"
         "fm": `fit` first trains an FM (FMRegressor/FMClassifier) with this estimator's embedding_dim,
         dropout, l2, optimizer, batch size, n_epochs, seed and early stopping on the same validation rows, at
         half the learning rate (the ratio of the FM's and AFM's defaults), and warm-starts AFM from its w0, w
-        and V, as the AFM paper does (docs/accuracy.md: it helps on every tuning set). None: AFM from its
-        random initialisation. `fit(..., init=model)` overrides it; `partial_fit` never pretrains.
+        and V, as the AFM paper does (docs/accuracy.md: it helps on every tuning set). "linear+fm": first the
+        linear model w0 + w.x (that FM with V = 0 throughout), then the FM from its w0 and w, then AFM; with
+        early stopping the linear model itself is kept (V = 0, best_epoch_ 0) when it validates better than
+        the AFM. None: AFM from its random initialisation. `fit(..., init=model)` overrides it; `partial_fit`
+        never pretrains.
 
     Attributes
     ----------
@@ -275,6 +278,7 @@ class AFMRegressor(_Regression, RegressorMixin, _AFM):
     validation_score_ : float array, the monitored score after every epoch (as in history_)
     do_early_stopping_ : bool, whether this fit stopped early (early_stopping resolved)
     pretrain_history_ : list of dict or None, the history of the pretraining FM (None: no pretraining)
+    linear_history_ : list of dict or None, the history of the linear stage of pretrain="linear+fm"
     n_epochs_done_ : int, epochs run (partial_fit continues with the next epoch's shuffling and dropout)
     label_range_ : (float, float), training label range used to clip predictions in eval RMSE
     """

@@ -25,7 +25,7 @@ from . import registry as _registry
 from .atomic import atomic_refit
 from .base import _Base, _exclusive
 from .hyperparams import core_settings, pretrain_learning_rate, validate
-from .warm_start import warm_start_params
+from .warm_start import PRETRAIN_STAGES, keep_the_better, warm_start_params
 
 
 class _Fitting(_Base):
@@ -77,10 +77,13 @@ class _Fitting(_Base):
             rows, evaluation = self._hold_out(rows, kind, labels)
         init_params = None if init is None else warm_start_params(init, n_features, int(self.embedding_dim))
         target_sums = rows.target_sums()  # one pass (a cache: its labels section) for the FM's and the AFM's w0
-        pretrain_history = None
-        if init is None and values.get("pretrain") == "fm":
-            fm_state = self._pretrain_fm(kind, values, rows, n_features, labels, evaluation, stopping, metric,
-                                         row_nnz, target_sums)
+        pretrain_history, linear = None, None
+        if init is None and values.get("pretrain") in PRETRAIN_STAGES:
+            if values["pretrain"] == "linear+fm":
+                linear = self._pretrain_fm(kind, values, rows, n_features, labels, evaluation, stopping, metric,
+                                           row_nnz, target_sums, stage="linear")
+            fm_state, _ = self._pretrain_fm(kind, values, rows, n_features, labels, evaluation, stopping, metric,
+                                            row_nnz, target_sums, start=None if linear is None else linear[0].params)
             init_params = warm_start_params(fm_state.params, n_features, int(self.embedding_dim))
             pretrain_history = fm_state.history
             del fm_state  # its arrays live on in init_params only until they are copied below
@@ -94,8 +97,11 @@ class _Fitting(_Base):
         if pretrain_history is not None and self.verbose:
             print(f"training {type(self).__name__} from the pretrained FM", flush=True)
         best = self._train_new(state, self._settings(kind, state), rows, evaluation, stopping, metric)
+        if linear is not None and stopping:
+            best = keep_the_better(state, linear, best, metric, self.verbose)
         if "pretrain" in values:
             self.pretrain_history_ = pretrain_history
+            self.linear_history_ = None if linear is None else linear[0].history
         session.record_results(self, state.history, evaluation is not None, best, metric, stopping)
         return self
 
@@ -120,28 +126,36 @@ class _Fitting(_Base):
             state.params["w0"][0] = self._objective.initial_bias(total / weight)
 
     def _pretrain_fm(self, kind, values, rows, n_features, labels, evaluation, stopping, metric,
-                     row_nnz, target_sums) -> TrainingState:
-        """The training state of an FM fitted on `rows` (the paper's warm start of AFM): this estimator's
-        embedding_dim, dropout, l2, optimizer, batch size, epochs, seed and early stopping on the same
-        evaluation rows; the learning rate "auto" (the FM's own), or a given one scaled by the ratio of the
-        FM's and the AFM's defaults for the optimizer."""
+                     row_nnz, target_sums, start=None, stage="fm") -> tuple:
+        """(the training state, its (best epoch, best score)) of an FM fitted on `rows` (the paper's warm start
+        of AFM): this estimator's embedding_dim, dropout, l2, optimizer, batch size, epochs, seed and early
+        stopping on the same evaluation rows; the learning rate "auto" (the FM's own), or a given one scaled by
+        the ratio of the FM's and the AFM's defaults for the optimizer. `start`: w0 and w to start from (the
+        linear stage's) instead of the average. stage="linear": the same FM with V = 0 throughout (its gradient
+        is 0 there), which is the linear model w0 + w.x trained by the same optimizer (pretrain="linear+fm")."""
         fm = _registry.sibling(kind, "fm")
         fm_values = {name: values[name] for name in fm.signature.names}
         fm_values["learning_rate"] = pretrain_learning_rate(values["learning_rate"], self.optimizer)
-        state = init_state(fm.spec(fm_values, n_features), self.optimizer, self.init_std, self.random_state)
-        self._start_from_the_average(state, target_sums)
+        init_std = 0.0 if stage == "linear" else self.init_std
+        state = init_state(fm.spec(fm_values, n_features), self.optimizer, init_std, self.random_state)
+        if start is None:
+            self._start_from_the_average(state, target_sums)
+        else:
+            for name in ("w0", "w"):
+                np.copyto(state.params[name], start[name])
         state.classes, state.label_range = labels.get("classes"), labels.get("label_range")
         state.row_nnz = row_nnz
         if self.verbose:
-            print(f"pretraining {fm.name} (the warm start of {type(self).__name__})", flush=True)
+            what = "the linear model" if stage == "linear" else fm.name
+            print(f"pretraining {what} (the warm start of {type(self).__name__})", flush=True)
         settings = core_settings(fm.values(fm_values), state.spec.loss, state.spec.attention,
                                  state.spec.learn_projection, family=fm.family, row_nnz=row_nnz)
         try:
-            self._train_new(state, settings, rows, evaluation, stopping, metric, prefix="fm ")
+            best = self._train_new(state, settings, rows, evaluation, stopping, metric, prefix=f"{stage} ")
         except FloatingPointError as exc:
-            raise FloatingPointError(f"pretraining the FM (pretrain='fm'): {exc}; {type(self).__name__} was not "
-                                     "trained (pretrain=None skips the FM)") from exc
-        return state
+            raise FloatingPointError(f"pretraining the {stage} stage (pretrain={values['pretrain']!r}): {exc}; "
+                                     f"{type(self).__name__} was not trained (pretrain=None skips it)") from exc
+        return state, best
 
     def _train_new(self, state, settings, rows, evaluation, stopping, metric, prefix=""):
         """`n_epochs` epochs of the engine on `state` with evaluation, history and (stopping) early stopping;

@@ -340,11 +340,14 @@ TABLE: tuple = (
                    "--early-stopping-metric", "METRIC",
                    cli_help="the metric early stopping watches: rmse or mae (regression), logloss or auc "
                             "(classification); none: the loss"),
-    Hyperparameter("pretrain", "fm", OptionalChoice(("fm",)),
+    Hyperparameter("pretrain", "fm", OptionalChoice(("fm", "linear+fm")),
                    "`\"fm\"`: `fit` first trains an FM (its own early stopping) and warm-starts AFM from it; "
-                   "None: AFM from scratch (AFM only)", "--pretrain", "{fm,none}",
-                   cli_help="fm: first train an FM with its own early stopping and warm-start AFM from it; none: "
-                            "AFM from scratch"),
+                   "`\"linear+fm\"`: first the linear model (V = 0), the FM from it, then AFM, and with early "
+                   "stopping the linear model is kept if it validates better; None: AFM from scratch (AFM only)",
+                   "--pretrain", "{fm,linear+fm,none}",
+                   cli_help="fm: first train an FM with its own early stopping and warm-start AFM from it; "
+                            "linear+fm: the linear model first, then the FM from it, then AFM (the linear model "
+                            "is kept if it validates better); none: AFM from scratch"),
     Hyperparameter("class_weight", None, ClassWeight(),
                    "None, `\"balanced\"` (class c weighs n_rows / (2 · count(c))) or a dict {label: weight}: each "
                    "row's loss times its class's weight, and times its `sample_weight` (classifiers only)",
