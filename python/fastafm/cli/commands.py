@@ -22,6 +22,7 @@ import numpy as np
 from ..data.limits import RowTooLongError
 from ..data.files import display as _display
 from ..models.hyperparams import BY_NAME, SIGNATURES, cli_given, cli_values
+from .evaluation import evaluate
 from .raw import cmd_convert as cmd_convert_raw, is_raw_cache, load_rows as load_raw_rows, wants_raw
 from .parser import (EXIT_DATA, EXIT_FAILURE, EXIT_MODEL, EXIT_OK, EXIT_USAGE, MODEL_TYPES, TASK_METRICS, CliError,
                      build_parser)
@@ -470,35 +471,6 @@ def _cmd_predict(args) -> int:
     _status(args, f"{X.shape[0]} {what} written to {args.out or 'standard output'} "
                   f"({time.perf_counter() - start:.2f} s)", stream=sys.stderr)
     return EXIT_OK
-
-
-def evaluate(model, X, y) -> dict:
-    """The metrics `fastafm eval` prints, as a dict (NaN AUC when DATA holds one class only)."""
-    from .. import metrics
-
-    if _is_classifier(model):
-        classes = np.asarray(model.classes_)
-        if classes.dtype.kind not in "fiub":
-            raise CliError(f"the model's labels {classes.tolist()} are not numbers, so they cannot match the "
-                           f"labels of a libFM file", EXIT_DATA)
-        classes = classes.astype(np.float64)
-        unknown = np.setdiff1d(np.unique(y).astype(np.float64), classes)
-        if unknown.size:
-            raise CliError(f"labels {', '.join(f'{v:g}' for v in unknown[:5])} are not among the model's labels "
-                           f"{classes[0]:g}, {classes[1]:g}", EXIT_DATA)
-        proba = model.predict_proba(X)[:, 1]
-        y01 = (y == classes[1]).astype(np.float64)
-        return {"rows": int(X.shape[0]), "logloss": metrics.log_loss(y01, proba),
-                "auc": metrics.roc_auc(y01, proba), "accuracy": float(np.mean((proba > 0.5) == (y01 == 1.0))),
-                "ne": metrics.normalized_entropy(y01, proba)}
-    pred = model.predict(X)
-    if getattr(model, "loss", "squared") == "logistic":  # rate targets: DATA's labels are rates in [0, 1]
-        if np.any((y < 0) | (y > 1)):
-            raise CliError("the model predicts rates (--loss logistic): labels must be in [0, 1]", EXIT_DATA)
-        return {"rows": int(X.shape[0]), "logloss": metrics.log_loss(y, pred),
-                "ne": metrics.normalized_entropy(y, pred)}
-    clip = getattr(model, "label_range_", None)
-    return {"rows": int(X.shape[0]), "rmse": metrics.rmse(y, pred, clip=clip), "mae": metrics.mae(y, pred)}
 
 
 def _cmd_eval(args) -> int:
