@@ -6,7 +6,7 @@ part), on the Criteo head (13 count columns I1-I13, bench/click_logs.py) and a s
     python bench/numeric_bins.py --data ../shared/data --bins 0 10 32 --seeds 0 1 2 \
         --json bench/results/accuracy/numeric_bins.json
 
-`--bins 0` is numeric_bins=None. The validation part is a seeded stratified 10% of the training rows
+`--bins 0` is numeric_bins=None (FieldEncoder's default was None until "auto" was chosen from this table). The validation part is a seeded stratified 10% of the training rows
 (bench/peer_table.py's), the same for every model. Adult is not here: it is not in ../shared/data or any local
 cache (only scikit-learn's test fixture stubs), and nothing may be downloaded.
 """
@@ -60,8 +60,7 @@ def synth_counts(bins) -> click_logs.ClickLog:
     train, test, label = count_log()
     encoder_kw = {"categorical": [c for c in train.columns if c.startswith("C")],
                   "numeric": [c for c in train.columns if c.startswith("I")]}
-    if bins:
-        encoder_kw["numeric_bins"] = bins
+    encoder_kw["numeric_bins"] = bins or None  # --bins 0: standardised (numeric_bins=None; the default is "auto")
     return click_logs._encoded("synth-counts", train, test, label, encoder_kw)
 
 
@@ -97,7 +96,7 @@ def main(argv=None) -> list:
     for bins in args.bins:
         logs = [synth_counts(bins)]
         if args.data:
-            logs.insert(0, click_logs.criteo(Path(args.data), **({"numeric_bins": bins} if bins else {})))
+            logs.insert(0, click_logs.criteo(Path(args.data), numeric_bins=bins or None))
         for log in logs:
             for seed in args.seeds:
                 split = peer_table.click_split(log, args.data, seed)

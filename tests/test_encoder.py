@@ -38,7 +38,7 @@ def rows(X):
 
 
 def test_layout_names_and_fields():
-    enc = FieldEncoder(numeric_scaling=None)  # raw values, to read the layout
+    enc = FieldEncoder(numeric_scaling=None, numeric_bins=None)  # raw values, to read the layout
     X = enc.fit_transform(small_frame())
     assert sp.isspmatrix_csr(X) and X.dtype == np.float32 and X.shape == (4, 7)
     assert list(enc.field_names_) == ["color", "size", "flag"]
@@ -60,7 +60,7 @@ def test_layout_names_and_fields():
 
 
 def test_unseen_and_missing_categories_map_to_the_unknown_id():
-    enc = FieldEncoder().fit(small_frame())
+    enc = FieldEncoder(numeric_bins=None).fit(small_frame())
     test = pd.DataFrame({"color": ["green", np.nan, "blue", pd.NA], "size": [2.0, 2.0, 2.0, 2.0],
                          "flag": [False, None, True, True]})
     X = enc.transform(test)
@@ -82,7 +82,7 @@ def test_transform_selects_columns_by_name():
     ("minmax", [0.0, 0.0, 0.5, 1.0]),
 ])
 def test_numeric_scaling(scaling, expected):
-    enc = FieldEncoder(numeric_scaling=scaling)
+    enc = FieldEncoder(numeric_scaling=scaling, numeric_bins=None)
     X = enc.fit_transform(small_frame())
     assert np.allclose([r[1][1] for r in rows(X)], expected, atol=1e-6)
     # the statistics come from the training data only
@@ -90,12 +90,20 @@ def test_numeric_scaling(scaling, expected):
     assert np.isclose(X2.data[1], (9.0 - enc.numeric_center_[1]) / enc.numeric_scale_[1])
 
 
-def test_numeric_columns_are_standardised_by_default():
-    assert FieldEncoder().numeric_scaling == "standard"
-    default = FieldEncoder().fit_transform(small_frame())
-    standard = FieldEncoder(numeric_scaling="standard").fit_transform(small_frame())
-    assert (default != standard).nnz == 0
-    assert np.allclose([r[1][1] for r in rows(default)], [(1 - 3) / np.sqrt(8 / 3), 0.0, 0.0, (5 - 3) / np.sqrt(8 / 3)])
+def test_by_default_counts_are_binned_and_other_numbers_standardised():
+    assert FieldEncoder().numeric_scaling == "standard" and FieldEncoder().numeric_bins == "auto"
+    frame = small_frame().assign(ratio=[0.5, 1.5, np.nan, 4.0], signed=[1.0, -2.0, 3.0, 0.0])
+    enc = FieldEncoder().fit(frame)
+    # size (1, NaN, 3, 5: non-negative integers) is a count: AUTO_BINS quantile bins, as numeric_bins=10
+    assert enc.categorical_.tolist() == [True, True, True, False, False]
+    np.testing.assert_array_equal(enc.bin_edges_[1], FieldEncoder(numeric_bins=10).fit(frame).bin_edges_[1])
+    standard = FieldEncoder(numeric_bins=None).fit(frame)
+    for column in (3, 4):  # a fraction and a negative value: scaled, exactly as with numeric_bins=None
+        assert enc.numeric_center_[column] == standard.numeric_center_[column]
+        assert enc.numeric_scale_[column] == standard.numeric_scale_[column]
+    assert (enc.transform(frame)[:, enc.field_offsets_[3]:] != standard.transform(frame)[:, standard.field_offsets_[3]:]).nnz == 0
+    # an all-missing column has no values to bin: scaled
+    assert not FieldEncoder().fit(pd.DataFrame({"m": [np.nan, np.nan]})).categorical_[0]
 
 
 def test_numeric_bins_are_training_quantiles_with_unseen_values_in_the_end_bins():
@@ -144,13 +152,13 @@ def test_columns_that_transform_could_not_read_are_refused_in_fit():
 def test_constant_and_all_missing_numeric_columns_do_not_divide_by_zero():
     df = pd.DataFrame({"c": [2.0, 2.0, 2.0], "m": [np.nan, np.nan, np.nan]})
     for scaling in ("standard", "minmax"):
-        X = FieldEncoder(numeric_scaling=scaling).fit_transform(df)
+        X = FieldEncoder(numeric_scaling=scaling, numeric_bins=None).fit_transform(df)
         assert np.all(np.isfinite(X.data))
         assert X.data.tolist() == [0.0, 0.0] * 3
 
 
 def test_numeric_missing_indicator():
-    enc = FieldEncoder(numeric_scaling=None, numeric_missing="indicator")
+    enc = FieldEncoder(numeric_scaling=None, numeric_missing="indicator", numeric_bins=None)
     X = enc.fit_transform(small_frame())
     assert list(enc.feature_names_)[3:5] == ["size", "size=<missing>"]
     assert enc.fields_.tolist() == [0, 0, 0, 1, 1, 2, 2, 2]
@@ -172,14 +180,14 @@ def test_column_kinds_detected_and_overridden():
         "price": ["1.5", "2", None, "4"],                   # numbers held as strings, listed as numeric
         "n": pd.array([1, None, 3, 4], dtype="Int64"),
     })
-    enc = FieldEncoder(categorical=["user_id"], numeric=["price"], numeric_scaling=None).fit(df)
+    enc = FieldEncoder(categorical=["user_id"], numeric=["price"], numeric_scaling=None, numeric_bins=None).fit(df)
     assert enc.categorical_.tolist() == [True, True, True, False, False]
     assert list(enc.categories_[0]) == [10, 20, 30]
     X = enc.transform(df)
     assert [r[3][1] for r in rows(X)] == [1.5, 2.0, 0.0, 4.0]
     assert [r[4][1] for r in rows(X)] == [1.0, 0.0, 3.0, 4.0]
     assert [r[2][0] for r in rows(X)] == [enc.field_offsets_[2] + i for i in (0, 2, 1, 0)]
-    assert FieldEncoder().fit(df).categorical_.tolist() == [False, True, True, True, False]
+    assert FieldEncoder(numeric_bins=None).fit(df).categorical_.tolist() == [False, True, True, True, False]
 
 
 @pytest.mark.parametrize("kwargs, X, error, match", [

@@ -44,11 +44,14 @@ def test_text_formats_give_the_field_encoders_rows(tmp_path, name, sep, header):
     np.testing.assert_array_equal(cache.read_fields(), enc.fields_)
 
 
-def test_the_streamed_encoding_is_the_field_encoders(tmp_path):
+@pytest.mark.parametrize("late_fraction", [False, True])
+def test_the_streamed_encoding_is_the_field_encoders(tmp_path, late_fraction):
     df = click_frame(2000, seed=3)
+    if late_fraction:  # count looks like a count for most batches, then is not: "auto" must scale it after all
+        df.loc[1990, "count"] = 2.5
     path = write_text(df, tmp_path / "log.csv")
-    for kw in (dict(min_frequency=30), dict(numeric_bins={"count": 4}), dict(numeric_scaling="minmax"),
-               dict(numeric_missing="indicator"), dict(numeric_bins=5)):
+    for kw in (dict(), dict(numeric_bins=None), dict(min_frequency=30), dict(numeric_bins={"count": 4}),
+               dict(numeric_scaling="minmax"), dict(numeric_missing="indicator"), dict(numeric_bins=5)):
         # small blocks: many batches to merge
         cache = fastafm.rawlog.pipeline.convert_raw(path, tmp_path / "c.cache", RawSchema(**OPTS, **kw),
                                                     read_block_bytes=4096)

@@ -93,7 +93,8 @@ def test_too_many_categories_suggest_hashing(tmp_path):
     text = HEAD + "".join(f"1,s{i},1\n" for i in range(500))
     with pytest.raises(ValueError, match=r"more than max_categories=100 distinct values .*hash_buckets"):
         _convert(tmp_path, text, max_categories=100)
-    assert _convert(tmp_path, text, max_categories=100, hash_buckets=64).n_features == 64 + 1 + 1
+    # site: 64 buckets + the unknown id; price (1 everywhere: a count, binned by default): 1 bin + the unknown id
+    assert _convert(tmp_path, text, max_categories=100, hash_buckets=64).n_features == 64 + 1 + 2
 
 
 def test_a_model_refuses_rows_of_another_format(tmp_path):

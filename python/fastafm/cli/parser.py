@@ -198,7 +198,9 @@ def _sep(text: str) -> str:
 
 
 def _bins(text: str):
-    """--numeric-bins N (every numeric column) or COL=N,COL=N."""
+    """--numeric-bins auto, none, N (every numeric column) or COL=N,COL=N."""
+    if text in ("auto", "none"):  # (cli.raw maps "none" to None; not giving the option means "auto")
+        return text
     if "=" not in text:
         return Int(2).parse(text)
     out = {}
@@ -236,8 +238,9 @@ def add_convert_options(conv) -> None:
     raw.add_argument("--numeric-scaling", type=_scaling, default="standard", metavar="{standard,minmax,none}",
                      help="numeric columns: (x - mean) / std, (x - min) / (max - min) or as they are "
                           "(default standard)")
-    raw.add_argument("--numeric-bins", type=_bins, metavar="N|COL=N,...",
-                     help="quantile bins instead of scaling, for every numeric column or the ones named")
+    raw.add_argument("--numeric-bins", type=_bins, metavar="auto|none|N|COL=N,...",
+                     help="quantile bins instead of scaling: auto (10 bins for count-like columns, every value a "
+                          "non-negative integer; the default), none, N for every numeric column, or per column")
     raw.add_argument("--numeric-missing", choices=("zero", "indicator"), default="zero",
                      help="a missing numeric value: 0, or its own indicator id (default zero)")
     raw.add_argument("--max-categories", type=Int(1).parse, metavar="N",

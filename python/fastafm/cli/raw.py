@@ -18,6 +18,11 @@ def wants_raw(args) -> bool:
     return given or not args.header or len(args.input) > 1 or is_raw_source(args.input[0])
 
 
+def _numeric_bins(given):
+    """--numeric-bins as convert's keyword: not given -> "auto" (the default), none -> None."""
+    return "auto" if given is None else None if given == "none" else given
+
+
 def is_raw_cache(path: str) -> bool:
     """Whether `path` is a regular file holding a raw log's cache (format 3: it carries the fields FwFM needs)."""
     from ..data.cache import CacheFile
@@ -52,7 +57,7 @@ def cmd_convert(args) -> int:
         cache = convert(list(args.input), args.output, label=args.label, numeric=args.numeric,
                         categorical=args.categorical, ignore=args.ignore, sep=args.sep, header=args.header,
                         hash_buckets=args.hash_buckets, min_frequency=args.min_frequency,
-                        numeric_scaling=args.numeric_scaling, numeric_bins=args.numeric_bins,
+                        numeric_scaling=args.numeric_scaling, numeric_bins=_numeric_bins(args.numeric_bins),
                         numeric_missing=args.numeric_missing, weights=args.weights,
                         max_categories=args.max_categories or DEFAULT_MAX_CATEGORIES,
                         progress=None if not args.quiet else False)

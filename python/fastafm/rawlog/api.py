@@ -33,7 +33,7 @@ def is_raw_source(source) -> bool:
 def convert(source, dest, *, n_features=None, chunk_bytes: int = DEFAULT_CHUNK_BYTES, chunk_rows: int = 65536,
             block_rows=None, block_bytes: int = DEFAULT_BLOCK_BYTES, weights=None, label=None, numeric=None,
             categorical=None, ignore=None, sep=None, header: bool = True, hash_buckets=None, min_frequency: int = 1,
-            numeric_scaling="standard", numeric_bins=None, numeric_missing="zero",
+            numeric_scaling="standard", numeric_bins="auto", numeric_missing="zero",
             max_categories: int = DEFAULT_MAX_CATEGORIES, progress=None):
     """Write a row cache of `source` to `dest` and return it opened as a CacheFile.
 

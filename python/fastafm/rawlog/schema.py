@@ -53,7 +53,7 @@ class RawSchema:
     hash_buckets: int | None = None
     min_frequency: int = 1
     numeric_scaling: str | None = "standard"
-    numeric_bins: object = None          # None, int >= 2, or {column: int >= 2}
+    numeric_bins: object = "auto"        # "auto" (count-like columns binned), None, int >= 2, {column: int >= 2}
     numeric_missing: str = "zero"
     max_categories: int = DEFAULT_MAX_CATEGORIES
 
@@ -74,7 +74,7 @@ class RawSchema:
         if self.numeric_missing not in MISSING_CHOICES:
             raise ValueError(f"numeric_missing must be 'zero' or 'indicator', got {self.numeric_missing!r}")
         bins = self.numeric_bins
-        per = list(bins.values()) if isinstance(bins, dict) else ([] if bins is None else [bins])
+        per = list(bins.values()) if isinstance(bins, dict) else ([] if bins in (None, "auto") else [bins])
         for n in per:
             _positive(n, "numeric_bins", 2, allow_none=False)
         if self.hash_buckets is not None and self.min_frequency != 1:

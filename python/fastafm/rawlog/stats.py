@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..data.columns import AUTO, AUTO_BINS, count_like
 from .encoding import RawEncoding
 from .reader import pyarrow
 
@@ -76,10 +77,15 @@ class Statistics:
         self.schema, self.layout = schema, layout
         self.counts: dict = {}
         self.moments: dict = {}
+        self.auto: dict = {}  # numeric_bins="auto": column -> whether every value so far is a count
         for column, kind in zip(layout.fields, layout.kinds):
             if kind == "categorical":
                 if schema.hash_buckets is None:
                     self.counts[column] = _Counts()
+            elif layout.bins.get(column) == AUTO:  # both until a value is not a count (data.columns.count_like)
+                self.counts[column] = _Counts()
+                self.moments[column] = _Moments()
+                self.auto[column] = True
             elif layout.bins.get(column) is not None:
                 self.counts[column] = _Counts()
             else:
@@ -92,6 +98,11 @@ class Statistics:
         for column, kind in zip(self.layout.fields, self.layout.kinds):
             if kind == "numeric":
                 _check_finite(batch, column)
+        for column, still in self.auto.items():
+            if still and not count_like(data.column(column).to_numpy(zero_copy_only=False).astype(np.float64),
+                                        empty=True):
+                self.auto[column] = False
+                del self.counts[column]  # scaled after all: its distinct values need not be counted
         for column, counts in self.counts.items():
             counts.add(data.column(column))
         total = sum(c.size() for c in self.counts.values())
@@ -118,14 +129,19 @@ class Statistics:
                 else:
                     fields.append({"column": column, "kind": "category",
                                    "categories": vocabulary(self.counts[column].merge(), schema.min_frequency)})
-            elif column in self.counts:
-                edges = quantile_edges(self.counts[column].merge(), self.layout.bins[column])
+            elif column in self.counts and (column not in self.auto or self._counted(column)):
+                n_bins = AUTO_BINS if column in self.auto else self.layout.bins[column]
+                edges = quantile_edges(self.counts[column].merge(), n_bins)
                 fields.append({"column": column, "kind": "bins", "edges": [float(e) for e in edges]})
             else:
                 center, scale = scaling(self.moments[column], schema.numeric_scaling)
                 fields.append({"column": column, "kind": "numeric", "center": center, "scale": scale,
                                "missing": schema.numeric_missing})
         return RawEncoding(fields, source)
+
+    def _counted(self, column) -> bool:
+        """An "auto" column is binned when all its values were counts and at least one was present."""
+        return self.auto[column] and self.moments[column].n > 0
 
 
 def vocabulary(table, min_frequency: int) -> list:
