@@ -19,6 +19,9 @@ if [ ! -x "$VENV/bin/python" ]; then
   "${PYTHON:-python3}" -m venv "$VENV"
   "$VENV/bin/python" -m pip install -q scikit-build-core pybind11 ninja numpy scipy pytest pytest-benchmark scikit-learn
 fi
+# pyarrow reads the raw-log fuzz corpus (tests/test_fuzz_corpus.py); installed also into a venv made before it was
+# needed (a no-op when present)
+"$VENV/bin/python" -m pip install -q pyarrow
 start=$(date +%s)
 "$VENV/bin/python" -m pip install -q --no-build-isolation -e . -Ccmake.define.AFM_SANITIZE=ON -Cbuild-dir=build/asan
 built=$(date +%s)

@@ -28,7 +28,7 @@ DEFAULT_BLOCK_BYTES = 1 << 20
 def pyarrow():
     from .._compat import import_optional
 
-    return import_optional("pyarrow", "reading CSV, TSV and Parquet logs", "pyarrow")
+    return import_optional("pyarrow", "reading CSV, TSV and Parquet logs", "raw")  # the extra is named raw
 
 
 def is_table(obj) -> bool:
