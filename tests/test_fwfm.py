@@ -235,27 +235,37 @@ def test_team_modes_give_bit_identical_models(monkeypatch, n_threads):
         np.testing.assert_array_equal(got["alternate"][name], value)
 
 
-def test_load_libffm_reads_a_pipe_and_names_rows_there(tmp_path):
-    import subprocess
+def _feed_fifo(fifo, data: bytes):
+    """A thread writing `data` into the FIFO (opening it blocks until the reader opens it too)."""
+    import threading
 
+    def write():
+        with open(fifo, "wb") as fh:
+            fh.write(data)
+
+    writer = threading.Thread(target=write, daemon=True)
+    writer.start()
+    return writer
+
+
+def test_load_libffm_reads_a_pipe_and_names_rows_there(tmp_path):
     text = b"1 0:0:1 1:3:1\r\n# c\n0 1:4:0.5 0:1:2\n"
     path = tmp_path / "a.ffm"
     path.write_bytes(text)
     want = fastafm.load_libffm(path)
     fifo = tmp_path / "p.ffm"
     os.mkfifo(fifo)
-    writer = subprocess.Popen(["sh", "-c", f"cat {path} > {fifo}"])
+    writer = _feed_fifo(fifo, text)
     got = fastafm.load_libffm(fifo)
-    writer.wait()
-    assert (got[0] != want[0]).nnz == 0
+    writer.join()
+    assert got[0].shape == want[0].shape and (got[0] != want[0]).nnz == 0
     np.testing.assert_array_equal(got[1], want[1])
     np.testing.assert_array_equal(got[2], want[2])
     np.testing.assert_array_equal(want[2], [0, 0, 0, 1, 1])  # id 2, never named, takes id 1's field
-    path.write_bytes(b"1 0:0:1\n0 1:0:1\n")  # a pipe is read once: the conflict is named by row
-    writer = subprocess.Popen(["sh", "-c", f"cat {path} > {fifo}"])
+    writer = _feed_fifo(fifo, b"1 0:0:1\n0 1:0:1\n")  # a pipe is read once: the conflict is named by row
     with pytest.raises(ValueError, match=r"p.ffm:row 2: feature 0 is in field 1, but .*p.ffm:row 1 put it"):
         fastafm.load_libffm(fifo)
-    writer.wait()
+    writer.join()
 
 
 def test_load_libffm_checks_the_memory_of_a_huge_id_first(tmp_path, monkeypatch):
