@@ -27,7 +27,8 @@ from ..training.cache_rows import CacheRows
 from ..training.engine import CoreTrainer
 from ..training.evaluation import CacheEval, InMemoryEval
 from ..training.rows import InMemoryRows
-from ..training.weights import cache_class_weights, check_sample_weight, class_row_weights, combine
+from ..training.weights import (cache_class_counts, cache_class_weights, check_sample_weight, class_row_weights,
+                                combine)
 from .merge import SPARSE, Delta, State, Update, groups, touched_ids
 
 
@@ -253,13 +254,8 @@ def class_counts(shard, classes) -> np.ndarray:
     classes = np.asarray(classes)
     if not isinstance(shard, CacheShard):
         return np.array([np.count_nonzero(shard.y == c) for c in classes], dtype=np.float64)
-    counts = np.zeros(classes.shape[0])
-    for cache in shard.caches:
-        step = max(int(cache.block_rows), 1)
-        for start in range(0, int(cache.n_rows), step):
-            labels = cache.read_labels(start, min(start + step, int(cache.n_rows)))
-            counts += [np.count_nonzero(labels == c) for c in classes]
-    return counts
+    return np.sum([cache_class_counts(cache, classes) for cache in shard.caches] or [np.zeros(classes.shape[0])],
+                  axis=0)
 
 
 def training_rows(shard, loss: str, classes, class_weight: Optional[dict] = None):

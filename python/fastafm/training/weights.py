@@ -97,11 +97,7 @@ def cache_class_weights(class_weight, cache, classes: np.ndarray, partial: bool 
     if isinstance(class_weight, str):
         if partial:
             class_row_weights(class_weight, classes[:0], classes, partial=True)  # the same refusal as in memory
-        counts = np.zeros(classes.shape[0])
-        step = max(int(cache.block_rows), 1)
-        for start in range(0, cache.n_rows, step):
-            labels = cache.read_labels(start, min(start + step, cache.n_rows))
-            counts += [np.count_nonzero(labels == c) for c in classes]
+        counts = cache_class_counts(cache, classes)
         class_weight = {c: cache.n_rows / (classes.shape[0] * n) if n else 0.0
                         for c, n in zip(classes.tolist(), counts.tolist())}
     else:
@@ -113,6 +109,16 @@ def cache_class_weights(class_weight, cache, classes: np.ndarray, partial: bool 
         return out
 
     return weights
+
+
+def cache_class_counts(cache, classes: np.ndarray) -> np.ndarray:
+    """How many rows of a CacheFile hold each of `classes` (one pass over its labels section, block by block)."""
+    counts = np.zeros(classes.shape[0])
+    step = max(int(cache.block_rows), 1)
+    for start in range(0, int(cache.n_rows), step):
+        labels = cache.read_labels(start, min(start + step, int(cache.n_rows)))
+        counts += [np.count_nonzero(labels == c) for c in classes]
+    return counts
 
 
 def _same_label(a, b) -> bool:
