@@ -1,7 +1,8 @@
-"""pretrain="linear+fm" (issue 22, item 1): the linear model w0 + w.x first (an FM whose V is 0 and stays 0), then
-the FM started from its w0 and w, then AFM from that FM; with early stopping the linear model is kept when it
-validates better than the AFM. Each stage is compared per element with the fit a user would make by hand.
-Small synthetic data, one thread (bit-identity), no clock reads."""
+"""pretrain="linear+fm" (issue 22, item 1): the linear model w0 + w.x first, then the FM started from its w0 and w,
+then AFM from that FM; with early stopping the linear model is kept when it validates better than the AFM. Rows
+in memory with validation rows get the exact linear stage (tests/test_exact_linear.py); a cache, or a fit
+without validation rows, the SGD stage: an FM whose V is 0 and stays 0. Each stage is compared per element with
+the fit a user would make by hand. Small synthetic data, one thread (bit-identity), no clock reads."""
 from __future__ import annotations
 
 import numpy as np
@@ -10,7 +11,7 @@ import pytest
 import fastafm
 
 KW = dict(embedding_dim=4, attention_dim=4, n_threads=1, random_state=5)
-FM_KW = dict(embedding_dim=4, n_threads=1, random_state=5)
+FM_KW = dict(embedding_dim=4, n_threads=1, random_state=5, linear_fallback=False)  # the hand fits: no exact stage
 
 
 def planted(n_rows=1200, seed=0, noise=0.3):
@@ -38,19 +39,22 @@ def test_an_fm_with_zero_embeddings_is_a_linear_model_and_stays_one():
     np.testing.assert_allclose(lin.decision_function(X), logit, rtol=1e-5, atol=1e-5)
 
 
-def test_the_stages_are_a_linear_fit_an_fm_from_it_and_an_afm_from_that():
-    """pretrain="linear+fm" is, per element: FMClassifier(init_std=0) with the AFM's settings and early stopping
-    on the same rows; an FM started from its w0 and w (V drawn as usual); AFM warm-started from that FM."""
+def test_from_a_cache_the_stages_are_an_sgd_linear_fit_an_fm_from_it_and_an_afm_from_that(tmp_path):
+    """pretrain="linear+fm" from a cache is, per element: FMClassifier(init_std=0) with the AFM's settings and
+    early stopping on the same rows; an FM started from its w0 and w (V drawn as usual); AFM warm-started from
+    that FM (a one-block cache trains as the same rows in memory, bit for bit)."""
     X, y = planted()
+    cache = fastafm.convert((X[:1000], y[:1000]), tmp_path / "rows.cache")
     fit_rows, eval_set = (X[:1000], y[:1000]), (X[1000:], y[1000:])
-    model = fastafm.AFMClassifier(n_epochs=8, pretrain="linear+fm", **KW).fit(*fit_rows, eval_set=eval_set)
+    model = fastafm.AFMClassifier(n_epochs=8, pretrain="linear+fm", **KW).fit(cache, eval_set=eval_set)
     lin = fastafm.FMClassifier(n_epochs=8, init_std=0.0, **FM_KW).fit(*fit_rows, eval_set=eval_set)
     assert timeless(model.linear_history_) == timeless(lin.history_)
     drawn = params(fastafm.FMClassifier(n_epochs=0, **FM_KW).fit(*fit_rows))["V"]  # the FM's own initial V
     start = {"w0": params(lin)["w0"], "w": params(lin)["w"], "V": drawn}
     fm = fastafm.FMClassifier(n_epochs=8, **FM_KW).fit(*fit_rows, eval_set=eval_set, init=start)
     assert timeless(model.pretrain_history_) == timeless(fm.history_)
-    afm = fastafm.AFMClassifier(n_epochs=8, pretrain=None, **KW).fit(*fit_rows, eval_set=eval_set, init=fm)
+    afm = fastafm.AFMClassifier(n_epochs=8, pretrain=None, linear_fallback=False, **KW).fit(*fit_rows,
+                                                                                  eval_set=eval_set, init=fm)
     assert afm.best_score_ < lin.best_score_  # the planted pair: the AFM beats the linear model and is kept
     for name, value in params(afm).items():
         np.testing.assert_array_equal(params(model)[name], value, err_msg=name)
@@ -68,19 +72,49 @@ def noise_pairs(seed, n=1500):
 
 
 @pytest.mark.parametrize("seed", [0, 1])
-def test_the_linear_model_is_kept_when_it_validates_better(seed):
+def test_the_linear_model_is_kept_when_it_validates_better(seed, tmp_path):
     """Where the pairs carry nothing the AFM does not beat its linear stage on the held-out rows, and the
-    fitted model is that linear model, per element (V = 0), with its best score and epoch 0."""
+    fitted model is that linear model, per element (V = 0), with its best score and epoch 0: from a cache the
+    SGD stage's, in memory the exact stage's (the regularised logistic regression at the l2 it chose)."""
     X, y = noise_pairs(seed)
-    model = fastafm.AFMClassifier(pretrain="linear+fm", **KW).fit(X, y)  # 1,500 rows: early stopping is on
+    cache = fastafm.convert((X, y), tmp_path / "rows.cache")
+    model = fastafm.AFMClassifier(pretrain="linear+fm", **KW).fit(cache)  # 1,500 rows: early stopping is on
     assert model.do_early_stopping_ and model.best_epoch_ == 0
     assert model.best_score_ == min(r["eval_logloss"] for r in model.linear_history_)
     p = params(model)
     assert not np.any(p["V"])
-    held = fastafm.FMClassifier(init_std=0.0, early_stopping=True, **FM_KW).fit(X, y)
+    held = fastafm.FMClassifier(init_std=0.0, early_stopping=True, **FM_KW).fit(cache)
     for name in ("w0", "w"):
         np.testing.assert_array_equal(p[name], params(held)[name], err_msg=name)
     np.testing.assert_allclose(model.predict_proba(X), held.predict_proba(X), rtol=1e-6, atol=1e-7)
+
+    exact = fastafm.AFMClassifier(pretrain="linear+fm", **KW).fit(X, y)
+    assert exact.do_early_stopping_ and exact.best_epoch_ == 0
+    scores = [r["eval_logloss"] for r in exact.linear_history_]
+    assert exact.best_score_ == min(scores)
+    chosen = exact.linear_history_[int(np.argmin(scores))]["l2"]
+    p = params(exact)
+    assert not np.any(p["V"])
+    lr = logistic_regression(*held_part(X, y, seed=KW["random_state"]), chosen)
+    np.testing.assert_allclose(p["w"], lr.coef_[0], atol=2e-4)
+    np.testing.assert_allclose(p["w0"], lr.intercept_, atol=2e-4)
+
+
+def held_part(X, y, seed, fraction=0.1):
+    """The rows a fit with early stopping trains on (its validation_fraction held out, as the fit holds out)."""
+    from fastafm.training import session
+    from fastafm.training.rows import holdout_split
+
+    keep, _ = holdout_split(X.shape[0], fraction, session.split_generator(seed), np.where(y > 0, 1.0, -1.0))
+    return X[keep], y[keep]
+
+
+def logistic_regression(X, y, l2):
+    """scikit-learn's fit of the exact stage's problem: C = 1 / (l2 x rows); the intercept is not penalised (in
+    float64: scikit-learn solves float32 input in float32)."""
+    from sklearn.linear_model import LogisticRegression
+
+    return LogisticRegression(C=1.0 / (l2 * X.shape[0]), tol=1e-10, max_iter=10000).fit(X.astype(np.float64), y)
 
 
 def test_never_worse_on_validation_than_the_linear_stage():

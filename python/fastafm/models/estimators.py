@@ -43,6 +43,7 @@ class _AFM(_Fitting):
         n_iter_no_change=2,
         tol=0.0,
         early_stopping_metric=None,
+        linear_fallback=True,
         pretrain="fm",
         loss="squared",
     ):
@@ -73,6 +74,7 @@ class _FM(_Fitting):
         n_iter_no_change=2,
         tol=0.0,
         early_stopping_metric=None,
+        linear_fallback=True,
         loss="squared",
     ):
         store(self, locals())
@@ -108,6 +110,7 @@ class _FwFM(_Fitting):
         n_iter_no_change=2,
         tol=0.0,
         early_stopping_metric=None,
+        linear_fallback=True,
     ):
         store(self, locals())
 
@@ -278,7 +281,9 @@ class AFMRegressor(_Regression, RegressorMixin, _AFM):
     validation_score_ : float array, the monitored score after every epoch (as in history_)
     do_early_stopping_ : bool, whether this fit stopped early (early_stopping resolved)
     pretrain_history_ : list of dict or None, the history of the pretraining FM (None: no pretraining)
-    linear_history_ : list of dict or None, the history of the linear stage of pretrain="linear+fm"
+    linear_history_ : list of dict or None, the history of the linear model fitted beside the model
+        (pretrain="linear+fm" or linear_fallback): one record per L2 of the exact stage, or per epoch of the
+        SGD stage (docs/accuracy.md)
     n_epochs_done_ : int, epochs run (partial_fit continues with the next epoch's shuffling and dropout)
     label_range_ : (float, float), training label range used to clip predictions in eval RMSE
     """
@@ -322,6 +327,7 @@ class AFMClassifier(_Classification, ClassifierMixin, _AFM):
         n_iter_no_change=2,
         tol=0.0,
         early_stopping_metric=None,
+        linear_fallback=True,
         pretrain="fm",
         class_weight=None,
         negative_sampling_rate=1.0,
@@ -369,6 +375,7 @@ class FMClassifier(_Classification, ClassifierMixin, _FM):
         n_iter_no_change=2,
         tol=0.0,
         early_stopping_metric=None,
+        linear_fallback=True,
         class_weight=None,
         negative_sampling_rate=1.0,
     ):
@@ -411,6 +418,7 @@ class FwFMClassifier(_Classification, ClassifierMixin, _FwFM):
         n_iter_no_change=2,
         tol=0.0,
         early_stopping_metric=None,
+        linear_fallback=True,
         class_weight=None,
     ):
         store(self, locals())

@@ -13,7 +13,7 @@ import numpy as np
 
 from ..data.cache import as_cache
 from ..data.validation import as_csr
-from ..training import session
+from ..training import exact_linear, session
 from ..training.cache_rows import CacheRows
 from ..training.callbacks import check_metric
 from ..training.engine import LocalEpochs
@@ -80,8 +80,8 @@ class _Fitting(_Base):
         pretrain_history, linear = None, None
         if init is None and values.get("pretrain") in PRETRAIN_STAGES:
             if values["pretrain"] == "linear+fm":
-                linear = self._pretrain_fm(kind, values, rows, n_features, labels, evaluation, stopping, metric,
-                                           row_nnz, target_sums, stage="linear")
+                linear = self._linear_stage(kind, values, rows, n_features, labels, evaluation, stopping, metric,
+                                            row_nnz, target_sums)
             fm_state, _ = self._pretrain_fm(kind, values, rows, n_features, labels, evaluation, stopping, metric,
                                             row_nnz, target_sums, start=None if linear is None else linear[0].params)
             init_params = warm_start_params(fm_state.params, n_features, int(self.embedding_dim))
@@ -97,10 +97,16 @@ class _Fitting(_Base):
         if pretrain_history is not None and self.verbose:
             print(f"training {type(self).__name__} from the pretrained FM", flush=True)
         best = self._train_new(state, self._settings(kind, state), rows, evaluation, stopping, metric)
+        trained = best[0] is not None  # a validation score to compare (not n_epochs=0)
+        if linear is None and stopping and trained and values.get("linear_fallback") and \
+                exact_linear.applies(rows, evaluation):
+            linear = _exact_linear(self._objective, self.verbose, rows, labels, evaluation, metric,
+                                   target_sums)
         if linear is not None and stopping:
             best = keep_the_better(state, linear, best, metric, self.verbose)
         if "pretrain" in values:
             self.pretrain_history_ = pretrain_history
+        if "linear_fallback" in values:
             self.linear_history_ = None if linear is None else linear[0].history
         session.record_results(self, state.history, evaluation is not None, best, metric, stopping)
         return self
@@ -124,6 +130,16 @@ class _Fitting(_Base):
         total, weight = target_sums
         if weight > 0:
             state.params["w0"][0] = self._objective.initial_bias(total / weight)
+
+    def _linear_stage(self, kind, values, rows, n_features, labels, evaluation, stopping, metric, row_nnz,
+                      target_sums) -> tuple:
+        """The linear model of pretrain="linear+fm": (an object with its params and history, (best, score)).
+        Rows in memory with validation rows: solved exactly, its L2 chosen on those rows
+        (fastafm.training.exact_linear); otherwise the SGD stage (an FM with V = 0, `_pretrain_fm`)."""
+        if exact_linear.applies(rows, evaluation):
+            return _exact_linear(self._objective, self.verbose, rows, labels, evaluation, metric, target_sums)
+        return self._pretrain_fm(kind, values, rows, n_features, labels, evaluation, stopping, metric, row_nnz,
+                                 target_sums, stage="linear")
 
     def _pretrain_fm(self, kind, values, rows, n_features, labels, evaluation, stopping, metric,
                      row_nnz, target_sums, start=None, stage="fm") -> tuple:
@@ -271,3 +287,13 @@ def _raw_log_facts(kind, values: dict, X) -> tuple:
     if kind.family == "fwfm" and values.get("fields") is None:
         values = {**values, "fields": cache.read_fields()}
     return values, cache.read_encoding()
+
+
+def _exact_linear(objective, verbose, rows, labels, evaluation, metric, target_sums) -> tuple:
+    """The linear model w0 + w.x solved exactly, its L2 chosen on the evaluation rows: (its LinearStage,
+    (best index, best score)) (fastafm.training.exact_linear)."""
+    total, weight = target_sums
+    if verbose:
+        print("fitting the linear model exactly (its L2 chosen on the validation rows)", flush=True)
+    return exact_linear.fit(rows, objective.core_loss, objective, evaluation, metric, labels.get("label_range"),
+                            objective.initial_bias(total / weight))

@@ -340,6 +340,12 @@ TABLE: tuple = (
                    "--early-stopping-metric", "METRIC",
                    cli_help="the metric early stopping watches: rmse or mae (regression), logloss or auc "
                             "(classification); none: the loss"),
+    Hyperparameter("linear_fallback", True, Bool(),
+                   "with early stopping on rows in memory, also fit the linear model w0 + w.x exactly (its L2 "
+                   "chosen on the validation rows) and keep it if it validates better than the model",
+                   "--no-linear-fallback",
+                   cli_help="do not fit the exact linear model beside the model (it is kept when it validates "
+                            "better)"),
     Hyperparameter("pretrain", "fm", OptionalChoice(("fm", "linear+fm")),
                    "`\"fm\"`: `fit` first trains an FM (its own early stopping) and warm-starts AFM from it; "
                    "`\"linear+fm\"`: first the linear model (V = 0), the FM from it, then AFM, and with early "
@@ -402,6 +408,8 @@ _COMMON = ("embedding_dim", "dropout", "l2", "frequency_l2", "learning_rate", "o
 _AFM = ("embedding_dim", "attention_dim", "dropout", "attention_l2", "l2", "frequency_l2", "learning_rate",
         "optimizer", "batch_size", "n_epochs", "init_std", "attention", "n_threads", "random_state", "verbose")
 _EARLY_STOPPING = ("early_stopping", "validation_fraction", "n_iter_no_change", "tol", "early_stopping_metric")
+#: the one-process estimators' (the Dask ones have no exact linear stage)
+_FALLBACK = ("linear_fallback",)
 
 
 @dataclass(frozen=True)
@@ -417,18 +425,19 @@ class Signature:
 
 SIGNATURES = {
     # The regressors: their family's hyperparameters and the loss (squared, or logistic on rate targets).
-    "afm": Signature(_AFM + _EARLY_STOPPING + ("pretrain", "loss")),
+    "afm": Signature(_AFM + _EARLY_STOPPING + _FALLBACK + ("pretrain", "loss")),
     # FM: no attention network (its own "auto" learning rates: AUTO_LEARNING_RATES).
-    "fm": Signature(_COMMON + ("n_threads", "random_state", "verbose") + _EARLY_STOPPING + ("loss",)),
+    "fm": Signature(_COMMON + ("n_threads", "random_state", "verbose") + _EARLY_STOPPING + _FALLBACK + ("loss",)),
     # The classifiers: their family's hyperparameters, class_weight and negative_sampling_rate.
-    "afm_classifier": Signature(_AFM + _EARLY_STOPPING + ("pretrain", "class_weight", "negative_sampling_rate")),
-    "fm_classifier": Signature(_COMMON + ("n_threads", "random_state", "verbose") + _EARLY_STOPPING
+    "afm_classifier": Signature(_AFM + _EARLY_STOPPING + _FALLBACK + ("pretrain", "class_weight",
+                                                                    "negative_sampling_rate")),
+    "fm_classifier": Signature(_COMMON + ("n_threads", "random_state", "verbose") + _EARLY_STOPPING + _FALLBACK
                                + ("class_weight", "negative_sampling_rate")),
     # FwFM: FM's hyperparameters and the fields (a per-feature setting, as HistGradientBoosting's
     # categorical_features: kept by clone, get_params and model files).
-    "fwfm": Signature(_COMMON + ("fields", "n_threads", "random_state", "verbose") + _EARLY_STOPPING),
+    "fwfm": Signature(_COMMON + ("fields", "n_threads", "random_state", "verbose") + _EARLY_STOPPING + _FALLBACK),
     "fwfm_classifier": Signature(_COMMON + ("fields", "n_threads", "random_state", "verbose") + _EARLY_STOPPING
-                                 + ("class_weight",)),
+                                 + _FALLBACK + ("class_weight",)),
     "dask": Signature(_AFM + _EARLY_STOPPING + ("sync_rows", "combine", "client")),
     "dask_fwfm": Signature(_COMMON + ("fields", "n_threads", "random_state", "verbose") + _EARLY_STOPPING
                            + ("sync_rows", "combine", "client")),

@@ -40,7 +40,8 @@ def warm_start_params(init, n_features: int, embedding_dim: int) -> dict:
 
 
 def keep_the_better(state, linear, best, metric: str, verbose: int = 0):
-    """After pretrain="linear+fm" with early stopping: when the linear stage's best validation score (`linear`:
+    """With early stopping, after the linear stage of pretrain="linear+fm" or linear_fallback: when the linear
+    model's best validation score (`linear`:
     its (training state, (best epoch, best score))) beats the model's (`best`, its (epoch, score)), the model
     becomes that linear model exactly (w0 and w copied, V = 0: every pair term is 0, the attention's too) and
     its best is the linear stage's (epoch 0). Without a validation score (no early

@@ -121,6 +121,11 @@ class InMemoryRows:
         return float(np.dot(w, y)), float(w.sum())
 
     @property
+    def csr(self):
+        """The rows as the CSR matrix they were given as."""
+        return self._X
+
+    @property
     def targets(self) -> np.ndarray:
         """The encoded float32 targets the core trains on."""
         return self._y
