@@ -54,7 +54,7 @@ def test_gradient_and_hessian_products_match_finite_differences(loss, weighted):
         assert grad[i] == pytest.approx(numeric, rel=1e-6, abs=1e-8), i
     problem.value_and_grad(theta)  # the Hessian products are taken at the last theta evaluated
     v = rng.normal(size=theta.shape[0])
-    hv = problem.hessp(theta, v)
+    hv = problem.hessp(v)
     numeric = (problem.value_and_grad(theta + h * v)[1] - problem.value_and_grad(theta - h * v)[1]) / (2 * h)
     np.testing.assert_allclose(hv, numeric, rtol=1e-5, atol=1e-8)
 

@@ -91,7 +91,8 @@ class Problem:
         grad[1:] = self.XT @ g + self.l2 * theta[1:]
         return _dot(self.s, values) + 0.5 * self.l2 * _dot(theta[1:], theta[1:]), grad
 
-    def hessp(self, theta: np.ndarray, v: np.ndarray) -> np.ndarray:
+    def hessp(self, v: np.ndarray) -> np.ndarray:
+        """H v, H the Hessian at the last theta evaluated."""
         u = self._curvature * (v[0] + self.X @ v[1:])
         out = np.empty_like(v)
         out[0] = u.sum()
@@ -142,7 +143,7 @@ class Problem:
         d = z.copy()
         rz = _dot(r, z)
         for _ in range(CG_MAX_ITER):
-            hd = self.hessp(None, d)
+            hd = self.hessp(d)
             curvature = _dot(d, hd)
             if curvature <= 0:
                 break
