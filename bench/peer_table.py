@@ -110,7 +110,7 @@ def _scores(name, split, p, seconds, extra=None) -> dict:
 def fastafm_run(name, cls_name, params, split, seed) -> dict:
     cls = getattr(fastafm, cls_name)
     kw = dict(params, random_state=seed, n_threads=1)
-    if cls_name.startswith("FwFM"):
+    if cls_name.startswith("FwFM") or kw.get("field_aware", "none") != "none":
         kw.setdefault("fields", split.fields)
     start = time.perf_counter()
     model = cls(**kw).fit(split.train[0], split.train[1], eval_set=split.valid[:2])

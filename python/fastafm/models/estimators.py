@@ -45,6 +45,8 @@ class _AFM(_Fitting):
         early_stopping_metric=None,
         pretrain="fm",
         loss="squared",
+        field_aware="none",
+        fields=None,
     ):
         store(self, locals())
 
@@ -325,6 +327,8 @@ class AFMClassifier(_Classification, ClassifierMixin, _AFM):
         pretrain="fm",
         class_weight=None,
         negative_sampling_rate=1.0,
+        field_aware="none",
+        fields=None,
     ):
         store(self, locals())
 
