@@ -63,7 +63,7 @@ def test_fields_are_required_and_attention_too():
         small(field_aware="yes", fields=fields).fit(X, y)
     with pytest.raises(ValueError, match="field"):
         small(field_aware="both", fields=fields[:10]).fit(X, y)
-    plain = small().fit(X, y)  # field_aware="none" ignores no fields and keeps the plain AFM's parameters
+    plain = small().fit(X, y)  # field_aware=None needs no fields and keeps the plain AFM's parameters
     assert plain.fields_ is None and fastafm.field_pair_terms(plain) == {}
 
 

@@ -233,7 +233,7 @@ class _DaskAFMBase(_DaskBase):
         sync_rows=16384,
         combine="average",
         client=None,
-        field_aware="none",
+        field_aware=None,
         fields=None,
     ):
         store(self, locals())
@@ -348,7 +348,7 @@ class DaskAFMClassifier(ClassifierMixin, _DaskAFMBase):
         sync_rows=16384,
         combine="average",
         client=None,
-        field_aware="none",
+        field_aware=None,
         fields=None,
     ):
         store(self, locals())

@@ -45,7 +45,7 @@ class _AFM(_Fitting):
         early_stopping_metric=None,
         pretrain="fm",
         loss="squared",
-        field_aware="none",
+        field_aware=None,
         fields=None,
     ):
         store(self, locals())
@@ -342,7 +342,7 @@ class AFMClassifier(_Classification, ClassifierMixin, _AFM):
         pretrain="fm",
         class_weight=None,
         negative_sampling_rate=1.0,
-        field_aware="none",
+        field_aware=None,
         fields=None,
     ):
         store(self, locals())

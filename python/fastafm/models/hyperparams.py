@@ -370,11 +370,12 @@ TABLE: tuple = (
                    "the field of every feature (an array of length n_features, a dict or (start, stop) id ranges: "
                    "`FieldEncoder().fields_`, `load_libffm`'s third output); None: one field (FwFM), none "
                    "(AFM: field_aware then needs them, or a raw log's cache, which carries them)"),
-    Hyperparameter("field_aware", "none", Choice(("none", "weights", "logits", "both")),
+    Hyperparameter("field_aware", None, OptionalChoice(("weights", "logits", "both")),
                    "field-pair terms in AFM (docs/model.md): `\"weights\"` a learned weight r per pair of fields "
                    "on the pooled pairs, `\"logits\"` a learned term s per pair of fields in the attention "
-                   "logits, `\"both\"`; needs `fields` (or a raw log's cache) and attention (AFM only)",
-                   "--field-aware", cli_help="field-pair terms in AFM: weights (r on the pooled pairs), logits (s "
+                   "logits, `\"both\"`; needs `fields` (or a raw log's cache) and attention; None: neither "
+                   "(AFM only)",
+                   "--field-aware", "{weights,logits,both,none}", cli_help="field-pair terms in AFM: weights (r on the pooled pairs), logits (s "
                    "in the attention logits), both, or none; needs the fields (libFFM TRAIN or a raw log's cache)"),
     Hyperparameter("sync_rows", 16384, Int(1), "rows each worker trains between synchronisations (Dask only)"),
     Hyperparameter("combine", "average", Choice(("sum", "average")),

@@ -16,7 +16,7 @@ FWFM_R_INIT = 1.0
 FIELD_LOGITS_PARAM = "S"
 FIELD_INIT = {FWFM_PARAM: FWFM_R_INIT, FIELD_LOGITS_PARAM: 0.0}
 #: AFM's field_aware modes -> the field-pair parameters each adds.
-FIELD_AWARE_PARAMS = {"none": (), "weights": (FWFM_PARAM,), "logits": (FIELD_LOGITS_PARAM,),
+FIELD_AWARE_PARAMS = {None: (), "weights": (FWFM_PARAM,), "logits": (FIELD_LOGITS_PARAM,),
                       "both": (FWFM_PARAM, FIELD_LOGITS_PARAM)}
 
 #: Initial value of every Adagrad accumulator (the authors' ``initial_accumulator_value``).

@@ -23,7 +23,7 @@ Layout (format version 3):
                       "fields" hyperparameter is stored as null and read back as that array. Field-aware AFM
                       files (field_aware "weights", "logits", "both") add param.R and/or param.S (the same
                       shape), their slots and fields.npy likewise. Files of the other classes and
-                      field_aware "none" are unchanged, so every older file loads as before.
+                      field_aware None are unchanged, so every older file loads as before.
     encoding.npy      a model trained from a raw log's cache (fastafm.rawlog) only: its RawEncoding as UTF-8 JSON
                       in a uint8 array (checksummed), so predict reads raw rows as the training rows were read.
 
@@ -95,7 +95,7 @@ def _param_names(kind, hyperparameters, where: str) -> tuple:
     """The parameters a file of this class and these hyperparameters holds: AFM's seven, and FwFM's R or field-aware
     AFM's R and/or S (field_aware; files from before it have none)."""
     hp = hyperparameters if isinstance(hyperparameters, dict) else {}
-    _check(kind.family != "afm" or hp.get("field_aware", "none") in FIELD_AWARE_PARAMS, where,
+    _check(kind.family != "afm" or hp.get("field_aware") in FIELD_AWARE_PARAMS, where,
            f"invalid hyperparameters (field_aware {hp.get('field_aware')!r})")
     return PARAM_NAMES + kind.field_params(hp)
 

@@ -59,7 +59,7 @@ class Kind:
         """The field-pair parameters: FwFM's R, field-aware AFM's R and/or S (field_aware), none otherwise."""
         if self.family == "fwfm":
             return (FWFM_PARAM,)
-        return FIELD_AWARE_PARAMS[hyperparameters.get("field_aware", "none")] if self.family == "afm" else ()
+        return FIELD_AWARE_PARAMS[hyperparameters.get("field_aware")] if self.family == "afm" else ()
 
     def fields(self, hyperparameters: dict, n_features: int):
         """FwFM: the field of every feature (int32), from the `fields` hyperparameter (None: one field);
@@ -75,7 +75,7 @@ class Kind:
             if given is None:
                 raise ValueError(f"field_aware={mode!r} needs the field of every feature: pass fields= (e.g. "
                                  "FieldEncoder().fields_, load_libffm's third output), or fit a raw log's cache "
-                                 "(fastafm.convert), which carries them; field_aware='none' needs none")
+                                 "(fastafm.convert), which carries them; field_aware=None needs none")
         if given is None:
             return np.zeros(int(n_features), np.int32)
         return field_array(given, int(n_features))
