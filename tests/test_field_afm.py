@@ -118,3 +118,18 @@ def test_cli_trains_field_aware_afm_from_libffm(tmp_path, capsys):
     np.testing.assert_array_equal(loaded.fields_, fields)
     assert main(["eval", "--model", str(model), str(path), "--json"]) == 0
     assert '"auc"' in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("cls,kw", [(fastafm.AFMClassifier, {"field_aware": "weights"}),
+                                    (fastafm.AFMClassifier, {"field_aware": "logits"}),
+                                    (fastafm.AFMClassifier, {"field_aware": "both"}),
+                                    (fastafm.FwFMClassifier, {})])
+def test_explanations_sum_to_the_output_with_field_pair_terms(cls, kw):
+    """explain's pair terms carry the field pair's weight r (FwFM's R too, with pairs=False as well), and its
+    attention the logit terms: each row's values sum to decision_function."""
+    X, y, fields = planted(600)
+    model = small(cls, fields=fields, **kw).fit(X, y)
+    want = model.decision_function(X[:20])
+    for pairs in ((True, False) if cls is fastafm.FwFMClassifier else (True,)):
+        e = model.explain(X[:20], pairs=pairs)
+        np.testing.assert_allclose(e.base_values + e.values.sum(axis=1), want, rtol=1e-5, atol=1e-5)
