@@ -136,3 +136,19 @@ def test_explanations_sum_to_the_output_with_field_pair_terms(cls, kw):
     for pairs in ((True, False) if cls is fastafm.FwFMClassifier else (True,)):
         e = model.explain(X[:20], pairs=pairs)
         np.testing.assert_allclose(e.base_values + e.values.sum(axis=1), want, rtol=1e-5, atol=1e-5)
+
+
+def test_saving_after_set_params_changed_the_shapes_is_refused(tmp_path):
+    """field_aware (like embedding_dim) decides the arrays a file holds: a set_params after fit that changes them
+    would write a file that cannot be loaded; save says so instead, and saves once they are restored."""
+    X, y, fields = planted(400)
+    model = small().fit(X, y)
+    model.set_params(field_aware="both", fields=fields)
+    with pytest.raises(ValueError, match="changed after fit"):
+        model.save(tmp_path / "m.npz")
+    model.set_params(field_aware=None)
+    model.save(tmp_path / "m.npz")
+    np.testing.assert_array_equal(load_model(tmp_path / "m.npz").decision_function(X), model.decision_function(X))
+    model.set_params(embedding_dim=16)
+    with pytest.raises(ValueError, match="changed after fit"):
+        model.save(tmp_path / "m2.npz")

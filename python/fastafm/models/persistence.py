@@ -152,9 +152,26 @@ def _label(value):
     return value
 
 
+def _check_shapes_match(model, state: TrainingState) -> None:
+    """The file stores the hyperparameters and loads the arrays by their shapes: a set_params after fit that
+    changes the shapes (embedding_dim, field_aware, ...) would write a file that cannot be loaded."""
+    kind = _registry.kind(type(model))
+    values = {name: getattr(model, name) for name in kind.signature.names}
+    try:
+        shapes = kind.spec(values, state.spec.n_features, state.fields).shapes()
+    except (TypeError, ValueError) as exc:
+        shapes, why = None, f" ({exc})"
+    else:
+        why = ""
+    if shapes != state.spec.shapes():
+        raise ValueError(f"cannot save {type(model).__name__}: its hyperparameters were changed after fit (set_params) "
+                         f"to ones of other parameter shapes{why}; restore them, or fit again")
+
+
 def save_model(model, path) -> None:
     """Write a fitted model to `path` (format version 3, see the module docstring)."""
     state = fitted_state(model)
+    _check_shapes_match(model, state)
     path = os.fspath(path)
     arrays = {}
     names = state.spec.param_names
