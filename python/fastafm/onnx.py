@@ -36,7 +36,8 @@ so a run's memory is bounded by the longest row, about max(block_bytes, 4 * m(m-
 tensors plus O(n * m * k), whatever n is. FM graphs (FMRegressor, FMClassifier, and AFM with attention=False)
 use the sum-of-squares identity in O(n * m * k), as the core does. FwFM graphs (FwFMRegressor, FwFMClassifier)
 form each row's (m, m) Gram matrix of embedded slots and weigh it by R[f_r, f_s]: O(n * m^2 * k), (n, m, m)
-floats while scoring.
+floats while scoring. Field-aware AFM graphs (`field_aware`) are AFM graphs that also gather each pair's field
+pair (the field array is in the graph): `S` added to its score before the softmax, `R` times its weight after it.
 """
 from __future__ import annotations
 
