@@ -181,3 +181,12 @@ def test_reference_gradients_match_finite_differences(mode, loss):
             down = ref.objective(p64, fields, X, y, loss, **kw)
             a[at] = old
             assert G[name][pos] == pytest.approx((up - down) / (2 * eps), rel=1e-5, abs=1e-7), (name, pos)
+
+
+@pytest.mark.parametrize("mode", sorted(MODES))
+def test_many_non_zeros_in_a_block_and_two_threads(isa, mode):
+    """Rows of 100-160 non-zeros (thousands of pairs in one block, not streamed), repeated ids, and the batch's
+    rows split into chunks over 2 threads, whose dense gradients (R and S among them) are reduced."""
+    rng = np.random.default_rng(17)
+    X, fields, params = make(rng, [100, 3, 160, 0, 57, 2, 1, 130], 400, 16, 8, 9, mode)
+    check_against_reference(X, fields, params, "logistic", rng, rtol=1e-3, n_threads=2)
