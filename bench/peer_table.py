@@ -9,7 +9,8 @@ Sets: the shared click logs (bench/click_logs.py: avazu-head, criteo-head, ipiny
 stratified 10% of the training rows is the validation part, the rest is trained on) and the synthetic sets of
 bench/tuning_data.py (synth-tag: the tag-click log's shape; synth-3f; their own train/valid/test). Per seed:
 
-* fastafm AFM, FwFM and FM at their defaults (`--fastafm NAME=CLASS:JSON` adds configurations), fitted on the
+* fastafm AFM, FwFM and FM at their defaults (`--fastafm NAME=CLASS:JSON` replaces them with configurations,
+  `--field-aware` adds AFM's field-aware ones, each given the set's fields), fitted on the
   training part with the validation part as `eval_set` (what `fit(X, y)` does with its own 10% hold-out);
 * LogisticRegression on the same one-hot rows, C from 0.01, 0.1, 1, 10 chosen on the validation part;
 * HistGradientBoostingClassifier on one column per field (the field's id as a category where the field has at
@@ -47,6 +48,8 @@ CLICK_SETS = ["avazu", "criteo", "ipinyou", "frappe-clf"]
 SYNTH_SETS = ["synth-tag", "synth-3f"]
 FASTAFM = {"fastafm AFM": ("AFMClassifier", {}), "fastafm FwFM": ("FwFMClassifier", {}),
            "fastafm FM": ("FMClassifier", {})}
+#: --field-aware: AFM's field-aware configurations (docs/model.md), given each set's fields (fastafm_run).
+FIELD_AWARE = {f"AFM {mode}": ("AFMClassifier", {"field_aware": mode}) for mode in ("weights", "logits", "both")}
 FRAPPE_FIELD_STARTS = [0, 957, 5039, 5046, 5053, 5055, 5058, 5060, 5069, 5149]  # ../shared/data/README.md
 
 
@@ -282,6 +285,8 @@ def main(argv=None) -> list:
     ap.add_argument("--fastafm", nargs="*", default=None,
                     help="NAME=CLASS:JSON configurations instead of the defaults' three, e.g. "
                          "'AFM lin=AFMClassifier:{\"pretrain\": \"linear+fm\"}'")
+    ap.add_argument("--field-aware", action="store_true",
+                    help="also AFM's field-aware configurations ('AFM weights', 'AFM logits', 'AFM both')")
     ap.add_argument("--peers", choices=["all", "none", "lr"], default="all", help="lr: LogisticRegression only")
     ap.add_argument("--numeric-bins", type=int, help="FieldEncoder(numeric_bins=N) for the logs' numeric columns "
                     "(Criteo's counts); the set's name gets [bins N]")
@@ -304,6 +309,8 @@ def main(argv=None) -> list:
             name, _, rest = spec.partition("=")  # NAME has no "="
             cls_name, _, params = rest.partition(":")
             configs[name] = (cls_name, json.loads(params or "{}"))
+    if args.field_aware:
+        configs.update(FIELD_AWARE)
     results = []
     encoder_kw = {} if args.numeric_bins is None else {"numeric_bins": args.numeric_bins}
     logs = click_logs.load(args.data, [s for s in args.sets if s in CLICK_SETS], **encoder_kw) if args.data else {}
