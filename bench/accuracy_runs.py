@@ -71,6 +71,10 @@ CONFIGS: dict = {
     "afm-frequency-l2-3": ("afm", {"frequency_l2": 3.0}),
     # Issue 22: the linear stage before the FM, and the linear model kept when it validates better.
     "afm-linear-fm": ("afm", {"pretrain": "linear+fm"}),
+    # Issue 22, item 2: field-aware AFM (the set's fields: FRAPPE_FIELD_STARTS; other sets have none here).
+    "afm-field-weights": ("afm", {"field_aware": "weights"}),
+    "afm-field-logits": ("afm", {"field_aware": "logits"}),
+    "afm-field-both": ("afm", {"field_aware": "both"}),
     "torch-adam-1e-2": ("torch", {"lr": 1e-2}),
     "torch-adam-3e-3": ("torch", {"lr": 3e-3}),
     "torch-adam-1e-3": ("torch", {"lr": 1e-3}),
@@ -81,6 +85,20 @@ def raw_output(model):
     """The raw model output y(x): a classifier's decision_function, a regressor's predict (it has no other)."""
     return getattr(model, "decision_function", model.predict)
 
+
+
+#: The first feature id of each of Frappe's 10 fields (../shared/data/README.md; bench/peer_table.py's too).
+FRAPPE_FIELD_STARTS = [0, 957, 5039, 5046, 5053, 5055, 5058, 5060, 5069, 5149]
+
+
+def with_fields(data, params: dict) -> dict:
+    """A field-aware configuration's keyword arguments with the set's fields (Frappe's only)."""
+    if params.get("field_aware") is None or "fields" in params:
+        return params
+    if not data.name.startswith("frappe"):
+        raise ValueError(f"{data.name}: no fields known here for field_aware")
+    n = data.train[0].shape[1]
+    return {**params, "fields": np.searchsorted(FRAPPE_FIELD_STARTS, np.arange(n), side="right") - 1}
 
 
 def estimator(family: str, task: str, params: dict, seed: int, threads: int):
@@ -111,7 +129,7 @@ def run_one(data, name: str, seed: int, threads: int) -> dict:
             fm_params = params.pop("fm", {"n_iter_no_change": 2})
             init = estimator("fm", data.task, fm_params, seed, threads).fit(*data.train, eval_set=data.valid)
             family = "afm"
-        model = estimator(family, data.task, params, seed, threads)
+        model = estimator(family, data.task, with_fields(data, params), seed, threads)
         model.fit(*data.train, eval_set=data.valid, init=init)
         scores = raw_output(model)(data.test[0])
         record = {"best_epoch": int(model.best_epoch_), "epochs_run": len(model.history_)}

@@ -3,12 +3,14 @@ training, validation and test rows for all.
 
     python bench/peer_table.py --data ../shared/data --seeds 0 1 2 --json bench/results/accuracy/peer_table.json
     python bench/peer_table.py --from-json bench/results/accuracy/peer_table.json   # the tables and verdicts again
+    python bench/peer_table.py --from-json A.json B.json --afm "fastafm AFM" "AFM both"   # B's rows replace A's
 
 Sets: the shared click logs (bench/click_logs.py: avazu-head, criteo-head, ipinyou, frappe-clf; a seeded,
 stratified 10% of the training rows is the validation part, the rest is trained on) and the synthetic sets of
 bench/tuning_data.py (synth-tag: the tag-click log's shape; synth-3f; their own train/valid/test). Per seed:
 
-* fastafm AFM, FwFM and FM at their defaults (`--fastafm NAME=CLASS:JSON` adds configurations), fitted on the
+* fastafm AFM, FwFM and FM at their defaults (`--fastafm NAME=CLASS:JSON` replaces them with configurations,
+  `--field-aware` adds AFM's field-aware ones, each given the set's fields), fitted on the
   training part with the validation part as `eval_set` (what `fit(X, y)` does with its own 10% hold-out);
 * LogisticRegression on the same one-hot rows, C from 0.01, 0.1, 1, 10 chosen on the validation part;
 * HistGradientBoostingClassifier on one column per field (the field's id as a category where the field has at
@@ -46,6 +48,8 @@ CLICK_SETS = ["avazu", "criteo", "ipinyou", "frappe-clf"]
 SYNTH_SETS = ["synth-tag", "synth-3f"]
 FASTAFM = {"fastafm AFM": ("AFMClassifier", {}), "fastafm FwFM": ("FwFMClassifier", {}),
            "fastafm FM": ("FMClassifier", {})}
+#: --field-aware: AFM's field-aware configurations (docs/model.md), given each set's fields (fastafm_run).
+FIELD_AWARE = {f"AFM {mode}": ("AFMClassifier", {"field_aware": mode}) for mode in ("weights", "logits", "both")}
 FRAPPE_FIELD_STARTS = [0, 957, 5039, 5046, 5053, 5055, 5058, 5060, 5069, 5149]  # ../shared/data/README.md
 
 
@@ -110,7 +114,7 @@ def _scores(name, split, p, seconds, extra=None) -> dict:
 def fastafm_run(name, cls_name, params, split, seed) -> dict:
     cls = getattr(fastafm, cls_name)
     kw = dict(params, random_state=seed, n_threads=1)
-    if cls_name.startswith("FwFM"):
+    if cls_name.startswith("FwFM") or kw.get("field_aware") is not None:
         kw.setdefault("fields", split.fields)
     start = time.perf_counter()
     model = cls(**kw).fit(split.train[0], split.train[1], eval_set=split.valid[:2])
@@ -239,10 +243,12 @@ def _mean(results, set_name, model, key):
     return statistics.mean(vals) if vals else None
 
 
-def verdicts(results: list, afm: str = "fastafm AFM", fwfm: str = "fastafm FwFM") -> str:
+def verdicts(results: list, afm: str = "fastafm AFM", fwfm: str = "fastafm FwFM", exclude=()) -> str:
     """Issue 22's targets per set, on the means over seeds: AFM's AUC at least the best model's - 0.002 and its
-    log loss at most the best's x 1.01 (the best of every model in the results, AFM included), AFM's log loss
-    below the base rate's, and fastafm's FwFM at least as good as modern-fm's in both."""
+    log loss at most the best's x 1.01 (the best of every model in the results, AFM included, but `exclude`: the
+    other AFM configurations under comparison), AFM's log loss below the base rate's, and fastafm's FwFM at least
+    as good as modern-fm's in both."""
+    results = [r for r in results if r["model"] == afm or r["model"] not in exclude]
     lines = ["| set | best AUC (model) | best log loss (model) | AFM AUC >= best - 0.002 "
              "| AFM log loss <= best x 1.01 | AFM below the base rate | FwFM >= modern-fm FwFM |",
              "|---|---|---|---|---|---|---|"]
@@ -279,18 +285,22 @@ def main(argv=None) -> list:
     ap.add_argument("--fastafm", nargs="*", default=None,
                     help="NAME=CLASS:JSON configurations instead of the defaults' three, e.g. "
                          "'AFM lin=AFMClassifier:{\"pretrain\": \"linear+fm\"}'")
+    ap.add_argument("--field-aware", action="store_true",
+                    help="also AFM's field-aware configurations ('AFM weights', 'AFM logits', 'AFM both')")
     ap.add_argument("--peers", choices=["all", "none", "lr"], default="all", help="lr: LogisticRegression only")
     ap.add_argument("--numeric-bins", type=int, help="FieldEncoder(numeric_bins=N) for the logs' numeric columns "
                     "(Criteo's counts); the set's name gets [bins N]")
     ap.add_argument("--torch", action="store_true", help="also the PyTorch AFM (slow)")
     ap.add_argument("--json")
     ap.add_argument("--from-json", nargs="+", help="print the tables of earlier runs (several files: joined)")
-    ap.add_argument("--afm", default="fastafm AFM", help="the configuration the targets are checked for")
+    ap.add_argument("--afm", nargs="+", default=["fastafm AFM"],
+                    help="the configurations the targets are checked for (several: one table each, the others "
+                         "left out of its 'best')")
     args = ap.parse_args(argv)
     if args.from_json:
-        results = [r for path in args.from_json for r in json.loads(Path(path).read_text())]
+        results = join_runs([json.loads(Path(path).read_text()) for path in args.from_json])
         print(table(results))
-        print("\n" + verdicts(results, args.afm))
+        print_verdicts(results, args.afm)
         return results
     configs = dict(FASTAFM)
     if args.fastafm is not None:
@@ -299,6 +309,8 @@ def main(argv=None) -> list:
             name, _, rest = spec.partition("=")  # NAME has no "="
             cls_name, _, params = rest.partition(":")
             configs[name] = (cls_name, json.loads(params or "{}"))
+    if args.field_aware:
+        configs.update(FIELD_AWARE)
     results = []
     encoder_kw = {} if args.numeric_bins is None else {"numeric_bins": args.numeric_bins}
     logs = click_logs.load(args.data, [s for s in args.sets if s in CLICK_SETS], **encoder_kw) if args.data else {}
@@ -325,8 +337,23 @@ def main(argv=None) -> list:
             if args.json:
                 Path(args.json).write_text(json.dumps(results, indent=1, default=float) + "\n")
     print(table(results))
-    print("\n" + verdicts(results, args.afm))
+    print_verdicts(results, args.afm)
     return results
+
+
+def join_runs(runs: list) -> list:
+    """The rows of several runs; a (set, model) a later run has replaces the earlier runs' rows of it (a rerun
+    of some configurations, e.g. after a change of the data's encoding)."""
+    out: list = []
+    for rows in runs:
+        redone = {(r["set"], r["model"]) for r in rows}
+        out = [r for r in out if (r["set"], r["model"]) not in redone] + list(rows)
+    return out
+
+
+def print_verdicts(results: list, names: list) -> None:
+    for name in names:
+        print(f"\n{name}:\n" + verdicts(results, name, exclude=[n for n in names if n != name] + ["AFM linear+fm"]))
 
 
 if __name__ == "__main__":

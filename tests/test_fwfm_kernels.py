@@ -226,5 +226,6 @@ def test_bad_fields_are_refused():
     bad[3] = 2
     with pytest.raises(ValueError, match=r"\['field'\]\[3\] = 2"):
         _core.predict(core_params(params, bad), *csr(X), attention=False)
-    with pytest.raises(ValueError, match="attention must be False"):
-        _core.predict(core_params(params, fields), *csr(X), attention=True)
+    # R with attention is field-aware AFM (tests/test_field_afm_kernels.py); S, a logit term, needs attention
+    with pytest.raises(ValueError, match="attention must be True"):
+        _core.predict(core_params({**params, "S": np.zeros_like(params["R"])}, fields), *csr(X), attention=False)

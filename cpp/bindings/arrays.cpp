@@ -20,7 +20,7 @@ py::array param(const py::dict& d, const char* key, const std::string& what) {
 
 void check_same_shapes(const afm::ModelView& a, const afm::ModelView& b) {
     if (a.n_features != b.n_features || a.k != b.k || a.t != b.t || a.n_fields != b.n_fields ||
-        a.field_weighted() != b.field_weighted())
+        a.field_weighted() != b.field_weighted() || (a.S != nullptr) != (b.S != nullptr))
         throw py::value_error("optimizer state and model have different shapes");
 }
 
@@ -98,15 +98,31 @@ afm::ModelView model_view(const py::dict& d, const std::string& what, bool writa
         m.n_fields = static_cast<int>(R.shape(0));
         m.R = view(R, "R", {m.n_fields, m.n_fields});
     }
+    if (d.contains("S")) {  // field-aware AFM's field-pair logit terms (R's shape where both are there)
+        py::array S = param(d, "S", what);
+        if (S.ndim() != 2 || S.shape(0) < 1 || S.shape(0) > INT_MAX)
+            throw py::value_error(what + "['S'] must be a square 2-D array of at least one field, got shape " +
+                                  shape_str(S));
+        if (m.R && S.shape(0) != m.n_fields)
+            throw py::value_error(what + "['S'] has " + std::to_string(S.shape(0)) + " fields but 'R' has " +
+                                  std::to_string(m.n_fields));
+        m.n_fields = static_cast<int>(S.shape(0));
+        m.S = view(S, "S", {m.n_fields, m.n_fields});
+    }
     return m;
+}
+
+void check_field_pooling(const afm::ModelView& m, bool attention, const std::string& what) {
+    if (m.S && !attention)
+        throw py::value_error(what + " has field-pair logit terms 'S' (field-aware AFM): attention must be True");
 }
 
 void model_fields(const py::dict& d, afm::ModelView& m, const std::string& what, Viewed& viewed) {
     if (!d.contains("field")) {
-        if (m.field_weighted()) throw py::value_error(what + " has field weights 'R' but no 'field' array");
+        if (m.field_aware()) throw py::value_error(what + " has field-pair terms 'R'/'S' but no 'field' array");
         return;
     }
-    if (!m.field_weighted()) throw py::value_error(what + " has a 'field' array but no field weights 'R'");
+    if (!m.field_aware()) throw py::value_error(what + " has a 'field' array but no field-pair terms 'R' or 'S'");
     py::object value = d["field"];
     if (!py::isinstance<py::array>(value)) throw py::type_error(what + "['field'] must be a numpy array");
     py::array f = py::reinterpret_borrow<py::array>(value);
@@ -114,7 +130,7 @@ void model_fields(const py::dict& d, afm::ModelView& m, const std::string& what,
     for (int64_t i = 0; i < m.n_features; ++i)
         if (ptr[i] < 0 || ptr[i] >= m.n_fields)
             throw py::value_error(what + "['field'][" + std::to_string(i) + "] = " + std::to_string(ptr[i]) +
-                                  " is not a field of R (" + std::to_string(m.n_fields) + " fields)");
+                                  " is not a field of R/S (" + std::to_string(m.n_fields) + " fields)");
     viewed.add(f, what + "['field']", false);
     m.field = ptr;
 }

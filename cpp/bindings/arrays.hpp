@@ -72,6 +72,8 @@ afm::ModelView model_view(const py::dict& d, const std::string& what, bool writa
 // The field of every feature, d['field'] (int32, n_features, each in [0, n_fields)), into m.field: required
 // when the model has field weights R (FwFM), refused otherwise.
 void model_fields(const py::dict& d, afm::ModelView& m, const std::string& what, Viewed& viewed);
+// R pools with either pooling (FwFM: uniform; field-aware AFM: attention); S is an attention logit term only.
+void check_field_pooling(const afm::ModelView& m, bool attention, const std::string& what);
 
 // The row of the optimizer table of `kind`; ValueError for a value of no optimizer.
 const afm::OptimizerSpec& known_optimizer(afm::Optimizer kind);

@@ -20,8 +20,7 @@ void bind_predict(py::module_& mod) {
             Viewed viewed;  // held until the call returns (the output is a new array: no aliasing to check)
             afm::ModelView m = model_view(params, "params", false, viewed);
             model_fields(params, m, "params", viewed);
-            if (m.field_weighted() && attention)
-                throw py::value_error("a model with field weights R (FwFM) pools uniformly: attention must be False");
+            check_field_pooling(m, attention, "params");
             afm::CsrView X = csr_view(indptr, indices, values, m.n_features, viewed);
             py::array_t<float> out(X.n_rows);
             float* o = out.mutable_data();
@@ -42,8 +41,7 @@ void bind_predict(py::module_& mod) {
             Viewed viewed;  // held until the call returns (the output is a new array: no aliasing to check)
             afm::ModelView m = model_view(params, "params", false, viewed);
             model_fields(params, m, "params", viewed);
-            if (m.field_weighted() && attention)
-                throw py::value_error("a model with field weights R (FwFM) pools uniformly: attention must be False");
+            check_field_pooling(m, attention, "params");
             afm::CsrView X = csr_view(indptr, indices, values, m.n_features, viewed);
             const int64_t* pp = checked<int64_t>(pair_indptr, "pair_indptr", {X.n_rows + 1});
             viewed.add(pair_indptr, "pair_indptr", false);

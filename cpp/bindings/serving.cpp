@@ -25,8 +25,7 @@ public:
         if (n_threads < 0) throw py::value_error("n_threads must be >= 0");
         afm::ModelView m = model_view(params, "params", false, viewed_);
         model_fields(params, m, "params", viewed_);
-        if (m.field_weighted() && attention)
-            throw py::value_error("a model with field weights R (FwFM) pools uniformly: attention must be False");
+        check_field_pooling(m, attention, "params");
         predictor_ = std::make_unique<afm::Predictor>(m, attention);
     }
 

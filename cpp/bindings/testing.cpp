@@ -109,10 +109,9 @@ void bind_testing(py::module_& mod) {
             py::dict out("objective"_a = g.objective, "w0"_a = g.dense.w0, "W"_a = to_array(W, {t, k}),
                          "b"_a = to_array(b, {t}), "h"_a = to_array(h, {t}), "p"_a = to_array(p, {k}),
                          "touched"_a = touched, "V"_a = to_array(g.dV, {nt, k}), "w"_a = to_array(g.dw, {nt}));
-            if (m.field_weighted()) {  // FwFM: the field-pair weights' gradient (both triangles)
-                const py::ssize_t F = m.n_fields;
-                out["R"] = to_array(std::vector<float>(g.dense.R(), g.dense.R() + F * F), {F, F});
-            }
+            const py::ssize_t F = m.n_fields;  // field-pair terms' gradients (both triangles)
+            if (m.R) out["R"] = to_array(std::vector<float>(g.dense.R(), g.dense.R() + F * F), {F, F});
+            if (m.S) out["S"] = to_array(std::vector<float>(g.dense.S(), g.dense.S() + F * F), {F, F});
             return out;
         },
         "params"_a, "indptr"_a, "indices"_a, "values"_a, "y"_a, "rows"_a, "config"_a, "use_dropout"_a = false,

@@ -24,8 +24,7 @@ std::unique_ptr<PyTrainer> make_trainer(const py::dict& params, const py::dict& 
     self->loss = cfg.loss;
     self->m = model_view(params, "params", true, self->viewed);
     model_fields(params, self->m, "params", self->viewed);
-    if (self->m.field_weighted() && cfg.attention)
-        throw py::value_error("a model with field weights R (FwFM) pools uniformly: config.attention must be False");
+    check_field_pooling(self->m, cfg.attention, "params");
     afm::OptimizerState opt = optimizer_state(state, cfg.optimizer, self->m, self->viewed);
     const float* n_i = feature_counts(counts, cfg, self->m.n_features, self->viewed);
     self->viewed.check_no_aliasing();

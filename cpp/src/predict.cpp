@@ -55,12 +55,14 @@ void forward_blocks(const ModelView& m, const CsrView& X, bool attention, int n_
     // Allocated here, outside the parallel region: an allocation failure must not happen inside it.
     std::vector<BlockScratch>& scratch = work.scratch;
     if (scratch.size() < static_cast<size_t>(nt)) scratch.resize(static_cast<size_t>(nt));
-    const int64_t pm_from = pairs_major_from(pm_isa, m.k, m.t);
+    const bool fa = attention && m.field_aware();  // field-aware AFM runs the rows layout only
+    const int64_t pm_from = fa ? -1 : pairs_major_from(pm_isa, m.k, m.t);
     for (int i = 0; i < nt; ++i) {
         BlockScratch& s = scratch[static_cast<size_t>(i)];
         s.ensure(pair_cap, tile, kMaxBlockRows, attention ? max_nnz : 1, m.k, m.t);
         s.pairs_major_from = pm_from;
-        if (m.field_weighted()) s.reserve_fields(max_nnz, m.k, m.n_fields);
+        if (m.field_weighted() && !attention) s.reserve_fields(max_nnz, m.k, m.n_fields);
+        if (fa) s.reserve_pair_fields(pair_cap);
     }
 
     // The rows of chunks [lo, hi), block by block, on scratch sc.

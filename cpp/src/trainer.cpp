@@ -12,11 +12,12 @@
 
 namespace afm {
 
-void DenseGrad::resize(int k_, int t_, int F_) {
+void DenseGrad::resize(int k_, int t_, int64_t nR_, int64_t nS_) {
     k = k_;
     t = t_;
-    F = F_;
-    data.assign(static_cast<size_t>(t) * k + 2 * static_cast<size_t>(t) + k + static_cast<size_t>(F) * F, 0.0f);
+    nR = nR_;
+    nS = nS_;
+    data.assign(static_cast<size_t>(t) * k + 2 * static_cast<size_t>(t) + k + static_cast<size_t>(nR + nS), 0.0f);
     w0 = 0.0;
 }
 
@@ -111,16 +112,17 @@ Trainer::Trainer(const ModelView& model, const OptimizerState& opt, const TrainC
       pm_isa_(pairs_major_kernels_for(model.k, model.t)), optimizer_(optimizer_spec(opt.kind)),
       update_(isa_.update_of(opt.kind)), n_threads_(resolve_threads(cfg.n_threads)) {
     const int k = m_.k, t = m_.t;
-    const int F = m_.field_weighted() ? m_.n_fields : 0;
-    dense_size_ = static_cast<int64_t>(t) * k + 2 * t + k + static_cast<int64_t>(F) * F;
+    const int64_t FF = static_cast<int64_t>(m_.n_fields) * m_.n_fields;
+    const int64_t nR = m_.R ? FF : 0, nS = m_.S ? FF : 0;
+    dense_size_ = static_cast<int64_t>(t) * k + 2 * t + k + nR + nS;
     packed_.resize(k, t);
     scratch_.resize(n_threads_);
     sparse_tmp_.assign(static_cast<size_t>(n_threads_ * padded_row(k)), 0.0f);
     n_chunks_max_ = kChunksPerThread * n_threads_;
     dense_.resize(n_chunks_max_);
-    for (DenseGrad& d : dense_) d.resize(k, t, F);
+    for (DenseGrad& d : dense_) d.resize(k, t, nR, nS);
     loss_.assign(n_chunks_max_, 0.0);
-    total_.resize(k, t, F);
+    total_.resize(k, t, nR, nS);
     slot_of_feature_.assign(static_cast<size_t>(m_.n_features), -1);
     // FASTAFM_TEAM_MODE: "alternate" switches between the team and thread 0 alone every batch (tests: the
     // result must not change), "team" never goes solo (measurements); unset: adaptive (choose_mode).
@@ -149,8 +151,11 @@ void Trainer::use_rows(const CsrView& X, const float* y, const float* weights) {
         if (grow) sc.reserve(reserved_pairs_, reserved_tile_, kMaxBlockRows, reserved_nnz_, m_.k, m_.t);
         sc.pair_cap = pair_cap;
         sc.tile_pairs = tile;
-        sc.pairs_major_from = pairs_major_from(pm_isa_, m_.k, m_.t);
-        if (m_.field_weighted()) sc.reserve_fields(reserved_nnz_, m_.k, m_.n_fields);
+        // Field-aware AFM runs the rows layout only (isa/field_attention.inc).
+        const bool fa = cfg_.attention && m_.field_aware();
+        sc.pairs_major_from = fa ? -1 : pairs_major_from(pm_isa_, m_.k, m_.t);
+        if (m_.field_weighted() && !cfg_.attention) sc.reserve_fields(reserved_nnz_, m_.k, m_.n_fields);
+        if (fa) sc.reserve_pair_fields(reserved_pairs_);
     }
 }
 
@@ -265,8 +270,9 @@ void Trainer::chunk_compute(const int64_t* rows, int64_t nb, int c, bool use_dro
         }
         bk.backward(m_, packed_, cfg_.attention, block, sc, dg.view());
     }
-    if (m_.field_weighted()) {  // the FwFM kernels sum R's gradient in its upper triangle: the lower one mirrors it
-        float* dR = dg.view().R;
+    // The kernels sum R's and S's gradients in their upper triangles: the lower ones mirror them.
+    for (float* dR : {dg.view().R, dg.view().S}) {
+        if (!dR) continue;
         const int64_t F = m_.n_fields;
         for (int64_t a = 0; a < F; ++a)
             for (int64_t b = a + 1; b < F; ++b) dR[b * F + a] = dR[a * F + b];
@@ -417,8 +423,8 @@ void Trainer::batch_update() {
         step(&ModelView::b, 0, total_.b(), t, dense);
         step(&ModelView::h, 0, total_.h(), t, dense);
         if (cfg_.learn_projection) step(&ModelView::p, 0, total_.p(), k, dense);
-        if (m_.field_weighted())
-            step(&ModelView::R, 0, total_.R(), static_cast<int64_t>(m_.n_fields) * m_.n_fields, dense);
+        if (m_.R) step(&ModelView::R, 0, total_.R(), static_cast<int64_t>(m_.n_fields) * m_.n_fields, dense);
+        if (m_.S) step(&ModelView::S, 0, total_.S(), static_cast<int64_t>(m_.n_fields) * m_.n_fields, dense);
         const float gw0 = static_cast<float>(total_.w0);
         step(&ModelView::w0, 0, &gw0, 1, dense);
     }

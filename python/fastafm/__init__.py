@@ -8,6 +8,7 @@ FwFMRegressor, FwFMClassifier  field-weighted FM (a learned weight per field pai
 field_array, fields_of_ids     the field of every feature, checked / from from_fields' id matrix
 load_libffm                    libFFM files (label field:feature:value) -> (X, y, fields)
 field_pair_attention           mean attention weight per pair of fields
+field_pair_terms               the field-pair tables (r, s) of a field-aware AFM or an FwFM, from its weights
 from_fields, make_planted      building sparse rows; make_clicks: a synthetic click log
 FieldEncoder                   pandas DataFrame -> one-field-per-column sparse rows (needs pandas)
 load_libfm                     libFM/libSVM files, parsed in C++
@@ -32,7 +33,8 @@ from .models.estimators import AFMClassifier, AFMRegressor, FMClassifier, FMRegr
 from .data.fields import field_array, fields_of_ids
 from .data.libffm import load_libffm
 from . import reference_fwfm
-from .interpret import field_pair_attention
+from . import reference_field_afm
+from .interpret import field_pair_attention, field_pair_terms
 from .data.libfm import load_libfm
 from .data.limits import RowTooLongError, max_pairs_per_row, set_max_pairs_per_row
 from .models.persistence import load_model as load
@@ -50,9 +52,11 @@ __all__ = [
     "fields_of_ids",
     "load_libffm",
     "reference_fwfm",
+    "reference_field_afm",
     "__version__",
     "convert",
     "field_pair_attention",
+    "field_pair_terms",
     "from_fields",
     "load",
     "load_libfm",

@@ -44,8 +44,8 @@ class Explanation:
     feature_names : list of str or None.
     pair_indptr, pairs, pair_values, pair_weights : every pair's term: row r's pairs are
         `pair_indptr[r]:pair_indptr[r+1]`, `pairs` their (feature i, feature j) ids (r < s in storage order),
-        `pair_values` the term a_ij p·(v_i ⊙ v_j) x_i x_j, `pair_weights` a_ij (all 1 for FM); None when
-        made with pairs=False.
+        `pair_values` the term a_ij p·(v_i ⊙ v_j) x_i x_j, `pair_weights` a_ij (all 1 for FM; times the field
+        pair's weight r of FwFM and of field-aware AFM's R); None when made with pairs=False.
     linear_values : (n_rows,) the linear part Σ w x of each row; `pair_values` summed over a row is the rest.
     """
 
@@ -222,13 +222,19 @@ def explain(state: TrainingState, X, n_threads: int, offset: float = 0.0, featur
     per_nonzero = params["w"][indices].astype(np.float64) * x64
     rows_of = np.repeat(np.arange(n_rows), nnz)
     linear = np.bincount(rows_of, per_nonzero, minlength=n_rows)
-    if pairs or attention:
-        if attention:
-            weights = _core.pair_attention(params, indptr, indices, values, pair_indptr, True, n_threads)
+    if pairs or attention or "R" in params:  # (the O(k) shares know no field-pair weights)
+        if attention:  # (a field-aware AFM's field array is beside its parameters: core_params)
+            weights = _core.pair_attention(state.core_params(), indptr, indices, values, pair_indptr, True,
+                                           n_threads)
         else:
             weights = np.ones(n_pairs, dtype=np.float32)
         first, second, pair_values = _pair_terms(indptr, indices, values, nnz, pair_indptr, params["V"],
                                                  params["p"], weights)
+        if "R" in params and state.fields is not None:  # FwFM, field-aware AFM: each pair's r in its weight
+            f, g = state.fields[indices[first]], state.fields[indices[second]]
+            r = params["R"][np.minimum(f, g), np.maximum(f, g)]
+            pair_values = pair_values * r
+            weights = (weights * r).astype(np.float32)
         per_nonzero += 0.5 * (np.bincount(first, pair_values, minlength=per_nonzero.shape[0])
                               + np.bincount(second, pair_values, minlength=per_nonzero.shape[0]))
         pair_ids = np.column_stack([indices[first], indices[second]]).astype(np.int32)

@@ -1,4 +1,5 @@
-"""Reading what the attention learned: every row's pair weights, and the mean attention per pair of fields."""
+"""Reading what the attention learned: every row's pair weights, the mean attention per pair of fields, and the
+field-pair tables of a field-aware model (field_pair_terms)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -108,6 +109,23 @@ def field_pair_attention(model, X, fields) -> np.ndarray:
     counts = counts + np.triu(counts, 1).T
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(counts > 0, sums / counts, np.nan)
+
+
+def field_pair_terms(model) -> dict:
+    """The field-pair tables a model learned, straight from its weights: {"weights": r, "logits": s} of a
+    field-aware AFM (those of its field_aware mode), {"weights": R} of an FwFM; each (n_fields, n_fields),
+    symmetric, read from the upper triangle as the model does. {} for the other models. A weight r > 1 (< 1)
+    strengthens (weakens) a field pair's pooled products; a logit term s > 0 draws attention to the pair
+    (e^s times the softmax odds)."""
+    from ._compat import fitted_state
+
+    params = fitted_state(model).params
+    out = {}
+    for key, name in (("weights", "R"), ("logits", "S")):
+        if name in params:
+            upper = np.triu(np.asarray(params[name], np.float64))
+            out[key] = upper + np.triu(upper, 1).T
+    return out
 
 
 def top_field_pairs(matrix: np.ndarray, n: int = 5) -> list[tuple[int, int, float]]:

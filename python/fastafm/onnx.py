@@ -36,7 +36,8 @@ so a run's memory is bounded by the longest row, about max(block_bytes, 4 * m(m-
 tensors plus O(n * m * k), whatever n is. FM graphs (FMRegressor, FMClassifier, and AFM with attention=False)
 use the sum-of-squares identity in O(n * m * k), as the core does. FwFM graphs (FwFMRegressor, FwFMClassifier)
 form each row's (m, m) Gram matrix of embedded slots and weigh it by R[f_r, f_s]: O(n * m^2 * k), (n, m, m)
-floats while scoring.
+floats while scoring. Field-aware AFM graphs (`field_aware`) are AFM graphs that also gather each pair's field
+pair (the field array is in the graph): `S` added to its score before the softmax, `R` times its weight after it.
 """
 from __future__ import annotations
 
@@ -86,9 +87,11 @@ def _fitted_parameters(model) -> Tuple[dict, bool, bool]:
     if params["V"].shape[0] != n_features or params["w"].shape != (n_features,) or params["p"].shape != (k,):
         raise ValueError(f"{type(model).__name__}: inconsistent fitted parameters (V {params['V'].shape}, "
                          f"w {params['w'].shape}, p {params['p'].shape}, n_features_in_ {n_features})")
-    if state.fields is not None:  # FwFM: R as the model reads it (its upper triangle, mirrored), and the fields
-        upper = np.triu(params["R"])
-        params["R"] = np.ascontiguousarray(upper + np.triu(upper, 1).T)
+    if state.fields is not None:  # R and S as the model reads them (upper triangles, mirrored), and the fields
+        for name in ("R", "S"):
+            if name in params:
+                upper = np.triu(params[name])
+                params[name] = np.ascontiguousarray(upper + np.triu(upper, 1).T)
         params["field"] = np.ascontiguousarray(state.fields, dtype=np.int64)
     # FM is uniform pooling with p fixed at 1 (its p is all ones, so the uniform graph below is the FM sum).
     attention = state.spec.pooling == "attention"
@@ -233,7 +236,7 @@ def _build_graph(onnx, params: dict, attention: bool, classifier: bool, name: st
         pair_term = reduce_sum(node, node("Mul", [q, "p"], "pq"), axis_last, "pair_term")
         return node("Add", [node("Add", ["w0", linear], "w0_linear"), pair_term], "score")
 
-    if "R" in params:
+    if "R" in params and not attention:
         # FwFM: sum_{r<s} R[f_r, f_s] <e_r, e_s> = (sum_{r,s} R[f_r, f_s] G_rs - sum_r R[f_r, f_r] G_rr) / 2 with
         # G = E E^T (n, m, m) of the row's embedded slots (padding slots are 0 and add nothing).
         inits += [onnx.numpy_helper.from_array(params["R"], "R"),
@@ -319,8 +322,13 @@ def _build_graph(onnx, params: dict, attention: bool, classifier: bool, name: st
                   "e")  # (B * P, k)
         u = bnode("Relu", [bnode("Gemm", [e, "W_t", "b"], "z")], "relu_z")  # (B * P, t)
         s = bnode("Reshape", [bnode("MatMul", [u, "h"], "s_col"), pair_shape], "s", allowzero=1)  # (B, P)
+        field_pair = _field_pairs(onnx, bnode, params, inits, first, second) if "field" in params else None
+        if "S" in params:  # field-aware AFM: the field pair's logit term
+            s = bnode("Add", [s, bnode("Gather", ["S_upper", field_pair], "s_field")], "s_with_field")
         s = bnode("Where", [real_pair, s, const("lowest", np.float32(_LOWEST))], "s_masked")
         a = bnode("Where", [real_pair, bnode("Softmax", [s], "softmax", axis=1), zero_f], "a")
+        if "R" in params:  # field-aware AFM: the field pair's weight on the pooled pair
+            a = bnode("Mul", [a, bnode("Gather", ["R_upper", field_pair], "r_field")], "a_weighted")
         e3 = bnode("Reshape", [e, e_shape], "e_3d", allowzero=1)  # (B, P, k)
         q = bnode("MatMul", [bnode("Unsqueeze", [a, axis1], "a3"), e3], "q3")  # (B, 1, k)
         score_from(bnode, linear, bnode("Squeeze", [q, axis1], "q"))  # block_score (B,)
@@ -344,6 +352,22 @@ def _build_graph(onnx, params: dict, attention: bool, classifier: bool, name: st
               helper.make_tensor_value_info("values", TensorProto.FLOAT, ["n", "m"])]
     used = {name_ for n_ in main + body for name_ in n_.input}  # the shared constants not all graphs need
     return helper.make_graph(main, f"fastafm_{name}", inputs, outputs, [i for i in inits if i.name in used])
+
+
+def _field_pairs(onnx, bnode, params: dict, inits: list, first: str, second: str) -> str:
+    """Field-aware AFM: the flat index min(f_r, f_s) * F + max(f_r, f_s) of every pair's field pair (B, P), into
+    the row-major R_upper and S_upper, which the graph reads in their upper triangles as the core does."""
+    n_fields = int(params["R" if "R" in params else "S"].shape[0])
+    inits.append(onnx.numpy_helper.from_array(params["field"], "field"))
+    inits.append(onnx.numpy_helper.from_array(np.int64(n_fields), "n_fields"))
+    for name in ("R", "S"):
+        if name in params:
+            inits.append(onnx.numpy_helper.from_array(np.ascontiguousarray(params[name].ravel()), f"{name}_upper"))
+    fid = bnode("Gather", ["field", "block_ids"], "fid")  # (B, m); rows_of's padding-safe ids
+    f_r = bnode("Gather", [fid, first], "f_r", axis=1)
+    f_s = bnode("Gather", [fid, second], "f_s", axis=1)
+    lo, hi = bnode("Min", [f_r, f_s], "f_lo"), bnode("Max", [f_r, f_s], "f_hi")
+    return bnode("Add", [bnode("Mul", [lo, "n_fields"], "f_lo_rows"), hi], "field_pair")
 
 
 def to_padded(X, m: Optional[int] = None, n_features: Optional[int] = None) -> Tuple[np.ndarray, np.ndarray]:

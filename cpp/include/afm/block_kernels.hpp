@@ -95,6 +95,15 @@ struct BlockScratch {
     std::vector<int32_t> fw_slot, fw_field, fw_count, fw_local;
     // Sizes the FwFM buffers for rows of up to nnz non-zeros (grows only); no-op for n_fields = 0.
     void reserve_fields(int64_t nnz, int k, int n_fields);
+    // Field-aware AFM (isa/field_attention.inc; empty otherwise): per pair of a block (or a long row's tile) the
+    // index of its field pair in R and S (upper triangle), and its pooling weight a r.
+    std::vector<int32_t> fa_pair;
+    AlignedFloats fa_weight;
+    void reserve_pair_fields(int64_t pairs) {
+        const size_t n = static_cast<size_t>(pairs < 1 ? 1 : pairs);
+        if (fa_pair.size() < n) fa_pair.assign(n, 0);
+        if (fa_weight.size() < n) fa_weight.assign(n, 0.0f);
+    }
 
     // Floats (doubles for acc64) of every buffer for blocks of `pairs` pairs and `rows` rows whose longest
     // row has `nnz` non-zeros, long rows streamed in tiles of `tile` pairs; reserve allocates exactly these,
@@ -152,6 +161,7 @@ struct DenseGradView {
     float* p;
     double* w0;
     float* R = nullptr;  // FwFM: n_fields x n_fields (both triangles written, equal)
+    float* S = nullptr;  // field-aware AFM's logit terms: n_fields x n_fields (upper triangle; the trainer mirrors)
 };
 
 struct IsaKernels;

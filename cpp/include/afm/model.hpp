@@ -25,11 +25,16 @@ struct ModelView {
     int t = 0;  // attention_dim
     // FwFM (field-weighted pooling; docs/model.md, "FwFM"): R (n_fields x n_fields, symmetric, read in its upper
     // triangle) weighs each pair by its fields, field[i] in [0, n_fields) is feature i's field. nullptr: AFM/FM.
-    // An optimizer slot's view has R (its state of R) and no field. Last, so that {w0, ..., t} still initialises.
+    // With attention (field-aware AFM, docs/model.md): R weighs each pooled pair, a_rs r_F(r)F(s) e_rs, and S
+    // (n_fields x n_fields, symmetric likewise) adds s_F(r)F(s) to each pair's attention logit; either may be null.
+    // An optimizer slot's view has R and S (its state of them) and no field. Last, so that {w0, ..., t} still
+    // initialises.
     float* R = nullptr;
     const int32_t* field = nullptr;
     int n_fields = 0;
+    float* S = nullptr;
     bool field_weighted() const { return R != nullptr; }
+    bool field_aware() const { return R != nullptr || S != nullptr; }
 };
 
 enum class Loss { squared = 0, logistic = 1 };

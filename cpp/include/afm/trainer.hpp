@@ -26,19 +26,22 @@
 
 namespace afm {
 
-// Dense gradient of one thread (or of a batch): one flat buffer [W (t*k) | b (t) | h (t) | p (k) | R (F*F)]
-// and w0, so that threads' buffers reduce in one loop (R: FwFM's field-pair weights, F = 0 otherwise).
+// Dense gradient of one thread (or of a batch): one flat buffer [W (t*k) | b (t) | h (t) | p (k) | R | S]
+// and w0, so that threads' buffers reduce in one loop (R: field-pair weights, S: field-pair logit terms,
+// n_fields^2 floats each where the model has them, none otherwise).
 struct alignas(64) DenseGrad {  // a cache line of its own: chunks on different threads write w0 per row
     std::vector<float> data;
     double w0 = 0.0;
-    int k = 0, t = 0, F = 0;
-    void resize(int k_, int t_, int F_ = 0);
+    int k = 0, t = 0;
+    int64_t nR = 0, nS = 0;  // floats of R's and S's parts
+    void resize(int k_, int t_, int64_t nR_ = 0, int64_t nS_ = 0);
     float* W() { return data.data(); }
     float* b() { return data.data() + static_cast<size_t>(t) * k; }
     float* h() { return b() + t; }
     float* p() { return h() + t; }
     float* R() { return p() + k; }
-    DenseGradView view() { return {W(), b(), h(), p(), &w0, F > 0 ? R() : nullptr}; }
+    float* S() { return R() + nR; }
+    DenseGradView view() { return {W(), b(), h(), p(), &w0, nR > 0 ? R() : nullptr, nS > 0 ? S() : nullptr}; }
 };
 
 struct EpochResult {

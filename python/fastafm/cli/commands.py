@@ -68,20 +68,21 @@ def _load_ffm(path: str, n_features: Optional[int] = None):
 
 def _load_rows(model, path: str, n_features: Optional[int] = None, args=None):
     """(X, y) of DATA for a fitted model: raw rows for a model trained from a raw log (its encoding), libFFM for
-    FwFM (its fields are the model's own), libFM otherwise."""
+    FwFM and field-aware AFM (their fields are the model's own), libFM otherwise."""
     if model.encoding_ is not None:
         return load_raw_rows(model, path, labels=args.command == "eval", sep=args.sep)
-    if hasattr(model, "field_weights_"):
+    if getattr(model, "fields_", None) is not None:
         X, y, _ = _load_ffm(path, n_features)
         return X, y
     return _load_data(path, n_features)
 
 
 def _train_ffm(args, model):
-    """FwFM's TRAIN and --valid: libFFM files, the fields of their features the model's `fields` (the training
-    file's where both name an id). Streams and caches carry no fields: refused."""
+    """FwFM's and field-aware AFM's TRAIN and --valid: libFFM files, the fields of their features the model's
+    `fields` (the training file's where both name an id). Streams and caches carry no fields: refused."""
     if args.cache is not None or _input_kind(args.train, "data file") == "pipe":
-        raise CliError("--model-type fwfm reads TRAIN as a libFFM file (label field:feature:value): caches and "
+        what = "--model-type fwfm" if args.model_type == "fwfm" else "--field-aware"
+        raise CliError(f"{what} reads TRAIN as a libFFM file (label field:feature:value): caches and "
                        "pipes carry no fields yet", EXIT_USAGE)
     X, y, fields = _load_ffm(args.train, args.n_features)
     if args.valid is None:
@@ -290,7 +291,8 @@ def _cmd_train(args) -> int:
 
 
 def _train(args, model, stream) -> int:
-    if args.model_type == "fwfm" and not is_raw_cache(args.train):  # a raw log's cache carries its fields
+    fielded = args.model_type == "fwfm" or getattr(model, "field_aware", None) is not None
+    if fielded and not is_raw_cache(args.train):  # a raw log's cache carries its fields
         X, y, fields, eval_set = _train_ffm(args, model)
         model.set_params(fields=fields)
         _status(args, f"read {args.train}: {X.shape[0]} rows, {X.nnz} non-zeros, {int(fields.max()) + 1} fields")

@@ -233,6 +233,8 @@ class _DaskAFMBase(_DaskBase):
         sync_rows=16384,
         combine="average",
         client=None,
+        field_aware=None,
+        fields=None,
     ):
         store(self, locals())
 
@@ -346,6 +348,8 @@ class DaskAFMClassifier(ClassifierMixin, _DaskAFMBase):
         sync_rows=16384,
         combine="average",
         client=None,
+        field_aware=None,
+        fields=None,
     ):
         store(self, locals())
 

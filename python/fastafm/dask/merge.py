@@ -3,7 +3,7 @@ round, the `Delta` a merge sends back to every replica, and `merge` itself (plai
 
 Averaging rule ("sparse-aware parameter averaging"):
 
-* dense parameters (w0, W, b, h, p; FwFM's R) and their optimizer slots: the mean of the workers' values, weighted by the
+* dense parameters (w0, W, b, h, p; FwFM's and field-aware AFM's R, S) and their optimizer slots: the mean of the workers' values, weighted by the
   rows each worker trained in the round;
 * rows of the sparse parameters (w, V) and their optimizer slots: for every feature id, the mean over the workers
   that touched it, weighted by how often each saw it. A feature seen by one worker keeps that worker's value
@@ -22,7 +22,7 @@ from typing import Optional
 import numpy as np
 
 SPARSE = ("w", "V")
-DENSE = ("w0", "W", "b", "h", "p", "R")  # R: FwFM's field-pair weights (absent from the other models)
+DENSE = ("w0", "W", "b", "h", "p", "R", "S")  # R, S: field-pair weights / logit terms (FwFM, field-aware AFM)
 
 @dataclass
 class State:

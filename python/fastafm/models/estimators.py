@@ -46,8 +46,25 @@ class _AFM(_Fitting):
         linear_fallback=True,
         pretrain="fm",
         loss="squared",
+        field_aware=None,
+        fields=None,
     ):
         store(self, locals())
+
+    def _field_term(self, name: str, attr: str):
+        params = self._fitted_state().params
+        if name not in params:
+            raise AttributeError(f"{attr}: this model's field_aware={self.field_aware!r} has no {name}")
+        return params[name]
+
+    field_weights_ = property(lambda self: self._field_term("R", "field_weights_"),
+                              doc="field_aware 'weights' or 'both': the learned weights r of the field pairs on "
+                                  "the pooled pairs, (n_fields, n_fields), symmetric (AttributeError otherwise).")
+    field_logits_ = property(lambda self: self._field_term("S", "field_logits_"),
+                             doc="field_aware 'logits' or 'both': the learned terms s of the field pairs in the "
+                                 "attention logits, (n_fields, n_fields), symmetric (AttributeError otherwise).")
+    fields_ = property(lambda self: self._state_attr(lambda s: s.fields, "fields_"),
+                       doc="A field-aware model's field of every feature, int32 (n_features,); None otherwise.")
 
 
 class _FM(_Fitting):
@@ -331,6 +348,8 @@ class AFMClassifier(_Classification, ClassifierMixin, _AFM):
         pretrain="fm",
         class_weight=None,
         negative_sampling_rate=1.0,
+        field_aware=None,
+        fields=None,
     ):
         store(self, locals())
 

@@ -280,11 +280,12 @@ class _Fitting(_Base):
 
 def _raw_log_facts(kind, values: dict, X) -> tuple:
     """(hyperparameter values, encoding): for a raw log's cache (fastafm.rawlog), its encoding, which the model
-    keeps for predicting raw rows, and for FwFM with fields=None the cache's field of every feature."""
+    keeps for predicting raw rows, and for FwFM and field-aware AFM with fields=None the cache's field of every
+    feature."""
     cache = as_cache(X)
     if cache is None or not cache.has_encoding:
         return values, None
-    if kind.family == "fwfm" and values.get("fields") is None:
+    if kind.field_params(values) and values.get("fields") is None:
         values = {**values, "fields": cache.read_fields()}
     return values, cache.read_encoding()
 

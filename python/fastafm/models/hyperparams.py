@@ -374,7 +374,15 @@ TABLE: tuple = (
                             "impressions; the weights are the impressions)"),
     Hyperparameter("fields", None, Fields(),
                    "the field of every feature (an array of length n_features, a dict or (start, stop) id ranges: "
-                   "`FieldEncoder().fields_`, `load_libffm`'s third output); None: one field (FwFM only)"),
+                   "`FieldEncoder().fields_`, `load_libffm`'s third output); None: one field (FwFM), none "
+                   "(AFM: field_aware then needs them, or a raw log's cache, which carries them)"),
+    Hyperparameter("field_aware", None, OptionalChoice(("weights", "logits", "both")),
+                   "field-pair terms in AFM (docs/model.md): `\"weights\"` a learned weight r per pair of fields "
+                   "on the pooled pairs, `\"logits\"` a learned term s per pair of fields in the attention "
+                   "logits, `\"both\"`; needs `fields` (or a raw log's cache) and attention; None: neither "
+                   "(AFM only)",
+                   "--field-aware", "{weights,logits,both,none}", cli_help="field-pair terms in AFM: weights (r on the pooled pairs), logits (s "
+                   "in the attention logits), both, or none; needs the fields (libFFM TRAIN or a raw log's cache)"),
     Hyperparameter("sync_rows", 16384, Int(1), "rows each worker trains between synchronisations (Dask only)"),
     Hyperparameter("combine", "average", Choice(("sum", "average")),
                    "how the workers' updates are combined (Dask only)"),
@@ -410,6 +418,7 @@ _AFM = ("embedding_dim", "attention_dim", "dropout", "attention_l2", "l2", "freq
 _EARLY_STOPPING = ("early_stopping", "validation_fraction", "n_iter_no_change", "tol", "early_stopping_metric")
 #: the one-process estimators' (the Dask ones have no exact linear stage)
 _FALLBACK = ("linear_fallback",)
+_FIELD_AWARE = ("field_aware", "fields")  # AFM's field-pair terms (last: after the existing arguments)
 
 
 @dataclass(frozen=True)
@@ -425,12 +434,12 @@ class Signature:
 
 SIGNATURES = {
     # The regressors: their family's hyperparameters and the loss (squared, or logistic on rate targets).
-    "afm": Signature(_AFM + _EARLY_STOPPING + _FALLBACK + ("pretrain", "loss")),
+    "afm": Signature(_AFM + _EARLY_STOPPING + _FALLBACK + ("pretrain", "loss") + _FIELD_AWARE),
     # FM: no attention network (its own "auto" learning rates: AUTO_LEARNING_RATES).
     "fm": Signature(_COMMON + ("n_threads", "random_state", "verbose") + _EARLY_STOPPING + _FALLBACK + ("loss",)),
     # The classifiers: their family's hyperparameters, class_weight and negative_sampling_rate.
     "afm_classifier": Signature(_AFM + _EARLY_STOPPING + _FALLBACK + ("pretrain", "class_weight",
-                                                                    "negative_sampling_rate")),
+                                                                    "negative_sampling_rate") + _FIELD_AWARE),
     "fm_classifier": Signature(_COMMON + ("n_threads", "random_state", "verbose") + _EARLY_STOPPING + _FALLBACK
                                + ("class_weight", "negative_sampling_rate")),
     # FwFM: FM's hyperparameters and the fields (a per-feature setting, as HistGradientBoosting's
@@ -438,12 +447,12 @@ SIGNATURES = {
     "fwfm": Signature(_COMMON + ("fields", "n_threads", "random_state", "verbose") + _EARLY_STOPPING + _FALLBACK),
     "fwfm_classifier": Signature(_COMMON + ("fields", "n_threads", "random_state", "verbose") + _EARLY_STOPPING
                                  + _FALLBACK + ("class_weight",)),
-    "dask": Signature(_AFM + _EARLY_STOPPING + ("sync_rows", "combine", "client")),
+    "dask": Signature(_AFM + _EARLY_STOPPING + ("sync_rows", "combine", "client") + _FIELD_AWARE),
     "dask_fwfm": Signature(_COMMON + ("fields", "n_threads", "random_state", "verbose") + _EARLY_STOPPING
                            + ("sync_rows", "combine", "client")),
     # The Dask classifiers: their local classifier's class_weight (and AFM's negative_sampling_rate) too.
     "dask_classifier": Signature(_AFM + _EARLY_STOPPING + ("class_weight", "negative_sampling_rate", "sync_rows",
-                                                           "combine", "client")),
+                                                           "combine", "client") + _FIELD_AWARE),
     "dask_fwfm_classifier": Signature(_COMMON + ("fields", "n_threads", "random_state", "verbose") + _EARLY_STOPPING
                                       + ("class_weight", "sync_rows", "combine", "client")),
 }

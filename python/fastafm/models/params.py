@@ -11,6 +11,13 @@ PARAM_NAMES = ("w0", "w", "V", "W", "b", "h", "p")
 #: and V (and draws nothing from the generator, so the rest of its initialisation is the FM's).
 FWFM_PARAM = "R"
 FWFM_R_INIT = 1.0
+#: Field-aware AFM (docs/model.md): R on the pooled pairs (as FwFM's, start 1) and S, field-pair terms in the
+#: attention logits (start 0), so a field-aware AFM starts as the plain AFM of the same seed.
+FIELD_LOGITS_PARAM = "S"
+FIELD_INIT = {FWFM_PARAM: FWFM_R_INIT, FIELD_LOGITS_PARAM: 0.0}
+#: AFM's field_aware modes -> the field-pair parameters each adds.
+FIELD_AWARE_PARAMS = {None: (), "weights": (FWFM_PARAM,), "logits": (FIELD_LOGITS_PARAM,),
+                      "both": (FWFM_PARAM, FIELD_LOGITS_PARAM)}
 
 #: Initial value of every Adagrad accumulator (the authors' ``initial_accumulator_value``).
 ADAGRAD_INITIAL_ACCUMULATOR = 1e-8

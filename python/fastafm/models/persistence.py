@@ -20,8 +20,10 @@ Layout (format version 3):
                             can continue after loading; "optimizer_slots" lists the slots
     FwFM files (FwFMRegressor, FwFMClassifier) add param.R (n_fields, n_fields) and R's slots, and
     fields.npy: the field of every feature, little-endian int32 (n,), each in [0, n_fields); their
-                      "fields" hyperparameter is stored as null and read back as that array. Files of the
-                      other classes are unchanged, so every older file loads as before.
+                      "fields" hyperparameter is stored as null and read back as that array. Field-aware AFM
+                      files (field_aware "weights", "logits", "both") add param.R and/or param.S (the same
+                      shape), their slots and fields.npy likewise. Files of the other classes and
+                      field_aware None are unchanged, so every older file loads as before.
     encoding.npy      a model trained from a raw log's cache (fastafm.rawlog) only: its RawEncoding as UTF-8 JSON
                       in a uint8 array (checksummed), so predict reads raw rows as the training rows were read.
 
@@ -52,7 +54,7 @@ from .._compat import fitted_state
 from ..data.files import open_input
 from .hyperparams import validate
 from ..training.optim import OPTIMIZERS
-from .params import FWFM_PARAM
+from .params import FIELD_AWARE_PARAMS
 from ..training.state import TrainingState
 from ..data.validation import check_memory
 
@@ -89,8 +91,13 @@ FIELDS_KEY = "fields"  # FwFM: the field array, int32
 ENCODING_KEY = "encoding"  # a raw log's encoding, UTF-8 JSON bytes (any model class, optional)
 
 
-def _param_names(kind) -> tuple:
-    return PARAM_NAMES + (FWFM_PARAM,) if kind.family == "fwfm" else PARAM_NAMES
+def _param_names(kind, hyperparameters, where: str) -> tuple:
+    """The parameters a file of this class and these hyperparameters holds: AFM's seven, and FwFM's R or field-aware
+    AFM's R and/or S (field_aware; files from before it have none)."""
+    hp = hyperparameters if isinstance(hyperparameters, dict) else {}
+    _check(kind.family != "afm" or hp.get("field_aware") in FIELD_AWARE_PARAMS, where,
+           f"invalid hyperparameters (field_aware {hp.get('field_aware')!r})")
+    return PARAM_NAMES + kind.field_params(hp)
 
 
 def _jsonable(value):
@@ -145,9 +152,26 @@ def _label(value):
     return value
 
 
+def _check_shapes_match(model, state: TrainingState) -> None:
+    """The file stores the hyperparameters and loads the arrays by their shapes: a set_params after fit that
+    changes the shapes (embedding_dim, field_aware, ...) would write a file that cannot be loaded."""
+    kind = _registry.kind(type(model))
+    values = {name: getattr(model, name) for name in kind.signature.names}
+    try:
+        shapes = kind.spec(values, state.spec.n_features, state.fields).shapes()
+    except (TypeError, ValueError) as exc:
+        shapes, why = None, f" ({exc})"
+    else:
+        why = ""
+    if shapes != state.spec.shapes():
+        raise ValueError(f"cannot save {type(model).__name__}: its hyperparameters were changed after fit (set_params) "
+                         f"to ones of other parameter shapes{why}; restore them, or fit again")
+
+
 def save_model(model, path) -> None:
     """Write a fitted model to `path` (format version 3, see the module docstring)."""
     state = fitted_state(model)
+    _check_shapes_match(model, state)
     path = os.fspath(path)
     arrays = {}
     names = state.spec.param_names
@@ -381,9 +405,9 @@ def _load(fh, where: str):
         if isinstance(meta.get("hyperparameters"), dict):
             meta["hyperparameters"] = _upgrade_hyperparameters(meta["hyperparameters"], kind)
         optimizer = _optimizer_of(meta, kind, version, where)
-        param_names = _param_names(kind)
+        param_names = _param_names(kind, meta.get("hyperparameters"), where)
         keys = array_keys(version, optimizer, param_names)
-        field_keys = (FIELDS_KEY,) if kind.family == "fwfm" else ()
+        field_keys = (FIELDS_KEY,) if len(param_names) > len(PARAM_NAMES) else ()
         extra = sorted(set(by_key) - {"meta", *keys, *field_keys, ENCODING_KEY})
         _check(not extra, where, f"unexpected members {extra[:5]} (not written by fastafm)")
         missing = [key for key in keys + field_keys if key not in by_key]

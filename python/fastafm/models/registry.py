@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..data.fields import field_array, n_fields_of
+from .params import FIELD_AWARE_PARAMS, FWFM_PARAM
 from ..objectives import REGRESSION_LOSSES, objective
 from .hyperparams import SIGNATURES
 from ..training.state import ModelSpec, TrainingState
@@ -54,12 +55,27 @@ class Kind:
             return objective(REGRESSION_LOSSES[hyperparameters["loss"]])
         return self.objective
 
+    def field_params(self, hyperparameters: dict) -> tuple:
+        """The field-pair parameters: FwFM's R, field-aware AFM's R and/or S (field_aware), none otherwise."""
+        if self.family == "fwfm":
+            return (FWFM_PARAM,)
+        return FIELD_AWARE_PARAMS[hyperparameters.get("field_aware")] if self.family == "afm" else ()
+
     def fields(self, hyperparameters: dict, n_features: int):
         """FwFM: the field of every feature (int32), from the `fields` hyperparameter (None: one field);
-        None for the other families."""
-        if self.family != "fwfm":
+        field-aware AFM: the same, required (a clear error without it); None for the others."""
+        if not self.field_params(hyperparameters):
             return None
         given = hyperparameters.get("fields")
+        if self.family == "afm":
+            mode = hyperparameters.get("field_aware")
+            if not hyperparameters.get("attention", True):
+                raise ValueError(f"field_aware={mode!r} acts on the attention: it needs attention=True (for "
+                                 "uniform pooling with field-pair weights use FwFMRegressor/FwFMClassifier)")
+            if given is None:
+                raise ValueError(f"field_aware={mode!r} needs the field of every feature: pass fields= (e.g. "
+                                 "FieldEncoder().fields_, load_libffm's third output), or fit a raw log's cache "
+                                 "(fastafm.convert), which carries them; field_aware=None needs none")
         if given is None:
             return np.zeros(int(n_features), np.int32)
         return field_array(given, int(n_features))
@@ -67,12 +83,13 @@ class Kind:
     def spec(self, hyperparameters: dict, n_features: int, fields=None) -> ModelSpec:
         """The model spec; FwFM's n_fields from `fields` (its field array) or, when None, the hyperparameter."""
         v = self.values(hyperparameters)
-        if self.family == "fwfm" and fields is None:
+        field_params = self.field_params(v)
+        if field_params and fields is None:
             fields = self.fields(hyperparameters, n_features)
-        n_fields = n_fields_of(fields) if fields is not None else 0
+        n_fields = n_fields_of(fields) if fields is not None and field_params else 0
         return ModelSpec(int(n_features), int(v["embedding_dim"]), int(v["attention_dim"]),
                          self.objective_of(v).core_loss, "attention" if v["attention"] else "uniform",
-                         self.family == "afm", n_fields)
+                         self.family == "afm", n_fields, field_params or (FWFM_PARAM,))
 
     def build(self, hyperparameters: dict, state: TrainingState):
         """A fitted estimator of this class from its hyperparameters and a training state."""

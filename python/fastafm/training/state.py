@@ -13,7 +13,7 @@ from typing import Any, Mapping, Optional
 
 import numpy as np
 
-from ..models.params import FWFM_PARAM, FWFM_R_INIT, PARAM_NAMES, init_arrays
+from ..models.params import FIELD_INIT, FWFM_PARAM, PARAM_NAMES, init_arrays
 from .optim import OPTIMIZERS, init_slots
 from ..data.validation import check_model_memory
 
@@ -29,7 +29,8 @@ class ModelSpec:
     loss: str = "squared"           # or "logistic"
     pooling: str = "attention"      # or "uniform" (FM, or AFM's attention=False ablation)
     learn_projection: bool = True   # False (FM): p stays 1
-    n_fields: int = 0               # FwFM: the fields of R (n_fields x n_fields); 0: no field weights
+    n_fields: int = 0               # the fields of R / S (n_fields x n_fields); 0: no field-pair terms
+    field_params: tuple = (FWFM_PARAM,)  # FwFM: R; field-aware AFM: R (pooled pairs) and/or S (logits)
 
     @property
     def attention(self) -> bool:
@@ -39,7 +40,8 @@ class ModelSpec:
         n, k, t = self.n_features, self.embedding_dim, self.attention_dim
         out = {"w0": (1,), "w": (n,), "V": (n, k), "W": (t, k), "b": (t,), "h": (t,), "p": (k,)}
         if self.n_fields:
-            out[FWFM_PARAM] = (self.n_fields, self.n_fields)
+            for name in self.field_params:
+                out[name] = (self.n_fields, self.n_fields)
         return out
 
     @property
@@ -67,13 +69,13 @@ class TrainingState:
     classes: Optional[np.ndarray] = None         # a classifier's two labels, classes[1] the positive one
     label_range: Optional[tuple] = None          # a regressor's training label range (eval RMSE clipping)
     row_nnz: Optional[float] = None              # mean non-zeros a row of the first training rows ("auto" rate)
-    fields: Optional[np.ndarray] = None          # FwFM: the field of every feature (int32, n_features)
+    fields: Optional[np.ndarray] = None          # FwFM, field-aware AFM: each feature's field (int32)
     encoding: Any = None                         # a raw log's RawEncoding (fastafm.rawlog): predict reads raw rows
     edits: int = 0                               # partial_fit calls on these arrays (fastafm.serving's check)
 
     def core_params(self) -> dict:
-        """The parameters as the core takes them: FwFM's with the field array beside them (not a parameter:
-        never trained, saved or averaged), the others as they are."""
+        """The parameters as the core takes them: with field-pair terms, the field array beside them (not a
+        parameter: never trained, saved or averaged), the others as they are."""
         return self.params if self.fields is None else {**self.params, "field": self.fields}
 
     def arrays(self):
@@ -136,6 +138,7 @@ def init_state(spec: ModelSpec, optimizer: str, init_std: float, random_state) -
     arrays = init_arrays(spec.n_features, spec.embedding_dim, spec.attention_dim, init_std=float(init_std), rng=rng)
     params = {name: np.ascontiguousarray(arrays[name], dtype=np.float32) for name in PARAM_NAMES}
     if spec.n_fields:
-        params[FWFM_PARAM] = np.full((spec.n_fields, spec.n_fields), FWFM_R_INIT, np.float32)
+        for name in spec.field_params:
+            params[name] = np.full((spec.n_fields, spec.n_fields), FIELD_INIT[name], np.float32)
     dropout_seed = int(rng.integers(0, 2**63 - 1))
     return TrainingState(spec, optimizer, params, init_slots(optimizer, params), rng, dropout_seed)
