@@ -109,12 +109,13 @@ class Statistics:
                 if schema.hash_buckets is not None:
                     fields.append({"column": column, "kind": "hash", "buckets": schema.hash_buckets})
                 else:
-                    categories, self.maps[column] = vocabulary(*self.counts[column].strings(),
-                                                               schema.min_frequency)
+                    values, counts = self.counts[column].strings()
+                    categories, self.maps[column] = vocabulary(values, counts, schema.min_frequency)
                     fields.append({"column": column, "kind": "category", "categories": categories})
             elif column in self.counts and (column not in self.auto or self._counted(column)):
                 n_bins = AUTO_BINS if column in self.auto else self.layout.bins[column]
-                edges = quantile_edges(*self.counts[column].floats(), n_bins)
+                numbers, counts = self.counts[column].floats()
+                edges = quantile_edges(numbers, counts, n_bins)
                 fields.append({"column": column, "kind": "bins", "edges": [float(e) for e in edges]})
             else:
                 center, scale = scaling(self.moments[column], schema.numeric_scaling)

@@ -15,6 +15,7 @@ def string_buffers(array) -> tuple:
 
     if isinstance(array, pa.ChunkedArray):
         array = array.combine_chunks() if array.num_chunks != 1 else array.chunk(0)
+    off_dtype: type
     if pa.types.is_string(array.type):
         off_dtype = np.int32
     elif pa.types.is_large_string(array.type):
