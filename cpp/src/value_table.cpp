@@ -1,10 +1,35 @@
 // The raw-log string kernels: see afm/value_table.hpp.
 #include "afm/value_table.hpp"
 
+#include <cstdlib>
 #include <cstring>
 #include <stdexcept>
 
+#if defined(__unix__) || defined(__APPLE__)
+#include <sys/mman.h>
+#define AFM_HAVE_MMAP 1
+#endif
+
 namespace afm {
+
+void* map_pages(size_t bytes) {
+#ifdef AFM_HAVE_MMAP
+    void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) throw std::bad_alloc();
+    return p;
+#else
+    return ::operator new(bytes);
+#endif
+}
+
+void unmap_pages(void* p, size_t bytes) {
+#ifdef AFM_HAVE_MMAP
+    munmap(p, bytes);
+#else
+    (void)bytes;
+    ::operator delete(p);
+#endif
+}
 
 template <class Offset>
 void fnv1a64_strings(const StringsView<Offset>& s, uint64_t* out) {
@@ -43,7 +68,7 @@ size_t ValueTable::memory_bytes() const {
 
 void ValueTable::grow() {
     const size_t cap = slots_.size() * 2;
-    std::vector<Slot> slots(cap, Slot{0, 0, -1, 0});
+    PagedVector<Slot> slots(cap, Slot{0, 0, -1, 0});
     const uint64_t mask = cap - 1;
     for (const Slot& s : slots_) {
         if (s.hash == 0) continue;

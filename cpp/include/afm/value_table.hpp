@@ -6,9 +6,44 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <new>
 #include <vector>
 
 namespace afm {
+
+// The tables' growing arrays are allocated with their own pages from 1 MiB up (mmap): freed on growth, they go
+// back to the system at once. From malloc they would stay in the heap (glibc raises its mmap threshold after
+// the first large free), about the tables' own size of dead memory in the process's peak RSS.
+void* map_pages(size_t bytes);
+void unmap_pages(void* p, size_t bytes);
+
+template <class T>
+struct PageAllocator {
+    using value_type = T;
+    static constexpr size_t kPages = size_t(1) << 20;
+    PageAllocator() = default;
+    template <class U>
+    PageAllocator(const PageAllocator<U>&) {}
+    T* allocate(size_t n) {
+        const size_t bytes = n * sizeof(T);
+        void* p = bytes >= kPages ? map_pages(bytes) : ::operator new(bytes);
+        return static_cast<T*>(p);
+    }
+    void deallocate(T* p, size_t n) {
+        const size_t bytes = n * sizeof(T);
+        if (bytes >= kPages)
+            unmap_pages(p, bytes);
+        else
+            ::operator delete(p);
+    }
+    template <class U>
+    bool operator==(const PageAllocator<U>&) const { return true; }
+    template <class U>
+    bool operator!=(const PageAllocator<U>&) const { return false; }
+};
+
+template <class T>
+using PagedVector = std::vector<T, PageAllocator<T>>;
 
 inline uint64_t fnv1a64(const uint8_t* p, size_t n) {
     uint64_t h = 0xcbf29ce484222325ULL;
@@ -54,9 +89,9 @@ public:
     void add_keys(const uint64_t* keys, const uint8_t* skip, int64_t n, int32_t* ids, bool insert);
 
     int64_t size() const { return static_cast<int64_t>(counts_.size()); }
-    const std::vector<int64_t>& counts() const { return counts_; }
-    const std::vector<int64_t>& offsets() const { return offsets_; }  // size()+1 offsets into bytes()
-    const std::vector<uint8_t>& bytes() const { return bytes_; }
+    const PagedVector<int64_t>& counts() const { return counts_; }
+    const PagedVector<int64_t>& offsets() const { return offsets_; }  // size()+1 offsets into bytes()
+    const PagedVector<uint8_t>& bytes() const { return bytes_; }
     size_t memory_bytes() const;
 
 private:
@@ -73,11 +108,11 @@ private:
     template <class Key>
     void add_all(int64_t n, const Key& key, int32_t* ids, bool insert);
 
-    std::vector<Slot> slots_;
+    PagedVector<Slot> slots_;
     uint64_t mask_ = 0;
-    std::vector<int64_t> offsets_;
-    std::vector<uint8_t> bytes_;
-    std::vector<int64_t> counts_;
+    PagedVector<int64_t> offsets_;
+    PagedVector<uint8_t> bytes_;
+    PagedVector<int64_t> counts_;
 };
 
 }  // namespace afm

@@ -97,10 +97,19 @@ def learn(source, schema: RawSchema, *, block_bytes: int, progress=None, spill_f
             spill.close()
         names = ", ".join(s.name for s in sources)
         raise ValueError(f"{names}: no rows (the input is empty but for its header)")
+    _release_arrow_memory()
     kind = "csv" if first.kind not in (PARQUET, TABLE) else first.kind
     src = {"columns": layout.columns, "label": layout.label, "header": bool(schema.header),
            "sep": getattr(first, "sep", None), "kind": kind, "options": schema.options()}
     return stats.encoding(src), sources, layout, stats, spill
+
+
+def _release_arrow_memory() -> None:
+    """Hands the memory pyarrow's pool keeps cached (the CSV reader's blocks) back to the system before the
+    vocabularies and the writing allocate theirs (20-40 MiB of peak RSS on the 100 MB log)."""
+    from .reader import pyarrow
+
+    pyarrow().default_memory_pool().release_unused()
 
 
 def _types(layout: Layout, schema: RawSchema) -> dict:

@@ -108,18 +108,20 @@ class Statistics:
                 if schema.hash_buckets is not None:
                     fields.append({"column": column, "kind": "hash", "buckets": schema.hash_buckets})
                 else:
-                    values, counts = self.counts[column].strings()
+                    values, counts = self.counts.pop(column).strings()  # the table is freed once read
                     categories, self.maps[column] = vocabulary(values, counts, schema.min_frequency)
+                    del values, counts
                     fields.append({"column": column, "kind": "category", "categories": categories})
             elif column in self.counts and (column not in self.auto or self._counted(column)):
                 n_bins = AUTO_BINS if column in self.auto else self.layout.bins[column]
-                numbers, counts = self.counts[column].floats()
+                numbers, counts = self.counts.pop(column).floats()
                 edges = quantile_edges(numbers, counts, n_bins)
                 fields.append({"column": column, "kind": "bins", "edges": [float(e) for e in edges]})
             else:
                 center, scale = scaling(self.moments[column], schema.numeric_scaling)
                 fields.append({"column": column, "kind": "numeric", "center": center, "scale": scale,
                                "missing": schema.numeric_missing})
+        self.counts.clear()
         return RawEncoding(fields, source)
 
     def _counted(self, column) -> bool:
