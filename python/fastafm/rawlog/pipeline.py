@@ -63,7 +63,8 @@ class _Progress:
 
 
 def learn(source, schema: RawSchema, *, block_bytes: int, progress=None, spill_folder=None) -> tuple:
-    """(RawEncoding, sources, layout, Statistics, Spill or None): the statistics pass over every input. With
+    """(Statistics, sources, layout, Spill or None, the encoding's source dict): the statistics pass over every
+    input (stats.encoding(source dict) is the encoding; stats.summary() what parts are merged from). With
     `spill_folder` the pass also checks the labels and spills every batch's encoded columns to a temporary file
     there (rawlog.spill), for the writing without a second parse; without, it reads only what it counts."""
     sources = _sources(source, schema, block_bytes)
@@ -101,7 +102,7 @@ def learn(source, schema: RawSchema, *, block_bytes: int, progress=None, spill_f
     kind = "csv" if first.kind not in (PARQUET, TABLE) else first.kind
     src = {"columns": layout.columns, "label": layout.label, "header": bool(schema.header),
            "sep": getattr(first, "sep", None), "kind": kind, "options": schema.options()}
-    return stats.encoding(src), sources, layout, stats, spill
+    return stats, sources, layout, spill, src
 
 
 def _release_arrow_memory() -> None:
@@ -133,8 +134,13 @@ def convert_raw(source, dest, schema: RawSchema, *, weights=None, block_rows=Non
     for item in expand(source):
         if not is_table(item):
             refuse_overwrite(item, dest)
-    encoding, sources, _, stats, spill = learn(source, schema, block_bytes=read_block_bytes, progress=progress,
-                                                spill_folder=os.path.dirname(os.path.abspath(dest)))
+    stats, sources, _, spill, src = learn(source, schema, block_bytes=read_block_bytes, progress=progress,
+                                          spill_folder=os.path.dirname(os.path.abspath(dest)))
+    try:
+        encoding = stats.encoding(src)
+    except BaseException:
+        spill.close()
+        raise
     shown = progress if progress is not None else sum(s.size for s in sources) >= PROGRESS_BYTES
     bar = _Progress(stats.n_rows, shown, "writing", unit="rows")
     try:
@@ -148,13 +154,49 @@ def convert_raw(source, dest, schema: RawSchema, *, weights=None, block_rows=Non
         spill.close()
 
 
+def convert_encoded(source, dest, encoding: RawEncoding, *, block_rows=None, block_bytes=64 << 20,
+                    read_block_bytes: int = 1 << 20):
+    """A cache of labelled raw rows (a file, a glob, a list of files or DataFrames) encoded with a given encoding
+    (the Dask route: every worker writes its own part with the merged encoding), the same cache convert_raw
+    writes when the encoding is the one learnt from these rows."""
+    from ..data.cache import fspath
+    from ..data.convert import refuse_overwrite, write_cache
+
+    dest = fspath(dest, "dest")
+    items = expand(source)
+    for item in items:
+        if not is_table(item):
+            refuse_overwrite(item, dest)
+    n_fields = len(encoding.fields)
+
+    def chunks():
+        for item in items:
+            reader = Source(item, _reading_schema(encoding, None), read_block_bytes)
+            layout = _predict_layout(reader, encoding, True)
+            types = {c: t for c, t in encoding.types().items() if c in layout.used()}
+            for batch in reader.batches(layout, types):
+                ids, vals = encoding.encode(batch)
+                n = ids.shape[0]
+                yield (np.arange(0, n * n_fields + 1, n_fields, dtype=np.int64), ids.reshape(-1), vals.reshape(-1),
+                       encoding.labels(batch), encoding.n_features - 1)
+
+    name = "DataFrame" if is_table(items[0]) else str(items[0])
+    extra = {"fields": encoding.feature_field_pieces(), "encoding": [np.frombuffer(encoding.to_json(), np.uint8)]}
+    return write_cache(chunks(), name, dest, encoding.n_features, block_rows, block_bytes, extra)
+
+
+def _reading_schema(encoding: RawEncoding, sep) -> RawSchema:
+    """The options a file of the encoding's format is read with (header, separator)."""
+    src = encoding.source
+    return RawSchema(header=src["header"], sep=sep if sep is not None else src.get("sep") if src["kind"] == "csv"
+                     else None)
+
+
 def encode_rows(source, encoding: RawEncoding, *, labels: bool = False, sep=None, block_bytes: int = 1 << 20):
     """(CSR rows, labels or None) of raw rows (a file, a glob, a list, a DataFrame) encoded with `encoding`: the
     format the encoding was learnt from (columns by header name, or the same columns without a header, the label
     column there or left out). `labels=True` requires the label column (eval)."""
-    src = encoding.source
-    schema = RawSchema(header=src["header"], sep=sep if sep is not None else src.get("sep") if src["kind"] == "csv"
-                       else None)
+    schema = _reading_schema(encoding, sep)
     parts, ys = [], []
     for item in expand(source):
         reader = Source(item, schema, block_bytes)

@@ -26,14 +26,19 @@ class _Moments:
         x = x[~np.isnan(x)]
         if not x.size:
             return
-        n_b, mean_b = x.size, float(x.mean())
-        m2_b = float(np.sum((x - mean_b) ** 2))
+        mean_b = float(x.mean())
+        self.merge(x.size, mean_b, float(np.sum((x - mean_b) ** 2)), float(x.min()), float(x.max()))
+
+    def merge(self, n_b: int, mean_b: float, m2_b: float, lo: float, hi: float) -> None:
+        """Chan's merge of the moments of another part (n_b values)."""
+        if not n_b:
+            return
         n = self.n + n_b
         delta = mean_b - self.mean
         self.mean += delta * n_b / n
         self.m2 += m2_b + delta * delta * self.n * n_b / n
         self.n = n
-        self.lo, self.hi = min(self.lo, float(x.min())), max(self.hi, float(x.max()))
+        self.lo, self.hi = min(self.lo, lo), max(self.hi, hi)
 
 
 class Statistics:
@@ -123,6 +128,16 @@ class Statistics:
                                "missing": schema.numeric_missing})
         self.counts.clear()
         return RawEncoding(fields, source)
+
+    def summary(self) -> dict:
+        """What the statistics of several parts of one log are merged from (picklable: the Dask workers send it,
+        fastafm.rawlog.merge merges it): rows, per counted column its values and counts, per measured column its
+        moments, per "auto" column whether every value was a count."""
+        counts = {c: (v.strings() if k == "categorical" else v.floats())
+                  for c, v in self.counts.items()
+                  for k in [self.layout.kinds[self.layout.fields.index(c)]]}
+        moments = {c: (m.n, m.mean, m.m2, m.lo, m.hi) for c, m in self.moments.items()}
+        return {"n_rows": self.n_rows, "counts": counts, "moments": moments, "auto": dict(self.auto)}
 
     def _counted(self, column) -> bool:
         """An "auto" column is binned when all its values were counts and at least one was present."""
