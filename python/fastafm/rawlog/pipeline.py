@@ -144,10 +144,13 @@ def convert_raw(source, dest, schema: RawSchema, *, weights=None, block_rows=Non
     shown = progress if progress is not None else sum(s.size for s in sources) >= PROGRESS_BYTES
     bar = _Progress(stats.n_rows, shown, "writing", unit="rows")
     try:
+        stored = np.frombuffer(encoding.to_json(), np.uint8)
+        for spec in encoding.fields:  # the vocabularies are in `stored` now, and the spill maps ids without them:
+            spec.pop("categories", None)  # their Python strings (~65 bytes a value) need not outlive the JSON
         chunks = replay(spill, encoding, stats.maps, bar.update)
         if weights is not None:
             chunks = with_weights(chunks, weights)
-        extra = {"fields": encoding.feature_field_pieces(), "encoding": [np.frombuffer(encoding.to_json(), np.uint8)]}
+        extra = {"fields": encoding.feature_field_pieces(), "encoding": [stored]}
         return write_cache(chunks, sources[0].name, dest, encoding.n_features, block_rows, block_bytes, extra)
     finally:
         bar.close()
