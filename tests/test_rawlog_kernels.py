@@ -156,3 +156,16 @@ def test_a_bad_line_after_many_good_ones_still_names_it_and_leaves_no_spill(tmp_
     with pytest.raises(ValueError, match=r"log.csv:4322: the label \(column y\) is missing"):
         fastafm.convert(path, tmp_path / "c.cache", label="y", numeric=["num"])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["log.csv"]
+
+
+def test_a_value_too_large_after_scaling_names_its_line_from_the_spill(tmp_path):
+    """The error is raised while the spill is mapped (after the pass): it still names the file and line, across
+    the batches a group of rows holds."""
+    lines = ["y,a,num"] + [f"{i % 2},v{i % 7},{i % 5}" for i in range(3000)]
+    lines[2345] = "1,v1,1e39"  # finite in float64, not in float32 (no scaling keeps it as it is)
+    path = tmp_path / "log.csv"
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(ValueError, match=r"log.csv:2346: column num: 1e\+39 is too large for float32"):
+        convert_raw(path, tmp_path / "c.cache", RawSchema(label="y", numeric=["num"], numeric_scaling=None,
+                                                          numeric_bins=None), read_block_bytes=4096)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["log.csv"]

@@ -131,7 +131,7 @@ class RawEncoding:
                 if np.isinf(x).any():
                     row = int(np.flatnonzero(np.isinf(x))[0])
                     raise ValueError(f"{batch.name}:{batch.first_line + row}: column {spec['column']}: "
-                                     f"{x[row]!r} is not a finite number (a numeric column)")
+                                     f"{float(x[row])!r} is not a finite number (a numeric column)")
                 encode_numeric(spec, x, start, stop, ids[:, f], vals[:, f],
                                lambda row: f"{batch.name}:{batch.first_line + row}")
         return ids, vals
@@ -205,7 +205,7 @@ def labels_of(batch, label: str) -> np.ndarray:
     bad = ~np.isfinite(y) | (np.abs(y) > np.finfo(np.float32).max)
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
-        raise ValueError(f"{batch.name}:{batch.first_line + row}: the label {y[row]!r} is not a finite number")
+        raise ValueError(f"{batch.name}:{batch.first_line + row}: the label {float(y[row])!r} is not a finite number")
     return y.astype(np.float32)
 
 
@@ -220,10 +220,12 @@ def encode_numeric(spec: dict, x: np.ndarray, start: int, stop: int, ids: np.nda
         return
     scaled = (x - spec["center"]) / spec["scale"]
     ids[:] = start
-    v = np.where(missing, 0.0, scaled).astype(np.float32)
+    with np.errstate(over="ignore"):  # an overflow is the ValueError below, naming the line
+        v = np.where(missing, 0.0, scaled).astype(np.float32)
     if not np.isfinite(v).all():
         row = int(np.flatnonzero(~np.isfinite(v))[0])
-        raise ValueError(f"{where(row)}: column {spec['column']}: {x[row]!r} is too large for float32 after scaling")
+        raise ValueError(f"{where(row)}: column {spec['column']}: {float(x[row])!r} is too large for float32 after "
+                         "scaling")
     vals[:] = v
     if spec.get("missing") == "indicator":
         ids[missing] = start + 1
