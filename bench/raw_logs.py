@@ -80,7 +80,8 @@ print(json.dumps({"rows": c.n_rows, "features": c.n_features, "seconds": seconds
 
 def measure(path: str, threads: int, options: dict, text_bytes: int, other: str = "") -> dict:
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
-    out = subprocess.run([sys.executable, "-c", CHILD, path, path + ".cache", str(threads), json.dumps(options), other],
+    command = [sys.executable, "-c", CHILD, path, path + ".cache", str(threads), json.dumps(options), other]
+    out = subprocess.run(command,
                          check=True, capture_output=True, text=True, env=env).stdout
     os.unlink(path + ".cache")
     result = json.loads(out.strip().splitlines()[-1])
