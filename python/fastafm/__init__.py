@@ -20,7 +20,7 @@ plot                           figures (needs matplotlib); imported on first acc
 onnx                           ONNX export for serving (needs onnx); imported on first access of fastafm.onnx
 """
 import importlib as _importlib
-from typing import Any as _Any, List as _List
+from typing import TYPE_CHECKING as _TYPE_CHECKING, Any as _Any, List as _List
 
 from . import metrics
 from . import reference
@@ -28,16 +28,30 @@ from ._core import __version__
 from .data.cache import CacheFile
 from .rawlog import convert
 from .data.synthetic import from_fields, make_clicks, make_planted
-from .data.encoder import FieldEncoder
-from .models.estimators import AFMClassifier, AFMRegressor, FMClassifier, FMRegressor, FwFMClassifier, FwFMRegressor
 from .data.fields import field_array, fields_of_ids
 from .data.libffm import load_libffm
 from . import reference_fwfm
 from . import reference_field_afm
-from .interpret import field_pair_attention, field_pair_terms
 from .data.libfm import load_libfm
 from .data.limits import RowTooLongError, max_pairs_per_row, set_max_pairs_per_row
-from .models.persistence import load_model as load
+
+if _TYPE_CHECKING:  # imported on first access (below): they need scikit-learn (and pandas), 180 MiB and 2 s
+    from .data.encoder import FieldEncoder
+    from .interpret import field_pair_attention, field_pair_terms
+    from .models.estimators import (AFMClassifier, AFMRegressor, FMClassifier, FMRegressor, FwFMClassifier,
+                                    FwFMRegressor)
+    from .models.persistence import load_model as load
+
+# Names whose modules import scikit-learn's base classes (fastafm._compat), imported on first access so that
+# `import fastafm` and `fastafm.convert` of a raw log stay light: {name: (module, attribute)}.
+_LAZY_NAMES = {
+    **{name: ("models.estimators", name) for name in (
+        "AFMClassifier", "AFMRegressor", "FMClassifier", "FMRegressor", "FwFMClassifier", "FwFMRegressor")},
+    "FieldEncoder": ("data.encoder", "FieldEncoder"),
+    "field_pair_attention": ("interpret", "field_pair_attention"),
+    "field_pair_terms": ("interpret", "field_pair_terms"),
+    "load": ("models.persistence", "load_model"),
+}
 
 __all__ = [
     "AFMClassifier",
@@ -77,8 +91,13 @@ _LAZY_SUBMODULES = ("onnx", "plot")
 def __getattr__(name: str) -> _Any:
     if name in _LAZY_SUBMODULES:
         return _importlib.import_module(f".{name}", __name__)  # also binds it as an attribute of the package
+    if name in _LAZY_NAMES:
+        module, attribute = _LAZY_NAMES[name]
+        value = getattr(_importlib.import_module(f".{module}", __name__), attribute)
+        globals()[name] = value  # the next access is a plain attribute
+        return value
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def __dir__() -> _List[str]:
-    return sorted(set(globals()) | set(_LAZY_SUBMODULES))
+    return sorted(set(globals()) | set(_LAZY_SUBMODULES) | set(_LAZY_NAMES))

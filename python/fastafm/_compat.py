@@ -1,11 +1,12 @@
 """scikit-learn is optional: use its base classes when installed, else a minimal stand-in with the same
 get_params/set_params contract (parameters are the keyword arguments of __init__, stored verbatim).
-import_optional: the other optional dependencies, imported on first use with one error message."""
+import_optional (fastafm._optional, re-exported): the other optional dependencies, imported on first use with one error
+message."""
 from __future__ import annotations
 
-import importlib
 import inspect
-from typing import Any
+
+from ._optional import import_optional  # noqa: F401  (re-exported: the modules that use scikit-learn take both here)
 
 try:  # pragma: no cover - exercised by whichever branch the environment has
     from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
@@ -96,14 +97,3 @@ def fitted_state(model):
     if state is None:
         raise NotFittedError(f"This {type(model).__name__} instance is not fitted yet; call fit first.")
     return state
-
-
-def import_optional(module: str, user: str, extra: str) -> Any:
-    """`module` (e.g. "matplotlib.pyplot"), or an ImportError saying that `user` needs its package and how to
-    install it, alone or as the fastafm extra `extra`."""
-    try:
-        return importlib.import_module(module)
-    except ImportError as exc:  # pragma: no cover - depends on the environment
-        package = module.split(".")[0]
-        raise ImportError(f"{user} needs {package}, which is not installed; install it with `pip install {package}` "
-                          f"(or `pip install fastafm[{extra}]`)") from exc

@@ -8,7 +8,7 @@ import numpy.typing
 import typing
 import typing_extensions
 from . import _testing
-__all__: list[str] = ['Loss', 'Optimizer', 'Predictor', 'TrainConfig', 'Trainer', 'active_isa', 'kernel_isa', 'openmp_enabled', 'optimizer_slots', 'pair_attention', 'pairs_major_from', 'parse_libfm_buffer', 'parse_libfm_file', 'predict', 'resolve_threads', 'scratch_bytes', 'select_isa', 'supported_isas']
+__all__: list[str] = ['Loss', 'Optimizer', 'Predictor', 'TrainConfig', 'Trainer', 'ValueTable', 'active_isa', 'fnv1a64_strings', 'kernel_isa', 'openmp_enabled', 'optimizer_slots', 'pair_attention', 'pairs_major_from', 'parse_libfm_buffer', 'parse_libfm_file', 'predict', 'resolve_threads', 'scratch_bytes', 'select_isa', 'supported_isas']
 class Loss:
     """
     Members:
@@ -225,9 +225,46 @@ class Predictor:
     @property
     def n_features(self) -> int:
         ...
+class ValueTable:
+    """
+    The distinct values of a column (byte strings, or float64 values by their bits) with
+    the count of each, numbered in first-seen order.
+    """
+    def __init__(self) -> None:
+        ...
+    def __len__(self) -> int:
+        ...
+    def add(self, offsets: numpy.ndarray, data: numpy.ndarray, validity: typing.Any = None, bit_offset: typing.SupportsInt | typing.SupportsIndex = 0, insert: bool = True) -> numpy.typing.NDArray[numpy.int32]:
+        """
+        The id (int32) of every value of a string column (Arrow's buffers, as fnv1a64_strings takes them),
+        -1 for a missing value. insert=True numbers unseen values and counts every present one; insert=False
+        only looks up (-1 for an unseen value).
+        """
+    def add_keys(self, keys: numpy.ndarray, skip: typing.Any = None, insert: bool = True) -> numpy.typing.NDArray[numpy.int32]:
+        """
+        The id (int32) of every 8-byte key (uint64: float64 values viewed as their bits), -1 where skip
+        (uint8, or None) is non-zero; insert as in add. A key is the value of bytes() of 8 bytes.
+        """
+    def counts(self) -> numpy.typing.NDArray[numpy.int64]:
+        """
+        How many times each value was added (int64, by id).
+        """
+    def memory_bytes(self) -> int:
+        """
+        The bytes the table holds (its slots, values and counts).
+        """
+    def values(self) -> tuple[numpy.typing.NDArray[numpy.int64], numpy.typing.NDArray[numpy.uint8]]:
+        """
+        (offsets int64 of len + 1 entries, bytes uint8): the values by id, as Arrow's large_string buffers.
+        """
 def active_isa() -> str:
     """
     The instruction set the kernels use now (avx512, avx2 or baseline).
+    """
+def fnv1a64_strings(offsets: numpy.ndarray, data: numpy.ndarray, validity: typing.Any = None, bit_offset: typing.SupportsInt | typing.SupportsIndex = 0) -> numpy.typing.NDArray[numpy.uint64]:
+    """
+    FNV-1a 64 of every value of a string column given as Arrow's buffers (offsets int32/int64 of n + 1
+    entries, data uint8, the validity bitmap uint8 or None and its bit offset); 0 for a missing value.
     """
 def kernel_isa(k: typing.SupportsInt | typing.SupportsIndex, t: typing.SupportsInt | typing.SupportsIndex, pairs: typing.SupportsInt | typing.SupportsIndex = 0) -> str:
     """

@@ -1,7 +1,9 @@
-"""Data-parallel training across the workers of a dask.distributed cluster (fastafm.dask.estimators).
+"""Data-parallel training across the workers of a dask.distributed cluster (fastafm.dask.estimators), and raw logs
+converted on the workers (fastafm.dask.raw.convert).
 
 Needs the optional dependencies: pip install fastafm[dask].
 """
 from .estimators import DaskAFMClassifier, DaskAFMRegressor, DaskFwFMClassifier, DaskFwFMRegressor
+from .raw import convert
 
-__all__ = ["DaskAFMClassifier", "DaskAFMRegressor", "DaskFwFMClassifier", "DaskFwFMRegressor"]
+__all__ = ["DaskAFMClassifier", "DaskAFMRegressor", "DaskFwFMClassifier", "DaskFwFMRegressor", "convert"]

@@ -13,6 +13,7 @@ import time
 import uuid
 import warnings
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -39,6 +40,8 @@ class Data:
     n_features: int
     summaries: list
     weight_total: float = 0.0  # the trained rows' total sample weight (their count when unweighted)
+    encoding: Any = None  # the raw-log encoding the cache files carry (fastafm.rawlog), which the model keeps
+    fields: Any = None  # with it, the field of every feature (FwFM's fields=None)
     row_nnz: float = 0.0  # mean stored non-zeros a row of all the rows given (learning_rate="auto")
 
     def submit_each(self, client, fn, *args):
@@ -64,6 +67,7 @@ def load(client, X, y, loss: str, owner: str, n_features=None, sample_weight=Non
                              "stored in them (fastafm.convert(..., weights=...))")
         x_blocks, y_blocks = caches, caches
         width, sizes = max(c.n_features for c in caches), [c.n_rows for c in caches]
+        encoding, fields = _raw_encoding(caches)
         if n_features is not None and width > n_features:
             raise ValueError(f"the cache files have {width} features, but {owner} is expecting {n_features} features "
                              "as input")
@@ -87,6 +91,8 @@ def load(client, X, y, loss: str, owner: str, n_features=None, sample_weight=Non
             shards.append(client.submit(wk.load_cache_shard, [wk.cache_ref(c) for c in caches[start:stop]], start,
                                         width, workers=[addr], allow_other_workers=False, pure=False))
     data = Data(shards, workers, nthreads, [], width, [])
+    if caches is not None:
+        data.encoding, data.fields = encoding, fields
     data.summaries = client.gather(data.submit_each(client, wk.shard_summary, loss))
     data.n_local = [int(s["n_rows"]) for s in data.summaries]
     if sum(data.n_local) == 0:
@@ -96,6 +102,23 @@ def load(client, X, y, loss: str, owner: str, n_features=None, sample_weight=Non
         raise ValueError("sample_weight is all zero: at least one row must have a positive weight")
     data.row_nnz = sum(int(s["nnz"]) for s in data.summaries) / sum(data.n_local)
     return data
+
+
+def _raw_encoding(caches: list) -> tuple:
+    """(encoding, fields) of cache files written from one raw log (fastafm.dask.convert), or (None, None) for
+    caches without an encoding; ValueError when only some carry one, or different ones."""
+    carried = [c.has_encoding for c in caches]
+    if not any(carried):
+        return None, None
+    if not all(carried):
+        raise ValueError("some of the cache files carry a raw-log encoding and some do not: train on the caches "
+                         "of one conversion")
+    encoding = caches[0].read_encoding()
+    for c in caches[1:]:
+        if c.read_encoding() != encoding:
+            raise ValueError(f"{c.path}: its raw-log encoding differs from {caches[0].path}'s: the caches of one "
+                             "model must come from one conversion (fastafm.dask.convert)")
+    return encoding, caches[0].read_fields()
 
 
 def labels(client, data: Data, state, loss: str, classes, class_weight=None, partial: bool = False) -> None:

@@ -55,6 +55,7 @@ from ..models import registry as _registry
 from ..models.atomic import atomic_refit
 from ..models.estimators import AFMClassifier, AFMRegressor, FwFMClassifier, FwFMRegressor
 from ..models.hyperparams import SIGNATURES, core_settings, store, validate
+from ..rawlog.reader import is_raw_rows
 from ..training import session
 from ..training.callbacks import check_metric
 from ..training.state import init_state
@@ -154,12 +155,16 @@ class _DaskBase(BaseEstimator):
 
     # ------------------------------------------------------------------ internals
     def _new_state(self, kind, values: dict, data):
-        """A fresh training state for the loaded data (FwFM: with the field of every feature)."""
+        """A fresh training state for the loaded data (FwFM: with the field of every feature; a raw log's
+        caches: with their encoding, and their fields for FwFM's fields=None)."""
+        if data.encoding is not None and kind.family == "fwfm" and values.get("fields") is None:
+            values = {**values, "fields": data.fields}
         fields = kind.fields(values, data.n_features)
         state = init_state(kind.spec(values, data.n_features, fields), self.optimizer, self.init_std,
                            self.random_state)
         state.fields = fields
         state.row_nnz = data.row_nnz
+        state.encoding = data.encoding
         return state
 
     def _checked(self):
@@ -202,6 +207,9 @@ class _DaskBase(BaseEstimator):
 
     def _map(self, X, method: str):
         self._check_fitted()
+        if fitted_state(self._local_).encoding is not None and is_raw_rows(X):
+            # raw rows of the log the model was trained on: encoded and predicted here, as the local model does
+            return getattr(self._local_, method)(X)
         return map_predict(self._local_, X, method, type(self).__name__)
 
 

@@ -1,10 +1,11 @@
 """The estimator classes by name, with what each fixes about the model: the model files, the Dask driver
 and the CLI build estimators and model specs through here, never from each other's attributes.
 
-fastafm.models.estimators registers its four classes when it is imported (fastafm's __init__ imports it).
+fastafm.models.estimators registers its classes when it is imported (on first use of the registry at the latest).
 """
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -110,8 +111,17 @@ def register(cls: type, loss: str, family: str) -> type:
     return cls
 
 
+def _registered() -> dict:
+    """The kinds, the estimators imported first if they were not yet (the package root imports them on first
+    access only, and a model file can be loaded before any estimator class was used)."""
+    if not _KINDS:
+        importlib.import_module("fastafm.models.estimators")  # registers its classes (by name: no import cycle)
+    return _KINDS
+
+
 def kind(name_or_class) -> Kind:
     """The Kind of a registered class (or class name); KeyError for anything else."""
+    _registered()
     name = name_or_class if isinstance(name_or_class, str) else name_or_class.__name__
     found = _KINDS[name]
     if not isinstance(name_or_class, str) and found.cls is not name_or_class:
@@ -120,12 +130,12 @@ def kind(name_or_class) -> Kind:
 
 
 def names() -> tuple:
-    return tuple(_KINDS)
+    return tuple(_registered())
 
 
 def sibling(of: Kind, family: str) -> Kind:
     """The registered kind of `family` with the same loss as `of` (AFMClassifier -> FMClassifier)."""
-    for found in _KINDS.values():
+    for found in _registered().values():
         if found.family == family and found.loss == of.loss:
             return found
     raise KeyError(f"no {family} estimator with the {of.loss} loss")

@@ -18,6 +18,7 @@ import numpy as np
 
 from .hashing import fnv1a64
 from .reader import pyarrow
+from .strings import hash_strings
 
 KINDS = ("category", "hash", "bins", "numeric")
 
@@ -105,22 +106,10 @@ class RawEncoding:
     # -- encoding rows
     def labels(self, batch) -> np.ndarray:
         """The float32 labels of a batch; ValueError naming the line of a missing one."""
-        column = batch.data.column(self.source["label"])
-        if column.null_count:
-            row = int(np.flatnonzero(np.asarray(column.is_null()))[0])
-            raise ValueError(f"{batch.name}:{batch.first_line + row}: the label (column "
-                             f"{self.source['label']}) is missing")
-        y = column.to_numpy(zero_copy_only=False).astype(np.float64)
-        bad = ~np.isfinite(y) | (np.abs(y) > np.finfo(np.float32).max)
-        if bad.any():
-            row = int(np.flatnonzero(bad)[0])
-            raise ValueError(f"{batch.name}:{batch.first_line + row}: the label {y[row]!r} is not a finite number")
-        return y.astype(np.float32)
+        return labels_of(batch, self.source["label"])
 
     def encode(self, batch) -> tuple:
         """(ids int32 (n, n_fields), values float32 (n, n_fields)) of a batch, one non-zero a field."""
-        import pyarrow.compute as pc
-
         n = batch.data.num_rows
         n_fields = len(self.fields)
         ids = np.empty((n, n_fields), dtype=np.int32)
@@ -132,33 +121,19 @@ class RawEncoding:
             if kind == "category":
                 ids[:, f] = self._lookup(f).codes(column, stop - 1 - start) + start
             elif kind == "hash":
-                h = fnv1a64(column) % np.uint64(spec["buckets"])
+                h = hash_strings(column) % np.uint64(spec["buckets"])  # C++: fnv1a64's values
                 codes = h.astype(np.int64) + start
                 if column.null_count:
                     codes[np.asarray(column.is_null())] = stop - 1
                 ids[:, f] = codes
             else:
                 x = column.to_numpy(zero_copy_only=False).astype(np.float64)
-                missing = np.isnan(x)
                 if np.isinf(x).any():
                     row = int(np.flatnonzero(np.isinf(x))[0])
                     raise ValueError(f"{batch.name}:{batch.first_line + row}: column {spec['column']}: "
-                                     f"{x[row]!r} is not a finite number (a numeric column)")
-                if kind == "bins":
-                    codes = np.searchsorted(np.asarray(spec["edges"], dtype=np.float64), x, side="right")
-                    ids[:, f] = np.where(missing, stop - 1, start + codes)
-                else:
-                    scaled = (x - spec["center"]) / spec["scale"]
-                    ids[:, f] = start
-                    v = np.where(missing, 0.0, scaled).astype(np.float32)
-                    if not np.isfinite(v).all():
-                        row = int(np.flatnonzero(~np.isfinite(v))[0])
-                        raise ValueError(f"{batch.name}:{batch.first_line + row}: column {spec['column']}: "
-                                         f"{x[row]!r} is too large for float32 after scaling")
-                    vals[:, f] = v
-                    if spec.get("missing") == "indicator":
-                        ids[missing, f] = start + 1
-                        vals[missing, f] = 1.0
+                                     f"{float(x[row])!r} is not a finite number (a numeric column)")
+                encode_numeric(spec, x, start, stop, ids[:, f], vals[:, f],
+                               lambda row: f"{batch.name}:{batch.first_line + row}")
         return ids, vals
 
     def _lookup(self, f: int) -> "_Vocabulary":
@@ -218,6 +193,43 @@ class RawEncoding:
         enc.feature_names_ = np.asarray([feature_name(e) for e in feature_map], dtype=object)
         enc.n_features_out_ = len(feature_map)
         return enc
+
+
+def labels_of(batch, label: str) -> np.ndarray:
+    """The float32 labels of a batch (the column `label`); ValueError naming the line of a missing one."""
+    column = batch.data.column(label)
+    if column.null_count:
+        row = int(np.flatnonzero(np.asarray(column.is_null()))[0])
+        raise ValueError(f"{batch.name}:{batch.first_line + row}: the label (column {label}) is missing")
+    y = column.to_numpy(zero_copy_only=False).astype(np.float64)
+    bad = ~np.isfinite(y) | (np.abs(y) > np.finfo(np.float32).max)
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise ValueError(f"{batch.name}:{batch.first_line + row}: the label {float(y[row])!r} is not a finite number")
+    return y.astype(np.float32)
+
+
+def encode_numeric(spec: dict, x: np.ndarray, start: int, stop: int, ids: np.ndarray, vals: np.ndarray,
+                   where) -> None:
+    """A numeric field's ids and values (into the columns `ids`, `vals`, vals holding ones) from its finite
+    float64 values x (NaN missing); `where(row)` names a row's file and line in errors."""
+    missing = np.isnan(x)
+    if spec["kind"] == "bins":
+        codes = np.searchsorted(np.asarray(spec["edges"], dtype=np.float64), x, side="right")
+        ids[:] = np.where(missing, stop - 1, start + codes)
+        return
+    scaled = (x - spec["center"]) / spec["scale"]
+    ids[:] = start
+    with np.errstate(over="ignore"):  # an overflow is the ValueError below, naming the line
+        v = np.where(missing, 0.0, scaled).astype(np.float32)
+    if not np.isfinite(v).all():
+        row = int(np.flatnonzero(~np.isfinite(v))[0])
+        raise ValueError(f"{where(row)}: column {spec['column']}: {float(x[row])!r} is too large for float32 after "
+                         "scaling")
+    vals[:] = v
+    if spec.get("missing") == "indicator":
+        ids[missing] = start + 1
+        vals[missing] = 1.0
 
 
 class _Vocabulary:

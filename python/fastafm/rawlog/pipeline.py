@@ -4,12 +4,15 @@ encoded with a model's encoding, for predict and eval).
 """
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import scipy.sparse as sp
 
-from .encoding import RawEncoding
-from .reader import PARQUET, TABLE, Source, expand
+from .encoding import RawEncoding, labels_of
+from .reader import PARQUET, TABLE, Source, expand, is_table
 from .schema import Layout, RawSchema
+from .spill import Spill, replay
 from .stats import Statistics
 
 PROGRESS_BYTES = 64 << 20  # inputs at least this large show a progress bar (with progress=None)
@@ -32,57 +35,82 @@ def _short(columns: list) -> str:
 
 
 class _Progress:
-    def __init__(self, sources: list, progress, what: str):
-        total = sum(s.size for s in sources)
+    def __init__(self, total: int, progress, what: str, unit: str = "B"):
         show = progress if progress is not None else total >= PROGRESS_BYTES
         self.bar = None
-        self.base = 0
-        if show:
+        if show and total:
             from tqdm.auto import tqdm
 
-            self.bar = tqdm(total=total * 2, unit="B", unit_scale=True, desc=what, leave=False)
+            self.bar = tqdm(total=total, unit=unit, unit_scale=True, desc=what, leave=False)
+
+    def update(self, n: int) -> None:
+        if self.bar is not None:
+            self.bar.update(n)
 
     def batches(self, sources: list, layout, types):
         for source in sources:
             done = 0
             for batch in source.batches(layout, types):
-                if self.bar is not None and batch.position:
-                    self.bar.update(batch.position - done)
+                if batch.position:
+                    self.update(batch.position - done)
                     done = batch.position
                 yield batch
-            if self.bar is not None:
-                self.bar.update(source.size - done)
+            self.update(source.size - done)
 
     def close(self):
         if self.bar is not None:
             self.bar.close()
 
 
-def learn(source, schema: RawSchema, *, block_bytes: int, progress=None) -> tuple:
-    """(RawEncoding, sources, layout): the statistics pass over every input."""
+def learn(source, schema: RawSchema, *, block_bytes: int, progress=None, spill_folder=None) -> tuple:
+    """(Statistics, sources, layout, Spill or None, the encoding's source dict): the statistics pass over every
+    input (stats.encoding(source dict) is the encoding; stats.summary() what parts are merged from). With
+    `spill_folder` the pass also checks the labels and spills every batch's encoded columns to a temporary file
+    there (rawlog.spill), for the writing without a second parse; without, it reads only what it counts."""
     sources = _sources(source, schema, block_bytes)
     first = sources[0]
     layout = schema.resolve(first.columns, first.name)
     if layout.label is None:
         raise ValueError("label is required: the column that holds the label (--label COL)")
-    bar = _Progress(sources, progress, "statistics")
+    bar = _Progress(sum(s.size for s in sources), progress, "reading")
+    spill = None
+    stats = Statistics(schema, layout, spills=spill_folder is not None)
     try:
-        stats = Statistics(schema, layout)
-        # hashed categoricals need no statistics: the pass converts only the columns it counts or measures
-        needed = [(c, k) for c, k in zip(layout.fields, layout.kinds) if k == "numeric" or schema.hash_buckets is None]
-        read = Layout(layout.columns, layout.label, [c for c, _ in needed], [k for _, k in needed], layout.bins)
-        types = _types(read, schema)
-        for batch in bar.batches(sources, read, types):
-            stats.add(batch)
+        if spill_folder is None:  # hashed categoricals need no statistics: only the columns counted or measured
+            needed = [(c, k) for c, k in zip(layout.fields, layout.kinds)
+                      if k == "numeric" or schema.hash_buckets is None]
+            read = Layout(layout.columns, layout.label, [c for c, _ in needed], [k for _, k in needed], layout.bins)
+        else:
+            read = layout
+            spill = Spill(spill_folder, [np.int32 if k == "categorical" else np.float64 for k in layout.kinds])
+        for batch in bar.batches(sources, read, _types(read, schema)):
+            columns = stats.add(batch)
+            if spill is not None:
+                spill.add(batch.name, batch.first_line, labels_of(batch, layout.label), columns)
+    except BaseException:
+        if spill is not None:
+            spill.close()
+        raise
     finally:
         bar.close()
     if stats.n_rows == 0:
+        if spill is not None:
+            spill.close()
         names = ", ".join(s.name for s in sources)
         raise ValueError(f"{names}: no rows (the input is empty but for its header)")
+    _release_arrow_memory()
     kind = "csv" if first.kind not in (PARQUET, TABLE) else first.kind
     src = {"columns": layout.columns, "label": layout.label, "header": bool(schema.header),
            "sep": getattr(first, "sep", None), "kind": kind, "options": schema.options()}
-    return stats.encoding(src), sources, layout
+    return stats, sources, layout, spill, src
+
+
+def _release_arrow_memory() -> None:
+    """Hands the memory pyarrow's pool keeps cached (the CSV reader's blocks) back to the system before the
+    vocabularies and the writing allocate theirs (20-40 MiB of peak RSS on the 100 MB log)."""
+    from .reader import pyarrow
+
+    pyarrow().default_memory_pool().release_unused()
 
 
 def _types(layout: Layout, schema: RawSchema) -> dict:
@@ -97,44 +125,81 @@ def _types(layout: Layout, schema: RawSchema) -> dict:
 
 def convert_raw(source, dest, schema: RawSchema, *, weights=None, block_rows=None, block_bytes=64 << 20,
                 read_block_bytes: int = 1 << 20, progress=None):
-    """The two passes: statistics (the encoding), then the rows written to the cache `dest` (version 3)."""
+    """One parse: the statistics pass (the encoding) spills the encoded columns next to `dest`, then they are
+    mapped to the final ids and written to the cache `dest` (version 3)."""
     from ..data.cache import fspath
     from ..data.convert import refuse_overwrite, with_weights, write_cache
 
     dest = fspath(dest, "dest")
-    encoding, sources, layout = learn(source, schema, block_bytes=read_block_bytes, progress=progress)
-    for s in sources:
-        if s.kind != TABLE:
-            refuse_overwrite(s.path, dest)
-    bar = _Progress(sources, progress, "writing")
-    bar.base = 0
-    chunks = _chunks(bar.batches(sources, layout, encoding.types()), encoding)
-    if weights is not None:
-        chunks = with_weights(chunks, weights)
-    extra = {"fields": encoding.feature_field_pieces(), "encoding": [np.frombuffer(encoding.to_json(), np.uint8)]}
+    for item in expand(source):
+        if not is_table(item):
+            refuse_overwrite(item, dest)
+    stats, sources, _, spill, src = learn(source, schema, block_bytes=read_block_bytes, progress=progress,
+                                          spill_folder=os.path.dirname(os.path.abspath(dest)))
     try:
+        encoding = stats.encoding(src)
+    except BaseException:
+        spill.close()
+        raise
+    shown = progress if progress is not None else sum(s.size for s in sources) >= PROGRESS_BYTES
+    bar = _Progress(stats.n_rows, shown, "writing", unit="rows")
+    try:
+        stored = np.frombuffer(encoding.to_json(), np.uint8)
+        for spec in encoding.fields:  # the vocabularies are in `stored` now, and the spill maps ids without them:
+            spec.pop("categories", None)  # their Python strings (~65 bytes a value) need not outlive the JSON
+        chunks = replay(spill, encoding, stats.maps, bar.update)
+        if weights is not None:
+            chunks = with_weights(chunks, weights)
+        extra = {"fields": encoding.feature_field_pieces(), "encoding": [stored]}
         return write_cache(chunks, sources[0].name, dest, encoding.n_features, block_rows, block_bytes, extra)
     finally:
         bar.close()
+        spill.close()
 
 
-def _chunks(batches, encoding: RawEncoding):
+def convert_encoded(source, dest, encoding: RawEncoding, *, block_rows=None, block_bytes=64 << 20,
+                    read_block_bytes: int = 1 << 20):
+    """A cache of labelled raw rows (a file, a glob, a list of files or DataFrames) encoded with a given encoding
+    (the Dask route: every worker writes its own part with the merged encoding), the same cache convert_raw
+    writes when the encoding is the one learnt from these rows."""
+    from ..data.cache import fspath
+    from ..data.convert import refuse_overwrite, write_cache
+
+    dest = fspath(dest, "dest")
+    items = expand(source)
+    for item in items:
+        if not is_table(item):
+            refuse_overwrite(item, dest)
     n_fields = len(encoding.fields)
-    for batch in batches:
-        ids, vals = encoding.encode(batch)
-        y = encoding.labels(batch)
-        n = y.shape[0]
-        indptr = np.arange(0, n * n_fields + 1, n_fields, dtype=np.int64)
-        yield indptr, ids.reshape(-1), vals.reshape(-1), y, encoding.n_features - 1
+
+    def chunks():
+        for item in items:
+            reader = Source(item, _reading_schema(encoding, None), read_block_bytes)
+            layout = _predict_layout(reader, encoding, True)
+            types = {c: t for c, t in encoding.types().items() if c in layout.used()}
+            for batch in reader.batches(layout, types):
+                ids, vals = encoding.encode(batch)
+                n = ids.shape[0]
+                yield (np.arange(0, n * n_fields + 1, n_fields, dtype=np.int64), ids.reshape(-1), vals.reshape(-1),
+                       encoding.labels(batch), encoding.n_features - 1)
+
+    name = "DataFrame" if is_table(items[0]) else str(items[0])
+    extra = {"fields": encoding.feature_field_pieces(), "encoding": [np.frombuffer(encoding.to_json(), np.uint8)]}
+    return write_cache(chunks(), name, dest, encoding.n_features, block_rows, block_bytes, extra)
+
+
+def _reading_schema(encoding: RawEncoding, sep) -> RawSchema:
+    """The options a file of the encoding's format is read with (header, separator)."""
+    src = encoding.source
+    return RawSchema(header=src["header"], sep=sep if sep is not None else src.get("sep") if src["kind"] == "csv"
+                     else None)
 
 
 def encode_rows(source, encoding: RawEncoding, *, labels: bool = False, sep=None, block_bytes: int = 1 << 20):
     """(CSR rows, labels or None) of raw rows (a file, a glob, a list, a DataFrame) encoded with `encoding`: the
     format the encoding was learnt from (columns by header name, or the same columns without a header, the label
     column there or left out). `labels=True` requires the label column (eval)."""
-    src = encoding.source
-    schema = RawSchema(header=src["header"], sep=sep if sep is not None else src.get("sep") if src["kind"] == "csv"
-                       else None)
+    schema = _reading_schema(encoding, sep)
     parts, ys = [], []
     for item in expand(source):
         reader = Source(item, schema, block_bytes)

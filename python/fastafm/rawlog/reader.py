@@ -26,7 +26,7 @@ DEFAULT_BLOCK_BYTES = 1 << 20
 
 
 def pyarrow():
-    from .._compat import import_optional
+    from .._optional import import_optional  # not _compat: it imports scikit-learn
 
     return import_optional("pyarrow", "reading CSV, TSV and Parquet logs", "raw")  # the extra is named raw
 

@@ -2,9 +2,11 @@
 with hash_buckets), per binned numeric field the count of every distinct value (exact quantiles), per scaled
 numeric field the count, mean and sum of squared deviations (Chan's merge: the standard scaling) or min and max.
 
-Counts are kept as pyarrow tables and merged batch by batch with a hash aggregation (C++), so memory grows with
-the number of distinct values, not of rows. Past `max_categories` distinct values over all fields the pass stops
-with a ValueError that names the column and suggests hash_buckets (docs/data.md: the memory bound).
+Counts are kept per column in a C++ hash table (rawlog.strings.ValueCounts), so memory grows with the number of
+distinct values, not of rows. Past `max_categories` distinct values over all fields the pass stops with a
+ValueError that names the column and suggests hash_buckets (docs/data.md: the memory bound). `add` also returns
+each batch's columns as the one-pass conversion spills them (rawlog.spill): the values' first-seen ids, the
+hashed ids, the numeric values.
 """
 from __future__ import annotations
 
@@ -12,43 +14,7 @@ import numpy as np
 
 from ..data.columns import AUTO, AUTO_BINS, count_like
 from .encoding import RawEncoding
-from .reader import pyarrow
-
-_MERGE_ROWS = 1 << 19  # pending (value, count) pairs of a field before they are merged
-
-
-class _Counts:
-    """Exact counts of the values of one column (strings or float64)."""
-
-    def __init__(self):
-        self.merged = None
-        self.pending: list = []
-        self.pending_rows = 0
-
-    def add(self, column) -> None:
-        import pyarrow.compute as pc
-
-        vc = pc.value_counts(column.drop_null() if column.null_count else column)
-        self.pending.append(vc)
-        self.pending_rows += len(vc)
-        if self.pending_rows > _MERGE_ROWS:
-            self.merge()
-
-    def merge(self):
-        pa = pyarrow()
-        parts = ([self.merged] if self.merged is not None else []) + [
-            pa.table({"values": vc.field("values"), "counts": vc.field("counts")}) for vc in self.pending]
-        self.pending, self.pending_rows = [], 0
-        if not parts:
-            return self.merged
-        table = pa.concat_tables(parts) if len(parts) > 1 else parts[0]
-        if len(parts) > 1:
-            table = table.group_by("values").aggregate([("counts", "sum")]).rename_columns(["values", "counts"])
-        self.merged = table
-        return table
-
-    def size(self) -> int:
-        return (len(self.merged) if self.merged is not None else 0) + self.pending_rows
+from .strings import ValueCounts, hash_strings
 
 
 class _Moments:
@@ -60,64 +26,84 @@ class _Moments:
         x = x[~np.isnan(x)]
         if not x.size:
             return
-        n_b, mean_b = x.size, float(x.mean())
-        m2_b = float(np.sum((x - mean_b) ** 2))
+        mean_b = float(x.mean())
+        self.merge(x.size, mean_b, float(np.sum((x - mean_b) ** 2)), float(x.min()), float(x.max()))
+
+    def merge(self, n_b: int, mean_b: float, m2_b: float, lo: float, hi: float) -> None:
+        """Chan's merge of the moments of another part (n_b values)."""
+        if not n_b:
+            return
         n = self.n + n_b
         delta = mean_b - self.mean
         self.mean += delta * n_b / n
         self.m2 += m2_b + delta * delta * self.n * n_b / n
         self.n = n
-        self.lo, self.hi = min(self.lo, float(x.min())), max(self.hi, float(x.max()))
+        self.lo, self.hi = min(self.lo, lo), max(self.hi, hi)
 
 
 class Statistics:
     """Accumulates the statistics of a layout's fields over batches; `encoding(source)` gives the RawEncoding."""
 
-    def __init__(self, schema, layout):
-        self.schema, self.layout = schema, layout
+    def __init__(self, schema, layout, spills: bool = True):
+        self.schema, self.layout, self.spills = schema, layout, spills
         self.counts: dict = {}
         self.moments: dict = {}
         self.auto: dict = {}  # numeric_bins="auto": column -> whether every value so far is a count
         for column, kind in zip(layout.fields, layout.kinds):
             if kind == "categorical":
                 if schema.hash_buckets is None:
-                    self.counts[column] = _Counts()
+                    self.counts[column] = ValueCounts()
             elif layout.bins.get(column) == AUTO:  # both until a value is not a count (data.columns.count_like)
-                self.counts[column] = _Counts()
+                self.counts[column] = ValueCounts()
                 self.moments[column] = _Moments()
                 self.auto[column] = True
             elif layout.bins.get(column) is not None:
-                self.counts[column] = _Counts()
+                self.counts[column] = ValueCounts()
             else:
                 self.moments[column] = _Moments()
+        self.maps: dict = {}  # vocabulary column -> the vocabulary id of every first-seen id (encoding())
         self.n_rows = 0
 
-    def add(self, batch) -> None:
+    def add(self, batch) -> list:
+        """Counts and measures a batch; returns its fields' columns as the conversion spills them: a vocabulary
+        field's first-seen ids (int32, -1 missing), a hashed field's ids (int32, hash_buckets missing), a numeric
+        field's values (float64, NaN missing)."""
         data = batch.data
         self.n_rows += data.num_rows
-        for column, kind in zip(self.layout.fields, self.layout.kinds):
-            if kind == "numeric":
-                _check_finite(batch, column)
+        numbers = {c: data.column(c).to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
+                   for c, k in zip(self.layout.fields, self.layout.kinds) if k == "numeric"}
+        for column, x in numbers.items():
+            _check_finite(batch, column, x)
         for column, still in self.auto.items():
-            if still and not count_like(data.column(column).to_numpy(zero_copy_only=False).astype(np.float64),
-                                        empty=True):
+            if still and not count_like(numbers[column], empty=True):
                 self.auto[column] = False
                 del self.counts[column]  # scaled after all: its distinct values need not be counted
-        for column, counts in self.counts.items():
-            counts.add(data.column(column))
+        out = []
+        buckets = self.schema.hash_buckets
+        for column, kind in zip(self.layout.fields, self.layout.kinds):
+            if kind == "categorical":
+                if buckets is None:
+                    out.append(self.counts[column].add(data.column(column)))
+                elif self.spills:  # else not read: hashing needs no statistics
+                    values = data.column(column)
+                    ids = (hash_strings(values) % np.uint64(buckets)).astype(np.int32)
+                    if values.null_count:
+                        ids[np.asarray(values.is_null())] = buckets
+                    out.append(ids)
+                continue
+            x = numbers[column]
+            if column in self.counts:
+                self.counts[column].add_floats(x)
+            if column in self.moments:
+                self.moments[column].add(x)
+            out.append(x)
         total = sum(c.size() for c in self.counts.values())
         if total > self.schema.max_categories:
-            for c in self.counts.values():
-                c.merge()
-            total = sum(c.size() for c in self.counts.values())
-            if total > self.schema.max_categories:
-                worst = max(self.counts, key=lambda k: self.counts[k].size())
-                raise ValueError(f"{batch.name}: more than max_categories={self.schema.max_categories} distinct values "
-                                 f"to count (column {worst} alone has {self.counts[worst].size()}); hash them instead "
-                                 "(hash_buckets=N, --hash-buckets N) or raise max_categories")
-        for column, moments in self.moments.items():
-            moments.add(data.column(column).to_numpy(zero_copy_only=False).astype(np.float64))
-
+            worst = max(self.counts, key=lambda k: self.counts[k].size())
+            raise ValueError(f"{batch.name}: more than max_categories={self.schema.max_categories} distinct values "
+                             f"to count (column {worst} alone has {self.counts[worst].size()}); hash them instead "
+                             "(hash_buckets=N, --hash-buckets N) or raise max_categories")
+        return out
 
     def encoding(self, source: dict) -> RawEncoding:
         fields = []
@@ -127,41 +113,56 @@ class Statistics:
                 if schema.hash_buckets is not None:
                     fields.append({"column": column, "kind": "hash", "buckets": schema.hash_buckets})
                 else:
-                    fields.append({"column": column, "kind": "category",
-                                   "categories": vocabulary(self.counts[column].merge(), schema.min_frequency)})
+                    values, counts = self.counts.pop(column).strings()  # the table is freed once read
+                    categories, self.maps[column] = vocabulary(values, counts, schema.min_frequency)
+                    del values, counts
+                    fields.append({"column": column, "kind": "category", "categories": categories})
             elif column in self.counts and (column not in self.auto or self._counted(column)):
                 n_bins = AUTO_BINS if column in self.auto else self.layout.bins[column]
-                edges = quantile_edges(self.counts[column].merge(), n_bins)
+                numbers, counts = self.counts.pop(column).floats()
+                edges = quantile_edges(numbers, counts, n_bins)
                 fields.append({"column": column, "kind": "bins", "edges": [float(e) for e in edges]})
             else:
                 center, scale = scaling(self.moments[column], schema.numeric_scaling)
                 fields.append({"column": column, "kind": "numeric", "center": center, "scale": scale,
                                "missing": schema.numeric_missing})
+        self.counts.clear()
         return RawEncoding(fields, source)
+
+    def summary(self) -> dict:
+        """What the statistics of several parts of one log are merged from (picklable: the Dask workers send it,
+        fastafm.rawlog.merge merges it): rows, per counted column its values and counts, per measured column its
+        moments, per "auto" column whether every value was a count."""
+        counts = {c: (v.strings() if k == "categorical" else v.floats())
+                  for c, v in self.counts.items()
+                  for k in [self.layout.kinds[self.layout.fields.index(c)]]}
+        moments = {c: (m.n, m.mean, m.m2, m.lo, m.hi) for c, m in self.moments.items()}
+        return {"n_rows": self.n_rows, "counts": counts, "moments": moments, "auto": dict(self.auto)}
 
     def _counted(self, column) -> bool:
         """An "auto" column is binned when all its values were counts and at least one was present."""
         return self.auto[column] and self.moments[column].n > 0
 
 
-def vocabulary(table, min_frequency: int) -> list:
-    """The values seen at least min_frequency times, sorted (bytewise: the order of Python's sorted on str)."""
+def vocabulary(values, counts: np.ndarray, min_frequency: int) -> tuple:
+    """(the values seen at least min_frequency times, sorted bytewise (the order of Python's sorted on str); the
+    vocabulary id of every value by its first-seen id, int32, with one more entry, the unknown id, last: so
+    that indexing with -1, a missing value, gives the unknown id)."""
     import pyarrow.compute as pc
 
-    if table is None or len(table) == 0:
-        return []
-    kept = table.filter(pc.greater_equal(table.column("counts"), min_frequency))
-    values = kept.column("values")
-    return pc.take(values, pc.sort_indices(values)).to_pylist()
+    kept = np.flatnonzero(counts >= min_frequency)
+    order = np.asarray(pc.sort_indices(values.take(kept))) if kept.size else np.zeros(0, dtype=np.int64)
+    ids = np.full(len(counts) + 1, kept.size, dtype=np.int32)
+    ids[kept[order]] = np.arange(kept.size, dtype=np.int32)
+    return values.take(kept[order]).to_pylist(), ids
 
 
-def quantile_edges(table, n_bins: int) -> np.ndarray:
+def quantile_edges(values: np.ndarray, counts: np.ndarray, n_bins: int) -> np.ndarray:
     """FieldEncoder's bin edges (fastafm.data.columns.fit_bins) from the counts of the distinct values: NumPy's
     linear quantiles of the implied sorted sample, computed as np.quantile computes them."""
-    if table is None or len(table) == 0:
+    if values.size == 0:
         return np.empty(0)
-    values = table.column("values").to_numpy().astype(np.float64)
-    counts = table.column("counts").to_numpy().astype(np.int64)
+    counts = counts.astype(np.int64)
     order = np.argsort(values, kind="stable")
     values, counts = values[order], counts[order]
     ends = np.cumsum(counts)  # the sorted sample's element k is values[searchsorted(ends, k, "right")]
@@ -191,13 +192,11 @@ def scaling(m: _Moments, how) -> tuple:
     return float(center), float(spread if spread > 0 and np.isfinite(spread) else 1.0)
 
 
-def _check_finite(batch, column: str) -> None:
+def _check_finite(batch, column: str, x: np.ndarray) -> None:
     """ValueError naming the line of an infinite value in a numeric column (FieldEncoder refuses them too)."""
-    import pyarrow.compute as pc
-
-    values = batch.data.column(column)
-    if not pc.any(pc.is_inf(values)).as_py():
+    if np.isfinite(x).all() or not np.isinf(x).any():  # NaN is a missing value
         return
-    row = int(np.flatnonzero(np.isinf(values.to_numpy(zero_copy_only=False)))[0])
-    raise ValueError(f"{batch.name}:{batch.first_line + row}: column {column}: {values[row].as_py()!r} is not a finite "
-                     "number (a numeric column)")
+    row = int(np.flatnonzero(np.isinf(x))[0])
+    value = batch.data.column(column)[row].as_py()
+    raise ValueError(f"{batch.name}:{batch.first_line + row}: column {column}: {value!r} is not a finite number "
+                     "(a numeric column)")
