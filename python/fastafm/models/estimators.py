@@ -45,6 +45,7 @@ class _AFM(_Fitting):
         early_stopping_metric=None,
         pretrain="fm",
         loss="squared",
+        precision="fp32",
     ):
         store(self, locals())
 
@@ -266,6 +267,12 @@ class AFMRegressor(_Regression, RegressorMixin, _AFM):
         early stopping the linear model itself is kept (V = 0, best_epoch_ 0) when it validates better than
         the AFM. None: AFM from its random initialisation. `fit(..., init=model)` overrides it; `partial_fit`
         never pretrains.
+    precision : "fp32" or "bf16", default "fp32"
+        Training arithmetic of the attention network's GEMMs (pair products times W, and their gradients):
+        "bf16" rounds their inputs to bfloat16 and sums in float32 (vdpbf16ps; about 1.5x faster at k = t = 64,
+        bench/RESULTS.md), weights and optimizer state stay float32; it needs a CPU with AVX512_BF16 (fit raises
+        a ValueError naming it otherwise). A training setting only: the model's weights are float32 and it
+        predicts in float32 (docs/model.md, "Precision").
 
     Attributes
     ----------
@@ -325,6 +332,7 @@ class AFMClassifier(_Classification, ClassifierMixin, _AFM):
         pretrain="fm",
         class_weight=None,
         negative_sampling_rate=1.0,
+        precision="fp32",
     ):
         store(self, locals())
 
