@@ -32,6 +32,7 @@ from .models.estimators import AFMClassifier, AFMRegressor, FMClassifier, FMRegr
 from .data.fields import field_array, fields_of_ids
 from .data.libffm import load_libffm
 from . import reference_fwfm
+from . import reference_bf16
 from .interpret import field_pair_attention
 from .data.libfm import load_libfm
 from .data.limits import RowTooLongError, max_pairs_per_row, set_max_pairs_per_row
@@ -50,6 +51,7 @@ __all__ = [
     "fields_of_ids",
     "load_libffm",
     "reference_fwfm",
+    "reference_bf16",
     "__version__",
     "convert",
     "field_pair_attention",
