@@ -71,6 +71,8 @@ CONFIGS: dict = {
     "afm-frequency-l2-3": ("afm", {"frequency_l2": 3.0}),
     # Issue 22: the linear stage before the FM, and the linear model kept when it validates better.
     "afm-linear-fm": ("afm", {"pretrain": "linear+fm"}),
+    # Issue 25: training in bf16 (the attention GEMMs' inputs rounded to bfloat16; needs AVX512_BF16).
+    "afm-bf16": ("afm", {"precision": "bf16"}),
     "torch-adam-1e-2": ("torch", {"lr": 1e-2}),
     "torch-adam-3e-3": ("torch", {"lr": 3e-3}),
     "torch-adam-1e-3": ("torch", {"lr": 1e-3}),
