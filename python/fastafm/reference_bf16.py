@@ -17,6 +17,8 @@ fastafm.reference, only NumPy is imported.
 """
 from __future__ import annotations
 
+from typing import Any, Dict
+
 import numpy as np
 
 __all__ = ["bf16", "forward", "gradients"]
@@ -83,7 +85,7 @@ def gradients(params: dict, X, y, loss: str = "squared", attention_l2: float = 0
     a dict of the parameters' names, V and w dense (zero outside the rows' features)."""
     V = np.asarray(params["V"], np.float64)
     p, h = np.asarray(params["p"], np.float64), np.asarray(params["h"], np.float64)
-    G = {"w0": 0.0, "w": np.zeros(V.shape[0]), "V": np.zeros_like(V), "W": np.zeros(np.shape(params["W"])),
+    G: Dict[str, Any] = {"w0": 0.0, "w": np.zeros(V.shape[0]), "V": np.zeros_like(V), "W": np.zeros(np.shape(params["W"])),
          "b": np.zeros(h.shape), "h": np.zeros(h.shape), "p": np.zeros(p.shape)}
     J = 0.0
     W = np.asarray(params["W"], np.float64)
