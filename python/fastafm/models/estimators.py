@@ -269,9 +269,9 @@ class AFMRegressor(_Regression, RegressorMixin, _AFM):
         never pretrains.
     precision : "fp32" or "bf16", default "fp32"
         Training arithmetic of the attention network's GEMMs (pair products times W, and their gradients):
-        "bf16" rounds their inputs to bfloat16 and sums in float32 (vdpbf16ps; about 1.5x faster at k = t = 64,
-        bench/RESULTS.md), weights and optimizer state stay float32; it needs a CPU with AVX512_BF16 (fit raises
-        a ValueError naming it otherwise). A training setting only: the model's weights are float32 and it
+        "bf16" rounds their inputs to bfloat16 and sums in float32 (vdpbf16ps; 1.4-1.55x float32's training
+        speed at k = t = 64, bench/RESULTS.md), weights and optimizer state stay float32; it needs a CPU with
+        AVX512_BF16 (fit raises a ValueError naming it otherwise). A training setting only: the model's weights are float32 and it
         predicts in float32 (docs/model.md, "Precision").
 
     Attributes
