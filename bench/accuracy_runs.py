@@ -75,6 +75,8 @@ CONFIGS: dict = {
     "afm-field-weights": ("afm", {"field_aware": "weights"}),
     "afm-field-logits": ("afm", {"field_aware": "logits"}),
     "afm-field-both": ("afm", {"field_aware": "both"}),
+    # Issue 25: training in bf16 (the attention GEMMs' inputs rounded to bfloat16; needs AVX512_BF16).
+    "afm-bf16": ("afm", {"precision": "bf16"}),
     "torch-adam-1e-2": ("torch", {"lr": 1e-2}),
     "torch-adam-3e-3": ("torch", {"lr": 3e-3}),
     "torch-adam-1e-3": ("torch", {"lr": 1e-3}),

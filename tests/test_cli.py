@@ -274,3 +274,23 @@ def test_every_none_the_help_offers_parses(data, tmp_path, capsys):
                        "--early-stopping-metric", "none", "--early-stopping", "on")
     assert code == 0, err
     assert fastafm.load(str(tmp_path / "m")).early_stopping_metric is None
+
+
+def test_precision_bf16_trains_or_says_which_cpu_feature_is_missing(data, tmp_path, capsys, monkeypatch):
+    """`--precision bf16` trains the bf16 mode where the CPU has AVX512_BF16 (the model file keeps it); where it
+    lacks it (the feature query mocked) it is a usage error before any data is read, one line naming the
+    feature; other values are usage errors too."""
+    from fastafm import _core
+
+    train, _ = data["reg"]
+    if _core.bf16_supported():
+        path = str(tmp_path / "bf16.afm")
+        code, _, err = run(capsys, "train", train, "--model", path, "--quiet", *SMALL, "--precision", "bf16")
+        assert code == 0, err
+        assert fastafm.load(path).precision == "bf16"
+    monkeypatch.setattr(_core, "bf16_supported", lambda: False)
+    code, _, err = run(capsys, "train", train, "--model", str(tmp_path / "no.afm"), "--quiet", *SMALL,
+                       "--precision", "bf16")
+    assert code == 2 and "AVX512_BF16" in one_error_line(err)
+    code, _, err = run(capsys, "train", train, "--model", str(tmp_path / "x.afm"), "--precision", "fp16")
+    assert code == 2 and "--precision" in err

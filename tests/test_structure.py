@@ -207,7 +207,7 @@ def test_the_package_is_in_rooms_of_one_purpose():
 def test_only_the_package_root_imports_the_oracle():
     """fastafm.reference is the tests' float64 oracle: no module of the package uses it (the root re-exports it)."""
     modules = _modules()
-    for oracle in ("reference", "reference_fwfm", "reference_field_afm"):
+    for oracle in ("reference", "reference_fwfm", "reference_field_afm", "reference_bf16"):
         users = sorted(m for m, tree in modules.items() if oracle in _imports(m, tree, modules))
         assert users == ["__init__"], oracle
 
@@ -228,6 +228,6 @@ def test_the_cores_public_names_hold_no_test_hooks():
     from fastafm import _core
 
     hooks = {"train_epoch", "batch_gradients", "dropout_mask", "gemm", "set_pair_tile", "set_pair_layout",
-             "adagrad_update_", "sgd_update_", "adam_update_"}
+             "adagrad_update_", "sgd_update_", "adam_update_", "gemm_bf16", "predict_bf16"}
     assert hooks & set(dir(_core)) == set()
     assert hooks <= set(dir(_core._testing)) and hasattr(_core, "Trainer")

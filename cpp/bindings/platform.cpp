@@ -33,6 +33,9 @@ void bind_platform(py::module_& mod) {
         "The instruction set a row of `pairs` pairs trains and predicts with, for a model with embedding size k\n"
         "and attention size t: the active one, except that k, t <= 8 use avx2 on an avx512 CPU in the rows layout\n"
         "unless a set was forced (it is faster there); rows that run pairs-major (pairs_major_from) stay on avx512.");
+    mod.def(
+        "bf16_supported", [] { return afm::bf16_kernels() != nullptr; },
+        "True when this build and CPU can train in precision='bf16' (AVX512_BF16: the avx512bf16 kernel set).");
     mod.def("supported_isas", &afm::supported_isas, "Instruction sets this build and CPU can use, best first.");
     mod.def(
         "select_isa",

@@ -12,6 +12,7 @@
 #include "afm/block_kernels.hpp"
 #include "afm/common.hpp"
 #include "afm/model.hpp"
+#include "afm/predict.hpp"
 #include "afm/rng.hpp"
 #include "afm/trainer.hpp"
 #include "arrays.hpp"
@@ -76,6 +77,39 @@ void bind_testing(py::module_& mod) {
             return C;
         },
         "A"_a, "B"_a, "A @ B with the active instruction set's GEMM kernel (float32; for tests and benchmarks).");
+
+    mod.def(
+        "gemm_bf16",
+        [](const py::array& A, const py::array& B) {
+            const afm::IsaKernels* bf16 = afm::bf16_kernels();
+            if (!bf16) throw py::value_error(afm::kBf16Missing);
+            const py::ssize_t M = A.ndim() == 2 ? A.shape(0) : -1, K = A.ndim() == 2 ? A.shape(1) : -1;
+            const float* a = checked<float>(A, "A", {M, K});
+            const float* b = checked<float>(B, "B", {K, -1});
+            const py::ssize_t N = B.shape(1);
+            py::array_t<float> C({M, N});
+            bf16->gemm(M, N, K, a, K, 1, b, N, C.mutable_data(), N, nullptr, false);
+            return C;
+        },
+        "A"_a, "B"_a, "A @ B with bf16 mode's GEMM kernel (inputs rounded to bf16, float32 sums).");
+    mod.def(
+        "predict_bf16",
+        [](const py::dict& params, const py::array& indptr, const py::array& indices, const py::array& values,
+           int n_threads) {
+            Viewed viewed;
+            afm::ModelView m = model_view(params, "params", false, viewed);
+            afm::CsrView X = csr_view(indptr, indices, values, m.n_features, viewed);
+            py::array_t<float> out(X.n_rows);
+            float* o = out.mutable_data();
+            {
+                py::gil_scoped_release nogil;
+                afm::predict_bf16(m, X, true, o, n_threads);
+            }
+            return out;
+        },
+        "params"_a, "indptr"_a, "indices"_a, "values"_a, "n_threads"_a = 0,
+        "AFM's raw outputs as training's forward computes them in precision='bf16' (a bf16-trained model predicts\n"
+        "with predict, in float32).");
 
     mod.def(
         "batch_gradients",

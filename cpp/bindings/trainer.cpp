@@ -98,7 +98,8 @@ void bind_training(py::module_& mod) {
         .def_readwrite("batch_size", &afm::TrainConfig::batch_size)
         .def_readwrite("seed", &afm::TrainConfig::seed)
         .def_readwrite("epoch", &afm::TrainConfig::epoch)
-        .def_readwrite("n_threads", &afm::TrainConfig::n_threads);
+        .def_readwrite("n_threads", &afm::TrainConfig::n_threads)
+        .def_readwrite("bf16", &afm::TrainConfig::bf16);
 
     py::class_<PyTrainer>(mod, "Trainer",
                           "The core's trainer of one fit: it views `params` and the optimizer `state` (updated in\n"

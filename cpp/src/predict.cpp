@@ -1,6 +1,7 @@
 #include "afm/predict.hpp"
 
 #include <algorithm>
+#include <stdexcept>
 #include <vector>
 
 #include "afm/block_kernels.hpp"
@@ -23,9 +24,11 @@ namespace {
 // attention weights there itself, tile by tile (isa/long_rows.inc); emit copies those of the other blocks.
 template <class Emit>
 void forward_blocks(const ModelView& m, const CsrView& X, bool attention, int n_threads, Emit emit,
-                    const int64_t* pair_indptr = nullptr, float* weights = nullptr, PredictWork* kept = nullptr) {
-    const IsaKernels& isa = kernels_for(m.k, m.t);
-    const IsaKernels& pm_isa = pairs_major_kernels_for(m.k, m.t);  // pairs-major blocks (the trainer's rule)
+                    const int64_t* pair_indptr = nullptr, float* weights = nullptr, PredictWork* kept = nullptr,
+                    const IsaKernels* bf16 = nullptr) {
+    // bf16: training's forward in bf16 mode (tests), every block in the rows layout on that set.
+    const IsaKernels& isa = bf16 ? *bf16 : kernels_for(m.k, m.t);
+    const IsaKernels& pm_isa = bf16 ? *bf16 : pairs_major_kernels_for(m.k, m.t);  // pairs-major blocks (the trainer's rule)
     int64_t max_nnz = 0, total_pairs = 0;
     for (int64_t r = 0; r < X.n_rows; ++r) {
         const int64_t nnz = X.indptr[r + 1] - X.indptr[r];
@@ -56,7 +59,7 @@ void forward_blocks(const ModelView& m, const CsrView& X, bool attention, int n_
     std::vector<BlockScratch>& scratch = work.scratch;
     if (scratch.size() < static_cast<size_t>(nt)) scratch.resize(static_cast<size_t>(nt));
     const bool fa = attention && m.field_aware();  // field-aware AFM runs the rows layout only
-    const int64_t pm_from = fa ? -1 : pairs_major_from(pm_isa, m.k, m.t);
+    const int64_t pm_from = (fa || bf16) ? -1 : pairs_major_from(pm_isa, m.k, m.t);  // so does bf16
     for (int i = 0; i < nt; ++i) {
         BlockScratch& s = scratch[static_cast<size_t>(i)];
         s.ensure(pair_cap, tile, kMaxBlockRows, attention ? max_nnz : 1, m.k, m.t);
@@ -113,6 +116,17 @@ void predict(const ModelView& m, const CsrView& X, bool attention, float* out, i
     forward_blocks(m, X, attention, n_threads, [out](int64_t first, const BlockRows& block, const BlockScratch& sc) {
         for (int r = 0; r < block.n; ++r) out[first + r] = sc.y[r];
     });
+}
+
+void predict_bf16(const ModelView& m, const CsrView& X, bool attention, float* out, int n_threads) {
+    const IsaKernels* bf16 = bf16_kernels();
+    if (!bf16) throw std::invalid_argument(kBf16Missing);
+    forward_blocks(
+        m, X, attention, n_threads,
+        [out](int64_t first, const BlockRows& block, const BlockScratch& sc) {
+            for (int r = 0; r < block.n; ++r) out[first + r] = sc.y[r];
+        },
+        nullptr, nullptr, nullptr, bf16);
 }
 
 void pair_attention(const ModelView& m, const CsrView& X, bool attention, const int64_t* pair_indptr, float* out,

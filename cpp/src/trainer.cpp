@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <exception>
+#include <stdexcept>
 #include <string>
 
 #include "afm/rng.hpp"
@@ -107,9 +108,21 @@ int64_t block_scratch_bytes(int64_t max_row_nnz, int k, int t, int n_threads, bo
     return static_cast<int64_t>(std::max(n_threads, 1)) * per_thread;
 }
 
+namespace {
+// The set of a trainer's blocks: bf16 mode's (every block), or the dispatch's for rows-layout or pairs-major blocks.
+const IsaKernels& training_kernels(const TrainConfig& cfg, int k, int t, bool pairs_major) {
+    if (cfg.bf16) {
+        const IsaKernels* bf16 = bf16_kernels();
+        if (!bf16) throw std::invalid_argument(kBf16Missing);
+        return *bf16;
+    }
+    return pairs_major ? pairs_major_kernels_for(k, t) : kernels_for(k, t);
+}
+}  // namespace
+
 Trainer::Trainer(const ModelView& model, const OptimizerState& opt, const TrainConfig& cfg)
-    : m_(model), opt_(opt), cfg_(cfg), isa_(kernels_for(model.k, model.t)),
-      pm_isa_(pairs_major_kernels_for(model.k, model.t)), optimizer_(optimizer_spec(opt.kind)),
+    : m_(model), opt_(opt), cfg_(cfg), isa_(training_kernels(cfg, model.k, model.t, false)),
+      pm_isa_(training_kernels(cfg, model.k, model.t, true)), optimizer_(optimizer_spec(opt.kind)),
       update_(isa_.update_of(opt.kind)), n_threads_(resolve_threads(cfg.n_threads)) {
     const int k = m_.k, t = m_.t;
     const int64_t FF = static_cast<int64_t>(m_.n_fields) * m_.n_fields;
@@ -151,9 +164,9 @@ void Trainer::use_rows(const CsrView& X, const float* y, const float* weights) {
         if (grow) sc.reserve(reserved_pairs_, reserved_tile_, kMaxBlockRows, reserved_nnz_, m_.k, m_.t);
         sc.pair_cap = pair_cap;
         sc.tile_pairs = tile;
-        // Field-aware AFM runs the rows layout only (isa/field_attention.inc).
+        // Field-aware AFM and bf16 run the rows layout only (isa/field_attention.inc, isa/gemm_bf16.inc).
         const bool fa = cfg_.attention && m_.field_aware();
-        sc.pairs_major_from = fa ? -1 : pairs_major_from(pm_isa_, m_.k, m_.t);
+        sc.pairs_major_from = (fa || cfg_.bf16) ? -1 : pairs_major_from(pm_isa_, m_.k, m_.t);
         if (m_.field_weighted() && !cfg_.attention) sc.reserve_fields(reserved_nnz_, m_.k, m_.n_fields);
         if (fa) sc.reserve_pair_fields(reserved_pairs_);
     }

@@ -32,6 +32,7 @@ from .data.fields import field_array, fields_of_ids
 from .data.libffm import load_libffm
 from . import reference_fwfm
 from . import reference_field_afm
+from . import reference_bf16
 from .data.libfm import load_libfm
 from .data.limits import RowTooLongError, max_pairs_per_row, set_max_pairs_per_row
 
@@ -67,6 +68,7 @@ __all__ = [
     "load_libffm",
     "reference_fwfm",
     "reference_field_afm",
+    "reference_bf16",
     "__version__",
     "convert",
     "field_pair_attention",

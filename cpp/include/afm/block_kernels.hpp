@@ -310,7 +310,12 @@ enum class PairLayout { automatic = 0, rows = 1, pairs = 2 };
 int64_t pairs_major_from(const IsaKernels& isa, int k, int t);
 PairLayout set_pair_layout(PairLayout layout);  // test knob; returns the previous setting
 
+// precision="bf16" (TrainConfig::bf16): the set whose attention GEMMs take bf16 inputs with float32 sums, every
+// block in the rows layout; nullptr where this build or CPU lacks AVX512_BF16. Never chosen by kernels_for.
+const IsaKernels* bf16_kernels();
+
 namespace isa_avx512 { const IsaKernels& table(); }
+namespace isa_avx512bf16 { const IsaKernels& table(); }
 namespace isa_avx2 { const IsaKernels& table(); }
 namespace isa_baseline { const IsaKernels& table(); }
 

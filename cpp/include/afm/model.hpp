@@ -58,7 +58,15 @@ struct TrainConfig {
     uint64_t seed = 0;          // dropout stream
     uint64_t epoch = 0;         // dropout stream
     int n_threads = 0;          // 0 = all cores
+    // precision="bf16": the attention GEMMs with bf16 inputs and float32 sums (bf16_kernels(); the CPU must have
+    // AVX512_BF16, else the Trainer throws std::invalid_argument). Parameters and optimizer state stay float32.
+    bool bf16 = false;
 };
+
+// What a trainer in bf16 mode says where the CPU (or build) lacks AVX512_BF16.
+constexpr const char* kBf16Missing =
+    "precision='bf16' needs a CPU with AVX512_BF16 (the avx512_bf16 flag: Zen 4 / Sapphire Rapids or later); this "
+    "CPU lacks it: use precision='fp32'";
 
 // The optimizer's state as named slots, each a view with the model's shapes (docs/model.md, "Optimizer
 // state"), in the order of its row of the optimizer table (afm/optimizers.hpp): sgd has none, adagrad one, G

@@ -37,6 +37,10 @@ private:
 // out[r] = y(x_r), the raw model output (regression value or logit).
 void predict(const ModelView& m, const CsrView& X, bool attention, float* out, int n_threads);
 
+// predict's outputs as training computes them in bf16 mode (TrainConfig::bf16): for tests of that mode; throws
+// std::invalid_argument (kBf16Missing) where bf16_kernels() is null.
+void predict_bf16(const ModelView& m, const CsrView& X, bool attention, float* out, int n_threads);
+
 // Attention weights a_rs of every row's pairs, written at out[pair_indptr[r] ..), storage order of (r<s).
 // pair_indptr (n_rows+1) must hold the prefix sums of m_r (m_r - 1) / 2.
 void pair_attention(const ModelView& m, const CsrView& X, bool attention, const int64_t* pair_indptr, float* out,

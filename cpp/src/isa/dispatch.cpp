@@ -32,6 +32,18 @@ bool cpu_has_avx2() {
 
 bool cpu_has_any() { return true; }
 
+#ifdef AFM_HAVE_BF16
+bool cpu_has_avx512bf16() {
+#if defined(AFM_X86) && (defined(__GNUC__) || defined(__clang__))
+    __builtin_cpu_init();
+    return cpu_has_avx512() && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
+           __builtin_cpu_supports("avx512bf16");
+#else
+    return false;
+#endif
+}
+#endif
+
 // The instruction sets this build has, best first: the one list every function below walks. A set is its
 // kernel table (isa_<set>.cpp: block_kernels.inc compiled with the set's flags, CMakeLists.txt; its name is
 // table().name, what FASTAFM_ISA and select_isa take) and the check that this CPU runs it.
@@ -107,6 +119,13 @@ const Choice& current() {
 }
 
 }  // namespace
+
+const IsaKernels* bf16_kernels() {
+#ifdef AFM_HAVE_BF16
+    if (cpu_has_avx512bf16()) return &isa_avx512bf16::table();
+#endif
+    return nullptr;
+}
 
 std::vector<std::string> supported_isas() {
     std::vector<std::string> out;

@@ -8,7 +8,7 @@ import numpy.typing
 import typing
 import typing_extensions
 from . import _testing
-__all__: list[str] = ['Loss', 'Optimizer', 'Predictor', 'TrainConfig', 'Trainer', 'ValueTable', 'active_isa', 'fnv1a64_strings', 'kernel_isa', 'openmp_enabled', 'optimizer_slots', 'pair_attention', 'pairs_major_from', 'parse_libfm_buffer', 'parse_libfm_file', 'predict', 'resolve_threads', 'scratch_bytes', 'select_isa', 'supported_isas']
+__all__: list[str] = ['Loss', 'Optimizer', 'Predictor', 'TrainConfig', 'Trainer', 'ValueTable', 'active_isa', 'bf16_supported', 'fnv1a64_strings', 'kernel_isa', 'openmp_enabled', 'optimizer_slots', 'pair_attention', 'pairs_major_from', 'parse_libfm_buffer', 'parse_libfm_file', 'predict', 'resolve_threads', 'scratch_bytes', 'select_isa', 'supported_isas']
 class Loss:
     """
     Members:
@@ -107,6 +107,7 @@ class TrainConfig:
     Settings of a training call (see docs/model.md).
     """
     attention: bool
+    bf16: bool
     learn_projection: bool
     loss: Loss
     optimizer: Optimizer
@@ -260,6 +261,10 @@ class ValueTable:
 def active_isa() -> str:
     """
     The instruction set the kernels use now (avx512, avx2 or baseline).
+    """
+def bf16_supported() -> bool:
+    """
+    True when this build and CPU can train in precision='bf16' (AVX512_BF16: the avx512bf16 kernel set).
     """
 def fnv1a64_strings(offsets: numpy.ndarray, data: numpy.ndarray, validity: typing.Any = None, bit_offset: typing.SupportsInt | typing.SupportsIndex = 0) -> numpy.typing.NDArray[numpy.uint64]:
     """

@@ -9,7 +9,7 @@ import fastafm._core
 import numpy
 import numpy.typing
 import typing
-__all__: list[str] = ['adagrad_update_', 'adam_update_', 'batch_gradients', 'dropout_mask', 'gemm', 'set_pair_layout', 'set_pair_tile', 'sgd_update_', 'train_epoch']
+__all__: list[str] = ['adagrad_update_', 'adam_update_', 'batch_gradients', 'dropout_mask', 'gemm', 'gemm_bf16', 'predict_bf16', 'set_pair_layout', 'set_pair_tile', 'sgd_update_', 'train_epoch']
 def adagrad_update_(theta: numpy.ndarray, accum: numpy.ndarray, grad: numpy.ndarray, learning_rate: typing.SupportsFloat | typing.SupportsIndex) -> None:
     """
     In place: accum += grad**2; theta -= learning_rate * grad / sqrt(accum).
@@ -33,6 +33,15 @@ def dropout_mask(seed: typing.SupportsInt | typing.SupportsIndex, epoch: typing.
 def gemm(A: numpy.ndarray, B: numpy.ndarray) -> numpy.typing.NDArray[numpy.float32]:
     """
     A @ B with the active instruction set's GEMM kernel (float32; for tests and benchmarks).
+    """
+def gemm_bf16(A: numpy.ndarray, B: numpy.ndarray) -> numpy.typing.NDArray[numpy.float32]:
+    """
+    A @ B with bf16 mode's GEMM kernel (inputs rounded to bf16, float32 sums).
+    """
+def predict_bf16(params: dict, indptr: numpy.ndarray, indices: numpy.ndarray, values: numpy.ndarray, n_threads: typing.SupportsInt | typing.SupportsIndex = 0) -> numpy.typing.NDArray[numpy.float32]:
+    """
+    AFM's raw outputs as training's forward computes them in precision='bf16' (a bf16-trained model predicts
+    with predict, in float32).
     """
 def set_pair_layout(layout: str) -> str:
     """

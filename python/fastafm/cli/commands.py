@@ -282,6 +282,12 @@ def _cmd_train(args) -> int:
     _check_writable(args.model, "model", EXIT_MODEL)
     _refuse_same(args.model, "model", [args.train, args.valid, args.cache or None], EXIT_MODEL)
     model = _make_model(args)  # usage errors before any data is read
+    if getattr(model, "precision", "fp32") == "bf16":
+        from .. import _core
+
+        if not _core.bf16_supported():
+            raise CliError("--precision bf16 needs a CPU with AVX512_BF16 (the avx512_bf16 flag of /proc/cpuinfo); "
+                           "this CPU lacks it: use --precision fp32", EXIT_USAGE)
     stream = _open_pipe(args.train) if _input_kind(args.train, "data file") == "pipe" else None
     try:
         return _train(args, model, stream)

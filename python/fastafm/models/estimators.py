@@ -48,6 +48,7 @@ class _AFM(_Fitting):
         loss="squared",
         field_aware=None,
         fields=None,
+        precision="fp32",
     ):
         store(self, locals())
 
@@ -286,6 +287,12 @@ class AFMRegressor(_Regression, RegressorMixin, _AFM):
         early stopping the linear model itself is kept (V = 0, best_epoch_ 0) when it validates better than
         the AFM. None: AFM from its random initialisation. `fit(..., init=model)` overrides it; `partial_fit`
         never pretrains.
+    precision : "fp32" or "bf16", default "fp32"
+        Training arithmetic of the attention network's GEMMs (pair products times W, and their gradients):
+        "bf16" rounds their inputs to bfloat16 and sums in float32 (vdpbf16ps; 1.4-1.55x float32's training
+        speed at k = t = 64, bench/RESULTS.md), weights and optimizer state stay float32; it needs a CPU with
+        AVX512_BF16 (fit raises a ValueError naming it otherwise). A training setting only: the model's weights are float32 and it
+        predicts in float32 (docs/model.md, "Precision").
 
     Attributes
     ----------
@@ -350,6 +357,7 @@ class AFMClassifier(_Classification, ClassifierMixin, _AFM):
         negative_sampling_rate=1.0,
         field_aware=None,
         fields=None,
+        precision="fp32",
     ):
         store(self, locals())
 

@@ -316,6 +316,12 @@ TABLE: tuple = (
                    "False: FM-like uniform pooling with a learned projection p (AFM only)", "--no-attention",
                    cli_help="FM-like uniform pooling (every pair weight 1) instead of attention"),
     Hyperparameter("n_threads", 0, Int(0, 4096), "OpenMP threads (0 = all cores)", "--threads", "N", core=True),
+    Hyperparameter("precision", "fp32", Choice(("fp32", "bf16")),
+                   "training arithmetic of the attention GEMMs: `\"fp32\"`, or `\"bf16\"` (bf16 inputs, float32 sums "
+                   "and weights; needs a CPU with AVX512_BF16, docs/model.md); the model predicts in float32 (AFM only)",
+                   "--precision", core=True,
+                   cli_help="training arithmetic of the attention GEMMs: fp32, or bf16 (bf16 inputs, float32 sums "
+                            "and weights; needs a CPU with AVX512_BF16)"),
     Hyperparameter("random_state", None, Seed(),
                    "seeds initialisation, shuffling and dropout; with a fixed seed and n_threads a fit is "
                    "bit-identical", "--seed", "N", cli_default=0,
@@ -434,12 +440,13 @@ class Signature:
 
 SIGNATURES = {
     # The regressors: their family's hyperparameters and the loss (squared, or logistic on rate targets).
-    "afm": Signature(_AFM + _EARLY_STOPPING + _FALLBACK + ("pretrain", "loss") + _FIELD_AWARE),
+    "afm": Signature(_AFM + _EARLY_STOPPING + _FALLBACK + ("pretrain", "loss") + _FIELD_AWARE + ("precision",)),
     # FM: no attention network (its own "auto" learning rates: AUTO_LEARNING_RATES).
     "fm": Signature(_COMMON + ("n_threads", "random_state", "verbose") + _EARLY_STOPPING + _FALLBACK + ("loss",)),
     # The classifiers: their family's hyperparameters, class_weight and negative_sampling_rate.
     "afm_classifier": Signature(_AFM + _EARLY_STOPPING + _FALLBACK + ("pretrain", "class_weight",
-                                                                    "negative_sampling_rate") + _FIELD_AWARE),
+                                                                    "negative_sampling_rate") + _FIELD_AWARE
+                                + ("precision",)),
     "fm_classifier": Signature(_COMMON + ("n_threads", "random_state", "verbose") + _EARLY_STOPPING + _FALLBACK
                                + ("class_weight", "negative_sampling_rate")),
     # FwFM: FM's hyperparameters and the fields (a per-feature setting, as HistGradientBoosting's

@@ -35,6 +35,10 @@ def make_config(settings: dict, seed: int = 0, epoch: int = 0) -> _core.TrainCon
     cfg.adam_beta1, cfg.adam_beta2, cfg.adam_eps = ADAM_BETA1, ADAM_BETA2, ADAM_EPS
     cfg.batch_size = int(settings["batch_size"])
     cfg.n_threads = int(settings["n_threads"])
+    cfg.bf16 = settings.get("precision", "fp32") == "bf16"
+    if cfg.bf16 and not _core.bf16_supported():
+        raise ValueError("precision='bf16' needs a CPU with AVX512_BF16 (the avx512_bf16 flag of /proc/cpuinfo: "
+                         "AMD Zen 4, Intel Sapphire Rapids or later); this CPU lacks it: use precision='fp32'")
     cfg.seed = int(seed)
     cfg.epoch = int(epoch)
     return cfg
