@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .strings import string_buffers
+
 FNV_OFFSET = np.uint64(0xCBF29CE484222325)
 FNV_PRIME = np.uint64(0x100000001B3)
 
@@ -17,24 +19,12 @@ FNV_PRIME = np.uint64(0x100000001B3)
 def fnv1a64(array) -> np.ndarray:
     """uint64 FNV-1a hashes of the values of a pyarrow string (or large_string) array; 0 where null (callers map
     nulls to the unknown id before using the hash)."""
-    import pyarrow as pa
-
-    if isinstance(array, pa.ChunkedArray):
-        array = array.combine_chunks() if array.num_chunks != 1 else array.chunk(0)
-    off_dtype: type
-    if pa.types.is_string(array.type):
-        off_dtype = np.int32
-    elif pa.types.is_large_string(array.type):
-        off_dtype = np.int64
-    else:
-        raise TypeError(f"fnv1a64 hashes string arrays, got {array.type}")
-    n = len(array)
+    offsets, data, _, _ = string_buffers(array)
+    n = offsets.shape[0] - 1
     out = np.full(n, FNV_OFFSET, dtype=np.uint64)
     if n == 0:
         return out
-    buffers = array.buffers()
-    offsets = np.frombuffer(buffers[1], dtype=off_dtype)[array.offset:array.offset + n + 1].astype(np.int64)
-    data = np.frombuffer(buffers[2], dtype=np.uint8) if buffers[2] is not None else np.zeros(0, np.uint8)
+    offsets = offsets.astype(np.int64)
     starts = offsets[:-1]
     lengths = np.diff(offsets)
     shortest = int(lengths.min())
