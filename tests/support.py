@@ -175,6 +175,14 @@ def assert_per_element(got, want, name, rtol=1e-3, atol_frac=2e-5, scale=None):
 _AFM_ONLY = ("attention_dim", "attention_l2", "attention")
 
 
+def write_libffm(path, X, y, fields) -> None:
+    """Rows of CSR X (values 1) and labels y as a libFFM file: `label field:feature:1 ...` a line."""
+    with open(path, "w") as fh:
+        for i in range(X.shape[0]):
+            ids = X.indices[X.indptr[i]:X.indptr[i + 1]]
+            fh.write(f"{int(y[i])} " + " ".join(f"{fields[j]}:{j}:1" for j in ids) + "\n")
+
+
 def small_model(cls=fastafm.AFMRegressor, **kw):
     """A small, fast, seeded estimator of `cls` (k = t = 8, 3 epochs, one thread, no early stopping unless asked
     for); FM classes drop the attention-only settings (so do FwFM classes)."""

@@ -101,7 +101,7 @@ def test_the_path_keeps_the_penalty_that_validates_best_and_stops_after_it():
     y = np.where(rng.random(2000) < 1 / (1 + np.exp(-(X @ rng.normal(size=200)))), 1.0, -1.0).astype(np.float32)
     rows = InMemoryRows(X[:1500].astype(np.float32), y[:1500])
     held = InMemoryEval(X[1500:].astype(np.float32), y[1500:])
-    stage, (best, score) = exact_linear.fit(rows, "logistic", LOGISTIC, held, "logloss", None, 0.0)
+    stage, (best, score) = exact_linear.fit(rows, LOGISTIC, held, "logloss", None, 0.0)
     scores = [r["eval_logloss"] for r in stage.history]
     assert best == int(np.argmin(scores)) and score == min(scores)
     assert stage.l2 == exact_linear.L2_PATH[best] == stage.history[best]["l2"]

@@ -7,6 +7,7 @@ import pytest
 import fastafm
 from fastafm import reference_field_afm as ref
 from fastafm.models.persistence import load_model
+from support import write_libffm
 
 MODES = ("weights", "logits", "both")
 
@@ -106,10 +107,7 @@ def test_cli_trains_field_aware_afm_from_libffm(tmp_path, capsys):
 
     X, y, fields = planted(600)
     path = tmp_path / "d.ffm"
-    with open(path, "w") as fh:
-        for i in range(X.shape[0]):
-            ids = X.indices[X.indptr[i]:X.indptr[i + 1]]
-            fh.write(f"{int(y[i])} " + " ".join(f"{fields[j]}:{j}:1" for j in ids) + "\n")
+    write_libffm(path, X, y, fields)
     model = tmp_path / "m.afm"
     assert main(["train", str(path), "--field-aware", "both", "--task", "classification", "--model", str(model),
                  "--epochs", "2", "--threads", "1", "--embedding-dim", "8", "--attention-dim", "8", "--quiet"]) == 0

@@ -8,6 +8,7 @@ import scipy.sparse as sp
 
 import fastafm
 from fastafm import reference_fwfm as ref
+from support import write_libffm
 
 
 def planted(n=3000, classification=True, seed=0):
@@ -205,10 +206,7 @@ def test_cli_trains_fwfm_from_libffm(tmp_path, capsys):
 
     X, y, fields = planted(600)
     path = tmp_path / "d.ffm"
-    with open(path, "w") as fh:
-        for i in range(X.shape[0]):
-            ids = X.indices[X.indptr[i]:X.indptr[i + 1]]
-            fh.write(f"{int(y[i])} " + " ".join(f"{fields[j]}:{j}:1" for j in ids) + "\n")
+    write_libffm(path, X, y, fields)
     model = tmp_path / "m.afm"
     assert main(["train", str(path), "--model-type", "fwfm", "--task", "classification", "--model", str(model),
                  "--epochs", "2", "--threads", "1", "--quiet"]) == 0

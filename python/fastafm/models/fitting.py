@@ -296,5 +296,5 @@ def _exact_linear(objective, verbose, rows, labels, evaluation, metric, target_s
     total, weight = target_sums
     if verbose:
         print("fitting the linear model exactly (its L2 chosen on the validation rows)", flush=True)
-    return exact_linear.fit(rows, objective.core_loss, objective, evaluation, metric, labels.get("label_range"),
+    return exact_linear.fit(rows, objective, evaluation, metric, labels.get("label_range"),
                             objective.initial_bias(total / weight))

@@ -161,10 +161,12 @@ class Problem:
         return p
 
 
-def fit(rows, loss: str, objective, evaluation, metric: str, label_range, initial_bias: float) -> tuple:
+def fit(rows, objective, evaluation, metric: str, label_range, initial_bias: float) -> tuple:
     """(LinearStage, (best index or None, best score)) over L2_PATH for the in-memory `rows`
-    (fastafm.training.rows.InMemoryRows), scored by `metric` on `evaluation` as the epochs are."""
-    problem = Problem(rows.csr.astype(np.float64), rows.targets.astype(np.float64), rows.weights, loss)
+    (fastafm.training.rows.InMemoryRows) with the loss the `objective` trains (its core_loss), scored by
+    `metric` on `evaluation` as the epochs are."""
+    problem = Problem(rows.csr.astype(np.float64), rows.targets.astype(np.float64), rows.weights,
+                      objective.core_loss)
     n_features = problem.X.shape[1]
     theta = np.zeros(n_features + 1)
     theta[0] = initial_bias
@@ -173,7 +175,6 @@ def fit(rows, loss: str, objective, evaluation, metric: str, label_range, initia
     best_theta, since = theta, 0
     for i, l2 in enumerate(L2_PATH):
         theta = problem.solve(l2, theta)
-
         kept = theta.astype(np.float32).astype(np.float64)  # scored as the model that keeps it predicts
 
         def score(indptr, indices, values, kept=kept):
