@@ -75,7 +75,7 @@ def test_logistic_solutions_equal_scikit_learns(weighted, l2):
     y = (rng.random(400) < 1 / (1 + np.exp(-(X @ rng.normal(size=40))))).astype(int)
     s = rng.random(400) * 2 if weighted else np.ones(400)
     problem = exact_linear.Problem(X, np.where(y > 0, 1.0, -1.0), s if weighted else None, "logistic")
-    theta = problem.solve(l2, np.zeros(41))
+    theta = problem.solve(l2, np.zeros(41), tol=1e-16)
     ref = sklearn_linear.LogisticRegression(C=1.0 / (l2 * s.sum()), tol=1e-12, max_iter=100000)
     ref.fit(X, y, sample_weight=s)
     np.testing.assert_allclose(theta[1:], ref.coef_[0], atol=1e-5)
@@ -89,10 +89,27 @@ def test_squared_solutions_equal_ridge(weighted):
     X = sparse_rows(rng, n_rows=300)
     t = X @ rng.normal(size=40) + 0.5 + 0.1 * rng.normal(size=300)
     s = rng.random(300) * 2 if weighted else np.ones(300)
-    theta = exact_linear.Problem(X, t, s if weighted else None, "squared").solve(1e-2, np.zeros(41))
+    theta = exact_linear.Problem(X, t, s if weighted else None, "squared").solve(1e-2, np.zeros(41), tol=1e-16)
     ref = sklearn_linear.Ridge(alpha=1e-2 * s.sum(), tol=1e-12, solver="lsqr").fit(X.toarray(), t, sample_weight=s)
     np.testing.assert_allclose(theta[1:], ref.coef_, atol=1e-5)
     assert theta[0] == pytest.approx(ref.intercept_, abs=1e-5)
+
+
+@pytest.mark.parametrize("loss", ["logistic", "squared"])
+def test_the_default_tolerance_ends_within_it_of_the_minimum(loss):
+    """The Newton decrement bounds twice the gap to the minimum: the default stop leaves the objective within
+    DECREMENT_TOL of the tightly solved one, from a cold start and from a neighbouring penalty's solution."""
+    rng = np.random.default_rng(17 if loss == "logistic" else 18)
+    X = sparse_rows(rng, n_rows=600)
+    z = X @ rng.normal(size=40)
+    t = np.where(rng.random(600) < 1 / (1 + np.exp(-z)), 1.0, -1.0) if loss == "logistic" else z + rng.normal(size=600)
+    problem = exact_linear.Problem(X, t, None, loss)
+    warm = problem.solve(1e-2, np.zeros(41))
+    for start in (np.zeros(41), warm):
+        loose = problem.solve(1e-3, start)
+        value = problem.value_and_grad(loose)[0]
+        exact = problem.value_and_grad(problem.solve(1e-3, start, tol=1e-16))[0]
+        assert exact <= value + 1e-15 and value - exact <= exact_linear.DECREMENT_TOL
 
 
 def test_the_path_keeps_the_penalty_that_validates_best_and_stops_after_it():
@@ -108,10 +125,13 @@ def test_the_path_keeps_the_penalty_that_validates_best_and_stops_after_it():
     # every penalty up to the best, then PATIENCE that do not improve (unless the path ran out)
     assert len(stage.history) == min(best + 1 + exact_linear.PATIENCE, len(exact_linear.L2_PATH))
     assert [r["l2"] for r in stage.history] == list(exact_linear.L2_PATH[:len(stage.history)])
-    # the kept parameters are the solution at that penalty, and the score is theirs (as the model predicts)
-    theta = exact_linear.Problem(X[:1500].astype(np.float64), y[:1500].astype(np.float64), None, "logistic")
-    expected = theta.solve(stage.l2, np.zeros(201))
-    np.testing.assert_allclose(stage.params["w"], expected[1:], atol=1e-4)
+    # the kept parameters solve that penalty's problem to the default tolerance (the objective within it of the
+    # exact minimum), and the score is theirs (as the model predicts)
+    problem = exact_linear.Problem(X[:1500].astype(np.float64), y[:1500].astype(np.float64), None, "logistic")
+    problem.l2 = stage.l2
+    exact = problem.value_and_grad(problem.solve(stage.l2, np.zeros(201), tol=1e-16))[0]
+    kept = np.concatenate([stage.params["w0"], stage.params["w"]]).astype(np.float64)
+    assert exact <= problem.value_and_grad(kept)[0] <= exact + exact_linear.DECREMENT_TOL
     z = stage.params["w0"].astype(np.float64) + X[1500:] @ stage.params["w"].astype(np.float64)
     assert score == pytest.approx(fastafm.metrics.log_loss((y[1500:] > 0).astype(int), 1 / (1 + np.exp(-z))),
                                   rel=1e-9)

@@ -96,8 +96,9 @@ def test_the_linear_model_is_kept_when_it_validates_better(seed, tmp_path):
     p = params(exact)
     assert not np.any(p["V"])
     lr = logistic_regression(*held_part(X, y, seed=KW["random_state"]), chosen)
-    np.testing.assert_allclose(p["w"], lr.coef_[0], atol=2e-4)
-    np.testing.assert_allclose(p["w0"], lr.intercept_, atol=2e-4)
+    # to the solver's stop (the objective within exact_linear.DECREMENT_TOL of its minimum: weights to ~1e-3)
+    np.testing.assert_allclose(p["w"], lr.coef_[0], atol=1e-3)
+    np.testing.assert_allclose(p["w0"], lr.intercept_, atol=1e-3)
 
 
 def held_part(X, y, seed, fraction=0.1):

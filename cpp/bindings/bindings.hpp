@@ -11,6 +11,7 @@ void bind_predict(pybind11::module_& mod);   // predict.cpp: predict, pair_atten
 void bind_serving(pybind11::module_& mod);  // serving.cpp: Predictor (the serving loop's)
 void bind_libfm(pybind11::module_& mod);     // libfm.cpp: the libFM parser
 void bind_rawlog(pybind11::module_& mod);    // rawlog.cpp: FNV-1a and ValueTable of the raw-log pipeline
+void bind_linear(pybind11::module_& mod);    // linear.cpp: LinearRows, the exact linear stage's products
 void bind_testing(pybind11::module_& mod);   // testing.cpp: hooks for tests, benchmarks and fuzzers only
 
 }  // namespace afm::binding

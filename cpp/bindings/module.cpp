@@ -17,6 +17,7 @@ PYBIND11_MODULE(_core, mod) {
     afm::binding::bind_serving(mod);
     afm::binding::bind_libfm(mod);
     afm::binding::bind_rawlog(mod);
+    afm::binding::bind_linear(mod);
     // Not part of the package's interface: fastafm never imports it (tests/test_stubs.py checks).
     py::module_ testing = mod.def_submodule(
         "_testing", "Hooks for tests, benchmarks and fuzzers only: a training epoch on a fresh trainer, one batch's\n"

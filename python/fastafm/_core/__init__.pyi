@@ -8,7 +8,7 @@ import numpy.typing
 import typing
 import typing_extensions
 from . import _testing
-__all__: list[str] = ['Loss', 'Optimizer', 'Predictor', 'TrainConfig', 'Trainer', 'ValueTable', 'active_isa', 'bf16_supported', 'fnv1a64_strings', 'kernel_isa', 'openmp_enabled', 'optimizer_slots', 'pair_attention', 'pairs_major_from', 'parse_libfm_buffer', 'parse_libfm_file', 'predict', 'resolve_threads', 'scratch_bytes', 'select_isa', 'supported_isas']
+__all__: list[str] = ['LinearRows', 'Loss', 'Optimizer', 'Predictor', 'TrainConfig', 'Trainer', 'ValueTable', 'active_isa', 'bf16_supported', 'fnv1a64_strings', 'kernel_isa', 'openmp_enabled', 'optimizer_slots', 'pair_attention', 'pairs_major_from', 'parse_libfm_buffer', 'parse_libfm_file', 'predict', 'resolve_threads', 'scratch_bytes', 'select_isa', 'supported_isas']
 class Loss:
     """
     Members:
@@ -258,6 +258,22 @@ class ValueTable:
         """
         (offsets int64 of len + 1 entries, bytes uint8): the values by id, as Arrow's large_string buffers.
         """
+class LinearRows:
+    """
+    CSR rows (indptr int64, indices int32, values float32) checked once, for the exact linear stage's Hessian-vector products.
+    """
+    def __init__(self, indptr: numpy.ndarray, indices: numpy.ndarray, values: numpy.ndarray, n_features: typing.SupportsInt | typing.SupportsIndex, n_threads: typing.SupportsInt | typing.SupportsIndex = 0) -> None:
+        ...
+    def hessian_product(self, v: numpy.ndarray, v0: typing.SupportsFloat | typing.SupportsIndex, c: numpy.ndarray, out: numpy.ndarray) -> float:
+        """
+        out[:] = X^T (c * (X v + v0)) (float64); returns sum(c * (X v + v0)), the bias entry.
+        """
+    @property
+    def n_features(self) -> int:
+        ...
+    @property
+    def n_rows(self) -> int:
+        ...
 def active_isa() -> str:
     """
     The instruction set the kernels use now (avx512, avx2 or baseline).
