@@ -3,7 +3,7 @@
     OPENBLAS_NUM_THREADS=1 python bench/linear_fallback_cost.py --data ../shared/data --rounds 2
 
 One thread for fastafm (n_threads=1), the rows of bench/peer_table.py (seed 0: the logs' training rows less a
-stratified 10% as the eval_set; the synthetic sets' own splits). CPU seconds of the process (time.process_time)
+stratified 10% as the eval_set; the synthetic sets' own splits), AFM and FwFM given the sets' fields as there. CPU seconds of the process (time.process_time)
 are less sensitive to other jobs on the machine than the wall clock, which is printed too; the ratio is the
 median over rounds, the two fits alternating within each round.
 """
@@ -26,7 +26,7 @@ import fastafm  # noqa: E402
 
 def timed_fit(cls, split, fallback: bool) -> tuple:
     model = getattr(fastafm, cls)(random_state=0, n_threads=1, linear_fallback=fallback,
-                                  **({"fields": split.fields} if cls.startswith("FwFM") else {}))
+                                  **({"fields": split.fields} if cls.startswith(("FwFM", "AFM")) else {}))
     cpu, wall = time.process_time(), time.perf_counter()
     model.fit(split.train[0], split.train[1], eval_set=split.valid[:2])
     return time.process_time() - cpu, time.perf_counter() - wall, model.best_epoch_

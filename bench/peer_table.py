@@ -10,7 +10,8 @@ stratified 10% of the training rows is the validation part, the rest is trained 
 bench/tuning_data.py (synth-tag: the tag-click log's shape; synth-3f; their own train/valid/test). Per seed:
 
 * fastafm AFM, FwFM and FM at their defaults (`--fastafm NAME=CLASS:JSON` replaces them with configurations,
-  `--field-aware` adds AFM's field-aware ones, each given the set's fields), fitted on the
+  `--field-aware` adds AFM's field-aware ones; every AFM and FwFM is given the set's fields, as a user of
+  FieldEncoder or libFFM files has them: AFMClassifier's default field_aware="auto" then uses them), fitted on the
   training part with the validation part as `eval_set` (what `fit(X, y)` does with its own 10% hold-out);
 * LogisticRegression on the same one-hot rows, C from 0.01, 0.1, 1, 10 chosen on the validation part;
 * HistGradientBoostingClassifier on one column per field (the field's id as a category where the field has at
@@ -114,8 +115,8 @@ def _scores(name, split, p, seconds, extra=None) -> dict:
 def fastafm_run(name, cls_name, params, split, seed) -> dict:
     cls = getattr(fastafm, cls_name)
     kw = dict(params, random_state=seed, n_threads=1)
-    if cls_name.startswith("FwFM") or kw.get("field_aware") is not None:
-        kw.setdefault("fields", split.fields)
+    if cls_name.startswith(("FwFM", "AFM")):  # the fields a user has (FieldEncoder().fields_, a libFFM file's):
+        kw.setdefault("fields", split.fields)  # FwFM's, and AFMClassifier's field_aware="auto" default's
     start = time.perf_counter()
     model = cls(**kw).fit(split.train[0], split.train[1], eval_set=split.valid[:2])
     return _scores(name, split, model.predict_proba(split.test[0])[:, 1], time.perf_counter() - start,

@@ -297,7 +297,8 @@ def _cmd_train(args) -> int:
 
 
 def _train(args, model, stream) -> int:
-    fielded = args.model_type == "fwfm" or getattr(model, "field_aware", None) is not None
+    # field_aware "auto" takes the fields where the input carries them (a raw log's cache), reads libFM otherwise
+    fielded = args.model_type == "fwfm" or getattr(model, "field_aware", None) not in (None, "auto")
     if fielded and not is_raw_cache(args.train):  # a raw log's cache carries its fields
         X, y, fields, eval_set = _train_ffm(args, model)
         model.set_params(fields=fields)

@@ -55,8 +55,13 @@ class _AFM(_Fitting):
     def _field_term(self, name: str, attr: str):
         params = self._fitted_state().params
         if name not in params:
-            raise AttributeError(f"{attr}: this model's field_aware={self.field_aware!r} has no {name}")
+            raise AttributeError(f"{attr}: this model's field_aware_={self.field_aware_!r} has no {name}")
         return params[name]
+
+    field_aware_ = property(lambda self: _registry.kind(type(self)).field_aware(
+                                {"field_aware": self.field_aware}, self._fitted_state().fields is not None),
+                            doc="The field_aware mode the fitted model has: `field_aware` with \"auto\" resolved "
+                                "(\"both\" when the fit knew the fields, else None).")
 
     field_weights_ = property(lambda self: self._field_term("R", "field_weights_"),
                               doc="field_aware 'weights' or 'both': the learned weights r of the field pairs on "
@@ -327,6 +332,12 @@ class AFMClassifier(_Classification, ClassifierMixin, _AFM):
         weights and the others 1 (a label that is not a class is a ValueError). `partial_fit` takes a dict,
         not "balanced". From a CacheFile the class weights multiply the cache's stored weights ("balanced"
         counts the classes over the whole cache).
+    field_aware : "auto", "weights", "logits", "both" or None, default "auto"
+        Field-pair terms (docs/model.md, "Field-aware AFM"); `fields` gives the field of every feature.
+        "auto": "both" where the fields are known (`fields` given, or a raw log's cache, which carries them),
+        None otherwise; the mode a fitted model has is `field_aware_`. The classifier's default because
+        "both" won or tied on every classification tuning set (docs/accuracy.md, "Field-aware AFM by
+        default"); AFMRegressor's default stays None (worse on Frappe's regression).
     """
 
     def __init__(
@@ -355,7 +366,7 @@ class AFMClassifier(_Classification, ClassifierMixin, _AFM):
         pretrain="fm",
         class_weight=None,
         negative_sampling_rate=1.0,
-        field_aware=None,
+        field_aware="auto",
         fields=None,
         precision="fp32",
     ):

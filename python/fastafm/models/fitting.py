@@ -101,7 +101,7 @@ class _Fitting(_Base):
         if linear is None and stopping and trained and values.get("linear_fallback") and \
                 exact_linear.applies(rows, evaluation):
             linear = _exact_linear(self._objective, self.verbose, rows, labels, evaluation, metric,
-                                   target_sums)
+                                   target_sums, self._threads())
         if linear is not None and stopping:
             best = keep_the_better(state, linear, best, metric, self.verbose)
         if "pretrain" in values:
@@ -137,7 +137,8 @@ class _Fitting(_Base):
         Rows in memory with validation rows: solved exactly, its L2 chosen on those rows
         (fastafm.training.exact_linear); otherwise the SGD stage (an FM with V = 0, `_pretrain_fm`)."""
         if exact_linear.applies(rows, evaluation):
-            return _exact_linear(self._objective, self.verbose, rows, labels, evaluation, metric, target_sums)
+            return _exact_linear(self._objective, self.verbose, rows, labels, evaluation, metric, target_sums,
+                                 self._threads())
         return self._pretrain_fm(kind, values, rows, n_features, labels, evaluation, stopping, metric, row_nnz,
                                  target_sums, stage="linear")
 
@@ -285,16 +286,16 @@ def _raw_log_facts(kind, values: dict, X) -> tuple:
     cache = as_cache(X)
     if cache is None or not cache.has_encoding:
         return values, None
-    if kind.field_params(values) and values.get("fields") is None:
+    if kind.takes_fields(values) and values.get("fields") is None:
         values = {**values, "fields": cache.read_fields()}
     return values, cache.read_encoding()
 
 
-def _exact_linear(objective, verbose, rows, labels, evaluation, metric, target_sums) -> tuple:
+def _exact_linear(objective, verbose, rows, labels, evaluation, metric, target_sums, n_threads: int) -> tuple:
     """The linear model w0 + w.x solved exactly, its L2 chosen on the evaluation rows: (its LinearStage,
     (best index, best score)) (fastafm.training.exact_linear)."""
     total, weight = target_sums
     if verbose:
         print("fitting the linear model exactly (its L2 chosen on the validation rows)", flush=True)
     return exact_linear.fit(rows, objective, evaluation, metric, labels.get("label_range"),
-                            objective.initial_bias(total / weight))
+                            objective.initial_bias(total / weight), n_threads)

@@ -382,13 +382,15 @@ TABLE: tuple = (
                    "the field of every feature (an array of length n_features, a dict or (start, stop) id ranges: "
                    "`FieldEncoder().fields_`, `load_libffm`'s third output); None: one field (FwFM), none "
                    "(AFM: field_aware then needs them, or a raw log's cache, which carries them)"),
-    Hyperparameter("field_aware", None, OptionalChoice(("weights", "logits", "both")),
+    Hyperparameter("field_aware", None, OptionalChoice(("weights", "logits", "both", "auto")),
                    "field-pair terms in AFM (docs/model.md): `\"weights\"` a learned weight r per pair of fields "
                    "on the pooled pairs, `\"logits\"` a learned term s per pair of fields in the attention "
-                   "logits, `\"both\"`; needs `fields` (or a raw log's cache) and attention; None: neither "
+                   "logits, `\"both\"`; needs `fields` (or a raw log's cache) and attention; None: neither; "
+                   "`\"auto\"` (AFMClassifier's default): `\"both\"` where the fields are known, else None "
                    "(AFM only)",
-                   "--field-aware", "{weights,logits,both,none}", cli_help="field-pair terms in AFM: weights (r on the pooled pairs), logits (s "
-                   "in the attention logits), both, or none; needs the fields (libFFM TRAIN or a raw log's cache)"),
+                   "--field-aware", "{weights,logits,both,auto,none}", cli_help="field-pair terms in AFM: weights (r on the pooled pairs), logits "
+                   "(s in the attention logits), both, auto (both where the fields are known: a raw log's "
+                   "cache; the classifier's default), or none; weights, logits and both read TRAIN as libFFM"),
     Hyperparameter("sync_rows", 16384, Int(1), "rows each worker trains between synchronisations (Dask only)"),
     Hyperparameter("combine", "average", Choice(("sum", "average")),
                    "how the workers' updates are combined (Dask only)"),
@@ -444,9 +446,11 @@ SIGNATURES = {
     # FM: no attention network (its own "auto" learning rates: AUTO_LEARNING_RATES).
     "fm": Signature(_COMMON + ("n_threads", "random_state", "verbose") + _EARLY_STOPPING + _FALLBACK + ("loss",)),
     # The classifiers: their family's hyperparameters, class_weight and negative_sampling_rate.
+    # field_aware "auto": field-pair terms where the fields are known (docs/accuracy.md: they won or tied on
+    # every classification set; Frappe's regression got worse, so the regressor's default stays None).
     "afm_classifier": Signature(_AFM + _EARLY_STOPPING + _FALLBACK + ("pretrain", "class_weight",
                                                                     "negative_sampling_rate") + _FIELD_AWARE
-                                + ("precision",)),
+                                + ("precision",), {"field_aware": "auto"}),
     "fm_classifier": Signature(_COMMON + ("n_threads", "random_state", "verbose") + _EARLY_STOPPING + _FALLBACK
                                + ("class_weight", "negative_sampling_rate")),
     # FwFM: FM's hyperparameters and the fields (a per-feature setting, as HistGradientBoosting's
@@ -578,6 +582,9 @@ def _default_text(name: str) -> str:
     text = f"`{text}`" if isinstance(BY_NAME[name].default, str) else text
     if name in fm.names and fm.default(name) != afm.default(name):
         text += f" (FM: {fm.default(name)})"
+    classifier = SIGNATURES["afm_classifier"]
+    if name in classifier.names and classifier.default(name) != afm.default(name):
+        text += " (AFMClassifier: " + repr(classifier.default(name)).replace("'", '"') + ")"
     return text
 
 

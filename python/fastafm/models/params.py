@@ -18,6 +18,19 @@ FIELD_INIT = {FWFM_PARAM: FWFM_R_INIT, FIELD_LOGITS_PARAM: 0.0}
 #: AFM's field_aware modes -> the field-pair parameters each adds.
 FIELD_AWARE_PARAMS = {None: (), "weights": (FWFM_PARAM,), "logits": (FIELD_LOGITS_PARAM,),
                       "both": (FWFM_PARAM, FIELD_LOGITS_PARAM)}
+#: field_aware="auto" (AFMClassifier's default): this mode where the fields are known (fields=, or a raw log's
+#: cache), None where they are not. "both" won or tied on the six classification sets (docs/accuracy.md,
+#: "Field-aware AFM by default"); FIELD_AWARE_AUTO is not a key of FIELD_AWARE_PARAMS: it is resolved first.
+FIELD_AWARE_AUTO = "auto"
+FIELD_AWARE_WHEN_FIELDS_KNOWN = "both"
+
+
+def resolved_field_aware(mode, fields_known: bool):
+    """The field_aware mode a model of this setting has: "auto" resolved by whether its fields are known (and
+    its pooling is attention: the caller's part)."""
+    if mode == FIELD_AWARE_AUTO:
+        return FIELD_AWARE_WHEN_FIELDS_KNOWN if fields_known else None
+    return mode
 
 #: Initial value of every Adagrad accumulator (the authors' ``initial_accumulator_value``).
 ADAGRAD_INITIAL_ACCUMULATOR = 1e-8

@@ -91,13 +91,14 @@ FIELDS_KEY = "fields"  # FwFM: the field array, int32
 ENCODING_KEY = "encoding"  # a raw log's encoding, UTF-8 JSON bytes (any model class, optional)
 
 
-def _param_names(kind, hyperparameters, where: str) -> tuple:
+def _param_names(kind, hyperparameters, where: str, has_fields: bool) -> tuple:
     """The parameters a file of this class and these hyperparameters holds: AFM's seven, and FwFM's R or field-aware
-    AFM's R and/or S (field_aware; files from before it have none)."""
+    AFM's R and/or S (field_aware; files from before it have none; "auto": those of "both" when the file holds
+    the fields, none otherwise)."""
     hp = hyperparameters if isinstance(hyperparameters, dict) else {}
-    _check(kind.family != "afm" or hp.get("field_aware") in FIELD_AWARE_PARAMS, where,
-           f"invalid hyperparameters (field_aware {hp.get('field_aware')!r})")
-    return PARAM_NAMES + kind.field_params(hp)
+    _check(kind.family != "afm" or hp.get("field_aware") in FIELD_AWARE_PARAMS or hp.get("field_aware") == "auto",
+           where, f"invalid hyperparameters (field_aware {hp.get('field_aware')!r})")
+    return PARAM_NAMES + kind.field_params(hp, has_fields)
 
 
 def _jsonable(value):
@@ -405,7 +406,7 @@ def _load(fh, where: str):
         if isinstance(meta.get("hyperparameters"), dict):
             meta["hyperparameters"] = _upgrade_hyperparameters(meta["hyperparameters"], kind)
         optimizer = _optimizer_of(meta, kind, version, where)
-        param_names = _param_names(kind, meta.get("hyperparameters"), where)
+        param_names = _param_names(kind, meta.get("hyperparameters"), where, FIELDS_KEY in by_key)
         keys = array_keys(version, optimizer, param_names)
         field_keys = (FIELDS_KEY,) if len(param_names) > len(PARAM_NAMES) else ()
         extra = sorted(set(by_key) - {"meta", *keys, *field_keys, ENCODING_KEY})

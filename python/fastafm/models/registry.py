@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..data.fields import field_array, n_fields_of
-from .params import FIELD_AWARE_PARAMS, FWFM_PARAM
+from .params import FIELD_AWARE_PARAMS, FWFM_PARAM, resolved_field_aware
 from ..objectives import REGRESSION_LOSSES, objective
 from .hyperparams import SIGNATURES
 from ..training.state import ModelSpec, TrainingState
@@ -56,11 +56,26 @@ class Kind:
             return objective(REGRESSION_LOSSES[hyperparameters["loss"]])
         return self.objective
 
-    def field_params(self, hyperparameters: dict) -> tuple:
+    def field_aware(self, hyperparameters: dict, fields_known: bool = False):
+        """AFM's field_aware mode with "auto" resolved: by the `fields` hyperparameter, or `fields_known` (a
+        cache's or a model file's fields, a fitted state's field array), and attention; None for the other
+        families."""
+        if self.family != "afm":
+            return None
+        known = fields_known or hyperparameters.get("fields") is not None
+        # "auto" leaves uniform pooling (attention=False) plain: its field-pair weights are FwFM's
+        return resolved_field_aware(hyperparameters.get("field_aware"),
+                                    known and bool(hyperparameters.get("attention", True)))
+
+    def takes_fields(self, hyperparameters: dict) -> bool:
+        """Whether a fit reads the fields a cache carries: FwFM, and AFM with field_aware set ("auto" too)."""
+        return self.family == "fwfm" or (self.family == "afm" and hyperparameters.get("field_aware") is not None)
+
+    def field_params(self, hyperparameters: dict, fields_known: bool = False) -> tuple:
         """The field-pair parameters: FwFM's R, field-aware AFM's R and/or S (field_aware), none otherwise."""
         if self.family == "fwfm":
             return (FWFM_PARAM,)
-        return FIELD_AWARE_PARAMS[hyperparameters.get("field_aware")] if self.family == "afm" else ()
+        return FIELD_AWARE_PARAMS[self.field_aware(hyperparameters, fields_known)] if self.family == "afm" else ()
 
     def fields(self, hyperparameters: dict, n_features: int):
         """FwFM: the field of every feature (int32), from the `fields` hyperparameter (None: one field);
@@ -69,7 +84,7 @@ class Kind:
             return None
         given = hyperparameters.get("fields")
         if self.family == "afm":
-            mode = hyperparameters.get("field_aware")
+            mode = self.field_aware(hyperparameters)
             if not hyperparameters.get("attention", True):
                 raise ValueError(f"field_aware={mode!r} acts on the attention: it needs attention=True (for "
                                  "uniform pooling with field-pair weights use FwFMRegressor/FwFMClassifier)")
@@ -84,7 +99,7 @@ class Kind:
     def spec(self, hyperparameters: dict, n_features: int, fields=None) -> ModelSpec:
         """The model spec; FwFM's n_fields from `fields` (its field array) or, when None, the hyperparameter."""
         v = self.values(hyperparameters)
-        field_params = self.field_params(v)
+        field_params = self.field_params(v, fields is not None)
         if field_params and fields is None:
             fields = self.fields(hyperparameters, n_features)
         n_fields = n_fields_of(fields) if fields is not None and field_params else 0
