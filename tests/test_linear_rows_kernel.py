@@ -91,3 +91,65 @@ def test_bad_input_is_refused_with_the_argument_named():
         _core.LinearRows(X.indptr.astype(np.int64), X.indices.astype(np.int32), X.data.astype(np.float32), 10, -1)
     with pytest.raises(TypeError, match="indptr must have dtype"):
         _core.LinearRows(X.indptr.astype(np.int32), X.indices.astype(np.int32), X.data.astype(np.float32), 10, 1)
+
+
+def cg_reference(problem, grad, inv_diag, tol, max_iter):
+    """Jacobi-preconditioned CG in NumPy float64 on the problem's hessp (the Newton step's first version)."""
+    p, r = np.zeros_like(grad), -grad
+    z = inv_diag * r
+    d, rz, products = z.copy(), r @ z, 0
+    while products < max_iter:
+        hd = problem.hessp(d)
+        products += 1
+        curvature = d @ hd
+        if curvature <= 0:
+            break
+        alpha = rz / curvature
+        p, r = p + alpha * d, r - alpha * hd
+        if np.sqrt(r @ r) <= tol:
+            break
+        z = inv_diag * r
+        rz_next = r @ z
+        d, rz = z + (rz_next / rz) * d, rz_next
+    return p, products
+
+
+@pytest.mark.parametrize("loss", ["logistic", "squared"])
+@pytest.mark.parametrize("max_iter, relative_tol", [(0, 0.1), (1, 0.1), (3, 0.0), (25, 1e-3), (200, 1e-10)])
+@pytest.mark.parametrize("n_threads", [1, 2])
+def test_the_conjugate_gradient_step_equals_the_numpy_loop(loss, max_iter, relative_tol, n_threads):
+    from fastafm.training import exact_linear
+
+    rng = np.random.default_rng([max_iter, n_threads, loss == "logistic"])
+    X = rows_of(rng, rng.integers(0, 9, 9000), 60, repeat=True)  # empty rows, repeats, 2 threads' worth of rows
+    z = X @ rng.normal(size=60)
+    t = np.where(rng.random(X.shape[0]) < 1 / (1 + np.exp(-z)), 1.0, -1.0) if loss == "logistic" else z
+    problem = exact_linear.Problem(X, t, rng.random(X.shape[0]) + 0.5, loss, n_threads)
+    problem.l2 = 1e-3
+    _, grad = problem.value_and_grad(rng.normal(size=61) * 0.3)
+    inv_diag = 1.0 / problem.diagonal()
+    tol = relative_tol * np.sqrt(grad @ grad)
+    p = np.full(61, np.nan)  # written whole
+    products = problem.rows.conjugate_gradient(problem._curvature, problem.l2, inv_diag, grad, tol, max_iter, p)
+    expected, expected_products = cg_reference(problem, grad, inv_diag, tol, max_iter)
+    assert products == expected_products
+    np.testing.assert_allclose(p, expected, rtol=1e-9, atol=1e-12)
+    if max_iter == 200:  # solved: H p = -grad
+        np.testing.assert_allclose(problem.hessp(p), -grad, atol=1e-8 * np.abs(grad).max())
+
+
+def test_the_conjugate_gradient_checks_its_arguments():
+    rng = np.random.default_rng(6)
+    X = rows_of(rng, [2, 3, 1], 10)
+    rows = linear_rows(X, 1)
+    c, d, g, p = np.ones(3), np.ones(11), np.ones(11), np.zeros(11)
+    with pytest.raises(ValueError, match="inv_diag has shape"):
+        rows.conjugate_gradient(c, 0.1, np.ones(10), g, 1e-3, 5, p)
+    with pytest.raises(ValueError, match="p has shape"):
+        rows.conjugate_gradient(c, 0.1, d, g, 1e-3, 5, np.zeros(10))
+    with pytest.raises(ValueError, match="max_iter"):
+        rows.conjugate_gradient(c, 0.1, d, g, 1e-3, -1, p)
+    with pytest.raises(ValueError, match="l2"):
+        rows.conjugate_gradient(c, float("nan"), d, g, 1e-3, 5, p)
+    with pytest.raises(ValueError, match="share memory|alias"):
+        rows.conjugate_gradient(c, 0.1, d, p, 1e-3, 5, p)

@@ -3,6 +3,7 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include <cmath>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -58,7 +59,31 @@ void bind_linear(py::module_& mod) {
                 return afm::csr_hessian_product(r.X, r.n_features, pv, v0, pc, po, r.n_threads);
             },
             "v"_a, "v0"_a, "c"_a, "out"_a,
-            "out[:] = X^T (c * (X v + v0)) (float64); returns sum(c * (X v + v0)), the bias entry.");
+            "out[:] = X^T (c * (X v + v0)) (float64); returns sum(c * (X v + v0)), the bias entry.")
+        .def(
+            "conjugate_gradient",
+            [](const LinearRows& r, const py::array& c, double l2, const py::array& inv_diag, const py::array& grad,
+               double tol, int max_iter, const py::array& p) {
+                const int64_t n = r.n_features + 1;
+                const double* pc = checked<double>(c, "c", {r.X.n_rows});
+                const double* pd = checked<double>(inv_diag, "inv_diag", {n});
+                const double* pg = checked<double>(grad, "grad", {n});
+                double* pp = checked<double>(p, "p", {n}, true);
+                if (max_iter < 0) throw py::value_error("max_iter must be >= 0");
+                if (!(l2 >= 0.0) || !std::isfinite(l2)) throw py::value_error("l2 must be finite and >= 0");
+                Viewed viewed;
+                viewed.add(c, "c", false);
+                viewed.add(inv_diag, "inv_diag", false);
+                viewed.add(grad, "grad", false);
+                viewed.add(p, "p", true);
+                viewed.check_no_aliasing(&r.viewed);
+                py::gil_scoped_release nogil;
+                return afm::conjugate_gradient(r.X, r.n_features, pc, l2, pd, pg, tol, max_iter, pp, r.n_threads);
+            },
+            "c"_a, "l2"_a, "inv_diag"_a, "grad"_a, "tol"_a, "max_iter"_a, "p"_a,
+            "p[:] ~ -H^-1 grad by preconditioned conjugate gradients, H (v0, v) = (sum(u), X^T u + l2 v) with "
+            "u = c * (X v + v0), the bias first; stops after max_iter products, at residual norm <= tol or at "
+            "non-positive curvature. Returns the products taken.");
 }
 
 }  // namespace afm::binding

@@ -2,6 +2,7 @@
 #include "afm/sparse_linear.hpp"
 
 #include <algorithm>
+#include <cmath>
 #include <vector>
 
 namespace afm {
@@ -48,6 +49,49 @@ double csr_hessian_product(const CsrView& X, int64_t n_cols, const double* AFM_R
     double total = 0.0;
     for (double b : bias) total += b;
     return total;
+}
+
+namespace {
+
+double dot(const std::vector<double>& a, const std::vector<double>& b) {
+    double s = 0.0;
+    for (size_t i = 0; i < a.size(); ++i) s += a[i] * b[i];
+    return s;
+}
+
+}  // namespace
+
+int conjugate_gradient(const CsrView& X, int64_t n_cols, const double* c, double l2, const double* inv_diag,
+                       const double* grad, double tol, int max_iter, double* p, int n_threads) {
+    const size_t n = static_cast<size_t>(n_cols) + 1;  // the bias, then w
+    std::vector<double> r(n), z(n), d(n), hd(n);
+    for (size_t i = 0; i < n; ++i) {
+        p[i] = 0.0;
+        r[i] = -grad[i];
+        z[i] = inv_diag[i] * r[i];
+    }
+    d = z;
+    double rz = dot(r, z);
+    int products = 0;
+    while (products < max_iter) {
+        hd[0] = csr_hessian_product(X, n_cols, d.data() + 1, d[0], c, hd.data() + 1, n_threads);
+        ++products;
+        for (size_t i = 1; i < n; ++i) hd[i] += l2 * d[i];
+        const double curvature = dot(d, hd);
+        if (!(curvature > 0.0)) break;
+        const double alpha = rz / curvature;
+        for (size_t i = 0; i < n; ++i) {
+            p[i] += alpha * d[i];
+            r[i] -= alpha * hd[i];
+        }
+        if (std::sqrt(dot(r, r)) <= tol) break;
+        for (size_t i = 0; i < n; ++i) z[i] = inv_diag[i] * r[i];
+        const double rz_next = dot(r, z);
+        const double beta = rz_next / rz;
+        for (size_t i = 0; i < n; ++i) d[i] = z[i] + beta * d[i];
+        rz = rz_next;
+    }
+    return products;
 }
 
 }  // namespace afm

@@ -264,6 +264,10 @@ class LinearRows:
     """
     def __init__(self, indptr: numpy.ndarray, indices: numpy.ndarray, values: numpy.ndarray, n_features: typing.SupportsInt | typing.SupportsIndex, n_threads: typing.SupportsInt | typing.SupportsIndex = 0) -> None:
         ...
+    def conjugate_gradient(self, c: numpy.ndarray, l2: typing.SupportsFloat | typing.SupportsIndex, inv_diag: numpy.ndarray, grad: numpy.ndarray, tol: typing.SupportsFloat | typing.SupportsIndex, max_iter: typing.SupportsInt | typing.SupportsIndex, p: numpy.ndarray) -> int:
+        """
+        p[:] ~ -H^-1 grad by preconditioned conjugate gradients, H (v0, v) = (sum(u), X^T u + l2 v) with u = c * (X v + v0), the bias first; stops after max_iter products, at residual norm <= tol or at non-positive curvature. Returns the products taken.
+        """
     def hessian_product(self, v: numpy.ndarray, v0: typing.SupportsFloat | typing.SupportsIndex, c: numpy.ndarray, out: numpy.ndarray) -> float:
         """
         out[:] = X^T (c * (X v + v0)) (float64); returns sum(c * (X v + v0)), the bias entry.
