@@ -65,16 +65,19 @@ def test_a_dask_dataframe_converts_like_its_csv(client, tmp_path):
     np.testing.assert_allclose(X.data, X_one.data, rtol=1e-6)
 
 
-@pytest.mark.parametrize("cls", [DaskAFMClassifier, DaskFwFMClassifier])
-def test_a_dask_model_from_raw_files_keeps_the_encoding_and_predicts_raw_rows(client, tmp_path, cls):
+@pytest.mark.parametrize("cls, extra", [(DaskAFMClassifier, {}), (DaskAFMClassifier, {"field_aware": "auto"}),
+                                        (DaskFwFMClassifier, {})])
+def test_a_dask_model_from_raw_files_keeps_the_encoding_and_predicts_raw_rows(client, tmp_path, cls, extra):
     frames, paths = _files(tmp_path)
     opts = dict(label="click", numeric=["count", "price"], ignore=["id"])
     caches = fastafm.dask.convert(paths[:3], tmp_path / "parts", client=client, **opts)
-    model = cls(client=client, **SMALL).fit(caches)
+    model = cls(client=client, **SMALL, **extra).fit(caches)
     local = model.to_local()
     assert local.encoding_ == caches[0].read_encoding()
-    if cls is DaskFwFMClassifier:  # the caches' fields: one per column
+    if cls is DaskFwFMClassifier or extra:  # the caches' fields: one per column
         np.testing.assert_array_equal(local.training_state_.fields, caches[0].read_fields())
+    if cls is DaskAFMClassifier:  # "auto" takes the caches' fields; the Dask default (None) does not
+        assert local.field_aware_ == ("both" if extra else None)
     # raw rows of an unseen day (unseen categories among them), encoded as the training rows were
     test = frames[3].copy()
     test.loc[:20, "site"] = "never-seen"
