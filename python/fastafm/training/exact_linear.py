@@ -35,7 +35,8 @@ CG_MAX_ITER = 25
 DECREMENT_TOL = 1e-6
 
 
-#: the most non-zeros solved exactly: the solver keeps X and X^T in float64 (about 24 bytes a non-zero)
+#: the most non-zeros solved exactly: the solver keeps X, X^T and X^T squared in float64 and the C++ rows
+#: (float32 values): about 40 bytes a non-zero
 MAX_NNZ = 50_000_000
 
 
