@@ -20,14 +20,19 @@ int main() {
     const std::vector<std::string> isas = supported_isas();
     std::atomic<bool> stop{false};
     std::atomic<long> reads{0}, bad{0};
+    std::atomic<int> started{0};
     std::vector<std::thread> threads;
+    // The writer starts once both readers run, and each reader reads at least once: on a loaded machine the
+    // writer's 20,000 switches could otherwise end before a reader is scheduled (0 reads: no check at all).
     threads.emplace_back([&] {
+        while (started.load() < 2) std::this_thread::yield();
         for (int i = 0; i < 20000; ++i) select_isa(isas[i % isas.size()]);
         stop = true;
     });
     for (int r = 0; r < 2; ++r)
         threads.emplace_back([&] {
-            while (!stop) {
+            ++started;
+            do {
                 const IsaKernels& a = kernels();
                 const IsaKernels& b = kernels_for(64, 64);
                 const std::string name = active_isa();
@@ -38,7 +43,7 @@ int main() {
                 }
                 if (!a_known || !name_known || !a.forward || !b.forward) ++bad;
                 ++reads;
-            }
+            } while (!stop);
         });
     for (std::thread& t : threads) t.join();
     std::printf("isa race: %ld reads, %ld bad\n", reads.load(), bad.load());
