@@ -115,4 +115,18 @@ private:
     PagedVector<int64_t> counts_;
 };
 
+// One column of a batch added to its own table (add_columns): a string column with int32 or int64 offsets.
+struct ColumnAdd {
+    ValueTable* table;
+    StringsView<int32_t> narrow;
+    StringsView<int64_t> wide;
+    bool is_wide;
+    int32_t* ids;  // n values of the column
+};
+
+// Every job's column added to its table (insert), the jobs on up to n_threads threads (0: all cores), the
+// last jobs first (a batch's widest vocabularies are its last columns). The tables must be distinct: each is
+// one thread's at a time. The first error (a table past 2^31 - 1 values) is rethrown after the loop.
+void add_columns(ColumnAdd* jobs, int64_t n_jobs, int n_threads);
+
 }  // namespace afm

@@ -16,6 +16,7 @@ import json
 
 import numpy as np
 
+from .arrow_numpy import float64_values, null_mask
 from .hashing import fnv1a64
 from .reader import pyarrow
 from .strings import hash_strings
@@ -124,10 +125,10 @@ class RawEncoding:
                 h = hash_strings(column) % np.uint64(spec["buckets"])  # C++: fnv1a64's values
                 codes = h.astype(np.int64) + start
                 if column.null_count:
-                    codes[np.asarray(column.is_null())] = stop - 1
+                    codes[null_mask(column)] = stop - 1
                 ids[:, f] = codes
             else:
-                x = column.to_numpy(zero_copy_only=False).astype(np.float64)
+                x = float64_values(column)
                 if np.isinf(x).any():
                     row = int(np.flatnonzero(np.isinf(x))[0])
                     raise ValueError(f"{batch.name}:{batch.first_line + row}: column {spec['column']}: "
@@ -199,9 +200,9 @@ def labels_of(batch, label: str) -> np.ndarray:
     """The float32 labels of a batch (the column `label`); ValueError naming the line of a missing one."""
     column = batch.data.column(label)
     if column.null_count:
-        row = int(np.flatnonzero(np.asarray(column.is_null()))[0])
+        row = int(np.flatnonzero(null_mask(column))[0])
         raise ValueError(f"{batch.name}:{batch.first_line + row}: the label (column {label}) is missing")
-    y = column.to_numpy(zero_copy_only=False).astype(np.float64)
+    y = float64_values(column)
     bad = ~np.isfinite(y) | (np.abs(y) > np.finfo(np.float32).max)
     if bad.any():
         row = int(np.flatnonzero(bad)[0])

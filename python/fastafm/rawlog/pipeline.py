@@ -10,6 +10,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from .encoding import RawEncoding, labels_of
+from .prefetch import prefetched
 from .reader import PARQUET, TABLE, Source, expand, is_table
 from .schema import Layout, RawSchema
 from .spill import Spill, replay
@@ -83,7 +84,7 @@ def learn(source, schema: RawSchema, *, block_bytes: int, progress=None, spill_f
         else:
             read = layout
             spill = Spill(spill_folder, [np.int32 if k == "categorical" else np.float64 for k in layout.kinds])
-        for batch in bar.batches(sources, read, _types(read, schema)):
+        for batch in prefetched(bar.batches(sources, read, _types(read, schema))):  # parsed while counted
             columns = stats.add(batch)
             if spill is not None:
                 spill.add(batch.name, batch.first_line, labels_of(batch, layout.label), columns)
@@ -147,7 +148,7 @@ def convert_raw(source, dest, schema: RawSchema, *, weights=None, block_rows=Non
         stored = np.frombuffer(encoding.to_json(), np.uint8)
         for spec in encoding.fields:  # the vocabularies are in `stored` now, and the spill maps ids without them:
             spec.pop("categories", None)  # their Python strings (~65 bytes a value) need not outlive the JSON
-        chunks = replay(spill, encoding, stats.maps, bar.update)
+        chunks = prefetched(replay(spill, encoding, stats.maps, bar.update))  # mapped while written
         if weights is not None:
             chunks = with_weights(chunks, weights)
         extra = {"fields": encoding.feature_field_pieces(), "encoding": [stored]}

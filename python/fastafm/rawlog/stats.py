@@ -13,8 +13,9 @@ from __future__ import annotations
 import numpy as np
 
 from ..data.columns import AUTO, AUTO_BINS, count_like
+from .arrow_numpy import float64_values, int64_array, integer_values, null_mask
 from .encoding import RawEncoding
-from .strings import ValueCounts, hash_strings
+from .strings import ValueCounts, count_columns, hash_strings
 
 
 class _Moments:
@@ -62,6 +63,7 @@ class Statistics:
             else:
                 self.moments[column] = _Moments()
         self.maps: dict = {}  # vocabulary column -> the vocabulary id of every first-seen id (encoding())
+        self.n_threads = 0  # the categorical columns of a batch are counted on this many threads (0: all cores)
         self.n_rows = 0
 
     def add(self, batch) -> list:
@@ -70,8 +72,8 @@ class Statistics:
         field's values (float64, NaN missing)."""
         data = batch.data
         self.n_rows += data.num_rows
-        numbers = {c: data.column(c).to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
-                   for c, k in zip(self.layout.fields, self.layout.kinds) if k == "numeric"}
+        numbers = {c: float64_values(data.column(c)) for c, k in zip(self.layout.fields, self.layout.kinds)
+                   if k == "numeric"}
         for column, x in numbers.items():
             _check_finite(batch, column, x)
         for column, still in self.auto.items():
@@ -80,15 +82,18 @@ class Statistics:
                 del self.counts[column]  # scaled after all: its distinct values need not be counted
         out = []
         buckets = self.schema.hash_buckets
+        vocab = [c for c, k in zip(self.layout.fields, self.layout.kinds) if k == "categorical" and buckets is None]
+        counted = dict(zip(vocab, count_columns([self.counts[c] for c in vocab], [data.column(c) for c in vocab],
+                                                self.n_threads))) if vocab else {}
         for column, kind in zip(self.layout.fields, self.layout.kinds):
             if kind == "categorical":
                 if buckets is None:
-                    out.append(self.counts[column].add(data.column(column)))
+                    out.append(counted[column])
                 elif self.spills:  # else not read: hashing needs no statistics
                     values = data.column(column)
                     ids = (hash_strings(values) % np.uint64(buckets)).astype(np.int32)
                     if values.null_count:
-                        ids[np.asarray(values.is_null())] = buckets
+                        ids[null_mask(values)] = buckets
                     out.append(ids)
                 continue
             x = numbers[column]
@@ -151,10 +156,14 @@ def vocabulary(values, counts: np.ndarray, min_frequency: int) -> tuple:
     import pyarrow.compute as pc
 
     kept = np.flatnonzero(counts >= min_frequency)
-    order = np.asarray(pc.sort_indices(values.take(kept))) if kept.size else np.zeros(0, dtype=np.int64)
+    if kept.size == len(counts):  # every value kept: no take
+        order = integer_values(pc.sort_indices(values)).astype(np.int64)
+    else:
+        order = integer_values(pc.sort_indices(values.take(int64_array(kept)))).astype(np.int64) if kept.size \
+            else np.zeros(0, dtype=np.int64)
     ids = np.full(len(counts) + 1, kept.size, dtype=np.int32)
     ids[kept[order]] = np.arange(kept.size, dtype=np.int32)
-    return values.take(kept[order]).to_pylist(), ids
+    return values.take(int64_array(kept[order])).to_pylist(), ids
 
 
 def quantile_edges(values: np.ndarray, counts: np.ndarray, n_bins: int) -> np.ndarray:

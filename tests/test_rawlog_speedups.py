@@ -1,0 +1,145 @@
+"""The conversion's speed-ups (issue 23) keep its results: several columns counted in one core call on threads
+(ValueTable.add_columns) as one column at a time; Arrow columns read into NumPy from their buffers
+(fastafm.rawlog.arrow_numpy) as pyarrow reads them, without importing pandas; batches produced on a thread of
+their own (fastafm.rawlog.prefetch) in order, with the producer's errors and an early stop handled."""
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+
+import numpy as np
+import pytest
+
+from fastafm import _core
+from fastafm.rawlog.arrow_numpy import float64_values, int64_array, integer_values, null_mask
+from fastafm.rawlog.prefetch import prefetched
+from fastafm.rawlog.strings import ValueCounts, count_columns
+
+pa = pytest.importorskip("pyarrow")
+
+
+def _column(rng, n, distinct, large=False, missing=0.1):
+    pool = [f"{i:x}" * int(rng.integers(1, 4)) for i in rng.integers(0, 10**9, distinct)]
+    values = [None if rng.random() < missing else pool[i] for i in rng.integers(0, distinct, n)]
+    return pa.array(values, type=pa.large_string() if large else pa.string())
+
+
+@pytest.mark.parametrize("n_threads", [0, 1, 2, 5])
+def test_columns_counted_together_as_one_at_a_time(n_threads):
+    rng = np.random.default_rng(n_threads)
+    together = [ValueCounts() for _ in range(7)]
+    alone = [ValueCounts() for _ in range(7)]
+    for _ in range(3):  # batches: ids continue across calls
+        columns = [_column(rng, 2000, d, large=bool(j % 2)) for j, d in enumerate((1, 3, 50, 400, 3000, 1, 9000))]
+        columns[2] = columns[2].slice(5, 1500)  # an offset into the buffers
+        ids = count_columns(together, columns, n_threads)
+        for j, col in enumerate(columns):
+            np.testing.assert_array_equal(ids[j], alone[j].add(col))
+    for a, b in zip(together, alone):
+        assert a.strings()[0].equals(b.strings()[0])
+        np.testing.assert_array_equal(a.strings()[1], b.strings()[1])
+    assert count_columns([], []) == []
+
+
+def test_add_columns_refuses_bad_arguments():
+    t = _core.ValueTable()
+    buffers = (np.array([0, 1], np.int32), np.frombuffer(b"a", np.uint8), None, 0)
+    with pytest.raises(ValueError, match="twice"):
+        _core.ValueTable.add_columns([t, t], [buffers, buffers])
+    with pytest.raises(ValueError, match="one column per table"):
+        _core.ValueTable.add_columns([t], [buffers, buffers])
+    with pytest.raises(ValueError, match="offsets"):
+        _core.ValueTable.add_columns([t], [(np.array([0, 5], np.int32), np.frombuffer(b"a", np.uint8), None, 0)])
+    with pytest.raises(ValueError, match="n_threads"):
+        _core.ValueTable.add_columns([t], [buffers], -1)
+    assert len(t) == 0
+
+
+def _csv_batch(text: bytes, types: dict):
+    import io
+
+    import pyarrow.csv as pcsv
+
+    names = list(types)
+    reader = pcsv.open_csv(io.BytesIO(text), read_options=pcsv.ReadOptions(column_names=names),
+                           parse_options=pcsv.ParseOptions(delimiter="\t"),
+                           convert_options=pcsv.ConvertOptions(column_types=types, null_values=[""],
+                                                               strings_can_be_null=True))
+    return reader.read_all()
+
+
+def test_float_columns_read_from_their_buffers():
+    rng = np.random.default_rng(3)
+    x = np.round(rng.normal(size=500) * 100, 3)
+    missing = rng.random(500) < 0.3
+    lines = [("" if m else repr(float(v))) + "\t" + repr(float(v)) for v, m in zip(x, missing)]
+    table = _csv_batch(("\n".join(lines) + "\n").encode(), {"a": pa.float64(), "b": pa.float64()})
+    a = table.column("a")
+    got = float64_values(a)
+    np.testing.assert_array_equal(np.isnan(got), missing)
+    np.testing.assert_array_equal(got[~missing], x[~missing])
+    np.testing.assert_array_equal(null_mask(a), missing)
+    np.testing.assert_array_equal(float64_values(table.column("b")), x)
+    assert not null_mask(table.column("b")).any()
+    sliced = a.combine_chunks().slice(7, 100)  # an offset into the buffers, bits not byte-aligned
+    np.testing.assert_array_equal(null_mask(sliced), missing[7:107])
+    np.testing.assert_array_equal(float64_values(sliced)[~missing[7:107]], x[7:107][~missing[7:107]])
+    ints = pa.Array.from_buffers(pa.int32(), 3, [None, pa.py_buffer(np.array([4, 5, 6], np.int32))])
+    np.testing.assert_array_equal(float64_values(ints), [4.0, 5.0, 6.0])  # cast first
+    assert float64_values(a.slice(0, 0)).shape == (0,)
+    np.testing.assert_array_equal(integer_values(int64_array(np.array([3, -1, 7]))), [3, -1, 7])
+    np.testing.assert_array_equal(integer_values(int64_array(np.arange(10)).slice(4, 3)), [4, 5, 6])
+    with pytest.raises(ValueError, match="missing"):
+        integer_values(pa.Array.from_buffers(pa.int64(), 1, [pa.py_buffer(np.zeros(1, np.uint8)),
+                                                             pa.py_buffer(np.zeros(1, np.int64))], null_count=1))
+
+
+def test_a_conversion_does_not_import_pandas(tmp_path):
+    path = tmp_path / "log.tsv"
+    path.write_text("1\t3\t\tab\n0\t\t2.5\tcd\n1\t7\t1\t\n" * 50)
+    code = ("import sys, fastafm; fastafm.convert(sys.argv[1], sys.argv[2], label=0, numeric=[1, 2], header=False);"
+            "print('pandas' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code, str(path), str(tmp_path / "c.cache")], check=True,
+                         capture_output=True, text=True).stdout
+    assert out.strip() == "False"
+
+
+def test_prefetched_items_arrive_in_order():
+    assert list(prefetched(iter(range(1000)), depth=3)) == list(range(1000))
+    assert list(prefetched([])) == []
+
+
+def test_a_producer_error_reaches_the_consumer_at_its_item():
+    def items():
+        yield 1
+        yield 2
+        raise ValueError("line 3: bad")
+
+    got = []
+    with pytest.raises(ValueError, match="line 3: bad"):
+        for item in prefetched(items()):
+            got.append(item)
+    assert got == [1, 2]
+
+
+def test_a_consumer_that_stops_early_stops_and_closes_the_producer():
+    closed = threading.Event()
+    produced = []
+
+    def items():
+        try:
+            for i in range(10**6):
+                produced.append(i)
+                yield i
+        finally:
+            closed.set()
+
+    for item in prefetched(items(), depth=2):
+        if item == 5:
+            break
+    assert closed.wait(5)
+    assert len(produced) <= 5 + 1 + 2 + 1  # the consumer's, the queue's and the one waiting to be put
+    with pytest.raises(KeyError):
+        for item in prefetched(items()):
+            raise KeyError(item)
