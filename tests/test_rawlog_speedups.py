@@ -143,3 +143,33 @@ def test_a_consumer_that_stops_early_stops_and_closes_the_producer():
     with pytest.raises(KeyError):
         for item in prefetched(items()):
             raise KeyError(item)
+
+
+@pytest.mark.parametrize("alphabet", ["0123456789abcdef", "ab \t\"\\\x7f\x01é中😀,:[]"])
+def test_a_vocabulary_is_written_as_json_dumps_writes_it(alphabet):
+    import json
+    import pickle
+
+    from fastafm.rawlog.encoding import RawEncoding
+    from fastafm.rawlog.json_strings import SortedStrings, json_array
+
+    rng = np.random.default_rng(len(alphabet))
+    values = sorted({"".join(rng.choice(list(alphabet), int(rng.integers(0, 9)))) for _ in range(3000)})
+    for typ in (pa.string(), pa.large_string()):
+        array = pa.array(values, type=typ)
+        assert json_array(array) == json.dumps(values, separators=(",", ":")).encode()
+        assert json_array(array.slice(5, 40)) == json.dumps(values[5:45], separators=(",", ":")).encode()
+    assert json_array(pa.array([], type=pa.string())) == b"[]"
+    lazy = SortedStrings(pa.array(values, type=pa.large_string()))
+    assert len(lazy) == len(values) and lazy[3] == values[3] and list(lazy) == values and lazy == values
+    assert pickle.loads(pickle.dumps(lazy)) == values
+    fields = [{"column": "c1", "kind": "category", "categories": values[:10]},
+              {"column": "n", "kind": "numeric", "center": 0.5, "scale": 2.0, "missing": "zero"},
+              {"column": "c2", "kind": "category", "categories": values}]
+    source = {"columns": ["y", "c1", "n", "c2"], "label": "y"}
+    plain = RawEncoding(fields, source)
+    spliced = RawEncoding([dict(fields[0], categories=SortedStrings(pa.array(values[:10]))), fields[1],
+                           dict(fields[2], categories=SortedStrings(pa.array(values)))], source)
+    assert spliced.to_json() == plain.to_json()
+    assert spliced.n_features == plain.n_features
+    assert RawEncoding.from_json(spliced.to_json(), "x") == plain

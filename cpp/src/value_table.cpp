@@ -110,7 +110,7 @@ int32_t ValueTable::find_or_insert(const uint8_t* p, size_t n, uint64_t h, bool 
     bytes_.insert(bytes_.end(), p, p + n);
     offsets_.push_back(static_cast<int64_t>(bytes_.size()));
     counts_.push_back(1);
-    if (counts_.size() * 2 > slots_.size()) grow();  // load factor at most 1/2
+    if (counts_.size() * 10 > slots_.size() * 7) grow();  // load factor at most 0.7
     return id;
 }
 
