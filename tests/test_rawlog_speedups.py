@@ -14,7 +14,7 @@ import pytest
 from fastafm import _core
 from fastafm.rawlog.arrow_numpy import float64_values, int64_array, integer_values, null_mask
 from fastafm.rawlog.prefetch import prefetched
-from fastafm.rawlog.strings import ValueCounts, count_columns
+from fastafm.rawlog.strings import ValueCounts, count_columns, string_buffers
 
 pa = pytest.importorskip("pyarrow")
 
@@ -173,3 +173,24 @@ def test_a_vocabulary_is_written_as_json_dumps_writes_it(alphabet):
     assert spliced.to_json() == plain.to_json()
     assert spliced.n_features == plain.n_features
     assert RawEncoding.from_json(spliced.to_json(), "x") == plain
+
+
+def test_values_that_differ_only_in_length_or_past_their_eighth_byte_stay_apart():
+    """A slot holds a value's first 8 bytes and its length up to 255: NUL padding, long values that differ only
+    in length (>= 255 bytes) or past the 8th byte, and growth (the table rehashes from the bytes) keep them
+    apart."""
+    base = ["", "a", "ab", "ab\0", "ab\0\0\0\0\0\0", "ab\0\0\0\0\0\0\0", "abcdefgh", "abcdefghi", "abcdefghj"]
+    long = ["x" * n for n in (254, 255, 256, 300, 511)] + ["x" * 300 + "y", "x" * 299 + "y"]
+    many = [f"{i:08x}" for i in range(5000)]  # several growths
+    values = base + long + many
+    counts = ValueCounts()
+    order = values + values[::-1] + base
+    ids = counts.add(pa.array(order, type=pa.string()))
+    first = {v: i for i, v in enumerate(values)}
+    np.testing.assert_array_equal(ids, [first[v] for v in order])
+    stored, n = counts.strings()
+    assert stored.to_pylist() == values
+    np.testing.assert_array_equal(n, [3 if v in base else 2 for v in values])
+    probe = pa.array(["ab\0\0", "x" * 257, "abcdefgk"] + base, type=pa.string())
+    np.testing.assert_array_equal(counts.table.add(*string_buffers(probe), insert=False),
+                                  [-1, -1, -1] + [first[v] for v in base])

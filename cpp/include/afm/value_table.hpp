@@ -95,13 +95,13 @@ public:
     size_t memory_bytes() const;
 
 private:
-    // One slot: a value's hash (0: empty; a hash of 0 is stored as 1), id, length and first 8 bytes, so that
-    // values of up to 8 bytes (Criteo's ids) are matched from the slot alone, one cache line.
+    // One slot (16 bytes, four to a cache line): a value's first 8 bytes, a tag (24 bits of its hash and its
+    // length up to 255) and its id (-1: empty), so that a value of up to 8 bytes (Criteo's ids) is matched from
+    // the slot alone. The slot index is not kept: growing rehashes the values from their bytes.
     struct Slot {
-        uint64_t hash;
         uint64_t head;
+        uint32_t tag;
         int32_t id;
-        uint32_t len;
     };
     int32_t find_or_insert(const uint8_t* p, size_t n, uint64_t h, bool insert);
     void grow();

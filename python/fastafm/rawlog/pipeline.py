@@ -148,7 +148,7 @@ def convert_raw(source, dest, schema: RawSchema, *, weights=None, block_rows=Non
         stored = np.frombuffer(encoding.to_json(), np.uint8)
         for spec in encoding.fields:  # the vocabularies are in `stored` now, and the spill maps ids without them:
             spec.pop("categories", None)  # their Python strings (~65 bytes a value) need not outlive the JSON
-        chunks = prefetched(replay(spill, encoding, stats.maps, bar.update))  # mapped while written
+        chunks = prefetched(replay(spill, encoding, stats.maps, bar.update), depth=1)  # mapped while written
         if weights is not None:
             chunks = with_weights(chunks, weights)
         extra = {"fields": encoding.feature_field_pieces(), "encoding": [stored]}
