@@ -194,3 +194,15 @@ def test_values_that_differ_only_in_length_or_past_their_eighth_byte_stay_apart(
     probe = pa.array(["ab\0\0", "x" * 257, "abcdefgk"] + base, type=pa.string())
     np.testing.assert_array_equal(counts.table.add(*string_buffers(probe), insert=False),
                                   [-1, -1, -1] + [first[v] for v in base])
+
+
+def test_an_error_while_writing_stops_the_mapping_thread(tmp_path):
+    import fastafm
+
+    path = tmp_path / "log.tsv"
+    path.write_text("1\t3\tab\n0\t\tcd\n" * 40000)  # two spill groups
+    with pytest.raises(ValueError, match="weights"):
+        fastafm.convert(str(path), str(tmp_path / "c.cache"), label=0, numeric=[1], header=False,
+                        weights=np.ones(5, np.float32))
+    assert not [t for t in threading.enumerate() if t.name == "fastafm-prefetch"]
+    assert not list(tmp_path.glob(".fastafm-*"))  # the spill and the sections removed

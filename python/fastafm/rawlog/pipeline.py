@@ -144,16 +144,16 @@ def convert_raw(source, dest, schema: RawSchema, *, weights=None, block_rows=Non
         raise
     shown = progress if progress is not None else sum(s.size for s in sources) >= PROGRESS_BYTES
     bar = _Progress(stats.n_rows, shown, "writing", unit="rows")
+    mapped = prefetched(replay(spill, encoding, stats.maps, bar.update), depth=1)  # mapped while written
     try:
         stored = np.frombuffer(encoding.to_json(), np.uint8)
-        for spec in encoding.fields:  # the vocabularies are in `stored` now, and the spill maps ids without them:
-            spec.pop("categories", None)  # their Python strings (~65 bytes a value) need not outlive the JSON
-        chunks = prefetched(replay(spill, encoding, stats.maps, bar.update), depth=1)  # mapped while written
-        if weights is not None:
-            chunks = with_weights(chunks, weights)
+        for spec in encoding.fields:  # the vocabularies are in `stored` now, and the spill maps ids without them
+            spec.pop("categories", None)
+        chunks = mapped if weights is None else with_weights(mapped, weights)
         extra = {"fields": encoding.feature_field_pieces(), "encoding": [stored]}
         return write_cache(chunks, sources[0].name, dest, encoding.n_features, block_rows, block_bytes, extra)
     finally:
+        mapped.close()  # stops its thread before the spill it reads is closed (an error while writing)
         bar.close()
         spill.close()
 
