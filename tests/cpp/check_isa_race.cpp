@@ -22,6 +22,8 @@ int main() {
     std::atomic<long> reads{0}, bad{0};
     std::vector<std::thread> threads;
     threads.emplace_back([&] {
+        // the readers first: on a loaded machine this thread could otherwise finish before they start (0 reads)
+        while (reads.load() == 0) std::this_thread::yield();
         for (int i = 0; i < 20000; ++i) select_isa(isas[i % isas.size()]);
         stop = true;
     });
