@@ -206,3 +206,43 @@ def test_an_error_while_writing_stops_the_mapping_thread(tmp_path):
                         weights=np.ones(5, np.float32))
     assert not [t for t in threading.enumerate() if t.name == "fastafm-prefetch"]
     assert not list(tmp_path.glob(".fastafm-*"))  # the spill and the sections removed
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_a_cache_written_in_place_is_the_cache_written_by_sections(tmp_path, monkeypatch, weighted):
+    """convert_raw announces every section's size, so the sections are written in place (no copy): the same
+    bytes as the sections written apart and copied."""
+    import fastafm
+    from fastafm.data import convert as data_convert
+
+    path = tmp_path / "log.tsv"
+    rng = np.random.default_rng(0)
+    path.write_text("".join(f"{rng.integers(2)}\t{rng.integers(9) if rng.random() < 0.8 else ''}\t"
+                            f"c{rng.integers(50)}\n" for _ in range(70000)))
+    w = rng.uniform(0.5, 2.0, 70000).astype(np.float32) if weighted else None
+    kw = dict(label=0, numeric=[1], header=False, weights=w)
+    fastafm.convert(str(path), str(tmp_path / "in_place.cache"), **kw)
+    write_cache = data_convert.write_cache
+    monkeypatch.setattr(data_convert, "write_cache", lambda *a, known=None: write_cache(*a))
+    fastafm.convert(str(path), str(tmp_path / "copied.cache"), **kw)
+    assert (tmp_path / "in_place.cache").read_bytes() == (tmp_path / "copied.cache").read_bytes()
+    c = fastafm.CacheFile(str(tmp_path / "in_place.cache"))
+    X, y = c.read_rows(0, c.n_rows)
+    assert X.shape[0] == 70000 and c.has_weights == weighted
+
+
+def test_sizes_announced_wrongly_are_an_error_not_a_broken_cache(tmp_path):
+    from fastafm.data.convert import write_cache
+
+    chunk = (np.array([0, 1], np.int64), np.array([0], np.int32), np.ones(1, np.float32), np.ones(1, np.float32), 0)
+    with pytest.raises(RuntimeError, match="differ from the sizes announced"):
+        write_cache(iter([chunk]), "x", str(tmp_path / "c.cache"), 1, None, 1 << 20, known={"rows": 2, "nnz": 2})
+    assert not list(tmp_path.iterdir())
+    write_cache(iter([chunk]), "x", str(tmp_path / "c.cache"), 1, None, 1 << 20, known={"rows": 1, "nnz": 1})
+    assert fastafm_cache_rows(tmp_path / "c.cache") == 1
+
+
+def fastafm_cache_rows(path) -> int:
+    import fastafm
+
+    return int(fastafm.CacheFile(str(path)).n_rows)

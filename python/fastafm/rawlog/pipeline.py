@@ -151,7 +151,10 @@ def convert_raw(source, dest, schema: RawSchema, *, weights=None, block_rows=Non
             spec.pop("categories", None)
         chunks = mapped if weights is None else with_weights(mapped, weights)
         extra = {"fields": encoding.feature_field_pieces(), "encoding": [stored]}
-        return write_cache(chunks, sources[0].name, dest, encoding.n_features, block_rows, block_bytes, extra)
+        known = {"rows": stats.n_rows, "nnz": stats.n_rows * len(encoding.fields), "fields": encoding.n_features,
+                 "encoding": stored.shape[0]}  # every section's size: written in place
+        return write_cache(chunks, sources[0].name, dest, encoding.n_features, block_rows, block_bytes, extra,
+                           known)
     finally:
         mapped.close()  # stops its thread before the spill it reads is closed (an error while writing)
         bar.close()
