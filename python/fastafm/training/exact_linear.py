@@ -5,8 +5,8 @@ penalised), for each l2 of L2_PATH from strong to weak, each solve starting from
 is the one whose model scores best on the validation rows. This is the regression a user would fit beside the
 model (scikit-learn's LogisticRegression with C = 1 / (l2 x the weight sum), its C chosen on the same rows), so
 the fit that starts from it and keeps it when it validates better never ends worse than that regression on
-the validation rows. The SGD stage (an FM with V = 0) stays for fits without validation rows and for rows of more than MAX_NNZ
-non-zeros. A cache's rows are read into memory for it (one process; not a Dask worker's shard).
+the validation rows. The SGD stage (an FM with V = 0) stays for fits without validation rows and for rows of
+more than MAX_NNZ non-zeros. A cache's rows are read into memory for it (one process; not a Dask worker's shard).
 """
 from __future__ import annotations
 
