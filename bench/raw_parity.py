@@ -5,10 +5,10 @@ the split of bench/click_logs.py (stratified 70/30, random_state 0). The split f
 
     python bench/raw_parity.py ../shared/data [--seeds 0 1 2]
 
-Prints the test AUC of each route for two trainings: the defaults (early stopping holds out rows: a stratified
-subset in memory, a seeded subset per block from a cache, so the routes train on different rows) and
-early_stopping=False with 10 epochs (the same rows in the same order: a one-block cache trains bit for bit as
-in memory, so equal encodings give equal AUCs).
+Prints the test AUC of each route for two trainings: the defaults (early stopping holds out the same stratified
+tenth of the rows in memory and from a cache, the linear fallback solves the same rows) and early_stopping=False
+with 10 epochs. Either way a one-block cache trains bit for bit as the same rows in memory, so equal encodings
+give equal AUCs.
 """
 from __future__ import annotations
 

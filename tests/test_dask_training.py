@@ -125,10 +125,10 @@ def test_validation_fraction_holds_rows_out_in_memory_and_when_streaming(client,
     assert len(in_memory.validation_score_) == 3 and np.isfinite(in_memory.best_score_)
     files = _caches(tmp_path, X, y, 4, block_rows=64)
     streamed = DaskAFMRegressor(**params, client=client).fit(files)
-    every = dist.training_rows(dist.load_cache_shard(files, 0, X.shape[1]), "squared", None).with_holdout(0.2, 7)
+    every = dist.training_rows(dist.load_cache_shard(files, 0, X.shape[1]), "squared", None).with_holdout((0.2, 7))
     assert len(every.blocks) == 4 * 12  # 750 rows per file in blocks of 64
     # Which rows are held out depends on (seed, file, block) only, not on the worker a file is assigned to.
-    alone = dist.training_rows(dist.load_cache_shard(files[2:], 2, X.shape[1]), "squared", None).with_holdout(0.2, 7)
+    alone = dist.training_rows(dist.load_cache_shard(files[2:], 2, X.shape[1]), "squared", None).with_holdout((0.2, 7))
     np.testing.assert_array_equal(alone.held_mask(1), every.held_mask(25))
     assert not np.array_equal(every.held_mask(1), every.held_mask(25))
     n_kept = streamed.sync_stats_["rows_per_round"] * streamed.sync_stats_["rounds"] / 3

@@ -181,12 +181,19 @@ def test_linear_fallback_keeps_the_linear_model_of_every_family_when_it_validate
     assert model.best_score_ < plain.best_score_
 
 
-def test_no_fallback_without_a_trained_model_or_from_a_cache(tmp_path):
+def test_no_fallback_without_a_trained_model(tmp_path):
     X, y = noise_pairs(3)
     untrained = fastafm.FMClassifier(n_epochs=0, embedding_dim=4, n_threads=1, random_state=1).fit(X, y)
     assert untrained.linear_history_ is None  # n_epochs=0: no validation score to compare
-    cache = fastafm.convert((X, y), tmp_path / "rows.cache")
-    streamed = fastafm.FMClassifier(embedding_dim=4, n_threads=1, random_state=1).fit(cache)
-    assert streamed.do_early_stopping_ and streamed.linear_history_ is None  # caches: not solved exactly
     no_stop = fastafm.FMClassifier(embedding_dim=4, n_threads=1, random_state=1, early_stopping=False).fit(X, y)
     assert no_stop.linear_history_ is None
+
+
+def test_a_cache_falls_back_as_its_rows_in_memory(tmp_path):
+    """A cache's training rows are read into memory for the exact solve: the same path, the same model."""
+    X, y = noise_pairs(3)
+    in_memory = fastafm.FMClassifier(embedding_dim=4, n_threads=1, random_state=1).fit(X, y)
+    cache = fastafm.convert((X, y), tmp_path / "rows.cache", block_rows=97)  # several blocks
+    streamed = fastafm.FMClassifier(embedding_dim=4, n_threads=1, random_state=1).fit(cache)
+    assert streamed.do_early_stopping_ and streamed.linear_history_ is not None
+    assert streamed.linear_history_ == in_memory.linear_history_

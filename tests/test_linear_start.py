@@ -1,7 +1,8 @@
 """pretrain="linear+fm" (issue 22, item 1): the linear model w0 + w.x first, then the FM started from its w0 and w,
 then AFM from that FM; with early stopping the linear model is kept when it validates better than the AFM. Rows
-in memory with validation rows get the exact linear stage (tests/test_exact_linear.py); a cache, or a fit
-without validation rows, the SGD stage: an FM whose V is 0 and stays 0. Each stage is compared per element with
+with validation rows, in memory or a cache (read into memory for it), get the exact linear stage
+(tests/test_exact_linear.py); rows of more than exact_linear.MAX_NNZ non-zeros (forced here by lowering it), or a
+fit without validation rows, the SGD stage: an FM whose V is 0 and stays 0. Each stage is compared per element with
 the fit a user would make by hand. Small synthetic data, one thread (bit-identity), no clock reads."""
 from __future__ import annotations
 
@@ -39,13 +40,21 @@ def test_an_fm_with_zero_embeddings_is_a_linear_model_and_stays_one():
     np.testing.assert_allclose(lin.decision_function(X), logit, rtol=1e-5, atol=1e-5)
 
 
-def test_from_a_cache_the_stages_are_an_sgd_linear_fit_an_fm_from_it_and_an_afm_from_that(tmp_path):
-    """pretrain="linear+fm" from a cache is, per element: FMClassifier(init_std=0) with the AFM's settings and
-    early stopping on the same rows; an FM started from its w0 and w (V drawn as usual); AFM warm-started from
-    that FM (a one-block cache trains as the same rows in memory, bit for bit)."""
+def test_past_max_nnz_the_stages_are_an_sgd_linear_fit_an_fm_from_it_and_an_afm_from_that(tmp_path, monkeypatch):
+    """pretrain="linear+fm" on rows too many for the exact stage is, per element: FMClassifier(init_std=0) with
+    the AFM's settings and early stopping on the same rows; an FM started from its w0 and w (V drawn as usual);
+    AFM warm-started from that FM (a one-block cache trains as the same rows in memory, bit for bit)."""
+    from fastafm.training import exact_linear
+
     X, y = planted()
     cache = fastafm.convert((X[:1000], y[:1000]), tmp_path / "rows.cache")
     fit_rows, eval_set = (X[:1000], y[:1000]), (X[1000:], y[1000:])
+    exact = fastafm.AFMClassifier(n_epochs=8, pretrain="linear+fm", **KW).fit(cache, eval_set=eval_set)
+    in_memory = fastafm.AFMClassifier(n_epochs=8, pretrain="linear+fm", **KW).fit(*fit_rows, eval_set=eval_set)
+    assert exact.linear_history_ == in_memory.linear_history_ and "l2" in exact.linear_history_[0]  # exact, both
+    for name, value in params(in_memory).items():
+        np.testing.assert_array_equal(params(exact)[name], value, err_msg=name)
+    monkeypatch.setattr(exact_linear, "MAX_NNZ", 0)
     model = fastafm.AFMClassifier(n_epochs=8, pretrain="linear+fm", **KW).fit(cache, eval_set=eval_set)
     lin = fastafm.FMClassifier(n_epochs=8, init_std=0.0, **FM_KW).fit(*fit_rows, eval_set=eval_set)
     assert timeless(model.linear_history_) == timeless(lin.history_)
@@ -72,12 +81,16 @@ def noise_pairs(seed, n=1500):
 
 
 @pytest.mark.parametrize("seed", [0, 1])
-def test_the_linear_model_is_kept_when_it_validates_better(seed, tmp_path):
+def test_the_linear_model_is_kept_when_it_validates_better(seed, tmp_path, monkeypatch):
     """Where the pairs carry nothing the AFM does not beat its linear stage on the held-out rows, and the
-    fitted model is that linear model, per element (V = 0), with its best score and epoch 0: from a cache the
-    SGD stage's, in memory the exact stage's (the regularised logistic regression at the l2 it chose)."""
+    fitted model is that linear model, per element (V = 0), with its best score and epoch 0: past MAX_NNZ (a
+    cache here) the SGD stage's, otherwise (in memory, and the same cache) the exact stage's (the regularised
+    logistic regression at the l2 it chose)."""
+    from fastafm.training import exact_linear
+
     X, y = noise_pairs(seed)
     cache = fastafm.convert((X, y), tmp_path / "rows.cache")
+    monkeypatch.setattr(exact_linear, "MAX_NNZ", 0)
     model = fastafm.AFMClassifier(pretrain="linear+fm", **KW).fit(cache)  # 1,500 rows: early stopping is on
     assert model.do_early_stopping_ and model.best_epoch_ == 0
     assert model.best_score_ == min(r["eval_logloss"] for r in model.linear_history_)
@@ -88,7 +101,12 @@ def test_the_linear_model_is_kept_when_it_validates_better(seed, tmp_path):
         np.testing.assert_array_equal(p[name], params(held)[name], err_msg=name)
     np.testing.assert_allclose(model.predict_proba(X), held.predict_proba(X), rtol=1e-6, atol=1e-7)
 
+    monkeypatch.undo()
     exact = fastafm.AFMClassifier(pretrain="linear+fm", **KW).fit(X, y)
+    streamed = fastafm.AFMClassifier(pretrain="linear+fm", **KW).fit(cache)
+    assert streamed.linear_history_ == exact.linear_history_
+    for name, value in params(exact).items():
+        np.testing.assert_array_equal(params(streamed)[name], value, err_msg=name)
     assert exact.do_early_stopping_ and exact.best_epoch_ == 0
     scores = [r["eval_logloss"] for r in exact.linear_history_]
     assert exact.best_score_ == min(scores)

@@ -148,11 +148,12 @@ def test_streamed_holdout_keeps_the_weights_of_its_rows(tmp_path):
     X, y = random_rows(rng, n_rows=600)
     w = rng.uniform(0.1, 3.0, size=600)
     cache = CacheFile(convert((X, y, w), tmp_path / "w.cache").path, block_rows=100)
-    m = fastafm.AFMRegressor(**{**SMALL, "n_epochs": 1, "early_stopping": True}, pretrain=None).fit(cache)
+    m = fastafm.AFMRegressor(**{**SMALL, "n_epochs": 1, "early_stopping": True}, pretrain=None,
+                             linear_fallback=False).fit(cache)  # the AFM epoch scored, not a linear model
     from fastafm.training.cache_rows import CacheRows
     from fastafm.training.session import split_generator
 
-    _, held = CacheRows([cache], lambda labels: labels).hold_out(0.1, int(split_generator(3).integers(0, 2**63 - 1)))
+    _, held = CacheRows([cache], lambda labels: labels).hold_out_split(0.1, split_generator(3), stratify=False)
     X_val, y_val, w_val = held.X, held.y, held.w
     assert w_val is not None and w_val.shape[0] == X_val.shape[0] > 0
     pred = m.predict(X_val)

@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <mutex>
 #include <string>
+#include <vector>
 
 #include "afm/value_table.hpp"
 #include "arrays.hpp"
@@ -135,6 +136,55 @@ void bind_rawlog(py::module_& mod) {
             "The id (int32) of every 8-byte key (uint64: float64 values viewed as their bits), -1 where skip\n"
             "(uint8, or None) is non-zero; insert as in add. A key is the value of bytes() of 8 bytes.")
         .def("__len__", [](PyValueTable& self) { return self.table.size(); })
+        .def_static(
+            "add_columns",
+            [](const py::list& tables, const py::list& columns, int n_threads) {
+                const size_t n = tables.size();
+                if (columns.size() != n)
+                    throw py::value_error("add_columns needs one column per table (" + std::to_string(n) +
+                                          " tables, " + std::to_string(columns.size()) + " columns)");
+                if (n_threads < 0) throw py::value_error("n_threads must be >= 0 (0: all cores)");
+                std::vector<PyValueTable*> owners(n);
+                std::vector<afm::ColumnAdd> jobs(n);
+                py::list out;
+                for (size_t j = 0; j < n; ++j) {
+                    owners[j] = tables[j].cast<PyValueTable*>();
+                    const py::tuple col = columns[j].cast<py::tuple>();
+                    if (col.size() != 4)
+                        throw py::value_error("add_columns: column " + std::to_string(j) +
+                                              " must be (offsets, data, validity, bit_offset)");
+                    const py::array offsets = col[0].cast<py::array>();
+                    const py::array data = col[1].cast<py::array>();
+                    const int64_t bit_offset = col[3].cast<int64_t>();
+                    afm::ColumnAdd& job = jobs[j];
+                    job.table = &owners[j]->table;
+                    job.is_wide = wide_offsets(offsets);
+                    const int64_t rows = std::max<int64_t>(static_cast<int64_t>(offsets.shape(0)) - 1, 0);
+                    if (job.is_wide)
+                        job.wide = strings_view<int64_t>(offsets, data, col[2], bit_offset);
+                    else
+                        job.narrow = strings_view<int32_t>(offsets, data, col[2], bit_offset);
+                    py::array_t<int32_t> ids(rows);
+                    job.ids = ids.mutable_data();
+                    out.append(ids);
+                }
+                std::vector<PyValueTable*> sorted(owners);
+                std::sort(sorted.begin(), sorted.end());
+                if (std::adjacent_find(sorted.begin(), sorted.end()) != sorted.end())
+                    throw py::value_error("add_columns: a table is given twice (each column needs its own table)");
+                {
+                    py::gil_scoped_release nogil;
+                    std::vector<std::unique_lock<std::mutex>> held;
+                    held.reserve(n);
+                    for (PyValueTable* t : sorted) held.emplace_back(t->lock);  // in address order: no deadlock
+                    afm::add_columns(jobs.data(), static_cast<int64_t>(n), n_threads);
+                }
+                return out;
+            },
+            "tables"_a, "columns"_a, "n_threads"_a = 0,
+            "add(*columns[j]) of every tables[j] (insert=True) in one call, the columns on up to n_threads threads\n"
+            "(0: all cores): a list of the int32 ids of each column. columns[j] is (offsets, data, validity or None,\n"
+            "bit_offset), as add takes them; the tables must be distinct.")
         .def(
             "counts",
             [](PyValueTable& self) {

@@ -95,13 +95,13 @@ public:
     size_t memory_bytes() const;
 
 private:
-    // One slot: a value's hash (0: empty; a hash of 0 is stored as 1), id, length and first 8 bytes, so that
-    // values of up to 8 bytes (Criteo's ids) are matched from the slot alone, one cache line.
+    // One slot (16 bytes, four to a cache line): a value's first 8 bytes, a tag (24 bits of its hash and its
+    // length up to 255) and its id (-1: empty), so that a value of up to 8 bytes (Criteo's ids) is matched from
+    // the slot alone. The slot index is not kept: growing rehashes the values from their bytes.
     struct Slot {
-        uint64_t hash;
         uint64_t head;
+        uint32_t tag;
         int32_t id;
-        uint32_t len;
     };
     int32_t find_or_insert(const uint8_t* p, size_t n, uint64_t h, bool insert);
     void grow();
@@ -114,5 +114,19 @@ private:
     PagedVector<uint8_t> bytes_;
     PagedVector<int64_t> counts_;
 };
+
+// One column of a batch added to its own table (add_columns): a string column with int32 or int64 offsets.
+struct ColumnAdd {
+    ValueTable* table;
+    StringsView<int32_t> narrow;
+    StringsView<int64_t> wide;
+    bool is_wide;
+    int32_t* ids;  // n values of the column
+};
+
+// Every job's column added to its table (insert), the jobs on up to n_threads threads (0: all cores), the
+// last jobs first (a batch's widest vocabularies are its last columns). The tables must be distinct: each is
+// one thread's at a time. The first error (a table past 2^31 - 1 values) is rethrown after the loop.
+void add_columns(ColumnAdd* jobs, int64_t n_jobs, int n_threads);
 
 }  // namespace afm

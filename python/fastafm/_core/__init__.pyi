@@ -231,6 +231,13 @@ class ValueTable:
     The distinct values of a column (byte strings, or float64 values by their bits) with
     the count of each, numbered in first-seen order.
     """
+    @staticmethod
+    def add_columns(tables: list, columns: list, n_threads: typing.SupportsInt | typing.SupportsIndex = 0) -> list:
+        """
+        add(*columns[j]) of every tables[j] (insert=True) in one call, the columns on up to n_threads threads
+        (0: all cores): a list of the int32 ids of each column. columns[j] is (offsets, data, validity or None,
+        bit_offset), as add takes them; the tables must be distinct.
+        """
     def __init__(self) -> None:
         ...
     def __len__(self) -> int:

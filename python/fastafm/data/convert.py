@@ -26,12 +26,26 @@ class _Writer:
     """Streams chunks of rows into temporary section files (in dest's folder), then assembles the cache: four
     sections (version 1), five with sample weights (version 2)."""
 
-    def __init__(self, dest: str, tmpdir: str, weighted: bool = False, extra: dict | None = None):
+    def __init__(self, dest: str, tmpdir: str, weighted: bool = False, extra: dict | None = None,
+                 known: dict | None = None):
         self.dest = dest
         self.weighted = weighted
         self.version = ENCODED_VERSION if extra is not None else WEIGHTS_VERSION if weighted else VERSION
         self.sections = section_names(self.version)
-        self.files = {name: open(os.path.join(tmpdir, name), "w+b") for name in self.sections}
+        self.out_path = os.path.join(tmpdir, "cache")
+        self.expected: dict | None = None
+        if known is None:
+            self.files = {name: open(os.path.join(tmpdir, name), "w+b") for name in self.sections}
+            self.starts = dict.fromkeys(self.sections, 0)
+        else:  # every section's size is known: written in place in the cache file, no copy at the end
+            self.expected = _section_sizes(self.sections, known, weighted)
+            self.starts, end = _layout(self.sections, self.expected)
+            with open(self.out_path, "wb") as fh:
+                fh.truncate(end)
+            self.files = {}
+            for name in self.sections:
+                self.files[name] = open(self.out_path, "r+b")
+                self.files[name].seek(self.starts[name])
         self.crcs = dict.fromkeys(self.sections, 0)
         self.weight_total = 0.0
         self.n_rows = self.nnz = self.max_row_nnz = 0
@@ -71,17 +85,27 @@ class _Writer:
             self.labels_seen.update(np.unique(labels)[:3].tolist())
 
     def finish(self, n_features: int, out_path: str) -> None:
-        offsets, end = {}, HEADER_SIZE
-        sizes = {name: fh.tell() for name, fh in self.files.items()}
-        for name in self.sections:
-            offsets[name] = align(end)
-            end = offsets[name] + sizes[name]
+        sizes = {name: fh.tell() - self.starts[name] for name, fh in self.files.items()}
+        if self.expected is not None and sizes != self.expected:
+            raise RuntimeError(f"{self.dest}: the sections written ({sizes}) differ from the sizes announced "
+                               f"({self.expected})")
+        offsets, _ = _layout(self.sections, sizes)
         head = bytearray(FIXED.pack(MAGIC, self.version, HEADER_SIZE, DTYPES, self.n_rows, n_features, self.nnz,
                                      self.max_row_nnz, self.label_min if self.n_rows else 0.0,
                                      self.label_max if self.n_rows else 0.0, min(len(self.labels_seen), 3)))
         for name in self.sections:
             head += SECTION.pack(offsets[name], sizes[name], self.crcs[name])
         head += CRC.pack(zlib.crc32(bytes(head)))
+        if self.expected is not None:  # the sections are in place: the header, then to disk
+            for fh in self.files.values():
+                fh.flush()
+            if out_path != self.out_path:
+                raise ValueError("a writer of known sizes finishes into its own file")
+            with open(out_path, "r+b") as out:
+                out.write(bytes(head))
+                out.flush()
+                os.fsync(out.fileno())
+            return
         with open(out_path, "wb") as out:
             out.write(bytes(head))
             for name in self.sections:
@@ -95,6 +119,24 @@ class _Writer:
     def close(self) -> None:
         for fh in self.files.values():
             fh.close()
+
+
+def _layout(sections: tuple, sizes: dict) -> tuple:
+    """({section: its offset in the cache file}, the file's size): the header, then each section aligned."""
+    offsets, end = {}, HEADER_SIZE
+    for name in sections:
+        offsets[name] = align(end)
+        end = offsets[name] + sizes[name]
+    return offsets, end
+
+
+def _section_sizes(sections: tuple, known: dict, weighted: bool) -> dict:
+    """The bytes of each section of a cache of known["rows"] rows, known["nnz"] non-zeros and (version 3)
+    known["fields"] feature fields and known["encoding"] bytes of encoding."""
+    rows, nnz = int(known["rows"]), int(known["nnz"])
+    counts = {"indptr": rows + 1, "indices": nnz, "values": nnz, "labels": rows, "weights": rows if weighted else 0,
+              "fields": int(known.get("fields", 0)), "encoding": int(known.get("encoding", 0))}
+    return {name: counts[name] * SECTION_DTYPES[name].itemsize for name in sections}
 
 
 def _check_n_features(n_features) -> int | None:
@@ -307,7 +349,10 @@ def read_weights_file(path, n_rows: int) -> np.ndarray:
     return _as_weights(w, int(n_rows), reader.name)
 
 
-def write_cache(chunks, name: str, dest: str, n_features, block_rows, block_bytes, extra=None) -> CacheFile:
+def write_cache(chunks, name: str, dest: str, n_features, block_rows, block_bytes, extra=None,
+                known=None) -> CacheFile:
+    """The cache `dest` of the parsed chunks. `known`: {"rows", "nnz"(, "fields", "encoding")} when the sizes are
+    known before the rows (a raw log's second pass): the sections are then written in place, not copied."""
     folder = os.path.dirname(os.path.abspath(dest))
     if os.path.isdir(dest):
         raise IsADirectoryError(f"cannot write the cache {dest}: it is a directory")
@@ -316,7 +361,7 @@ def write_cache(chunks, name: str, dest: str, n_features, block_rows, block_byte
         try:
             for parsed in chunks:
                 if writer is None:  # the first chunk says whether the rows carry weights
-                    writer = _Writer(dest, tmpdir, weighted=len(parsed) == 6, extra=extra)
+                    writer = _Writer(dest, tmpdir, weighted=len(parsed) == 6, extra=extra, known=known)
                 elif (len(parsed) == 6) != writer.weighted:
                     raise ValueError(f"{name}: either every piece carries sample weights (X, y, w) or none does")
                 writer.add(*parsed)

@@ -113,15 +113,17 @@ class _Fitting(_Base):
 
     def _hold_out(self, rows, kind, labels):
         """(the rows left to train on, the held-out rows to evaluate): a seeded split of `validation_fraction`
-        of the training rows, stratified by class for a classifier in memory; from a cache, a seeded subset of
-        every block's rows (fastafm.training.cache_rows)."""
+        of the training rows, stratified by class for a classifier; from a cache the same rows as from the same
+        rows in memory (drawn from its labels section: fastafm.training.cache_rows)."""
         rng = session.split_generator(self.random_state)
         fraction = float(self.validation_fraction)
+        stratify = self._objective.classifier
         if isinstance(rows, CacheRows):
-            return rows.hold_out(fraction, int(rng.integers(0, 2**63 - 1)))
-        rows, held = rows.hold_out(fraction, rng, stratify=self._objective.classifier)
-        if "label_range" in labels:  # the range of the rows trained on (a cache: its header's, of all rows)
-            labels["label_range"] = (float(rows.targets.min()), float(rows.targets.max()))
+            rows, held = rows.hold_out_split(fraction, rng, stratify)
+        else:
+            rows, held = rows.hold_out(fraction, rng, stratify=stratify)
+        if "label_range" in labels:  # the range of the rows trained on
+            labels["label_range"] = rows.target_range()
         return rows, held
 
     def _start_from_the_average(self, state: TrainingState, target_sums) -> None:

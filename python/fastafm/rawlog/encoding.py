@@ -16,7 +16,9 @@ import json
 
 import numpy as np
 
+from .arrow_numpy import float64_values, null_mask
 from .hashing import fnv1a64
+from .json_strings import SortedStrings, dumps
 from .reader import pyarrow
 from .strings import hash_strings
 
@@ -72,8 +74,12 @@ class RawEncoding:
 
     # -- JSON
     def to_json(self) -> bytes:
-        return json.dumps({"format": "fastafm-raw-encoding", "version": 1, "fields": self.fields,
-                           "source": self.source}, sort_keys=True, separators=(",", ":")).encode("utf-8")
+        record = {"format": "fastafm-raw-encoding", "version": 1, "fields": self.fields, "source": self.source}
+        lazy = {f: spec["categories"] for f, spec in enumerate(self.fields)
+                if isinstance(spec.get("categories"), SortedStrings)}
+        if lazy:  # the same bytes, the vocabularies written from their Arrow arrays
+            return dumps(record, lazy)
+        return json.dumps(record, sort_keys=True, separators=(",", ":")).encode("utf-8")
 
     @classmethod
     def from_json(cls, data: bytes, where: str) -> "RawEncoding":
@@ -124,10 +130,10 @@ class RawEncoding:
                 h = hash_strings(column) % np.uint64(spec["buckets"])  # C++: fnv1a64's values
                 codes = h.astype(np.int64) + start
                 if column.null_count:
-                    codes[np.asarray(column.is_null())] = stop - 1
+                    codes[null_mask(column)] = stop - 1
                 ids[:, f] = codes
             else:
-                x = column.to_numpy(zero_copy_only=False).astype(np.float64)
+                x = float64_values(column)
                 if np.isinf(x).any():
                     row = int(np.flatnonzero(np.isinf(x))[0])
                     raise ValueError(f"{batch.name}:{batch.first_line + row}: column {spec['column']}: "
@@ -165,7 +171,7 @@ class RawEncoding:
             edges_list.append(None)
             if spec["kind"] == "category":
                 cats = np.empty(len(spec["categories"]), dtype=object)
-                cats[:] = spec["categories"]
+                cats[:] = list(spec["categories"])
                 categories.append(cats)
                 feature_map += [(name, "category", c) for c in cats] + [(name, "unknown", None)]
             elif spec["kind"] == "bins":
@@ -199,9 +205,9 @@ def labels_of(batch, label: str) -> np.ndarray:
     """The float32 labels of a batch (the column `label`); ValueError naming the line of a missing one."""
     column = batch.data.column(label)
     if column.null_count:
-        row = int(np.flatnonzero(np.asarray(column.is_null()))[0])
+        row = int(np.flatnonzero(null_mask(column))[0])
         raise ValueError(f"{batch.name}:{batch.first_line + row}: the label (column {label}) is missing")
-    y = column.to_numpy(zero_copy_only=False).astype(np.float64)
+    y = float64_values(column)
     bad = ~np.isfinite(y) | (np.abs(y) > np.finfo(np.float32).max)
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
@@ -238,9 +244,12 @@ class _Vocabulary:
     hashing), so only its distinct values are hashed and looked up; a candidate is accepted only if the strings
     are equal, so a hash collision can never give a wrong id. Categories whose hashes collide use index_in."""
 
-    def __init__(self, categories: list):
+    def __init__(self, categories):
         pa = pyarrow()
-        self.values = pa.array(categories, type=pa.string())
+        if isinstance(categories, SortedStrings):
+            self.values = categories.values.cast(pa.string())
+        else:
+            self.values = pa.array(categories, type=pa.string())
         hashes = np.maximum(fnv1a64(self.values), np.uint64(1))  # 0 marks an empty slot
         self.collide = len(np.unique(hashes)) != len(hashes)
         bits = max(4, int(np.ceil(np.log2(max(2 * len(hashes), 2)))))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .arrow_numpy import null_mask
 from .strings import string_buffers
 
 FNV_OFFSET = np.uint64(0xCBF29CE484222325)
@@ -40,7 +41,7 @@ def fnv1a64(array) -> np.ndarray:
             h *= FNV_PRIME
             out[rows] = h
     if array.null_count:
-        out[np.asarray(array.is_null())] = 0
+        out[null_mask(array)] = 0
     return out
 
 

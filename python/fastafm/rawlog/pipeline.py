@@ -10,6 +10,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from .encoding import RawEncoding, labels_of
+from .prefetch import prefetched
 from .reader import PARQUET, TABLE, Source, expand, is_table
 from .schema import Layout, RawSchema
 from .spill import Spill, replay
@@ -83,7 +84,7 @@ def learn(source, schema: RawSchema, *, block_bytes: int, progress=None, spill_f
         else:
             read = layout
             spill = Spill(spill_folder, [np.int32 if k == "categorical" else np.float64 for k in layout.kinds])
-        for batch in bar.batches(sources, read, _types(read, schema)):
+        for batch in prefetched(bar.batches(sources, read, _types(read, schema))):  # parsed while counted
             columns = stats.add(batch)
             if spill is not None:
                 spill.add(batch.name, batch.first_line, labels_of(batch, layout.label), columns)
@@ -143,16 +144,19 @@ def convert_raw(source, dest, schema: RawSchema, *, weights=None, block_rows=Non
         raise
     shown = progress if progress is not None else sum(s.size for s in sources) >= PROGRESS_BYTES
     bar = _Progress(stats.n_rows, shown, "writing", unit="rows")
+    mapped = prefetched(replay(spill, encoding, stats.maps, bar.update), depth=1)  # mapped while written
     try:
         stored = np.frombuffer(encoding.to_json(), np.uint8)
-        for spec in encoding.fields:  # the vocabularies are in `stored` now, and the spill maps ids without them:
-            spec.pop("categories", None)  # their Python strings (~65 bytes a value) need not outlive the JSON
-        chunks = replay(spill, encoding, stats.maps, bar.update)
-        if weights is not None:
-            chunks = with_weights(chunks, weights)
+        for spec in encoding.fields:  # the vocabularies are in `stored` now, and the spill maps ids without them
+            spec.pop("categories", None)
+        chunks = mapped if weights is None else with_weights(mapped, weights)
         extra = {"fields": encoding.feature_field_pieces(), "encoding": [stored]}
-        return write_cache(chunks, sources[0].name, dest, encoding.n_features, block_rows, block_bytes, extra)
+        known = {"rows": stats.n_rows, "nnz": stats.n_rows * len(encoding.fields), "fields": encoding.n_features,
+                 "encoding": stored.shape[0]}  # every section's size: written in place
+        return write_cache(chunks, sources[0].name, dest, encoding.n_features, block_rows, block_bytes, extra,
+                           known)
     finally:
+        mapped.close()  # stops its thread before the spill it reads is closed (an error while writing)
         bar.close()
         spill.close()
 

@@ -12,9 +12,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from concurrent.futures import ThreadPoolExecutor
+
 from ..data.columns import AUTO, AUTO_BINS, count_like
+from .arrow_numpy import float64_values, int64_array, integer_values, null_mask
 from .encoding import RawEncoding
-from .strings import ValueCounts, hash_strings
+from .json_strings import SortedStrings
+from .strings import ValueCounts, count_columns, hash_strings
 
 
 class _Moments:
@@ -62,6 +66,7 @@ class Statistics:
             else:
                 self.moments[column] = _Moments()
         self.maps: dict = {}  # vocabulary column -> the vocabulary id of every first-seen id (encoding())
+        self.n_threads = 0  # the categorical columns of a batch are counted on this many threads (0: all cores)
         self.n_rows = 0
 
     def add(self, batch) -> list:
@@ -70,8 +75,8 @@ class Statistics:
         field's values (float64, NaN missing)."""
         data = batch.data
         self.n_rows += data.num_rows
-        numbers = {c: data.column(c).to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
-                   for c, k in zip(self.layout.fields, self.layout.kinds) if k == "numeric"}
+        numbers = {c: float64_values(data.column(c)) for c, k in zip(self.layout.fields, self.layout.kinds)
+                   if k == "numeric"}
         for column, x in numbers.items():
             _check_finite(batch, column, x)
         for column, still in self.auto.items():
@@ -80,15 +85,18 @@ class Statistics:
                 del self.counts[column]  # scaled after all: its distinct values need not be counted
         out = []
         buckets = self.schema.hash_buckets
+        vocab = [c for c, k in zip(self.layout.fields, self.layout.kinds) if k == "categorical" and buckets is None]
+        counted = dict(zip(vocab, count_columns([self.counts[c] for c in vocab], [data.column(c) for c in vocab],
+                                                self.n_threads))) if vocab else {}
         for column, kind in zip(self.layout.fields, self.layout.kinds):
             if kind == "categorical":
                 if buckets is None:
-                    out.append(self.counts[column].add(data.column(column)))
+                    out.append(counted[column])
                 elif self.spills:  # else not read: hashing needs no statistics
                     values = data.column(column)
                     ids = (hash_strings(values) % np.uint64(buckets)).astype(np.int32)
                     if values.null_count:
-                        ids[np.asarray(values.is_null())] = buckets
+                        ids[null_mask(values)] = buckets
                     out.append(ids)
                 continue
             x = numbers[column]
@@ -108,15 +116,35 @@ class Statistics:
     def encoding(self, source: dict) -> RawEncoding:
         fields = []
         schema = self.schema
-        for column, kind in zip(self.layout.fields, self.layout.kinds):
-            if kind == "categorical":
+        vocab = [c for c, k in zip(self.layout.fields, self.layout.kinds)
+                 if k == "categorical" and schema.hash_buckets is None]
+        # two columns' vocabularies at a time (pyarrow's sort releases the GIL), in column order; each table is
+        # freed once its vocabulary is read
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            pending = {c: pool.submit(self._vocabulary, c) for c in vocab}
+            for column, kind in zip(self.layout.fields, self.layout.kinds):
+                if kind != "categorical":
+                    continue
                 if schema.hash_buckets is not None:
                     fields.append({"column": column, "kind": "hash", "buckets": schema.hash_buckets})
                 else:
-                    values, counts = self.counts.pop(column).strings()  # the table is freed once read
-                    categories, self.maps[column] = vocabulary(values, counts, schema.min_frequency)
-                    del values, counts
+                    categories, self.maps[column] = pending.pop(column).result()
                     fields.append({"column": column, "kind": "category", "categories": categories})
+        fields = self._numeric_fields(fields)
+        self.counts.clear()
+        return RawEncoding(fields, source)
+
+    def _vocabulary(self, column) -> tuple:
+        values, counts = self.counts.pop(column).strings()  # the table is freed once read
+        return vocabulary(values, counts, self.schema.min_frequency)
+
+    def _numeric_fields(self, categorical: list) -> list:
+        """Every field's spec in column order: `categorical`'s, in order, and the numeric fields'."""
+        fields, given = [], iter(categorical)
+        schema = self.schema
+        for column, kind in zip(self.layout.fields, self.layout.kinds):
+            if kind == "categorical":
+                fields.append(next(given))
             elif column in self.counts and (column not in self.auto or self._counted(column)):
                 n_bins = AUTO_BINS if column in self.auto else self.layout.bins[column]
                 numbers, counts = self.counts.pop(column).floats()
@@ -126,8 +154,7 @@ class Statistics:
                 center, scale = scaling(self.moments[column], schema.numeric_scaling)
                 fields.append({"column": column, "kind": "numeric", "center": center, "scale": scale,
                                "missing": schema.numeric_missing})
-        self.counts.clear()
-        return RawEncoding(fields, source)
+        return fields
 
     def summary(self) -> dict:
         """What the statistics of several parts of one log are merged from (picklable: the Dask workers send it,
@@ -145,16 +172,20 @@ class Statistics:
 
 
 def vocabulary(values, counts: np.ndarray, min_frequency: int) -> tuple:
-    """(the values seen at least min_frequency times, sorted bytewise (the order of Python's sorted on str); the
-    vocabulary id of every value by its first-seen id, int32, with one more entry, the unknown id, last: so
-    that indexing with -1, a missing value, gives the unknown id)."""
+    """(the values seen at least min_frequency times, sorted bytewise (the order of Python's sorted on str), a
+    SortedStrings; the vocabulary id of every value by its first-seen id, int32, with one more entry, the unknown id,
+    last: so that indexing with -1, a missing value, gives the unknown id)."""
     import pyarrow.compute as pc
 
     kept = np.flatnonzero(counts >= min_frequency)
-    order = np.asarray(pc.sort_indices(values.take(kept))) if kept.size else np.zeros(0, dtype=np.int64)
+    if kept.size == len(counts):  # every value kept: no take
+        order = integer_values(pc.sort_indices(values)).astype(np.int64)
+    else:
+        order = integer_values(pc.sort_indices(values.take(int64_array(kept)))).astype(np.int64) if kept.size \
+            else np.zeros(0, dtype=np.int64)
     ids = np.full(len(counts) + 1, kept.size, dtype=np.int32)
     ids[kept[order]] = np.arange(kept.size, dtype=np.int32)
-    return values.take(kept[order]).to_pylist(), ids
+    return SortedStrings(values.take(int64_array(kept[order]))), ids
 
 
 def quantile_edges(values: np.ndarray, counts: np.ndarray, n_bins: int) -> np.ndarray:

@@ -38,6 +38,15 @@ def hash_strings(array) -> np.ndarray:
     return _core.fnv1a64_strings(*string_buffers(array))
 
 
+def count_columns(counts: list, columns: list, n_threads: int = 0) -> list:
+    """`counts[j].add(columns[j])` for every j in one call into the core, the columns on up to n_threads threads
+    (0: all cores; each column's table is one thread's): the int32 ids of each column."""
+    from .. import _core
+
+    return _core.ValueTable.add_columns([c.table for c in counts], [string_buffers(col) for col in columns],
+                                        int(n_threads))
+
+
 class ValueCounts:
     """The exact count of every distinct value of one column: strings (`add`) or float64 values (`add_floats`,
     NaN missing), numbered in first-seen order; `add` returns the batch's ids (-1 where missing), which the

@@ -4,22 +4,22 @@
 An epoch visits the blocks in a permutation and the rows of each block in a permutation of their own; each
 block is trained by one call of the fit's core Trainer (mini-batches do not span blocks). The dropout mask of
 a row is keyed on (seed, epoch, row position in the block), so each block trains with its own seed derived from
-the fit's seed and the block's first row (`block_seed`); the block starting at row 0 keeps the fit's seed, so a
-cache of one block trains exactly as the same rows in memory.
+the fit's seed and the block's first row (`block_seed`); the block starting at row 0 keeps the fit's seed.
 
-Early stopping without an eval_set holds out each row with probability `fraction`, drawn per block from the
-split seed and the block's key, so no per-row index of the files is kept: (block index) for one process's
-cache, (file key, block index in the file) for a Dask worker's files, so that the held-out rows do not depend
-on how files are assigned to workers. The held-out rows are skipped by the epochs and read into memory once.
+Early stopping without an eval_set holds rows out (fastafm.training.cache_holdout): in one process the rows
+the same fit of the same rows in memory holds out; in a Dask worker a seeded subset of every block. The
+held-out rows are skipped by the epochs: a block's kept rows are packed to the front of the buffer when it is
+read, so that a kept row's position (its dropout key) is its rank among the block's kept rows, as in memory,
+where the kept rows are a matrix of their own. With one block and the same random_state a cache therefore
+trains exactly the model the same rows train in memory, with or without early stopping.
 """
 from __future__ import annotations
 
 import numpy as np
-import scipy.sparse as sp
 
 from ..data.limits import check_longest
-from ..data.validation import check_kernel_memory_sizes, check_memory
-from .evaluation import InMemoryEval
+from ..data.validation import check_kernel_memory_sizes
+from . import cache_holdout
 from .rows import block_seed, feature_occurrences, row_ids
 
 
@@ -35,12 +35,9 @@ class BlockOrder:
 
     def rows(self, i: int) -> np.ndarray:
         if self._last is None or self._last[0] != i:
-            b = int(self.blocks[i])
             rng = self._rng if self._seeds is None else np.random.default_rng(int(self._seeds[i]))
-            perm = rng.permutation(int(self.sizes[i]))
-            if self.source.holdout is not None:  # the block's kept rows, shuffled
-                perm = np.flatnonzero(~self.source.held_mask(b))[perm]
-            self._last = (i, perm.astype(np.int64, copy=False))
+            # positions among the block's kept rows (`CacheRows.read` packs them to the front of the buffer)
+            self._last = (i, rng.permutation(int(self.sizes[i])).astype(np.int64, copy=False))
         return self._last[1]
 
 
@@ -59,7 +56,9 @@ class CacheRows:
         self.caches = list(caches)
         self.encode = encode
         self._class_weights = class_weights
-        self.holdout = holdout  # None, or (fraction, seed): the rows `held_mask` keeps out of training
+        # the rows `held_mask` keeps out of training: None, a bool per row of the files in order (one process's
+        # split), or (fraction, seed) (a Dask worker's per-block draw)
+        self.holdout = holdout
         self.file_keys = file_keys
         self._names = list(names) if names is not None else [str(c.path) for c in self.caches]
         widest = max((int(c.n_features) for c in self.caches), default=0)
@@ -102,9 +101,11 @@ class CacheRows:
     # ------------------------------------------------------------------ layout and held-out rows
     def held_mask(self, b: int) -> np.ndarray:
         """The held-out mask of block b's rows (all False without a holdout)."""
-        _, start, stop, _, key = self.blocks[b]
+        _, start, stop, first, key = self.blocks[b]
         if self.holdout is None:
             return np.zeros(stop - start, dtype=bool)
+        if isinstance(self.holdout, np.ndarray):
+            return self.holdout[first:first + stop - start]
         fraction, seed = self.holdout
         return np.random.default_rng([int(seed), *key]).random(stop - start) < fraction
 
@@ -112,9 +113,32 @@ class CacheRows:
         _, start, stop, _, _ = self.blocks[b]
         return stop - start if self.holdout is None else int(np.count_nonzero(~self.held_mask(b)))
 
-    def with_holdout(self, fraction: float, seed: int) -> "CacheRows":
-        return CacheRows(self.caches, self.encode, (float(fraction), int(seed)), self._class_weights,
-                         self.file_keys, self._names, self.n_features)
+    def with_holdout(self, holdout) -> "CacheRows":
+        """These rows without `holdout` (a bool per row, or (fraction, seed): see held_mask)."""
+        return CacheRows(self.caches, self.encode, holdout, self._class_weights, self.file_keys, self._names,
+                         self.n_features)
+
+    def describe(self) -> str:
+        """The files, as errors name them."""
+        return self.name_of(0) if len(self.caches) == 1 else f"{len(self.caches)} cache files"
+
+    def hold_out_split(self, fraction: float, rng: np.random.Generator, stratify: bool):
+        """One process's hold-out: the rows held out in memory (fastafm.training.cache_holdout.split)."""
+        return cache_holdout.split(self, fraction, rng, stratify)
+
+    def hold_out(self, fraction: float, seed: int, refuse_empty: bool = True):
+        """A Dask worker's hold-out: a seeded subset of every block (fastafm.training.cache_holdout.per_block)."""
+        return cache_holdout.per_block(self, fraction, seed, refuse_empty)
+
+    def target_range(self) -> tuple:
+        """(min, max) of the encoded targets of the rows trained (held-out rows excluded)."""
+        lo, hi = np.inf, -np.inf
+        for b in range(len(self.blocks)):
+            f, start, stop, _, _ = self.blocks[b]
+            y = np.asarray(self.encode(self.caches[f].read_labels(start, stop)))[~self.held_mask(b)]
+            if y.size:
+                lo, hi = min(lo, float(y.min())), max(hi, float(y.max()))
+        return lo, hi
 
     # ------------------------------------------------------------------ reading
     def _allocate(self) -> dict:
@@ -131,16 +155,24 @@ class CacheRows:
         return 0 if self._buffers is None else sum(a.nbytes for a in self._buffers.values())
 
     def read(self, b: int) -> tuple:
-        """(indptr, indices, values, labels) of block b, in the source's buffer (read unless it is there: a
-        Dask worker's consecutive rounds train parts of one block)."""
+        """(indptr, indices, values, labels, weights or None) of block b's rows trained (without its held-out
+        rows, packed to the front, so that a kept row's position, the key of its dropout mask, is its rank
+        among the kept rows, as in memory), in the source's buffer (read unless it is there: a Dask worker's
+        consecutive rounds train parts of one block)."""
         if self._loaded is not None and self._loaded[0] == b:
             return self._loaded[1]
         f, start, stop, _, _ = self.blocks[b]
         self._loaded = None
+        buffers = self._allocate()
         try:
-            arrays = self.caches[f].read_block(start, stop, self._allocate())
+            indptr, indices, values, labels = self.caches[f].read_block(start, stop, buffers)
         except OSError as exc:  # a file removed or unreadable after the fit started
             raise OSError(f"{self.name_of(f)}: {exc}") from exc
+        w = self.block_weights(b, labels, buffers["weights"])
+        held = self.held_mask(b)
+        arrays = (indptr, indices, values, labels, w)
+        if held.any():
+            arrays = _pack_rows(~held, *arrays)
         self._loaded = (b, arrays)
         return arrays
 
@@ -189,13 +221,10 @@ class CacheRows:
         if self._counts is None:
             counts = np.zeros(n_features, dtype=np.int64)
             for b in range(len(self.blocks)):
-                indptr, indices, _, labels = self.read(b)
-                mask = ~self.held_mask(b)
-                w = self.block_weights(b, labels)
-                if w is not None:
-                    mask &= w > 0
+                indptr, indices, _, _, w = self.read(b)
                 # every row counted: no mask (a masked count copies the block's indices)
-                counts += feature_occurrences(indptr, indices, n_features, None if mask.all() else mask)
+                mask = None if w is None or bool(np.all(w > 0)) else w > 0
+                counts += feature_occurrences(indptr, indices, n_features, mask)
             self._counts = counts.astype(np.float32)
         return self._counts
 
@@ -236,7 +265,6 @@ class CacheRows:
                   touched=None) -> float:
         """Train positions [lo, hi) of the epoch's order, one core call per block they cover; NaN as soon as a
         block diverges. Appends the trained rows' feature ids to `touched` (a list) if given."""
-        buffers = self._allocate()
         total, done = 0.0, 0
         ends = np.cumsum(order.sizes)
         for i in range(int(np.searchsorted(ends, lo, side="right")), len(ends)):
@@ -244,8 +272,7 @@ class CacheRows:
             if first >= hi:
                 break
             b = int(order.blocks[i])
-            indptr, indices, values, labels = self.read(b)
-            w = self.block_weights(b, labels, buffers["weights"])
+            indptr, indices, values, labels, w = self.read(b)
             rows = order.rows(i)[max(lo - first, 0):hi - first]
             hook = None if progress is None else _offset_progress(progress, done)
             res = trainer.run(indptr, indices, values, self.encode(labels), rows, block_seed(seed, self.blocks[b][3]),
@@ -264,53 +291,22 @@ class CacheRows:
         order = self.epoch_order(state.rng)
         return self.run_range(trainer, order, 0, self.n_rows, state.dropout_seed, state.n_epochs_done, progress)
 
-    def hold_out(self, fraction: float, seed: int, refuse_empty: bool = True):
-        """(rows that skip a seeded subset of every block's rows, an InMemoryEval of those rows: features,
-        encoded targets, weights or None)."""
-        rows = self.with_holdout(fraction, seed)
-        n_all = sum(int(c.n_rows) for c in self.caches)
-        n_held = n_all - rows.n_rows
-        if refuse_empty and (n_held == 0 or rows.n_rows == 0):  # (one process; a Dask worker may keep all)
-            names = self.name_of(0) if len(self.caches) == 1 else f"{len(self.caches)} cache files"
-            raise ValueError(f"validation_fraction={fraction} of the {n_all} rows of {names} "
-                             f"holds out {'no' if n_held == 0 else 'all'} rows; early stopping needs rows on both "
-                             "sides (pass an eval_set, change validation_fraction, or set early_stopping=False)")
-        check_memory(int(self.nnz * fraction * 8 * 1.5) + 16 * n_held,
-                     f"the {n_held} held-out validation rows of {self.name_of(0)}")
-        parts, targets, weights = _held_out_rows(self, rows)
-        w_val = np.concatenate(weights) if weights else None
-        if refuse_empty:
-            rows.check_weight()
-        if refuse_empty and w_val is not None and not np.any(w_val > 0):
-            raise ValueError(f"validation_fraction={fraction}: the rows of {self.name_of(0)} held out all have "
-                             "weight 0; early stopping needs weight on them (pass an eval_set, or set "
-                             "early_stopping=False)")
-        if not parts:
-            X_val = sp.csr_matrix((0, self.n_features), dtype=np.float32)
-            return rows, InMemoryEval(X_val, np.zeros(0, np.float32), None)
-        return rows, InMemoryEval(sp.vstack(parts, format="csr"), np.concatenate(targets), w_val)
-
-
-def _held_out_rows(source: CacheRows, kept: CacheRows) -> tuple:
-    """(CSR parts, encoded targets, weights) of the rows `kept` holds out of `source`'s blocks, block by block."""
-    parts, targets, weights = [], [], []
-    for b in range(len(source.blocks)):
-        mask = kept.held_mask(b)
-        if mask.any():
-            f, start, stop, _, _ = source.blocks[b]
-            try:
-                X, labels = source.caches[f].read_rows(start, stop)
-            except OSError as exc:
-                raise OSError(f"{source.name_of(f)}: {exc}") from exc
-            X = X[np.flatnonzero(mask)]
-            if X.shape[1] < source.n_features:  # a narrower file's rows
-                X = sp.csr_matrix((X.data, X.indices, X.indptr), shape=(X.shape[0], source.n_features))
-            parts.append(X)
-            targets.append(np.array(source.encode(labels), dtype=np.float32)[mask])
-            w = source.block_weights(b, labels)
-            if w is not None:
-                weights.append(w[mask])
-    return parts, targets, weights
+def _pack_rows(kept: np.ndarray, indptr, indices, values, labels, w) -> tuple:
+    """The `kept` rows of a block's arrays moved, in order, to the front of the same arrays (views of them)."""
+    lengths = np.diff(indptr)
+    entries = np.repeat(kept, lengths)
+    nnz = int(np.count_nonzero(entries))
+    indices[:nnz] = indices[: entries.shape[0]][entries]
+    values[:nnz] = values[: entries.shape[0]][entries]
+    n = int(np.count_nonzero(kept))
+    labels[:n] = labels[kept]
+    np.cumsum(lengths[kept], out=indptr[1:n + 1])
+    indptr[0] = 0
+    out_w = None
+    if w is not None:
+        w[:n] = w[kept]
+        out_w = w[:n]
+    return indptr[:n + 1], indices[:nnz], values[:nnz], labels[:n], out_w
 
 
 def _offset_progress(progress, done: int):

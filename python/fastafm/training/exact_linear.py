@@ -5,7 +5,8 @@ penalised), for each l2 of L2_PATH from strong to weak, each solve starting from
 is the one whose model scores best on the validation rows. This is the regression a user would fit beside the
 model (scikit-learn's LogisticRegression with C = 1 / (l2 x the weight sum), its C chosen on the same rows), so
 the fit that starts from it and keeps it when it validates better never ends worse than that regression on
-the validation rows. The SGD stage (an FM with V = 0) stays for caches and for fits without validation rows.
+the validation rows. The SGD stage (an FM with V = 0) stays for fits without validation rows and for rows of
+more than MAX_NNZ non-zeros. A cache's rows are read into memory for it (one process; not a Dask worker's shard).
 """
 from __future__ import annotations
 
@@ -15,9 +16,10 @@ import numpy as np
 import scipy.sparse
 
 from .. import _core
-
+from . import cache_holdout
 from .callbacks import better
 from .evaluation import evaluate
+from .cache_rows import CacheRows
 from .rows import InMemoryRows
 
 #: the penalties tried, strong to weak (per unit of the mean loss; a half-decade apart)
@@ -41,9 +43,9 @@ MAX_NNZ = 50_000_000
 
 
 def applies(rows, evaluation) -> bool:
-    """Whether the exact stage runs: rows in memory (not a cache) of at most MAX_NNZ non-zeros, and validation
-    rows to choose the penalty on."""
-    return isinstance(rows, InMemoryRows) and evaluation is not None and rows.nnz <= MAX_NNZ
+    """Whether the exact stage runs: rows in memory, or one process's cache (read into memory for it), of at
+    most MAX_NNZ non-zeros, and validation rows to choose the penalty on."""
+    return isinstance(rows, (InMemoryRows, CacheRows)) and evaluation is not None and rows.nnz <= MAX_NNZ
 
 
 @dataclass
@@ -168,7 +170,11 @@ class Problem:
 def fit(rows, objective, evaluation, metric: str, label_range, initial_bias: float, n_threads: int = 1) -> tuple:
     """(LinearStage, (best index or None, best score)) over L2_PATH for the in-memory `rows`
     (fastafm.training.rows.InMemoryRows) with the loss the `objective` trains (its core_loss), scored by
-    `metric` on `evaluation` as the epochs are; the Hessian products on `n_threads` (0: all cores)."""
+    `metric` on `evaluation` as the epochs are; the Hessian products on `n_threads` (0: all cores). A cache's
+    rows (fastafm.training.cache_rows.CacheRows) are read into memory first: the same rows, so the same solution
+    as the same rows in memory."""
+    if isinstance(rows, CacheRows):
+        rows = cache_holdout.in_memory(rows)
     problem = Problem(rows.csr, rows.targets.astype(np.float64), rows.weights, objective.core_loss, n_threads)
     n_features = problem.X.shape[1]
     theta = np.zeros(n_features + 1)

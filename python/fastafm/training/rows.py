@@ -6,8 +6,9 @@ A source draws an epoch's order with `epoch_order(rng)` and trains any range [lo
 process trains the whole range, a Dask worker one round's slice of it. `run_epoch(state, trainer, progress)`
 is the whole epoch from the training state's generator and dropout seed.
 
-Early stopping without an eval_set holds part of the training rows out (`hold_out`): in memory a seeded split
-of the rows (stratified by class for classifiers); from a cache a seeded subset of the rows of every block.
+Early stopping without an eval_set holds part of the training rows out (`hold_out`): a seeded split of the
+rows (`holdout_split`, stratified by class for classifiers), the same rows in memory and from a cache in one
+process (fastafm.training.cache_rows); a Dask worker's cache a seeded subset of the rows of every block.
 
 Sample weights travel with their rows: an in-memory source holds one per row (or None), a cache's come from
 its optional weights section; a held-out part keeps the weights of its rows for the evaluation. `weight_sum`
@@ -35,16 +36,23 @@ def holdout_split(n_rows: int, fraction: float, rng: np.random.Generator, strata
     """(train rows, held-out rows), both sorted: round(fraction * n) rows of each stratum (of each distinct
     value of `strata`, e.g. the class; one stratum when None) drawn by `rng`. ValueError when either side
     would be empty."""
+    mask = holdout_mask(n_rows, fraction, rng, strata)
+    return np.flatnonzero(~mask), np.flatnonzero(mask)
+
+
+def holdout_mask(n_rows: int, fraction: float, rng: np.random.Generator, strata=None) -> np.ndarray:
+    """The held-out rows of `holdout_split` as a bool per row (what a cache keeps of the split: one byte a row,
+    no index arrays); the same draws from `rng`, so both give the same rows."""
     groups = [np.arange(n_rows)] if strata is None else [np.flatnonzero(strata == v) for v in np.unique(strata)]
-    held = [rng.permutation(g)[: int(np.floor(fraction * g.shape[0] + 0.5))] for g in groups]
     mask = np.zeros(n_rows, dtype=bool)
-    mask[np.concatenate(held)] = True
+    for g in groups:
+        mask[rng.permutation(g)[: int(np.floor(fraction * g.shape[0] + 0.5))]] = True
     n_held = int(np.count_nonzero(mask))
     if n_held == 0 or n_held == n_rows:
         raise ValueError(f"validation_fraction={fraction} of {n_rows} training rows leaves "
                          f"{'no' if n_held == 0 else 'all'} rows for validation; early stopping needs rows on both "
                          "sides (pass an eval_set, change validation_fraction, or set early_stopping=False)")
-    return np.flatnonzero(~mask), np.flatnonzero(mask)
+    return mask
 
 
 def feature_occurrences(indptr, indices, n_features: int, row_mask=None) -> np.ndarray:
@@ -119,6 +127,10 @@ class InMemoryRows:
             return float(y.sum()), float(self.n_rows)
         w = self.weights.astype(np.float64)
         return float(np.dot(w, y)), float(w.sum())
+
+    def target_range(self) -> tuple:
+        """(min, max) of the encoded targets trained on (a regressor's eval clipping range)."""
+        return float(self._y.min()), float(self._y.max())
 
     @property
     def csr(self):
