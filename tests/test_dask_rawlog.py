@@ -104,3 +104,13 @@ def test_inputs_with_other_columns_name_the_file(client, tmp_path):
     other.write_text("click,x\n1,a\n0,b\n")
     with pytest.raises(ValueError, match="other.csv"):
         fastafm.dask.convert([paths[0], str(other)], tmp_path / "parts", client=client, label="click")
+
+
+def test_raw_files_and_raw_columns_given_to_fit_name_the_conversion(client, tmp_path):
+    _, paths = _files(tmp_path, n_files=1, rows=50)
+    with pytest.raises(ValueError, match=r"a raw log file, not a cache: .*fastafm\.dask\.convert"):
+        DaskAFMClassifier(client=client, **SMALL).fit([str(paths[0])])
+    dd = pytest.importorskip("dask.dataframe")
+    ddf = dd.from_pandas(click_frame(50), npartitions=2)
+    with pytest.raises(TypeError, match=r"raw log's columns .*fastafm\.dask\.convert"):
+        DaskAFMClassifier(client=client, **SMALL).fit(ddf.drop(columns=["click"]), ddf["click"])

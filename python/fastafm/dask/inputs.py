@@ -90,7 +90,9 @@ def partitions(X, y, classifier: bool, what: str = ""):
         bad = [str(c) for c, t in X.dtypes.items() if not _is_numeric(t)]
         if bad:
             raise TypeError(f"X must have numeric columns only (each column is one dense feature); not numeric: "
-                            f"{bad[:5]}")
+                            f"{bad[:5]}. For a raw log's columns (categories, a label column) convert them on "
+                            "the workers first: caches = fastafm.dask.convert(ddf, folder, label=...), then "
+                            "fit(caches)")
         x_blocks = list(X.to_delayed())
         sizes = None
         n_features = len(X.columns)
@@ -139,7 +141,33 @@ def cache_files(X, y, what: str = "X"):
                         f"{sorted({type(f).__name__ for f in X})}")
     if y is not None:
         raise ValueError(f"y must be None when {what} is a list of cache files: the labels are in the files")
-    return [f if isinstance(f, CacheFile) else CacheFile(f) for f in X]
+    return [f if isinstance(f, CacheFile) else _open_cache(f, what) for f in X]
+
+
+def _open_cache(path, what: str):
+    """CacheFile(path); a CSV/TSV/Parquet file (a raw log, not a cache) gets the way to convert it."""
+    from ..data.cache import CacheFile
+
+    try:
+        return CacheFile(path)
+    except ValueError as exc:
+        if not _looks_raw(path):
+            raise
+        raise ValueError(f"{what} holds {os.fspath(path)}, a raw log file, not a cache: convert raw files on the "
+                         "workers first, caches = fastafm.dask.convert(files, folder, label=...), then "
+                         "fit(caches)") from exc
+
+
+_RAW_SUFFIXES = (".csv", ".tsv", ".txt", ".parquet", ".pq")
+
+
+def _looks_raw(path) -> bool:
+    """A CSV/TSV/Parquet file by its name (compressed too): what fastafm.dask.convert reads, not a cache."""
+    name = os.fspath(path).lower()
+    for compressed in (".gz", ".bz2", ".xz"):
+        if name.endswith(compressed):
+            name = name[: -len(compressed)]
+    return name.endswith(_RAW_SUFFIXES)
 
 
 def _short(chunks) -> str:

@@ -127,17 +127,15 @@ class _Fitting(_Base):
         return rows, held
 
     def _start_from_the_average(self, state: TrainingState, target_sums) -> None:
-        """w0 of a new model: the objective's output for the mean target of the rows it trains (`target_sums`:
-        their row source's (sum of weight x target, sum of weight))."""
+        """w0 of a new model: the objective's output at the mean target of `target_sums` (sum w*y, sum w)."""
         total, weight = target_sums
         if weight > 0:
             state.params["w0"][0] = self._objective.initial_bias(total / weight)
 
     def _linear_stage(self, kind, values, rows, n_features, labels, evaluation, stopping, metric, row_nnz,
                       target_sums) -> tuple:
-        """The linear model of pretrain="linear+fm": (an object with its params and history, (best, score)).
-        Rows in memory with validation rows: solved exactly, its L2 chosen on those rows
-        (fastafm.training.exact_linear); otherwise the SGD stage (an FM with V = 0, `_pretrain_fm`)."""
+        """The linear model of pretrain="linear+fm": (an object with its params and history, (best, score)):
+        solved exactly where fastafm.training.exact_linear applies, else the SGD stage (`_pretrain_fm`, V = 0)."""
         if exact_linear.applies(rows, evaluation):
             return _exact_linear(self._objective, self.verbose, rows, labels, evaluation, metric, target_sums,
                                  self._threads())
