@@ -64,11 +64,15 @@ def main() -> None:
         pq_cache = fastafm.convert(pq_train, os.path.join(tmp, "pq.cache"), label="label", numeric=NUMERIC)
         print(f"criteo head: {len(train)} train / {len(test)} test rows, {X.shape[1]} features "
               f"(TSV cache {tsv_cache.n_features}, Parquet cache {pq_cache.n_features}); rows equal: "
-              f"TSV {_same_rows(tsv_cache, X)}, Parquet {_same_rows(pq_cache, X)}")
+              f"TSV {_same_rows(tsv_cache, X)}, Parquet {_same_rows(pq_cache, X)}; fields equal: "
+              f"{np.array_equal(tsv_cache.read_fields(), encoder.fields_)}, "
+              f"{np.array_equal(pq_cache.read_fields(), encoder.fields_)}")
         for settings in ({}, {"early_stopping": False, "n_epochs": 10}):
             for seed in args.seeds:
                 aucs = {}
-                model = fastafm.AFMClassifier(random_state=seed, **settings).fit(X, train["label"].to_numpy())
+                # the encoder's fields, as the caches carry theirs (AFMClassifier's field_aware="auto" takes both)
+                model = fastafm.AFMClassifier(random_state=seed, fields=encoder.fields_, **settings)
+                model.fit(X, train["label"].to_numpy())
                 aucs["FieldEncoder"] = fastafm.metrics.roc_auc(y_test, model.predict_proba(X_test)[:, 1])
                 model = fastafm.AFMClassifier(random_state=seed, **settings).fit(tsv_cache)
                 aucs["raw TSV"] = fastafm.metrics.roc_auc(y_test, model.predict_proba(tsv_test)[:, 1])

@@ -1,6 +1,7 @@
 """field_aware="auto", AFMClassifier's default: field-pair terms ("both") where the fit knows the fields (fields=,
-or a raw log's cache), the plain AFM where it does not; the resolved mode is `field_aware_`, kept by model files
-(which keep "auto" as the setting) and clones; AFMRegressor's default stays None."""
+or a raw log's cache) and stops early, the plain AFM otherwise (no fields, no early stopping, partial_fit); the
+resolved mode is `field_aware_`, kept by model files (which keep "auto" as the setting) and clones;
+AFMRegressor's default stays None."""
 import numpy as np
 import pytest
 from sklearn.base import clone
@@ -8,7 +9,7 @@ from sklearn.base import clone
 import fastafm
 from fastafm.models.persistence import load_model
 
-KW = dict(embedding_dim=8, attention_dim=8, n_epochs=3, random_state=0, n_threads=1)
+KW = dict(embedding_dim=8, attention_dim=8, n_epochs=3, random_state=0, n_threads=1, early_stopping=True)
 
 
 def planted(n=1200, classification=True):
@@ -67,6 +68,29 @@ def test_model_files_keep_auto_and_the_resolved_mode(tmp_path, with_fields):
     params_equal(loaded, model)
     refit = clone(loaded).fit(X, y)  # the clone keeps the setting ("auto") and the fields it was given
     assert refit.field_aware_ == model.field_aware_
+
+
+@pytest.mark.parametrize("how", ["early_stopping=False", "partial_fit"])
+def test_without_early_stopping_auto_is_the_plain_afm(tmp_path, how):
+    """No validation rows to check the field-pair terms on: "auto" trains the plain AFM, fields given or not,
+    and the model saves, loads and refits as such."""
+    X, y, fields = planted(800)
+    kw = {**KW, "early_stopping": False}
+    plain = fastafm.AFMClassifier(**{**kw, "field_aware": None})
+    model = fastafm.AFMClassifier(fields=fields, **kw)
+    if how == "partial_fit":
+        plain.partial_fit(X, y)
+        model.partial_fit(X, y)
+    else:
+        plain.fit(X, y)
+        model.fit(X, y)
+    assert model.field_aware == "auto" and model.field_aware_ is None and model.fields_ is None
+    params_equal(model, plain)
+    model.save(tmp_path / "m.npz")
+    loaded = load_model(tmp_path / "m.npz")
+    assert loaded.field_aware_ is None
+    np.testing.assert_array_equal(loaded.decision_function(X), model.decision_function(X))
+    assert clone(model).set_params(early_stopping=True).fit(X, y).field_aware_ == "both"  # its fields kept
 
 
 def test_a_raw_logs_cache_gives_auto_its_fields(tmp_path):

@@ -58,10 +58,10 @@ class _AFM(_Fitting):
             raise AttributeError(f"{attr}: this model's field_aware_={self.field_aware_!r} has no {name}")
         return params[name]
 
-    field_aware_ = property(lambda self: _registry.kind(type(self)).field_aware(
+    field_aware_ = property(lambda self: _registry.kind(type(self)).fitted_field_aware(
                                 {"field_aware": self.field_aware}, self._fitted_state().fields is not None),
                             doc="The field_aware mode the fitted model has: `field_aware` with \"auto\" resolved "
-                                "(\"both\" when the fit knew the fields, else None).")
+                                "(\"both\" when the fit knew the fields and stopped early, else None).")
 
     field_weights_ = property(lambda self: self._field_term("R", "field_weights_"),
                               doc="field_aware 'weights' or 'both': the learned weights r of the field pairs on "
@@ -334,8 +334,9 @@ class AFMClassifier(_Classification, ClassifierMixin, _AFM):
         counts the classes over the whole cache).
     field_aware : "auto", "weights", "logits", "both" or None, default "auto"
         Field-pair terms (docs/model.md, "Field-aware AFM"); `fields` gives the field of every feature.
-        "auto": "both" where the fields are known (`fields` given, or a raw log's cache, which carries them),
-        None otherwise; the mode a fitted model has is `field_aware_`. The classifier's default because
+        "auto": "both" where the fields are known (`fields` given, or a raw log's cache, which carries them)
+        and the fit stops early, None otherwise (no fields; early_stopping=False or too few rows without an
+        eval_set; partial_fit); the mode a fitted model has is `field_aware_`. The classifier's default because
         "both" won or tied on every classification tuning set (docs/accuracy.md, "Field-aware AFM by
         default"); AFMRegressor's default stays None (worse on Frappe's regression).
     """

@@ -73,6 +73,7 @@ class _Fitting(_Base):
             if evaluation is not None:
                 evaluation.check_pairs()
         stopping = session.early_stopping_on(self.early_stopping, rows.n_rows, evaluation is not None)
+        values = kind.settle_field_aware(values, stopping)
         if stopping and evaluation is None:
             rows, evaluation = self._hold_out(rows, kind, labels)
         init_params = None if init is None else warm_start_params(init, n_features, int(self.embedding_dim))
@@ -195,7 +196,7 @@ class _Fitting(_Base):
         is refused, one batch's class counts are not the data's)."""
         kind = _registry.kind(type(self))
         if not hasattr(self, "training_state_"):
-            values, encoding = _raw_log_facts(kind, self._validated(kind), X)
+            values, encoding = _raw_log_facts(kind, kind.settle_field_aware(self._validated(kind), False), X)
             rows, n_features, labels = self._rows(X, y, fitting=True, classes=classes, sample_weight=sample_weight,
                                                   partial=True)
             self._start_from_the_average(self._new_state(kind, values, n_features, labels, rows.mean_nnz),

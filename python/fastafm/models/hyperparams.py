@@ -386,8 +386,8 @@ TABLE: tuple = (
                    "field-pair terms in AFM (docs/model.md): `\"weights\"` a learned weight r per pair of fields "
                    "on the pooled pairs, `\"logits\"` a learned term s per pair of fields in the attention "
                    "logits, `\"both\"`; needs `fields` (or a raw log's cache) and attention; None: neither; "
-                   "`\"auto\"` (AFMClassifier's default): `\"both\"` where the fields are known, else None "
-                   "(AFM only)",
+                   "`\"auto\"` (AFMClassifier's default): `\"both\"` where the fields are known and the fit stops "
+                   "early, else None (AFM only)",
                    "--field-aware", "{weights,logits,both,auto,none}", cli_help="field-pair terms in AFM: weights (r on the pooled pairs), logits "
                    "(s in the attention logits), both, auto (both where the fields are known: a raw log's "
                    "cache; the classifier's default), or none; weights, logits and both read TRAIN as libFFM"),

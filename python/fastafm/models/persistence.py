@@ -158,6 +158,8 @@ def _check_shapes_match(model, state: TrainingState) -> None:
     changes the shapes (embedding_dim, field_aware, ...) would write a file that cannot be loaded."""
     kind = _registry.kind(type(model))
     values = {name: getattr(model, name) for name in kind.signature.names}
+    if "field_aware" in values:  # "auto" as the fit settled it (None without early stopping, fields given or not)
+        values["field_aware"] = kind.fitted_field_aware(values, state.fields is not None)
     try:
         shapes = kind.spec(values, state.spec.n_features, state.fields).shapes()
     except (TypeError, ValueError) as exc:

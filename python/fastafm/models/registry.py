@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..data.fields import field_array, n_fields_of
-from .params import FIELD_AWARE_PARAMS, FWFM_PARAM, resolved_field_aware
+from .params import FIELD_AWARE_AUTO, FIELD_AWARE_PARAMS, FWFM_PARAM, resolved_field_aware
 from ..objectives import REGRESSION_LOSSES, objective
 from .hyperparams import SIGNATURES
 from ..training.state import ModelSpec, TrainingState
@@ -66,6 +66,19 @@ class Kind:
         # "auto" leaves uniform pooling (attention=False) plain: its field-pair weights are FwFM's
         return resolved_field_aware(hyperparameters.get("field_aware"),
                                     known and bool(hyperparameters.get("attention", True)))
+
+    def fitted_field_aware(self, hyperparameters: dict, has_fields: bool):
+        """The mode a fitted model (or a model file) has: "auto" resolved by whether it holds the fields alone,
+        since a fit can settle "auto" to None where fields were given (`settle_field_aware`)."""
+        return resolved_field_aware(hyperparameters.get("field_aware"), has_fields) if self.family == "afm" else None
+
+    @staticmethod
+    def settle_field_aware(hyperparameters: dict, stopping: bool) -> dict:
+        """The hyperparameters a fit trains with: field_aware "auto" is None without early stopping (its field-pair
+        terms were chosen with validation rows; without them they overfit: docs/accuracy.md)."""
+        if hyperparameters.get("field_aware") == FIELD_AWARE_AUTO and not stopping:
+            return {**hyperparameters, "field_aware": None}
+        return hyperparameters
 
     def takes_fields(self, hyperparameters: dict) -> bool:
         """Whether a fit reads the fields a cache carries: FwFM, and AFM with field_aware set ("auto" too)."""
