@@ -169,6 +169,8 @@ void Trainer::use_rows(const CsrView& X, const float* y, const float* weights) {
         sc.pairs_major_from = (fa || cfg_.bf16) ? -1 : pairs_major_from(pm_isa_, m_.k, m_.t);
         if (m_.field_weighted() && !cfg_.attention) sc.reserve_fields(reserved_nnz_, m_.k, m_.n_fields);
         if (fa) sc.reserve_pair_fields(reserved_pairs_);
+        // bf16 copies for blocks of up to a block budget of pairs (a longer row, alone in its block, packs).
+        if (cfg_.bf16 && cfg_.attention) sc.reserve_bf16(std::min(pair_cap, block_pair_target(m_.k, m_.t)), m_.k, m_.t);
     }
 }
 
