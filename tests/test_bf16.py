@@ -30,6 +30,10 @@ SHAPES = [(1, 1), (5, 3), (16, 16), (17, 31), (32, 32), (33, 17), (64, 64), (40,
 EDGE_NNZ = [0, 1, 2, 3, 25]
 FORWARD_RTOL = 2e-6
 GRADIENT_RTOL = 3e-4
+# Blocks of ~170 pairs have more delta terms that can sit on a bf16 rounding boundary: one flip moved dW by 4.6e-4
+# of its scale (k, t = 17, 31; the other shapes <= 1.5e-6, and the packing path gives the same bits). A pair
+# misplaced in a copy would be off by a whole term, ~1e-1 of the scale.
+BLOCK_GRADIENT_RTOL = 2e-3
 
 
 def _bf16_config(**kw):
@@ -131,6 +135,32 @@ def test_long_rows_stream_the_same_sums(rng, k, t):
     for name in ("W", "h"):
         _assert_scaled(got[name], want[name], GRADIENT_RTOL, name)
     _assert_scaled(got["V"], want["V"][got["touched"]], GRADIENT_RTOL, "V")
+
+
+@needs_bf16
+@pytest.mark.parametrize("k,t", [(1, 1), (5, 3), (17, 31), (64, 64), (100, 48), (40, 70), (33, 17)])
+@pytest.mark.parametrize("n_threads", [1, 2])
+def test_block_copies_of_rows_of_odd_pair_counts(rng, k, t, n_threads):
+    """A block's bf16 copies of E and delta (isa/bf16_pairs.inc: written by build_pairs' rows and the ReLU backward,
+    read by the GEMMs without packing) across many short rows: rows of 3 and 1 pairs start at odd pair offsets
+    (E2's and D2's high halves filled by the next row), blocks of an odd total (the zero pair after it), more than
+    128 pairs per block (dW's K blocks), rows of 0, 1 and 2 non-zeros and repeated ids between them."""
+    row_nnz = [3, 2, 3, 0, 3, 1, 2, 3, 3, 2] * 7 + [3]
+    X = random_csr(rng, row_nnz, n_features=13)
+    params = random_params(rng, 13, k, t)
+    core = to_core(params)
+    y = rng.normal(size=X.shape[0])
+    _assert_scaled(_testing.predict_bf16(core, *csr_arrays(X), n_threads), reference_bf16.forward(core, X),
+                   FORWARD_RTOL, "y")
+    rows = np.arange(X.shape[0], dtype=np.int64)
+    got = _testing.batch_gradients(core, *csr_arrays(X), y.astype(np.float32), rows,
+                                   _bf16_config(n_threads=n_threads, attention_l2=0.3))
+    _, want = reference_bf16.gradients(core, X, y, attention_l2=0.3)
+    for name in ("W", "h", "p"):
+        _assert_scaled(got[name], want[name], BLOCK_GRADIENT_RTOL, name)
+    delta_scale = max(np.max(np.abs(want["W"])), np.max(np.abs(want["h"])))  # db's, as in the test above
+    _assert_scaled(got["b"], want["b"], BLOCK_GRADIENT_RTOL, "b", scale=delta_scale)
+    _assert_scaled(got["V"], want["V"][got["touched"]], BLOCK_GRADIENT_RTOL, "V")
 
 
 @needs_bf16

@@ -66,6 +66,7 @@ void forward_blocks(const ModelView& m, const CsrView& X, bool attention, int n_
         s.pairs_major_from = pm_from;
         if (m.field_weighted() && !attention) s.reserve_fields(max_nnz, m.k, m.n_fields);
         if (fa) s.reserve_pair_fields(pair_cap);
+        if (bf16 && attention) s.reserve_bf16(std::min(pair_cap, block_pair_target(m.k, m.t)), m.k, m.t);
     }
 
     // The rows of chunks [lo, hi), block by block, on scratch sc.

@@ -90,6 +90,18 @@ inline void prefetch_bytes(const void* p, int64_t n) {
 #endif
 }
 
+// The same for data that is only read (rows of X).
+inline void prefetch_read(const void* p, int64_t n) {
+#if defined(__GNUC__) || defined(__clang__)
+    const uintptr_t first = reinterpret_cast<uintptr_t>(p) & ~uintptr_t{63};
+    const uintptr_t last = reinterpret_cast<uintptr_t>(p) + static_cast<uintptr_t>(n) - 1;
+    for (uintptr_t a = first; a <= last; a += 64) __builtin_prefetch(reinterpret_cast<const void*>(a), 0, 3);
+#else
+    (void)p;
+    (void)n;
+#endif
+}
+
 // Floats between two threads' sparse_tmp_ rows: k rounded up to whole cache lines, plus one line.
 int64_t padded_row(int k) { return (static_cast<int64_t>(k) + 15) / 16 * 16 + 16; }
 }  // namespace
@@ -169,6 +181,8 @@ void Trainer::use_rows(const CsrView& X, const float* y, const float* weights) {
         sc.pairs_major_from = (fa || cfg_.bf16) ? -1 : pairs_major_from(pm_isa_, m_.k, m_.t);
         if (m_.field_weighted() && !cfg_.attention) sc.reserve_fields(reserved_nnz_, m_.k, m_.n_fields);
         if (fa) sc.reserve_pair_fields(reserved_pairs_);
+        // bf16 copies for blocks of up to a block budget of pairs (a longer row, alone in its block, packs).
+        if (cfg_.bf16 && cfg_.attention) sc.reserve_bf16(std::min(pair_cap, block_pair_target(m_.k, m_.t)), m_.k, m_.t);
     }
 }
 
@@ -244,9 +258,23 @@ void Trainer::chunk_compute(const int64_t* rows, int64_t nb, int c, bool use_dro
     double loss_sum = 0.0;
     // The chunk's rows, walked in blocks of whole rows that fit the scratch tiles.
     const int64_t lo = nb * c / n_chunks_, hi = nb * (c + 1) / n_chunks_;
+    // The epoch's order scatters the rows over X: the first reads of a row (its offsets, then its indices and
+    // values in the forward's linear term) waited for memory. Fetched ahead: every offset of the chunk now, each
+    // block's rows while the block before it runs. Hints change no value.
+    for (int64_t i = lo; i < hi; ++i) prefetch_read(X_.indptr + rows[i], 2 * sizeof(int64_t));
+    const auto prefetch_rows = [&](int64_t from, int64_t to) {
+        for (int64_t i = from; i < to; ++i) {
+            const int64_t start = X_.indptr[rows[i]], nnz = X_.indptr[rows[i] + 1] - start;
+            if (nnz <= 0) continue;
+            prefetch_read(X_.indices + start, nnz * static_cast<int64_t>(sizeof(feature_t)));
+            prefetch_read(X_.values + start, nnz * static_cast<int64_t>(sizeof(float)));
+            prefetch_read(y_ + rows[i], sizeof(float));
+        }
+    };
     BlockRows block;
     block.has_mask = drop;
     for (int64_t i = lo; i < hi;) {
+        if (i == lo) prefetch_rows(lo, std::min(hi, lo + 8));
         block.n = 0;
         int64_t pairs = 0;
         BlockLayoutCut layout;
@@ -268,6 +296,7 @@ void Trainer::chunk_compute(const int64_t* rows, int64_t nb, int c, bool use_dro
             pairs += P;
             ++i;
         }
+        prefetch_rows(i, std::min(hi, i + std::max(block.n, 1)));  // the next block's rows, about
         const IsaKernels& bk = layout.pairs_major_block(sc, pairs) ? pm_isa_ : isa_;  // its layout's set
         bk.forward(m_, packed_, cfg_.attention, block, sc);
         const int64_t first = i - block.n;

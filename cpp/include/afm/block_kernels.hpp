@@ -63,6 +63,9 @@ constexpr int kPairsMajorMaxDim = 32;
 // each for the weights and their gradient); rows of more, as vector loops.
 constexpr int kFwGemmFields = 256;
 
+// Columns of a packed B of N columns, for any vector width up to 16 floats.
+inline int64_t packed_columns(int64_t N) { return (N + 15) / 16 * 16; }
+
 struct BlockScratch {
     int64_t pair_cap = 0;    // pairs a block may hold
     int64_t tile_pairs = 0;  // pairs per tile of a long row (<= pair_cap)
@@ -99,6 +102,24 @@ struct BlockScratch {
     // index of its field pair in R and S (upper triangle), and its pooling weight a r.
     std::vector<int32_t> fa_pair;
     AlignedFloats fa_weight;
+    // precision="bf16" (isa/bf16_pairs.inc; empty otherwise): a block's pair products and δ rounded to bf16 in
+    // the layouts its GEMMs read, formed where E and δ are written (no GEMM re-reads and packs them), for
+    // blocks of up to bf16_pairs pairs (larger ones, a long row alone, pack as before). Words of two bf16.
+    std::vector<uint32_t, AlignedAllocator<uint32_t>> bf;
+    int64_t bf16_pairs = 0;
+    // Words of bf for blocks of `pairs` pairs: per E and δ, rows of bf16 (padded(k) resp. padded(t) each) and
+    // rows of pairs of consecutive pairs (ceil(pairs / 2) rows), each part on whole cache lines.
+    static size_t bf16_words(int64_t pairs, int k, int t) {
+        const size_t P = static_cast<size_t>(pairs < 1 ? 1 : pairs);
+        const size_t ldk = static_cast<size_t>(packed_columns(k)), ldt = static_cast<size_t>(packed_columns(t));
+        const auto lines = [](size_t n) { return (n + 15) / 16 * 16; };
+        return lines(P * ldk / 2) + lines((P + 1) / 2 * ldk) + lines(P * ldt / 2) + lines((P + 1) / 2 * ldt);
+    }
+    void reserve_bf16(int64_t pairs, int k, int t) {  // grows only
+        const size_t n = bf16_words(pairs, k, t);
+        if (bf.size() < n) bf.assign(n, 0u);
+        bf16_pairs = pairs < 1 ? 1 : pairs;
+    }
     void reserve_pair_fields(int64_t pairs) {
         const size_t n = static_cast<size_t>(pairs < 1 ? 1 : pairs);
         if (fa_pair.size() < n) fa_pair.assign(n, 0);
@@ -197,8 +218,6 @@ struct IsaKernels {
     UpdateKernel update_of(Optimizer kind) const { return update[static_cast<int>(kind)]; }
 };
 
-// Columns of a packed B of N columns, for any vector width up to 16 floats.
-inline int64_t packed_columns(int64_t N) { return (N + 15) / 16 * 16; }
 
 inline BlockScratch::Sizes BlockScratch::sizes(int64_t pairs, int64_t tile, int rows, int64_t nnz, int k, int t) {
     const size_t P = static_cast<size_t>(pairs < 1 ? 1 : pairs), R = static_cast<size_t>(rows < 1 ? 1 : rows);
