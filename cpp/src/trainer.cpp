@@ -75,32 +75,24 @@ double row_loss(Loss loss, float y_pred, float label, float* grad) {
 }
 
 namespace {
-// A hint to fetch the cache lines of bytes [p, p + n) (no-op where the compiler has no builtin): the rows a
-// batch updates are scattered over arrays far larger than L2 at Criteo's feature counts, so each one's first
-// use waited for memory. Hints change no value. (Hints for batch_slots' lookups measured no gain: that
-// array, 4 bytes a feature, stays in L2.)
-inline void prefetch_bytes(const void* p, int64_t n) {
+// A hint to fetch the cache lines of bytes [p, p + n), to be written (Write = 1) or only read (0; rows of X) (no-op
+// where the compiler has no builtin): the rows a batch updates are scattered over arrays far larger than L2 at
+// Criteo's feature counts, so each one's first use waited for memory. Hints change no value. (Hints for
+// batch_slots' lookups measured no gain: that array, 4 bytes a feature, stays in L2.)
+template <int Write>
+inline void prefetch_lines(const void* p, int64_t n) {
 #if defined(__GNUC__) || defined(__clang__)
     const uintptr_t first = reinterpret_cast<uintptr_t>(p) & ~uintptr_t{63};
     const uintptr_t last = reinterpret_cast<uintptr_t>(p) + static_cast<uintptr_t>(n) - 1;
-    for (uintptr_t a = first; a <= last; a += 64) __builtin_prefetch(reinterpret_cast<const void*>(a), 1, 3);
+    for (uintptr_t a = first; a <= last; a += 64) __builtin_prefetch(reinterpret_cast<const void*>(a), Write, 3);
 #else
     (void)p;
     (void)n;
 #endif
 }
 
-// The same for data that is only read (rows of X).
-inline void prefetch_read(const void* p, int64_t n) {
-#if defined(__GNUC__) || defined(__clang__)
-    const uintptr_t first = reinterpret_cast<uintptr_t>(p) & ~uintptr_t{63};
-    const uintptr_t last = reinterpret_cast<uintptr_t>(p) + static_cast<uintptr_t>(n) - 1;
-    for (uintptr_t a = first; a <= last; a += 64) __builtin_prefetch(reinterpret_cast<const void*>(a), 0, 3);
-#else
-    (void)p;
-    (void)n;
-#endif
-}
+inline void prefetch_bytes(const void* p, int64_t n) { prefetch_lines<1>(p, n); }
+inline void prefetch_read(const void* p, int64_t n) { prefetch_lines<0>(p, n); }
 
 // Floats between two threads' sparse_tmp_ rows: k rounded up to whole cache lines, plus one line.
 int64_t padded_row(int k) { return (static_cast<int64_t>(k) + 15) / 16 * 16 + 16; }
