@@ -4,6 +4,8 @@ cache holds exactly the rows fastafm.convert writes, and a Dask estimator traine
 encoding and predicts raw rows as its local model does."""
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
@@ -108,9 +110,32 @@ def test_inputs_with_other_columns_name_the_file(client, tmp_path):
 
 def test_raw_files_and_raw_columns_given_to_fit_name_the_conversion(client, tmp_path):
     _, paths = _files(tmp_path, n_files=1, rows=50)
-    with pytest.raises(ValueError, match=r"a raw log file, not a cache: .*fastafm\.dask\.convert"):
+    with pytest.raises(ValueError, match=r"a raw log file, not a cache: .*fastafm\.dask\.RawLog"):
         DaskAFMClassifier(client=client, **SMALL).fit([str(paths[0])])
     dd = pytest.importorskip("dask.dataframe")
     ddf = dd.from_pandas(click_frame(50), npartitions=2)
-    with pytest.raises(TypeError, match=r"raw log's columns .*fastafm\.dask\.convert"):
+    with pytest.raises(TypeError, match=r"raw log's columns .*fastafm\.dask\.RawLog"):
         DaskAFMClassifier(client=client, **SMALL).fit(ddf.drop(columns=["click"]), ddf["click"])
+
+
+def test_fit_takes_a_raw_log_and_trains_as_on_its_caches(client, tmp_path):
+    """fit(RawLog(files, folder, schema)) converts on the workers, then trains on the caches: the same model as
+    fit(fastafm.dask.convert(...)) of the same files."""
+    _, paths = _files(tmp_path)
+    opts = dict(label="click", numeric=["count", "price"], ignore=["id"])
+    caches = fastafm.dask.convert(paths[:3], tmp_path / "parts", client=client, **opts)
+    two_steps = DaskAFMClassifier(client=client, **SMALL).fit(caches)
+    log = fastafm.dask.RawLog(paths[:3], tmp_path / "parts-raw", **opts)
+    one_step = DaskAFMClassifier(client=client, **SMALL).fit(log)
+    assert one_step.to_local().encoding_ == two_steps.to_local().encoding_
+    a, b = one_step.to_local().training_state_.params, two_steps.to_local().training_state_.params
+    for name in a:
+        np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+    written = sorted(p.name for p in (tmp_path / "parts-raw").iterdir())
+    assert written == sorted(os.path.basename(c.path) for c in caches)
+    with pytest.raises(ValueError, match="y must be None with a RawLog"):
+        DaskAFMClassifier(client=client, **SMALL).fit(log, [0, 1])
+    with pytest.raises(ValueError, match="needs label="):
+        fastafm.dask.RawLog(paths[:3], tmp_path / "x")
+    with pytest.raises(TypeError, match="no client"):
+        fastafm.dask.RawLog(paths[:3], tmp_path / "x", label="click", client=client)

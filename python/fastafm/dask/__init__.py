@@ -4,6 +4,6 @@ converted on the workers (fastafm.dask.raw.convert).
 Needs the optional dependencies: pip install fastafm[dask].
 """
 from .estimators import DaskAFMClassifier, DaskAFMRegressor, DaskFwFMClassifier, DaskFwFMRegressor
-from .raw import convert
+from .raw import RawLog, convert
 
-__all__ = ["DaskAFMClassifier", "DaskAFMRegressor", "DaskFwFMClassifier", "DaskFwFMRegressor", "convert"]
+__all__ = ["DaskAFMClassifier", "DaskAFMRegressor", "DaskFwFMClassifier", "DaskFwFMRegressor", "RawLog", "convert"]

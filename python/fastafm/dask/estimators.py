@@ -61,6 +61,7 @@ from ..training.callbacks import check_metric
 from ..training.state import init_state
 from . import driver
 from .inputs import get_client, map_predict
+from .raw import RawLog
 
 __all__ = ["DaskAFMClassifier", "DaskAFMRegressor", "DaskFwFMClassifier", "DaskFwFMRegressor"]
 
@@ -90,7 +91,9 @@ class _DaskBase(BaseEstimator):
         X, y: dask collections: X a dask array (numpy or scipy.sparse chunks) or a dask DataFrame of numeric
         columns (one dense feature each), y a dask array or Series with the same partitions as X. Or X a list
         of cache files (paths or fastafm.CacheFile, written by fastafm.convert; each file is one partition,
-        read by the worker it is assigned to, so the paths must be valid on the workers) and y None.
+        read by the worker it is assigned to, so the paths must be valid on the workers) and y None. Or X a
+        fastafm.dask.RawLog (raw CSV/TSV/Parquet files or a dask DataFrame of raw columns, with the schema):
+        converted on the workers first (fastafm.dask.convert), then trained on as its caches; y None.
         sample_weight: a dask array or Series of one weight per row, partitioned like X (each row's loss times
         its weight, docs/model.md); with cache files None, their weights sections are used.
 
@@ -105,6 +108,10 @@ class _DaskBase(BaseEstimator):
         objective = kind.objective
         metric = check_metric(self.early_stopping_metric, objective.metrics, type(self).__name__)
         client = get_client(self.client)
+        if isinstance(X, RawLog):  # converted on the workers first
+            if y is not None:
+                raise ValueError("y must be None with a RawLog: the label is one of its columns (label=)")
+            X = X.caches(client)
         data = driver.load(client, X, y, kind.loss, type(self).__name__, sample_weight=sample_weight)
         state = self._new_state(kind, local_values, data)
         driver.labels(client, data, state, kind.loss, None, getattr(self, "class_weight", None))

@@ -90,9 +90,9 @@ def partitions(X, y, classifier: bool, what: str = ""):
         bad = [str(c) for c, t in X.dtypes.items() if not _is_numeric(t)]
         if bad:
             raise TypeError(f"X must have numeric columns only (each column is one dense feature); not numeric: "
-                            f"{bad[:5]}. For a raw log's columns (categories, a label column) convert them on "
-                            "the workers first: caches = fastafm.dask.convert(ddf, folder, label=...), then "
-                            "fit(caches)")
+                            f"{bad[:5]}. For a raw log's columns (categories, a label column) give their schema: "
+                            "fit(fastafm.dask.RawLog(ddf, folder, label=...)) converts them on the workers "
+                            "(fastafm.dask.convert), then trains on the caches")
         x_blocks = list(X.to_delayed())
         sizes = None
         n_features = len(X.columns)
@@ -153,9 +153,9 @@ def _open_cache(path, what: str):
     except ValueError as exc:
         if not _looks_raw(path):
             raise
-        raise ValueError(f"{what} holds {os.fspath(path)}, a raw log file, not a cache: convert raw files on the "
-                         "workers first, caches = fastafm.dask.convert(files, folder, label=...), then "
-                         "fit(caches)") from exc
+        raise ValueError(f"{what} holds {os.fspath(path)}, a raw log file, not a cache: give raw files with their "
+                         "schema, fit(fastafm.dask.RawLog(files, folder, label=...)), which converts them on the "
+                         "workers (fastafm.dask.convert) and trains on the caches") from exc
 
 
 _RAW_SUFFIXES = (".csv", ".tsv", ".txt", ".parquet", ".pq")

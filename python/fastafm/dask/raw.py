@@ -8,6 +8,9 @@ The caches carry the encoding, so the Dask estimators trained from them keep it 
     model = DaskAFMClassifier(client=client).fit(caches)
     model.predict_proba("logs/day-08.csv.gz")        # raw rows, encoded as the training rows were
 
+or in one step, `RawLog`: `DaskAFMClassifier(client=client).fit(RawLog("logs/day-*.csv.gz", "/shared/caches",
+label="click", ignore=["id"]))` converts on the estimator's client, then trains on the caches.
+
 The files and the folder must be visible to every worker at the same paths (a shared file system).
 """
 from __future__ import annotations
@@ -19,7 +22,28 @@ from ..rawlog.reader import expand, is_table
 from ..rawlog.schema import DEFAULT_MAX_CATEGORIES, RawSchema
 from .inputs import assign, get_client
 
-__all__ = ["convert"]
+__all__ = ["RawLog", "convert"]
+
+
+class RawLog:
+    """A raw log for the Dask estimators' `fit`: `source` (files, a glob, or a dask DataFrame), the `folder` its
+    caches go to, and `convert`'s schema keywords (label=..., numeric=..., hash_buckets=...). `fit(RawLog(...))`
+    runs `convert` on the estimator's client (each worker its own files, the statistics merged first), then
+    trains on the caches, which stay in `folder`."""
+
+    def __init__(self, source, folder, **options) -> None:
+        if "client" in options:
+            raise TypeError("RawLog takes no client: the estimator's client converts it")
+        if options.get("label") is None:
+            raise ValueError("RawLog needs label=: the column that holds the label")
+        self.source, self.folder, self.options = source, folder, options
+
+    def caches(self, client) -> list:
+        """The log converted on `client`'s workers: one fastafm.CacheFile per worker that got inputs."""
+        return convert(self.source, self.folder, client=client, **self.options)
+
+    def __repr__(self) -> str:
+        return f"RawLog({self.source!r}, {self.folder!r}, {', '.join(f'{k}={v!r}' for k, v in self.options.items())})"
 
 
 def _statistics(items: list, schema: RawSchema, read_block_bytes: int) -> dict:
