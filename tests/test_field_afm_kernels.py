@@ -11,16 +11,7 @@ from fastafm._core import _testing
 from support import (assert_close, core_config, forced_pair_layout, forced_pair_tile, random_csr, random_params,
                      to_core)
 
-ISAS = _core.supported_isas()
 MODES = {"weights": ("R",), "logits": ("S",), "both": ("R", "S")}
-
-
-@pytest.fixture(params=ISAS)
-def isa(request):
-    previous = _core.active_isa()
-    _core.select_isa(request.param)
-    yield request.param
-    _core.select_isa(previous)
 
 
 def make(rng, row_nnz, n_features, k, t, n_fields, mode):

@@ -7,16 +7,6 @@ import scipy.sparse as sp
 from fastafm import _core
 from fastafm import reference_fwfm as ref
 
-ISAS = _core.supported_isas()
-
-
-@pytest.fixture(params=ISAS)
-def isa(request):
-    previous = _core.active_isa()
-    _core.select_isa(request.param)
-    yield request.param
-    _core.select_isa(previous)
-
 
 def make(rng, n_rows, n_features, k, n_fields, nnz_choices=(0, 1, 2, 3, 7), repeat=False):
     """Random rows (some empty, single, repeated ids), fields, and a model whose R is symmetric."""

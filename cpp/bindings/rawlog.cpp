@@ -54,6 +54,21 @@ bool wide_offsets(const py::array& offsets) {
     throw py::type_error("offsets must have dtype int32 or int64, got " + std::string(py::str(offsets.dtype())));
 }
 
+// Calls f(view) on the string column's view of its offsets' width (int32 or int64), with the GIL released.
+template <class F>
+void on_strings(const py::array& offsets, const py::array& data, const py::object& validity, int64_t bit_offset,
+                F&& f) {
+    if (wide_offsets(offsets)) {
+        auto s = strings_view<int64_t>(offsets, data, validity, bit_offset);
+        py::gil_scoped_release nogil;
+        f(s);
+    } else {
+        auto s = strings_view<int32_t>(offsets, data, validity, bit_offset);
+        py::gil_scoped_release nogil;
+        f(s);
+    }
+}
+
 // A ValueTable used from Python: one call at a time (the GIL is released while it works).
 struct PyValueTable {
     afm::ValueTable table;
@@ -66,19 +81,10 @@ void bind_rawlog(py::module_& mod) {
     mod.def(
         "fnv1a64_strings",
         [](const py::array& offsets, const py::array& data, const py::object& validity, int64_t bit_offset) {
-            const bool wide = wide_offsets(offsets);
             const int64_t n = static_cast<int64_t>(offsets.shape(0)) - 1;
             py::array_t<uint64_t> out(std::max<int64_t>(n, 0));
             uint64_t* o = out.mutable_data();
-            if (wide) {
-                auto s = strings_view<int64_t>(offsets, data, validity, bit_offset);
-                py::gil_scoped_release nogil;
-                afm::fnv1a64_strings(s, o);
-            } else {
-                auto s = strings_view<int32_t>(offsets, data, validity, bit_offset);
-                py::gil_scoped_release nogil;
-                afm::fnv1a64_strings(s, o);
-            }
+            on_strings(offsets, data, validity, bit_offset, [&](const auto& s) { afm::fnv1a64_strings(s, o); });
             return out;
         },
         "offsets"_a, "data"_a, "validity"_a = py::none(), "bit_offset"_a = 0,
@@ -93,21 +99,13 @@ void bind_rawlog(py::module_& mod) {
             "add",
             [](PyValueTable& self, const py::array& offsets, const py::array& data, const py::object& validity,
                int64_t bit_offset, bool insert) {
-                const bool wide = wide_offsets(offsets);
                 const int64_t n = static_cast<int64_t>(offsets.shape(0)) - 1;
                 py::array_t<int32_t> ids(std::max<int64_t>(n, 0));
                 int32_t* out = ids.mutable_data();
-                if (wide) {
-                    auto s = strings_view<int64_t>(offsets, data, validity, bit_offset);
-                    py::gil_scoped_release nogil;
+                on_strings(offsets, data, validity, bit_offset, [&](const auto& s) {
                     std::lock_guard<std::mutex> guard(self.lock);
                     self.table.add(s, out, insert);
-                } else {
-                    auto s = strings_view<int32_t>(offsets, data, validity, bit_offset);
-                    py::gil_scoped_release nogil;
-                    std::lock_guard<std::mutex> guard(self.lock);
-                    self.table.add(s, out, insert);
-                }
+                });
                 return ids;
             },
             "offsets"_a, "data"_a, "validity"_a = py::none(), "bit_offset"_a = 0, "insert"_a = true,
