@@ -85,7 +85,7 @@ def test_the_held_out_split_is_what_early_stopping_watches_and_the_best_epoch_is
     classification = cls is fastafm.AFMClassifier
     X, y = overfitting(classification)
     kw = dict(KW, learning_rate=0.02 if classification else 0.2, dropout=0.0, batch_size=16, pretrain=None,
-              validation_fraction=0.8, n_epochs=40)
+              validation_fraction=0.8, n_epochs=40, linear_fallback=False)  # the epoch's own parameters
     model = cls(early_stopping=True, **kw).fit(X, y)
     keep, held = split_of(X.shape[0], KW["random_state"], (y > 0).astype(float) if classification else None, 0.8)
     assert np.intersect1d(keep, held).size == 0 and keep.size + held.size == X.shape[0]

@@ -289,8 +289,8 @@ class AFMRegressor(_Regression, RegressorMixin, _AFM):
         half the learning rate (the ratio of the FM's and AFM's defaults), and warm-starts AFM from its w0, w
         and V, as the AFM paper does (docs/accuracy.md: it helps on every tuning set). "linear+fm": first the
         linear model w0 + w.x (that FM with V = 0 throughout), then the FM from its w0 and w, then AFM; with
-        early stopping the linear model itself is kept (V = 0, best_epoch_ 0) when it validates better than
-        the AFM. None: AFM from its random initialisation. `fit(..., init=model)` overrides it; `partial_fit`
+        early stopping the kept model is the mix of the AFM and the linear model that validates best
+        (`linear_share_`; 1: the linear model itself, V = 0, best_epoch_ 0). None: AFM from its random initialisation. `fit(..., init=model)` overrides it; `partial_fit`
         never pretrains.
     precision : "fp32" or "bf16", default "fp32"
         Training arithmetic of the attention network's GEMMs (pair products times W, and their gradients):
@@ -313,6 +313,9 @@ class AFMRegressor(_Regression, RegressorMixin, _AFM):
     linear_history_ : list of dict or None, the history of the linear model fitted beside the model
         (pretrain="linear+fm" or linear_fallback): one record per L2 of the exact stage, or per epoch of the
         SGD stage (docs/accuracy.md)
+    linear_share_ : float, the linear model's share in the kept model (pretrain="linear+fm" or
+        linear_fallback, with early stopping): the outputs are (1 - s) model + s linear, s from 0 (the trained
+        model) to 1 (the linear model) in steps of 0.05, chosen on the validation rows (docs/model.md)
     n_epochs_done_ : int, epochs run (partial_fit continues with the next epoch's shuffling and dropout)
     label_range_ : (float, float), training label range used to clip predictions in eval RMSE
     """

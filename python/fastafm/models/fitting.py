@@ -14,6 +14,7 @@ import numpy as np
 from ..data.cache import as_cache
 from ..data.validation import as_csr
 from ..training import exact_linear, session
+from ..training.linear_mix import keep_the_best_mix
 from ..training.cache_rows import CacheRows
 from ..training.callbacks import check_metric
 from ..training.engine import LocalEpochs
@@ -25,7 +26,7 @@ from . import registry as _registry
 from .atomic import atomic_refit
 from .base import _Base, _exclusive
 from .hyperparams import core_settings, pretrain_learning_rate, validate
-from .warm_start import PRETRAIN_STAGES, keep_the_better, warm_start_params
+from .warm_start import PRETRAIN_STAGES, warm_start_params
 
 
 class _Fitting(_Base):
@@ -98,17 +99,17 @@ class _Fitting(_Base):
         if pretrain_history is not None and self.verbose:
             print(f"training {type(self).__name__} from the pretrained FM", flush=True)
         best = self._train_new(state, self._settings(kind, state), rows, evaluation, stopping, metric)
-        trained = best[0] is not None  # a validation score to compare (not n_epochs=0)
-        if linear is None and stopping and trained and values.get("linear_fallback") and \
-                exact_linear.applies(rows, evaluation):
+        if linear is None and stopping and best[0] is not None and values.get("linear_fallback") and \
+                exact_linear.applies(rows, evaluation):  # best[0] None: no validation score (n_epochs=0)
             linear = _exact_linear(self._objective, self.verbose, rows, labels, evaluation, metric,
                                    target_sums, self._threads())
-        if linear is not None and stopping:
-            best = keep_the_better(state, linear, best, metric, self.verbose)
+        best, share = keep_the_best_mix(state, linear if stopping else None, best, metric, evaluation,
+                                        self._objective, lambda *arrays: self._scores(state, *arrays), self.verbose)
         if "pretrain" in values:
             self.pretrain_history_ = pretrain_history
         if "linear_fallback" in values:
             self.linear_history_ = None if linear is None else linear[0].history
+            self.linear_share_ = share
         session.record_results(self, state.history, evaluation is not None, best, metric, stopping)
         return self
 

@@ -348,18 +348,18 @@ TABLE: tuple = (
                             "(classification); none: the loss"),
     Hyperparameter("linear_fallback", True, Bool(),
                    "with early stopping on rows in memory, also fit the linear model w0 + w.x exactly (its L2 "
-                   "chosen on the validation rows) and keep it if it validates better than the model",
+                   "chosen on validation rows); keep the mix (1 - s) model + s linear validating best (`linear_share_`)",
                    "--no-linear-fallback",
-                   cli_help="do not fit the exact linear model beside the model (it is kept when it validates "
-                            "better)"),
+                   cli_help="do not fit the exact linear model beside the model (it is mixed in at the share "
+                            "that validates best)"),
     Hyperparameter("pretrain", "fm", OptionalChoice(("fm", "linear+fm")),
                    "`\"fm\"`: `fit` first trains an FM (its own early stopping) and warm-starts AFM from it; "
                    "`\"linear+fm\"`: first the linear model (V = 0), the FM from it, then AFM, and with early "
-                   "stopping the linear model is kept if it validates better; None: AFM from scratch (AFM only)",
+                   "stopping the best-validating mix of AFM and linear model is kept; None: AFM from scratch (AFM only)",
                    "--pretrain", "{fm,linear+fm,none}",
                    cli_help="fm: first train an FM with its own early stopping and warm-start AFM from it; "
-                            "linear+fm: the linear model first, then the FM from it, then AFM (the linear model "
-                            "is kept if it validates better); none: AFM from scratch"),
+                            "linear+fm: the linear model first, then the FM from it, then AFM (mixed with the "
+                            "linear model at the share that validates best); none: AFM from scratch"),
     Hyperparameter("class_weight", None, ClassWeight(),
                    "None, `\"balanced\"` (class c weighs n_rows / (2 · count(c))) or a dict {label: weight}: each "
                    "row's loss times its class's weight, and times its `sample_weight` (classifiers only)",

@@ -3,8 +3,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..training.callbacks import better
-
 #: the values of `pretrain` that train stages before the AFM: "fm" (an FM), "linear+fm" (the linear model
 #: w0 + w.x, then an FM started from it, then the AFM; docs/accuracy.md "Never worse than the regression inside")
 PRETRAIN_STAGES = ("fm", "linear+fm")
@@ -38,21 +36,3 @@ def warm_start_params(init, n_features: int, embedding_dim: int) -> dict:
         raise ValueError(f"{what} contains NaN or infinity")
     return {"w0": w0, "w": w, "V": V}
 
-
-def keep_the_better(state, linear, best, metric: str, verbose: int = 0):
-    """With early stopping, after the linear stage of pretrain="linear+fm" or linear_fallback: when the linear
-    model's best validation score (`linear`:
-    its (training state, (best epoch, best score))) beats the model's (`best`, its (epoch, score)), the model
-    becomes that linear model exactly (w0 and w copied, V = 0: every pair term is 0, the attention's too) and
-    its best is the linear stage's (epoch 0). Without a validation score (no early
-    stopping and no eval_set) the model is kept. Returns the (epoch, score) kept."""
-    _, score = best
-    linear_state, (linear_epoch, linear_score) = linear
-    if linear_epoch is None or not better(metric, linear_score, None if score != score else score):
-        return best
-    for name in ("w0", "w"):
-        np.copyto(state.params[name], linear_state.params[name])
-    state.params["V"][...] = 0.0
-    if verbose:
-        print(f"keeping the linear stage ({metric}={linear_score:.5f}): it beats the model's best", flush=True)
-    return 0, linear_score
