@@ -29,7 +29,7 @@ def timed_fit(cls, split, fallback: bool) -> tuple:
                                   **({"fields": split.fields} if cls.startswith(("FwFM", "AFM")) else {}))
     cpu, wall = time.process_time(), time.perf_counter()
     model.fit(split.train[0], split.train[1], eval_set=split.valid[:2])
-    return time.process_time() - cpu, time.perf_counter() - wall, model.best_epoch_
+    return time.process_time() - cpu, time.perf_counter() - wall, getattr(model, "linear_share_", 0.0)
 
 
 def main(argv=None) -> None:
@@ -40,7 +40,7 @@ def main(argv=None) -> None:
     ap.add_argument("--rounds", type=int, default=2)
     args = ap.parse_args(argv)
     logs = click_logs.load(args.data, [s for s in args.sets if s in peer_table.CLICK_SETS])
-    print("| set | model | CPU s without | CPU s with | ratio (median, range) | kept |")
+    print("| set | model | CPU s without | CPU s with | ratio (median, range) | linear_share_ |")
     print("|---|---|---:|---:|---:|---|")
     for name in args.sets:
         split = (peer_table.click_split(logs[name], args.data, 0) if name in peer_table.CLICK_SETS
@@ -53,7 +53,7 @@ def main(argv=None) -> None:
                 off.append(a[0])
                 on.append(b[0])
                 ratios.append(b[0] / a[0])
-                kept = "linear" if b[2] == 0 else "model"
+                kept = f"{b[2]:.2f}"
             print(f"| {split.name} | {cls} | {statistics.median(off):.2f} | {statistics.median(on):.2f} | "
                   f"{statistics.median(ratios):.2f} ({min(ratios):.2f}-{max(ratios):.2f}) | {kept} |", flush=True)
 

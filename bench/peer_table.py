@@ -120,7 +120,8 @@ def fastafm_run(name, cls_name, params, split, seed) -> dict:
     start = time.perf_counter()
     model = cls(**kw).fit(split.train[0], split.train[1], eval_set=split.valid[:2])
     return _scores(name, split, model.predict_proba(split.test[0])[:, 1], time.perf_counter() - start,
-                   {"best_epoch": getattr(model, "best_epoch_", None)})
+                   {"best_epoch": getattr(model, "best_epoch_", None),
+                    "linear_share": getattr(model, "linear_share_", None)})
 
 
 def logistic_regression(split, seed) -> dict:
