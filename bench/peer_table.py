@@ -7,7 +7,8 @@ training, validation and test rows for all.
 
 Sets: the shared click logs (bench/click_logs.py: avazu-head, criteo-head, ipinyou, frappe-clf; a seeded,
 stratified 10% of the training rows is the validation part, the rest is trained on) and the synthetic sets of
-bench/tuning_data.py (synth-tag: the tag-click log's shape; synth-3f; their own train/valid/test). Per seed:
+bench/tuning_data.py (synth-tag: the tag-click log's shape; synth-3f; synth-installs: an app-install log's; their
+own train/valid/test). Per seed:
 
 * fastafm AFM, FwFM and FM at their defaults (`--fastafm NAME=CLASS:JSON` replaces them with configurations,
   `--field-aware` adds AFM's field-aware ones; every AFM and FwFM is given the set's fields, as a user of
@@ -46,7 +47,7 @@ import fastafm  # noqa: E402
 from fastafm import metrics  # noqa: E402
 
 CLICK_SETS = ["avazu", "criteo", "ipinyou", "frappe-clf"]
-SYNTH_SETS = ["synth-tag", "synth-3f"]
+SYNTH_SETS = ["synth-tag", "synth-3f", "synth-installs"]
 FASTAFM = {"fastafm AFM": ("AFMClassifier", {}), "fastafm FwFM": ("FwFMClassifier", {}),
            "fastafm FM": ("FMClassifier", {})}
 #: --field-aware: AFM's field-aware configurations (docs/model.md), given each set's fields (fastafm_run).

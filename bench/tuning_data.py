@@ -12,6 +12,8 @@ Every set is a `TuningSet` of CSR float32 rows. Real data is read by path and ne
 * `synth-*`: click logs made here with planted low-rank pair effects over 3 to 39 fields and cardinalities from
   10 to 10^6, Zipf-skewed (alpha 1.1), so most ids are rare: the shape of CTR data. The label is a Bernoulli
   draw of sigmoid(base + linear effects + planted pair effects); every other pair carries no signal.
+* `synth-installs`: the shape of an app-install log (issue 22's held-out "ad installs"): 5 id fields + hour,
+  a rare positive class (0.27%), strong id effects and three planted pairs (`SYNTHETIC`).
 * `synth-tag`: the shape of a tag-click log (issue 22; the AFM paper's MovieLens tags): 3 id fields user, item,
   tag; each positive row's tag is drawn for its (user, item) from the tags' popularity and low-rank user x tag
   and item x tag affinities, and two negatives per positive share its user and item with a tag drawn uniformly.
@@ -194,6 +196,11 @@ SYNTHETIC = {
     "synth-22f": dict(cardinalities=[5, 7, 10, 10, 20, 30, 50, 100, 300, 1000, 3000, 5000, 10_000, 50_000, 200_000,
                                      10, 20, 100, 1000, 10, 50, 500],
                       planted_pairs=[(0, 8), (9, 12), (13, 3)], n_rows=100_000),
+    # an app-install log's shape (issue 22's held-out "ad installs": 5 id fields + hour, 0.23% positive): app,
+    # publisher, device model, country, campaign, hour; strong id effects, campaign x app, campaign x country and
+    # hour x country planted; 0.27% positive (203 test positives)
+    "synth-installs": dict(cardinalities=[5000, 2000, 3000, 100, 500, 24], planted_pairs=[(4, 0), (4, 3), (5, 3)],
+                           n_rows=800_000, base=-10.1, linear_scale=0.8, pair_scale=1.5),
     # Criteo's shape: 39 fields (P = 741 pairs), three planted
     "synth-39f": dict(cardinalities=[10] * 13 + [100, 1000, 10_000, 50_000] * 6 + [50, 20],
                       planted_pairs=[(13, 14), (2, 15), (16, 21)], n_rows=100_000),
