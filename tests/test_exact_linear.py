@@ -195,3 +195,5 @@ def test_a_cache_falls_back_as_its_rows_in_memory(tmp_path):
     streamed = fastafm.FMClassifier(embedding_dim=4, n_threads=1, random_state=1).fit(cache)
     assert streamed.do_early_stopping_ and streamed.linear_history_ is not None
     assert streamed.linear_history_ == in_memory.linear_history_
+    assert streamed.linear_share_ == in_memory.linear_share_ > 0  # the same mix of the same two models
+    np.testing.assert_array_equal(streamed.decision_function(X), in_memory.decision_function(X))
