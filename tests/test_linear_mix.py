@@ -65,7 +65,7 @@ def linear_params(rng, n_features):
 @pytest.mark.parametrize("name", list(FAMILIES))
 @pytest.mark.parametrize("share", [0.0, 0.05, 0.35, 0.5, 0.95, 1.0])
 def test_the_mix_is_the_model_of_its_family_per_element(name, share):
-    """(1 - s) model + s linear, realised in w0, w and p (AFM) or V (FM, FwFM): the outputs per row."""
+    """(1 - s) model + s linear, realised in w0, w and p (AFM), R (FwFM) or V (FM): the outputs per row."""
     model, X, _ = fitted(name)
     linear = linear_params(np.random.default_rng(1), X.shape[1])
     before = model.decision_function(X) if hasattr(model, "decision_function") else model.predict(X)
@@ -80,6 +80,9 @@ def test_the_mix_is_the_model_of_its_family_per_element(name, share):
     if share == 0.0:
         for key, value in model.get_model_params().items():
             assert np.array_equal(params[key], value)
+    if name == "fwfm" and 0.0 < share < 1.0:  # the field-pair table shows the kept model; V stays
+        np.testing.assert_array_equal(params["V"], model.get_model_params()["V"])
+        np.testing.assert_allclose(mixed.field_weights_, (1 - share) * model.field_weights_, rtol=1e-6)
 
 
 def reference_metric(metric, y_eval, outputs, label_range):

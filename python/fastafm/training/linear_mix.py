@@ -3,8 +3,8 @@ exact linear model mixed, with the linear model's share chosen on the validation
 
 Outputs are linear in the mix: (1 - s) f_model(x) + s f_linear(x) is again a model of the same family, with
 w0 and w mixed the same way and the pair term scaled by (1 - s) — through p where the model learns it (AFM: p
-multiplies the pooled pairs, so the attention is unchanged), through V scaled by sqrt(1 - s) where p is fixed
-(FM, FwFM: their pair terms are products of two rows of V). s = 0 keeps the trained model, s = 1 is the linear
+multiplies the pooled pairs, so the attention is unchanged), through the field-pair weights R (FwFM), through
+V scaled by sqrt(1 - s) (FM: its pair term is a product of two rows of V). s = 0 keeps the trained model, s = 1 is the linear
 model exactly (V = 0). Choosing s on a grid rather than one of its ends gains on every click log measured
 (docs/accuracy.md, "Mixing the linear model in"): where the linear model validates better, the pairs still
 carry part of the signal.
@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse
 
+from ..models.params import FWFM_PARAM
 from .callbacks import better
 from .evaluation import evaluate
 
@@ -79,9 +80,11 @@ def mix(state, linear_params: dict, share: float) -> None:
     for name in ("w0", "w"):
         mixed = (1.0 - share) * state.params[name].astype(np.float64) + share * linear_params[name]
         np.copyto(state.params[name], mixed.astype(np.float32))
-    if state.spec.learn_projection:
+    if state.spec.learn_projection:  # AFM: p multiplies the pooled pairs
         state.params["p"] *= np.float32(1.0 - share)
-    else:
+    elif FWFM_PARAM in state.params:  # FwFM: R multiplies each pair (its field-pair table shows the kept model)
+        state.params[FWFM_PARAM] *= np.float32(1.0 - share)
+    else:  # FM: the pair term is a product of two rows of V
         state.params["V"] *= np.float32(np.sqrt(1.0 - share))
 
 
