@@ -2,8 +2,9 @@
 the same run, for k = t in {8, 10, 12, 16, 20, 24, 32, 40, 48, 64, 96, 100, 128, 256} and (k, t) = (16, 64),
 (64, 16), on Frappe-shaped (10 one-hot fields, 45 pairs) and Criteo-shaped (39 fields, 741 pairs) synthetic
 rows, with every instruction set this CPU has; PyTorch's AFM (bench/torch_afm.py) at k = t in {10, 16, 24,
-40, 64} on the Frappe-shaped rows; and a contention case: 1 and 2 threads while a busy-loop process of this
-script's own keeps one core busy (it is ended by the script, by its pid).
+40, 64} on the Frappe-shaped rows; fastafm's FwFM and FM against modern-fm's at k in --fm-ks (issue 25); and a
+contention case: 1 and 2 threads while a busy-loop process of this script's own keeps one core busy (it is
+ended by the script, by its pid).
 
 Timing: each measurement is one epoch of a fresh _core.Trainer (or one _core.predict call) on a fresh copy of
 one initial model, sized to take about --seconds; rounds are interleaved (every shape and ISA once per round) so
@@ -20,6 +21,7 @@ import argparse
 import json
 import os
 import re
+import statistics
 import subprocess
 import sys
 import time
@@ -193,6 +195,44 @@ def torch_rows(args) -> dict:
     return out
 
 
+def fm_peers(args) -> dict:
+    """{(shape, k): {fit name: [rows/s per round]}}: fastafm's FwFM and FM against modern-fm's on one-hot rows
+    of each shape (bench/fwfm_speed.py's fits: same rows, epochs and threads, the libraries interleaved)."""
+    import fwfm_speed
+
+    try:
+        import modern_fm  # noqa: F401
+        names = tuple(fwfm_speed.FITS)
+    except ImportError:
+        print("modern-fm is not installed (pip install modern-fm): fastafm's FwFM and FM only", file=sys.stderr)
+        names = ("fastafm FwFM", "fastafm FM")
+    rows = {"frappe": 10_000 if args.quick else 100_000, "criteo": 3_000 if args.quick else 20_000}
+    out = {}
+    for shape in args.shapes.split(","):
+        for k in (int(x) for x in args.fm_ks.split(",")):
+            out[(shape, k)] = fwfm_speed.compare(shape, k, rows[shape], 1 if args.quick else 2, args.threads,
+                                                 args.rounds, names)
+    return out
+
+
+def fm_peers_markdown(res: dict, args) -> list[str]:
+    names = list(next(iter(res.values())))
+    out = ["", f"### FwFM, FM and modern-fm ({args.threads} threads; bench/fwfm_speed.py's fits, median of "
+           f"{args.rounds} interleaved rounds)", "",
+           "Fit rows/s (rows x epochs / fit seconds, setup included): fastafm's FwFMClassifier and FMClassifier "
+           "(batch 128, Adagrad, no dropout, no early stopping) and modern-fm's (batch 1, its only mode) on the "
+           "same one-hot rows, each field's ids in its own range.", "",
+           "| rows | k | " + " | ".join(names) + " | FwFM ratio | FM ratio |",
+           "|---|---:|" + "---:|" * (len(names) + 2)]
+    for (shape, k), rates in res.items():
+        med = {n: statistics.median(v) for n, v in rates.items()}
+        ratio = [f"{med['fastafm ' + m] / med['modern-fm ' + m]:.2f}x" if f"modern-fm {m}" in med else "-"
+                 for m in ("FwFM", "FM")]
+        out.append(f"| {shape} | {k} | " + " | ".join(f"{med[n]:,.0f}" for n in names) + " | "
+                   + " | ".join(ratio) + " |")
+    return out
+
+
 def busy_loop() -> subprocess.Popen:
     """A process of our own spinning on CPU 0 (ended by contention())."""
     code = "import os\nos.sched_setaffinity(0, {0})\nwhile True:\n    pass\n"
@@ -275,7 +315,7 @@ def targets(rows: list[dict], chosen: dict) -> list[str]:
     return lines
 
 
-def markdown(rows, torch_res, cont, peak, chosen, args, load_note) -> str:
+def markdown(rows, torch_res, cont, peak, chosen, args, load_note, fm_res=None) -> str:
     out = [SECTION, "",
            f"CPU: {cpu_model()} ({fma_peak.n_cores()} cores), {args.threads} threads, batch {args.batch}. "
            f"FMA peak measured in this run ({args.threads} threads): "
@@ -298,6 +338,8 @@ def markdown(rows, torch_res, cont, peak, chosen, args, load_note) -> str:
                 "", "| k = t | torch rows/s | fastafm rows/s | fastafm / torch |", "|---:|---:|---:|---:|"]
         for k, (tr, fr) in torch_res.items():
             out.append(f"| {k} | {tr:,.0f} | {fr:,.0f} | {fr / tr:.1f}x |")
+    if fm_res:
+        out += fm_peers_markdown(fm_res, args)
     out += ["", "### All shapes", "",
             "| rows | k | t | ISA | train rows/s | GFLOP/s | % peak | spread | predict rows/s | GFLOP/s | % peak |",
             "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
@@ -373,6 +415,8 @@ def main(argv=None) -> int:
     ap.add_argument("--torch-rows", type=int, default=20_000)
     ap.add_argument("--no-torch", action="store_true")
     ap.add_argument("--no-contention", action="store_true")
+    ap.add_argument("--fm-ks", default="16,64", help="k of the FwFM / FM / modern-fm table (default 16,64)")
+    ap.add_argument("--no-fm-peers", action="store_true", help="skip the FwFM / FM / modern-fm table")
     ap.add_argument("--quick", action="store_true", help="k in {10, 16, 64}, one round, short measurements")
     ap.add_argument("--write", action="store_true", help="write the section and PNG into bench/RESULTS.md")
     ap.add_argument("--json", default=None)
@@ -397,10 +441,13 @@ def main(argv=None) -> int:
     rows = sweep(args, peak)
     torch_res = {} if args.no_torch else torch_rows(args)
     cont = {} if args.no_contention else contention(args)
-    text = markdown(rows, torch_res, cont, peak, chosen, args, load_note())
+    fm_res = {} if args.no_fm_peers else fm_peers(args)
+    text = markdown(rows, torch_res, cont, peak, chosen, args, load_note(), fm_res)
     print(text)
     if args.json:
-        Path(args.json).write_text(json.dumps(dict(rows=rows, torch=torch_res, contention=cont, peak=peak), indent=1))
+        fm_json = {f"{shape} k={k}": rates for (shape, k), rates in fm_res.items()}
+        Path(args.json).write_text(json.dumps(dict(rows=rows, torch=torch_res, contention=cont, peak=peak,
+                                                   fm_peers=fm_json), indent=1))
     if args.write:
         png = "shape_sweep_cpu.png" if args.cpu_time else "shape_sweep.png"
         text = text.replace("(shape_sweep.png)", f"({png})")
