@@ -4,10 +4,10 @@ exact linear model mixed, with the linear model's share chosen on the validation
 Outputs are linear in the mix: (1 - s) f_model(x) + s f_linear(x) is again a model of the same family, with
 w0 and w mixed the same way and the pair term scaled by (1 - s) — through p where the model learns it (AFM: p
 multiplies the pooled pairs, so the attention is unchanged), through the field-pair weights R (FwFM), through
-V scaled by sqrt(1 - s) (FM: its pair term is a product of two rows of V). s = 0 keeps the trained model, s = 1 is the linear
-model exactly (V = 0). Choosing s on a grid rather than one of its ends gains on every click log measured
-(docs/accuracy.md, "Mixing the linear model in"): where the linear model validates better, the pairs still
-carry part of the signal.
+V scaled by sqrt(1 - s) (FM: its pair term is a product of two rows of V). s = 0 keeps the trained model, s = 1
+is the linear model exactly (V = 0). Where the linear model validates better the pairs often still carry part
+of the signal: a share inside the grid beat both ends on most click logs measured (docs/accuracy.md, "Mixing
+the linear model in").
 """
 from __future__ import annotations
 
