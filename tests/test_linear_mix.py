@@ -168,3 +168,32 @@ def test_a_fit_keeps_the_mix_that_validates_best(cls):
     assert model.best_score_ < min(plain.best_score_, linear_best)
     p = np.clip(model.predict_proba(X_val)[:, 1], 1e-15, 1 - 1e-15)
     assert model.best_score_ == pytest.approx(metrics.log_loss(y_val, p), rel=1e-5)
+
+
+@pytest.mark.parametrize("cls,kw", [(fastafm.AFMRegressor, dict(loss="logistic", attention_dim=4)),
+                                    (fastafm.FMRegressor, {}), (fastafm.FwFMClassifier, dict(class_weight="balanced"))])
+def test_the_mix_with_rates_weights_and_squared_loss(cls, kw):
+    """Rates (AFMRegressor(loss="logistic"), weighted by impressions), the squared loss with sample weights and
+    class weights: the kept model validates at least as well as the trained model and the linear path's best,
+    and its predictions stay in range."""
+    X, y, fields = linear_and_pair_rows(seed=5)
+    rng = np.random.default_rng(6)
+    weights = rng.integers(1, 5, X.shape[0]).astype(float)
+    if cls is fastafm.AFMRegressor:  # click rates of 1-4 impressions a row
+        target = np.clip(y * 0.7 + 0.3 * rng.random(X.shape[0]) * (1 - y), 0, 1)
+    elif cls is fastafm.FMRegressor:
+        target = y + 0.3 * rng.normal(size=X.shape[0])
+    else:
+        target = y
+    if cls is not fastafm.FMRegressor:
+        kw = dict(kw, fields=fields)
+    common = dict(embedding_dim=4, n_threads=1, random_state=3, **kw)
+    model = make(cls, **common).fit(X, target, sample_weight=weights)
+    plain = make(cls, linear_fallback=False, **common).fit(X, target, sample_weight=weights)
+    assert 0.0 <= model.linear_share_ <= 1.0 and model.do_early_stopping_
+    metric = "rmse" if cls is fastafm.FMRegressor else "logloss"
+    assert model.best_score_ <= min(plain.best_score_, min(r[f"eval_{metric}"] for r in model.linear_history_))
+    out = model.predict(X)
+    assert np.all(np.isfinite(out))
+    if cls is fastafm.AFMRegressor:
+        assert np.all((out >= 0) & (out <= 1))
