@@ -56,6 +56,31 @@ int main() {
     std::normal_distribution<float> normal(0.0f, 1.0f);
     auto fill = [&](std::vector<float>& v, float sd) { for (auto& x : v) x = sd * normal(gen); };
 
+    // The in-register transpose (the pairs-major gather of v x): exact, at both widths.
+    {
+        auto fill_index = [](auto* x, int vw) {
+            for (int i = 0; i < vw; ++i)
+                for (int j = 0; j < vw; ++j) x[i][j] = static_cast<float>(100 * i + j);
+        };
+        wide::vf xw[16];
+        narrow::vf xn[4];
+        fill_index(xw, 16);
+        fill_index(xn, 4);
+        wide::transpose(xw);
+        narrow::transpose(xn);
+        bool ok = true;
+        for (int i = 0; i < 16; ++i)
+            for (int j = 0; j < 16; ++j) ok = ok && xw[i][j] == static_cast<float>(100 * j + i);
+        for (int i = 0; i < 4; ++i)
+            for (int j = 0; j < 4; ++j) ok = ok && xn[i][j] == static_cast<float>(100 * j + i);
+        if (ok) {
+            ++passes;
+        } else {
+            ++failures;
+            std::printf("FAILED transpose\n");
+        }
+    }
+
     // GEMM on odd shapes, with and without bias/accumulation and strided A.
     for (int M : {1, 5, 9, 17, 40}) for (int N : {1, 7, 16, 33, 48, 50}) for (int K : {1, 3, 64, 300}) {
         std::vector<float> A(M * K), B(K * N), bias(N), C1(M * N), C2(M * N);
