@@ -37,7 +37,8 @@ TESTS=(tests/test_kernels.py tests/test_isa.py tests/test_kernel_shapes.py tests
        tests/test_core_boundary.py tests/test_exact_zeros.py
        tests/test_libfm.py tests/test_libfm_hardening.py
        tests/test_validation.py tests/test_persistence.py tests/test_reliability.py tests/test_fuzz_corpus.py
-       tests/test_fwfm_kernels.py tests/test_field_afm_kernels.py tests/test_linear_rows_kernel.py)
+       tests/test_fwfm_kernels.py tests/test_field_afm_kernels.py tests/test_linear_rows_kernel.py
+       tests/test_forward_scores.py)
 if [ "$#" -gt 0 ]; then TESTS=("$@"); fi
 
 log=$(mktemp "${TMPDIR:-/tmp}/fastafm-sanitizers.XXXXXX.log")
