@@ -28,7 +28,7 @@ MAGIC = b"FAFMCACH"
 VERSION = 1           # a cache without sample weights (written as version 1, so older fastafm reads it)
 WEIGHTS_VERSION = 2   # version 1 plus a fifth section, the per-row sample weights
 ENCODED_VERSION = 3   # a raw log's cache: weights (possibly empty), the field of every feature, the encoding
-FIELDS_VERSION = 4    # fields without an encoding (a libFFM file, or convert(fields=...)): weights (possibly empty), fields
+FIELDS_VERSION = 4    # a libFFM file's cache, or convert(fields=...): weights (possibly empty), fields
 HEADER_SIZE = 4096  # reserved for the header; sections start at multiples of ALIGN after it
 ALIGN = 4096
 DTYPES = b"<i8 <i4 <f4 <f4"  # indptr, indices, values, labels
@@ -41,7 +41,7 @@ SECTION_DTYPES: dict[str, np.dtype] = {"indptr": np.dtype("<i8"), "indices": np.
                                         "values": np.dtype("<f4"), "labels": np.dtype("<f4"),
                                         "weights": np.dtype("<f4"), "fields": np.dtype("<i4"),
                                         "encoding": np.dtype("u1")}
-MAX_ENCODING_BYTES = 4 << 30
+MAX_ENCODING = MAX_ENCODING_BYTES = 4 << 30
 # magic, version, header_size, dtypes, n_rows, n_features, nnz, max_row_nnz, label_min, label_max,
 # n_label_values (distinct labels, 3 meaning "3 or more"), then (offset, nbytes, crc32) per section.
 FIXED = struct.Struct("<8sII16sQQQQddI")
@@ -92,9 +92,7 @@ class CacheFile(EncodedSections):
         Used when block_rows is not given.
 
     Attributes: path, n_rows, n_features, nnz, max_row_nnz, label_min, label_max, n_label_values (distinct
-    labels; 3 means three or more), block_rows, has_weights (per-row sample weights: version 2, or 3 and 4
-    with a non-empty weights section), has_fields (the field of every feature: version 3, a raw log's cache, and
-    version 4, a libFFM file's or one converted with fields=; `read_fields()`), has_encoding (version 3).
+    labels; 3 means three or more), block_rows, has_weights, has_fields (versions 3 and 4), has_encoding (3).
     `read_rows(start, stop)` reads a row range, `read_weights(start, stop)` its weights; nothing else is
     held in memory. The object pickles as its path (and block setting), so it can be sent to other processes.
     """
@@ -151,24 +149,21 @@ class CacheFile(EncodedSections):
         self.max_row_nnz = int(max_row_nnz)
         self.label_min, self.label_max, self.n_label_values = float(label_min), float(label_max), int(n_label_values)
         expected = {"indptr": 8 * (n_rows + 1), "indices": 4 * nnz, "values": 4 * nnz, "labels": 4 * n_rows,
-                    "weights": 4 * n_rows, "fields": 4 * n_features}
+                    "weights": 4 * n_rows, "fields": 4 * n_features, "encoding": -1}
         self._offsets: dict[str, int] = {}
         self._crcs: dict[str, int] = {}
         self._sizes: dict[str, int] = {}
         end = HEADER_SIZE
         for i, name in enumerate(sections):
             offset, nbytes, section_crc = SECTION.unpack_from(head, FIXED.size + i * SECTION.size)
-            if version >= ENCODED_VERSION and name == "weights" and nbytes == 0:  # v3, v4: weights optional
-                expected[name] = 0
-            if name == "encoding":  # v3: a non-empty JSON document
-                expected[name] = nbytes if 0 < nbytes <= MAX_ENCODING_BYTES else -1
+            if version >= 3 and (name == "weights" and not nbytes or name == "encoding" and nbytes <= MAX_ENCODING):
+                expected[name] = nbytes if nbytes or name == "weights" else -1  # v3, v4: weights may be empty
             if nbytes != expected[name] or offset != align(end):
                 self._corrupt(f"section {name} at offset {offset} with {nbytes} bytes, expected "
                               f"{expected[name]} bytes at {align(end)}")
             self._offsets[name], self._crcs[name], self._sizes[name] = int(offset), int(section_crc), int(nbytes)
             end = offset + nbytes
-        self.has_encoding = version == ENCODED_VERSION
-        self.has_fields = version in (ENCODED_VERSION, FIELDS_VERSION)
+        self.has_encoding, self.has_fields = version == ENCODED_VERSION, version in (ENCODED_VERSION, FIELDS_VERSION)
         self.has_weights = version == WEIGHTS_VERSION or self._sizes.get("weights", 0) > 0
         if size != end:
             what = "truncated" if size < end else "has trailing bytes"

@@ -172,9 +172,9 @@ def convert(source, dest, *, n_features: int | None = None, chunk_bytes: int = D
     ----------
     source : str, bytes or os.PathLike, tuple (X, y), or an iterable of (X, y) tuples
         A libFM/libSVM text file (the format of `fastafm.load_libfm`) or a libFFM one (`label
-        field:feature:value ...`, the format of `fastafm.load_libffm`; see `format`) (read once and parsed in chunks of about
-        `chunk_bytes`, errors name the file's true line; a regular file or a pipe such as ``<(zcat f.gz)``,
-        anything else, e.g. /dev/zero, is a ValueError), an in-memory X (SciPy sparse or 2-D array) with
+        field:feature:value ...`, the format of `fastafm.load_libffm`; see `format`) (read once and parsed in
+        chunks of about `chunk_bytes`, errors name the file's true line; a regular file or a pipe such as
+        ``<(zcat f.gz)``, anything else, e.g. /dev/zero, is a ValueError), an in-memory X (SciPy sparse or 2-D array) with
         its labels y (written in chunks of `chunk_rows` rows), or an iterable (e.g. a generator) yielding
         such (X, y) pieces in row order, all of the same width: data produced piece by piece never has to
         be held whole. A tuple (X, y, w) (or pieces (X, y, w)) carries per-row sample weights w.

@@ -50,7 +50,9 @@ class TextFields:
         self.path, self.name = path, name
         self.fmt = None if check_format(fmt) == "auto" else fmt
         self.auto = self.fmt is None
-        self.detected = ""  # why the format was chosen (auto), for parse errors
+        # why the format was chosen, for the parse error of a token of the other format
+        shown = "libFFM" if fmt == "libffm" else "libFM"
+        self.detected = "" if fmt == "auto" else f" (read as {shown} text, as format={fmt!r} asks)"
         self.explicit = explicit
         self.field_of = np.full(0, -1, np.int32)  # the field of every id seen (-1: not seen)
         self.first_row = np.zeros(0, np.int64)    # the row it was first seen in
