@@ -162,8 +162,9 @@ def test_explicit_format_and_its_errors(ffm_file, tmp_path):
     X, y, _ = planted(20)
     with pytest.raises(ValueError, match="applies to a text source"):
         convert((X, y), tmp_path / "c.cache", format="libffm")
-    with pytest.raises(ValueError, match="carries the field of every feature"):
-        convert(ffm_file, tmp_path / "c.cache", fields=np.zeros(100, np.int32))
+    for fmt in ("auto", "libffm"):
+        with pytest.raises(ValueError, match="carries the field of every feature"):
+            convert(ffm_file, tmp_path / "c.cache", fields=np.zeros(30, np.int32), format=fmt)
 
 
 # ---------------------------------------------------------------------------------------------- fields=
@@ -347,3 +348,23 @@ def test_cli_trains_fwfm_from_a_libffm_pipe(ffm_file, tmp_path):
             os.unlink(fifo)
         assert np.array_equal(fastafm.load(tmp_path / "m.fwfm").fields_, fields)
     assert CacheFile(tmp_path / "p.cache").has_fields
+
+
+# ---------------------------------------------------------------------------------------------- Dask
+def test_dask_fwfm_takes_the_fields_of_caches_that_carry_them(client, tmp_path):
+    from fastafm.dask import DaskFwFMClassifier
+
+    X, y, fields = planted(600)
+    halves = [(X[:300], y[:300]), (X[300:], y[300:])]
+    with_fields = [convert(h, tmp_path / f"f{i}.cache", fields=fields) for i, h in enumerate(halves)]
+    plain = [convert(h, tmp_path / f"p{i}.cache") for i, h in enumerate(halves)]
+    kw = dict(embedding_dim=8, n_epochs=2, random_state=0, sync_rows=200, n_threads=1, early_stopping=False,
+              client=client)
+    taken = DaskFwFMClassifier(**kw).fit(with_fields).to_local()
+    given = DaskFwFMClassifier(fields=fields, **kw).fit(plain).to_local()
+    assert np.array_equal(taken.fields_, fields) and params_equal(taken, given)
+    other = convert(halves[1], tmp_path / "o.cache", fields=np.zeros_like(fields))
+    with pytest.raises(ValueError, match="its fields differ"):
+        DaskFwFMClassifier(**kw).fit([with_fields[0], other])
+    with pytest.raises(ValueError, match="some of the cache files carry fields"):
+        DaskFwFMClassifier(**kw).fit([with_fields[0], plain[1]])

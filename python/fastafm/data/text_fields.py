@@ -54,6 +54,9 @@ class TextFields:
         shown = "libFFM" if fmt == "libffm" else "libFM"
         self.detected = "" if fmt == "auto" else f" (read as {shown} text, as format={fmt!r} asks)"
         self.explicit = explicit
+        if fmt == "libffm" and explicit is not None:
+            raise ValueError("format='libffm' text carries the field of every feature: give fields= only for a "
+                             "source without them")
         self.field_of = np.full(0, -1, np.int32)  # the field of every id seen (-1: not seen)
         self.first_row = np.zeros(0, np.int64)    # the row it was first seen in
         self.rows = 0
