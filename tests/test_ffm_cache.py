@@ -105,6 +105,18 @@ def test_a_libffm_pipe_converts_too(ffm_file, tmp_path):
     assert np.array_equal(cache.read_fields(), fields) and same_rows(cache.read_rows(0, cache.n_rows)[0], X)
 
 
+def test_a_libffm_file_with_sample_weights(ffm_file, tmp_path):
+    X, y, fields = fastafm.load_libffm(ffm_file)
+    w = np.random.default_rng(2).uniform(0, 2, X.shape[0])
+    (tmp_path / "w.txt").write_text("".join(f"{float(v)!r}\n" for v in w))
+    for weights in (w, tmp_path / "w.txt"):
+        cache = convert(ffm_file, tmp_path / "c.cache", weights=weights, chunk_bytes=100)
+        assert cache.version == FIELDS_VERSION and cache.has_weights and np.array_equal(cache.read_fields(), fields)
+        assert np.array_equal(cache.read_weights(0, cache.n_rows), w.astype(np.float32))
+    streamed = fastafm.FwFMClassifier(**KW).fit(cache)
+    assert params_equal(streamed, fastafm.FwFMClassifier(fields=fields, **KW).fit(X, y, sample_weight=w))
+
+
 def test_libfm_text_still_writes_version_1_without_fields(tmp_path):
     path = tmp_path / "a.libfm"
     path.write_text("1 0:1 3:2\n0 1:1\n")
@@ -124,6 +136,22 @@ def test_a_feature_in_two_fields_names_both_lines(tmp_path, chunk_bytes):
     assert "two.ffm:5: feature 2 is in field 2, but" in str(streamed.value) and "two.ffm:1 put it in field 1" in str(
         streamed.value)
     assert not os.path.exists(tmp_path / "two.cache") and os.listdir(tmp_path) == ["two.ffm"]
+
+
+@pytest.mark.parametrize("text", [
+    "1 0:1:1 2:1:1\n",                                  # one line, the same feature twice
+    "1 0:3:1\n0 1:4:1 0:3:1 1:4:1 2:3:1 0:1:1\n",        # repeats within a chunk, the clash later in the line
+    "0 5:9:1\n" * 3 + "1 5:9:1 0:8:1\n1 4:8:1\n",       # a clash after the id's chunk
+])
+@pytest.mark.parametrize("chunk_bytes", [1, 9, 1 << 20])
+def test_two_fields_anywhere_give_load_libffms_message(tmp_path, text, chunk_bytes):
+    path = tmp_path / "c.ffm"
+    path.write_text(text)
+    with pytest.raises(ValueError) as loaded:
+        fastafm.load_libffm(path)
+    with pytest.raises(ValueError) as streamed:
+        convert(path, tmp_path / "c.cache", chunk_bytes=chunk_bytes)
+    assert str(streamed.value) == str(loaded.value) and "a feature belongs to one field" in str(loaded.value)
 
 
 def test_a_field_id_out_of_range_is_an_error(tmp_path):

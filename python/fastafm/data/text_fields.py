@@ -101,10 +101,17 @@ class TextFields:
             rows = np.zeros(size, np.int64)
             rows[:self.first_row.size] = self.first_row
             self.field_of, self.first_row = grown, rows
-        named, first = np.unique(indices, return_index=True)
-        new = self.field_of[named] < 0
-        self.field_of[named[new]] = flds[first[new]]
-        self.first_row[named[new]] = np.searchsorted(indptr, first[new], side="right") - 1 + self.rows
+        # ids not seen before: the first occurrence of each in this chunk (no sort: first_row holds, for them,
+        # the smallest position in the chunk until it is turned into the row)
+        unseen = np.flatnonzero(self.field_of[indices] < 0)
+        if unseen.size:
+            ids = indices[unseen]
+            self.first_row[ids] = np.iinfo(np.int64).max
+            np.minimum.at(self.first_row, ids, unseen)
+            first = unseen[self.first_row[ids] == unseen]  # one position per new id
+            named = indices[first]
+            self.field_of[named] = flds[first]
+            self.first_row[named] = np.searchsorted(indptr, first, side="right") - 1 + self.rows
         bad = np.flatnonzero(self.field_of[indices] != flds)
         if bad.size:
             j = int(bad[0])
