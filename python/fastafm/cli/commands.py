@@ -23,7 +23,8 @@ from ..data.limits import RowTooLongError
 from ..data.files import display as _display
 from ..models.hyperparams import BY_NAME, SIGNATURES, cli_given, cli_values
 from .evaluation import evaluate
-from .raw import cmd_convert as cmd_convert_raw, is_raw_cache, load_rows as load_raw_rows, wants_raw
+from .fields import cache_valid, check_cache_fields, fielded as _fielded, load_ffm, train_ffm, widen
+from .raw import cmd_convert as cmd_convert_raw, load_rows as load_raw_rows, wants_raw
 from .parser import (EXIT_DATA, EXIT_FAILURE, EXIT_MODEL, EXIT_OK, EXIT_USAGE, MODEL_TYPES, TASK_METRICS, CliError,
                      build_parser)
 
@@ -54,49 +55,22 @@ def _load_data(path: str, n_features: Optional[int] = None, stream=None):
         raise CliError(message, EXIT_DATA) from exc
 
 
-def _load_ffm(path: str, n_features: Optional[int] = None):
-    """load_libffm(path): (X, y, fields) of a libFFM file (FwFM's input: the fields are in the file)."""
-    from ..data.libffm import load_libffm
-
-    try:
-        return load_libffm(path, n_features=n_features)
-    except (ValueError, OSError, TypeError) as exc:
-        message = _describe(exc)
-        raise CliError(message if message.startswith(path) else f"cannot read libFFM file {path}: {message}",
-                       EXIT_DATA) from exc
-
-
 def _load_rows(model, path: str, n_features: Optional[int] = None, args=None):
-    """(X, y) of DATA for a fitted model: raw rows for a model trained from a raw log (its encoding), libFFM for
-    FwFM and field-aware AFM (their fields are the model's own), libFM otherwise."""
+    """(X, y) of DATA for a fitted model: the rows of a cache (any model), raw rows for a model trained from a
+    raw log (its encoding), libFFM for FwFM and field-aware AFM (their fields are the model's own), libFM
+    otherwise."""
+    if _is_cache(path):
+        cache = _open_cache(path, 64 << 20)
+        if n_features is not None and cache.n_features > n_features:
+            raise CliError(f"{path} has {cache.n_features} features, but the model has {n_features}", EXIT_DATA)
+        X, y = cache.read_rows(0, cache.n_rows)
+        return (X if n_features is None else widen(X, n_features)), y
     if model.encoding_ is not None:
         return load_raw_rows(model, path, labels=args.command == "eval", sep=args.sep)
     if getattr(model, "fields_", None) is not None:
-        X, y, _ = _load_ffm(path, n_features)
+        X, y, _ = load_ffm(path, n_features)
         return X, y
     return _load_data(path, n_features)
-
-
-def _train_ffm(args, model):
-    """FwFM's and field-aware AFM's TRAIN and --valid: libFFM files, the fields of their features the model's
-    `fields` (the training file's where both name an id). Streams and caches carry no fields: refused."""
-    if args.cache is not None or _input_kind(args.train, "data file") == "pipe":
-        what = "--model-type fwfm" if args.model_type == "fwfm" else "--field-aware"
-        raise CliError(f"{what} reads TRAIN as a libFFM file (label field:feature:value): caches and "
-                       "pipes carry no fields yet", EXIT_USAGE)
-    X, y, fields = _load_ffm(args.train, args.n_features)
-    if args.valid is None:
-        return X, y, fields, None
-    X_val, y_val, f_val = _load_ffm(args.valid, args.n_features)
-    width = max(X.shape[1], X_val.shape[1])
-    fields = np.concatenate([fields, f_val[fields.shape[0]:]]) if width > fields.shape[0] else fields
-    return _widen(X, width), y, fields, (_widen(X_val, width), y_val)
-
-
-def _widen(X, n_features: int):
-    import scipy.sparse as sp
-
-    return sp.csr_matrix((X.data, X.indices, X.indptr), shape=(X.shape[0], n_features), copy=False)
 
 
 def _load_model(path: str):
@@ -170,7 +144,7 @@ def _cmd_demo(args) -> int:
 
 
 def _convert(source: str, dest: str, n_features: Optional[int], block_bytes: int = 64 << 20, stream=None,
-             weights: Optional[str] = None):
+             weights: Optional[str] = None, fmt: str = "auto"):
     from ..data.convert import convert, convert_stream
 
     _input_kind(source, "data file")
@@ -181,8 +155,8 @@ def _convert(source: str, dest: str, n_features: Optional[int], block_bytes: int
     try:
         if stream is not None:
             return convert_stream(stream[0], _display(source), dest, stream[1], n_features=n_features,
-                                   block_bytes=block_bytes, weights=weights)
-        return convert(source, dest, n_features=n_features, block_bytes=block_bytes, weights=weights)
+                                  block_bytes=block_bytes, weights=weights, format=fmt)
+        return convert(source, dest, n_features=n_features, block_bytes=block_bytes, weights=weights, format=fmt)
     except MemoryError as exc:
         raise CliError(f"cannot convert {source} to {dest}: out of memory ({_describe(exc)})", EXIT_DATA) from exc
     except (ValueError, OSError, TypeError) as exc:
@@ -221,8 +195,10 @@ def _cmd_convert(args) -> int:
     if wants_raw(args):  # CSV, TSV, Parquet (fastafm.cli.raw)
         return cmd_convert_raw(args)
     start, args.input = time.perf_counter(), args.input[0]
-    cache = _convert(args.input, args.output, args.n_features, weights=args.weights)
+    cache = _convert(args.input, args.output, args.n_features, weights=args.weights, fmt=args.format)
+    fields = cache.read_fields() if cache.has_fields else None
     _status(args, f"wrote {args.output}: {cache.n_rows} rows, {cache.nnz} non-zeros, {cache.n_features} features"
+                  f"{'' if fields is None else f' in {int(fields.max(initial=0)) + 1} fields'}"
                   f"{', sample weights' if cache.has_weights else ''} "
                   f"({os.path.getsize(args.output) / 1e6:.1f} MB, {time.perf_counter() - start:.2f} s)")
     return EXIT_OK
@@ -246,8 +222,9 @@ def _open_pipe(path: str):
     return fh, head
 
 
-def _training_cache(args, stream=None):
-    """The cache to stream TRAIN from, or None to load TRAIN in memory (from `stream` when TRAIN is a pipe)."""
+def _training_cache(args, stream=None, fmt: str = "auto"):
+    """The cache to stream TRAIN from, or None to load TRAIN in memory (from `stream` when TRAIN is a pipe); text
+    is converted as `fmt` ("libffm" for a model that needs fields: an existing cache without them is redone)."""
     block_bytes = max(1, int(args.block_mb * 1e6))
     if stream is not None:
         if args.cache is None:
@@ -255,7 +232,8 @@ def _training_cache(args, stream=None):
         if not args.cache:
             raise CliError(f"--cache needs a CACHE path when TRAIN ({args.train}) is a pipe", EXIT_USAGE)
         start = time.perf_counter()
-        cache = _convert(args.train, args.cache, args.n_features, block_bytes, stream=stream, weights=args.weights)
+        cache = _convert(args.train, args.cache, args.n_features, block_bytes, stream=stream, weights=args.weights,
+                         fmt=fmt)
         _status(args, f"converted {args.train} to the cache {args.cache} ({time.perf_counter() - start:.2f} s)")
         return cache
     if _is_cache(args.train):
@@ -269,11 +247,11 @@ def _training_cache(args, stream=None):
     if (args.weights is None and os.path.isfile(args.train) and _is_cache(dest)
             and os.path.getmtime(dest) >= os.path.getmtime(args.train)):  # with --weights: always converted
         cache = _open_cache(dest, block_bytes)
-        if args.n_features is None or cache.n_features == args.n_features:
+        if (args.n_features is None or cache.n_features == args.n_features) and (fmt != "libffm" or cache.has_fields):
             _status(args, f"using the cache {dest} (newer than {args.train})")
             return cache
     start = time.perf_counter()
-    cache = _convert(args.train, dest, args.n_features, block_bytes, weights=args.weights)
+    cache = _convert(args.train, dest, args.n_features, block_bytes, weights=args.weights, fmt=fmt)
     _status(args, f"converted {args.train} to the cache {dest} ({time.perf_counter() - start:.2f} s)")
     return cache
 
@@ -297,17 +275,20 @@ def _cmd_train(args) -> int:
 
 
 def _train(args, model, stream) -> int:
-    # field_aware "auto" takes the fields where the input carries them (a raw log's cache), reads libFM otherwise
-    fielded = args.model_type == "fwfm" or getattr(model, "field_aware", None) not in (None, "auto")
-    if fielded and not is_raw_cache(args.train):  # a raw log's cache carries its fields
-        X, y, fields, eval_set = _train_ffm(args, model)
+    # FwFM and --field-aware need fields: a libFFM TRAIN (file, pipe or its --cache) or a cache that carries them;
+    # field_aware "auto" takes the fields where the input carries them (a cache with fields)
+    needs_fields = _fielded(args, model)
+    cache = _training_cache(args, stream, "libffm" if needs_fields else "auto")
+    if cache is not None:
+        if needs_fields:
+            check_cache_fields(args, cache)
+        return _train_from_cache(args, cache, needs_fields)
+    if needs_fields:
+        X, y, fields, eval_set = train_ffm(args, stream)
         model.set_params(fields=fields)
         _status(args, f"read {args.train}: {X.shape[0]} rows, {X.nnz} non-zeros, {int(fields.max()) + 1} fields")
         weights = None if args.weights is None else _load_weights(args.weights, X.shape[0], args.train)
         return _fit_and_save(args, model, X, y, eval_set, weights)
-    cache = _training_cache(args, stream)
-    if cache is not None:
-        return _train_from_cache(args, cache)
     start = time.perf_counter()
     X, y = _load_data(args.train, args.n_features, stream)
     _status(args, f"read {args.train}: {X.shape[0]} rows, {X.nnz} non-zeros, max feature id {X.shape[1] - 1} "
@@ -321,7 +302,7 @@ def _train(args, model, stream) -> int:
         if X_val.shape[0] == 0:
             raise CliError(f"cannot read data file {args.valid}: no rows", EXIT_DATA)
         width = max(X.shape[1], X_val.shape[1])
-        X, X_val = _widen(X, width), _widen(X_val, width)
+        X, X_val = widen(X, width), widen(X_val, width)
         eval_set = (X_val, y_val)
         _status(args, f"read {args.valid}: {X_val.shape[0]} rows for validation")
     cls = type(model)
@@ -387,8 +368,9 @@ def _epochs(model) -> str:
     return text
 
 
-def _train_from_cache(args, cache) -> int:
-    """`train` streaming a cache: VALID (in memory) must fit the cache's width."""
+def _train_from_cache(args, cache, needs_fields: bool = False) -> int:
+    """`train` streaming a cache: VALID (in memory) must fit the cache's width; libFFM text for a model that
+    takes a libFFM cache's fields."""
     if args.n_features is not None and args.n_features != cache.n_features:
         raise CliError(f"{cache.path} has {cache.n_features} features, not --n-features {args.n_features} (the "
                        "width of a cache is set when it is converted)", EXIT_DATA)
@@ -402,7 +384,10 @@ def _train_from_cache(args, cache) -> int:
         raise CliError(f"{cache.path}: classification needs exactly two labels, found {found}", EXIT_DATA)
     eval_set = None
     if args.valid is not None:
-        X_val, y_val = _load_data(args.valid, cache.n_features)
+        if needs_fields and not cache.has_encoding:
+            X_val, y_val = cache_valid(cache, args.valid)
+        else:
+            X_val, y_val = _load_data(args.valid, cache.n_features)
         if X_val.shape[0] == 0:
             raise CliError(f"cannot read data file {args.valid}: no rows", EXIT_DATA)
         if args.task == "classification":

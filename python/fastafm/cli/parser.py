@@ -94,8 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
                             "larger one being the positive class (default regression)")
     train.add_argument("--model-type", choices=tuple(MODEL_TYPES), default="afm",
                        help="afm: AFMRegressor / AFMClassifier; fm: FMRegressor / FMClassifier; fwfm: "
-                            "FwFMRegressor / FwFMClassifier, TRAIN and --valid then libFFM files (label "
-                            "field:feature:value), whose fields the model keeps (default afm)")
+                            "FwFMRegressor / FwFMClassifier, TRAIN and --valid then libFFM text (label "
+                            "field:feature:value: a file, a pipe, or TRAIN a cache converted from one or from a "
+                            "raw log), whose fields the model keeps (default afm)")
     hp = train.add_argument_group("hyperparameters (defaults are the library's, per model type)")
     add_cli_arguments(hp, MODEL_TYPES)  # one option per entry of the hyperparameter table with a flag
     class_weight = BY_NAME["class_weight"]  # the classifiers' own (not in MODEL_TYPES' signatures)
@@ -123,19 +124,25 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--quiet", action="store_true", help="no progress: no per-epoch lines or summaries")
 
     conv = sub.add_parser(
-        "convert", help="write a binary cache of a libFM/libSVM file for out-of-core training",
-        description=_wrap("Convert INPUT (libFM/libSVM text) to the binary row cache OUTPUT in one streaming "
+        "convert", help="write a binary cache of a libFM/libSVM or libFFM file for out-of-core training",
+        description=_wrap("Convert INPUT (libFM/libSVM text, or libFFM text: label field:feature:value, whose "
+                          "fields the cache keeps) to the binary row cache OUTPUT in one streaming "
                           "pass with bounded memory (docs/cache.md). `fastafm train OUTPUT --model ...` then "
                           "trains from it in shuffled blocks without loading it.", DATA_FORMAT_HELP),
         epilog=EXIT_CODES_HELP, formatter_class=fmt)
     conv.add_argument("input", metavar="INPUT", nargs="+",
-                      help="data file (libFM/libSVM), or raw logs: CSV, TSV or Parquet files or glob patterns")
+                      help="data file (libFM/libSVM or libFFM), or raw logs: CSV, TSV or Parquet files or glob "
+                           "patterns")
     conv.add_argument("output", metavar="OUTPUT", help="the cache file to write")
     conv.add_argument("--n-features", type=Int(1).parse, metavar="N",
                       help="width of the data: feature ids must be < N (default: the largest id plus one)")
     conv.add_argument("--weights", metavar="FILE",
                       help="sample weights to store in the cache: a text file with one weight (a number >= 0) per "
                            "line, line i for row i of INPUT")
+    conv.add_argument("--format", choices=("auto", "libfm", "libffm"), default="auto",
+                      help="the text's format: auto tells it by the first feature token (field:feature:value is "
+                           "libFFM, whose fields the cache keeps; feature:value is libFM); a file mixing the two "
+                           "is an error (default auto)")
     conv.add_argument("--quiet", action="store_true", help="no summary line (and no progress bar)")
     add_convert_options(conv)
 

@@ -23,18 +23,6 @@ def _numeric_bins(given):
     return "auto" if given is None else None if given == "none" else given
 
 
-def is_raw_cache(path: str) -> bool:
-    """Whether `path` is a regular file holding a raw log's cache (format 3: it carries the fields FwFM needs)."""
-    from ..data.cache import CacheFile
-
-    if not os.path.isfile(path):
-        return False
-    try:
-        return CacheFile(path).has_encoding
-    except (ValueError, OSError):
-        return False
-
-
 def _message(exc: BaseException) -> str:
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror + (f": {exc.filename}" if exc.filename else "")
@@ -48,6 +36,8 @@ def cmd_convert(args) -> int:
 
     if args.n_features is not None:
         raise CliError("--n-features applies to libFM input; a raw log's width is its encoding's", EXIT_USAGE)
+    if args.format != "auto":
+        raise CliError(f"--format {args.format} applies to libFM/libFFM text, not to a raw log", EXIT_USAGE)
     if args.label is None:
         raise CliError("converting a raw log needs --label COL (the column that holds the label)", EXIT_USAGE)
     if os.path.isdir(args.output):

@@ -105,20 +105,26 @@ def load(client, X, y, loss: str, owner: str, n_features=None, sample_weight=Non
 
 
 def _raw_encoding(caches: list) -> tuple:
-    """(encoding, fields) of cache files written from one raw log (fastafm.dask.convert), or (None, None) for
-    caches without an encoding; ValueError when only some carry one, or different ones."""
-    carried = [c.has_encoding for c in caches]
+    """(encoding, fields) of cache files written from one raw log (fastafm.dask.convert), (None, fields) for
+    caches that carry fields without an encoding (libFFM files' caches, or convert(fields=...)), or (None, None)
+    for caches without fields; ValueError when only some carry them, or different ones."""
+    carried = [c.has_fields for c in caches]
     if not any(carried):
         return None, None
-    if not all(carried):
-        raise ValueError("some of the cache files carry a raw-log encoding and some do not: train on the caches "
-                         "of one conversion")
+    if not all(carried) or len({c.has_encoding for c in caches}) > 1:
+        raise ValueError("some of the cache files carry fields (or a raw-log encoding) and some do not: train on "
+                         "caches of one kind")
     encoding = caches[0].read_encoding()
     for c in caches[1:]:
         if c.read_encoding() != encoding:
             raise ValueError(f"{c.path}: its raw-log encoding differs from {caches[0].path}'s: the caches of one "
                              "model must come from one conversion (fastafm.dask.convert)")
-    return encoding, caches[0].read_fields()
+    fields = caches[0].read_fields()
+    for c in caches[1:]:
+        if encoding is None and not np.array_equal(c.read_fields(), fields):
+            raise ValueError(f"{c.path}: its fields differ from {caches[0].path}'s: every cache of one model must "
+                             "give each feature the same field")
+    return encoding, fields
 
 
 def labels(client, data: Data, state, loss: str, classes, class_weight=None, partial: bool = False) -> None:

@@ -164,7 +164,7 @@ class _DaskBase(BaseEstimator):
     def _new_state(self, kind, values: dict, data):
         """A fresh training state for the loaded data (FwFM: with the field of every feature; a raw log's
         caches: with their encoding, and their fields for FwFM's fields=None)."""
-        if data.encoding is not None and kind.takes_fields(values) and values.get("fields") is None:
+        if data.fields is not None and kind.takes_fields(values) and values.get("fields") is None:
             values = {**values, "fields": data.fields}
         fields = kind.fields(values, data.n_features)
         state = init_state(kind.spec(values, data.n_features, fields), self.optimizer, self.init_std,

@@ -28,17 +28,20 @@ MAGIC = b"FAFMCACH"
 VERSION = 1           # a cache without sample weights (written as version 1, so older fastafm reads it)
 WEIGHTS_VERSION = 2   # version 1 plus a fifth section, the per-row sample weights
 ENCODED_VERSION = 3   # a raw log's cache: weights (possibly empty), the field of every feature, the encoding
+FIELDS_VERSION = 4    # a libFFM file's cache, or convert(fields=...): weights (possibly empty), fields
 HEADER_SIZE = 4096  # reserved for the header; sections start at multiples of ALIGN after it
 ALIGN = 4096
 DTYPES = b"<i8 <i4 <f4 <f4"  # indptr, indices, values, labels
 SECTIONS = ("indptr", "indices", "values", "labels")
 WEIGHT_SECTIONS = SECTIONS + ("weights",)  # version 2
 ENCODED_SECTIONS = WEIGHT_SECTIONS + ("fields", "encoding")  # version 3
+FIELD_SECTIONS = WEIGHT_SECTIONS + ("fields",)  # version 4
+MAX_FIELD = 65535  # field numbers are < 65,536 (the libFFM parser's limit and field_array's)
 SECTION_DTYPES: dict[str, np.dtype] = {"indptr": np.dtype("<i8"), "indices": np.dtype("<i4"),
                                         "values": np.dtype("<f4"), "labels": np.dtype("<f4"),
                                         "weights": np.dtype("<f4"), "fields": np.dtype("<i4"),
                                         "encoding": np.dtype("u1")}
-MAX_ENCODING_BYTES = 4 << 30
+MAX_ENCODING = MAX_ENCODING_BYTES = 4 << 30
 # magic, version, header_size, dtypes, n_rows, n_features, nnz, max_row_nnz, label_min, label_max,
 # n_label_values (distinct labels, 3 meaning "3 or more"), then (offset, nbytes, crc32) per section.
 FIXED = struct.Struct("<8sII16sQQQQddI")
@@ -47,14 +50,17 @@ CRC = struct.Struct("<I")
 HEADER_BYTES = FIXED.size + len(SECTIONS) * SECTION.size + CRC.size
 WEIGHTS_HEADER_BYTES = FIXED.size + len(WEIGHT_SECTIONS) * SECTION.size + CRC.size
 ENCODED_HEADER_BYTES = FIXED.size + len(ENCODED_SECTIONS) * SECTION.size + CRC.size
+FIELDS_HEADER_BYTES = FIXED.size + len(FIELD_SECTIONS) * SECTION.size + CRC.size
+VERSIONS = (VERSION, WEIGHTS_VERSION, ENCODED_VERSION, FIELDS_VERSION)
 
 
 def section_names(version: int) -> tuple:
-    return {WEIGHTS_VERSION: WEIGHT_SECTIONS, ENCODED_VERSION: ENCODED_SECTIONS}.get(version, SECTIONS)
+    return {WEIGHTS_VERSION: WEIGHT_SECTIONS, ENCODED_VERSION: ENCODED_SECTIONS,
+            FIELDS_VERSION: FIELD_SECTIONS}.get(version, SECTIONS)
 
 
 def _header_bytes(version: int) -> int:
-    return {WEIGHTS_VERSION: WEIGHTS_HEADER_BYTES, ENCODED_VERSION: ENCODED_HEADER_BYTES}.get(version, HEADER_BYTES)
+    return FIXED.size + len(section_names(version)) * SECTION.size + CRC.size
 
 DEFAULT_BLOCK_BYTES = 64 << 20
 DEFAULT_CHUNK_BYTES = 16 << 20
@@ -86,7 +92,7 @@ class CacheFile(EncodedSections):
         Used when block_rows is not given.
 
     Attributes: path, n_rows, n_features, nnz, max_row_nnz, label_min, label_max, n_label_values (distinct
-    labels; 3 means three or more), block_rows, has_weights (a version 2 cache with per-row sample weights).
+    labels; 3 means three or more), block_rows, has_weights, has_fields (versions 3 and 4), has_encoding (3).
     `read_rows(start, stop)` reads a row range, `read_weights(start, stop)` its weights; nothing else is
     held in memory. The object pickles as its path (and block setting), so it can be sent to other processes.
     """
@@ -118,9 +124,9 @@ class CacheFile(EncodedSections):
             self._corrupt(f"truncated header ({size} bytes; a header takes {HEADER_SIZE})")
         (_, version, header_size, dtypes, n_rows, n_features, nnz, max_row_nnz, label_min, label_max,
          n_label_values) = FIXED.unpack_from(head, 0)
-        if version not in (VERSION, WEIGHTS_VERSION, ENCODED_VERSION):
+        if version not in VERSIONS:
             raise ValueError(f"{self.path}: cache format version {version} is not supported (this fastafm reads "
-                             f"versions {VERSION} to {ENCODED_VERSION}); convert the data again with this version")
+                             f"versions {VERSION} to {FIELDS_VERSION}); convert the data again with this version")
         self.version = int(version)
         sections, header_bytes = section_names(version), _header_bytes(version)
         (crc,) = CRC.unpack_from(head, header_bytes - CRC.size)
@@ -143,21 +149,21 @@ class CacheFile(EncodedSections):
         self.max_row_nnz = int(max_row_nnz)
         self.label_min, self.label_max, self.n_label_values = float(label_min), float(label_max), int(n_label_values)
         expected = {"indptr": 8 * (n_rows + 1), "indices": 4 * nnz, "values": 4 * nnz, "labels": 4 * n_rows,
-                    "weights": 4 * n_rows, "fields": 4 * n_features}
+                    "weights": 4 * n_rows, "fields": 4 * n_features, "encoding": -1}
         self._offsets: dict[str, int] = {}
         self._crcs: dict[str, int] = {}
         self._sizes: dict[str, int] = {}
         end = HEADER_SIZE
         for i, name in enumerate(sections):
             offset, nbytes, section_crc = SECTION.unpack_from(head, FIXED.size + i * SECTION.size)
-            if version == ENCODED_VERSION and (name == "weights" and nbytes == 0 or name == "encoding"):  # v3
-                expected[name] = nbytes if nbytes <= MAX_ENCODING_BYTES and (nbytes or name == "weights") else -1
+            if version >= 3 and (name == "weights" and not nbytes or name == "encoding" and nbytes <= MAX_ENCODING):
+                expected[name] = nbytes if nbytes or name == "weights" else -1  # v3, v4: weights may be empty
             if nbytes != expected[name] or offset != align(end):
                 self._corrupt(f"section {name} at offset {offset} with {nbytes} bytes, expected "
                               f"{expected[name]} bytes at {align(end)}")
             self._offsets[name], self._crcs[name], self._sizes[name] = int(offset), int(section_crc), int(nbytes)
             end = offset + nbytes
-        self.has_encoding = version == ENCODED_VERSION
+        self.has_encoding, self.has_fields = version == ENCODED_VERSION, version in (ENCODED_VERSION, FIELDS_VERSION)
         self.has_weights = version == WEIGHTS_VERSION or self._sizes.get("weights", 0) > 0
         if size != end:
             what = "truncated" if size < end else "has trailing bytes"

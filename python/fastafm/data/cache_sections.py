@@ -1,5 +1,6 @@
-"""The sections of a raw log's cache (format version 3, fastafm.rawlog): the field of every feature id and the
-encoding, read by `CacheFile.read_fields()` and `CacheFile.read_encoding()` (methods of this mixin)."""
+"""The sections of a cache with fields: the field of every feature id (format version 3, a raw log's cache
+(fastafm.rawlog), and version 4, a libFFM file's or one converted with `fields=`) and a raw log's encoding
+(version 3), read by `CacheFile.read_fields()` and `CacheFile.read_encoding()` (methods of this mixin)."""
 from __future__ import annotations
 
 import zlib
@@ -8,19 +9,22 @@ import numpy as np
 
 
 class EncodedSections:
-    """Reads the fields and encoding sections of a version 3 cache; CacheFile provides the file access."""
+    """Reads the fields (versions 3 and 4) and encoding (version 3) sections; CacheFile provides the file access."""
 
     def read_fields(self):
-        """The field of every feature id (int32, n_features) of a raw log's cache (version 3), checked against
-        its section's CRC32; None for a cache without fields."""
-        if not self.has_encoding:
+        """The field of every feature id (int32, n_features) of a cache with fields (version 3 or 4), checked
+        against its section's CRC32 (field numbers in [0, 65536), a raw log's non-decreasing); None for a cache
+        without fields."""
+        if not self.has_fields:
             return None
         with self._open() as fh:
             fields = self._read_at(fh, self._offsets["fields"], self.n_features, "fields")
         if zlib.crc32(fields.astype("<i4").tobytes()) != self._crcs["fields"]:
             self._corrupt("checksum mismatch in section fields (the data is damaged)")
-        if fields.size and (int(fields.min()) < 0 or np.any(np.diff(fields) < 0)):
-            self._corrupt("the fields section is not a non-decreasing list of field numbers >= 0")
+        if fields.size and (int(fields.min()) < 0 or int(fields.max()) > 65535):
+            self._corrupt("the fields section holds a field number outside [0, 65536)")
+        if self.has_encoding and np.any(np.diff(fields) < 0):  # a raw log's fields are blocks of ids
+            self._corrupt("the fields section of a raw log's cache is not non-decreasing")
         return fields.astype(np.int32)
 
     def read_encoding(self):

@@ -11,12 +11,13 @@ import zlib
 
 import numpy as np
 
-from .cache import (CRC, DEFAULT_BLOCK_BYTES, DEFAULT_CHUNK_BYTES, DTYPES, ENCODED_VERSION, FIXED, HEADER_SIZE,
-                    INT32_MAX, MAGIC, SECTION, SECTION_DTYPES, VERSION, WEIGHTS_VERSION, CacheFile, align,
-                    check_positive_int, fspath, section_names)
+from .cache import (CRC, DEFAULT_BLOCK_BYTES, DEFAULT_CHUNK_BYTES, DTYPES, ENCODED_VERSION, FIELDS_VERSION, FIXED,
+                    HEADER_SIZE, INT32_MAX, MAGIC, SECTION, SECTION_DTYPES, VERSION, WEIGHTS_VERSION, CacheFile,
+                    align, check_positive_int, fspath, section_names)
 from .files import display as _display  # the path as text that can cross into C++
 from .files import input_kind, open_input, same_file
 from .libfm import libfm_chunks
+from .text_fields import TextFields, check_format, explicit_fields
 
 __all__ = ["convert", "read_weights_file"]
 
@@ -24,19 +25,22 @@ __all__ = ["convert", "read_weights_file"]
 # ---------------------------------------------------------------------------------------------- writing
 class _Writer:
     """Streams chunks of rows into temporary section files (in dest's folder), then assembles the cache: four
-    sections (version 1), five with sample weights (version 2)."""
+    sections (version 1), five with sample weights (version 2), a raw log's seven (version 3), or six with the
+    field of every feature and no encoding (version 4, `add_fields` before `finish`)."""
 
     def __init__(self, dest: str, tmpdir: str, weighted: bool = False, extra: dict | None = None,
                  known: dict | None = None):
         self.dest = dest
         self.weighted = weighted
+        self.tmpdir = tmpdir
         self.version = ENCODED_VERSION if extra is not None else WEIGHTS_VERSION if weighted else VERSION
         self.sections = section_names(self.version)
         self.out_path = os.path.join(tmpdir, "cache")
         self.expected: dict | None = None
-        if known is None:
-            self.files = {name: open(os.path.join(tmpdir, name), "w+b") for name in self.sections}
-            self.starts = dict.fromkeys(self.sections, 0)
+        if known is None:  # weights always has a file (empty without weights: version 4 may still come)
+            names = self.sections if extra is not None else section_names(WEIGHTS_VERSION)
+            self.files = {name: open(os.path.join(tmpdir, name), "w+b") for name in names}
+            self.starts = dict.fromkeys(names, 0)
         else:  # every section's size is known: written in place in the cache file, no copy at the end
             self.expected = _section_sizes(self.sections, known, weighted)
             self.starts, end = _layout(self.sections, self.expected)
@@ -46,7 +50,7 @@ class _Writer:
             for name in self.sections:
                 self.files[name] = open(self.out_path, "r+b")
                 self.files[name].seek(self.starts[name])
-        self.crcs = dict.fromkeys(self.sections, 0)
+        self.crcs = dict.fromkeys(self.files, 0)
         self.weight_total = 0.0
         self.n_rows = self.nnz = self.max_row_nnz = 0
         self.max_feature_id = -1
@@ -56,6 +60,16 @@ class _Writer:
         for name, pieces in (extra or {}).items():  # a raw log's fields and encoding (version 3), piece by piece
             for arr in pieces:
                 self._write(name, arr)
+
+    def add_fields(self, fields: np.ndarray) -> None:
+        """The field of every feature (checked by the caller): the cache becomes version 4."""
+        if self.expected is not None or self.version == ENCODED_VERSION:
+            raise ValueError("fields are added to a version 1 or 2 cache being written, not to a raw log's")
+        self.files["fields"] = open(os.path.join(self.tmpdir, "fields"), "w+b")
+        self.starts["fields"], self.crcs["fields"] = 0, 0
+        self._write("fields", fields)
+        self.version = FIELDS_VERSION
+        self.sections = section_names(FIELDS_VERSION)
 
     def _write(self, name: str, arr: np.ndarray) -> None:
         data = np.ascontiguousarray(arr, dtype=SECTION_DTYPES[name])
@@ -85,7 +99,7 @@ class _Writer:
             self.labels_seen.update(np.unique(labels)[:3].tolist())
 
     def finish(self, n_features: int, out_path: str) -> None:
-        sizes = {name: fh.tell() - self.starts[name] for name, fh in self.files.items()}
+        sizes = {name: self.files[name].tell() - self.starts[name] for name in self.sections}
         if self.expected is not None and sizes != self.expected:
             raise RuntimeError(f"{self.dest}: the sections written ({sizes}) differ from the sizes announced "
                                f"({self.expected})")
@@ -151,15 +165,16 @@ def _check_n_features(n_features) -> int | None:
 
 def convert(source, dest, *, n_features: int | None = None, chunk_bytes: int = DEFAULT_CHUNK_BYTES,
             chunk_rows: int = 65536, block_rows: int | None = None,
-            block_bytes: int = DEFAULT_BLOCK_BYTES, weights=None) -> CacheFile:
+            block_bytes: int = DEFAULT_BLOCK_BYTES, weights=None, format: str = "auto", fields=None) -> CacheFile:
     """Write a cache of `source` to `dest` in one streaming pass and return it opened as a CacheFile.
 
     Parameters
     ----------
     source : str, bytes or os.PathLike, tuple (X, y), or an iterable of (X, y) tuples
-        A libFM/libSVM text file (the format of `fastafm.load_libfm`; read once and parsed in chunks of about
-        `chunk_bytes`, errors name the file's true line; a regular file or a pipe such as ``<(zcat f.gz)``,
-        anything else, e.g. /dev/zero, is a ValueError), an in-memory X (SciPy sparse or 2-D array) with
+        A libFM/libSVM text file (the format of `fastafm.load_libfm`) or a libFFM one (`label
+        field:feature:value ...`, the format of `fastafm.load_libffm`; see `format`) (read once and parsed in
+        chunks of about `chunk_bytes`, errors name the file's true line; a regular file or a pipe such as
+        ``<(zcat f.gz)``, anything else, e.g. /dev/zero, is a ValueError), an in-memory X (SciPy sparse or 2-D array) with
         its labels y (written in chunks of `chunk_rows` rows), or an iterable (e.g. a generator) yielding
         such (X, y) pieces in row order, all of the same width: data produced piece by piece never has to
         be held whole. A tuple (X, y, w) (or pieces (X, y, w)) carries per-row sample weights w.
@@ -185,14 +200,21 @@ def convert(source, dest, *, n_features: int | None = None, chunk_bytes: int = D
     check_positive_int(chunk_bytes, "chunk_bytes")
     check_positive_int(chunk_rows, "chunk_rows")
     dest = fspath(dest, "dest")
+    text_fields = TextFields("", "X", check_format(format), fields)
+    if fields is not None and n_features is not None:
+        explicit_fields(fields, n_features)  # before any row is read
     if isinstance(source, tuple):
+        if format != "auto":
+            raise ValueError(f"format={format!r} applies to a text source; source is (X, y)")
         if len(source) not in (2, 3):
             raise ValueError("source must be a file path or a tuple (X, y) or (X, y, w)")
         if len(source) == 3 and weights is not None:
             raise ValueError("give the sample weights once: in the tuple (X, y, w) or as weights=, not both")
-        chunks, name = _array_chunks([source], chunk_rows, n_features), "X"
+        chunks, name = _array_chunks([source], chunk_rows, n_features, fields), "X"
     elif not isinstance(source, (str, bytes, os.PathLike)) and hasattr(source, "__iter__"):
-        chunks, name = _array_chunks(source, chunk_rows, n_features), "X"
+        if format != "auto":
+            raise ValueError(f"format={format!r} applies to a text source; source is an iterable of (X, y) pieces")
+        chunks, name = _array_chunks(source, chunk_rows, n_features, fields), "X"
     else:
         path = fspath(source, "source")
         if not os.path.exists(path):
@@ -200,14 +222,15 @@ def convert(source, dest, *, n_features: int | None = None, chunk_bytes: int = D
         input_kind(path, "a libFM file", pipes=True)  # a regular file or a pipe (read once), nothing else
         refuse_overwrite(path, dest)
         name = _display(path)
-        chunks = _parsed_libfm_chunks(path, name, chunk_bytes)
+        text_fields = TextFields(path, name, format, fields)
+        chunks = _parsed_libfm_chunks(path, name, chunk_bytes, text_fields)
         if weights is not None and not isinstance(weights, (str, bytes, os.PathLike)):
             weights = _as_weights(weights, None, "weights")
     if weights is not None:
         if isinstance(weights, (str, bytes, os.PathLike)):
             refuse_overwrite(fspath(weights, "weights"), dest)
         chunks = with_weights(chunks, weights)
-    return write_cache(chunks, name, dest, n_features, block_rows, block_bytes)
+    return write_cache(chunks, name, dest, n_features, block_rows, block_bytes, fields=text_fields.fields)
 
 
 def _as_weights(w, n_rows, name: str) -> np.ndarray:
@@ -323,9 +346,9 @@ def refuse_overwrite(source: str, dest: str) -> None:
 
 def convert_stream(fh, name: str, dest, prefix: bytes = b"", *, n_features: int | None = None,
                     chunk_bytes: int = DEFAULT_CHUNK_BYTES, block_bytes: int = DEFAULT_BLOCK_BYTES,
-                    weights=None) -> CacheFile:
-    """convert() of libFM text read once from the open stream `fh` (after `prefix`, bytes already read from
-    it), e.g. a pipe the CLI sniffed for a cache's magic bytes; `weights` as for convert."""
+                    weights=None, format: str = "auto") -> CacheFile:
+    """convert() of libFM/libFFM text read once from the open stream `fh` (after `prefix`, bytes already read
+    from it), e.g. a pipe the CLI sniffed for a cache's magic bytes; `weights` and `format` as for convert."""
     n_features = _check_n_features(n_features)
     dest = fspath(dest, "dest")
     try:
@@ -333,10 +356,11 @@ def convert_stream(fh, name: str, dest, prefix: bytes = b"", *, n_features: int 
             refuse_overwrite(name, dest)
     except OSError:
         pass
-    chunks = _parsed_chunks(libfm_chunks(fh, chunk_bytes, prefix, name), name)
+    text_fields = TextFields(name, name, format)
+    chunks = text_fields.parse(libfm_chunks(fh, chunk_bytes, prefix, name))
     if weights is not None:
         chunks = with_weights(chunks, weights)
-    return write_cache(chunks, name, dest, n_features, None, block_bytes)
+    return write_cache(chunks, name, dest, n_features, None, block_bytes, fields=text_fields.fields)
 
 
 def read_weights_file(path, n_rows: int) -> np.ndarray:
@@ -350,9 +374,10 @@ def read_weights_file(path, n_rows: int) -> np.ndarray:
 
 
 def write_cache(chunks, name: str, dest: str, n_features, block_rows, block_bytes, extra=None,
-                known=None) -> CacheFile:
+                known=None, fields=None) -> CacheFile:
     """The cache `dest` of the parsed chunks. `known`: {"rows", "nnz"(, "fields", "encoding")} when the sizes are
-    known before the rows (a raw log's second pass): the sections are then written in place, not copied."""
+    known before the rows (a raw log's second pass): the sections are then written in place, not copied.
+    `fields`: a function of the cache's width giving the field of every feature (a version 4 cache) or None."""
     folder = os.path.dirname(os.path.abspath(dest))
     if os.path.isdir(dest):
         raise IsADirectoryError(f"cannot write the cache {dest}: it is a directory")
@@ -376,6 +401,9 @@ def write_cache(chunks, name: str, dest: str, n_features, block_rows, block_byte
                     raise ValueError(f"{name}: feature id {writer.max_feature_id} does not fit n_features="
                                      f"{n_features} (ids must be < n_features)")
                 width = n_features
+            field_of = None if fields is None else fields(width)
+            if field_of is not None:
+                writer.add_fields(field_of)
             out_path = os.path.join(tmpdir, "cache")
             writer.finish(width, out_path)
         finally:
@@ -385,20 +413,13 @@ def write_cache(chunks, name: str, dest: str, n_features, block_rows, block_byte
     return CacheFile(dest, block_rows=block_rows, block_bytes=block_bytes)
 
 
-def _parsed_libfm_chunks(path: str, name: str, chunk_bytes: int):
+def _parsed_libfm_chunks(path: str, name: str, chunk_bytes: int, text_fields: TextFields):
     fh, _ = open_input(path, "a libFM file", pipes=True)  # opened when the first chunk is asked for
     with fh:
-        yield from _parsed_chunks(libfm_chunks(fh, chunk_bytes, name=name), name)
+        yield from text_fields.parse(libfm_chunks(fh, chunk_bytes, name=name))
 
 
-def _parsed_chunks(chunks, name: str):
-    from .. import _core
-
-    for chunk, first_line in chunks:
-        yield _core.parse_libfm_buffer(chunk, name, first_line)
-
-
-def _array_chunks(pieces, chunk_rows: int, n_features: int | None):
+def _array_chunks(pieces, chunk_rows: int, n_features: int | None, fields=None):
     from .validation import as_csr, as_targets
 
     width = None
@@ -413,6 +434,8 @@ def _array_chunks(pieces, chunk_rows: int, n_features: int | None):
         width = X.shape[1]
         if n_features is not None and n_features < width:
             raise ValueError(f"n_features={n_features} is less than X's {width} columns")
+        if fields is not None and i == 0:
+            explicit_fields(fields, width if n_features is None else n_features)  # before any row is written
         yield from _csr_pieces(X, y, chunk_rows, w)
 
 

@@ -64,17 +64,25 @@ class _Lines:
         self.indptr = indptr
 
     def of(self, j: int) -> str:
-        row = int(np.searchsorted(self.indptr, j, side="right")) - 1
-        if input_kind(self.path, "a libFFM file", pipes=True) == PIPE:
+        return line_of_row(self.path, int(np.searchsorted(self.indptr, j, side="right")) - 1)
+
+
+def line_of_row(path: str, row: int) -> str:
+    """The file line (1-based, as text) of data row `row` (0-based; blank and comment lines are no rows) of the
+    text file `path`, read again for it (error paths only); "row N" for a pipe, read once, or a path gone."""
+    try:
+        if input_kind(path, "a libFFM file", pipes=True) == PIPE:
             return f"row {row + 1}"
         seen = -1
-        with open(self.path, "rb") as fh:
+        with open(path, "rb") as fh:
             for lineno, raw in enumerate(fh, 1):
                 if raw.split(b"#", 1)[0].strip(b" \t\r\n"):
                     seen += 1
                     if seen == row:
                         return str(lineno)
-        return f"row {row + 1}"
+    except (OSError, ValueError):
+        pass
+    return f"row {row + 1}"
 
 
 def _fields(lines: _Lines, ids: np.ndarray, flds: np.ndarray, width: int) -> np.ndarray:
@@ -95,3 +103,14 @@ def _fields(lines: _Lines, ids: np.ndarray, flds: np.ndarray, width: int) -> np.
     # runs: [0, first named id) -> 0, then each named id's field up to the next named id
     runs = np.diff(np.concatenate([[0], named, [width]]))
     return np.repeat(np.concatenate([[0], named_fields]).astype(np.int32), runs)
+
+
+def load_libffm_stream(fh, name: str, n_features=None, prefix: bytes = b""):
+    """load_libffm on an open binary stream (a pipe the CLI sniffed: `prefix` holds the bytes already read from
+    it); a feature in two fields is named by rows (a pipe is read once)."""
+    from .libfm import _parse_stream
+
+    parsed = _parse_stream(fh, name, prefix, fmt="libffm")
+    X, y = _assemble(name, parsed, n_features)
+    lines = _Lines(name, parsed[0])
+    return X, y, _fields(lines, X.indices.astype(np.int64), parsed[5].astype(np.int64), X.shape[1])

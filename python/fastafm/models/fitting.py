@@ -283,10 +283,11 @@ class _Fitting(_Base):
 
 def _raw_log_facts(kind, values: dict, X) -> tuple:
     """(hyperparameter values, encoding): for a raw log's cache (fastafm.rawlog), its encoding, which the model
-    keeps for predicting raw rows, and for FwFM and field-aware AFM with fields=None the cache's field of every
-    feature."""
+    keeps for predicting raw rows (None for any other X, a libFFM file's cache too); for FwFM and field-aware AFM
+    with fields=None, the field of every feature of a cache that carries them (a raw log's, a libFFM file's, or
+    one converted with fields=)."""
     cache = as_cache(X)
-    if cache is None or not cache.has_encoding:
+    if cache is None or not cache.has_fields:
         return values, None
     if kind.takes_fields(values) and values.get("fields") is None:
         values = {**values, "fields": cache.read_fields()}
