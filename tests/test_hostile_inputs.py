@@ -234,10 +234,10 @@ def test_a_pipe_is_parsed_in_chunks_with_exact_line_numbers(monkeypatch):
     import io as pyio
 
     with pytest.raises(ValueError, match=r"<s>:201: value 'x'"):
-        fio._parse_stream(pyio.BytesIO(data), "<s>", chunk_bytes=100)
+        fio.parse_stream(pyio.BytesIO(data), "<s>", chunk_bytes=100)
     text = libfm_text(200)
-    X0, y0 = fio._assemble("<s>", _core.parse_libfm_buffer(text, "<s>", 1), None)
-    X1, y1 = fio._load_libfm_stream(pyio.BytesIO(text[7:]), "<s>", prefix=text[:7])  # a sniffed prefix
+    X0, y0 = fio.assemble("<s>", _core.parse_libfm_buffer(text, "<s>", 1), None)
+    X1, y1 = fio.load_libfm_stream(pyio.BytesIO(text[7:]), "<s>", prefix=text[:7])  # a sniffed prefix
     assert (X0 != X1).nnz == 0
     np.testing.assert_array_equal(y0, y1)
 
@@ -246,10 +246,10 @@ def test_an_endless_line_on_a_pipe_ends_the_read(monkeypatch):
     import io as pyio
 
     with pytest.raises(ValueError, match="NUL byte"):  # a stream of zeros: the first chunk tells
-        fio._parse_stream(pyio.BytesIO(bytes(1 << 20)), "<zeros>", chunk_bytes=4096)
+        fio.parse_stream(pyio.BytesIO(bytes(1 << 20)), "<zeros>", chunk_bytes=4096)
     monkeypatch.setattr(fio, "MAX_LINE_BYTES", 10000)
     with pytest.raises(ValueError, match="longer than 10000 bytes"):
-        fio._parse_stream(pyio.BytesIO(b"1" + b" 1:1" * 100000), "<long>", chunk_bytes=4096)
+        fio.parse_stream(pyio.BytesIO(b"1" + b" 1:1" * 100000), "<long>", chunk_bytes=4096)
 
 
 def test_a_pipe_that_outgrows_memory_is_a_memory_error_naming_it(monkeypatch):
@@ -261,7 +261,7 @@ def test_a_pipe_that_outgrows_memory_is_a_memory_error_naming_it(monkeypatch):
     monkeypatch.setattr(_validation, "available_memory", lambda: 64 << 10)
     monkeypatch.setattr(_validation, "SMALL_REQUEST_BYTES", 0, raising=False)  # check requests of any size
     with pytest.raises(MemoryError, match="reading <pipe>"):
-        fio._parse_stream(pyio.BytesIO(libfm_text(3000)), "<pipe>", chunk_bytes=8192)
+        fio.parse_stream(pyio.BytesIO(libfm_text(3000)), "<pipe>", chunk_bytes=8192)
 
 
 def test_convert_reads_a_pipe_once(tmp_path, text_file):

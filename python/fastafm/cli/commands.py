@@ -38,11 +38,11 @@ def _status(args, message: str, stream=None) -> None:
 def _load_data(path: str, n_features: Optional[int] = None, stream=None):
     """load_libfm(path), or with `stream` = (open file, first bytes already read from it) the same parse of that
     stream (a pipe is read once: the CLI sniffs it and parses what it sniffed)."""
-    from ..data.libfm import _load_libfm_stream, load_libfm
+    from ..data.libfm import load_libfm_stream, load_libfm
 
     try:
         if stream is not None:
-            return _load_libfm_stream(stream[0], _display(path), n_features, stream[1])
+            return load_libfm_stream(stream[0], _display(path), n_features, stream[1])
         return load_libfm(path, n_features=n_features)
     except MemoryError as exc:
         raise CliError(f"cannot read data file {path}: out of memory ({_describe(exc)})", EXIT_DATA) from exc

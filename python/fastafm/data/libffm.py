@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from .files import PIPE, display, input_kind
-from .libfm import _assemble, check_path_and_width, read_text
+from .libfm import assemble, check_path_and_width, parse_stream, read_text
 
 __all__ = ["load_libffm"]
 
@@ -44,7 +44,7 @@ def load_libffm(path, n_features=None, n_fields=None):
         if isinstance(n_fields, (bool, np.bool_)) or not isinstance(n_fields, (int, np.integer)) or n_fields < 1:
             raise ValueError(f"n_fields must be a positive integer or None, got {n_fields!r}")
     parsed = read_text(path, "libffm")
-    X, y = _assemble(path, parsed, n_features)
+    X, y = assemble(path, parsed, n_features)
     nz_fields = parsed[5]
     lines = _Lines(path, parsed[0])
     if n_fields is not None and int(parsed[6]) >= n_fields:
@@ -108,9 +108,7 @@ def _fields(lines: _Lines, ids: np.ndarray, flds: np.ndarray, width: int) -> np.
 def load_libffm_stream(fh, name: str, n_features=None, prefix: bytes = b""):
     """load_libffm on an open binary stream (a pipe the CLI sniffed: `prefix` holds the bytes already read from
     it); a feature in two fields is named by rows (a pipe is read once)."""
-    from .libfm import _parse_stream
-
-    parsed = _parse_stream(fh, name, prefix, fmt="libffm")
-    X, y = _assemble(name, parsed, n_features)
+    parsed = parse_stream(fh, name, prefix, fmt="libffm")
+    X, y = assemble(name, parsed, n_features)
     lines = _Lines(name, parsed[0])
     return X, y, _fields(lines, X.indices.astype(np.int64), parsed[5].astype(np.int64), X.shape[1])

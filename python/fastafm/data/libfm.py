@@ -99,7 +99,7 @@ def load_libfm(path, n_features=None):
     >>> X_test, y_test = load_libfm("test.libfm", n_features=X.shape[1])  # doctest: +SKIP
     """
     path, n_features = check_path_and_width(path, n_features)
-    return _assemble(path, read_text(path, "libfm"), n_features)
+    return assemble(path, read_text(path, "libfm"), n_features)
 
 
 def check_path_and_width(path, n_features):
@@ -122,17 +122,17 @@ def read_text(path: str, fmt: str):
     what = "a libFFM file" if fmt == "libffm" else "a libFM file"
     if input_kind(path, what, pipes=True) == PIPE:
         with open_input(path, what, pipes=True)[0] as fh:
-            return _parse_stream(fh, display(path), fmt=fmt)
+            return parse_stream(fh, display(path), fmt=fmt)
     return _parse(path, fmt)
 
 
-def _load_libfm_stream(fh, name: str, n_features=None, prefix: bytes = b""):
+def load_libfm_stream(fh, name: str, n_features=None, prefix: bytes = b""):
     """load_libfm on an open binary stream whose first bytes, `prefix`, were already read from it (the CLI
     sniffs a pipe for a cache's magic bytes, then parses the same stream)."""
-    return _assemble(name, _parse_stream(fh, name, prefix), n_features)
+    return assemble(name, parse_stream(fh, name, prefix), n_features)
 
 
-def _assemble(path: str, parsed, n_features):
+def assemble(path: str, parsed, n_features):
     indptr, indices, values, labels, max_feature_id = parsed[:5]
     max_feature_id = int(max_feature_id)
     if n_features is None:
@@ -211,7 +211,7 @@ def libfm_chunks(fh: BinaryIO, chunk_bytes: int = DEFAULT_CHUNK_BYTES, prefix: b
         carry = buf[cut:]
 
 
-def _parse_stream(fh: BinaryIO, name: str, prefix: bytes = b"", chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+def parse_stream(fh: BinaryIO, name: str, prefix: bytes = b"", chunk_bytes: int = DEFAULT_CHUNK_BYTES,
                   fmt: str = "libfm"):
     """The parser over a stream read once in chunks, with a memory check before each chunk and before the
     parts are joined (MemoryError naming the stream instead of unbounded growth). Returns what the core's
