@@ -356,7 +356,10 @@ def test_cli_refuses_a_cache_without_fields(tmp_path, capsys):
     assert "a.libfm:1:" in capsys.readouterr().err
 
 
-def test_cli_trains_fwfm_from_a_libffm_pipe(ffm_file, tmp_path):
+@pytest.mark.parametrize("model_type", ["fwfm", "fm"])
+def test_cli_trains_from_a_libffm_pipe(ffm_file, tmp_path, model_type):
+    """FwFM keeps the pipe's fields; FM reads its rows (the format sniffed from the pipe's first bytes, which are
+    handed back to the parser), with and without --cache."""
     X, y, fields = fastafm.load_libffm(ffm_file)
     for extra in ([], ["--cache", str(tmp_path / "p.cache")]):
         fifo = tmp_path / "p.fifo"
@@ -369,12 +372,19 @@ def test_cli_trains_fwfm_from_a_libffm_pipe(ffm_file, tmp_path):
             finally:
                 os._exit(0)
         try:
-            assert main(["train", str(fifo), "--model-type", "fwfm", "--task", "classification", "--model",
-                         str(tmp_path / "m.fwfm"), "--epochs", "1", "--threads", "1", "--quiet"] + extra) == 0
+            assert main(["train", str(fifo), "--model-type", model_type, "--task", "classification", "--model",
+                         str(tmp_path / "m.model"), "--epochs", "1", "--threads", "1", "--seed", "0",
+                         "--early-stopping", "off", "--quiet"] + extra) == 0
         finally:
             os.waitpid(pid, 0)
             os.unlink(fifo)
-        assert np.array_equal(fastafm.load(tmp_path / "m.fwfm").fields_, fields)
+        loaded = fastafm.load(tmp_path / "m.model")
+        if model_type == "fwfm":
+            assert np.array_equal(loaded.fields_, fields)
+        else:  # the same model as from the rows in memory
+            ref = fastafm.FMClassifier(embedding_dim=loaded.embedding_dim, n_epochs=1, n_threads=1, random_state=0,
+                                       early_stopping=False).fit(X, y)
+            assert params_equal(loaded, ref)
     assert CacheFile(tmp_path / "p.cache").has_fields
 
 
@@ -396,3 +406,28 @@ def test_dask_fwfm_takes_the_fields_of_caches_that_carry_them(client, tmp_path):
         DaskFwFMClassifier(**kw).fit([with_fields[0], other])
     with pytest.raises(ValueError, match="some of the cache files carry fields"):
         DaskFwFMClassifier(**kw).fit([with_fields[0], plain[1]])
+
+
+@pytest.mark.parametrize("model_type,field_aware,kept", [("afm", None, "both"), ("afm", "none", None),
+                                                         ("fm", None, None)])
+def test_cli_trains_and_predicts_any_model_from_libffm_text(ffm_file, tmp_path, model_type, field_aware, kept):
+    """A libFFM file (the libffm / xLearn user's input) in memory, without --cache: the default classifier's
+    field_aware "auto" keeps its fields ("both", early stopping on: 400 rows with --valid), a model without field
+    terms reads its rows; predicting on the libFFM file equals predicting on the same rows (a cache of them)."""
+    X, y, fields = fastafm.load_libffm(ffm_file)
+    model = str(tmp_path / "m.model")
+    args = ["train", str(ffm_file), "--model-type", model_type, "--model", model, "--task", "classification",
+            "--valid", str(ffm_file), "--embedding-dim", "4", "--epochs", "2", "--threads", "1", "--seed", "0",
+            "--quiet"] + ([] if field_aware is None else ["--field-aware", field_aware])
+    assert main(args) == 0
+    loaded = fastafm.load(model)
+    assert getattr(loaded, "field_aware_", None) == kept
+    if kept:
+        assert np.array_equal(loaded.fields_, fields)
+    out, cache = tmp_path / "p.txt", str(tmp_path / "rows.cache")
+    assert main(["predict", "--model", model, str(ffm_file), "--out", str(out), "--quiet"]) == 0
+    np.testing.assert_allclose(np.loadtxt(out), loaded.predict_proba(X)[:, 1], rtol=1e-6)
+    fastafm.convert((X, y), cache)
+    out2 = tmp_path / "p2.txt"
+    assert main(["predict", "--model", model, cache, "--out", str(out2), "--quiet"]) == 0
+    assert out.read_text() == out2.read_text()

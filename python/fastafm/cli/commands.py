@@ -23,7 +23,8 @@ from ..data.limits import RowTooLongError
 from ..data.files import display as _display
 from ..models.hyperparams import BY_NAME, SIGNATURES, cli_given, cli_values
 from .evaluation import evaluate
-from .fields import cache_valid, check_cache_fields, fielded as _fielded, load_ffm, train_ffm, widen
+from .fields import (cache_valid, check_cache_fields, fielded as _fielded, load_ffm, text_format, train_ffm,
+                     widen)
 from .raw import cmd_convert as cmd_convert_raw, load_rows as load_raw_rows, wants_raw
 from .parser import (EXIT_DATA, EXIT_FAILURE, EXIT_MODEL, EXIT_OK, EXIT_USAGE, MODEL_TYPES, TASK_METRICS, CliError,
                      build_parser)
@@ -67,7 +68,7 @@ def _load_rows(model, path: str, n_features: Optional[int] = None, args=None):
         return (X if n_features is None else widen(X, n_features)), y
     if model.encoding_ is not None:
         return load_raw_rows(model, path, labels=args.command == "eval", sep=args.sep)
-    if getattr(model, "fields_", None) is not None:
+    if getattr(model, "fields_", None) is not None or (os.path.isfile(path) and text_format(path)[0] == "libffm"):
         X, y, _ = load_ffm(path, n_features)
         return X, y
     return _load_data(path, n_features)
@@ -283,9 +284,11 @@ def _train(args, model, stream) -> int:
         if needs_fields:
             check_cache_fields(args, cache)
         return _train_from_cache(args, cache, needs_fields)
-    if needs_fields:
+    fmt, stream = ("libffm", stream) if needs_fields else text_format(args.train, stream)
+    if fmt == "libffm":  # FwFM, --field-aware and "auto" keep the file's fields; other models read its rows
         X, y, fields, eval_set = train_ffm(args, stream)
-        model.set_params(fields=fields)
+        if needs_fields or getattr(model, "field_aware", None) == "auto":
+            model.set_params(fields=fields)
         _status(args, f"read {args.train}: {X.shape[0]} rows, {X.nnz} non-zeros, {int(fields.max()) + 1} fields")
         weights = None if args.weights is None else _load_weights(args.weights, X.shape[0], args.train)
         return _fit_and_save(args, model, X, y, eval_set, weights)

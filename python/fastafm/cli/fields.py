@@ -42,6 +42,26 @@ def load_ffm(path: str, n_features: Optional[int] = None, stream=None):
                        EXIT_DATA) from exc
 
 
+def text_format(path: str, stream=None) -> tuple:
+    """("libffm" or "libfm", stream): the format of the text DATA `path` from its first feature token (two ':'
+    make libFFM, as `fastafm convert` decides), so that a libFFM file trains and predicts any model; with
+    `stream` = (open pipe, its first bytes) the bytes read for it are handed back in front of the rest. Text it
+    cannot read or without a feature token is libFM (its loader then reports what is wrong)."""
+    from ..data.text_fields import sniff
+
+    try:
+        if stream is None:
+            with open(path, "rb") as fh:
+                head = fh.read(1 << 16)
+        else:
+            head = stream[1] + stream[0].read(1 << 16)
+            stream = (stream[0], head)
+    except (OSError, ValueError):
+        return "libfm", stream
+    found = sniff(head, 1)
+    return ("libfm" if found is None else found[0]), stream
+
+
 def train_ffm(args, stream=None):
     """(X, y, fields, eval_set) of a libFFM TRAIN (a file, or the pipe `stream`) and --valid, the fields the
     model's (the training file's where both name an id)."""
