@@ -197,3 +197,16 @@ def test_the_mix_with_rates_weights_and_squared_loss(cls, kw):
     assert np.all(np.isfinite(out))
     if cls is fastafm.AFMRegressor:
         assert np.all((out >= 0) & (out <= 1))
+
+
+def test_the_cli_status_line_names_the_kept_share():
+    from fastafm.cli.commands import _kept
+
+    X, y, _ = linear_and_pair_rows()
+    model = fastafm.FMClassifier(embedding_dim=4, n_threads=1, random_state=2).fit(X[:1600], y[:1600],
+                                                                                  eval_set=(X[1600:], y[1600:]))
+    assert 0 < model.linear_share_ < 1
+    assert _kept(model) == (f" (best epoch {model.best_epoch_}, validation logloss {model.best_score_:.5f}, the "
+                            f"linear model's share {model.linear_share_:.2f})")
+    plain = fastafm.FMClassifier(embedding_dim=4, n_threads=1, random_state=2, early_stopping=False).fit(X, y)
+    assert _kept(plain) == ""

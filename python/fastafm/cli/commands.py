@@ -419,8 +419,18 @@ def _fit_and_save(args, model, X, y, eval_set, sample_weight=None) -> int:
         model.save(args.model)
     except OSError as exc:
         raise CliError(f"cannot write model {args.model}: {_describe(exc)}", EXIT_MODEL) from exc
-    _status(args, f"trained in {seconds:.1f} s; model written to {args.model}")
+    _status(args, f"trained in {seconds:.1f} s{_kept(model)}; model written to {args.model}")
     return EXIT_OK
+
+
+def _kept(model) -> str:
+    """What early stopping and the linear fallback kept, for the status line ("" without a validation score)."""
+    if getattr(model, "best_epoch_", None) is None:
+        return ""
+    share = getattr(model, "linear_share_", 0.0)
+    metric = model.early_stopping_metric or ("rmse" if hasattr(model, "label_range_") else "logloss")
+    return (f" (best epoch {model.best_epoch_}, validation {metric} {model.best_score_:.5f}"
+            + (f", the linear model's share {share:.2f}" if share else "") + ")")
 
 
 def _set_threads(model, threads) -> None:
