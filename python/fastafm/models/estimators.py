@@ -306,7 +306,8 @@ class AFMRegressor(_Regression, RegressorMixin, _AFM):
     history_ : list of dict, one per epoch run (train_loss, seconds, and eval_* metrics with an eval_set)
     best_epoch_, best_score_ : with an eval_set or a held-out validation set, the epoch (1-based) with the
         best `early_stopping_metric` and its value; the parameters are that epoch's with early stopping,
-        else the last epoch's.
+        else the last epoch's. With the linear fallback's mix (`linear_share_` > 0) best_score_ is the kept
+        mix's validation score (and best_epoch_ 0 when the linear model alone is kept).
     validation_score_ : float array, the monitored score after every epoch (as in history_)
     do_early_stopping_ : bool, whether this fit stopped early (early_stopping resolved)
     pretrain_history_ : list of dict or None, the history of the pretraining FM (None: no pretraining)
