@@ -56,10 +56,10 @@ def linear_score(params: dict, n_features: int):
     return score
 
 
-def best_share(objective, evaluation, metric: str, label_range, model_score, linear_score_) -> tuple:
+def best_share(objective, evaluation, metric: str, label_range, model_score, linear_scorer) -> tuple:
     """(share, score): the linear model's share in SHARES whose mix scores best on `evaluation` by `metric`
     (ties go to the smaller share, nearer the trained model)."""
-    outputs = _Outputs(model_score, linear_score_)
+    outputs = _Outputs(model_score, linear_scorer)
     best: tuple = (0.0, evaluate(objective, [evaluation], outputs.record, label_range)[f"eval_{metric}"])
     for share in SHARES[1:]:
         value = evaluate(objective, [evaluation], outputs.mixed(float(share)), label_range)[f"eval_{metric}"]
