@@ -168,6 +168,7 @@ void Trainer::use_rows(const CsrView& X, const float* y, const float* weights) {
         if (grow) sc.reserve(reserved_pairs_, reserved_tile_, kMaxBlockRows, reserved_nnz_, m_.k, m_.t);
         sc.pair_cap = pair_cap;
         sc.tile_pairs = tile;
+        sc.pair_dots = true;  // backward follows every forward here
         // Field-aware AFM and bf16 run the rows layout only (isa/field_attention.inc, isa/gemm_bf16.inc).
         const bool fa = cfg_.attention && m_.field_aware();
         sc.pairs_major_from = (fa || cfg_.bf16) ? -1 : pairs_major_from(pm_isa_, m_.k, m_.t);
