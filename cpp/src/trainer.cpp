@@ -168,6 +168,7 @@ void Trainer::use_rows(const CsrView& X, const float* y, const float* weights) {
         if (grow) sc.reserve(reserved_pairs_, reserved_tile_, kMaxBlockRows, reserved_nnz_, m_.k, m_.t);
         sc.pair_cap = pair_cap;
         sc.tile_pairs = tile;
+        sc.pair_dots = true;  // backward follows every forward here
         // Field-aware AFM and bf16 run the rows layout only (isa/field_attention.inc, isa/gemm_bf16.inc).
         const bool fa = cfg_.attention && m_.field_aware();
         sc.pairs_major_from = (fa || cfg_.bf16) ? -1 : pairs_major_from(pm_isa_, m_.k, m_.t);
@@ -210,9 +211,34 @@ void Trainer::batch_offsets(const int64_t* rows, int64_t nb) {
 
 void Trainer::batch_slots(const int64_t* rows, int64_t nb) {
     // A slot per distinct feature of the batch, and its non-zero positions grouped by slot in row order.
+    // The batch's rows are scattered over X and this is their first read in the batch (chunk_compute's come
+    // after it on one thread): their offsets, indices and slot lookups waited for memory. Hints ahead, in three
+    // stages (offsets, then the indices they locate, then the slot entries those name); they change no value.
+    constexpr int64_t kOffsetsAhead = 16, kIndicesAhead = 8, kLookupsAhead = 2;
+    for (int64_t i = 0; i < std::min(nb, kOffsetsAhead); ++i) prefetch_read(X_.indptr + rows[i], 2 * sizeof(int64_t));
+    const auto indices_of = [&](int64_t i, int64_t* lo, int64_t* n) {
+        *lo = X_.indptr[rows[i]];
+        *n = X_.indptr[rows[i] + 1] - *lo;
+    };
+    for (int64_t i = 0; i < std::min(nb, kIndicesAhead); ++i) {
+        int64_t lo, n;
+        indices_of(i, &lo, &n);
+        prefetch_read(X_.indices + lo, n * static_cast<int64_t>(sizeof(feature_t)));
+    }
     int64_t pos = 0;
     n_touched_ = 0;
     for (int64_t i = 0; i < nb; ++i) {
+        if (i + kOffsetsAhead < nb) prefetch_read(X_.indptr + rows[i + kOffsetsAhead], 2 * sizeof(int64_t));
+        if (i + kIndicesAhead < nb) {
+            int64_t lo, n;
+            indices_of(i + kIndicesAhead, &lo, &n);
+            prefetch_read(X_.indices + lo, n * static_cast<int64_t>(sizeof(feature_t)));
+        }
+        if (i + kLookupsAhead < nb) {
+            int64_t lo, n;
+            indices_of(i + kLookupsAhead, &lo, &n);
+            for (int64_t j = lo; j < lo + n; ++j) __builtin_prefetch(slot_of_feature_.data() + X_.indices[j], 1, 3);
+        }
         const int64_t lo = X_.indptr[rows[i]], hi = X_.indptr[rows[i] + 1];
         if (w_ && w_[rows[i]] == 0.0f) {  // a weight-0 row is not in T(B): no slot, no L2, as if left out
             for (int64_t j = lo; j < hi; ++j, ++pos) nz_slot_[pos] = -1;
@@ -365,8 +391,10 @@ static double sum_chunks(const std::vector<double>& loss, const std::vector<Dens
 
 void Trainer::prefetch_slot(int64_t s) const {
     // The touched rows are scattered over the model (V, w and their optimizer slots, far larger than L2 at
-    // Criteo's feature counts), and so are a slot's per-non-zero gradients in the batch: each row's first use
-    // waited for memory. Fetching them kSlotsAhead slots early overlaps those waits; nothing is computed.
+    // Criteo's feature counts): each row's first use waited for memory. Fetching them kSlotsAhead slots early
+    // overlaps those waits; nothing is computed. (The slot's per-non-zero gradients, the batch's dV rows, were
+    // fetched too: they are mostly in L2 after the backward, and walking the slot's list for the hints cost more
+    // than it saved, 1.04x Criteo k = 10 without it.)
     if (s >= n_touched_) return;
     const int64_t k = m_.k, f = touched_[s];
     const int64_t row = k * static_cast<int64_t>(sizeof(float));
@@ -376,11 +404,6 @@ void Trainer::prefetch_slot(int64_t s) const {
     for (int i = 0; i < optimizer_.n_slots; ++i) {
         prefetch_bytes(opt_.slot[i].V + f * k, row);
         prefetch_bytes(opt_.slot[i].w + f, 4);
-    }
-    for (int64_t j = slot_ptr_[s]; j < slot_ptr_[s + 1]; ++j) {
-        const int64_t nz = slot_nz_[j];
-        prefetch_bytes(dV_nz_.data() + nz * k, row);
-        prefetch_bytes(dw_nz_.data() + nz, 4);
     }
 }
 

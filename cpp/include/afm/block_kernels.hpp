@@ -76,6 +76,10 @@ struct BlockScratch {
     // with pairs qualifies. block_pairs_major: the current block's layout, for backward.
     int64_t pairs_major_from = -1;
     bool block_pairs_major = false;
+    // Set by the trainer (forward then backward): rows-layout rows of k <= one vector sum the pairs' (p*d) . e in
+    // the forward's pooling pass, into ds, and backward's softmax takes c . e = g (p*d) . e from there instead of
+    // reading E again (pool_dots in isa/pooling.inc). Prediction leaves it off: it needs no c . e.
+    bool pair_dots = false;
     AlignedFloats E;  // pair_cap rows of k floats padded to whole vectors: pair products, then dloss/de
     AlignedFloats Z;  // pair_cap rows of t floats, padded likewise: pre-activations, then dloss/dz
     AlignedFloats dv; // a padded row of k per non-zero of the longest row: one row's V gradients
