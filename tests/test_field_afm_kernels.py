@@ -1,6 +1,8 @@
 """Field-aware AFM: the float64 reference against finite differences, and the core's field-pair terms (R on the
 pooled pairs, S in the attention logits; docs/model.md "Field-aware AFM") against the reference per element, on
 every instruction set the CPU has, in blocks and in long rows streamed through tiles."""
+import zlib
+
 import numpy as np
 import pytest
 
@@ -59,7 +61,7 @@ SHAPES = [(1, 1, 1), (4, 3, 3), (8, 8, 5), (13, 7, 7), (16, 16, 2), (33, 20, 12)
 @pytest.mark.parametrize("loss", ["squared", "logistic"])
 def test_core_matches_reference(isa, mode, shape, loss):
     k, t, n_fields = shape
-    rng = np.random.default_rng(hash((mode, shape, loss)) % 2**32)
+    rng = np.random.default_rng(zlib.crc32(repr((mode, shape, loss)).encode()))
     X, fields, params = make(rng, [0, 1, 2, 3, 7, 2, 12, 5, 1, 9], 40, k, t, n_fields, mode)
     check_against_reference(X, fields, params, loss, rng)
 

@@ -1,5 +1,7 @@
 """FwFM: the float64 reference against finite differences, and the core's field-weighted kernels (forward,
 every gradient, on every instruction set the CPU has) against the reference, per element."""
+import zlib
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -59,7 +61,7 @@ SHAPES = [  # (n_features, k, n_fields): k below, at and past a vector, register
 @pytest.mark.parametrize("loss", ["squared", "logistic"])
 def test_core_matches_reference(isa, shape, loss):
     n_features, k, n_fields = shape
-    rng = np.random.default_rng(hash((shape, loss)) % 2**32)
+    rng = np.random.default_rng(zlib.crc32(repr((shape, loss)).encode()))
     for repeat in (False, True):
         X, fields, params = make(rng, 24, n_features, k, n_fields, repeat=repeat)
         y = rng.choice([-1.0, 1.0], size=X.shape[0]) if loss == "logistic" else rng.normal(size=X.shape[0])
@@ -72,11 +74,12 @@ def test_core_matches_reference(isa, shape, loss):
         J, G = ref.gradients(params, fields, X, y, loss=loss, l2=0.01)
         assert got["objective"] == pytest.approx(J, rel=1e-5)
         assert got["w0"] == pytest.approx(G["w0"], rel=1e-4, abs=1e-5)
-        np.testing.assert_allclose(got["R"], G["R"], rtol=2e-4, atol=2e-5)
+        # absolute slack on the scale of the gradient (float32 sums of terms that large cancel to entries near 0)
+        np.testing.assert_allclose(got["R"], G["R"], rtol=2e-4, atol=2e-5 * max(1.0, np.abs(G["R"]).max()))
         np.testing.assert_array_equal(got["R"], got["R"].T)  # both triangles, the same floats
         touched = got["touched"]
-        np.testing.assert_allclose(got["V"], G["V"][touched], rtol=2e-4, atol=2e-5)
-        np.testing.assert_allclose(got["w"], G["w"][touched], rtol=2e-4, atol=2e-5)
+        np.testing.assert_allclose(got["V"], G["V"][touched], rtol=2e-4, atol=2e-5 * max(1.0, np.abs(G["V"]).max()))
+        np.testing.assert_allclose(got["w"], G["w"][touched], rtol=2e-4, atol=2e-5 * max(1.0, np.abs(G["w"]).max()))
 
 
 def one_hot_rows(rng, n_rows, n_fields, per_field, n_present):
@@ -101,7 +104,7 @@ ONE_HOT = [(39, 39, 16), (39, 30, 16), (16, 16, 16), (17, 17, 8), (9, 9, 64), (2
 @pytest.mark.parametrize("shape", ONE_HOT)
 def test_one_hot_field_rows_match_reference(isa, shape):
     n_fields, present, k = shape
-    rng = np.random.default_rng(hash(shape) % 2**32)
+    rng = np.random.default_rng(zlib.crc32(repr(shape).encode()))
     X, fields = one_hot_rows(rng, 12, n_fields, 3, present)
     _, _, params = make(rng, 1, X.shape[1], k, n_fields)
     y = rng.normal(size=X.shape[0]).astype(np.float32)
