@@ -87,16 +87,22 @@ def test_id_gaps_and_n_features_follow_load_libffms_rule(tmp_path):
     assert fields.tolist() == [0, 0, 0, 0, 2, 2, 2, 2, 2, 1, 1, 1, 3, 3, 3, 3, 3, 3, 3, 3]
 
 
-def test_a_libffm_pipe_converts_too(ffm_file, tmp_path):
-    fifo = tmp_path / "p.fifo"
+def fifo_writer(fifo, data: bytes) -> int:
+    """A FIFO at `fifo` and a forked writer of `data` into it (its pid: the caller waits for it)."""
     os.mkfifo(fifo)
     pid = os.fork()
     if pid == 0:  # the writer end
         try:
             with open(fifo, "wb") as out:
-                out.write(ffm_file.read_bytes())
+                out.write(data)
         finally:
             os._exit(0)
+    return pid
+
+
+def test_a_libffm_pipe_converts_too(ffm_file, tmp_path):
+    fifo = tmp_path / "p.fifo"
+    pid = fifo_writer(fifo, ffm_file.read_bytes())
     try:
         cache = convert(fifo, tmp_path / "p.cache", chunk_bytes=64)
     finally:
@@ -363,14 +369,7 @@ def test_cli_trains_from_a_libffm_pipe(ffm_file, tmp_path, model_type):
     X, y, fields = fastafm.load_libffm(ffm_file)
     for extra in ([], ["--cache", str(tmp_path / "p.cache")]):
         fifo = tmp_path / "p.fifo"
-        os.mkfifo(fifo)
-        pid = os.fork()
-        if pid == 0:
-            try:
-                with open(fifo, "wb") as out:
-                    out.write(ffm_file.read_bytes())
-            finally:
-                os._exit(0)
+        pid = fifo_writer(fifo, ffm_file.read_bytes())
         try:
             assert main(["train", str(fifo), "--model-type", model_type, "--task", "classification", "--model",
                          str(tmp_path / "m.model"), "--epochs", "1", "--threads", "1", "--seed", "0",

@@ -23,8 +23,8 @@ from ..data.limits import RowTooLongError
 from ..data.files import display as _display
 from ..models.hyperparams import BY_NAME, SIGNATURES, cli_given, cli_values
 from .evaluation import evaluate
-from .fields import (cache_valid, check_cache_fields, fielded as _fielded, load_ffm, text_format, train_ffm,
-                     widen)
+from .fields import (cache_valid, check_cache_fields, describe as _describe, fielded as _fielded, guarded,
+                     load_ffm, read_rows, text_format, train_ffm, widen)
 from .raw import cmd_convert as cmd_convert_raw, load_rows as load_raw_rows, wants_raw
 from .parser import (EXIT_DATA, EXIT_FAILURE, EXIT_MODEL, EXIT_OK, EXIT_USAGE, MODEL_TYPES, TASK_METRICS, CliError,
                      build_parser)
@@ -41,19 +41,7 @@ def _load_data(path: str, n_features: Optional[int] = None, stream=None):
     stream (a pipe is read once: the CLI sniffs it and parses what it sniffed)."""
     from ..data.libfm import load_libfm_stream, load_libfm
 
-    try:
-        if stream is not None:
-            return load_libfm_stream(stream[0], _display(path), n_features, stream[1])
-        return load_libfm(path, n_features=n_features)
-    except MemoryError as exc:
-        raise CliError(f"cannot read data file {path}: out of memory ({_describe(exc)})", EXIT_DATA) from exc
-    except (ValueError, OSError, TypeError) as exc:
-        message = _describe(exc)
-        if isinstance(exc, OSError) or not message.startswith(path):
-            message = f"cannot read data file {path}: {message}"
-        if n_features is not None and "does not fit n_features" in message:
-            message += f"; the model has {n_features} features (train with --n-features to make room for more ids)"
-        raise CliError(message, EXIT_DATA) from exc
+    return read_rows(path, n_features, stream, load_libfm, load_libfm_stream, "data file")
 
 
 def _load_rows(model, path: str, n_features: Optional[int] = None, args=None):
@@ -88,15 +76,6 @@ def _load_model(path: str):
         if message.startswith(f"{path}: "):
             message = message[len(path) + 2:]
         raise CliError(f"cannot read model {path}: {message}", EXIT_MODEL) from exc
-
-
-def _describe(exc: BaseException) -> str:
-    if isinstance(exc, OSError) and exc.strerror:
-        return exc.strerror + (f": {exc.filename}" if exc.filename else "")
-    text = str(exc).strip() or type(exc).__name__
-    if "incompatible function arguments" in text:  # pybind11 lists every overload: keep its first sentence
-        text = text.split(". ", 1)[0]
-    return " ".join(text.split())  # one line
 
 
 def _input_kind(path: str, what: str, code: int = EXIT_DATA) -> str:
@@ -153,18 +132,12 @@ def _convert(source: str, dest: str, n_features: Optional[int], block_bytes: int
         _input_kind(weights, "weights file")
     _check_writable(dest, "cache", EXIT_DATA)
     _refuse_same(dest, "cache", [source, weights], EXIT_DATA)
-    try:
-        if stream is not None:
-            return convert_stream(stream[0], _display(source), dest, stream[1], n_features=n_features,
-                                  block_bytes=block_bytes, weights=weights, format=fmt)
-        return convert(source, dest, n_features=n_features, block_bytes=block_bytes, weights=weights, format=fmt)
-    except MemoryError as exc:
-        raise CliError(f"cannot convert {source} to {dest}: out of memory ({_describe(exc)})", EXIT_DATA) from exc
-    except (ValueError, OSError, TypeError) as exc:
-        message = _describe(exc)
-        if isinstance(exc, OSError) or not message.startswith(source):
-            message = f"cannot convert {source} to {dest}: {message}"
-        raise CliError(message, EXIT_DATA) from exc
+    if stream is not None:
+        return guarded(source, f"cannot convert {source} to {dest}", lambda: convert_stream(
+            stream[0], _display(source), dest, stream[1], n_features=n_features, block_bytes=block_bytes,
+            weights=weights, format=fmt))
+    return guarded(source, f"cannot convert {source} to {dest}", lambda: convert(
+        source, dest, n_features=n_features, block_bytes=block_bytes, weights=weights, format=fmt))
 
 
 def _open_cache(path: str, block_bytes: int):

@@ -12,9 +12,39 @@ from .parser import EXIT_DATA, CliError
 
 
 def describe(exc: BaseException) -> str:
+    """An exception as one line of the CLI's messages."""
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror + (f": {exc.filename}" if exc.filename else "")
-    return " ".join((str(exc).strip() or type(exc).__name__).split())
+    text = str(exc).strip() or type(exc).__name__
+    if "incompatible function arguments" in text:  # pybind11 lists every overload: keep its first sentence
+        text = text.split(". ", 1)[0]
+    return " ".join(text.split())
+
+
+def guarded(path: str, prefix: str, call, n_features=None):
+    """call() with the CLI's errors: a CliError whose message starts with `prefix` ("cannot read data file X")
+    unless the error already names `path`; out of memory said so; with `n_features` (a model's width) the hint to
+    train wider when an id does not fit."""
+    try:
+        return call()
+    except MemoryError as exc:
+        raise CliError(f"{prefix}: out of memory ({describe(exc)})", EXIT_DATA) from exc
+    except (ValueError, OSError, TypeError) as exc:
+        message = describe(exc)
+        if isinstance(exc, OSError) or not message.startswith(path):
+            message = f"{prefix}: {message}"
+        if n_features is not None and "does not fit n_features" in message:
+            message += f"; the model has {n_features} features (train with --n-features to make room for more ids)"
+        raise CliError(message, EXIT_DATA) from exc
+
+
+def read_rows(path: str, n_features, stream, load, load_stream, what: str):
+    """`load(path, n_features=...)`, or with `stream` = (open pipe, its first bytes already read) `load_stream(fh,
+    name, n_features, prefix)` (a pipe is read once: the CLI sniffs it and parses what it sniffed), `guarded`."""
+    if stream is not None:
+        return guarded(path, f"cannot read {what} {path}",
+                       lambda: load_stream(stream[0], display(path), n_features, stream[1]), n_features)
+    return guarded(path, f"cannot read {what} {path}", lambda: load(path, n_features=n_features), n_features)
 
 
 def fielded(args, model) -> bool:
@@ -30,16 +60,7 @@ def load_ffm(path: str, n_features: Optional[int] = None, stream=None):
     """(X, y, fields) of a libFFM file, or with `stream` = (open pipe, its first bytes already read) of that pipe."""
     from ..data.libffm import load_libffm, load_libffm_stream
 
-    try:
-        if stream is not None:
-            return load_libffm_stream(stream[0], display(path), n_features, stream[1])
-        return load_libffm(path, n_features=n_features)
-    except MemoryError as exc:
-        raise CliError(f"cannot read libFFM file {path}: out of memory ({describe(exc)})", EXIT_DATA) from exc
-    except (ValueError, OSError, TypeError) as exc:
-        message = describe(exc)
-        raise CliError(message if message.startswith(path) else f"cannot read libFFM file {path}: {message}",
-                       EXIT_DATA) from exc
+    return read_rows(path, n_features, stream, load_libffm, load_libffm_stream, "libFFM file")
 
 
 def text_format(path: str, stream=None) -> tuple:
