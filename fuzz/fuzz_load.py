@@ -233,6 +233,9 @@ def main(argv) -> None:
         raise SystemExit("atheris is not installed: pip install atheris") from None
     _FUZZING = True
     instrument_modules("fastafm")
+    from process_exit import skip_exit_destructors  # model files with a raw-log encoding read through pyarrow
+
+    skip_exit_destructors()
     atheris.Setup(argv, test_one_input, custom_mutator=custom_mutator)
     atheris.Fuzz()
 

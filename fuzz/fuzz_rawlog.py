@@ -93,8 +93,10 @@ def main(argv) -> None:
     except ImportError:
         raise SystemExit("atheris is not installed: pip install atheris") from None
     from fuzz_load import instrument_modules
+    from process_exit import skip_exit_destructors
 
     instrument_modules("fastafm.rawlog")
+    skip_exit_destructors()
     atheris.Setup(argv, test_one_input)
     atheris.Fuzz()
 

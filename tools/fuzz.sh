@@ -30,7 +30,9 @@ run() {  # name harness max_len corpus [extra libFuzzer flags]
   shift 4
   echo "== $name: $SECONDS_EACH s"
   local log="$WORK/$name.log" status=0
-  "$PY" "$harness" -max_total_time="$SECONDS_EACH" -timeout=10 -rss_limit_mb=4096 -max_len="$max_len" \
+  # a wall-clock bound besides libFuzzer's own: a process that hangs where -timeout cannot see it (at exit, after
+  # "Done N runs") fails here in minutes (exit status 124) instead of running on until CI's limit
+  timeout -k 10 "$((SECONDS_EACH * 2 + 120))" "$PY" "$harness" -max_total_time="$SECONDS_EACH" -timeout=10 -rss_limit_mb=4096 -max_len="$max_len" \
     -print_final_stats=1 -artifact_prefix="$WORK/artifacts/$name-" "$@" "$WORK/$name" "$corpus" >"$log" 2>&1 || status=$?
   grep -E "^(#[0-9]+ +DONE|Done [0-9]+ runs|stat::number_of_executed_units|stat::peak_rss_mb)" "$log" || true
   if [ "$status" -ne 0 ] || grep -qE "ERROR: AddressSanitizer|runtime error:|==ERROR|Uncaught Python exception" "$log"; then
