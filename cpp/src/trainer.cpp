@@ -4,6 +4,7 @@
 #include <atomic>
 #include <chrono>
 #include <cmath>
+#include <ctime>
 #include <cstdlib>
 #include <exception>
 #include <stdexcept>
@@ -136,6 +137,7 @@ Trainer::Trainer(const ModelView& model, const OptimizerState& opt, const TrainC
     scratch_.resize(n_threads_);
     sparse_tmp_.assign(static_cast<size_t>(n_threads_ * padded_row(k)), 0.0f);
     n_chunks_max_ = kChunksPerThread * n_threads_;
+    thread_cpu_.resize(n_threads_);
     dense_.resize(n_chunks_max_);
     for (DenseGrad& d : dense_) d.resize(k, t, nR, nS);
     loss_.assign(n_chunks_max_, 0.0);
@@ -490,22 +492,32 @@ void Trainer::batch_update() {
     if (counted && thread_id() == 0) *opt_.dense_step += 1.0f;
 }
 
-double Trainer::team_wait() {
-    const double w = barrier_.wait();
-    if (thread_id() == 0) waited_ += w;
-    return w;
+double Trainer::team_wait() { return barrier_.wait(); }
+
+// This thread's CPU seconds (-1 where the system cannot say).
+static double thread_cpu_seconds() {
+#if defined(__linux__)
+    timespec ts;
+    if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) == 0) return static_cast<double>(ts.tv_sec) + 1e-9 * ts.tv_nsec;
+#endif
+    return -1.0;
 }
 
 // Thread 0, at the end of a batch (before the team's last barrier of the batch): whether the next batches
 // run on the whole team or on thread 0 alone. Any thread may run any chunk, and the chunks and their sums are
-// the same either way, so the result does not depend on the mode. Solo mode is entered when thread 0 spent
-// over a third of the last kWindow batches waiting for the others (they are descheduled: the cores are
-// shared with other jobs) and lasts solo_len_ batches, doubled each time a probe with the team fails. A probe
-// (the team after solo batches, or at the start of an epoch after a contended one) is judged on kProbe batches,
-// not kWindow: each team batch under contention costs about twice a solo one, and the longer window made the
-// probes most of what 2 threads lost against 1 (bench/RESULTS.md, contention).
-void Trainer::choose_mode(double batch_seconds) {
+// the same either way, so the result does not depend on the mode. The cores are judged shared with other jobs
+// (contended) when, over the last kWindow batches, some thread sat at the barriers for over a third of the
+// time (a team thread is descheduled), or the team's threads together got under kMinCpuShare of their cores
+// (the scheduler stacked them on one core, beside a busy one: no barrier shows that). Solo mode then lasts
+// solo_len_ batches, doubled each time a probe with the team fails. A probe (the team after solo batches, and
+// the start of every epoch) is judged on kProbe batches, not kWindow: each team batch under contention costs
+// about twice a solo one, and the longer window made the probes most of what 2 threads lost against 1
+// (bench/RESULTS.md, contention).
+void Trainer::choose_mode(double batch_start, double batch_seconds) {
     constexpr int kWindow = 8, kProbe = 2;
+    // The team's threads together ran less than this share of the window's wall time x team size: they share
+    // their cores with other jobs even if no barrier shows it (the scheduler stacked them on the free core).
+    constexpr double kMinCpuShare = 0.7;
     if (barrier_.size() <= 1 && !solo_) return;  // one thread
     if (force_mode_ == 1) {  // FASTAFM_TEAM_MODE=alternate (tests): switch every batch
         solo_next_ = !solo_;
@@ -516,10 +528,24 @@ void Trainer::choose_mode(double batch_seconds) {
         if (!solo_next_) probing_ = true;
         return;
     }
+    const auto team_cpu = [&] {
+        double sum = 0.0;
+        for (int i = 0; i < team_; ++i) sum += thread_cpu_[i].seconds;
+        return sum;
+    };
+    if (window_n_ == 0) {
+        window_start_ = batch_start;
+        window_cpu_ = team_cpu();
+    }
     window_time_ += batch_seconds;
-    window_wait_ += waited_;
+    // The batch's barrier spreads: how long some thread waited, whichever was late. (Thread 0's own waits
+    // missed the case where thread 0 shares its core with another job: the others waited for it, it never
+    // waited, and the team stayed on at 0.80x one thread; bench/RESULTS.md, contention.)
+    window_wait_ += barrier_.spread_seconds() - spread_at_batch_;
     if (++window_n_ < (probing_ ? kProbe : kWindow)) return;
-    const bool contended = window_wait_ > window_time_ / 3;
+    const double span = batch_start - window_start_, cpu = team_cpu() - window_cpu_;
+    const bool starved = span > 0.0 && window_cpu_ >= 0.0 && cpu < kMinCpuShare * team_ * span;
+    const bool contended = window_wait_ > window_time_ / 3 || starved;
     window_n_ = 0;
     window_time_ = window_wait_ = 0.0;
     probing_ = false;
@@ -558,7 +584,7 @@ EpochResult Trainer::run_epoch(const CsrView& X, const float* y, const float* we
             barrier_.reset(team_);
             solo_ = solo_next_ = false;
             exit_ = false;
-            probing_ = contended_;  // an epoch after a contended one starts with a probe
+            probing_ = true;  // every epoch starts with a probe: judged on kProbe batches
             if (!contended_) solo_len_ = 32;
             window_n_ = 0;
             window_time_ = window_wait_ = 0.0;
@@ -580,7 +606,8 @@ EpochResult Trainer::run_epoch(const CsrView& X, const float* y, const float* we
             }
             if (b0 >= n_order) break;
             const auto batch_start = clock::now();
-            if (tid == 0) waited_ = 0.0;
+            thread_cpu_[tid].seconds = thread_cpu_seconds();
+            if (tid == 0) spread_at_batch_ = barrier_.spread_seconds();
             const int64_t nb = std::min(bs, n_order - b0);
             batch_compute(order + b0, nb, /*use_dropout=*/true);
             if (tid == 0) {
@@ -597,7 +624,9 @@ EpochResult Trainer::run_epoch(const CsrView& X, const float* y, const float* we
             }
             team_wait();  // every thread sees `diverged`, and total_ is complete
             if (diverged) break;
-            if (tid == 0) choose_mode(std::chrono::duration<double>(clock::now() - batch_start).count());
+            if (tid == 0)
+                choose_mode(std::chrono::duration<double>(batch_start.time_since_epoch()).count(),
+                            std::chrono::duration<double>(clock::now() - batch_start).count());
             if (tid == 0 && solo_next_ && !solo_) gate_.close();  // before the batch's last barrier
             batch_update();
             if (hook && hook->callback) {

@@ -10,6 +10,7 @@
 #include <atomic>
 #include <chrono>
 #include <climits>
+#include <cstdint>
 
 #if defined(__linux__)
 #include <linux/futex.h>
@@ -40,7 +41,14 @@ public:
     double wait() {
         if (n_ <= 1) return 0.0;
         const unsigned gen = generation_.load(std::memory_order_acquire);
+        const int64_t arrival = now_ns();
+        for (int64_t first = first_ns_.load(std::memory_order_relaxed);
+             arrival < first && !first_ns_.compare_exchange_weak(first, arrival, std::memory_order_relaxed);) {
+        }
         if (arrived_.fetch_add(1, std::memory_order_acq_rel) == n_ - 1) {
+            // the last to arrive: every earlier arrival's first_ns_ update is visible through arrived_
+            spread_ns_.fetch_add(now_ns() - first_ns_.load(std::memory_order_relaxed), std::memory_order_relaxed);
+            first_ns_.store(INT64_MAX, std::memory_order_relaxed);
             arrived_.store(0, std::memory_order_relaxed);
             generation_.fetch_add(1, std::memory_order_seq_cst);
             if (sleepers_.load(std::memory_order_seq_cst) > 0) futex_wake_all(&generation_);
@@ -61,6 +69,10 @@ public:
         return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     }
 
+    // Seconds, summed over the barriers so far, from the first thread's arrival to the last one's: how long
+    // some thread of the team sat idle, whichever thread was late (a thread descheduled by another job). Read
+    // by a thread that has passed the barriers it counts.
+    double spread_seconds() const { return 1e-9 * static_cast<double>(spread_ns_.load(std::memory_order_relaxed)); }
     // Sleeps while *word == value (may return spuriously; callers recheck); wakes every sleeper on word.
     static void futex_wait(std::atomic<unsigned>* word, unsigned value) {
 #if defined(__linux__)
@@ -80,6 +92,10 @@ public:
     }
 
 private:
+    static int64_t now_ns() {
+        return std::chrono::duration_cast<std::chrono::nanoseconds>(
+                   std::chrono::steady_clock::now().time_since_epoch()).count();
+    }
     static void pause() {
 #if defined(__x86_64__) || defined(__i386__)
         _mm_pause();
@@ -89,6 +105,7 @@ private:
     std::atomic<int> arrived_{0};
     alignas(64) std::atomic<unsigned> generation_{0};
     std::atomic<int> sleepers_{0};
+    std::atomic<int64_t> first_ns_{INT64_MAX}, spread_ns_{0};
 };
 
 // Where the team's other threads sleep while thread 0 trains alone (Trainer's solo mode): closed, they wait

@@ -119,8 +119,8 @@ private:
     // coefficients `s` (for an optimizer that counts steps, those at the step count of these values).
     void step(float* ModelView::*param, int64_t off, const float* grad, int64_t n, const UpdateStep& s) const;
     void batch_update();                                                    // all threads, ends with a barrier
-    double team_wait();                                                     // barrier_; thread 0 sums its waits
-    void choose_mode(double batch_seconds);                                 // thread 0: team or solo next
+    double team_wait();                                                     // barrier_.wait()
+    void choose_mode(double batch_start, double batch_seconds);             // thread 0: team or solo next
 
     ModelView m_;
     OptimizerState opt_;
@@ -147,7 +147,12 @@ private:
     int solo_left_ = 0, solo_len_ = 32, window_n_ = 0;
     bool probing_ = false;               // the team is back after solo batches: judged on a short window
     bool contended_ = false;             // the last window judged was contended (kept across epochs)
-    double waited_ = 0.0, window_time_ = 0.0, window_wait_ = 0.0;
+    double spread_at_batch_ = 0.0, window_time_ = 0.0, window_wait_ = 0.0;  // barrier_.spread_seconds()
+    double window_start_ = 0.0, window_cpu_ = 0.0;  // the window's first batch start: wall clock, team CPU seconds
+    struct alignas(64) ThreadCpu {
+        double seconds = 0.0;  // the thread's CPU time at its last batch start (read by thread 0 after a barrier)
+    };
+    std::vector<ThreadCpu> thread_cpu_;
     int force_mode_ = 0;                 // FASTAFM_TEAM_MODE: 0 adaptive, 1 alternate (tests), 2 team
     int64_t dense_size_;
     int64_t reserved_pairs_ = 0;         // pair tiles the scratch holds (grows only)
