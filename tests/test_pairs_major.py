@@ -1,8 +1,8 @@
 """The pairs-major layout of the block kernels (issue 13; cpp/src/isa/pairs_major.inc) and the rows layout, each
 forced with _testing.set_pair_layout (the `pair_layout` fixture), against the float64 reference per element on
-every ISA path this CPU has: k, t in {1, 7, 10, 15, 16, 17, 24, 32} and (16, 7), (7, 16); rows of 0, 1, 2, 3, 17
-and 39 non-zeros with repeated ids, several rows per block, dropout, 1 and 2 threads; a directional finite-
-difference check of the core's gradient; the dispatch rule; and bit-identical training for a fixed seed."""
+every ISA path this CPU has: k, t in {1, 7, 10, 15, 16, 17, 24, 32} and (16, 7), (7, 16); rows of 0, 1, 2, 3, 16,
+17, 39, 48, 64 and 70 non-zeros with repeated ids, several rows per block, dropout, 1 and 2 threads; a directional
+finite-difference check of the core's gradient; the dispatch rule; and bit-identical training for a fixed seed."""
 from __future__ import annotations
 
 import os
@@ -22,8 +22,9 @@ from support import (assert_directional_derivatives, assert_per_element, core_co
 SIZES = [1, 7, 10, 15, 16, 17, 24, 32]
 SHAPES = [(s, s) for s in SIZES] + [(16, 7), (7, 16)]
 # 39 non-zeros: Criteo's 741 pairs, runs of pairs that start and end inside vectors at every width; 70: more than
-# one register segment of the V-gradient pass (64 non-zeros on AVX-512).
-ROW_NNZ = [39, 0, 1, 2, 3, 17, 2, 39, 3, 17, 1, 70]
+# one register segment of the V-gradient pass (64 non-zeros on AVX-512); 16, 48 and 64: whole vectors and a
+# whole segment (its last vector, masked, has every lane a pair).
+ROW_NNZ = [39, 0, 1, 2, 3, 17, 2, 39, 3, 17, 1, 70, 16, 48, 64]
 
 
 def _model(rng, n_features, k, t):
