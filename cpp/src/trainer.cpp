@@ -213,8 +213,8 @@ void Trainer::batch_offsets(const int64_t* rows, int64_t nb) {
 
 void Trainer::batch_slots(const int64_t* rows, int64_t nb) {
     // A slot per distinct feature of the batch, and its non-zero positions grouped by slot in row order.
-    // The batch's rows are scattered over X and this is their first read in the batch (chunk_compute's come
-    // after it on one thread): their offsets, indices and slot lookups waited for memory. Hints ahead, in three
+    // The batch's rows are scattered over X and, on one thread, this is their first read in the batch
+    // (chunk_compute's come after it): their offsets, indices and slot lookups waited for memory. Hints ahead, in three
     // stages (offsets, then the indices they locate, then the slot entries those name); they change no value.
     constexpr int64_t kOffsetsAhead = 16, kIndicesAhead = 8, kLookupsAhead = 2;
     for (int64_t i = 0; i < std::min(nb, kOffsetsAhead); ++i) prefetch_read(X_.indptr + rows[i], 2 * sizeof(int64_t));
@@ -352,13 +352,19 @@ void Trainer::batch_compute(const int64_t* rows, int64_t nb, bool use_dropout) {
         next_slice_.store(0, std::memory_order_relaxed);
         next_touched_.store(0, std::memory_order_relaxed);
         next_wrow_.store(0, std::memory_order_relaxed);
+        slots_claimed_.store(false, std::memory_order_relaxed);
         batch_offsets(rows, nb);
     }
     team_wait();
-    // One thread builds the feature slots (needed only after the chunks) and then joins the chunks.
-    if (tid == (barrier_.size() > 1 ? 1 : 0)) batch_slots(rows, nb);
+    // The feature slots are needed only after the chunks. A team: the first thread out of chunks builds them while
+    // the others finish theirs (built first by one thread, the others waited ~6% of a batch for it at the
+    // barrier: bench/RESULTS.md, 2 threads 1.00-1.04x); alone: first, its reads of the rows warm the chunks'
+    // (1.6% faster than last). Whichever thread builds them, the slots are the same.
+    const bool team = barrier_.size() > 1;
+    if (!team) batch_slots(rows, nb);
     for (int64_t c; (c = next_chunk_.fetch_add(1, std::memory_order_relaxed)) < n_chunks_;)
         chunk_compute(rows, nb, static_cast<int>(c), use_dropout);
+    if (team && !slots_claimed_.exchange(true, std::memory_order_relaxed)) batch_slots(rows, nb);
     team_wait();
 
     // Dense gradients: the chunks' buffers summed in chunk order (+ L2 on W), in slices of elements.

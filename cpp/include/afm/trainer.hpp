@@ -139,6 +139,7 @@ private:
     // Work of a batch, claimed by whichever active thread is free (reset by thread 0 per batch).
     std::atomic<int64_t> next_chunk_{0}, next_slice_{0}, next_touched_{0};
     std::atomic<int> next_wrow_{0};
+    std::atomic<bool> slots_claimed_{false};  // batch_slots taken by a thread this batch
     // Solo mode (run_epoch): thread 0 trains alone while the cores are busy with other jobs. Thread 0's state.
     int team_ = 1;
     bool solo_ = false, solo_next_ = false;
