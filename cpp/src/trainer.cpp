@@ -589,7 +589,7 @@ EpochResult Trainer::run_epoch(const CsrView& X, const float* y, const float* we
             team_ = team_size();
             barrier_.reset(team_);
             solo_ = solo_next_ = false;
-            exit_ = false;
+            exit_.store(false, std::memory_order_relaxed);  // before the single's barrier
             probing_ = true;  // every epoch starts with a probe: judged on kProbe batches
             if (!contended_) solo_len_ = 32;
             window_n_ = 0;
@@ -601,10 +601,15 @@ EpochResult Trainer::run_epoch(const CsrView& X, const float* y, const float* we
         for (;;) {
             if (tid != 0) {  // solo mode: sleep until thread 0 needs the team again
                 gate_.wait_open();
-                if (exit_) break;
+                // The generation before exit_: thread 0 sets exit_ and then opens the gate, so an opening seen
+                // here is the exit's, or one before it. (Read the other way round, a thread that passed its
+                // last batch could read exit_ false, then see the exit's opening as a resume and start a batch
+                // at a stale resume_b0_ that thread 0 never ran: a hang at the end of an epoch, caught by the
+                // sanitizer build's timing in tests/test_kernels.py.)
+                const unsigned g = gate_.generation();
+                if (exit_.load(std::memory_order_seq_cst)) break;
                 // The gate was closed and opened since this thread last looked: it missed the solo batches
                 // (it may even have found the gate open again, if it was slow to get here).
-                const unsigned g = gate_.generation();
                 if (g != gate_seen) {
                     gate_seen = g;
                     b0 = resume_b0_;
@@ -670,7 +675,7 @@ EpochResult Trainer::run_epoch(const CsrView& X, const float* y, const float* we
             }
         }
         if (tid == 0) {  // wake the team if it sleeps, to leave the parallel region
-            exit_ = true;
+            exit_.store(true, std::memory_order_seq_cst);
             gate_.open();
         }
     }

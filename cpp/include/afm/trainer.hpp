@@ -143,7 +143,7 @@ private:
     // Solo mode (run_epoch): thread 0 trains alone while the cores are busy with other jobs. Thread 0's state.
     int team_ = 1;
     bool solo_ = false, solo_next_ = false;
-    bool exit_ = false;                  // written by thread 0 before gate_.open()
+    std::atomic<bool> exit_{false};      // set by thread 0 before gate_.open(); read after the generation
     int64_t resume_b0_ = 0;              // the batch the team resumes at, likewise
     int solo_left_ = 0, solo_len_ = 32, window_n_ = 0;
     bool probing_ = false;               // the team is back after solo batches: judged on a short window
