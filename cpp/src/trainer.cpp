@@ -498,8 +498,6 @@ void Trainer::batch_update() {
     if (counted && thread_id() == 0) *opt_.dense_step += 1.0f;
 }
 
-double Trainer::team_wait() { return barrier_.wait(); }
-
 // This thread's CPU seconds (-1 where the system cannot say).
 static double thread_cpu_seconds() {
 #if defined(__linux__)

@@ -37,9 +37,8 @@ public:
 
     int size() const { return n_; }
 
-    // Returns the seconds this thread waited (0 for the last to arrive).
-    double wait() {
-        if (n_ <= 1) return 0.0;
+    void wait() {
+        if (n_ <= 1) return;
         const unsigned gen = generation_.load(std::memory_order_acquire);
         const int64_t arrival = now_ns();
         for (int64_t first = first_ns_.load(std::memory_order_relaxed);
@@ -52,21 +51,19 @@ public:
             arrived_.store(0, std::memory_order_relaxed);
             generation_.fetch_add(1, std::memory_order_seq_cst);
             if (sleepers_.load(std::memory_order_seq_cst) > 0) futex_wake_all(&generation_);
-            return 0.0;
+            return;
         }
-        const auto start = std::chrono::steady_clock::now();
-        const auto until = start + std::chrono::microseconds(kSpinMicros);
+        const int64_t until = arrival + int64_t{1000} * kSpinMicros;
         for (int i = 1;; ++i) {
             if (generation_.load(std::memory_order_acquire) != gen) break;
             pause();
-            if ((i & 63) == 0 && std::chrono::steady_clock::now() >= until) {
+            if ((i & 63) == 0 && now_ns() >= until) {
                 sleepers_.fetch_add(1, std::memory_order_seq_cst);
                 while (generation_.load(std::memory_order_seq_cst) == gen) futex_wait(&generation_, gen);
                 sleepers_.fetch_sub(1, std::memory_order_relaxed);
                 break;
             }
         }
-        return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     }
 
     // Seconds, summed over the barriers so far, from the first thread's arrival to the last one's: how long

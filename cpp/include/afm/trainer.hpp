@@ -119,7 +119,7 @@ private:
     // coefficients `s` (for an optimizer that counts steps, those at the step count of these values).
     void step(float* ModelView::*param, int64_t off, const float* grad, int64_t n, const UpdateStep& s) const;
     void batch_update();                                                    // all threads, ends with a barrier
-    double team_wait();                                                     // barrier_.wait()
+    void team_wait() { barrier_.wait(); }
     void choose_mode(double batch_start, double batch_seconds);             // thread 0: team or solo next
 
     ModelView m_;
