@@ -460,10 +460,16 @@ void Trainer::batch_update() {
     // Touched rows of V and w: each row's gradient is summed and applied at once (dynamic: rows of frequent
     // features sum many non-zeros).
     float* dv = sparse_tmp_.data() + thread_id() * padded_row(k);
+    // A thread holds its next claim while it works on the current one, so that the hints kSlotsAhead slots on
+    // reach into the slots it will update itself: with the other threads' claims between, "s + kSlotsAhead" at a
+    // claim's end fetched rows another thread was updating, and the first slots of every claim waited for memory.
     constexpr int64_t kTouchedPerClaim = 16;
-    for (int64_t s0; (s0 = next_touched_.fetch_add(kTouchedPerClaim, std::memory_order_relaxed)) < n_touched_;)
-    for (int64_t s = s0; s < std::min(n_touched_, s0 + kTouchedPerClaim); ++s) {
-        prefetch_slot(s + kSlotsAhead);
+    static_assert(kSlotsAhead <= kTouchedPerClaim, "the hints reach into the next claim only");
+    const auto claim = [this] { return next_touched_.fetch_add(kTouchedPerClaim, std::memory_order_relaxed); };
+    for (int64_t s0 = claim(), s1 = claim(); s0 < n_touched_; s0 = s1, s1 = claim())
+    for (int64_t s = s0, end = std::min(n_touched_, s0 + kTouchedPerClaim); s < end; ++s) {
+        const int64_t ahead = s + kSlotsAhead;
+        prefetch_slot(ahead < end ? ahead : s1 + (ahead - end));
         const int64_t f = touched_[s];
         float dw;
         sparse_gradient(s, dv, &dw);
