@@ -8,7 +8,8 @@
 #                                            (TESTS below)
 #   tools/run_sanitizers.sh tests/ -m "not slow"     any pytest arguments instead
 #
-# Environment: ASAN_VENV (default /tmp/venv-asan; created with the build and test requirements if missing),
+# Environment: SANITIZER_TIMEOUT (seconds the tests may run, default 1800), ASAN_VENV (default /tmp/venv-asan;
+# created with the build and test requirements if missing),
 # PYTHON (default python3, for creating it), CXX (default g++, to locate libasan). Needs GCC or Clang with the
 # sanitizer runtimes. An editable install: it uses build/asan and leaves other installs alone.
 set -euo pipefail
@@ -46,11 +47,17 @@ log=$(mktemp "${TMPDIR:-/tmp}/fastafm-sanitizers.XXXXXX.log")
 # __cxa_throw interceptor finds no real __cxa_throw and the first C++ exception aborts). Leak checking is off
 # (CPython keeps its objects at exit); huge allocations return NULL (so C++ throws bad_alloc and the MemoryError
 # tests run) instead of aborting; any ASan or UBSan report aborts the process, so a clean run has none.
+# The run's wall clock is bounded (SANITIZER_TIMEOUT seconds, default 30 min; about 5 are needed): a hang fails
+# here with status 124 instead of eating CI's time, after pytest's faulthandler_timeout printed where it hangs.
 status=0
 LD_PRELOAD="$PRELOAD" \
 ASAN_OPTIONS=detect_leaks=0:allocator_may_return_null=1:halt_on_error=1:abort_on_error=1:detect_stack_use_after_return=1 \
 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
-  "$VENV/bin/python" -m pytest -q -p no:cacheprovider "${TESTS[@]}" 2>&1 | tee "$log" || status=$?
+  timeout -k 30 "${SANITIZER_TIMEOUT:-1800}" "$VENV/bin/python" -m pytest -q -p no:cacheprovider "${TESTS[@]}" 2>&1 |
+  tee "$log" || status=$?
+if [ "$status" -eq 124 ] || [ "$status" -eq 137 ]; then
+  echo "run_sanitizers: the tests ran past ${SANITIZER_TIMEOUT:-1800} s (a hang? the stacks are in $log)" >&2
+fi
 end=$(date +%s)
 
 if grep -qE "ERROR: AddressSanitizer|runtime error:|SUMMARY: (Address|UndefinedBehavior)Sanitizer" "$log"; then
