@@ -1,6 +1,6 @@
 """The serving predictor's 2 threads against 1, idle and with one core busy (issue 25's "2 threads >= 1 thread
 under contention"): `predictor(X)` rows/s on Frappe-shaped rows (k = 64; AFM: attention_dim = 64), 1 and 2
-threads interleaved in every round, the ratio taken per round. Each measurement calls one persistent predictor
+threads interleaved in every round (in turn first and last), the ratio taken per round. Each measurement calls one persistent predictor
 for about --seconds (as a serving loop would: its judgements and probes between calls included).
 
     OPENBLAS_NUM_THREADS=1 python bench/predict_contention.py                 # idle, then one core busy
@@ -72,9 +72,9 @@ def measure(X, fitted, rounds: int, seconds: float, variants) -> dict:
         for p in by_v.values():
             p(X)
     rates: dict = {name: {v: [] for v in variants} for name in fitted}
-    for _ in range(rounds):
+    for i in range(rounds):
         for name in fitted:
-            for v in variants:
+            for v in variants if i % 2 == 0 else variants[::-1]:  # ABBA: no variant always runs first
                 rates[name][v].append(rate(preds[name][v], X, seconds))
     alone = {name: by_v["2"].solo_calls / max(by_v["2"].solo_calls + by_v["2"].team_calls, 1)
              for name, by_v in preds.items()}

@@ -27,35 +27,46 @@ def test_an_idle_team_is_kept():
 
 
 def test_a_starved_team_goes_alone_and_probes_ever_less_often():
-    # The first call is not judged (it may start the threads), then a probe of 2 calls, then windows of 4. Alone
-    # 16 calls, a failed probe, 32, 64: the probes cost ever less.
-    got = judged([BUSY] * 140)
-    assert got == "TTT" + "s" * 16 + "TT" + "s" * 32 + "TT" + "s" * 64 + "TT" + "s" * 19
+    # The first call is not judged (it may start the threads), then a probe of 1 call, then windows of 4 calls.
+    # Alone 16 calls, a failed probe, 32, 64: the probes cost ever less.
+    assert judged([BUSY] * 140) == "TT" + "s" * 16 + "T" + "s" * 32 + "T" + "s" * 64 + "T" + "s" * 23
 
 
 def test_the_team_comes_back_when_the_cores_are_free_again():
-    assert judged([BUSY] * 19 + [IDLE] * 100) == "TTT" + "s" * 16 + "T" * 100
-    # A window of IDLE, BUSY, BUSY, 0.99 cores keeps the team (1.22 cores), one of 2 BUSY, 2 x 0.99 does not
-    # (0.97). After a probe that succeeds, solo stretches start again at 16 calls.
-    got = judged([IDLE] * 3 + [BUSY] * 2 + [(0.01, 0.0099, 0.0)] * 16 + [IDLE] * 5 + [BUSY] * 2 + [(0.01, 0.0099, 0.0)] * 17)
-    assert got == "T" * 7 + "s" * 16 + "T" * 10 + "s" * 12
+    assert judged([BUSY] * 18 + [IDLE] * 100) == "TT" + "s" * 16 + "T" * 100
+    # A window of BUSY, BUSY, 0.99, 0.99 cores does not keep the team (0.97 cores); after a probe that succeeds,
+    # stretches alone start again at 16 calls.
+    x = (0.01, 0.0099, 0.0)
+    got = judged([IDLE] * 2 + [BUSY] * 2 + [x] * 18 + [IDLE] * 5 + [BUSY] * 2 + [x] * 18)
+    assert got == "T" * 6 + "s" * 16 + "T" * 9 + "s" * 16
 
 
 def test_the_team_is_judged_against_the_thread_alone():
     # The calling thread alone got half a core: a team delivering 0.8 cores is still the better choice.
-    calls = [IDLE, BUSY, BUSY] + [(0.01, 0.005, 0.0)] * 16 + [(0.01, 0.008, 0.0)] * 30
-    assert judged(calls) == "TTT" + "s" * 16 + "T" * 30
+    calls = [IDLE, BUSY] + [(0.01, 0.005, 0.0)] * 16 + [(0.01, 0.008, 0.0)] * 30
+    assert judged(calls) == "TT" + "s" * 16 + "T" * 30
+
+
+ALONE = (0.01, 0.006, 100.0)  # 10 work units a ms on 0.6 cores
 
 
 def test_the_team_must_match_the_rate_alone():
     # With more jobs than cores the team's threads got 1.3 cores but did less work a second than the calling
-    # thread alone (10 units a ms alone, 9 on the team): alone again, and the probes ever rarer.
-    alone, team_slow, team_fast = (0.01, 0.006, 100.0), (0.01, 0.013, 90.0), (0.01, 0.013, 130.0)
-    calls = [IDLE, BUSY, BUSY] + [alone] * 16 + [team_slow] * 2 + [alone] * 32 + [team_fast] * 30
-    assert judged(calls) == "TTT" + "s" * 16 + "TT" + "s" * 32 + "T" * 30
-    # No rate alone known yet (units 0 alone): judged by the cores only.
-    calls = [IDLE, BUSY, BUSY] + [(0.01, 0.006, 0.0)] * 16 + [team_slow] * 30
-    assert judged(calls) == "TTT" + "s" * 16 + "T" * 30
+    # thread alone (9 units a ms against 10): alone again.
+    slow, fast = (0.01, 0.013, 90.0), (0.01, 0.013, 130.0)
+    calls = [IDLE, BUSY] + [ALONE] * 16 + [slow] + [ALONE] * 32 + [fast] * 30
+    assert judged(calls) == "TT" + "s" * 16 + "T" + "s" * 32 + "T" * 30
+    # No rate alone known (units 0 alone): judged by the cores only.
+    calls = [IDLE, BUSY] + [(0.01, 0.006, 0.0)] * 16 + [slow] * 30
+    assert judged(calls) == "TT" + "s" * 16 + "T" * 30
+
+
+def test_a_costly_probe_buys_a_longer_stretch_alone():
+    # A team at 0.45x the rate alone (FM beside a busy core) cost 1.22 calls alone in its probe: the next stretch
+    # alone is 40 calls (the probe at most 3% of it), not 32; then doubling goes on from there.
+    very_slow = (0.01, 0.005, 45.0)
+    calls = [IDLE, BUSY] + [ALONE] * 16 + [very_slow] + [ALONE] * 40 + [very_slow] + [ALONE] * 80 + [IDLE]
+    assert judged(calls) == "TT" + "s" * 16 + "T" + "s" * 40 + "T" + "s" * 80 + "T"
 
 
 def test_unknown_cpu_times_and_forced_modes():

@@ -15,13 +15,16 @@ namespace afm {
 // FM batch); with more jobs than cores the team's CPU seconds also buy less (bench/RESULTS.md): the rate shows it.
 // The team is kept while, over a window of kWindow calls, it delivered kKeep x the cores of the last calls alone
 // and at least their rate. Else the next solo_len_ calls run on the calling thread alone, solo_len_ doubling (to
-// kSoloMax) each time a probe (kProbe calls on the team after them) fails, back to kSoloStart when one succeeds.
+// kSoloMax) each time a probe (kProbe calls on the team after them) fails, back to kSoloStart when one succeeds;
+// and at least so long that a probe as slow as the failed window costs under kProbeShare of the stretch (an FM
+// team beside a busy core ran at 0.45x one thread: 40 calls alone, not 16).
 // A predictor's first team call is not judged (it may start the OpenMP threads and touch fresh scratch). Any
 // thread may run any chunk and every output element is written by one thread: the outputs do not depend on it.
 class TeamJudge {
 public:
     static constexpr double kKeep = 1.05;
-    static constexpr int kProbe = 2, kWindow = 4, kSoloStart = 16, kSoloMax = 1024;
+    static constexpr int kProbe = 1, kWindow = 4, kSoloStart = 16, kSoloMax = 1024;
+    static constexpr double kProbeShare = 0.03;
 
     explicit TeamJudge(team::Mode force = team::mode_from_env()) : force_(force) {}
 
@@ -44,12 +47,18 @@ public:
         if (++window_n_ < (probing_ ? kProbe : kWindow)) return;
         const bool keep = window_cpu_ >= kKeep * solo_cores_ * window_wall_ &&
                           (solo_rate_ <= 0.0 || window_units_ <= 0.0 || window_units_ >= solo_rate_ * window_wall_);
+        // The calls alone the window's team calls cost over running alone (known once calls have run alone).
+        const double lost = solo_rate_ > 0.0 && window_units_ > 0.0
+                                ? window_n_ * (window_wall_ * solo_rate_ / window_units_ - 1.0)
+                                : 0.0;
         window_n_ = 0;
         window_wall_ = window_cpu_ = window_units_ = 0.0;
         probing_ = false;
         if (keep) {
             solo_len_ = kSoloStart;
         } else {
+            // Long enough that the next probe costs at most kProbeShare of the stretch, if it goes as this window.
+            solo_len_ = std::max(solo_len_, static_cast<int>(std::min<double>(kSoloMax, lost / kProbeShare)));
             solo_ = true;
             solo_left_ = solo_len_;
             stretch_wall_ = stretch_units_ = 0.0;
