@@ -69,6 +69,12 @@ def test_a_costly_probe_buys_a_longer_stretch_alone():
     assert judged(calls) == "TT" + "s" * 16 + "T" + "s" * 40 + "T" + "s" * 80 + "T"
 
 
+def test_a_stretch_alone_ends_after_a_second_of_calls():
+    # Calls of 0.3 s: the 16-call stretch ends after 4 (1.2 s alone), then a probe; the machine became idle.
+    calls = [IDLE, BUSY] + [(0.3, 0.3, 0.0)] * 4 + [(0.15, 0.297, 0.0)] * 10
+    assert judged(calls) == "TT" + "s" * 4 + "T" * 10
+
+
 def test_unknown_cpu_times_and_forced_modes():
     assert judged([(0.01, -1.0, 0.0)] * 50) == "T" * 50  # no thread CPU clock: the team as before
     assert judged([BUSY] * 50, "team") == "T" * 50

@@ -17,14 +17,17 @@ namespace afm {
 // and at least their rate. Else the next solo_len_ calls run on the calling thread alone, solo_len_ doubling (to
 // kSoloMax) each time a probe (kProbe calls on the team after them) fails, back to kSoloStart when one succeeds;
 // and at least so long that a probe as slow as the failed window costs under kProbeShare of the stretch (an FM
-// team beside a busy core ran at 0.45x one thread: 40 calls alone, not 16).
+// team beside a busy core ran at 0.45x one thread: 40 calls alone, not 16); but a stretch ends after
+// kMaxAloneSeconds of calls alone whatever its length: when another job's load ends (a build), the team is back
+// within a second (with stretches of up to 1024 calls, a predictor beside intermittent builds ran alone 35% of
+// its calls and kept 1.1-1.3x of the team's 1.7-1.8x).
 // A predictor's first team call is not judged (it may start the OpenMP threads and touch fresh scratch). Any
 // thread may run any chunk and every output element is written by one thread: the outputs do not depend on it.
 class TeamJudge {
 public:
     static constexpr double kKeep = 1.05;
     static constexpr int kProbe = 1, kWindow = 4, kSoloStart = 16, kSoloMax = 1024;
-    static constexpr double kProbeShare = 0.03;
+    static constexpr double kProbeShare = 0.03, kMaxAloneSeconds = 1.0;
 
     explicit TeamJudge(team::Mode force = team::mode_from_env()) : force_(force) {}
 
@@ -73,7 +76,7 @@ public:
         stretch_wall_ += wall;
         stretch_units_ += units;
         if (stretch_wall_ > 0.0 && units > 0.0) solo_rate_ = stretch_units_ / stretch_wall_;
-        if (force_ == team::Mode::alternate || --solo_left_ <= 0) solo_ = false;
+        if (force_ == team::Mode::alternate || --solo_left_ <= 0 || stretch_wall_ >= kMaxAloneSeconds) solo_ = false;
         probing_ = !solo_;
     }
 
