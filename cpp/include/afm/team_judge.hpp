@@ -25,7 +25,7 @@ namespace afm {
 // thread may run any chunk and every output element is written by one thread: the outputs do not depend on it.
 class TeamJudge {
 public:
-    static constexpr double kKeep = 1.05;
+    static constexpr double kKeep = 1.05, kRateKeep = 0.95;
     static constexpr int kProbe = 1, kWindow = 4, kSoloStart = 16, kSoloMax = 1024;
     static constexpr double kProbeShare = 0.03, kMaxAloneSeconds = 1.0;
 
@@ -49,7 +49,7 @@ public:
         window_units_ += units;
         if (++window_n_ < (probing_ ? kProbe : kWindow)) return;
         const bool keep = window_cpu_ >= kKeep * solo_cores_ * window_wall_ &&
-                          (solo_rate_ <= 0.0 || window_units_ <= 0.0 || window_units_ >= solo_rate_ * window_wall_);
+                          (solo_rate_ <= 0.0 || window_units_ <= 0.0 || window_units_ >= kRateKeep * solo_rate_ * window_wall_);
         // The calls alone the window's team calls cost over running alone (known once calls have run alone).
         const double lost = solo_rate_ > 0.0 && window_units_ > 0.0
                                 ? window_n_ * (window_wall_ * solo_rate_ / window_units_ - 1.0)
