@@ -14,7 +14,8 @@ namespace afm {
 // worse, holds its chunk while descheduled, the other waiting at the region's end (a time slice, ~ms: most of an
 // FM batch); with more jobs than cores the team's CPU seconds also buy less (bench/RESULTS.md): the rate shows it.
 // The team is kept while, over a window of kWindow calls, it delivered kKeep x the cores of the last calls alone
-// and at least their rate. Else the next solo_len_ calls run on the calling thread alone, solo_len_ doubling (to
+// and kRateKeep x their rate (FwFM's team beside a busy core is about even with one thread: a rule of at least
+// their rate sent it alone on noise). Else the next solo_len_ calls run on the calling thread alone, solo_len_ doubling (to
 // kSoloMax) each time a probe (kProbe calls on the team after them) fails, back to kSoloStart when one succeeds;
 // and at least so long that a probe as slow as the failed window costs under kProbeShare of the stretch (an FM
 // team beside a busy core ran at 0.45x one thread: 40 calls alone, not 16); but a stretch ends after
