@@ -31,6 +31,16 @@ public:
 
     int64_t n_features() const { return predictor_->model().n_features; }
 
+    // The kept predictor's calls with rows for more than one thread: on the team, alone (waits for a running call).
+    long long team_calls() {
+        std::lock_guard<std::mutex> lock(mutex_);
+        return predictor_->team_calls();
+    }
+    long long solo_calls() {
+        std::lock_guard<std::mutex> lock(mutex_);
+        return predictor_->solo_calls();
+    }
+
     // Rows given as CSR arrays; indptr int32 or int64.
     py::array_t<double> csr(const py::array& indptr, const py::array& indices, const py::array& values, double offset,
                             const py::object& out) {
@@ -135,6 +145,11 @@ void bind_serving(py::module_& mod) {
                                  "memory kept between calls. Use fastafm's estimator.predictor().")
         .def(py::init<const py::dict&, bool, int>(), "params"_a, "attention"_a, "n_threads"_a = 1)
         .def_property_readonly("n_features", &ServingPredictor::n_features)
+        .def_property_readonly("team_calls", &ServingPredictor::team_calls,
+                               "Calls with rows for more than one thread that ran on the thread team.")
+        .def_property_readonly("solo_calls", &ServingPredictor::solo_calls,
+                               "Calls with rows for more than one thread that ran on the calling thread alone "
+                               "(the team's cores were judged busy elsewhere; the outputs are the same).")
         .def("csr", &ServingPredictor::csr, "indptr"_a, "indices"_a, "values"_a, "offset"_a = 0.0,
              "out"_a = py::none(),
              "Raw outputs (float64, plus offset when it is not 0) of CSR rows: indptr int32/int64, indices int32, "

@@ -14,6 +14,7 @@
 #include "afm/model.hpp"
 #include "afm/predict.hpp"
 #include "afm/rng.hpp"
+#include "afm/team_judge.hpp"
 #include "afm/trainer.hpp"
 #include "arrays.hpp"
 #include "bindings.hpp"
@@ -226,6 +227,30 @@ void bind_testing(py::module_& mod) {
         "In place, one Adam step at step count `step` (>= 1): m = beta1 m + (1-beta1) grad;\n"
         "v = beta2 v + (1-beta2) grad**2; theta -= learning_rate (m / (1-beta1**step)) /\n"
         "(sqrt(v / (1-beta2**step)) + eps).");
+
+    mod.def(
+        "team_judge",
+        [](const std::vector<std::tuple<double, double, double>>& calls, const std::string& mode) {
+            const afm::team::Mode force = mode == "alternate" ? afm::team::Mode::alternate
+                                          : mode == "team"    ? afm::team::Mode::team
+                                          : mode == "adaptive"
+                                              ? afm::team::Mode::adaptive
+                                              : throw py::value_error("mode must be adaptive, alternate or team");
+            afm::TeamJudge judge(force);
+            std::vector<bool> team;
+            for (const auto& [wall, cpu, units] : calls) {
+                team.push_back(judge.team_next());
+                if (team.back())
+                    judge.team_call(wall, cpu, units);
+                else
+                    judge.solo_call(wall, cpu, units);
+            }
+            return team;
+        },
+        "calls"_a, "mode"_a = "adaptive",
+        "A serving Predictor's TeamJudge fed `calls` (wall seconds, CPU seconds: the team's threads' CPU in\n"
+        "chunks, or the calling thread's alone; work units, 0: unknown): for each call, whether the judge ran it\n"
+        "on the team.");
 }
 
 }  // namespace afm::binding

@@ -1,18 +1,24 @@
 #include "afm/predict.hpp"
 
 #include <algorithm>
+#include <chrono>
 #include <stdexcept>
 #include <vector>
 
 #include "afm/block_kernels.hpp"
+#include "afm/team_clock.hpp"
+#include "afm/team_judge.hpp"
 #include "afm/trainer.hpp"
 
 namespace afm {
 
-// A Predictor's memory between calls: W packed once (the model is read only), one scratch per thread.
+// A Predictor's memory between calls: W packed once (the model is read only), one scratch per thread, the team's
+// judgement and each team thread's CPU seconds of the current call.
 struct PredictWork {
     PackedW Wp;
     std::vector<BlockScratch> scratch;
+    TeamJudge judge;
+    std::vector<double> work_cpu;
 };
 
 namespace {
@@ -41,7 +47,13 @@ void forward_blocks(const ModelView& m, const CsrView& X, bool attention, int n_
     const int64_t avg_pairs = X.n_rows > 0 ? total_pairs / X.n_rows : 0;
     const int64_t chunk_rows = std::max<int64_t>(1, std::min<int64_t>(256, kChunkPairs / std::max<int64_t>(avg_pairs, 1)));
     const int64_t n_chunks = (X.n_rows + chunk_rows - 1) / chunk_rows;
-    const int nt = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(resolve_threads(n_threads), n_chunks)));
+    const int team_nt = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(resolve_threads(n_threads), n_chunks)));
+    // A kept predictor's judge may run a team's rows on the calling thread alone (its cores are busy elsewhere).
+    TeamJudge* judge = kept && team_nt > 1 ? &kept->judge : nullptr;
+    const int nt = judge && !judge->team_next() ? 1 : team_nt;
+    // The judge's measure of a call's work: its rows, plus its pairs (AFM, FwFM) or its non-zeros (FM).
+    const double units = static_cast<double>(
+        X.n_rows + (attention || m.field_weighted() ? total_pairs : X.indptr[X.n_rows] - X.indptr[0]));
     // Scratch for the pairs there are, not the full block budget: predicting one row must not touch 256 KiB.
     // (A long row has more pairs than block_pair_cap, so it stays long: total_pairs >= its pairs.)
     int64_t pair_cap = block_pair_cap(max_nnz, m.k, m.t, attention);
@@ -95,19 +107,34 @@ void forward_blocks(const ModelView& m, const CsrView& X, bool attention, int n_
             emit(first, block, sc);
         }
     };
-    if (nt == 1) {  // one chunk (a few rows): on the calling thread, no OpenMP region to enter
+    using clock = std::chrono::steady_clock;
+    const auto wall = [](clock::time_point since) { return std::chrono::duration<double>(clock::now() - since).count(); };
+    const clock::time_point start = judge ? clock::now() : clock::time_point{};
+    if (nt == 1) {  // one chunk (a few rows), or the judge's call alone: on the calling thread, no OpenMP region
+        const double cpu0 = judge ? team::thread_cpu_seconds() : 0.0;
         FlushDenormals ftz;
         BlockRows block;
         for (int64_t chunk = 0; chunk < n_chunks; ++chunk) run_chunk(scratch[0], block, chunk);
+        if (judge) judge->solo_call(wall(start), cpu0 < 0.0 ? -1.0 : team::thread_cpu_seconds() - cpu0, units);
         return;
     }
+    std::vector<double>* work_cpu = judge ? &kept->work_cpu : nullptr;
+    if (work_cpu) work_cpu->assign(static_cast<size_t>(nt), 0.0);
 #pragma omp parallel num_threads(nt)
     {
         FlushDenormals ftz;
-        BlockScratch& sc = scratch[thread_id()];
+        const int tid = thread_id();
+        const double cpu0 = work_cpu ? team::thread_cpu_seconds() : 0.0;
+        BlockScratch& sc = scratch[tid];
         BlockRows block;
-#pragma omp for schedule(dynamic, 1)
+#pragma omp for schedule(dynamic, 1) nowait
         for (int64_t chunk = 0; chunk < n_chunks; ++chunk) run_chunk(sc, block, chunk);
+        if (work_cpu) (*work_cpu)[static_cast<size_t>(tid)] = cpu0 < 0.0 ? -1.0 : team::thread_cpu_seconds() - cpu0;
+    }
+    if (judge) {
+        double cpu = 0.0;
+        for (const double c : *work_cpu) cpu = c < 0.0 || cpu < 0.0 ? -1.0 : cpu + c;
+        judge->team_call(wall(start), cpu, units);
     }
 }
 
@@ -154,6 +181,9 @@ Predictor::Predictor(const ModelView& m, bool attention)
 }
 
 Predictor::~Predictor() = default;
+
+long long Predictor::team_calls() const { return work_->judge.team_calls(); }
+long long Predictor::solo_calls() const { return work_->judge.solo_calls(); }
 
 void Predictor::run(const CsrView& X, float* out, int n_threads) {
     forward_blocks(

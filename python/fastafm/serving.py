@@ -109,6 +109,17 @@ class Predictor:
             limits.check_rows(np.array([0, len(indices)]), "predictor.row:")
         return self._finish(self._core.row(indices, values, self._offset, None), None)[0]
 
+    @property
+    def team_calls(self) -> int:
+        """Calls whose rows were enough for more than one thread that ran on the thread team (n_threads > 1)."""
+        return int(self._core.team_calls)
+
+    @property
+    def solo_calls(self) -> int:
+        """Such calls that ran on the calling thread alone: the predictor judged the team's cores busy with other
+        jobs (its threads got too little CPU time) and probes the team again later; the outputs are the same."""
+        return int(self._core.solo_calls)
+
     def __repr__(self) -> str:
         return (f"<fastafm Predictor of a {type(self._estimator).__name__}: kind={self.kind!r}, "
                 f"n_features={self.n_features_in_}, n_threads={self.n_threads}>")

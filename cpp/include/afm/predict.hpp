@@ -16,8 +16,10 @@ struct PredictWork;  // work memory kept between the calls of a Predictor (predi
 // The serving loop's prediction: a model read only, validated once by the caller and kept; its work memory (the
 // packed attention weights, each thread's block scratch) kept between calls and grown only when a call's rows
 // need more. run() equals predict() bit for bit (the same blocks, pair capacity and tiles for the same rows);
-// a call whose rows fit one chunk runs on the calling thread without an OpenMP region. Not reentrant: one call
-// at a time (the binding serialises them).
+// a call whose rows fit one chunk runs on the calling thread without an OpenMP region. With n_threads > 1 it
+// judges, call by call, whether its team beats the calling thread alone, and runs a team's rows alone while its
+// cores are busy elsewhere (TeamJudge, team_judge.hpp; the outputs are the same either way). Not reentrant: one
+// call at a time (the binding serialises them).
 class Predictor {
 public:
     Predictor(const ModelView& m, bool attention);
@@ -27,6 +29,9 @@ public:
     void run(const CsrView& X, float* out, int n_threads);
     const ModelView& model() const { return m_; }
     bool attention() const { return attention_; }
+    // Calls that had rows for more than one thread: run on the team, and on the calling thread alone.
+    long long team_calls() const;
+    long long solo_calls() const;
 
 private:
     ModelView m_;

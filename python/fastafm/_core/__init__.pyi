@@ -226,6 +226,16 @@ class Predictor:
     @property
     def n_features(self) -> int:
         ...
+    @property
+    def solo_calls(self) -> int:
+        """
+        Calls with rows for more than one thread that ran on the calling thread alone (the team's cores were judged busy elsewhere; the outputs are the same).
+        """
+    @property
+    def team_calls(self) -> int:
+        """
+        Calls with rows for more than one thread that ran on the thread team.
+        """
 class ValueTable:
     """
     The distinct values of a column (byte strings, or float64 values by their bits) with

@@ -5,11 +5,12 @@ gradients, dropout factors, the GEMM and optimizer kernels alone, and knobs that
 block layout or pair tile. The fastafm package never calls them.
 """
 from __future__ import annotations
+import collections.abc
 import fastafm._core
 import numpy
 import numpy.typing
 import typing
-__all__: list[str] = ['adagrad_update_', 'adam_update_', 'batch_gradients', 'dropout_mask', 'gemm', 'gemm_bf16', 'predict_bf16', 'set_pair_layout', 'set_pair_tile', 'sgd_update_', 'train_epoch']
+__all__: list[str] = ['adagrad_update_', 'adam_update_', 'batch_gradients', 'dropout_mask', 'gemm', 'gemm_bf16', 'predict_bf16', 'set_pair_layout', 'set_pair_tile', 'sgd_update_', 'team_judge', 'train_epoch']
 def adagrad_update_(theta: numpy.ndarray, accum: numpy.ndarray, grad: numpy.ndarray, learning_rate: typing.SupportsFloat | typing.SupportsIndex) -> None:
     """
     In place: accum += grad**2; theta -= learning_rate * grad / sqrt(accum).
@@ -57,6 +58,12 @@ def set_pair_tile(pairs: typing.SupportsInt | typing.SupportsIndex) -> int:
 def sgd_update_(theta: numpy.ndarray, grad: numpy.ndarray, learning_rate: typing.SupportsFloat | typing.SupportsIndex) -> None:
     """
     In place: theta -= learning_rate * grad.
+    """
+def team_judge(calls: collections.abc.Sequence[tuple[typing.SupportsFloat | typing.SupportsIndex, typing.SupportsFloat | typing.SupportsIndex, typing.SupportsFloat | typing.SupportsIndex]], mode: str = 'adaptive') -> list[bool]:
+    """
+    A serving Predictor's TeamJudge fed `calls` (wall seconds, CPU seconds: the team's threads' CPU in
+    chunks, or the calling thread's alone; work units, 0: unknown): for each call, whether the judge ran it
+    on the team.
     """
 def train_epoch(params: dict, state: dict, indptr: numpy.ndarray, indices: numpy.ndarray, values: numpy.ndarray, y: numpy.ndarray, order: numpy.ndarray, config: fastafm._core.TrainConfig, progress: typing.Any = None, progress_interval: typing.SupportsFloat | typing.SupportsIndex = 0.1, weights: typing.Any = None, feature_counts: typing.Any = None) -> dict:
     """
