@@ -4,13 +4,12 @@
 #include <atomic>
 #include <chrono>
 #include <cmath>
-#include <ctime>
 #include <cstdlib>
 #include <exception>
 #include <stdexcept>
-#include <string>
 
 #include "afm/rng.hpp"
+#include "afm/team_clock.hpp"
 
 namespace afm {
 
@@ -143,12 +142,9 @@ Trainer::Trainer(const ModelView& model, const OptimizerState& opt, const TrainC
     loss_.assign(n_chunks_max_, 0.0);
     total_.resize(k, t, nR, nS);
     slot_of_feature_.assign(static_cast<size_t>(m_.n_features), -1);
-    // FASTAFM_TEAM_MODE: "alternate" switches between the team and thread 0 alone every batch (tests: the
-    // result must not change), "team" never goes solo (measurements); unset: adaptive (choose_mode).
-    if (const char* mode = std::getenv("FASTAFM_TEAM_MODE")) {
-        const std::string v(mode);
-        force_mode_ = v == "alternate" ? 1 : v == "team" ? 2 : 0;
-    }
+    // FASTAFM_TEAM_MODE (team_clock.hpp): "alternate" switches between the team and thread 0 alone every batch
+    // (tests: the result must not change), "team" never goes solo (measurements); unset: adaptive (choose_mode).
+    force_mode_ = team::mode_from_env();
 }
 
 void Trainer::use_rows(const CsrView& X, const float* y, const float* weights) {
@@ -504,15 +500,6 @@ void Trainer::batch_update() {
     if (counted && thread_id() == 0) *opt_.dense_step += 1.0f;
 }
 
-// This thread's CPU seconds (-1 where the system cannot say).
-static double thread_cpu_seconds() {
-#if defined(__linux__)
-    timespec ts;
-    if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) == 0) return static_cast<double>(ts.tv_sec) + 1e-9 * ts.tv_nsec;
-#endif
-    return -1.0;
-}
-
 // Thread 0, at the end of a batch (before the team's last barrier of the batch): whether the next batches
 // run on the whole team or on thread 0 alone. Any thread may run any chunk, and the chunks and their sums are
 // the same either way, so the result does not depend on the mode. The cores are judged shared with other jobs
@@ -529,7 +516,7 @@ void Trainer::choose_mode(double batch_start, double batch_seconds) {
     // their cores with other jobs even if no barrier shows it (the scheduler stacked them on the free core).
     constexpr double kMinCpuShare = 0.7;
     if (barrier_.size() <= 1 && !solo_) return;  // one thread
-    if (force_mode_ == 1) {  // FASTAFM_TEAM_MODE=alternate (tests): switch every batch
+    if (force_mode_ == team::Mode::alternate) {  // FASTAFM_TEAM_MODE=alternate (tests): switch every batch
         solo_next_ = !solo_;
         return;
     }
@@ -559,7 +546,7 @@ void Trainer::choose_mode(double batch_start, double batch_seconds) {
     window_n_ = 0;
     window_time_ = window_wait_ = 0.0;
     probing_ = false;
-    if (force_mode_ == 2) return;  // FASTAFM_TEAM_MODE=team
+    if (force_mode_ == team::Mode::team) return;  // FASTAFM_TEAM_MODE=team
     contended_ = contended;
     if (contended) {
         solo_next_ = true;
@@ -621,7 +608,7 @@ EpochResult Trainer::run_epoch(const CsrView& X, const float* y, const float* we
             }
             if (b0 >= n_order) break;
             const auto batch_start = clock::now();
-            thread_cpu_[tid].seconds = thread_cpu_seconds();
+            thread_cpu_[tid].seconds = team::thread_cpu_seconds();
             if (tid == 0) spread_at_batch_ = barrier_.spread_seconds();
             const int64_t nb = std::min(bs, n_order - b0);
             batch_compute(order + b0, nb, /*use_dropout=*/true);

@@ -23,6 +23,7 @@
 #include "afm/common.hpp"
 #include "afm/model.hpp"
 #include "afm/team_barrier.hpp"
+#include "afm/team_clock.hpp"
 
 namespace afm {
 
@@ -154,7 +155,7 @@ private:
         double seconds = 0.0;  // the thread's CPU time at its last batch start (read by thread 0 after a barrier)
     };
     std::vector<ThreadCpu> thread_cpu_;
-    int force_mode_ = 0;                 // FASTAFM_TEAM_MODE: 0 adaptive, 1 alternate (tests), 2 team
+    team::Mode force_mode_ = team::Mode::adaptive;  // FASTAFM_TEAM_MODE (team_clock.hpp)
     int64_t dense_size_;
     int64_t reserved_pairs_ = 0;         // pair tiles the scratch holds (grows only)
     int64_t reserved_nnz_ = 0;           // non-zeros of the longest row it holds (grows only)
