@@ -608,7 +608,8 @@ EpochResult Trainer::run_epoch(const CsrView& X, const float* y, const float* we
             }
             if (b0 >= n_order) break;
             const auto batch_start = clock::now();
-            thread_cpu_[tid].seconds = team::thread_cpu_seconds();
+            // Read by choose_mode only for a team: a syscall per batch saved where one thread trains alone.
+            if (team_ > 1) thread_cpu_[tid].seconds = team::thread_cpu_seconds();
             if (tid == 0) spread_at_batch_ = barrier_.spread_seconds();
             const int64_t nb = std::min(bs, n_order - b0);
             batch_compute(order + b0, nb, /*use_dropout=*/true);
